@@ -1,0 +1,35 @@
+"""Dataclasses that cross into and out of the runtime package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Act:
+    """A dialogue act to be verbalised: a response key of the bot's domain plus slot values.
+
+    ``name`` is a response key such as ``"utter_order_status"``; ``slots`` maps the placeholders that
+    the reply must carry (exactly these values, no others) to their values; a knowledge-base answer
+    travels as the slot ``"answer"``.
+    """
+
+    name: str
+    slots: dict[str, str] = field(default_factory=dict)
+    language: str = "en"
+
+    def __repr__(self) -> str:  # slot values may be customer data
+        return f"Act(name={self.name!r}, slots={sorted(self.slots)}, language={self.language!r})"
+
+
+@dataclass(frozen=True)
+class Realisation:
+    """A finished reply: its text, where it came from (``"model"`` or ``"template"``) and why."""
+
+    text: str
+    source: str
+    slot_errors: tuple[str, ...] = ()
+    latency_ms: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"Realisation(source={self.source!r}, chars={len(self.text)}, slot_errors={self.slot_errors!r})"

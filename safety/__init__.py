@@ -1,0 +1,1 @@
+"""Kefu: safety package."""
