@@ -1,0 +1,310 @@
+"""The turn: one user message in, one reply out, every event committed in one transaction.
+
+The engine is the pure-ish core of the bot. Everything with I/O or weights comes in as a parameter —
+the store, the NLU parser, the reply generator, the action runner, the safety filters — so the same
+turn logic runs behind the WebSocket server, in scenario replays and in tests. Blocking work (torch,
+sqlite in actions) runs in worker threads; the store is async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dialogue import types as ev
+from dialogue.domain import Domain
+from dialogue.errors import ConcurrentUpdate, DialogueError, DuplicateMessage
+from dialogue.flows import FlowContext, Flows
+from dialogue.store import Store
+from dialogue.types import ActionResult, Conversation, ConversationSummary, Event, NewEvent, TurnReply, TurnUpdate
+from nlu.types import Parse
+from policy import Observation, Policy
+from runtime.types import Act, Realisation
+from safety.types import InputVerdict, OutputVerdict
+
+log = logging.getLogger("kefu.dialogue")
+
+OnToken = Callable[[str], Awaitable[None]]
+FALLBACK = "utter_fallback"
+SAFE_REPLY = "utter_safe_reply"
+HANDOFF_STATE = "handed_off"
+
+
+class Parser(Protocol):
+    def parse(self, text: str) -> Parse: ...
+
+
+class InputChecker(Protocol):
+    def check(self, text: str) -> InputVerdict: ...
+
+
+class OutputChecker(Protocol):
+    def check(self, text: str, language: str) -> OutputVerdict: ...
+
+
+class Generator(Protocol):
+    async def realise(self, act: Act, on_token: OnToken | None = None) -> Realisation: ...
+
+    def render_template(self, act: Act) -> str: ...
+
+
+class ActionRunner(Protocol):
+    async def run(self, action_name: str, call_payload: dict[str, Any]) -> ActionResult: ...
+
+
+@dataclass
+class BotParts:
+    """Everything a turn needs that is specific to one bot."""
+
+    domain: Domain
+    flows: Flows
+    policy: Policy
+    nlu: Parser
+    actions: ActionRunner
+    input_filter: InputChecker
+    output_filter: OutputChecker | None = None
+    confidence_threshold: float = 0.5
+    default_language: str = "en"
+
+
+@dataclass
+class _Timer:
+    stages: dict[str, float] = field(default_factory=dict)
+    _t: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = round((now - self._t) * 1000.0, 2)
+        self._t = now
+
+
+class DialogueEngine:
+    """Runs turns of many conversations against one store; safe to share across connections.
+
+    Turns of one conversation are serialised by the store's optimistic version check (and its row
+    lock), not by an in-process lock, so several worker processes can share one database: a turn that
+    loses the race reloads the conversation and runs again without streaming a second time.
+    """
+
+    def __init__(self, parts: BotParts, store: Store, generator: Generator, *, max_attempts: int = 3) -> None:
+        self.parts = parts
+        self.store = store
+        self.generator = generator
+        self.max_attempts = max_attempts
+
+    # -- conversations -------------------------------------------------------------------------
+    async def open_conversation(self, conversation_id: str | None, language: str | None = None) -> str:
+        """Return ``conversation_id`` if it exists, else the id of a new conversation."""
+        if conversation_id:
+            existing = await self.store.get(conversation_id)
+            if existing is not None:
+                return existing.id
+        created = await self.store.create_conversation(language or self.parts.default_language)
+        return created.id
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        return await self.store.get(conversation_id)
+
+    async def list_conversations(self, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+        return await self.store.list_conversations(limit=limit, offset=offset)
+
+    async def conversation_events(self, conversation_id: str) -> list[Event]:
+        return await self.store.events(conversation_id)
+
+    # -- the turn --------------------------------------------------------------------------------
+    async def handle_message(
+        self, conversation_id: str | None, message_id: str, text: str, on_token: OnToken | None = None
+    ) -> TurnReply:
+        """Process one user message; a retried ``message_id`` gets the stored reply, not a second turn."""
+        verdict = self.parts.input_filter.check(text)
+        conversation_id = await self.open_conversation(conversation_id)
+        for attempt in range(self.max_attempts):
+            conversation = await self.store.get(conversation_id)
+            if conversation is None:  # deleted between open and turn
+                conversation_id = await self.open_conversation(None)
+                continue
+            replay = await self.store.find_events_by_message_id(conversation.id, message_id)
+            if replay:
+                return _replayed(conversation, message_id, replay)
+            try:
+                return await self._turn(conversation, message_id, verdict, on_token if attempt == 0 else None)
+            except DuplicateMessage:
+                continue  # another worker processed this message id first: answer from its events
+            except ConcurrentUpdate:
+                log.info("turn raced, retrying", extra={"conversation_id": conversation.id, "attempt": attempt})
+                continue
+        raise DialogueError(f"turn for conversation {conversation_id!r} failed after {self.max_attempts} attempts")
+
+    async def _turn(
+        self, conversation: Conversation, message_id: str, verdict: InputVerdict, on_token: OnToken | None
+    ) -> TurnReply:
+        parts = self.parts
+        timer = _Timer()
+        events: list[NewEvent] = [
+            NewEvent(ev.SAFETY_INPUT, verdict.to_dict()),
+            NewEvent(ev.USER_MESSAGE, {"text": verdict.text, "message_id": message_id}, message_id=message_id),
+        ]
+        timer.lap("safety_in")
+
+        if verdict.blocked:
+            parse = Parse(text=verdict.text, intent="out_of_scope", confidence=1.0, language=conversation.language)
+        else:
+            parse = await asyncio.to_thread(parts.nlu.parse, verdict.text)
+        language = parse.language if parse.text.strip() else conversation.language
+        events.append(NewEvent(ev.NLU_PARSE, parse.to_dict()))
+        timer.lap("nlu")
+
+        slots = dict(conversation.slots)
+        for entity in parse.entities:
+            if entity.entity in parts.domain.slots and slots.get(entity.entity) != entity.value:
+                slots[entity.entity] = entity.value
+                events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
+
+        context = FlowContext(state=conversation.state, intent=parse.intent, slots=dict(slots))
+        allowed = parts.flows.allowed(context)
+        observation = Observation(
+            state=conversation.state,
+            intent=parse.intent,
+            confidence=parse.confidence,
+            filled_slots=frozenset(k for k, v in slots.items() if v not in (None, "")),
+            ranking=parse.ranking,
+            turn=conversation.turn_count + 1,
+            low_confidence=parse.confidence < parts.confidence_threshold,
+            flags=verdict.flags,
+            language=language,
+        )
+        decision = parts.policy.choose(observation, allowed)
+        new_state = parts.flows.advance(context, decision.action)
+        timer.lap("policy")
+
+        result = await self._run_action(decision.action, conversation, slots, parse, language)
+        for slot, value in result.slot_updates.items():
+            if slot in parts.domain.slots and slots.get(slot) != value:
+                slots[slot] = value
+                events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
+        events.append(
+            NewEvent(
+                ev.ACTION,
+                {**decision.to_dict(), "state_before": conversation.state, "state_after": new_state,
+                 "failed": result.failed, "error": result.error},
+            )
+        )
+        if new_state == HANDOFF_STATE and conversation.state != HANDOFF_STATE:
+            events.append(NewEvent(ev.HANDOFF, {"reason": parse.intent}))
+        timer.lap("action")
+
+        text, sources = await self._realise(result, slots, language, message_id, on_token)
+        timer.lap("generation")
+
+        flags = list(verdict.flags)
+        if parts.output_filter is not None and text:
+            out = await asyncio.to_thread(parts.output_filter.check, text, language)
+            replaced = out.toxic
+            if replaced:
+                text = self.generator.render_template(Act(SAFE_REPLY, {}, language))
+                flags.append("toxic_reply")
+            events.append(NewEvent(ev.SAFETY_OUTPUT, {**out.to_dict(), "replaced": replaced}))
+        timer.lap("safety_out")
+
+        bot_message_id = f"bot-{message_id}"
+        events.append(
+            NewEvent(
+                ev.BOT_MESSAGE,
+                {"text": text, "message_id": bot_message_id, "reply_to": message_id, "sources": sources,
+                 "latency_ms": timer.stages},
+                message_id=bot_message_id,
+            )
+        )
+        await self.store.commit_turn(
+            TurnUpdate(
+                conversation_id=conversation.id,
+                expected_version=conversation.version,
+                state=new_state,
+                slots=slots,
+                language=language,
+                handed_off=new_state == HANDOFF_STATE,
+                events=tuple(events),
+                last_intent=parse.intent,
+            )
+        )
+        return TurnReply(
+            conversation_id=conversation.id,
+            message_id=bot_message_id,
+            reply_to=message_id,
+            text=text,
+            intent=parse.intent,
+            confidence=parse.confidence,
+            action=decision.action,
+            handed_off=new_state == HANDOFF_STATE,
+            flags=tuple(flags),
+        )
+
+    async def _run_action(
+        self, action: str, conversation: Conversation, slots: dict[str, Any], parse: Parse, language: str
+    ) -> ActionResult:
+        if action.startswith("utter_"):
+            return ActionResult(responses=[(action, {})])
+        from dialogue.actions import build_action_call  # the rasa-sdk payload, shared by both transports
+
+        payload = build_action_call(
+            action_name=action,
+            conversation_id=conversation.id,
+            slots={**slots, "language": language},
+            latest_text=parse.text,
+            parse=parse,
+            events=[],
+            domain=self.parts.domain.for_action_server(),
+        )
+        try:
+            result = await self.parts.actions.run(action, payload)
+        except Exception as exc:  # an action bug must not kill the turn: answer with the fallback
+            log.exception("action %s raised %s", action, type(exc).__name__)
+            return ActionResult(responses=[(FALLBACK, {})], failed=True, error=type(exc).__name__)
+        if not result.responses and not result.texts:
+            result.responses.append((FALLBACK, {}))
+        return result
+
+    async def _realise(
+        self, result: ActionResult, slots: dict[str, Any], language: str, message_id: str, on_token: OnToken | None
+    ) -> tuple[str, list[str]]:
+        pieces: list[str] = []
+        sources: list[str] = []
+        tracker_values = {k: str(v) for k, v in slots.items() if v not in (None, "")}
+        for index, (response, values) in enumerate(result.responses):
+            if index and on_token is not None:
+                await on_token("\n")
+            act = Act(name=response, slots={**tracker_values, **values}, language=language)
+            realised = await self.generator.realise(act, on_token)
+            pieces.append(realised.text)
+            sources.append(realised.source)
+        pieces.extend(result.texts)
+        sources.extend("action" for _ in result.texts)
+        return "\n".join(p for p in pieces if p), sources
+
+
+def _replayed(conversation: Conversation, message_id: str, events: Sequence[Event]) -> TurnReply:
+    """Rebuild the reply of an already-processed message from its stored events."""
+    by_type = {e.type: e for e in events}
+    bot = by_type.get(ev.BOT_MESSAGE)
+    parse = by_type.get(ev.NLU_PARSE)
+    action = by_type.get(ev.ACTION)
+    return TurnReply(
+        conversation_id=conversation.id,
+        message_id=str(bot.data.get("message_id")) if bot else f"bot-{message_id}",
+        reply_to=message_id,
+        text=str(bot.data.get("text", "")) if bot else "",
+        intent=str(parse.data.get("intent")) if parse else None,
+        confidence=float(parse.data.get("confidence", 0.0)) if parse else None,
+        action=str(action.data.get("name")) if action else None,
+        handed_off=conversation.handed_off,
+        replayed=True,
+    )
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,97 @@
+"""Exceptions of the dialogue package: one root (:class:`DialogueError`), context on every error.
+
+Messages and reprs carry identifiers (conversation ids, message ids, versions, URLs without passwords), never
+customer text.
+"""
+
+from __future__ import annotations
+
+
+class DialogueError(Exception):
+    """Root of every error raised by the ``dialogue`` package."""
+
+
+class StoreError(DialogueError):
+    """A conversation-store operation failed.
+
+    ``operation`` names the store method (``"commit_turn"``...), ``conversation_id`` the conversation it touched.
+    """
+
+    def __init__(self, message: str, *, operation: str | None = None, conversation_id: str | None = None) -> None:
+        self.operation = operation
+        self.conversation_id = conversation_id
+        context = ", ".join(
+            f"{key}={value!r}"
+            for key, value in (("operation", operation), ("conversation_id", conversation_id))
+            if value is not None
+        )
+        super().__init__(f"{message} ({context})" if context else message)
+
+
+class ConversationNotFound(StoreError):
+    """No conversation has this id."""
+
+    def __init__(self, conversation_id: str, *, operation: str | None = None) -> None:
+        super().__init__("conversation not found", operation=operation, conversation_id=conversation_id)
+
+
+class ConversationExists(StoreError):
+    """``create_conversation`` was given an id that is already taken."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("conversation already exists", operation="create_conversation", conversation_id=conversation_id)
+
+
+class ConcurrentUpdate(StoreError):
+    """Optimistic-concurrency failure: the conversation moved on since the caller read it (reload and retry)."""
+
+    def __init__(self, conversation_id: str, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"conversation was updated concurrently: expected version {expected}, found {actual}",
+            operation="commit_turn",
+            conversation_id=conversation_id,
+        )
+
+
+class DuplicateMessage(StoreError):
+    """An event with this (type, message_id) already exists in the conversation: the message was processed.
+
+    Raised when the ``UNIQUE(conversation_id, type, message_id)`` constraint rejects a write; callers answer a
+    retried client message from :meth:`dialogue.store.Store.find_events_by_message_id` instead.
+    """
+
+    def __init__(self, conversation_id: str, message_id: str | None, *, operation: str | None = None) -> None:
+        self.message_id = message_id
+        super().__init__(
+            f"message id {message_id!r} was already processed", operation=operation, conversation_id=conversation_id
+        )
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or opened (server down, wrong host/port, unwritable SQLite path...).
+
+    ``url`` is the database URL with its password masked; ``cause`` the underlying exception.
+    """
+
+    def __init__(self, url: str, cause: BaseException | None = None, *, operation: str | None = None) -> None:
+        self.url = url
+        self.cause = cause
+        detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        super().__init__(f"database unavailable at {url}{detail}", operation=operation)
+
+
+class KnowledgeError(DialogueError):
+    """The knowledge base file is missing or malformed, or its encoder/cache cannot be loaded.
+
+    ``path`` is the file involved; ``entry_id`` the offending entry, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, entry_id: str | None = None) -> None:
+        self.path = path
+        self.entry_id = entry_id
+        context = ", ".join(
+            f"{key}={value!r}" for key, value in (("path", path), ("entry_id", entry_id)) if value is not None
+        )
+        super().__init__(f"{message} ({context})" if context else message)

@@ -1,0 +1,146 @@
+"""Scripted conversations (YAML) replayed against a dialogue engine: data, not code.
+
+A scenario names the user turns and, for each, what must happen: the intent the NLU finds, the action
+the policy takes, slot values after the turn, and a regular expression the reply must contain.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from dialogue.errors import DialogueError
+from dialogue.types import Conversation, TurnReply
+
+
+class ScenarioError(DialogueError):
+    """A scenario file is missing or malformed (the message names the file and the turn)."""
+
+
+@dataclass(frozen=True)
+class ExpectedTurn:
+    user: str
+    intent: str | None = None
+    action: str | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    reply: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    language: str
+    turns: tuple[ExpectedTurn, ...]
+
+    @classmethod
+    def load(cls, path: Path) -> Scenario:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
+        if not isinstance(raw, dict) or not isinstance(raw.get("turns"), list) or not raw["turns"]:
+            raise ScenarioError(f"scenario {path} needs a non-empty 'turns' list")
+        turns = []
+        for index, turn in enumerate(raw["turns"], 1):
+            if not isinstance(turn, dict) or not isinstance(turn.get("user"), str):
+                raise ScenarioError(f"scenario {path}, turn {index}: needs a 'user' string")
+            unknown = set(turn) - {"user", "intent", "action", "slots", "reply"}
+            if unknown:
+                raise ScenarioError(f"scenario {path}, turn {index}: unknown keys {sorted(unknown)}")
+            turns.append(
+                ExpectedTurn(
+                    user=turn["user"],
+                    intent=turn.get("intent"),
+                    action=turn.get("action"),
+                    slots=dict(turn.get("slots") or {}),
+                    reply=turn.get("reply"),
+                )
+            )
+        return cls(name=str(raw.get("name", path.stem)), path=path, language=str(raw.get("language", "en")),
+                   turns=tuple(turns))
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """Scenario files under the given files or folders, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*.y*ml") if p.suffix in {".yml", ".yaml"}))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ScenarioError(f"no scenario file or folder at {path}")
+    return found
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    index: int
+    user: str
+    reply: str
+    intent: str | None
+    action: str | None
+    failures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: Scenario
+    turns: tuple[TurnOutcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(not t.failures for t in self.turns)
+
+    def describe(self) -> str:
+        lines = [f"{'PASS' if self.passed else 'FAIL'}  {self.scenario.name}  ({self.scenario.path})"]
+        for t in self.turns:
+            mark = "ok " if not t.failures else "ERR"
+            lines.append(f"  {mark} #{t.index} user: {t.user!r}")
+            lines.append(f"        bot [{t.intent} -> {t.action}]: {t.reply!r}")
+            lines.extend(f"        ! {f}" for f in t.failures)
+        return "\n".join(lines)
+
+
+class TurnClient(Protocol):
+    """Anything that runs a turn: the engine itself, or a client of the WebSocket server."""
+
+    async def handle_message(self, conversation_id: str | None, message_id: str, text: str) -> TurnReply: ...
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+
+def check_turn(expected: ExpectedTurn, reply: TurnReply, slots: dict[str, Any]) -> list[str]:
+    failures = []
+    if expected.intent is not None and reply.intent != expected.intent:
+        failures.append(f"intent: expected {expected.intent!r}, got {reply.intent!r}")
+    if expected.action is not None and reply.action != expected.action:
+        failures.append(f"action: expected {expected.action!r}, got {reply.action!r}")
+    for slot, value in expected.slots.items():
+        got = slots.get(slot)
+        if (None if value is None else str(value)) != (None if got is None else str(got)):
+            failures.append(f"slot {slot}: expected {value!r}, got {got!r}")
+    if expected.reply is not None and not re.search(expected.reply, reply.text):
+        failures.append(f"reply does not match /{expected.reply}/")
+    return failures
+
+
+async def run_scenario(client: TurnClient, scenario: Scenario) -> ScenarioResult:
+    """Replay every turn (even after a failure, so a report shows the whole conversation)."""
+    conversation_id: str | None = None
+    outcomes = []
+    for index, turn in enumerate(scenario.turns, 1):
+        reply = await client.handle_message(conversation_id, uuid.uuid4().hex, turn.user)
+        conversation_id = reply.conversation_id
+        conversation = await client.get_conversation(conversation_id)
+        slots = dict(conversation.slots) if conversation else {}
+        outcomes.append(
+            TurnOutcome(index, turn.user, reply.text, reply.intent, reply.action, tuple(check_turn(turn, reply, slots)))
+        )
+    return ScenarioResult(scenario, tuple(outcomes))

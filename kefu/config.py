@@ -1,0 +1,83 @@
+"""A bot folder's ``bot.yml``, validated: every path resolves against the bot folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(Exception):
+    """``bot.yml`` is missing or invalid; the message names the file and the field."""
+
+
+class BotConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])
+    nlu_data: list[str]
+    domain: str = "domain.yml"
+    flows: str = "flows.py"
+    knowledge: str | None = None
+    orders: str | None = None
+    actions: str | None = "actions.py"
+    action_endpoint: str | None = None
+    store: str = "sqlite+aiosqlite:///.kefu/bot.db"
+    generation: str = "embedded"
+    confidence_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    toxicity_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    banned_terms: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Bot:
+    """A bot folder: its config plus the resolved locations of its data and built models."""
+
+    def __init__(self, root: Path, config: BotConfig) -> None:
+        self.root = root.resolve()
+        self.config = config
+
+    @classmethod
+    def load(cls, root: Path) -> Bot:
+        path = root / "bot.yml"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        try:
+            return cls(root, BotConfig.model_validate(raw))
+        except ValidationError as exc:
+            raise ConfigError(f"{path} is invalid:\n{exc}") from exc
+
+    def path(self, relative: str) -> Path:
+        return (self.root / relative).resolve()
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def nlu_model(self) -> Path:
+        return self.models / "nlu"
+
+    @property
+    def generator_model(self) -> Path:
+        return self.models / "generator"
+
+    @property
+    def toxicity_model(self) -> Path:
+        return self.models / "toxicity"
+
+    @property
+    def kb_cache(self) -> Path:
+        return self.models / "kb"
+
+    def store_url(self, override: str | None = None) -> str:
+        """The store URL; a relative SQLite path resolves against the bot folder."""
+        url = override or self.config.store
+        prefix = "sqlite+aiosqlite:///"
+        if url.startswith(prefix) and not url[len(prefix):].startswith("/") and ":memory:" not in url:
+            url = prefix + str(self.root / url[len(prefix):])
+        return url

@@ -1,0 +1,83 @@
+"""Linear-chain CRF: batched, masked log-likelihood (forward algorithm) and Viterbi decoding.
+
+Shapes: emissions ``[B, L, T]``, tags ``[B, L]`` (long), mask ``[B, L]`` (bool, left-aligned: every sequence
+starts at position 0 and has length >= 1). Optional BIO constraints forbid impossible transitions (``O -> I-x``,
+``B-x -> I-y``, ``start -> I-x``) by a large negative score, both in training and decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+_FORBIDDEN = -1e4
+
+
+class CRF(nn.Module):
+    def __init__(self, n_tags: int) -> None:
+        super().__init__()
+        self.n_tags = n_tags
+        self.transitions = nn.Parameter(torch.empty(n_tags, n_tags).uniform_(-0.1, 0.1))  # [from, to]
+        self.start = nn.Parameter(torch.empty(n_tags).uniform_(-0.1, 0.1))
+        self.end = nn.Parameter(torch.empty(n_tags).uniform_(-0.1, 0.1))
+        self.register_buffer("allowed", torch.ones(n_tags, n_tags, dtype=torch.bool))
+        self.register_buffer("allowed_start", torch.ones(n_tags, dtype=torch.bool))
+
+    def set_bio_constraints(self, tags: Sequence[str]) -> None:
+        """Forbid transitions that cannot occur in valid BIO sequences over the tag names ``tags``."""
+        for j, to in enumerate(tags):
+            if to.startswith("I-"):
+                self.allowed_start[j] = False
+                for i, frm in enumerate(tags):
+                    self.allowed[i, j] = frm[2:] == to[2:] and frm[:2] in ("B-", "I-")
+
+    def _scores(self) -> tuple[Tensor, Tensor]:
+        trans = self.transitions.masked_fill(~self.allowed, _FORBIDDEN)
+        start = self.start.masked_fill(~self.allowed_start, _FORBIDDEN)
+        return trans, start
+
+    def score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        """Unnormalised score of the tag path ``tags`` for each sequence: ``[B]``."""
+        trans, start = self._scores()
+        maskf = mask.to(emissions.dtype)
+        emit = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # [B, L]
+        s = start[tags[:, 0]] + (emit * maskf).sum(1)
+        s = s + (trans[tags[:, :-1], tags[:, 1:]] * maskf[:, 1:]).sum(1)
+        last = tags.gather(1, (mask.sum(1) - 1).unsqueeze(1)).squeeze(1)
+        return s + self.end[last]
+
+    def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """log Z for each sequence (forward algorithm): ``[B]``."""
+        trans, start = self._scores()
+        alpha = start + emissions[:, 0]  # [B, T]
+        for t in range(1, emissions.size(1)):
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1), dim=1)
+            alpha = torch.where(mask[:, t].unsqueeze(1), nxt, alpha)
+        return torch.logsumexp(alpha + self.end, dim=1)
+
+    def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        """log p(tags | emissions) for each sequence: ``[B]``."""
+        return self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
+
+    def decode(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
+        """Viterbi: the best tag path of each sequence (lists of length ``mask.sum(1)``)."""
+        trans, start = self._scores()
+        score = start + emissions[:, 0]
+        history = []
+        for t in range(1, emissions.size(1)):
+            nxt, idx = (score.unsqueeze(2) + trans).max(dim=1)  # best previous tag for each current tag
+            history.append(idx)
+            score = torch.where(mask[:, t].unsqueeze(1), nxt + emissions[:, t], score)
+        score = score + self.end
+        lengths = mask.sum(1).tolist()
+        best_last = score.argmax(1).tolist()
+        hist = torch.stack(history, 1).tolist() if history else []  # [B, L-1, T]
+        paths = []
+        for b, n in enumerate(lengths):
+            path = [best_last[b]]
+            for t in range(n - 2, -1, -1):
+                path.append(hist[b][t][path[-1]])
+            paths.append(path[::-1])
+        return paths

@@ -1,0 +1,159 @@
+"""Inference: ``NLUModel.load(dir).parse(text) -> Parse``.
+
+A model directory holds ``config.json`` (NLUConfig + temperature + version), ``vocab.json`` and ``model.safetensors``;
+the network is rebuilt from the stored config and its weights loaded (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from nlu.errors import ModelLoadError
+from nlu.model import JointBiLSTMCRF, NLUConfig, Vocab, encode
+from nlu.tokenize import Token, detect_language, tokenize
+from nlu.types import Entity, Parse
+
+FORMAT_VERSION = 1
+TOP_K = 5
+
+
+def spans_from_bio(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(label, first, last) token spans from BIO tags; a stray ``I-x`` starts a new span (conlleval convention)."""
+    spans: list[tuple[str, int, int]] = []
+    for i, tag in enumerate(tags):
+        if tag == "O":
+            continue
+        prefix, label = tag[:2], tag[2:]
+        if prefix == "I-" and spans and spans[-1][0] == label and spans[-1][2] == i - 1:
+            spans[-1] = (label, spans[-1][1], i)
+        else:
+            spans.append((label, i, i))
+    return spans
+
+
+class NLUModel:
+    """A trained joint intent/slot model with its vocabulary and calibration temperature."""
+
+    def __init__(self, net: JointBiLSTMCRF, vocab: Vocab, temperature: float = 1.0) -> None:
+        self.net = net.eval()
+        self.vocab = vocab
+        self.temperature = float(temperature)
+
+    def __repr__(self) -> str:
+        return f"NLUModel(intents={len(self.vocab.intents)}, tags={len(self.vocab.tags)}, T={self.temperature:.3f})"
+
+    @property
+    def config(self) -> NLUConfig:
+        return self.net.config
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, out_dir: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"version": FORMAT_VERSION, "config": asdict(self.config), "temperature": self.temperature}
+        (out / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (out / "vocab.json").write_text(json.dumps(self.vocab.to_dict(), ensure_ascii=False), encoding="utf-8")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
+        save_file(state, str(out / "model.safetensors"), metadata={"format": "kefu-nlu", "version": str(FORMAT_VERSION)})
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> NLUModel:
+        """Rebuild the network from ``config.json`` and load its weights; raises ``ModelLoadError`` naming the file."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        d = Path(model_dir)
+        if not d.is_dir():
+            raise ModelLoadError(d, "model directory does not exist")
+        meta = _read_json(d / "config.json")
+        if meta.get("version") != FORMAT_VERSION:
+            raise ModelLoadError(d / "config.json", f"unsupported format version {meta.get('version')!r}")
+        try:
+            known = {f.name for f in fields(NLUConfig)}
+            config = NLUConfig(**{k: v for k, v in dict(meta["config"]).items() if k in known})
+            temperature = float(meta["temperature"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(d / "config.json", f"bad config: {exc!r}") from None
+        raw = _read_json(d / "vocab.json")
+        try:
+            vocab = Vocab(words=list(raw["words"]), chars=list(raw["chars"]), tags=list(raw["tags"]),
+                          intents=list(raw["intents"]), synonyms=dict(raw.get("synonyms", {})))
+        except (KeyError, TypeError) as exc:
+            raise ModelLoadError(d / "vocab.json", f"missing or bad table: {exc!r}") from None
+        sizes = (len(vocab.words), len(vocab.chars), len(vocab.tags), len(vocab.intents))
+        if sizes != (config.n_words, config.n_chars, config.n_tags, config.n_intents):
+            raise ModelLoadError(d / "vocab.json", "vocabulary sizes do not match config.json")
+        weights = d / "model.safetensors"
+        if not weights.is_file():
+            raise ModelLoadError(weights, "file not found")
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(weights, f"unreadable safetensors file: {exc}") from None
+        net = JointBiLSTMCRF(config)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelLoadError(weights, f"weights do not fit the config: {str(exc).splitlines()[0]}") from None
+        return cls(net, vocab, temperature)
+
+    # ---------------------------------------------------------------- prediction
+    def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 256
+                       ) -> tuple[torch.Tensor, list[list[str]]]:
+        """Calibrated intent probabilities ``[N, n_intents]`` and BIO tags for pre-tokenised utterances."""
+        probs: list[torch.Tensor] = []
+        tags: list[list[str]] = []
+        order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))  # similar lengths together
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            logits, paths = self.net.predict(encode(self.vocab, [token_lists[i] for i in idx]))
+            probs.append(torch.softmax(logits / self.temperature, dim=-1))
+            tags.extend([self.vocab.tags[t] for t in p[: len(token_lists[i])]] for p, i in zip(paths, idx))
+        if not order:
+            return torch.zeros(0, len(self.vocab.intents)), []
+        p = torch.cat(probs)
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        out_tags: list[list[str]] = [[] for _ in order]
+        for pos, i in enumerate(order):
+            out_tags[i] = tags[pos]
+        return p[inverse], out_tags
+
+    def parse_batch(self, texts: Sequence[str], batch_size: int = 256) -> list[Parse]:
+        token_lists: list[list[Token]] = [tokenize(t) for t in texts]
+        probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size)
+        k = min(TOP_K, len(self.vocab.intents))
+        top_p, top_i = probs.topk(k, dim=-1)
+        out = []
+        for text, toks, tg, ps, ids in zip(texts, token_lists, tags, top_p.tolist(), top_i.tolist()):
+            ranking = tuple((self.vocab.intents[i], float(p)) for i, p in zip(ids, ps))
+            entities = []
+            for label, a, b in spans_from_bio(tg):
+                start, end = toks[a].start, toks[b].end
+                span = text[start:end]
+                entities.append(Entity(label, self.vocab.synonyms.get(span.lower(), span), start, end))
+            out.append(Parse(text=text, intent=ranking[0][0], confidence=ranking[0][1], entities=tuple(entities),
+                             ranking=ranking, language=detect_language(text)))
+        return out
+
+    def parse(self, text: str) -> Parse:
+        return self.parse_batch([text])[0]
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelLoadError(path, "file not found")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(path, f"unreadable JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ModelLoadError(path, "expected a JSON object")
+    return obj

@@ -1,0 +1,47 @@
+"""Tokenizer shared by training and inference.
+
+Each CJK character is its own token (Chinese is modelled at character level); runs of Latin/other letters and digits
+form one token (a letter->digit switch splits, so ``order10234`` -> ``order``, ``10234``); apostrophes inside words are
+kept (``don't``); every other non-space character (punctuation, symbols) is a token of its own. Offsets are character
+offsets into the original text, so ``text[t.start:t.end] == t.text``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_CJK = (
+    "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b\u3040-\u30ff\u3100-\u312f\u3190-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+)
+_CJK_PUNCT = "\u3000-\u3004\u3008-\u3020\u3030\uff00-\uffef"
+_LETTERS = rf"(?:(?![{_CJK}])[^\W\d_])+"
+_TOKEN_RE = re.compile(
+    rf"[{_CJK}]"  # one CJK character
+    rf"|{_LETTERS}(?:['\u2019]{_LETTERS})*"  # a word, with inner apostrophes
+    r"|\d+(?:[.,]\d+)*"  # a number (1,299.00 stays whole)
+    r"|\S",  # any other single character
+)
+_CJK_RE = re.compile(rf"[{_CJK}{_CJK_PUNCT}]")
+_KANA_RE = re.compile(r"[\u3040-\u30ff]")
+_LATIN_WORD_RE = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
+
+
+class Token(NamedTuple):
+    text: str
+    start: int
+    end: int
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens with character offsets (see module docstring)."""
+    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+
+
+def detect_language(text: str) -> str:
+    """``"zh"`` when CJK characters dominate (at least as many CJK chars as Latin words), else ``"en"``."""
+    n_cjk = len(_CJK_RE.findall(text)) - len(_KANA_RE.findall(text))
+    if n_cjk == 0:
+        return "en"
+    return "zh" if n_cjk >= len(_LATIN_WORD_RE.findall(text)) else "en"

@@ -1,0 +1,63 @@
+"""The policy contract: an observation of the tracked state, the FSM's mask, and one chosen action.
+
+The FSM says what is *allowed*; a policy says what is *best*. Keeping the two apart is what lets a
+learned policy (trained against a user simulator) replace the hand-written default without ever
+being able to take an action the flows forbid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from policy.errors import PolicyError
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a policy may look at: the tracked state after this turn's NLU and slot updates.
+
+    ``filled_slots`` names the slots that hold a value (the values themselves are customer data and
+    are not needed to choose an action). ``low_confidence`` is the NLU confidence compared with the
+    bot's threshold; ``flags`` carries the input filters' verdicts (e.g. ``"prompt_injection"``).
+    """
+
+    state: str
+    intent: str
+    confidence: float
+    filled_slots: frozenset[str] = frozenset()
+    ranking: tuple[tuple[str, float], ...] = ()
+    turn: int = 0
+    last_action: str | None = None
+    low_confidence: bool = False
+    flags: tuple[str, ...] = ()
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen action with its score (a probability or value; 1.0 for a rule) and the mask it obeyed."""
+
+    action: str
+    score: float
+    allowed: tuple[str, ...]
+    policy: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.action, "score": round(self.score, 4), "allowed": list(self.allowed), "policy": self.policy}
+
+
+class Policy(Protocol):
+    """Anything that picks one action from the allowed set."""
+
+    name: str
+
+    def choose(self, observation: Observation, allowed: Sequence[str]) -> Decision: ...
+
+
+def check_allowed(allowed: Sequence[str]) -> tuple[str, ...]:
+    """Validate a mask: a turn with no allowed action is a bug in the bot's flows, not a user error."""
+    if not allowed:
+        raise PolicyError("the flows allow no action in this state; every state needs at least one")
+    return tuple(allowed)
