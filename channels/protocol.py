@@ -66,7 +66,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -222,7 +222,7 @@ def _parse_message(obj: Mapping[str, Any]) -> UserMessage:
     return UserMessage(conversation_id=conversation_id, message_id=message_id, text=text)
 
 
-_PARSERS = {"hello": _parse_hello, "message": _parse_message}
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {"hello": _parse_hello, "message": _parse_message}
 
 
 def parse_client_frame(data: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> ClientFrame:
@@ -419,7 +419,9 @@ class ConnectionState:
             return False
         if self.pending >= self.max_pending:
             reply_to = frame.message_id if isinstance(frame, UserMessage) else None
-            raise ProtocolError(BUSY, f"more than {self.max_pending} turns pending on this connection", reply_to=reply_to)
+            raise ProtocolError(
+                BUSY, f"more than {self.max_pending} turns pending on this connection", reply_to=reply_to
+            )
         self.pending += 1
         if isinstance(frame, UserMessage):
             self._in_flight.add(frame.message_id)

@@ -259,6 +259,7 @@ class DialogueEngine:
             parse=parse,
             events=[],
             domain=self.parts.domain.for_action_server(),
+            language=language,
         )
         try:
             result = await self.parts.actions.run(action, payload)

@@ -32,7 +32,7 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -187,6 +187,13 @@ def _check_events(new_events: Sequence[NewEvent], conversation_id: str, operatio
             seen.add(key)
 
 
+def _first_message_id(new_events: Sequence[NewEvent]) -> str | None:
+    """The id a duplicate most likely concerns: the user message's, else the first one in the batch."""
+    users = [e.message_id for e in new_events if e.message_id is not None and e.type == "user_message"]
+    ids = [e.message_id for e in new_events if e.message_id is not None]
+    return users[0] if users else (ids[0] if ids else None)
+
+
 class Store:
     """Async conversation store. Create with :meth:`open`; all methods are coroutines; returns dataclasses only."""
 
@@ -297,11 +304,19 @@ class Store:
         async with self._write("open") as conn:
             await conn.run_sync(upgrade)
 
+    async def schema_version(self) -> str | None:
+        """The Alembic revision the database is at (``"0001"``...), ``None`` if never migrated."""
+        async with self._read("schema_version") as conn:
+            if not await conn.run_sync(lambda sync_conn: sa.inspect(sync_conn).has_table("alembic_version")):
+                return None
+            value = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one_or_none()
+        return str(value) if value is not None else None
+
     async def close(self) -> None:
         """Close every pooled connection. The store cannot be used afterwards."""
         await self._engine.dispose()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -523,54 +538,42 @@ class Store:
             await conn.execute(sa.select(sa.func.max(events.c.seq)).where(events.c.conversation_id == cid))
         ).scalar_one()
         seq0 = int(last or 0)
-        # Duplicate message ids: checked up front for a precise error; the UNIQUE constraint backs it up.
-        ids = [(e.type, e.message_id) for e in new_events if e.message_id is not None]
-        if ids:
-            clash = (
-                await conn.execute(
-                    sa.select(events.c.type, events.c.message_id)
-                    .where(events.c.conversation_id == cid)
-                    .where(events.c.message_id.in_([mid for _, mid in ids]))
-                )
-            ).all()
-            taken = {(r.type, r.message_id) for r in clash}
-            for key in ids:
-                if key in taken:
-                    raise DuplicateMessage(cid, key[1], operation=operation)
+        # A repeated (type, message_id) is rejected by UNIQUE(conversation_id, type, message_id), race-free.
+        stored = [
+            Event(
+                conversation_id=cid,
+                seq=seq0 + i,
+                turn=turn,
+                type=new.type,
+                data=dict(new.data),
+                timestamp=now,
+                message_id=new.message_id,
+            )
+            for i, new in enumerate(new_events, start=1)
+        ]
         rows = [
             {
                 "conversation_id": cid,
-                "seq": seq0 + i,
+                "seq": e.seq,
                 "turn": turn,
-                "type": new.type,
-                "data": dict(new.data),
-                "message_id": new.message_id,
+                "type": e.type,
+                "data": e.data,
+                "message_id": e.message_id,
                 "timestamp": now,
             }
-            for i, new in enumerate(new_events, start=1)
+            for e in stored
         ]
         try:
             await conn.execute(events.insert(), rows)
         except sa_exc.IntegrityError as exc:
-            # A concurrent writer on a dialect without row locks, or a constraint the pre-check missed.
-            text = str(_cause(exc)).lower()
-            if "message" in text:
-                raise DuplicateMessage(cid, ids[0][1] if ids else None, operation=operation) from None
+            cause = _cause(exc)
+            text = f"{getattr(cause, 'constraint_name', '')} {cause}".lower()
+            if "uq_events_conversation_type_message" in text or "events.message_id" in text:
+                raise DuplicateMessage(cid, _first_message_id(new_events), operation=operation) from None
             raise StoreError(
-                f"integrity error: {type(_cause(exc)).__name__}", operation=operation, conversation_id=cid
+                f"integrity error: {type(cause).__name__}", operation=operation, conversation_id=cid
             ) from None
-        return [
-            Event(
-                conversation_id=cid,
-                seq=r["seq"],
-                turn=turn,
-                type=r["type"],
-                data=r["data"],
-                timestamp=now,
-                message_id=r["message_id"],
-            )
-            for r in rows
-        ]
+        return stored
 
     # ------------------------------------------------------------------ event reads
 
@@ -621,13 +624,13 @@ class _Tx:
         store = self._store
         try:
             conn = await store._engine.connect()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - translated and re-raised
             raise store._translate(exc, self._operation, self._cid) from None
         try:
             if self._write:
                 await conn.execution_options(**{_IMMEDIATE: True})
             await conn.begin()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - translated and re-raised
             await conn.close()
             raise store._translate(exc, self._operation, self._cid) from None
         self._conn = conn
@@ -641,7 +644,7 @@ class _Tx:
             if exc is None:
                 try:
                     await conn.commit()
-                except Exception as commit_exc:
+                except Exception as commit_exc:  # noqa: BLE001 - translated and re-raised
                     raise store._translate(commit_exc, self._operation, self._cid) from None
             else:
                 try:

@@ -51,9 +51,14 @@ class CRF(nn.Module):
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """log Z for each sequence (forward algorithm): ``[B]``."""
         trans, start = self._scores()
+        # logsumexp_i(alpha_i + trans_ij) computed as a matmul in shifted exp space: [B,T] @ [T,T] per step
+        # instead of a [B,T,T] logsumexp (several times faster on CPU, forward and backward)
+        trans_max = trans.max()
+        exp_trans = (trans - trans_max).exp()
         alpha = start + emissions[:, 0]  # [B, T]
         for t in range(1, emissions.size(1)):
-            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1), dim=1)
+            a_max = alpha.max(dim=1, keepdim=True).values
+            nxt = ((alpha - a_max).exp() @ exp_trans).clamp_min(1e-30).log() + a_max + trans_max + emissions[:, t]
             alpha = torch.where(mask[:, t].unsqueeze(1), nxt, alpha)
         return torch.logsumexp(alpha + self.end, dim=1)
 

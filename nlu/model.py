@@ -87,27 +87,40 @@ class Vocab:
                 "synonyms": self.synonyms}
 
 
-def encode(vocab: Vocab, token_lists: Sequence[Sequence[str]]) -> dict[str, Tensor]:
-    """Pad a batch of token lists into ``words [B,L]``, ``shapes [B,L]``, ``chars [B,L,C]``, ``mask [B,L]``."""
-    B = len(token_lists)
-    L = max(1, max((len(t) for t in token_lists), default=1))
-    C = max(1, min(MAX_CHARS, max((len(t) for toks in token_lists for t in toks), default=1)))
+def featurise(vocab: Vocab, tokens: Sequence[str]) -> dict[str, Tensor]:
+    """Ids of one utterance: ``words [n]``, ``shapes [n]``, ``chars [n, c]``. An empty utterance reads as one UNK."""
+    toks = list(tokens) or [UNK]
+    unk_w, unk_c = vocab.word_id[UNK], vocab.char_id[UNK]
+    norms = [normalise_word(t) for t in toks]
+    c = max(1, min(MAX_CHARS, max(len(n) for n in norms)))
+    chars = torch.zeros(len(toks), c, dtype=torch.long)
+    for i, n in enumerate(norms):
+        ids = [vocab.char_id.get(ch, unk_c) for ch in n[:c]] or [unk_c]
+        chars[i, : len(ids)] = torch.tensor(ids)
+    return {
+        "words": torch.tensor([vocab.word_id.get(n, unk_w) for n in norms]),
+        "shapes": torch.tensor([_SHAPE_ID[word_shape(t) if t != UNK else "other"] for t in toks]),
+        "chars": chars,
+    }
+
+
+def collate(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Pad featurised utterances into ``words [B,L]``, ``shapes [B,L]``, ``chars [B,L,C]``, ``mask [B,L]``."""
+    B, L = len(items), max(len(it["words"]) for it in items)
+    C = max(it["chars"].size(1) for it in items)
     words = torch.zeros(B, L, dtype=torch.long)
     shapes = torch.zeros(B, L, dtype=torch.long)
     chars = torch.zeros(B, L, C, dtype=torch.long)
     mask = torch.zeros(B, L, dtype=torch.bool)
-    unk_w, unk_c = vocab.word_id[UNK], vocab.char_id[UNK]
-    for b, toks in enumerate(token_lists):
-        if not toks:  # an empty utterance is read as a single unknown word
-            toks = [UNK]
-        for i, tok in enumerate(toks[:L]):
-            norm = normalise_word(tok)
-            words[b, i] = vocab.word_id.get(norm, unk_w)
-            shapes[b, i] = _SHAPE_ID[word_shape(tok)] if tok != UNK else _SHAPE_ID["other"]
-            ids = [vocab.char_id.get(c, unk_c) for c in norm[:C]] or [unk_c]
-            chars[b, i, : len(ids)] = torch.tensor(ids)
-            mask[b, i] = True
+    for b, it in enumerate(items):
+        n, c = it["chars"].shape
+        words[b, :n], shapes[b, :n], chars[b, :n, :c], mask[b, :n] = it["words"], it["shapes"], it["chars"], True
     return {"words": words, "shapes": shapes, "chars": chars, "mask": mask}
+
+
+def encode(vocab: Vocab, token_lists: Sequence[Sequence[str]]) -> dict[str, Tensor]:
+    """Featurise and pad a batch of token lists (see :func:`collate`)."""
+    return collate([featurise(vocab, toks) for toks in token_lists])
 
 
 @dataclass
@@ -129,16 +142,24 @@ class NLUConfig:
 
 
 class CharCNN(nn.Module):
+    """Character CNN: one convolution (window ``kernel``) over each token's characters, max-pooled.
+
+    The convolution is written as unfold + linear: much faster than Conv1d on CPU for many short tokens.
+    """
+
     def __init__(self, n_chars: int, dim: int, filters: int, kernel: int) -> None:
         super().__init__()
+        self.kernel = kernel
         self.emb = nn.Embedding(n_chars, dim, padding_idx=0)
-        self.conv = nn.Conv1d(dim, filters, kernel, padding=kernel // 2)
+        self.proj = nn.Linear(kernel * dim, filters)
 
     def forward(self, chars: Tensor) -> Tensor:  # [B, L, C] -> [B, L, filters]
         B, L, C = chars.shape
-        x = self.emb(chars.view(B * L, C)).transpose(1, 2)  # [BL, dim, C]
-        h = self.conv(x).masked_fill((chars.view(B * L, 1, C) == 0), -1e4)
-        return h.max(dim=2).values.clamp_min(-1.0).view(B, L, -1)
+        pad = self.kernel // 2
+        x = F.pad(self.emb(chars), (0, 0, pad, self.kernel - 1 - pad))  # [B, L, C + k - 1, dim]
+        windows = x.unfold(2, self.kernel, 1).flatten(3)  # [B, L, C, dim * k]
+        h = self.proj(windows).masked_fill((chars == 0).unsqueeze(3), -1e4)
+        return h.max(dim=2).values.clamp_min(-1.0)
 
 
 class JointBiLSTMCRF(nn.Module):

@@ -122,7 +122,9 @@ class Templates:
         return [Variant(key, t, lang) for t in by_lang[lang]]
 
     def all_variants(self) -> list[Variant]:
-        return [Variant(k, t, lang) for k, by_lang in self._responses.items() for lang, ts in by_lang.items() for t in ts]
+        return [
+            Variant(k, t, lang) for k, by_lang in self._responses.items() for lang, ts in by_lang.items() for t in ts
+        ]
 
     def placeholders(self, key: str, language: str | None = None) -> tuple[str, ...]:
         """Union of the placeholders of every variant of ``key`` in ``language``, in order of appearance."""

@@ -43,8 +43,8 @@ def build_tokenizer(texts: Iterable[str], placeholders: Iterable[str], languages
         for c in text:
             chars.setdefault(c, None)
     vocab: dict[str, int] = {}
-    for tok in SPECIAL_TOKENS:
-        vocab[tok] = len(vocab)
+    for special in SPECIAL_TOKENS:
+        vocab[special] = len(vocab)
     for c in chars:
         vocab.setdefault(c, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))

@@ -104,7 +104,9 @@ def _plot(out_dir: Path, losses: list[float], lrs: list[float]) -> None:
     ax1.plot(range(1, len(losses) + 1), losses, lw=0.8, label="train loss (per step)")
     if len(losses) >= 10:
         k = 10
-        smooth = [sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1]) for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1]) for i in range(len(losses))
+        ]
         ax1.plot(range(1, len(losses) + 1), smooth, lw=1.5, label="10-step mean")
     ax1.set_yscale("log")
     ax1.set_xlabel("step")
@@ -220,4 +222,4 @@ def train_generator(
     }
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     _plot(out, losses, lrs)
-    return TrainResult(out, final_loss, exact, report["total_seconds"], report)
+    return TrainResult(out, final_loss, exact, round(time.perf_counter() - t0, 2), report)

@@ -30,15 +30,15 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-
 # --- prompt injection -------------------------------------------------------------------------------------
 _EN_INJECTION = [
     # ignore / disregard / forget (all) previous|prior|above instructions
-    r"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:(?:all|any|every|the|of|your|these|those)\s+)*"
+    (r"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:(?:all|any|every|the|of|your|these|those)\s+)*"
     r"(?:previous|prior|above|earlier|preceding|foregoing|original|initial|system)\s+"
-    r"(?:instructions?|prompts?|rules|directions|directives|guidelines|commands|context|programming)\b",
+    r"(?:instructions?|prompts?|rules|directions|directives|guidelines|commands|context|programming)\b"),
     # disregard your rules / ignore your instructions / forget your guidelines
-    r"\b(?:ignore|disregard|forget|override|bypass|break)\s+(?:all\s+)?(?:of\s+)?your\s+"
-    r"(?:rules|instructions|guidelines|programming|restrictions|policies|guardrails|safety|filters|training)\b",
+    (r"\b(?:ignore|disregard|forget|override|bypass|break)\s+(?:all\s+)?(?:of\s+)?your\s+"
+    r"(?:rules|instructions|guidelines|programming|restrictions|policies|guardrails|safety|filters|training)\b"),
     # you are now DAN / in developer mode / unrestricted
-    r"\byou\s+are\s+now\s+(?:an?\s+)?(?:dan\b|in\s+(?:developer|god|jailbreak|dan)\s+mode|unrestricted|unfiltered"
-    r"|jailbroken|free\s+(?:of|from)\s+(?:all\s+)?(?:rules|restrictions))",
+    (r"\byou\s+are\s+now\s+(?:an?\s+)?(?:dan\b|in\s+(?:developer|god|jailbreak|dan)\s+mode|unrestricted|unfiltered"
+    r"|jailbroken|free\s+(?:of|from)\s+(?:all\s+)?(?:rules|restrictions))"),
     r"\bdo\s+anything\s+now\b",
     r"\b(?:developer|god|jailbreak|dan)\s+mode\b",
     r"\bjailbreak",
@@ -46,27 +46,27 @@ _EN_INJECTION = [
     r"\bpretend\s+(?:that\s+)?(?:you\s+are|you're|to\s+be)\b",
     r"\bact\s+as\s+(?:if\s+you\s+(?:are|were)\s+)?(?:an?\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|dan)\b",
     # reveal / show / print your system prompt (or hidden instructions)
-    r"\b(?:reveal|show|print|display|repeat|output|tell|give|leak|dump|share|what\s+(?:is|are|was|were))\s+"
-    r"(?:me\s+|us\s+)?(?:all\s+)?(?:your|the)\s+(?:(?:full|exact|entire|complete)\s+)?"
-    r"(?:(?:system|hidden|secret|internal|initial|original)\s+(?:prompt|instructions|message|rules)"
-    r"|prompt|instructions)\b",
+    (r"\b(?:reveal|show|print|display|repeat|output|tell|give|leak|dump|share|what\s+(?:is|are|was|were))\s+"
+    r"(?:me\s+|us\s+)?(?:all\s+)?(?:(?:your|the)\s+(?:(?:full|exact|entire|complete)\s+)?"
+    r"(?:system|hidden|secret|internal|initial|original)\s+(?:prompt|instructions|message|rules)"
+    r"|your\s+(?:(?:full|exact|entire|complete)\s+)?(?:prompt|instructions))\b"),
     r"\bsystem\s*prompt\b",
     # chat-template role tokens smuggled in the message
     r"<\|?(?:im_start|im_end|system|endoftext)\|?>|\[/?inst\]|<<sys>>",
     r"(?:^|\s)(?:###\s*)?(?:new|updated)\s+(?:system\s+)?instructions\s*:",
 ]
 _ZH_INJECTION = [
-    r"(?:忽略|无视|忘记|忘掉|不要理会|不用理会|别管|跳过|绕过)(?:掉)?(?:你)?(?:的)?"
+    (r"(?:忽略|无视|忘记|忘掉|不要理会|不用理会|别管|跳过|绕过)(?:掉)?(?:你)?(?:的)?"
     r"(?:之前|以上|前面|上面|先前|此前|原来|原先|所有|全部|一切)(?:的)?(?:所有|全部|一切)?(?:的)?"
-    r"(?:指令|说明|指示|规则|提示|设定|要求|命令|限制)",
+    r"(?:指令|说明|指示|规则|提示|设定|要求|命令|限制)"),
     r"(?:忽略|无视|忘记|忘掉|违反|打破|绕过)(?:你的)(?:规则|指令|设定|限制|原则)",
     r"系统提示|系统指令|系统设定|system\s*prompt",
-    r"(?:你现在是|从现在开始你是|假装你是|假设你是|假装自己是|扮演一个?(?:没有|不受|无)).{0,12}?"
-    r"(?:dan|没有限制|不受限制|无限制|没有任何限制|不受约束|没有规则|越狱)",
-    r"(?:假装|假设|假如)你(?:是|现在是)",
+    (r"(?:你现在是|从现在开始你是|假装你是|假设你是|假装自己是|扮演一个?(?:没有|不受|无)).{0,12}?"
+    r"(?:dan|没有限制|不受限制|无限制|没有任何限制|不受约束|没有规则|越狱)"),
+    r"(?:假装|假设)你(?:是|现在是)",
     r"(?:开发者|越狱|上帝)模式",
-    r"(?:显示|告诉|输出|泄露|透露|打印|重复|给我看|展示)(?:一下)?(?:我)?(?:你的)(?:初始|原始|内部|隐藏|全部)?"
-    r"(?:提示词|指令|设定|规则)",
+    (r"(?:显示|告诉|输出|泄露|透露|打印|重复|给我看|展示)(?:一下)?(?:我)?(?:你的)(?:初始|原始|内部|隐藏|全部)?"
+    r"(?:提示词|指令|设定|规则)"),
 ]
 _INJECTION_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in _EN_INJECTION + _ZH_INJECTION)
 

@@ -25,11 +25,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import shopdb  # sibling module: the action server runs from the bot folder; InProcessActions adds it to sys.path
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
-
-import shopdb  # sibling module: the action server runs from the bot folder; InProcessActions adds it to sys.path
 
 logger = logging.getLogger("kefu.examples.shop.actions")
 

@@ -1,0 +1,550 @@
+/*
+ * Kefu chat widget: vanilla JS, no framework, no build step.
+ *
+ * Embed with ONE tag on any page:
+ *   <script src="https://chat.example.com/widget.js" data-server="https://chat.example.com" data-lang="zh" defer></script>
+ * data-server: base URL of the Kefu server (default: where widget.js was loaded from); the socket is <base>/ws.
+ * data-lang:   "en" or "zh" (default: from navigator.language).
+ *
+ * Wire protocol: see channels/protocol.py. All user and bot text is inserted with textContent, never innerHTML.
+ */
+(function () {
+  "use strict";
+
+  if (window.KefuWidget) return; // loaded twice: keep the first instance
+
+  var script = document.currentScript || document.querySelector('script[src*="widget.js"]');
+  var scriptSrc = (script && script.src) || window.location.href;
+
+  // ------------------------------------------------------------------------------------------- configuration
+  function baseUrl() {
+    var raw = (script && script.getAttribute("data-server")) || ".";
+    var url;
+    try {
+      url = new URL(raw, scriptSrc);
+    } catch (e) {
+      url = new URL(".", scriptSrc);
+    }
+    if (url.pathname.slice(-1) !== "/") url.pathname += "/";
+    url.search = "";
+    url.hash = "";
+    return url;
+  }
+
+  var BASE = baseUrl();
+  var WS_URL = (function () {
+    var u = new URL("ws", BASE);
+    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    return u.toString();
+  })();
+
+  function pickLanguage() {
+    var wanted = ((script && script.getAttribute("data-lang")) || navigator.language || "en").toLowerCase();
+    return wanted.indexOf("zh") === 0 ? "zh" : "en";
+  }
+
+  var LANG = pickLanguage();
+  var MAX_CHARS = 2000;
+  var STORAGE_KEY = "kefu:conversation:" + BASE.origin + BASE.pathname;
+  var OPEN_KEY = "kefu:open:" + BASE.origin + BASE.pathname;
+
+  var STRINGS = {
+    en: {
+      title: "Customer service",
+      open: "Open customer service chat",
+      close: "Close chat",
+      placeholder: "Type a message…",
+      inputLabel: "Your message",
+      send: "Send",
+      typing: "The assistant is typing…",
+      connecting: "Connecting…",
+      online: "Online",
+      offline: "Connection lost. Reconnecting…",
+      welcome: "Hi! Ask us about an order, a return, shipping or payment.",
+      handoff: "You are being connected to a human agent.",
+      retry: "Retry",
+      tooLong: "Your message is too long (2000 characters at most).",
+      failed: "Not delivered.",
+      log: "Conversation",
+      errors: {
+        busy: "We are still answering your previous messages. Please wait a moment and retry.",
+        timeout: "The assistant did not answer in time. Please retry.",
+        store_unavailable: "The service is temporarily unavailable. Please retry in a moment.",
+        too_large: "Your message is too long (2000 characters at most).",
+        internal: "Sorry, something went wrong on our side. Please retry.",
+        other: "Sorry, your message could not be processed."
+      }
+    },
+    zh: {
+      title: "在线客服",
+      open: "打开在线客服对话",
+      close: "关闭对话",
+      placeholder: "请输入消息…",
+      inputLabel: "您的消息",
+      send: "发送",
+      typing: "客服正在输入…",
+      connecting: "正在连接…",
+      online: "在线",
+      offline: "连接已断开，正在重连…",
+      welcome: "您好！订单查询、退货、配送、支付问题都可以问我。",
+      handoff: "正在为您转接人工客服。",
+      retry: "重试",
+      tooLong: "消息太长了（最多2000个字符）。",
+      failed: "发送失败。",
+      log: "对话记录",
+      errors: {
+        busy: "我们还在处理您之前的消息，请稍候再试。",
+        timeout: "客服回复超时，请重试。",
+        store_unavailable: "服务暂时不可用，请稍后重试。",
+        too_large: "消息太长了（最多2000个字符）。",
+        internal: "抱歉，系统出了点问题，请重试。",
+        other: "抱歉，您的消息无法处理。"
+      }
+    }
+  };
+  var T = STRINGS[LANG];
+
+  // ----------------------------------------------------------------------------------------------- storage
+  function storageGet(store, key) {
+    try {
+      return window[store].getItem(key);
+    } catch (e) {
+      return null; // storage disabled (privacy mode, sandboxed iframe)
+    }
+  }
+
+  function storageSet(store, key, value) {
+    try {
+      if (value === null) window[store].removeItem(key);
+      else window[store].setItem(key, value);
+    } catch (e) {
+      /* ignore */
+    }
+  }
+
+  function newMessageId() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes); // insecure contexts (plain http on a LAN address) lack randomUUID
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  // ----------------------------------------------------------------------------------------------------- DOM
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (name) { node.setAttribute(name, attrs[name]); });
+    }
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function chatIcon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 " +
+      "1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z");
+    svg.appendChild(path);
+    return svg;
+  }
+
+  var css = el("link", { rel: "stylesheet", href: new URL("widget.css", BASE).toString() });
+  document.head.appendChild(css);
+
+  var root = el("div", { id: "kefu-root", "class": "kefu-root", lang: LANG === "zh" ? "zh-CN" : "en" });
+  var launcher = el("button", {
+    id: "kefu-launcher", "class": "kefu-launcher", type: "button",
+    "aria-label": T.open, "aria-expanded": "false", "aria-controls": "kefu-panel"
+  });
+  launcher.appendChild(chatIcon());
+
+  var panel = el("section", { id: "kefu-panel", "class": "kefu-panel", role: "dialog", "aria-labelledby": "kefu-title" });
+  panel.hidden = true;
+  var header = el("header", { "class": "kefu-header" });
+  var titleBox = el("div", { "class": "kefu-titlebox" });
+  titleBox.appendChild(el("h2", { id: "kefu-title", "class": "kefu-title" }, T.title));
+  var status = el("span", { id: "kefu-status", "class": "kefu-status", role: "status" }, T.connecting);
+  titleBox.appendChild(status);
+  var closeBtn = el("button", { id: "kefu-close", "class": "kefu-close", type: "button", "aria-label": T.close }, "×");
+  header.appendChild(titleBox);
+  header.appendChild(closeBtn);
+
+  var list = el("div", {
+    id: "kefu-messages", "class": "kefu-messages", role: "log", "aria-live": "polite",
+    "aria-relevant": "additions text", "aria-label": T.log, tabindex: "0"
+  });
+  list.appendChild(el("p", { "class": "kefu-note kefu-welcome" }, T.welcome));
+
+  var typing = el("div", { id: "kefu-typing", "class": "kefu-typing" });
+  typing.hidden = true;
+  var dots = el("span", { "class": "kefu-dots", "aria-hidden": "true" });
+  dots.appendChild(el("span"));
+  dots.appendChild(el("span"));
+  dots.appendChild(el("span"));
+  typing.appendChild(dots);
+  typing.appendChild(el("span", { "class": "kefu-sr" }, T.typing));
+
+  var form = el("form", { id: "kefu-form", "class": "kefu-form", novalidate: "" });
+  var input = el("textarea", {
+    id: "kefu-input", "class": "kefu-input", rows: "1", maxlength: String(MAX_CHARS),
+    placeholder: T.placeholder, "aria-label": T.inputLabel, autocomplete: "off"
+  });
+  var sendBtn = el("button", { id: "kefu-send", "class": "kefu-send", type: "submit", "aria-label": T.send }, T.send);
+  form.appendChild(input);
+  form.appendChild(sendBtn);
+
+  panel.appendChild(header);
+  panel.appendChild(list);
+  panel.appendChild(typing);
+  panel.appendChild(form);
+  root.appendChild(panel);
+  root.appendChild(launcher);
+
+  function mount() { document.body.appendChild(root); }
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount);
+
+  // --------------------------------------------------------------------------------------------- rendering
+  function scrollDown() { list.scrollTop = list.scrollHeight; }
+
+  function findById(messageId) {
+    if (!messageId) return null;
+    var nodes = list.querySelectorAll(".kefu-msg");
+    for (var i = 0; i < nodes.length; i++) {
+      if (nodes[i].getAttribute("data-message-id") === messageId) return nodes[i];
+    }
+    return null;
+  }
+
+  function findReply(replyTo) {
+    var nodes = list.querySelectorAll(".kefu-msg.kefu-bot");
+    for (var i = 0; i < nodes.length; i++) {
+      if (nodes[i].getAttribute("data-reply-to") === replyTo) return nodes[i];
+    }
+    return null;
+  }
+
+  function addNote(text, kind) {
+    var note = el("p", { "class": "kefu-note" + (kind ? " kefu-note-" + kind : "") }, text);
+    list.appendChild(note);
+    scrollDown();
+    return note;
+  }
+
+  function addUser(text, messageId) {
+    var bubble = el("div", { "class": "kefu-msg kefu-user kefu-pending", "data-message-id": messageId });
+    bubble.appendChild(el("span", { "class": "kefu-text" }, text));
+    list.appendChild(bubble);
+    scrollDown();
+    return bubble;
+  }
+
+  function botBubble(replyTo) {
+    var bubble = replyTo ? findReply(replyTo) : null;
+    if (!bubble) {
+      bubble = el("div", { "class": "kefu-msg kefu-bot" });
+      if (replyTo) bubble.setAttribute("data-reply-to", replyTo);
+      bubble.appendChild(el("span", { "class": "kefu-text" }));
+      list.appendChild(bubble);
+    }
+    return bubble;
+  }
+
+  function setText(bubble, text) {
+    bubble.querySelector(".kefu-text").textContent = text;
+  }
+
+  function appendToken(replyTo, delta) {
+    var bubble = botBubble(replyTo);
+    if (!bubble.classList.contains("kefu-final")) {
+      bubble.classList.add("kefu-streaming");
+      bubble.setAttribute("aria-busy", "true");
+      bubble.querySelector(".kefu-text").textContent += delta;
+    }
+    scrollDown();
+  }
+
+  function showQuickReplies(bubble, replies) {
+    var old = list.querySelectorAll(".kefu-quick");
+    for (var i = 0; i < old.length; i++) old[i].remove(); // only the latest reply offers choices
+    if (!replies || !replies.length) return;
+    var box = el("div", { "class": "kefu-quick", role: "group" });
+    replies.forEach(function (reply) {
+      var b = el("button", { type: "button", "class": "kefu-quick-reply" }, reply);
+      b.addEventListener("click", function () { sendText(reply); });
+      box.appendChild(b);
+    });
+    bubble.insertAdjacentElement("afterend", box);
+  }
+
+  function finalMessage(frame) {
+    var bubble = findById(frame.message_id) || botBubble(frame.reply_to);
+    setText(bubble, frame.text);
+    bubble.classList.remove("kefu-streaming");
+    bubble.classList.add("kefu-final");
+    bubble.removeAttribute("aria-busy");
+    bubble.setAttribute("data-message-id", frame.message_id);
+    if (frame.intent) bubble.setAttribute("data-intent", frame.intent);
+    showQuickReplies(bubble, frame.quick_replies);
+    if (frame.handed_off && !handoffShown) {
+      handoffShown = true;
+      addNote(T.handoff, "handoff");
+    }
+    scrollDown();
+  }
+
+  function renderHistory(messages) {
+    messages.forEach(function (m) {
+      if (m.message_id && findById(m.message_id)) return; // already on screen (reconnect without reload)
+      var cls = m.role === "user" ? "kefu-user" : m.role === "agent" ? "kefu-bot kefu-agent" : "kefu-bot";
+      var bubble = el("div", { "class": "kefu-msg " + cls + " kefu-final kefu-history" });
+      if (m.message_id) bubble.setAttribute("data-message-id", m.message_id);
+      if (m.reply_to) bubble.setAttribute("data-reply-to", m.reply_to);
+      bubble.appendChild(el("span", { "class": "kefu-text" }, m.text));
+      list.appendChild(bubble);
+    });
+    scrollDown();
+  }
+
+  function setStatus(text, kind) {
+    status.textContent = text;
+    status.setAttribute("data-state", kind);
+  }
+
+  // ------------------------------------------------------------------------------------------- connection
+  var socket = null;
+  var wanted = false; // a connection is wanted once the panel has been opened
+  var attempt = 0;
+  var reconnectTimer = null;
+  var conversationId = storageGet("localStorage", STORAGE_KEY);
+  var inSession = false;
+  var handoffShown = false;
+  var pending = []; // [{id, text}] sent or to send, until the final message (or an error) answers them
+
+  function frameOut(obj) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(obj));
+      return true;
+    }
+    return false;
+  }
+
+  function flushPending() {
+    pending.forEach(function (m) {
+      frameOut({ type: "message", conversation_id: conversationId, message_id: m.id, text: m.text });
+    });
+  }
+
+  function connect() {
+    wanted = true;
+    if (socket && (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING)) return;
+    clearTimeout(reconnectTimer);
+    setStatus(attempt ? T.offline : T.connecting, "connecting");
+    var ws;
+    try {
+      ws = new WebSocket(WS_URL);
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    socket = ws;
+    inSession = false;
+    ws.addEventListener("open", function () {
+      ws.send(JSON.stringify({ type: "hello", conversation_id: conversationId, language: LANG }));
+    });
+    ws.addEventListener("message", function (event) {
+      if (typeof event.data !== "string") return;
+      var frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (frame && typeof frame.type === "string") onFrame(frame);
+    });
+    ws.addEventListener("close", function () {
+      if (socket !== ws) return;
+      socket = null;
+      inSession = false;
+      typing.hidden = true;
+      if (wanted) scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    setStatus(T.offline, "offline");
+    var delay = Math.min(30000, 500 * Math.pow(2, attempt)); // exponential back-off, capped at 30 s
+    delay = delay / 2 + Math.random() * delay / 2; // jitter, so reconnecting clients spread out
+    attempt += 1;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function dropPending(messageId) {
+    pending = pending.filter(function (m) { return m.id !== messageId; });
+  }
+
+  function onFrame(frame) {
+    switch (frame.type) {
+      case "session":
+        conversationId = frame.conversation_id;
+        storageSet("localStorage", STORAGE_KEY, conversationId);
+        inSession = true;
+        attempt = 0;
+        setStatus(T.online, "online");
+        root.setAttribute("data-conversation-id", conversationId);
+        flushPending(); // resend whatever was not answered before the reconnect (the server dedupes)
+        break;
+      case "history":
+        if (frame.conversation_id === conversationId && Array.isArray(frame.messages)) renderHistory(frame.messages);
+        break;
+      case "ack":
+        var acked = findById(frame.message_id);
+        if (acked) acked.classList.remove("kefu-pending");
+        break;
+      case "typing":
+        typing.hidden = !frame.on;
+        if (frame.on) scrollDown();
+        break;
+      case "token":
+        typing.hidden = true;
+        appendToken(frame.reply_to, String(frame.text || ""));
+        break;
+      case "message":
+        typing.hidden = true;
+        dropPending(frame.reply_to);
+        var asked = findById(frame.reply_to);
+        if (asked) asked.classList.remove("kefu-pending");
+        finalMessage(frame);
+        break;
+      case "error":
+        onError(frame);
+        break;
+      default:
+        break; // newer server: ignore unknown frames
+    }
+  }
+
+  function onError(frame) {
+    var text = T.errors[frame.code] || T.errors.other;
+    if (!frame.reply_to) {
+      addNote(text, "error");
+      // hello failed (e.g. store_unavailable): no session, so reconnect with back-off and try again.
+      if (!inSession && socket) socket.close();
+      return;
+    }
+    var m = null;
+    pending.forEach(function (p) { if (p.id === frame.reply_to) m = p; });
+    dropPending(frame.reply_to);
+    var streaming = findReply(frame.reply_to);
+    if (streaming && !streaming.classList.contains("kefu-final")) streaming.remove();
+    var bubble = findById(frame.reply_to);
+    if (bubble) {
+      bubble.classList.remove("kefu-pending");
+      bubble.classList.add("kefu-failed");
+      if (m && !bubble.querySelector(".kefu-retry")) {
+        var retry = el("button", { type: "button", "class": "kefu-retry", "aria-label": T.retry + ": " + T.failed }, T.retry);
+        retry.addEventListener("click", function () {
+          retry.remove();
+          bubble.classList.remove("kefu-failed");
+          bubble.classList.add("kefu-pending");
+          pending.push(m); // same message id: the server answers it once
+          if (inSession) frameOut({ type: "message", conversation_id: conversationId, message_id: m.id, text: m.text });
+        });
+        bubble.appendChild(retry);
+      }
+    }
+    addNote(text, "error");
+  }
+
+  // ------------------------------------------------------------------------------------------------ actions
+  function sendText(raw) {
+    var text = String(raw).trim();
+    if (!text) return false;
+    if (text.length > MAX_CHARS) {
+      addNote(T.tooLong, "error");
+      return false;
+    }
+    var id = newMessageId();
+    addUser(text, id);
+    pending.push({ id: id, text: text });
+    if (inSession) frameOut({ type: "message", conversation_id: conversationId, message_id: id, text: text });
+    else connect(); // sent on the session frame
+    return true;
+  }
+
+  function submit() {
+    if (sendText(input.value)) {
+      input.value = "";
+      autoGrow();
+    }
+    input.focus();
+  }
+
+  function autoGrow() {
+    input.style.height = "auto";
+    input.style.height = Math.min(input.scrollHeight, 120) + "px";
+  }
+
+  function open() {
+    panel.hidden = false;
+    root.classList.add("kefu-open");
+    launcher.setAttribute("aria-expanded", "true");
+    storageSet("sessionStorage", OPEN_KEY, "1");
+    connect();
+    scrollDown();
+    input.focus();
+  }
+
+  function close() {
+    panel.hidden = true;
+    root.classList.remove("kefu-open");
+    launcher.setAttribute("aria-expanded", "false");
+    storageSet("sessionStorage", OPEN_KEY, null);
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", function () {
+    if (panel.hidden) open();
+    else close();
+  });
+  closeBtn.addEventListener("click", close);
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    submit();
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { // isComposing: Chinese IME selection
+      event.preventDefault();
+      submit();
+    }
+  });
+  input.addEventListener("input", autoGrow);
+  panel.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      close();
+    }
+  });
+
+  // Reopen after a reload when the chat was open (this tab), showing the resumed conversation's history.
+  if (storageGet("sessionStorage", OPEN_KEY) === "1") {
+    if (document.body) open();
+    else document.addEventListener("DOMContentLoaded", open);
+  }
+
+  window.KefuWidget = {
+    open: open,
+    close: close,
+    send: sendText,
+    conversationId: function () { return conversationId; },
+    language: LANG
+  };
+})();

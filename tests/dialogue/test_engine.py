@@ -1,0 +1,102 @@
+"""The turn engine on the real demo bot: slots, flows, events, idempotency, redaction, hand-off."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from dialogue import types as ev
+from dialogue.engine import DialogueEngine
+from runtime.types import Act, Realisation
+
+
+def mid() -> str:
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+def engine(shop: Any) -> DialogueEngine:
+    return shop.engine
+
+
+async def test_multi_turn_order_status_fills_the_slot_and_commits_every_event(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "where is my order?")
+    assert (first.intent, first.action) == ("order_status", "utter_ask_order_id")
+    second = await engine.handle_message(first.conversation_id, mid(), "it's 10234")
+    assert second.action == "action_order_status"
+    assert "10234" in second.text
+
+    conversation = await engine.get_conversation(first.conversation_id)
+    assert conversation is not None
+    assert conversation.state == "idle" and conversation.slots["order_id"] == "10234"
+    assert conversation.turn_count == 2
+
+    events = await engine.conversation_events(first.conversation_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    types = [e.type for e in events]
+    for expected in (ev.SAFETY_INPUT, ev.USER_MESSAGE, ev.NLU_PARSE, ev.SLOT_SET, ev.ACTION, ev.BOT_MESSAGE):
+        assert expected in types
+    action = next(e for e in events if e.type == ev.ACTION and e.data["name"] == "action_order_status")
+    assert "action_order_status" in action.data["allowed"] and action.data["state_before"] == "status_need_id"
+
+
+async def test_streamed_tokens_add_up_to_the_reply_or_are_replaced_by_it(engine: DialogueEngine) -> None:
+    tokens: list[str] = []
+
+    async def on_token(delta: str) -> None:
+        tokens.append(delta)
+
+    reply = await engine.handle_message(None, mid(), "hello!", on_token)
+    assert reply.action == "utter_greet" and reply.text
+    assert tokens, "the reply was not streamed"
+
+
+async def test_a_retried_message_id_is_answered_once(engine: DialogueEngine) -> None:
+    message_id = mid()
+    first = await engine.handle_message(None, message_id, "hi there")
+    before = await engine.conversation_events(first.conversation_id)
+    again = await engine.handle_message(first.conversation_id, message_id, "hi there")
+    after = await engine.conversation_events(first.conversation_id)
+    assert again.replayed and again.text == first.text and again.message_id == first.message_id
+    assert len(after) == len(before)
+
+
+async def test_pii_is_redacted_before_storage(engine: DialogueEngine) -> None:
+    reply = await engine.handle_message(None, mid(), "my email is jane.doe@example.com, where is order 10234?")
+    events = await engine.conversation_events(reply.conversation_id)
+    stored = " ".join(str(e.data) for e in events)
+    assert "jane.doe@example.com" not in stored
+    assert "[EMAIL]" in stored
+
+
+async def test_complaint_hands_off_and_the_bot_stays_paused(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "this is the worst service ever, I want to complain to a manager")
+    assert first.action == "action_handoff" and first.handed_off
+    second = await engine.handle_message(first.conversation_id, mid(), "hello?")
+    assert second.action == "utter_handoff" and second.handed_off
+    events = await engine.conversation_events(first.conversation_id)
+    assert sum(e.type == ev.HANDOFF for e in events) == 1
+
+
+class ToxicGenerator:
+    """Wraps the real generator but writes an insult, to prove the output classifier catches it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def realise(self, act: Act, on_token: Any = None) -> Realisation:
+        return Realisation(text="Shut up, you stupid worthless idiot.", source="model")
+
+    def render_template(self, act: Act) -> str:
+        return str(self.inner.render_template(act))
+
+
+async def test_a_toxic_reply_is_replaced_and_flagged(engine: DialogueEngine) -> None:
+    toxic = DialogueEngine(engine.parts, engine.store, ToxicGenerator(engine.generator))
+    reply = await toxic.handle_message(None, mid(), "hello")
+    assert "idiot" not in reply.text and "toxic_reply" in reply.flags
+    events = await engine.conversation_events(reply.conversation_id)
+    verdict = next(e for e in events if e.type == ev.SAFETY_OUTPUT)
+    assert verdict.data["toxic"] and verdict.data["replaced"]

@@ -1,0 +1,217 @@
+"""Knowledge-base retrieval with the bundled MiniLM (real model, CPU; loads once per module)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dialogue.errors import KnowledgeError
+from dialogue.knowledge import KnowledgeBase, LexicalIndex, MiniLMEncoder
+
+pytestmark = pytest.mark.slow
+
+KB = Path(__file__).parent / "data" / "kb.yml"
+THRESHOLD = 0.5  # the demo bot's default KEFU_KB_THRESHOLD
+
+# Paraphrases: none of these is a question of the fixture (the measurement set of dialogue/knowledge.py).
+EN = [
+    ("how many days until my package gets here", "shipping_times"),
+    ("what's the delivery time for a normal order", "shipping_times"),
+    ("do I have to pay for delivery", "shipping_cost"),
+    ("what does postage cost", "shipping_cost"),
+    ("can you send my order to Canada", "international"),
+    ("do you deliver outside the country", "international"),
+    ("I'd like to send back a product, is that possible", "return_policy"),
+    ("how long is the return window", "return_policy"),
+    ("I'm still waiting for my money back", "refund_time"),
+    ("how soon is the refund processed", "refund_time"),
+    ("is Alipay accepted", "payment_methods"),
+    ("what ways can I pay", "payment_methods"),
+    ("my headphones broke, are they covered by guarantee", "warranty"),
+    ("how long is the warranty period", "warranty"),
+    ("I need to ship the order to a different address", "change_address"),
+    ("I made a typo in my street address", "change_address"),
+    ("please cancel the order I placed", "cancel_order"),
+    ("I changed my mind, can I cancel before it ships", "cancel_order"),
+    ("when can I reach your support team", "store_hours"),
+    ("is customer support open on sunday", "store_hours"),
+]
+ZH = [
+    ("我的包裹几天能送到", "shipping_times_zh"),
+    ("需要付运费吗", "shipping_cost_zh"),
+    ("买多少钱可以免运费", "shipping_cost_zh"),
+    ("能发货到美国吗", "international_zh"),
+    ("国外可以收到货吗", "international_zh"),
+    ("退货期限是几天", "return_policy_zh"),
+    ("钱什么时候退回来", "refund_time_zh"),
+    ("退款一直没到账", "refund_time_zh"),
+    ("可以微信支付吗", "payment_methods_zh"),
+    ("付款能用什么方式", "payment_methods_zh"),
+    ("耳机坏了在保修范围内吗", "warranty_zh"),
+    ("质保是几年", "warranty_zh"),
+    ("我想换个收货地址", "change_address_zh"),
+    ("收货地址写错了", "change_address_zh"),
+    ("帮我把订单取消了", "cancel_order_zh"),
+    ("还没发货的订单可以撤销吗", "cancel_order_zh"),
+    ("客服什么时候在线", "store_hours_zh"),
+    ("星期天有人工客服吗", "store_hours_zh"),
+]
+# Close calls the blend still gets wrong (documented in dialogue/knowledge.py); counted in the accuracy test.
+ZH_HARD = [("下单后多长时间发货", "shipping_times_zh"), ("东西不想要了能退吗", "return_policy_zh")]
+OFF_TOPIC = {
+    "en": ["what's the weather like today", "tell me a joke", "who won the football game", "I love pizza",
+           "what is the capital of France", "my cat is sleeping", "recommend a good movie", "how old are you"],
+    "zh": ["今天天气怎么样", "给我讲个笑话", "昨晚的球赛谁赢了", "我喜欢吃火锅",
+           "法国的首都是哪里", "我家的猫在睡觉", "推荐一部好看的电影", "你今年几岁"],
+}
+
+
+@pytest.fixture(scope="module")
+def encoder() -> MiniLMEncoder:
+    return MiniLMEncoder()
+
+
+@pytest.fixture(scope="module")
+def kb(encoder: MiniLMEncoder, tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    return KnowledgeBase.load(KB, tmp_path_factory.mktemp("kb-cache"), encoder=encoder)
+
+
+@pytest.mark.parametrize(("query", "expected"), EN, ids=[e for _, e in EN])
+def test_english_paraphrase_retrieves_right_entry(kb: KnowledgeBase, query: str, expected: str) -> None:
+    hits = kb.search(query, "en")
+    assert hits[0].entry_id == expected, hits
+    assert hits[0].language == "en" and hits[0].answer == next(e.answer for e in kb.entries if e.id == expected)
+
+
+@pytest.mark.parametrize(("query", "expected"), ZH, ids=[e for _, e in ZH])
+def test_chinese_paraphrase_retrieves_right_entry(kb: KnowledgeBase, query: str, expected: str) -> None:
+    hits = kb.search(query, "zh")
+    assert hits[0].entry_id == expected, hits
+    assert hits[0].language == "zh"
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_accuracy_and_threshold_separate_on_and_off_topic(kb: KnowledgeBase, language: str) -> None:
+    """With the shipped weights, 0.5 accepts >= 85% of right answers and rejects every off-topic question."""
+    queries = EN if language == "en" else ZH + ZH_HARD
+    top = [(kb.search(q, language, k=1)[0], gold) for q, gold in queries]
+    correct = [hit for hit, gold in top if hit.entry_id == gold]
+    assert len(correct) >= 0.9 * len(queries)
+    assert sum(hit.score >= THRESHOLD for hit in correct) >= 0.85 * len(correct)
+    off = [kb.search(q, language, k=1)[0].score for q in OFF_TOPIC[language]]
+    assert max(off) < THRESHOLD, off
+
+
+def test_chinese_blend_beats_cosine_alone(kb: KnowledgeBase) -> None:
+    """The reason for the lexical blend: MiniLM's cosine alone ranks Chinese paraphrases much worse."""
+    queries = ZH + ZH_HARD
+
+    def accuracy(weight: float) -> int:
+        return sum(
+            kb.entries[max(kb._scores(q, "zh", weight), key=lambda p: p[1])[0]].id == gold for q, gold in queries
+        )
+
+    assert accuracy(0.4) >= accuracy(1.0) + 5
+
+
+def test_search_is_restricted_to_the_query_language(kb: KnowledgeBase) -> None:
+    hits = kb.search("退款要多久", "en", k=20)
+    assert hits and all(h.language == "en" for h in hits)
+    assert {h.entry_id for h in hits} == {e.id for e in kb.entries if e.language == "en"}
+    zh_hits = kb.search("How long do refunds take?", "zh", k=5)
+    assert len(zh_hits) == 5 and all(h.entry_id.endswith("_zh") for h in zh_hits)
+    assert kb.search("How long do refunds take?", "fr") == []
+    assert kb.search("   ", "en") == []
+    assert kb.search("refund", "en", k=0) == []
+    scores = [h.score for h in kb.search("refund", "en", k=10)]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    assert set(kb.languages) == {"en", "zh"}
+
+
+def test_cache_is_reused_and_rebuilt_when_the_kb_changes(encoder: MiniLMEncoder, tmp_path: Path) -> None:
+    kb_file = tmp_path / "kb.yml"
+    shutil.copy(KB, kb_file)
+    cache = tmp_path / "cache"
+    n_questions = 0
+
+    before = encoder.texts_encoded
+    first = KnowledgeBase.load(kb_file, cache, encoder=encoder)
+    n_questions = sum(len(e.questions) for e in first.entries)
+    assert not first.cache_hit and encoder.texts_encoded - before == n_questions
+    meta = json.loads((cache / "kb.json").read_text(encoding="utf-8"))
+    assert meta["content_hash"] == first.content_hash and len(meta["ids"]) == n_questions
+    assert (cache / "kb.safetensors").is_file()
+
+    # Second load, fresh encoder: the cache is used, the model is not even loaded.
+    fresh = MiniLMEncoder()
+    second = KnowledgeBase.load(kb_file, cache, encoder=fresh)
+    assert second.cache_hit and fresh.texts_encoded == 0 and not fresh.loaded
+    assert second.content_hash == first.content_hash
+    assert (second._vectors == first._vectors).all()
+
+    # Editing an entry changes the hash and re-encodes.
+    kb_file.write_text(kb_file.read_text(encoding="utf-8").replace("within 30 days", "within 60 days"), "utf-8")
+    before = encoder.texts_encoded
+    third = KnowledgeBase.load(kb_file, cache, encoder=encoder)
+    assert not third.cache_hit and third.content_hash != first.content_hash
+    assert encoder.texts_encoded - before == n_questions
+    assert json.loads((cache / "kb.json").read_text(encoding="utf-8"))["content_hash"] == third.content_hash
+
+    # A corrupt cache is rebuilt, not fatal.
+    (cache / "kb.safetensors").write_bytes(b"not a safetensors file")
+    fourth = KnowledgeBase.load(kb_file, cache, encoder=encoder)
+    assert not fourth.cache_hit and fourth.search("can I return it after 50 days", "en")[0].entry_id == "return_policy"
+    assert KnowledgeBase.load(kb_file, cache, encoder=MiniLMEncoder()).cache_hit
+
+
+def test_no_cache_dir_encodes_in_memory(encoder: MiniLMEncoder, tmp_path: Path) -> None:
+    small = tmp_path / "small.yml"
+    small.write_text(
+        "entries:\n"
+        "  - {id: a, language: en, questions: [Where is your shop?], answer: Main Street 1.}\n"
+        "  - {id: b, language: zh, questions: [你们的店在哪里？], answer: 在人民路1号。}\n",
+        encoding="utf-8",
+    )
+    kb = KnowledgeBase.load(small, None, encoder=encoder)
+    assert kb.cache_files is None and not kb.cache_hit and not list(tmp_path.glob("*.safetensors"))
+    assert kb.search("shop location", "en")[0].entry_id == "a"
+    assert kb.search("店在哪", "zh")[0].entry_id == "b"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("entries: []\n", "no entries"),
+        ("foo: 1\n", "entries"),
+        ("entries:\n  - {id: a, language: en, questions: [], answer: x}\n", "questions"),
+        ("entries:\n  - {id: a, language: en, questions: [q], answer: ''}\n", "answer"),
+        ("entries:\n  - {id: a, questions: [q], answer: x}\n", "language"),
+        ("entries:\n  - {id: a, language: en, questions: [q], answer: x}\n"
+         "  - {id: a, language: en, questions: [r], answer: y}\n", "duplicate"),
+        ("entries: [\n", "cannot read"),
+    ],
+)
+def test_malformed_kb_raises_knowledge_error(tmp_path: Path, text: str, message: str) -> None:
+    bad = tmp_path / "kb.yml"
+    bad.write_text(text, encoding="utf-8")
+    encoder = MiniLMEncoder()
+    with pytest.raises(KnowledgeError, match=message):
+        KnowledgeBase.load(bad, tmp_path, encoder=encoder)
+    assert not encoder.loaded
+
+
+def test_missing_kb_file(tmp_path: Path) -> None:
+    with pytest.raises(KnowledgeError, match="not found") as info:
+        KnowledgeBase.load(tmp_path / "nope.yml", None, encoder=MiniLMEncoder())
+    assert info.value.path is not None and info.value.path.endswith("nope.yml")
+
+
+def test_lexical_index_weights_rare_characters() -> None:
+    index = LexicalIndex({0: "退款要多久 退款到账", 1: "运费多少钱 包邮吗", 2: "可以退货吗 退货政策"})
+    scores = index.scores("退款多久到账？")
+    assert max(scores, key=lambda key: scores[key]) == 0 and scores[0] > 0.8
+    assert index.scores("，。！") == {0: 0.0, 1: 0.0, 2: 0.0}
+    assert index.idf("吗") < index.idf("邮")  # in two documents vs one

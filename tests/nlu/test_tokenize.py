@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from nlu.tokenize import detect_language, tokenize
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Where is my order #10234?", ["Where", "is", "my", "order", "#", "10234", "?"]),
+        ("I don't want it, thanks.", ["I", "don't", "want", "it", ",", "thanks", "."]),
+        ("it costs 1,299.00 dollars", ["it", "costs", "1,299.00", "dollars"]),
+        ("order10234", ["order", "10234"]),
+        ("我的订单10234到哪了？", ["我", "的", "订", "单", "10234", "到", "哪", "了", "？"]),
+        ("我想用PayPal付款", ["我", "想", "用", "PayPal", "付", "款"]),
+        ("退货 because 尺码不对!", ["退", "货", "because", "尺", "码", "不", "对", "!"]),
+        ("  café   crème  ", ["café", "crème"]),
+        ("", []),
+    ],
+)
+def test_tokens_and_offsets(text: str, expected: list[str]) -> None:
+    toks = tokenize(text)
+    assert [t.text for t in toks] == expected
+    for t in toks:
+        assert text[t.start : t.end] == t.text
+    assert all(a.end <= b.start for a, b in zip(toks, toks[1:]))
+
+
+def test_offsets_skip_whitespace() -> None:
+    toks = tokenize("hi  你好 there")
+    assert [(t.start, t.end) for t in toks] == [(0, 2), (4, 5), (5, 6), (7, 12)]
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("where is my order 10234", "en"),
+        ("我的订单10234到哪了", "zh"),
+        ("我想用PayPal付款", "zh"),
+        ("can I pay with 支付宝 instead of a credit card", "en"),
+        ("12345", "en"),
+        ("", "en"),
+    ],
+)
+def test_detect_language(text: str, language: str) -> None:
+    assert detect_language(text) == language

@@ -1,0 +1,193 @@
+"""The batched async engine against ``model.generate`` on tiny randomly initialised models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from runtime.engine import Engine, SamplingParams
+from runtime.errors import EngineClosed, GenerationError, ModelLoadError, QueueFull
+
+PROMPTS = [
+    "<en> utter_order_status ( eta order_id status ) =>",
+    "Order",
+    "<zh> utter_greet (  ) =>您好",
+    "Why would you like to return it? Could you tell me your order number?",
+    "订单",
+    "x",
+]
+
+
+def tiny_model(kind: str, tok: Any) -> Any:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    if kind == "gpt2":
+        cfg = GPT2Config(vocab_size=len(tok), n_layer=2, n_embd=64, n_head=4, n_positions=160, initializer_range=0.3, **ids)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        common = dict(
+            vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=160, initializer_range=0.3, **ids,
+        )  # fmt: skip
+        model = LlamaForCausalLM(LlamaConfig(**common)) if kind == "llama" else Qwen2ForCausalLM(Qwen2Config(**common))
+    return model.eval()
+
+
+def reference(model: Any, tok: Any, prompt: str, n: int) -> str:
+    enc = tok(prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "qwen2"])
+async def test_batched_greedy_equals_generate_alone(kind: str, tiny_tokenizer: Any) -> None:
+    model = tiny_model(kind, tiny_tokenizer)
+    n = 24
+    refs = [reference(model, tiny_tokenizer, p, n) for p in PROMPTS]
+    assert len(set(refs)) > 3  # the random model does not just repeat one string
+    engine = Engine(model, tiny_tokenizer, max_batch=8)
+    assert engine.allow_join
+    params = SamplingParams(max_tokens=n)
+
+    first = PROMPTS[:3]  # these arrive together and are prefilled together
+    started = asyncio.Event()
+
+    async def early(p: str) -> str:
+        parts = []
+        async for delta in engine.stream(p, params):
+            parts.append(delta)
+            started.set()
+        return "".join(parts)
+
+    async def late(p: str) -> str:  # joins while the first batch is decoding
+        await started.wait()
+        return await engine.generate(p, params)
+
+    got = await asyncio.gather(*[early(p) for p in first], *[late(p) for p in PROMPTS[3:]])
+    await engine.aclose()
+    assert got == refs
+    assert engine.stats["joins"] >= 1 and engine.stats["max_rows"] >= 4
+    assert engine.active == 0
+
+
+async def test_stop_strings_max_tokens_and_seeded_sampling(tiny_tokenizer: Any) -> None:
+    model = tiny_model("gpt2", tiny_tokenizer)
+    prompt = PROMPTS[0]
+    ref = reference(model, tiny_tokenizer, prompt, 30)
+    engine = Engine(model, tiny_tokenizer)
+    try:
+        assert await engine.generate(prompt, SamplingParams(max_tokens=5)) == reference(model, tiny_tokenizer, prompt, 5)
+        stop = ref[6:8]
+        cut = ref.find(stop)
+        deltas = [d async for d in engine.stream(prompt, SamplingParams(max_tokens=30, stop=(stop,)))]
+        assert "".join(deltas) == ref[:cut]
+        hot = SamplingParams(max_tokens=30, temperature=1.5, top_p=0.95, seed=7)
+        a, b = await asyncio.gather(engine.generate(prompt, hot), engine.generate(prompt, hot))
+        c = await engine.generate(prompt, SamplingParams(max_tokens=30, temperature=1.5, top_p=0.95, seed=8))
+        assert a == b and a != ref and c != a
+    finally:
+        await engine.aclose()
+
+
+async def test_consumer_that_stops_frees_its_slot(tiny_tokenizer: Any) -> None:
+    model = tiny_model("gpt2", tiny_tokenizer)
+    engine = Engine(model, tiny_tokenizer, max_batch=1)
+    long = engine.stream(PROMPTS[1], SamplingParams(max_tokens=100))
+    async with contextlib.aclosing(long):
+        first = await anext(long)
+        assert first
+        assert engine.scheduler.running  # holds the only slot
+    # the abandoned request is cancelled; the next one gets the slot and finishes
+    text = await asyncio.wait_for(engine.generate(PROMPTS[2], SamplingParams(max_tokens=8)), 20)
+    assert text == reference(model, tiny_tokenizer, PROMPTS[2], 8)
+    assert engine.active == 0 and engine.scheduler.running == ()
+
+    task = asyncio.create_task(engine.generate(PROMPTS[3], SamplingParams(max_tokens=100)))
+    while not engine.scheduler.running:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.scheduler.running == ()
+    await engine.aclose()
+
+
+async def test_queue_full_and_closed(tiny_tokenizer: Any) -> None:
+    model = tiny_model("gpt2", tiny_tokenizer)
+    engine = Engine(model, tiny_tokenizer, max_batch=1, max_queue=1)
+    results = await asyncio.gather(
+        *[engine.generate(p, SamplingParams(max_tokens=3)) for p in PROMPTS[:3]], return_exceptions=True
+    )
+    assert isinstance(results[0], str) and any(isinstance(r, QueueFull) for r in results)
+    await engine.aclose()
+    with pytest.raises(EngineClosed):
+        await engine.generate("x")
+
+
+async def test_event_loop_stays_responsive(tiny_tokenizer: Any) -> None:
+    model = tiny_model("gpt2", tiny_tokenizer)
+    engine = Engine(model, tiny_tokenizer)
+    ticks = 0
+    gen = asyncio.create_task(engine.generate(PROMPTS[3], SamplingParams(max_tokens=80)))
+    while not gen.done():
+        ticks += 1
+        await asyncio.sleep(0)
+    await gen
+    await engine.aclose()
+    assert ticks > engine.stats["steps"]  # the loop ran between (and during) model steps
+
+
+async def test_model_error_fails_requests_but_engine_survives(tiny_tokenizer: Any) -> None:
+    model = tiny_model("gpt2", tiny_tokenizer)
+    engine = Engine(model, tiny_tokenizer)
+    real_forward = model.forward
+    model.forward = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[method-assign]
+    with pytest.raises(GenerationError, match="boom"):
+        await engine.generate("Order", SamplingParams(max_tokens=4))
+    model.forward = real_forward  # type: ignore[method-assign]
+    assert await engine.generate("Order", SamplingParams(max_tokens=4)) == reference(model, tiny_tokenizer, "Order", 4)
+    await engine.aclose()
+
+
+def test_load_saved_folder_and_corrupt_dirs(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    model = tiny_model("gpt2", tiny_tokenizer)
+    good = tmp_path / "good"
+    model.save_pretrained(good)
+    tiny_tokenizer.save_pretrained(good)
+    engine = Engine.load(good, max_batch=2)
+    assert engine.max_batch == 2 and engine.max_positions == 160
+    assert asyncio.run(engine.generate("Order", SamplingParams(max_tokens=6))) == reference(model, tiny_tokenizer, "Order", 6)
+
+    with pytest.raises(ModelLoadError) as info:
+        Engine.load(tmp_path / "missing")
+    assert info.value.path.endswith("missing")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError):
+        Engine.load(bad)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in good.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelLoadError):
+        Engine.load(broken)
+    cfg = json.loads((good / "config.json").read_text())
+    assert cfg["model_type"] == "gpt2"
+
+
+async def test_prompt_too_long(tiny_tokenizer: Any) -> None:
+    engine = Engine(tiny_model("gpt2", tiny_tokenizer), tiny_tokenizer)
+    with pytest.raises(GenerationError, match="exceeds"):
+        await engine.generate("x" * 400)
+    await engine.aclose()

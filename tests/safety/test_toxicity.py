@@ -1,0 +1,205 @@
+"""Toxicity: real (tiny) MiniLM fine-tuning, pickle-free save, loading through Detoxify, metrics, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from safety.errors import SafetyDataError, ToxicityModelError
+from safety.evaluate import METRIC_KEYS, compute_metrics, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+INSULTS = ["idiot", "moron", "loser", "bitch", "stupid jerk", "worthless trash", "dumbass", "pathetic fool"]
+TOXIC = ["you are a {}", "shut up you {}", "go away {}, nobody likes you", "what a {} you are", "{}! I hate you"]
+ITEMS = ["headphones", "laptop bag", "order", "parcel", "refund", "charger", "jacket", "shoes"]
+CLEAN = ["thanks for the help with my {}", "where is my {}?", "the {} arrived today, great", "can I return the {}?",
+         "how long does the {} take to ship", "I love the new {}"]
+
+
+def _write(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            if i % 2:
+                text, label = rng.choice(TOXIC).format(rng.choice(INSULTS)), 1
+            else:
+                text, label = rng.choice(CLEAN).format(rng.choice(ITEMS)), 0
+            fh.write(json.dumps({"text": text, "label": label}) + "\n")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("toxdata")
+    _write(d / "train.jsonl", 200, seed=1)
+    _write(d / "dev.jsonl", 60, seed=2)
+    return d
+
+
+@pytest.fixture(scope="session")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from safety.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("toxmodel")
+    cfg = TrainConfig(max_examples=200, max_len=24, epochs=1, lr=2e-4, batch=16, seed=3, dev_examples=60, threads=1)
+    report = train(cfg, data_dir / "train.jsonl", out)
+    return out, report
+
+
+def test_saved_dir_is_pickle_free_with_report(trained: tuple[Path, dict]) -> None:
+    out, report = trained
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "toxicity.json", "report.json", "curves.png"} <= names
+    assert names & {"tokenizer.json", "vocab.txt"}
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"))]
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["steps"] == report["steps"] == 13
+    assert set(METRIC_KEYS) <= set(on_disk["dev"])
+    assert on_disk["dev"]["n"] == 60
+    tox = json.loads((out / "toxicity.json").read_text())
+    assert tox["classes"] == ["toxicity"] and tox["threshold"] == 0.5
+
+
+def test_training_learned_something(trained: tuple[Path, dict]) -> None:
+    _, report = trained
+    # 13 steps on a lexically separable toy set: far better than chance on held-out dev lines
+    assert report["dev"]["roc_auc"] > 0.8
+
+
+def test_loads_through_detoxify_and_matches_the_raw_model(trained: tuple[Path, dict]) -> None:
+    import torch
+    from detoxify import Detoxify
+    from transformers import BertForSequenceClassification, BertTokenizerFast
+
+    from safety.toxicity import ToxicityClassifier
+
+    out, _ = trained
+    clf = ToxicityClassifier.load(out)
+    assert isinstance(clf._detoxify, Detoxify)
+    texts = ["you are a worthless idiot", "where is my parcel?", "", "ｙｏｕ ａｒｅ ａ ｍｏｒｏｎ"]
+    scores = clf.score(texts)
+    assert len(scores) == 4 and all(0.0 <= s <= 1.0 for s in scores)
+    assert clf.score([]) == []
+    assert clf.score(texts[:1]) == pytest.approx(scores[:1], abs=1e-5)  # Detoxify squeezes batches of one
+    # the weights really came from model.safetensors (transformers would silently re-initialise otherwise)
+    model = BertForSequenceClassification.from_pretrained(str(out), local_files_only=True).eval()
+    tok = BertTokenizerFast.from_pretrained(str(out), local_files_only=True)
+    with torch.no_grad():
+        ref = torch.sigmoid(model(**tok(texts[:2], padding=True, return_tensors="pt")).logits[:, 0]).tolist()
+    assert scores[:2] == pytest.approx(ref, abs=1e-5)
+    # full-width text is normalised before scoring
+    assert scores[3] == pytest.approx(clf.score(["you are a moron"])[0], abs=1e-5)
+
+
+def test_check_records_language_and_threshold(trained: tuple[Path, dict]) -> None:
+    from safety import OutputFilter
+    from safety.toxicity import ToxicityClassifier
+
+    out, _ = trained
+    clf = ToxicityClassifier.load(out, threshold=0.0)
+    v = clf.check("hello", "zh")
+    assert v.language == "zh" and v.threshold == 0.0 and v.toxic
+    v2 = OutputFilter(out, threshold=1.0).check("hello")
+    assert v2.language == "en" and not v2.toxic and v2.score == pytest.approx(v.score, abs=1e-6)
+
+
+def _copy_with(out: Path, dest: Path, replace: dict[str, bytes | None]) -> Path:
+    dest.mkdir()
+    for p in out.iterdir():
+        if p.name in replace:
+            content = replace[p.name]
+            if content is not None:
+                (dest / p.name).write_bytes(content)
+        else:
+            (dest / p.name).symlink_to(p.resolve())
+    return dest
+
+
+def test_corrupt_or_missing_files_raise(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    from safety.toxicity import ToxicityClassifier
+
+    out, _ = trained
+    weights = (out / "model.safetensors").read_bytes()
+    cases = {
+        "garbage": ({"model.safetensors": b"not a safetensors file at all"}, "model.safetensors"),
+        "truncated": ({"model.safetensors": weights[: len(weights) // 2]}, "model.safetensors"),
+        "no_weights": ({"model.safetensors": None}, "model.safetensors"),
+        "no_config": ({"toxicity.json": None}, "toxicity.json"),
+        "bad_config": ({"toxicity.json": b"{not json"}, "toxicity.json"),
+        "bad_hf_config": ({"config.json": b"[1,"}, "config.json"),
+    }
+    for name, (replace, culprit) in cases.items():
+        d = _copy_with(out, tmp_path / name, replace)
+        with pytest.raises(ToxicityModelError) as err:
+            ToxicityClassifier.load(d)
+        assert err.value.path.name == culprit, name
+        assert culprit in str(err.value)
+    with pytest.raises(ToxicityModelError):
+        ToxicityClassifier.load(tmp_path / "does-not-exist")
+
+
+def test_wrong_head_is_rejected(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from safety.toxicity import ToxicityClassifier
+
+    out, _ = trained
+    sd = load_file(str(out / "model.safetensors"))
+    del sd["classifier.weight"]
+    d = _copy_with(out, tmp_path / "nohead", {"model.safetensors": None})
+    save_file(sd, str(d / "model.safetensors"))
+    with pytest.raises(ToxicityModelError, match="classifier"):
+        ToxicityClassifier.load(d)
+
+
+def test_cli_evaluate_json(trained: tuple[Path, dict], data_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from safety.cli import app
+
+    out, _ = trained
+    res = CliRunner().invoke(
+        app, ["evaluate", "--model", str(out), "--data", str(data_dir / "dev.jsonl"), "--lang", "zh", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout[res.stdout.index("{") :])
+    assert set(METRIC_KEYS) <= set(payload) and payload["n"] == 60 and payload["language"] == "zh"
+    bad = CliRunner().invoke(app, ["evaluate", "--model", str(data_dir), "--data", str(data_dir / "dev.jsonl")])
+    assert bad.exit_code == 1
+
+
+def test_compute_metrics_keys_and_values() -> None:
+    m = compute_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], threshold=0.5)
+    assert tuple(m) == METRIC_KEYS
+    assert m["roc_auc"] == pytest.approx(0.75)
+    assert m["accuracy"] == pytest.approx(0.75) and m["f1"] == pytest.approx(2 / 3)
+    assert m["n"] == 4 and m["threshold"] == 0.5
+    perfect = compute_metrics([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.7])
+    assert perfect["roc_auc"] == 1.0 and perfect["recall_at_1pct_fpr"] == 1.0
+    assert compute_metrics([1, 1], [0.2, 0.9])["roc_auc"] is None
+
+
+def test_read_jsonl_errors(tmp_path: Path) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
+    with pytest.raises(SafetyDataError) as err:
+        read_jsonl(p)
+    assert err.value.line == 2
+    with pytest.raises(SafetyDataError):
+        read_jsonl(tmp_path / "missing.jsonl")
+    p.write_text("".join(json.dumps({"text": str(i), "label": i % 2}) + "\n" for i in range(10)))
+    texts, labels = read_jsonl(p, max_examples=4, seed=1)
+    assert len(texts) == 4 == len(labels)
+
+
+def test_import_safety_is_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, safety; safety.InputFilter().check('hi'); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+
