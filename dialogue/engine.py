@@ -104,7 +104,9 @@ class DialogueEngine:
             existing = await self.store.get(conversation_id)
             if existing is not None:
                 return existing.id
-        created = await self.store.create_conversation(language or self.parts.default_language)
+        created = await self.store.create_conversation(
+            language or self.parts.default_language, state=self.parts.flows.initial_state
+        )
         return created.id
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -290,8 +292,8 @@ class DialogueEngine:
 
 def _replayed(conversation: Conversation, message_id: str, events: Sequence[Event]) -> TurnReply:
     """Rebuild the reply of an already-processed message from its stored events."""
-    by_type = {e.type: e for e in events}
-    bot = by_type.get(ev.BOT_MESSAGE)
+    by_type = {e.type: e for e in events if e.type != ev.BOT_MESSAGE}
+    bot = next((e for e in events if e.type == ev.BOT_MESSAGE and e.data.get("reply_to") == message_id), None)
     parse = by_type.get(ev.NLU_PARSE)
     action = by_type.get(ev.ACTION)
     return TurnReply(

@@ -39,7 +39,9 @@ class ConversationExists(StoreError):
     """``create_conversation`` was given an id that is already taken."""
 
     def __init__(self, conversation_id: str) -> None:
-        super().__init__("conversation already exists", operation="create_conversation", conversation_id=conversation_id)
+        super().__init__(
+            "conversation already exists", operation="create_conversation", conversation_id=conversation_id
+        )
 
 
 class ConcurrentUpdate(StoreError):

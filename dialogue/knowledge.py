@@ -359,8 +359,9 @@ class KnowledgeBase:
                     vectors = load_file(str(files[0]))["questions"]
                     if vectors.shape[0] == len(rows):
                         log.info("knowledge base %s: %d entries, embeddings from cache", kb_path.name, len(entries))
-                        return cls(entries, vectors, rows, encoder, content_hash=digest, cache_hit=True,
-                                   cache_files=files)
+                        return cls(
+                            entries, vectors, rows, encoder, content_hash=digest, cache_hit=True, cache_files=files
+                        )
             except FileNotFoundError:
                 pass
             except Exception as exc:  # noqa: BLE001 - a corrupt/foreign cache (SafetensorError...) is rebuilt
@@ -373,8 +374,13 @@ class KnowledgeBase:
             try:
                 files[0].parent.mkdir(parents=True, exist_ok=True)
                 _atomic_write(files[0], save({"questions": vectors.to(torch.float32).contiguous()}))
-                meta = {"format": CACHE_FORMAT, "encoder": encoder.name, "content_hash": digest, "ids": ids,
-                        "source": kb_path.name}
+                meta = {
+                    "format": CACHE_FORMAT,
+                    "encoder": encoder.name,
+                    "content_hash": digest,
+                    "ids": ids,
+                    "source": kb_path.name,
+                }
                 _atomic_write(files[1], json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
             except OSError as exc:
                 raise KnowledgeError(f"cannot write the embedding cache: {exc}", path=str(files[0])) from None

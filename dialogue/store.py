@@ -362,6 +362,9 @@ class Store:
     ) -> Conversation:
         """Insert a new conversation (version 0, no turns). ``conversation_id`` defaults to a random UUID.
 
+        ``state`` is stored as given: callers running an FSM pass its initial state (``flows.initial_state``);
+        the store knows no FSM, so the default ``"start"`` is only a placeholder.
+
         Raises :class:`~dialogue.errors.ConversationExists` when the given id is taken.
         """
         cid = conversation_id or str(uuid.uuid4())
@@ -420,9 +423,7 @@ class Store:
             raise StoreError(f"offset must be >= 0, got {offset}", operation="list_conversations")
         c = conversations.c
         query = (
-            sa.select(
-                c.id, c.language, c.turn_count, c.handed_off, c.state, c.created_at, c.updated_at, c.last_intent
-            )
+            sa.select(c.id, c.language, c.turn_count, c.handed_off, c.state, c.created_at, c.updated_at, c.last_intent)
             .order_by(c.updated_at.desc(), c.id.desc())
             .limit(limit)
             .offset(offset)

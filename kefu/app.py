@@ -19,7 +19,13 @@ from kefu.config import Bot
 
 log = logging.getLogger("kefu")
 
-DEFAULT_BOT = Path(__file__).resolve().parents[1] / "examples" / "shop"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BOT = ROOT / "examples" / "shop"
+
+
+def shared_data() -> Path:
+    """The public datasets: ``$KEFU_SHARED_DATA``, else ``../shared/data`` beside the checkout."""
+    return Path(os.environ.get("KEFU_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 
 class MissingModel(Exception):
@@ -133,8 +139,9 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
         from nlu.train import train as train_nlu
 
         t = time.perf_counter()
-        examples = load_examples([bot.path(p) for p in cfg.nlu_data])
-        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data))
+        synonyms: dict[str, str] = {}
+        examples = load_examples([bot.path(p) for p in cfg.nlu_data], synonyms)
+        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms)
         timings["nlu"] = time.perf_counter() - t
 
     if cfg.generation == "embedded" and wanted("generator", bot.generator_model / "config.json"):
@@ -146,10 +153,14 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
         timings["generator"] = time.perf_counter() - t
 
     if wanted("toxicity", bot.toxicity_model / "model.safetensors"):
-        from safety.train import TrainConfig, train_toxicity
+        from safety.train import TrainConfig
+        from safety.train import train as train_toxicity
 
         t = time.perf_counter()
-        train_toxicity(bot.toxicity_model, TrainConfig())
+        data = shared_data() / "toxicity_en" / "train.jsonl"
+        if not data.is_file():
+            raise MissingModel(f"toxicity training data not found at {data} (set KEFU_SHARED_DATA)")
+        train_toxicity(TrainConfig(), data, bot.toxicity_model)
         timings["toxicity"] = time.perf_counter() - t
 
     if cfg.knowledge and (only is None or "knowledge" in only):

@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from nlu.errors import DataError, ModelLoadError, NLUError, TrainingError
+from nlu.tokenize import Token, detect_language, tokenize  # pure Python; imported eagerly (shares its module's name)
 from nlu.types import Entity, Parse
 
 if TYPE_CHECKING:
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from nlu.evaluate import evaluate
     from nlu.model import NLUConfig
     from nlu.predict import NLUModel
-    from nlu.tokenize import Token, detect_language, tokenize
     from nlu.train import TrainConfig, train
 
 _LAZY = {
@@ -29,12 +29,13 @@ _LAZY = {
     "load_examples": "nlu.data",
     "read_jsonl": "nlu.data",
     "read_rasa_nlu": "nlu.data",
-    "Token": "nlu.tokenize",
-    "tokenize": "nlu.tokenize",
-    "detect_language": "nlu.tokenize",
 }
 
-__all__ = ["DataError", "Entity", "ModelLoadError", "NLUError", "Parse", "TrainingError", *_LAZY]
+__all__ = [
+    "DataError", "Entity", "Example", "ModelLoadError", "NLUConfig", "NLUError", "NLUModel", "Parse", "Token",
+    "TrainConfig", "TrainingError", "detect_language", "evaluate", "load_examples", "read_jsonl", "read_rasa_nlu",
+    "tokenize", "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,9 @@ _FORBIDDEN = -1e4
 
 
 class CRF(nn.Module):
+    allowed: Tensor  # [from, to] bool buffer
+    allowed_start: Tensor  # [tag] bool buffer
+
     def __init__(self, n_tags: int) -> None:
         super().__init__()
         self.n_tags = n_tags
@@ -76,13 +79,13 @@ class CRF(nn.Module):
             history.append(idx)
             score = torch.where(mask[:, t].unsqueeze(1), nxt + emissions[:, t], score)
         score = score + self.end
-        lengths = mask.sum(1).tolist()
-        best_last = score.argmax(1).tolist()
-        hist = torch.stack(history, 1).tolist() if history else []  # [B, L-1, T]
-        paths = []
-        for b, n in enumerate(lengths):
-            path = [best_last[b]]
-            for t in range(n - 2, -1, -1):
-                path.append(hist[b][t][path[-1]])
-            paths.append(path[::-1])
-        return paths
+        lengths = mask.sum(1)
+        tag = score.argmax(1)  # best last tag of each sequence
+        best_last = tag
+        path = torch.zeros_like(mask, dtype=torch.long)
+        path[:, -1] = tag
+        for t in range(emissions.size(1) - 2, -1, -1):  # backtrack, all sequences at once
+            prev = history[t].gather(1, tag.unsqueeze(1)).squeeze(1)  # tag at t given the tag at t + 1
+            tag = torch.where(t >= lengths - 1, best_last, prev)  # positions at/after a sequence's end hold its last tag
+            path[:, t] = tag
+        return [p[:n] for p, n in zip(path.tolist(), lengths.tolist())]

@@ -108,11 +108,12 @@ def _block_items(node: yaml.Node, path: Path) -> list[tuple[int, str]]:
     return items
 
 
-def read_rasa_nlu(path: str | Path) -> list[Example]:
+def read_rasa_nlu(path: str | Path, synonyms_out: dict[str, str] | None = None) -> list[Example]:
     """Read a Rasa (3.x) ``nlu.yml``: ``intent:`` blocks with annotated examples and ``synonym:`` blocks.
 
-    Synonyms (from ``synonym:`` blocks) are applied to entity values; ``lookup:`` and ``regex:`` blocks are ignored.
-    Retrieval intents (``faq/ask_x``) keep their full name.
+    Synonyms (from ``synonym:`` blocks) are applied to entity values, and added to ``synonyms_out`` (lower-cased
+    variant -> canonical value) when given, so a model can map them at parse time too. ``lookup:`` and ``regex:``
+    blocks are ignored. Retrieval intents (``faq/ask_x``) keep their full name.
     """
     path = Path(path)
     try:
@@ -143,6 +144,8 @@ def read_rasa_nlu(path: str | Path) -> list[Example]:
             canonical = str(block["synonym"].value)
             for _, variant in _block_items(block.get("examples", yaml.ScalarNode("tag:yaml.org,2002:str", "")), path):
                 synonyms[variant.lower()] = canonical
+    if synonyms_out is not None:
+        synonyms_out.update(synonyms)
     examples: list[Example] = []
     for block in blocks:
         if "intent" not in block:
@@ -196,8 +199,11 @@ def read_jsonl(path: str | Path) -> list[Example]:
     return examples
 
 
-def load_examples(paths: str | Path | Iterable[str | Path]) -> list[Example]:
-    """Read and concatenate data files, dispatching on suffix: ``.yml``/``.yaml`` (Rasa) or ``.jsonl``/``.json``."""
+def load_examples(paths: str | Path | Iterable[str | Path], synonyms_out: dict[str, str] | None = None
+                  ) -> list[Example]:
+    """Read and concatenate data files, dispatching on suffix: ``.yml``/``.yaml`` (Rasa) or ``.jsonl``/``.json``.
+
+    Rasa ``synonym:`` blocks are collected into ``synonyms_out`` when given (see :func:`read_rasa_nlu`)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     examples: list[Example] = []
@@ -207,7 +213,7 @@ def load_examples(paths: str | Path | Iterable[str | Path]) -> list[Example]:
             raise DataError(p, 0, "file not found")
         suffix = p.suffix.lower()
         if suffix in (".yml", ".yaml"):
-            examples.extend(read_rasa_nlu(p))
+            examples.extend(read_rasa_nlu(p, synonyms_out))
         elif suffix in (".jsonl", ".json"):
             examples.extend(read_jsonl(p))
         else:

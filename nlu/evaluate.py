@@ -37,9 +37,9 @@ def score(gold_intents: Sequence[str], pred_intents: Sequence[str],
     out: dict[str, float] = {
         "intent_accuracy": sum(intent_ok) / n if n else 0.0,
         "intent_macro_f1": intent_macro_f1(gold_intents, pred_intents),
-        "slot_f1": float(f1_score(gt, pt)) if has_slots else 0.0,
-        "slot_precision": float(precision_score(gt, pt)) if has_slots else 0.0,
-        "slot_recall": float(recall_score(gt, pt)) if has_slots else 0.0,
+        "slot_f1": float(f1_score(gt, pt, zero_division=0)) if has_slots else 0.0,
+        "slot_precision": float(precision_score(gt, pt, zero_division=0)) if has_slots else 0.0,
+        "slot_recall": float(recall_score(gt, pt, zero_division=0)) if has_slots else 0.0,
         "sentence_accuracy": sum(frame_ok) / n if n else 0.0,
     }
     oos = [i for i, g in enumerate(gold_intents) if g in OOS_LABELS]

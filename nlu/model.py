@@ -154,7 +154,6 @@ class CharCNN(nn.Module):
         self.proj = nn.Linear(kernel * dim, filters)
 
     def forward(self, chars: Tensor) -> Tensor:  # [B, L, C] -> [B, L, filters]
-        B, L, C = chars.shape
         pad = self.kernel // 2
         x = F.pad(self.emb(chars), (0, 0, pad, self.kernel - 1 - pad))  # [B, L, C + k - 1, dim]
         windows = x.unfold(2, self.kernel, 1).flatten(3)  # [B, L, C, dim * k]

@@ -31,7 +31,7 @@ from nlu.predict import NLUModel
 @dataclass
 class TrainConfig:
     epochs: int = 20
-    batch_size: int = 32
+    batch_size: int = 0  # 0 = auto: 16 below 5,000 training examples (more updates on small bot data), else 32
     lr: float = 2e-3
     patience: int = 4  # epochs without dev improvement before stopping
     seed: int = 0
@@ -115,8 +115,12 @@ def train(
     config: NLUConfig | None = None,
     train_config: TrainConfig | None = None,
     data_files: Sequence[str] = (),
+    synonyms: dict[str, str] | None = None,
 ) -> NLUModel:
-    """Train a joint model on ``examples`` (early-stopped on ``dev`` or a held-out split) and save it to ``out_dir``."""
+    """Train a joint model on ``examples`` (early-stopped on ``dev`` or a held-out split) and save it to ``out_dir``.
+
+    ``synonyms`` (lower-cased variant -> canonical value, e.g. from Rasa ``synonym:`` blocks) is stored with the
+    model together with the synonyms implied by the examples' entity values, and applied to parsed entities."""
     tc = train_config or TrainConfig()
     if not examples:
         raise TrainingError("no training examples")
@@ -126,14 +130,15 @@ def train(
     torch.set_num_threads(tc.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(list(examples), Path(out_dir), list(dev) if dev is not None else None, config, tc, data_files)
+        return _train(list(examples), Path(out_dir), list(dev) if dev is not None else None, config, tc, data_files,
+                      synonyms or {})
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
 
 
 def _train(examples: list[Example], out: Path, dev: list[Example] | None, config: NLUConfig | None,
-           tc: TrainConfig, data_files: Sequence[str]) -> NLUModel:
+           tc: TrainConfig, data_files: Sequence[str], synonyms: dict[str, str]) -> NLUModel:
     random.seed(tc.seed)
     torch.manual_seed(tc.seed)
     rng = random.Random(tc.seed)
@@ -142,7 +147,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         examples, dev = split_dev(examples, tc.dev_fraction, tc.seed)
         dev_source = f"held-out {tc.dev_fraction:.0%} of train"
     vocab = Vocab.build([ex.tokens for ex in examples], [ex.tags for ex in examples], [ex.intent for ex in examples],
-                        learn_synonyms(examples))
+                        {**synonyms, **learn_synonyms(examples)})
     cfg = replace(config or NLUConfig(), n_words=len(vocab.words), n_chars=len(vocab.chars),
                   n_tags=len(vocab.tags), n_intents=len(vocab.intents))
     net = JointBiLSTMCRF(cfg)
@@ -155,6 +160,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     feats = [featurise(vocab, ex.tokens) for ex in examples]
     for f, ex in zip(feats, examples):
         f["tags"] = torch.tensor([vocab.tag_id.get(t, 0) for t in ex.tags] or [0], dtype=torch.long)
+    batch_size = tc.batch_size or (16 if len(examples) < 5000 else 32)
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_state, best_dev = -math.inf, 0, copy.deepcopy(net.state_dict()), {}
@@ -169,7 +175,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         t_epoch = time.perf_counter()
         sums = {"slot_loss": 0.0, "intent_loss": 0.0}
         seen = 0
-        batches = make_batches([len(ex.tokens) for ex in examples], tc.batch_size, rng)
+        batches = make_batches([len(ex.tokens) for ex in examples], batch_size, rng)
         bar = tqdm(batches, desc=f"epoch {epoch}/{tc.epochs}", disable=not tc.progress, leave=False, unit="batch")
         for idx in bar:
             batch = collate([feats[i] for i in idx])
@@ -202,7 +208,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         history.append(row)
         current = (dev_metrics["intent_accuracy"] + dev_metrics["slot_f1"]) / 2 if dev_has_slots \
             else dev_metrics["intent_accuracy"]
-        improved = current > best_score
+        improved = current > best_score or not dev  # without any dev example: keep the latest epoch
         if improved:
             best_score, best_epoch, best_dev = current, epoch, dev_metrics
             best_state = copy.deepcopy(net.state_dict())
@@ -233,7 +239,8 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         "dev": best_dev, "temperature": model.temperature,
         "calibration_before": calibration(logits, labels, 1.0),
         "calibration_after": calibration(logits, labels, model.temperature),
-        "history": history, "config": asdict(cfg), "train_config": asdict(tc), "threads": torch.get_num_threads(),
+        "history": history, "config": asdict(cfg), "train_config": asdict(tc), "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     plot_curves(history, out / "curves.png")

@@ -30,7 +30,8 @@ def train(
             {
                 "out": str(result.out_dir),
                 "final_train_loss": round(result.final_loss, 5),
-                "train_exact_match": result.train_exact_match,
+                "train_variant_match": result.train_variant_match,
+                "train_slot_valid": result.report["train_slot_valid"],
                 "seconds": result.seconds,
                 "pairs": result.report["pairs"],
             }

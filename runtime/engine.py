@@ -160,6 +160,7 @@ class Engine:
         self.scheduler.add(Request(rid, prompt_ids, max_tokens, self.eos_token_ids))  # may raise QueueFull
         self._slots[rid] = slot
         self._ensure_started()
+        self._kick()
         try:
             while True:
                 item = await slot.queue.get()

@@ -23,16 +23,17 @@ class GeneratorConfig:
     """Size and training hyper-parameters of the embedded generator."""
 
     n_layer: int = 3
-    n_embd: int = 192
+    n_embd: int = 128
     n_head: int = 4
     n_positions: int = 256
     dropout: float = 0.0
-    steps: int = 700
-    batch_size: int = 24
+    steps: int = 400
+    batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 30
     seed: int = 0
+    threads: int = 1  # torch intra-op threads while training; the matrices are too small to gain from more
 
     def to_gpt2_config(self, vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int) -> Any:
         from transformers import GPT2Config

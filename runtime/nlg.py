@@ -77,6 +77,10 @@ class NLG:
         if self.engine is not None:
             await self.engine.aclose()
 
+    def render_template(self, act: Act) -> str:
+        """The response template for ``act``, never the model: for replies that must be exactly as written."""
+        return self.templates.render(act)
+
     def prompt_for(self, act: Act) -> str:
         return build_prompt(act.name, self.templates.expected_slots(act), act.language)
 
@@ -113,7 +117,9 @@ class NLG:
                     found = Counter(m.group(1) for m in DELEX_RE.finditer(delex))
                     bad = [s for s, n in found.items() if s not in expected or n > 1]
                     if bad:  # no point generating further: the reply is already invalid
-                        early = check_slots(delex, expected)
+                        early = tuple(
+                            e for e in check_slots(delex, expected) if e.startswith(("repeated:", "invented:"))
+                        )
                         break
                     partial = _PARTIAL.search(delex, sent)
                     ready = partial.start() if partial and len(delex) - partial.start() <= 40 else len(delex)

@@ -40,7 +40,7 @@ def training_pairs(templates: Templates) -> list[Pair]:
 class TrainResult:
     out_dir: Path
     final_loss: float
-    train_exact_match: float
+    train_variant_match: float
     seconds: float
     report: dict[str, Any]
 
@@ -69,29 +69,46 @@ def _batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[Any, A
     return ids, mask, labels
 
 
-def greedy_exact_match(model: Any, tokenizer: Any, pairs: list[Pair], max_new_tokens: int = 160) -> float:
-    """Fraction of pairs whose greedy continuation equals the target exactly (batched, left padded)."""
+def greedy_eval(model: Any, tokenizer: Any, pairs: list[Pair], max_new_tokens: int = 200) -> dict[str, float]:
+    """Greedy decoding of every distinct prompt (batched, left padded), scored against its variants.
+
+    ``variant_match``: the reply equals one of the prompt's delexicalised variants; ``slot_valid``: the
+    reply passes :func:`runtime.nlg.check_slots` for the prompt's slots (so the model would be used).
+    """
     import torch
 
-    if not pairs:
-        return 0.0
-    hits = 0
+    from runtime.nlg import check_slots
+    from runtime.templates import DELEX_RE
+
+    targets: dict[str, set[str]] = {}
+    slots: dict[str, tuple[str, ...]] = {}
+    for p in pairs:
+        targets.setdefault(p.prompt, set()).add(p.target)
+        slots[p.prompt] = tuple(dict.fromkeys(m.group(1) for m in DELEX_RE.finditer(p.target)))
+    prompts = list(targets)
+    if not prompts:
+        return {"variant_match": 0.0, "slot_valid": 0.0, "prompts": 0}
+    match = valid = 0
     model.eval()
     tokenizer.padding_side = "left"
-    for start in range(0, len(pairs), 32):
-        chunk = pairs[start : start + 32]
-        enc = tokenizer([p.prompt for p in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+    limit = getattr(model.config, "n_positions", 256)
+    for start in range(0, len(prompts), 32):
+        chunk = prompts[start : start + 32]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        new = max(1, min(max_new_tokens, limit - enc["input_ids"].shape[1]))
         with torch.no_grad():
             out = model.generate(
                 **enc,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=new,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        for p, row in zip(chunk, out[:, enc["input_ids"].shape[1] :], strict=True):
-            hits += int(tokenizer.decode(row, skip_special_tokens=True) == p.target)
-    return hits / len(pairs)
+        for prompt, row in zip(chunk, out[:, enc["input_ids"].shape[1] :], strict=True):
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            match += int(text in targets[prompt])
+            valid += int(not check_slots(text, slots[prompt]))
+    return {"variant_match": match / len(prompts), "slot_valid": valid / len(prompts), "prompts": len(prompts)}
 
 
 def _plot(out_dir: Path, losses: list[float], lrs: list[float]) -> None:
@@ -131,13 +148,24 @@ def train_generator(
 ) -> TrainResult:
     """Train on every response variant and write model + tokenizer + report.json + curves.png to ``out_dir``."""
     import torch
-    from tqdm import tqdm
-
-    from runtime.tokenizer import build_tokenizer
 
     cfg = config or GeneratorConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _train(templates, out, cfg, progress, evaluate)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(templates: Templates, out: Path, cfg: GeneratorConfig, progress: bool, evaluate: bool) -> TrainResult:
+    import torch
+    from tqdm import tqdm
+
+    from runtime.tokenizer import build_tokenizer
+
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
@@ -195,15 +223,17 @@ def train_generator(
     model.eval()
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    exact = greedy_exact_match(model, tokenizer, pairs) if evaluate else float("nan")
+    scores = greedy_eval(model, tokenizer, pairs) if evaluate else None
+    exact = scores["variant_match"] if scores else float("nan")
     tail = losses[-20:]
     final_loss = sum(tail) / len(tail)
     report = {
         "task": "embedded generator: dialogue act -> delexicalised reply (SC-GPT style)",
         "final_train_loss": final_loss,
         "final_train_loss_note": "mean cross-entropy (nats/token) over the last 20 steps, reply tokens only",
-        "train_exact_match": exact if evaluate else None,
-        "train_exact_match_note": "greedy reply == delexicalised target over all training pairs",
+        "train_variant_match": scores["variant_match"] if scores else None,
+        "train_slot_valid": scores["slot_valid"] if scores else None,
+        "train_eval_note": "greedy reply per distinct act prompt: equals one of its variants / passes the slot check",
         "held_out": None,
         "held_out_note": "no held-out variants yet: trained on every variant",
         "pairs": len(pairs),

@@ -77,9 +77,7 @@ async def _drop_schema(url: str, schema: str) -> None:
         await conn.close()
 
 
-@pytest_asyncio.fixture(
-    loop_scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest_asyncio.fixture(loop_scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreTarget]:
     if request.param == "sqlite":
         yield StoreTarget("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'db' / 'kefu.db'}")

@@ -62,10 +62,26 @@ ZH = [
 # Close calls the blend still gets wrong (documented in dialogue/knowledge.py); counted in the accuracy test.
 ZH_HARD = [("下单后多长时间发货", "shipping_times_zh"), ("东西不想要了能退吗", "return_policy_zh")]
 OFF_TOPIC = {
-    "en": ["what's the weather like today", "tell me a joke", "who won the football game", "I love pizza",
-           "what is the capital of France", "my cat is sleeping", "recommend a good movie", "how old are you"],
-    "zh": ["今天天气怎么样", "给我讲个笑话", "昨晚的球赛谁赢了", "我喜欢吃火锅",
-           "法国的首都是哪里", "我家的猫在睡觉", "推荐一部好看的电影", "你今年几岁"],
+    "en": [
+        "what's the weather like today",
+        "tell me a joke",
+        "who won the football game",
+        "I love pizza",
+        "what is the capital of France",
+        "my cat is sleeping",
+        "recommend a good movie",
+        "how old are you",
+    ],
+    "zh": [
+        "今天天气怎么样",
+        "给我讲个笑话",
+        "昨晚的球赛谁赢了",
+        "我喜欢吃火锅",
+        "法国的首都是哪里",
+        "我家的猫在睡觉",
+        "推荐一部好看的电影",
+        "你今年几岁",
+    ],
 }
 
 
@@ -171,8 +187,8 @@ def test_no_cache_dir_encodes_in_memory(encoder: MiniLMEncoder, tmp_path: Path) 
     small = tmp_path / "small.yml"
     small.write_text(
         "entries:\n"
-        "  - {id: a, language: en, questions: [Where is your shop?], answer: Main Street 1.}\n"
-        "  - {id: b, language: zh, questions: [你们的店在哪里？], answer: 在人民路1号。}\n",
+        '  - {id: a, language: en, questions: ["Where is your shop?"], answer: "Main Street 1."}\n'
+        '  - {id: b, language: zh, questions: ["你们的店在哪里？"], answer: "在人民路1号。"}\n',
         encoding="utf-8",
     )
     kb = KnowledgeBase.load(small, None, encoder=encoder)
@@ -189,8 +205,13 @@ def test_no_cache_dir_encodes_in_memory(encoder: MiniLMEncoder, tmp_path: Path) 
         ("entries:\n  - {id: a, language: en, questions: [], answer: x}\n", "questions"),
         ("entries:\n  - {id: a, language: en, questions: [q], answer: ''}\n", "answer"),
         ("entries:\n  - {id: a, questions: [q], answer: x}\n", "language"),
-        ("entries:\n  - {id: a, language: en, questions: [q], answer: x}\n"
-         "  - {id: a, language: en, questions: [r], answer: y}\n", "duplicate"),
+        (
+            (
+                "entries:\n  - {id: a, language: en, questions: [q], answer: x}\n"
+                "  - {id: a, language: en, questions: [r], answer: y}\n"
+            ),
+            "duplicate",
+        ),
         ("entries: [\n", "cannot read"),
     ],
 )

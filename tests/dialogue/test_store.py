@@ -89,8 +89,19 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
     async with store._engine.connect() as conn:
         info = await conn.run_sync(inspect)
     assert {"conversations", "events", "alembic_version"} <= info["tables"]
-    assert info["conv_cols"] >= {"id", "sender", "language", "state", "slots", "turn_count", "handed_off",
-                                 "last_intent", "version", "created_at", "updated_at"}
+    assert info["conv_cols"] >= {
+        "id",
+        "sender",
+        "language",
+        "state",
+        "slots",
+        "turn_count",
+        "handed_off",
+        "last_intent",
+        "version",
+        "created_at",
+        "updated_at",
+    }
     assert info["event_cols"] >= {"id", "conversation_id", "seq", "turn", "type", "data", "message_id", "timestamp"}
     assert "ix_conversations_updated_at" in info["conv_indexes"]
     assert ("conversation_id", "seq") in info["uniques"]
@@ -139,8 +150,9 @@ async def test_commit_turn_assigns_seq_and_bumps_version(store: Store) -> None:
     assert conv.version == 1 and conv.turn_count == 1
     assert conv.state == "awaiting_reason" and conv.slots == {"order_id": "10234"}
 
-    second = await store.commit_turn(turn(conv, "m2", slots={"order_id": "10234", "reason": "wrong size"},
-                                          intent="inform", handed_off=True))
+    second = await store.commit_turn(
+        turn(conv, "m2", slots={"order_id": "10234", "reason": "wrong size"}, intent="inform", handed_off=True)
+    )
     assert [e.seq for e in second] == [5, 6, 7, 8] and {e.turn for e in second} == {2}
     conv2 = await _reload(store, conv.id)
     assert conv2.version == 2 and conv2.turn_count == 2 and conv2.handed_off
@@ -203,8 +215,10 @@ async def test_commit_waits_for_row_lock(store_target: StoreTarget, store: Store
     if store_target.backend == "postgresql":
         import asyncpg
 
-        blocker = await asyncpg.connect(store_target.url.replace("postgresql+asyncpg://", "postgresql://"),
-                                        server_settings={"search_path": str(store_target.schema)})
+        blocker = await asyncpg.connect(
+            store_target.url.replace("postgresql+asyncpg://", "postgresql://"),
+            server_settings={"search_path": str(store_target.schema)},
+        )
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute("SELECT version FROM conversations WHERE id = $1 FOR UPDATE", conv.id)
@@ -288,8 +302,15 @@ async def test_duplicate_message_id_is_rejected(store: Store) -> None:
     assert len(await store.events(conv.id)) == 4
 
     # The same id twice within one batch, and via append_events.
-    twice = TurnUpdate(conv.id, conv.version, "idle", {}, "en", False,
-                       (NewEvent(USER_MESSAGE, {}, "x"), NewEvent(USER_MESSAGE, {}, "x")))
+    twice = TurnUpdate(
+        conv.id,
+        conv.version,
+        "idle",
+        {},
+        "en",
+        False,
+        (NewEvent(USER_MESSAGE, {}, "x"), NewEvent(USER_MESSAGE, {}, "x")),
+    )
     with pytest.raises(DuplicateMessage):
         await store.commit_turn(twice)
     with pytest.raises(DuplicateMessage):
@@ -308,8 +329,10 @@ async def test_unique_constraint_backs_the_message_id_rule(store: Store) -> None
     with pytest.raises(sa.exc.IntegrityError):
         async with store._engine.begin() as conn:
             await conn.execute(
-                sa.text("INSERT INTO events (conversation_id, seq, turn, type, data, message_id, timestamp) "
-                        "VALUES (:c, 99, 9, :t, :d, :m, :ts)"),
+                sa.text(
+                    "INSERT INTO events (conversation_id, seq, turn, type, data, message_id, timestamp) "
+                    "VALUES (:c, 99, 9, :t, :d, :m, :ts)"
+                ),
                 {"c": conv.id, "t": USER_MESSAGE, "d": "{}", "m": "m1", "ts": now},
             )
 

@@ -36,6 +36,6 @@ def tiny_model_dir(snips_subset: dict[str, Path], tmp_path_factory: pytest.TempP
 
     out = tmp_path_factory.mktemp("tiny_model")
     train(read_jsonl(snips_subset["train"]), out, None, NLUConfig(**TINY),
-          TrainConfig(epochs=6, batch_size=16, lr=5e-3, patience=3, seed=1, progress=False),
+          TrainConfig(epochs=8, batch_size=16, lr=5e-3, patience=4, seed=1, progress=False),
           [str(snips_subset["train"])])
     return out

@@ -3,12 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nlu_testutil import FIXTURES, write_jsonl
 
 from nlu.data import Example, bio_tags, load_examples, parse_annotated, read_jsonl, read_rasa_nlu
 from nlu.errors import DataError
 from nlu.types import Entity
-
-from nlu_testutil import FIXTURES, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +43,12 @@ def test_rasa_json_annotation_with_value(rasa: list[Example]) -> None:
     assert ex.tags == ["O", "O", "B-product", "O", "B-reason", "I-reason"]
     ex = _find(rasa, "track my laptop bag please")
     assert ex.entities == [Entity("product", "laptop bag", 9, 19)]
+
+
+def test_rasa_synonym_map_is_returned() -> None:
+    synonyms: dict[str, str] = {}
+    load_examples([FIXTURES / "nlu.yml"], synonyms)
+    assert synonyms == {"cc": "credit card", "visa card": "credit card", "paypal": "PayPal", "微信": "微信支付"}
 
 
 def test_rasa_synonyms_apply_to_values(rasa: list[Example]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from nlu.tokenize import detect_language, tokenize
@@ -24,7 +26,7 @@ def test_tokens_and_offsets(text: str, expected: list[str]) -> None:
     assert [t.text for t in toks] == expected
     for t in toks:
         assert text[t.start : t.end] == t.text
-    assert all(a.end <= b.start for a, b in zip(toks, toks[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(toks))
 
 
 def test_offsets_skip_whitespace() -> None:

@@ -24,7 +24,7 @@ def trained_dir(tmp_path_factory: pytest.TempPathFactory, templates: Templates) 
     from runtime.train import train_generator
 
     out = tmp_path_factory.mktemp("generator")
-    cfg = GeneratorConfig(n_layer=2, n_embd=128, n_head=4, steps=130, batch_size=16, lr=3e-3, warmup_steps=10)
+    cfg = GeneratorConfig(n_layer=2, n_embd=128, n_head=4, steps=160, batch_size=8, lr=3e-3, warmup_steps=10)
     train_generator(templates, out, cfg, progress=False, evaluate=False)
     return out
 

@@ -30,7 +30,9 @@ def tiny_model(kind: str, tok: Any) -> Any:
     torch.manual_seed(0)
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     if kind == "gpt2":
-        cfg = GPT2Config(vocab_size=len(tok), n_layer=2, n_embd=64, n_head=4, n_positions=160, initializer_range=0.3, **ids)
+        cfg = GPT2Config(
+            vocab_size=len(tok), n_layer=2, n_embd=64, n_head=4, n_positions=160, initializer_range=0.3, **ids
+        )
         model = GPT2LMHeadModel(cfg)
     else:
         common = dict(
@@ -85,7 +87,9 @@ async def test_stop_strings_max_tokens_and_seeded_sampling(tiny_tokenizer: Any) 
     ref = reference(model, tiny_tokenizer, prompt, 30)
     engine = Engine(model, tiny_tokenizer)
     try:
-        assert await engine.generate(prompt, SamplingParams(max_tokens=5)) == reference(model, tiny_tokenizer, prompt, 5)
+        assert await engine.generate(prompt, SamplingParams(max_tokens=5)) == reference(
+            model, tiny_tokenizer, prompt, 5
+        )
         stop = ref[6:8]
         cut = ref.find(stop)
         deltas = [d async for d in engine.stream(prompt, SamplingParams(max_tokens=30, stop=(stop,)))]
@@ -165,7 +169,9 @@ def test_load_saved_folder_and_corrupt_dirs(tmp_path: Path, tiny_tokenizer: Any)
     tiny_tokenizer.save_pretrained(good)
     engine = Engine.load(good, max_batch=2)
     assert engine.max_batch == 2 and engine.max_positions == 160
-    assert asyncio.run(engine.generate("Order", SamplingParams(max_tokens=6))) == reference(model, tiny_tokenizer, "Order", 6)
+    assert asyncio.run(engine.generate("Order", SamplingParams(max_tokens=6))) == reference(
+        model, tiny_tokenizer, "Order", 6
+    )
 
     with pytest.raises(ModelLoadError) as info:
         Engine.load(tmp_path / "missing")

@@ -99,7 +99,7 @@ def test_cancel_while_step_in_flight_ignores_its_output() -> None:
     s = Scheduler(max_batch=2, max_queue=2)
     s.add(req("a"))
     s.add(req("b"))
-    plan = s.schedule()
+    s.schedule()
     s.cancel("a")
     assert s.update(StepOutputs({"a": EOS, "b": 7})) == []  # a's EOS is ignored: it was cancelled
     assert s.schedule().release == ("a",)

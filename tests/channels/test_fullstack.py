@@ -1,0 +1,89 @@
+"""The real demo bot behind the real WebSocket server: scenarios over the wire, and a browser chat."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import websockets
+from playwright.async_api import expect
+
+from channels.server import Server, run_server
+from dialogue.scenarios import Scenario, run_scenario
+from dialogue.types import Conversation, TurnReply
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+OVER_THE_WIRE = ["en_order_status_ask_id.yml", "zh_return_slot_filling.yml", "en_complaint_handoff.yml"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live(shop: Any) -> AsyncIterator[Server]:
+    async with run_server(shop.engine, host="127.0.0.1", port=0) as server:
+        yield server
+
+
+class WebSocketClient:
+    """Runs scenario turns through the wire protocol, as the widget does."""
+
+    def __init__(self, ws: Any, engine: Any) -> None:
+        self.ws = ws
+        self.engine = engine
+        self.tokens: list[str] = []
+
+    async def handle_message(self, conversation_id: str | None, message_id: str, text: str) -> TurnReply:
+        await self.ws.send(json.dumps({"type": "message", "conversation_id": conversation_id,
+                                       "message_id": message_id, "text": text}))
+        while True:
+            frame = json.loads(await self.ws.recv())
+            if frame["type"] == "token":
+                self.tokens.append(frame["text"])
+            elif frame["type"] == "error":
+                raise AssertionError(f"error frame: {frame}")
+            elif frame["type"] == "message" and frame["reply_to"] == message_id:
+                return TurnReply(conversation_id=frame["conversation_id"], message_id=frame["message_id"],
+                                 reply_to=message_id, text=frame["text"], intent=frame["intent"],
+                                 confidence=frame["confidence"], action=frame["action"],
+                                 handed_off=frame["handed_off"], replayed=frame["replayed"])
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        return await self.engine.get_conversation(conversation_id)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", OVER_THE_WIRE)
+async def test_scenario_over_websocket(live: Server, shop: Any, name: str) -> None:
+    async with websockets.connect(live.ws_url) as ws:
+        client = WebSocketClient(ws, shop.engine)
+        result = await run_scenario(client, Scenario.load(SCENARIOS / name))
+    assert result.passed, "\n" + result.describe()
+    assert client.tokens, "no token frames were streamed"
+
+
+async def test_resent_message_after_reconnect_is_answered_once(live: Server, shop: Any) -> None:
+    message_id = uuid.uuid4().hex
+    async with websockets.connect(live.ws_url) as ws:
+        first = await WebSocketClient(ws, shop.engine).handle_message(None, message_id, "hello")
+    async with websockets.connect(live.ws_url) as ws:
+        await ws.send(json.dumps({"type": "hello", "conversation_id": first.conversation_id}))
+        again = await WebSocketClient(ws, shop.engine).handle_message(first.conversation_id, message_id, "hello")
+    assert again.replayed and again.text == first.text
+    events = await shop.engine.conversation_events(first.conversation_id)
+    assert sum(e.type == "user_message" for e in events) == 1
+
+
+@pytest.mark.browser
+async def test_browser_chat_with_the_real_bot(live: Server, browser: Any) -> None:
+    context = await browser.new_context(locale="en-US")
+    page = await context.new_page()
+    await page.goto(live.url + "/")
+    await page.click("#kefu-launcher")
+    await page.fill("#kefu-input", "where is my order 10234?")
+    await page.press("#kefu-input", "Enter")
+    final = page.locator(".kefu-msg.kefu-bot.kefu-final").last
+    await expect(final).to_contain_text("10234", timeout=30_000)
+    await context.close()

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from nlu_testutil import FIXTURES, TINY
+
+from nlu.data import read_jsonl, read_rasa_nlu
+from nlu.errors import ModelLoadError
+from nlu.evaluate import evaluate
+from nlu.model import NLUConfig
+from nlu.predict import NLUModel
+from nlu.train import TrainConfig, train
+from nlu.types import Parse
+
+EXPECTED_FILES = ["config.json", "vocab.json", "model.safetensors", "report.json", "curves.png"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> NLUModel:
+    return NLUModel.load(tiny_model_dir)
+
+
+def test_checkpoint_files(tiny_model_dir: Path) -> None:
+    for name in EXPECTED_FILES:
+        assert (tiny_model_dir / name).stat().st_size > 0, name
+    meta = json.loads((tiny_model_dir / "config.json").read_text())
+    assert meta["version"] == 1 and meta["config"]["hidden"] == TINY["hidden"]
+    assert 0.05 <= meta["temperature"] <= 20
+    report = json.loads((tiny_model_dir / "report.json").read_text())
+    assert report["epochs_run"] >= 1 and report["history"][0]["epoch"] == 1
+    assert report["dev_source"].startswith("held-out")
+
+
+def test_learns_better_than_chance(tiny: NLUModel, snips_subset: dict[str, Path]) -> None:
+    heldout = read_jsonl(snips_subset["heldout"])
+    metrics = evaluate(tiny, heldout)
+    assert metrics["n"] == len(heldout)
+    assert metrics["intent_accuracy"] > 0.6  # chance is 1/7
+    assert metrics["slot_f1"] > 0.3
+    assert metrics["utterances_per_second"] > 0
+
+
+def test_parse_structure(tiny: NLUModel) -> None:
+    text = "Play the song  Yesterday by the Beatles on Spotify"
+    p = tiny.parse(text)
+    assert isinstance(p, Parse) and p.text == text and p.language == "en"
+    assert len(p.ranking) == 5 and p.ranking[0] == (p.intent, p.confidence)
+    probs = [q for _, q in p.ranking]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    for e in p.entities:
+        assert text[e.start : e.end].lower() == e.value.lower()
+    assert "Beatles" not in repr(p)
+
+
+def test_parse_batch_matches_single_and_handles_odd_input(tiny: NLUModel) -> None:
+    texts = ["book a table for 4 in paris", "", "天气怎么样", "rate this book 5 stars " * 20, "what is the weather"]
+    batch = tiny.parse_batch(texts)
+    assert [p.text for p in batch] == texts
+    for text, p in zip(texts, batch):
+        single = tiny.parse(text)
+        assert single.intent == p.intent and single.entities == p.entities
+        assert single.confidence == pytest.approx(p.confidence, abs=1e-5)
+    assert batch[1].entities == () and batch[2].language == "zh"
+
+
+def test_save_load_roundtrip_identical(tiny: NLUModel, tmp_path: Path, snips_subset: dict[str, Path]) -> None:
+    tiny.save(tmp_path / "copy")
+    again = NLUModel.load(tmp_path / "copy")
+    texts = [ex.text for ex in read_jsonl(snips_subset["heldout"])[:40]]
+    assert [p.to_dict() for p in tiny.parse_batch(texts)] == [p.to_dict() for p in again.parse_batch(texts)]
+    assert again.temperature == tiny.temperature
+
+
+def test_training_is_deterministic(tmp_path: Path) -> None:
+    examples = read_rasa_nlu(FIXTURES / "nlu.yml")
+    tc = TrainConfig(epochs=2, batch_size=8, seed=7, progress=False)
+    cfg = NLUConfig(word_dim=16, char_dim=8, char_filters=8, shape_dim=4, hidden=16)
+    a = train(examples, tmp_path / "a", None, cfg, tc)
+    b = train(examples, tmp_path / "b", None, cfg, tc)
+    for (name, x), (_, y) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_bilingual_rasa_model_learns_synonyms(tmp_path: Path) -> None:
+    """The bot's setting: one model over English and Chinese Rasa data; synonyms map entity values."""
+    examples = read_rasa_nlu(FIXTURES / "nlu.yml") * 8
+    model = train(examples, tmp_path / "bot", examples[:22],
+                  NLUConfig(word_dim=32, char_dim=16, char_filters=16, shape_dim=8, hidden=64),
+                  TrainConfig(epochs=12, batch_size=8, lr=1e-2, patience=12, seed=0, progress=False))
+    assert model.vocab.synonyms["cc"] == "credit card" and model.vocab.synonyms["微信"] == "微信支付"
+    assert evaluate(model, examples[:22])["intent_accuracy"] >= 0.9
+    p = model.parse("用微信付不了钱")
+    assert p.language == "zh" and p.intent == "payment_problem"
+    assert [(e.entity, e.value, e.start, e.end) for e in p.entities] == [("payment_method", "微信支付", 1, 3)]
+
+
+@pytest.mark.parametrize("name", ["config.json", "vocab.json", "model.safetensors"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
+def test_damaged_model_files_raise(tiny_model_dir: Path, tmp_path: Path, name: str, damage: str) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    target = d / name
+    if damage == "missing":
+        target.unlink()
+    elif damage == "corrupt":
+        target.write_bytes(b"\x00\xffnot a model")
+    else:
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    with pytest.raises(ModelLoadError) as info:
+        NLUModel.load(d)
+    assert info.value.path == target
+    assert name in str(info.value)
+
+
+def test_missing_directory_and_wrong_version(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        NLUModel.load(tmp_path / "nope")
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    meta = json.loads((d / "config.json").read_text())
+    meta["version"] = 99
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="version"):
+        NLUModel.load(d)
+
+
+def test_load_is_fast(tiny_model_dir: Path) -> None:
+    import time
+
+    NLUModel.load(tiny_model_dir)  # warm imports
+    t = time.perf_counter()
+    NLUModel.load(tiny_model_dir)
+    assert time.perf_counter() - t < 0.5
+
+
+def test_import_nlu_does_not_import_torch() -> None:
+    code = "import sys, nlu; assert 'torch' not in sys.modules; nlu.Parse; nlu.NLUError; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    code = "import nlu; print(nlu.NLUModel.__name__, nlu.tokenize('hi there')[1].start)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert out.stdout.split() == ["NLUModel", "3"], out.stderr
+
+
+def test_tiny_data_without_dev_trains_all_epochs(tmp_path: Path) -> None:
+    from nlu.data import make_example
+
+    examples = [make_example("hello there", "greet"), make_example("where is order 12345", "order_status")]
+    model = train(examples, tmp_path / "m", None, NLUConfig(word_dim=8, char_dim=4, char_filters=4, shape_dim=2,
+                                                            hidden=8), TrainConfig(epochs=3, progress=False))
+    report = json.loads((tmp_path / "m" / "report.json").read_text())
+    assert report["n_dev"] == 0 and report["epochs_run"] == 3 and report["best_epoch"] == 3
+    assert model.parse("hello").intent in {"greet", "order_status"}
+
+
+def test_training_rejects_single_intent(tmp_path: Path) -> None:
+    from nlu.data import make_example
+    from nlu.errors import TrainingError
+
+    with pytest.raises(TrainingError):
+        train([make_example("hi", "greet")] * 3, tmp_path / "m")
