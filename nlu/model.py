@@ -65,6 +65,7 @@ class Vocab:
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
         self.intent_id = {t: i for i, t in enumerate(self.intents)}
         self._pieces: PieceTable | None = None
+        self._token_cache: dict[str, tuple[int, int, list[int], tuple[int, ...]]] = {}  # encode()'s memo
 
     @property
     def pieces(self) -> PieceTable | None:
@@ -147,8 +148,48 @@ def collate(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 def encode(vocab: Vocab, token_lists: Sequence[Sequence[str]]) -> dict[str, Tensor]:
-    """Featurise and pad a batch of token lists (see :func:`collate`)."""
-    return collate([featurise(vocab, toks) for toks in token_lists])
+    """Featurise and pad a batch of token lists: the same tensors as ``collate([featurise(...) ...])``, built from
+    flat Python lists with per-token results cached on the vocabulary (the inference fast path)."""
+    lists = [list(toks) or [UNK] for toks in token_lists]
+    if not lists:
+        return collate([])
+    cache = vocab._token_cache
+    unk_w, unk_c = vocab.word_id[UNK], vocab.char_id[UNK]
+    table = vocab.pieces
+    feats = []
+    for toks in lists:
+        row = []
+        for t in toks:
+            f = cache.get(t)
+            if f is None:
+                n = normalise_word(t)
+                f = (vocab.word_id.get(n, unk_w), _SHAPE_ID[word_shape(t) if t != UNK else "other"],
+                     [vocab.char_id.get(ch, unk_c) for ch in n[:MAX_CHARS]] or [unk_c],
+                     table.pieces(t) if table is not None and t != UNK else ())
+                if len(cache) < 100_000:
+                    cache[t] = f
+            row.append(f)
+        feats.append(row)
+    B, L = len(feats), max(len(r) for r in feats)
+    C = max(1, min(MAX_CHARS, max(len(f[2]) for r in feats for f in r)))
+    words, shapes, mask = [0] * (B * L), [0] * (B * L), [False] * (B * L)
+    chars = [0] * (B * L * C)
+    counts = [0] * (B * L)
+    pieces: list[int] = []
+    for b, r in enumerate(feats):
+        for i, (w, sh, ch, ps) in enumerate(r):
+            k = b * L + i
+            words[k], shapes[k], mask[k], counts[k] = w, sh, True, len(ps)
+            ch = ch[:C]
+            chars[k * C : k * C + len(ch)] = ch
+            pieces.extend(ps)
+    out = {"words": torch.tensor(words).view(B, L), "shapes": torch.tensor(shapes).view(B, L),
+           "chars": torch.tensor(chars).view(B, L, C), "mask": torch.tensor(mask).view(B, L)}
+    if table is not None:
+        flat = torch.tensor(counts)
+        out["pieces"] = torch.tensor(pieces, dtype=torch.long)
+        out["piece_offsets"] = torch.cumsum(flat, 0) - flat
+    return out
 
 
 @dataclass
@@ -184,6 +225,13 @@ class CharCNN(nn.Module):
         self.proj = nn.Linear(kernel * dim, filters)
 
     def forward(self, chars: Tensor) -> Tensor:  # [B, L, C] -> [B, L, filters]
+        if not self.training:  # inference: each distinct token (and the padding slot) once per batch
+            B, L, C = chars.shape
+            uniq, inverse = torch.unique(chars.reshape(B * L, C), dim=0, return_inverse=True)
+            return self.convolve(uniq.unsqueeze(0))[0][inverse].view(B, L, -1)
+        return self.convolve(chars)
+
+    def convolve(self, chars: Tensor) -> Tensor:  # [B, L, C] -> [B, L, filters]
         pad = self.kernel // 2
         x = F.pad(self.emb(chars), (0, 0, pad, self.kernel - 1 - pad))  # [B, L, C + k - 1, dim]
         windows = x.unfold(2, self.kernel, 1).flatten(3)  # [B, L, C, dim * k]

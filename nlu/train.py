@@ -40,6 +40,7 @@ class TrainConfig:
     dev_fraction: float = 0.1  # held out from train (stratified by intent) when no dev set is given
     threads: int = 1  # torch threads (small matrices: 1 is fastest on a busy 2-core box; 0 = all cores)
     max_minutes: float = 0.0  # stop after this much training time (0 = no limit)
+    oos_tolerance: float = 0.01  # dev in-scope accuracy the out-of-scope threshold may cost (see fit_oos_threshold)
     progress: bool = True
 
 
@@ -108,6 +109,45 @@ def calibration(logits: torch.Tensor, labels: torch.Tensor, temperature: float, 
     return {"nll": float(F.cross_entropy(logits / temperature, labels)), "ece": ece}
 
 
+def fit_oos_threshold(model: NLUModel, probs: torch.Tensor, labels: torch.Tensor, tolerance: float = 0.01
+                      ) -> dict[str, float]:
+    """Choose (and set) ``model.oos_threshold`` on dev: the largest threshold on a 0.01 grid whose in-scope accuracy
+    stays within ``tolerance`` of the plain argmax's, i.e. the best out-of-scope recall that costs at most that much
+    in-scope accuracy. Left at 0 (argmax only) when the model has no out-of-scope intent or dev has no example of it
+    or no in-scope example. Returns the dev figures before/after."""
+    oos = model.oos_label
+    model.oos_threshold = 0.0
+    if oos is None:
+        return {}
+    is_oos = labels == model.vocab.intent_id[oos]
+    if not bool(is_oos.any()) or bool(is_oos.all()):
+        return {}
+
+    def figures(t: float) -> tuple[float, float]:
+        pred = model.decide(probs, t)
+        in_acc = float((pred[~is_oos] == labels[~is_oos]).float().mean())
+        return in_acc, float((pred[is_oos] == labels[is_oos]).float().mean())
+
+    before = figures(0.0)
+    best_t = 0.0
+    for k in range(1, 100):  # in-scope accuracy can only fall as the threshold rises
+        if figures(k / 100)[0] < before[0] - tolerance - 1e-9:
+            break
+        best_t = k / 100
+    model.oos_threshold = best_t
+    after = figures(best_t)
+    return {"threshold": best_t, "tolerance": tolerance, "dev_in_scope_accuracy_argmax": before[0],
+            "dev_oos_recall_argmax": before[1], "dev_in_scope_accuracy": after[0], "dev_oos_recall": after[1]}
+
+
+def calibrate_oos(model: NLUModel, dev: Sequence[Example], tolerance: float = 0.01) -> dict[str, float]:
+    """Re-choose ``model.oos_threshold`` (see :func:`fit_oos_threshold`) on the examples ``dev``."""
+    known = [ex for ex in dev if ex.intent in model.vocab.intent_id]
+    probs, _ = model.predict_tokens([ex.tokens for ex in known])
+    labels = torch.tensor([model.vocab.intent_id[ex.intent] for ex in known], dtype=torch.long)
+    return fit_oos_threshold(model, probs, labels, tolerance)
+
+
 def train(
     examples: Sequence[Example],
     out_dir: str | Path,
@@ -146,9 +186,10 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     if dev is None:
         examples, dev = split_dev(examples, tc.dev_fraction, tc.seed)
         dev_source = f"held-out {tc.dev_fraction:.0%} of train"
+    base = config or NLUConfig()
     vocab = Vocab.build([ex.tokens for ex in examples], [ex.tags for ex in examples], [ex.intent for ex in examples],
-                        {**synonyms, **learn_synonyms(examples)})
-    cfg = replace(config or NLUConfig(), n_words=len(vocab.words), n_chars=len(vocab.chars),
+                        {**synonyms, **learn_synonyms(examples)}, pretrained=base.pretrained)
+    cfg = replace(base, n_words=len(vocab.words), n_chars=len(vocab.chars),
                   n_tags=len(vocab.tags), n_intents=len(vocab.intents))
     net = JointBiLSTMCRF(cfg)
     net.crf.set_bio_constraints(vocab.tags)
@@ -231,6 +272,8 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     labels = torch.tensor([vocab.intent_id[ex.intent] for ex in known], dtype=torch.long)
     logits = logits.clone()  # a normal tensor (inference-mode tensors cannot enter autograd)
     model.temperature = fit_temperature(logits, labels)
+    oos_report = fit_oos_threshold(model, torch.softmax(logits / model.temperature, -1), labels,
+                                   tc.oos_tolerance)
     model.save(out)
     report = {
         "data": list(data_files), "n_train": len(examples), "n_dev": len(dev), "dev_source": dev_source,
@@ -239,6 +282,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         "dev": best_dev, "temperature": model.temperature,
         "calibration_before": calibration(logits, labels, 1.0),
         "calibration_after": calibration(logits, labels, model.temperature),
+        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report,
         "history": history, "config": asdict(cfg), "train_config": asdict(tc), "batch_size": batch_size,
         "threads": torch.get_num_threads(),
     }

@@ -8,13 +8,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import EngineClosed, GenerationError, ModelLoadError, QueueFull, TemplateError
+from runtime.errors import EngineClosed, GenerationError, ModelLoadError, QueueFull, RemoteError, TemplateError
 from runtime.types import Act, Realisation
 
 if TYPE_CHECKING:
     from runtime.engine import Engine, SamplingParams
     from runtime.model import GeneratorConfig
     from runtime.nlg import NLG, check_slots
+    from runtime.openai_api import create_app
+    from runtime.remote import OpenAIEngine
     from runtime.scheduler import Scheduler, StepOutputs, StepPlan
     from runtime.templates import Templates
     from runtime.train import train_generator
@@ -25,6 +27,8 @@ _LAZY = {
     "GeneratorConfig": "runtime.model",
     "NLG": "runtime.nlg",
     "check_slots": "runtime.nlg",
+    "OpenAIEngine": "runtime.remote",
+    "create_app": "runtime.openai_api",
     "Scheduler": "runtime.scheduler",
     "StepOutputs": "runtime.scheduler",
     "StepPlan": "runtime.scheduler",
@@ -40,8 +44,10 @@ __all__ = [
     "GenerationError",
     "GeneratorConfig",
     "ModelLoadError",
+    "OpenAIEngine",
     "QueueFull",
     "Realisation",
+    "RemoteError",
     "SamplingParams",
     "Scheduler",
     "StepOutputs",
@@ -49,6 +55,7 @@ __all__ = [
     "TemplateError",
     "Templates",
     "check_slots",
+    "create_app",
     "train_generator",
 ]
 

@@ -1,4 +1,4 @@
-"""``kefu runtime ...``: train the embedded generator, try a reply."""
+"""``kefu runtime ...``: train the embedded generator, try a reply, serve a model over HTTP."""
 
 from __future__ import annotations
 
@@ -66,6 +66,32 @@ def say(
         )
 
     asyncio.run(run())
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path,
+        typer.Option("--model", exists=True, file_okay=False, help="causal LM folder (config, weights, tokenizer)"),
+    ],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    name: Annotated[str | None, typer.Option("--name", help="served model id (default: the folder name)")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="requests decoded together")] = 16,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="waiting requests before HTTP 429")] = 256,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:0 ...")] = "cpu",
+) -> None:
+    """Serve MODEL with an OpenAI-compatible API: /v1/models, /v1/completions, /v1/chat/completions."""
+    from runtime.errors import ModelLoadError
+    from runtime.openai_api import serve as run_server
+
+    try:
+        run_server(
+            model, host=host, port=port, model_name=name, max_batch=max_batch, max_queue=max_queue, device=device
+        )
+    except ModelLoadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 if __name__ == "__main__":

@@ -2,16 +2,24 @@
 
 One asyncio background task drives a :class:`~runtime.scheduler.Scheduler`; each model step runs in a
 worker thread (``asyncio.to_thread``) so the event loop never blocks. A step decodes the running rows
-(one token each, with the KV cache) and prefills the newly admitted requests (left padded, with
-attention mask and explicit position ids); the new rows' cache is then left padded to the running
-batch's length and concatenated on the batch axis (continuous batching: requests join mid-flight).
-Finished or cancelled rows are removed from the cache and leading all-padding columns are trimmed.
+(one token each, with the KV cache) and prefills the newly admitted requests (continuous batching:
+requests join mid-flight; a burst of arrivals is admitted ``max_prefill_tokens`` prompt tokens per step,
+interleaved with decoding). Prompts admitted together are prefilled in groups of similar length (left
+padded, attention mask, explicit position ids, logits of the last position only).
+
+The running batch's keys/values live in a :class:`_Slab`: per layer one buffer
+``[max_batch, heads, columns, head_dim]`` allocated once and grown by doubling. A decode step writes one
+column in place (no per-step concatenation or re-padding of the cache); joining rows write their prefill
+keys/values right-aligned at the current end column; a finished or cancelled row is replaced by the last
+row (only the moved rows are copied) and leading all-padding columns are trimmed by moving the window
+start. Models see the slab through a transformers cache-layer subclass (views, no copies).
 
 Each row attends only to its own tokens (padding is masked) and uses its own positions, so a batched
 greedy request yields the same tokens as ``model.generate`` for that prompt alone (up to floating-point
 reduction order, which only matters for near-ties). Models whose cache is not made of plain full
-attention layers (sliding window, linear/recurrent state) are run with ``allow_join=False``: requests
-that arrive together are prefilled together and later ones wait for the batch to drain.
+attention layers (sliding window, linear/recurrent state) are run with ``allow_join=False`` and keep the
+model's own cache object: requests that arrive together are prefilled together and later ones wait for
+the batch to drain.
 """
 
 from __future__ import annotations
@@ -61,13 +69,20 @@ class _Slot:
     emitted: int = 0  # characters of the decoded text already sent
     generator: Any = None
     done: bool = False
+    info: dict[str, Any] | None = None
 
 
 class Engine:
     """Batched async text generation (see module docstring)."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, device: str = "cpu", max_batch: int = 16, max_queue: int = 256
+        self,
+        model: Any,
+        tokenizer: Any,
+        device: str = "cpu",
+        max_batch: int = 16,
+        max_queue: int = 256,
+        max_prefill_tokens: int | None = 512,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -89,7 +104,12 @@ class Engine:
             cfg, "max_position_embeddings", None
         )
         self.allow_join = self._plain_cache_model()
-        self.scheduler = Scheduler(max_batch, max_queue, allow_join=self.allow_join)
+        self.scheduler = Scheduler(
+            max_batch,
+            max_queue,
+            allow_join=self.allow_join,
+            max_prefill_tokens=max_prefill_tokens if self.allow_join else None,
+        )
         self._slots: dict[str, _Slot] = {}
         self._ids = itertools.count()
         self._wake: asyncio.Event | None = None
@@ -97,13 +117,15 @@ class Engine:
         self._closed = False
         # batch state, touched only inside the worker thread (one step at a time)
         self._rows: list[str] = []
-        self._cache: Any = None
+        self._slab = _Slab(max_batch)
+        self._cache: Any = None  # static batching only: the model's own cache object
+        self._logits_to_keep = True
         self._mask: Any = None
         self._pos: Any = None
         self._last: Any = None
         self._pending_drop: set[str] = set()
         #: counters: model steps, prefill batches, joins (prefill while others decode), largest batch
-        self.stats = {"steps": 0, "prefills": 0, "joins": 0, "max_rows": 0}
+        self.stats = {"steps": 0, "prefills": 0, "joins": 0, "max_rows": 0, "tokens": 0}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -132,9 +154,15 @@ class Engine:
         return not (layer_types and any(t != "full_attention" for t in layer_types))
 
     # ------------------------------------------------------------------ public API
-    async def stream(self, prompt: str, params: SamplingParams | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, prompt: str, params: SamplingParams | None = None, info: dict[str, Any] | None = None
+    ) -> AsyncIterator[str]:
         """Yield text deltas as tokens are produced. Stopping iteration (``aclose`` / task cancel)
-        cancels the request and frees its batch slot."""
+        cancels the request and frees its batch slot.
+
+        ``info``, when given, is filled with ``prompt_tokens`` at submission and, once the request ends,
+        ``completion_tokens`` and ``finish_reason`` (``"stop"``: EOS or a stop string, ``"length"``:
+        ``max_tokens`` or the model's context was reached)."""
         params = params or SamplingParams()
         if self._closed:
             raise EngineClosed("engine is closed")
@@ -148,7 +176,9 @@ class Engine:
                 raise GenerationError(f"prompt of {len(prompt_ids)} tokens exceeds the model's {self.max_positions}")
             max_tokens = min(max_tokens, room)
         rid = f"r{next(self._ids)}"
-        slot = _Slot(rid, params)
+        slot = _Slot(rid, params, info=info)
+        if info is not None:
+            info["prompt_tokens"] = len(prompt_ids)
         if params.temperature > 0:
             import torch
 
@@ -247,6 +277,7 @@ class Engine:
                 deltas[rid] = delta
                 if hit_stop:
                     stopped.add(rid)
+            self.stats["tokens"] += len(tokens)
             finished = set(self.scheduler.update(StepOutputs(tokens=tokens, finished=frozenset(stopped))))
             self._pending_drop |= finished
             for rid, delta in deltas.items():
@@ -256,6 +287,10 @@ class Engine:
                 if delta:
                     slot.queue.put_nowait(delta)
                 if rid in finished:
+                    if slot.info is not None:
+                        natural = rid in stopped or (slot.ids and slot.ids[-1] in self.eos_token_ids)
+                        slot.info["completion_tokens"] = len(slot.ids)
+                        slot.info["finish_reason"] = "stop" if natural else "length"
                     slot.done = True
                     slot.queue.put_nowait(_END)
                     del self._slots[rid]
@@ -295,52 +330,66 @@ class Engine:
 
     # ------------------------------------------------------------------ model work (worker thread)
     def _reset_batch(self) -> None:
-        self._rows, self._cache, self._mask, self._pos, self._last = [], None, None, None, None
+        self._rows, self._mask, self._pos, self._last, self._cache = [], None, None, None, None
+        self._slab.clear()
         self._pending_drop = set()
 
-    def _layers_kv(self, cache: Any) -> list[tuple[Any, Any]]:
-        return [(layer.keys, layer.values) for layer in cache.layers]
-
-    def _make_cache(self, kv: list[tuple[Any, Any]]) -> Any:
-        from transformers import DynamicCache
-
-        return DynamicCache(ddp_cache_data=kv)
-
     def _drop_rows(self, drop: set[str]) -> None:
+        """Free the rows of finished/cancelled requests: the last rows move into the holes (a copy of the
+        moved rows only, not of the whole cache), then leading all-padding columns are trimmed."""
         import torch
 
         if not drop or not self._rows:
             return
-        keep = [i for i, rid in enumerate(self._rows) if rid not in drop]
-        if len(keep) == len(self._rows):
+        with torch.inference_mode():
+            self._drop_rows_now(drop)
+
+    def _drop_rows_now(self, drop: set[str]) -> None:
+        import torch
+
+        gone = [i for i, rid in enumerate(self._rows) if rid in drop]
+        if not gone:
             return
-        if not keep:
+        n = len(self._rows)
+        if len(gone) == n:
             self._reset_batch()
             return
-        idx = torch.tensor(keep, device=self._mask.device)
-        mask = self._mask.index_select(0, idx)
-        # trim leading columns that are padding for every remaining row
-        nz = mask.any(dim=0).nonzero()
+        if not self.allow_join:  # the model's own cache object (any layer kind): select the kept rows
+            keep = [i for i in range(n) if i not in set(gone)]
+            idx = torch.tensor(keep, device=self._mask.device)
+            self._cache.reorder_cache(idx)
+            self._mask, self._pos = self._mask.index_select(0, idx), self._pos.index_select(0, idx)
+            self._last = self._last.index_select(0, idx)
+            self._rows = [self._rows[i] for i in keep]
+            return
+        n_new = n - len(gone)
+        holes = [i for i in gone if i < n_new]
+        movers = [i for i in range(n_new, n) if self._rows[i] not in drop]
+        if holes:
+            h = torch.tensor(holes, device=self._mask.device)
+            m = torch.tensor(movers, device=self._mask.device)
+            self._slab.move_rows(h, m)
+            self._mask[h] = self._mask[m]
+            self._pos[h] = self._pos[m]
+            self._last[h] = self._last[m]
+            for a, b in zip(holes, movers, strict=True):
+                self._rows[a] = self._rows[b]
+        self._rows = self._rows[:n_new]
+        self._mask, self._pos, self._last = self._mask[:n_new], self._pos[:n_new], self._last[:n_new]
+        self._slab.n = n_new
+        nz = self._mask.any(dim=0).nonzero()
         first = int(nz[0]) if len(nz) else 0
-        kv = [
-            (k.index_select(0, idx)[:, :, first:], v.index_select(0, idx)[:, :, first:])
-            for k, v in self._layers_kv(self._cache)
-        ]
-        self._cache = self._make_cache(kv)
-        self._mask = mask[:, first:]
-        self._pos = self._pos.index_select(0, idx)
-        self._last = self._last.index_select(0, idx)
-        self._rows = [self._rows[i] for i in keep]
+        if first:
+            self._slab.s += first
+            self._mask = self._mask[:, first:]
 
     def _sample(self, logits: Any, slots: list[_Slot | None]) -> list[int]:
         import torch
 
-        out: list[int] = []
-        greedy = logits.argmax(dim=-1).tolist()
+        out: list[int] = logits.argmax(dim=-1).tolist()
         for i, slot in enumerate(slots):
             p = slot.params if slot is not None else None
             if p is None or p.temperature <= 0:
-                out.append(int(greedy[i]))
                 continue
             probs = torch.softmax(logits[i].float() / p.temperature, dim=-1)
             if p.top_p < 1.0:
@@ -348,12 +397,22 @@ class Engine:
                 keep = sp.cumsum(-1) - sp < p.top_p
                 keep[0] = True
                 probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
-            out.append(int(torch.multinomial(probs.cpu(), 1, generator=slot.generator if slot else None)))
+            out[i] = int(torch.multinomial(probs.cpu(), 1, generator=slot.generator if slot else None))
         return out
 
     def _prompt_ids(self, rid: str) -> list[int]:
         req = self.scheduler.get(rid)
         return list(req.prompt_ids) if req is not None else [self.pad_token_id]
+
+    def _forward(self, **kwargs: Any) -> Any:
+        if self._logits_to_keep:
+            try:
+                return self.model(**kwargs, logits_to_keep=1)
+            except TypeError as exc:  # an older model class without ``logits_to_keep``
+                if "logits_to_keep" not in str(exc):
+                    raise
+                self._logits_to_keep = False
+        return self.model(**kwargs)
 
     def _step(
         self, plan: StepPlan, drop: set[str], slots: dict[str, _Slot], prompts: list[list[int]]
@@ -364,74 +423,208 @@ class Engine:
             self._drop_rows(drop)
             tokens: dict[str, int] = {}
             if plan.decode:
-                if self._rows != list(plan.decode):
+                if len(self._rows) != len(plan.decode) or set(self._rows) != set(plan.decode):
                     raise GenerationError("batch rows out of sync with the scheduler")
+                if self.allow_join:
+                    self._slab.ensure_room()
                 mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
-                out = self.model(
+                out = self._forward(
                     input_ids=self._last[:, None],
                     attention_mask=mask,
                     position_ids=self._pos[:, None],
-                    past_key_values=self._cache,
+                    past_key_values=self._slab.cache if self.allow_join else self._cache,
                     use_cache=True,
                 )
-                self._cache, self._mask = out.past_key_values, mask
-                self._pos = self._pos + 1
+                if self.allow_join:
+                    self._slab.e += 1
+                self._mask = mask
+                self._pos += 1
                 new = self._sample(out.logits[:, -1, :], [slots.get(r) for r in self._rows])
                 self._last = torch.tensor(new, device=self.device)
                 tokens.update(zip(self._rows, new, strict=True))
             if plan.prefill:
-                width = max(len(p) for p in prompts)
-                ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-                pmask = torch.zeros((len(prompts), width), dtype=torch.long)
-                for i, p in enumerate(prompts):
-                    ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-                    pmask[i, width - len(p) :] = 1
-                pos = (pmask.cumsum(-1) - 1).clamp(min=0)
-                ids, pmask, pos = ids.to(self.device), pmask.to(self.device), pos.to(self.device)
-                from transformers import DynamicCache
-
-                out = self.model(
-                    input_ids=ids,
-                    attention_mask=pmask,
-                    position_ids=pos,
-                    past_key_values=DynamicCache(),
-                    use_cache=True,
-                )
-                new = self._sample(out.logits[:, -1, :], [slots.get(r) for r in plan.prefill])
-                tokens.update(zip(plan.prefill, new, strict=True))
-                self._merge(
-                    list(plan.prefill), out.past_key_values, pmask, pmask.sum(-1), torch.tensor(new, device=self.device)
-                )
+                items = list(zip(plan.prefill, prompts, strict=True))
+                for group in _length_groups(items) if self.allow_join else [items]:
+                    tokens.update(self._prefill(group, slots))
             self.stats["max_rows"] = max(self.stats["max_rows"], len(self._rows))
             return tokens
 
-    def _merge(self, rows: list[str], cache: Any, mask: Any, pos: Any, last: Any) -> None:
+    def _prefill(self, group: list[tuple[str, list[int]]], slots: dict[str, _Slot]) -> dict[str, int]:
+        """Run the prompts of ``group`` (left padded to the longest), sample their first tokens and write
+        their keys/values into the running batch."""
         import torch
+        from transformers import DynamicCache
 
-        if not self._rows:
-            self._rows, self._cache, self._mask, self._pos, self._last = rows, cache, mask, pos, last
-            return
-        old_kv, new_kv = self._layers_kv(self._cache), self._layers_kv(cache)
-        lo, ln = self._mask.shape[1], mask.shape[1]
-        length = max(lo, ln)
+        rows = [rid for rid, _ in group]
+        width = max(len(p) for _, p in group)
+        ids = torch.full((len(group), width), self.pad_token_id, dtype=torch.long)
+        pmask = torch.zeros((len(group), width), dtype=torch.long)
+        for i, (_, p) in enumerate(group):
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            pmask[i, width - len(p) :] = 1
+        pos = (pmask.cumsum(-1) - 1).clamp(min=0)
+        ids, pmask, pos = ids.to(self.device), pmask.to(self.device), pos.to(self.device)
+        out = self._forward(
+            input_ids=ids, attention_mask=pmask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
+        )
+        new = self._sample(out.logits[:, -1, :], [slots.get(r) for r in rows])
+        if not self.allow_join:  # static batching (see the module docstring): keep the model's own cache
+            if self._rows:
+                raise GenerationError("static batching: a prefill while rows are running")
+            self._cache, self._mask, self._pos = out.past_key_values, pmask, pmask.sum(-1)
+            self._last, self._rows = torch.tensor(new, device=self.device), rows
+            return dict(zip(rows, new, strict=True))
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        old_width = self._mask.shape[1] if self._rows else 0
+        grow = self._slab.join(kv)
+        if self._rows:
+            self._mask = torch.cat([torch.zeros_like(self._mask[:, :1]).expand(-1, grow), self._mask], dim=1)
+            fill = self._mask.shape[1] - width
+            new_mask = torch.cat([torch.zeros_like(pmask[:, :1]).expand(-1, fill), pmask], dim=1)
+            self._mask = torch.cat([self._mask, new_mask])
+            self._pos = torch.cat([self._pos, pmask.sum(-1)])
+            self._last = torch.cat([self._last, torch.tensor(new, device=self.device)])
+            self._rows = self._rows + rows
+        else:
+            self._mask, self._pos = pmask, pmask.sum(-1)
+            self._last = torch.tensor(new, device=self.device)
+            self._rows = rows
+        assert self._mask.shape[1] == self._slab.e - self._slab.s, (old_width, grow, width)
+        return dict(zip(rows, new, strict=True))
 
-        def pad(t: Any, n: int) -> Any:  # left pad the sequence axis (dim 2 of kv, dim 1 of masks)
-            if n == 0:
-                return t
-            shape = list(t.shape)
-            axis = 2 if t.dim() == 4 else 1
-            shape[axis] = n
-            return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=axis)
 
-        kv = [
-            (
-                torch.cat([pad(ko, length - lo), pad(kn, length - ln)]),
-                torch.cat([pad(vo, length - lo), pad(vn, length - ln)]),
-            )
-            for (ko, vo), (kn, vn) in zip(old_kv, new_kv, strict=True)
-        ]
-        self._cache = self._make_cache(kv)
-        self._mask = torch.cat([pad(self._mask, length - lo), pad(mask, length - ln)])
-        self._pos = torch.cat([self._pos, pos])
-        self._last = torch.cat([self._last, last])
-        self._rows = self._rows + rows
+def _length_groups(items: list[tuple[str, list[int]]], waste: float = 1.25) -> list[list[tuple[str, list[int]]]]:
+    """Split prompts into prefill groups of similar length, so that left padding wastes at most about
+    ``waste - 1`` of a group's compute (longest first)."""
+    groups: list[list[tuple[str, list[int]]]] = []
+    current: list[tuple[str, list[int]]] = []
+    width = total = 0
+    for item in sorted(items, key=lambda it: -len(it[1])):
+        n = len(item[1])
+        if current and (len(current) + 1) * width > waste * (total + n):
+            groups.append(current)
+            current, total = [], 0
+        if not current:
+            width = n
+        current.append(item)
+        total += n
+    if current:
+        groups.append(current)
+    return groups
+
+
+class _Slab:
+    """Keys and values of the running batch, in buffers ``[rows, heads, columns, head_dim]`` per layer that
+    are allocated once (grown by doubling when needed), so a decode step writes one column in place
+    instead of copying the whole cache. Rows ``[0, n)`` are live; columns ``[s, e)`` are the window that
+    attention reads; every row's tokens end at column ``e`` (left padding, masked). Every element of
+    ``[0, n) x [s, e)`` has been written (keys/values or zeros), so stale memory is never read.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.k: list[Any] = []
+        self.v: list[Any] = []
+        self.n = self.s = self.e = 0
+        self.cache: Any = None
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2] if self.k else 0
+
+    def clear(self) -> None:
+        self.n = self.s = self.e = 0
+
+    def _allocate(self, like: list[tuple[Any, Any]], left: int, right: int) -> None:
+        """New buffers with ``left`` free columns before the window and ``right`` after it."""
+        from transformers import DynamicCache
+
+        width = self.e - self.s
+        cols = left + width + right
+        ks, vs = [], []
+        for i, (k, v) in enumerate(like):
+            nk = k.new_empty((self.max_rows, k.shape[1], cols, k.shape[3]))
+            nv = v.new_empty((self.max_rows, v.shape[1], cols, v.shape[3]))
+            if self.n and width:
+                nk[: self.n, :, left : left + width] = self.k[i][: self.n, :, self.s : self.e]
+                nv[: self.n, :, left : left + width] = self.v[i][: self.n, :, self.s : self.e]
+            ks.append(nk)
+            vs.append(nv)
+        self.k, self.v = ks, vs
+        self.s, self.e = left, left + width
+        cache = DynamicCache()
+        cache.layer_class_to_replicate = None
+        cache.layers = [_SlabLayer(self, i) for i in range(len(ks))]
+        self.cache = cache
+
+    def join(self, kv: list[tuple[Any, Any]]) -> int:
+        """Append rows whose prefill keys/values are ``kv`` (``[rows, heads, width, dim]`` per layer), right
+        aligned at column ``e``; returns how many columns the window grew to the left."""
+        rows, width = kv[0][0].shape[0], kv[0][0].shape[2]
+        if self.n + rows > self.max_rows:
+            raise GenerationError("batch is full")
+        if self.n == 0:  # empty batch: start the window so that the prompt ends at column ``width``
+            self.s = self.e = width if self.capacity > width else 0
+        cur = self.e - self.s
+        grow = max(0, width - cur)
+        if not self.k or self.s < grow or self.capacity - self.e < 1:
+            right = max(64, cur + width)  # room for the coming decode steps (doubling)
+            self._allocate(kv, left=grow + (0 if self.n == 0 else max(16, cur // 2)), right=right)
+        self.s -= grow
+        lo, hi = self.n, self.n + rows
+        for i, (k, v) in enumerate(kv):
+            if grow and self.n:
+                self.k[i][: self.n, :, self.s : self.s + grow] = 0
+                self.v[i][: self.n, :, self.s : self.s + grow] = 0
+            self.k[i][lo:hi, :, self.e - width : self.e] = k
+            self.v[i][lo:hi, :, self.e - width : self.e] = v
+            if self.e - width > self.s:
+                self.k[i][lo:hi, :, self.s : self.e - width] = 0
+                self.v[i][lo:hi, :, self.s : self.e - width] = 0
+        self.n = hi
+        return grow
+
+    def ensure_room(self) -> None:
+        """At least one free column after ``e`` (called before a decode step)."""
+        if self.capacity - self.e < 1:
+            width = self.e - self.s
+            self._allocate(list(zip(self.k, self.v, strict=True)), left=0, right=max(64, width))
+
+    def move_rows(self, holes: Any, movers: Any) -> None:
+        for k, v in zip(self.k, self.v, strict=True):
+            k[holes, :, self.s : self.e] = k[movers, :, self.s : self.e]
+            v[holes, :, self.s : self.e] = v[movers, :, self.s : self.e]
+
+
+def _slab_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class SlabLayer(DynamicLayer):
+        """One layer's view of a :class:`_Slab` (the transformers cache-layer interface)."""
+
+        def __init__(self, slab: _Slab, index: int) -> None:
+            super().__init__()
+            self.slab, self.index, self.is_initialized = slab, index, True
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            sl, q = self.slab, key_states.shape[-2]
+            k, v = sl.k[self.index], sl.v[self.index]
+            k[: sl.n, :, sl.e : sl.e + q] = key_states
+            v[: sl.n, :, sl.e : sl.e + q] = value_states
+            self.keys, self.values = k[: sl.n, :, sl.s : sl.e + q], v[: sl.n, :, sl.s : sl.e + q]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.slab.e - self.slab.s
+
+    return SlabLayer
+
+
+_SLAB_LAYER: type | None = None
+
+
+def _SlabLayer(slab: _Slab, index: int) -> Any:
+    global _SLAB_LAYER
+    if _SLAB_LAYER is None:
+        _SLAB_LAYER = _slab_layer_class()
+    return _SLAB_LAYER(slab, index)

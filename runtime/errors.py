@@ -30,3 +30,19 @@ class TemplateError(GenerationError):
 
 class EngineClosed(GenerationError):
     """The engine was closed while a request was pending or running."""
+
+
+class RemoteError(GenerationError):
+    """An OpenAI-compatible generation server could not be reached or answered with an error.
+
+    ``status`` is the HTTP status when there was one (429 and 503 mean the server is busy)."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"generation server {url!r} failed" + (f" (HTTP {status})" if status else "") + f": {reason}")
+        self.url = url
+        self.reason = reason
+        self.status = status
+
+    @property
+    def busy(self) -> bool:
+        return self.status in (429, 503)

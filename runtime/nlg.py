@@ -73,6 +73,14 @@ class NLG:
 
         return cls(templates, Engine.load(model_dir, device=device, max_batch=max_batch), mode="embedded")
 
+    @classmethod
+    def from_url(cls, templates: Templates, base_url: str, model: str | None = None, timeout: float = 30.0) -> NLG:
+        """Embedded mode with generation by an OpenAI-compatible server (vLLM, ``kefu runtime serve``) at
+        ``base_url`` (``http://host:port/v1``); ``model=None`` takes the first model the server lists."""
+        from runtime.remote import OpenAIEngine
+
+        return cls(templates, OpenAIEngine(base_url, model=model, timeout=timeout), mode="embedded")
+
     async def aclose(self) -> None:
         if self.engine is not None:
             await self.engine.aclose()

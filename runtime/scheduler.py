@@ -1,7 +1,9 @@
 """Pure batching scheduler (no torch, no asyncio): which requests prefill, which decode, which finish.
 
 Continuous batching: every step the scheduler admits waiting requests into free slots (up to
-``max_batch`` running); the engine prefills the newly admitted ones and decodes the running ones in the
+``max_batch`` running, and with ``max_prefill_tokens`` at most that many prompt tokens per step, at least
+one request: a burst of arrivals is prefilled over several steps, interleaved with decoding, so the
+first ones start streaming sooner); the engine prefills the newly admitted ones and decodes the running ones in the
 same step, then merges them into one batch. With ``allow_join=False`` new requests are admitted only
 when the batch is empty (static batching: requests that arrive together are prefilled together).
 
@@ -61,10 +63,15 @@ class StepOutputs:
 class Scheduler:
     """Admission, bounded queue, cancellation and finishing for a batched decoder."""
 
-    def __init__(self, max_batch: int, max_queue: int, allow_join: bool = True) -> None:
+    def __init__(
+        self, max_batch: int, max_queue: int, allow_join: bool = True, max_prefill_tokens: int | None = None
+    ) -> None:
         if max_batch < 1 or max_queue < 0:
             raise ValueError("max_batch must be >= 1 and max_queue >= 0")
+        if max_prefill_tokens is not None and max_prefill_tokens < 1:
+            raise ValueError("max_prefill_tokens must be >= 1")
         self.max_batch = max_batch
+        self.max_prefill_tokens = max_prefill_tokens
         self.max_queue = max_queue
         self.allow_join = allow_join
         self._waiting: OrderedDict[str, Request] = OrderedDict()
@@ -117,9 +124,16 @@ class Scheduler:
         release, self._release = tuple(self._release), []
         decode = tuple(self._running)
         prefill: list[str] = []
+        budget = self.max_prefill_tokens
         if self.allow_join or not self._running:
             while self._waiting and len(self._running) < self.max_batch:
+                if budget is not None and prefill:
+                    nxt = next(iter(self._waiting.values()))
+                    if len(nxt.prompt_ids) > budget:
+                        break
                 rid, req = self._waiting.popitem(last=False)
+                if budget is not None:
+                    budget -= len(req.prompt_ids)
                 self._running[rid] = req
                 prefill.append(rid)
         plan = StepPlan(prefill=tuple(prefill), decode=decode, release=release)

@@ -8,16 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from safety.errors import InputTooLongError, SafetyDataError, SafetyError, ToxicityModelError
-from safety.filters import InputFilter, OutputFilter, detect_injection
+from safety.filters import BannedTerms, InputFilter, OutputFilter, TermMatch, detect_injection
 from safety.normalize import Normalized, normalize
 from safety.pii import find_pii, redact
 from safety.types import InputVerdict, OutputVerdict, Redaction
 
 if TYPE_CHECKING:
-    from safety.toxicity import ToxicityClassifier
+    from safety.toxicity import ToxicityClassifier, ToxicityRouter
     from safety.train import TrainConfig
 
 __all__ = [
+    "BannedTerms",
     "InputFilter",
     "InputTooLongError",
     "InputVerdict",
@@ -27,8 +28,10 @@ __all__ = [
     "Redaction",
     "SafetyDataError",
     "SafetyError",
+    "TermMatch",
     "ToxicityClassifier",
     "ToxicityModelError",
+    "ToxicityRouter",
     "TrainConfig",
     "detect_injection",
     "find_pii",
@@ -36,7 +39,7 @@ __all__ = [
     "redact",
 ]
 
-_LAZY = {"ToxicityClassifier": "safety.toxicity", "TrainConfig": "safety.train"}
+_LAZY = {"ToxicityClassifier": "safety.toxicity", "ToxicityRouter": "safety.toxicity", "TrainConfig": "safety.train"}
 
 
 def __getattr__(name: str) -> Any:

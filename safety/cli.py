@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,31 +11,56 @@ import typer
 app = typer.Typer(help="Safety filters: toxicity classifier training and evaluation.", no_args_is_help=True)
 
 
-def _default_train_data() -> Path:
-    return Path(os.environ.get("KEFU_DATA_DIR", "/work/shared/data")) / "toxicity_en" / "train.jsonl"
+def _data_root() -> Path:
+    from safety.suites import shared_data_dir
+
+    return shared_data_dir()
 
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="output model directory")],
+    out: Annotated[Path, typer.Option(help="output model directory (e.g. models/toxicity/zh)")],
+    lang: Annotated[str, typer.Option(help="en: fine-tune MiniLM; zh: train a small Chinese BERT from scratch")] = "en",
     data: Annotated[
-        Path | None, typer.Option(help="training JSONL {text,label}; default $KEFU_DATA_DIR/toxicity_en/train.jsonl")
+        Path | None,
+        typer.Option(help="training JSONL {text,label}; default $KEFU_SHARED_DATA/toxicity_<lang>/train.jsonl"),
     ] = None,
     dev: Annotated[Path | None, typer.Option(help="dev JSONL; default dev.jsonl next to --data")] = None,
-    max_examples: Annotated[int, typer.Option(help="training examples (balanced by label)")] = 3000,
-    epochs: Annotated[int, typer.Option()] = 1,
-    max_len: Annotated[int, typer.Option(help="tokens per training example")] = 64,
+    max_examples: Annotated[int | None, typer.Option(help="training examples (default: the language recipe)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="default: the language recipe")] = None,
+    max_len: Annotated[int | None, typer.Option(help="tokens per training example")] = None,
     seed: Annotated[int, typer.Option()] = 13,
     threads: Annotated[int | None, typer.Option(help="torch threads (1 is faster on a busy machine)")] = None,
+    clean_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="clean service dialogue mixed in as label 0; zh default: $KEFU_SHARED_DATA/crosswoz/val.jsonl"
+        ),
+    ] = None,
 ) -> None:
-    """Fine-tune MiniLM as a toxicity classifier; writes the model, report.json and curves.png to OUT."""
+    """Train the toxicity classifier of LANG; writes the model, report.json and curves.png to OUT."""
     from safety.errors import SafetyError
     from safety.train import TrainConfig
     from safety.train import train as run_train
 
-    cfg = TrainConfig(max_examples=max_examples, epochs=epochs, max_len=max_len, seed=seed, threads=threads)
+    if lang not in ("en", "zh"):
+        raise typer.BadParameter("--lang must be en or zh")
+    overrides: dict[str, object] = {"seed": seed, "threads": threads}
+    for key, value in (
+        ("max_examples", max_examples),
+        ("epochs", epochs),
+        ("max_len", max_len),
+    ):
+        if value is not None:
+            overrides[key] = value
+    data = data or _data_root() / f"toxicity_{lang}" / "train.jsonl"
+    if clean_data is None and lang == "zh" and (_data_root() / "crosswoz" / "val.jsonl").is_file():
+        clean_data = _data_root() / "crosswoz" / "val.jsonl"
+    if clean_data is not None:
+        overrides["clean_data"] = str(clean_data)
     try:
-        report = run_train(cfg, data or _default_train_data(), out, dev=dev)
+        cfg = TrainConfig.for_language(lang, **overrides)
+        report = run_train(cfg, data, out, dev=dev)
     except SafetyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -51,6 +75,7 @@ def evaluate(
     threshold: Annotated[float | None, typer.Option(help="override the model threshold")] = None,
     max_examples: Annotated[int | None, typer.Option(help="seeded random subset")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+    quantize: Annotated[bool, typer.Option(help="score with dynamic int8 Linear layers (as served quantized)")] = False,
 ) -> None:
     """Score DATA with MODEL and print ROC-AUC, recall@1%FPR, accuracy, F1 at the threshold."""
     from safety.errors import SafetyError
@@ -59,7 +84,9 @@ def evaluate(
     if lang not in ("en", "zh"):
         raise typer.BadParameter("--lang must be en or zh")
     try:
-        result = evaluate_model(model, data, language=lang, threshold=threshold, max_examples=max_examples)
+        result = evaluate_model(
+            model, data, language=lang, threshold=threshold, max_examples=max_examples, quantize=quantize
+        )
     except SafetyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -68,3 +95,7 @@ def evaluate(
     else:
         for key, value in result.items():
             typer.echo(f"{key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    app()

@@ -96,13 +96,14 @@ def evaluate_model(
     language: str = "en",
     threshold: float | None = None,
     max_examples: int | None = None,
+    quantize: bool = False,
 ) -> dict[str, Any]:
     """Score ``data`` with the model in ``model_dir``; metrics at the model's threshold plus the dev-best one."""
     from tqdm.auto import tqdm
 
     from safety.toxicity import ToxicityClassifier
 
-    clf = ToxicityClassifier.load(model_dir, threshold=threshold)
+    clf = ToxicityClassifier.load(model_dir, threshold=threshold, quantize=quantize)
     texts, labels = read_jsonl(data, max_examples=max_examples)
     scores: list[float] = []
     step = 256
@@ -117,6 +118,7 @@ def evaluate_model(
             "best_f1_threshold": best,
             "f1_at_best_threshold": compute_metrics(labels, scores, best)["f1"],
             "positive_rate": sum(labels) / len(labels),
+            "quantized": quantize,
         }
     )
     return result

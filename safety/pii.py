@@ -1,4 +1,4 @@
-"""PII detection and redaction: e-mail addresses, phone numbers, bank-card numbers (Luhn-checked).
+"""PII detection and redaction: e-mails, phones, bank cards (Luhn), Chinese resident IDs (check character), IBANs (mod 97).
 
 Detectors work on any text and return :class:`PiiSpan` objects (half-open spans). Digit boundaries use
 ``(?<!\\d)`` / ``(?!\\d)`` look-arounds instead of ``\\b``: Python's ``\\b`` treats Chinese characters as word
@@ -14,12 +14,19 @@ from dataclasses import dataclass
 from safety.normalize import Normalized, normalize
 from safety.types import Redaction
 
-PLACEHOLDERS: dict[str, str] = {"email": "[EMAIL]", "phone": "[PHONE]", "card": "[CARD]"}
+PLACEHOLDERS: dict[str, str] = {
+    "email": "[EMAIL]",
+    "phone": "[PHONE]",
+    "card": "[CARD]",
+    "id_cn": "[ID]",
+    "iban": "[IBAN]",
+}
+KINDS: tuple[str, ...] = tuple(PLACEHOLDERS)
 
 
 @dataclass(frozen=True)
 class PiiSpan:
-    """A detected PII span ``[start, end)`` of the scanned text; ``kind`` is ``email``, ``phone`` or ``card``."""
+    """A detected PII span ``[start, end)`` of the scanned text; ``kind`` is one of :data:`KINDS`."""
 
     kind: str
     start: int
@@ -37,8 +44,14 @@ _EMAIL = re.compile(
     r"(?![A-Za-z0-9-])"
 )
 
-# 13-19 digits (no card number starts with 0; a leading + means a phone), optionally separated by single spaces or dashes between groups.
-_CARD = re.compile(r"(?<![0-9+])[1-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+# 13-19 digits with a card-network first digit (2-6: Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard,
+# UnionPay/Discover; 81: UnionPay), written compact or in the printed groups 4-4-4-4(-3) / 4-6-5 with one kind
+# of separator. A leading + means a phone; ISBNs, tracking and order numbers fail the group or prefix rules.
+_CARD = re.compile(
+    r"(?<![0-9A-Za-z+])(?:[2-6][0-9]{12,18}|81[0-9]{11,17}"
+    r"|(?:[2-6][0-9]{3}|81[0-9]{2})([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
+    r"|3[0-9]{3}([ -])[0-9]{6}\2[0-9]{4,5})(?![0-9A-Za-z])"
+)
 
 # Chinese mobile: 1[3-9]x xxxx xxxx with optional +86 / 0086 / (+86) prefix and space/dash separators.
 _CN_MOBILE = re.compile(
@@ -50,9 +63,9 @@ _CN_MOBILE = re.compile(
 
 # International E.164-ish: +CC followed by 6-14 more digits in groups separated by space, dot, dash or ().
 _INTL_PHONE = re.compile(
-    r"(?<![0-9A-Za-z+])"
+    r"(?<![0-9A-Za-z+])(?<![0-9][ .-])"
     r"(?:\+|00)[1-9][0-9]{0,2}"
-    r"(?:[ .-]?\(?[0-9]{1,4}\)?){2,6}"
+    r"(?:[ .-]?\(?[0-9]{1,4}(?:\)(?=[ .-]?[0-9]))?){2,6}"
     r"(?![0-9])"
 )
 
@@ -91,6 +104,8 @@ def find_cards(text: str) -> list[PiiSpan]:
     spans = []
     for m in _CARD.finditer(text):
         digits = _digits(m.group())
+        if len(digits) == 18 and _CN_ID.fullmatch(m.group()):
+            continue  # shaped like a resident ID (area code + birth date): an ID, valid or not, is no card
         if 13 <= len(digits) <= 19 and luhn_valid(digits) and len(set(digits)) > 1:
             spans.append(PiiSpan("card", m.start(), m.end()))
     return spans
@@ -108,10 +123,85 @@ def find_phones(text: str) -> list[PiiSpan]:
     return spans
 
 
+# Chinese resident identity number: 6-digit area code, birth date, 3-digit sequence, check character (0-9 or X).
+_CN_ID = re.compile(
+    r"(?<![0-9])[1-8][0-9]{5}[ -]?(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[ -]?"
+    r"[0-9]{3}(?:[0-9](?![0-9])|[Xx](?![A-Za-z0-9]))"
+)
+_CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CN_ID_CHECK = "10X98765432"
+
+
+def cn_id_valid(number: str) -> bool:
+    """ISO 7064 MOD 11-2 check character of an 18-character Chinese resident ID (separators ignored)."""
+    s = "".join(ch for ch in number if ch not in " -").upper()
+    if len(s) != 18 or not s[:17].isdigit() or not s[:17].isascii():
+        return False
+    total = sum((ord(c) - 48) * w for c, w in zip(s[:17], _CN_ID_WEIGHTS, strict=True))
+    return _CN_ID_CHECK[total % 11] == s[17]
+
+
+def find_cn_ids(text: str) -> list[PiiSpan]:
+    """Chinese 18-character resident IDs with a valid birth date and check character."""
+    return [PiiSpan("id_cn", m.start(), m.end()) for m in _CN_ID.finditer(text) if cn_id_valid(m.group())]
+
+
+# IBAN length per country (SWIFT IBAN registry).
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})([0-9]{2})")
+
+
+def iban_valid(iban: str) -> bool:
+    """ISO 13616 check: known country, right length, and the number mod 97 == 1 (spaces ignored)."""
+    s = iban.replace(" ", "").replace("-", "").upper()
+    if len(s) < 5 or IBAN_LENGTHS.get(s[:2]) != len(s) or not s.isalnum() or not s.isascii():
+        return False
+    rearranged = s[4:] + s[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def find_ibans(text: str) -> list[PiiSpan]:
+    """IBANs written compact or in groups separated by single spaces/dashes, with a valid mod-97 checksum."""
+    spans: list[PiiSpan] = []
+    for m in _IBAN_START.finditer(text):
+        length = IBAN_LENGTHS.get(m.group(1).upper())
+        if length is None:
+            continue
+        i, count = m.end(), 4
+        while count < length and i < len(text):
+            ch = text[i]
+            if ch.isascii() and ch.isalnum():
+                count += 1
+                i += 1
+            elif ch in " -" and i + 1 < len(text) and text[i + 1].isascii() and text[i + 1].isalnum():
+                i += 1
+            else:
+                break
+        if count != length or (i < len(text) and text[i].isascii() and text[i].isalnum()):
+            continue
+        if iban_valid(text[m.start() : i]):
+            spans.append(PiiSpan("iban", m.start(), i))
+    return spans
+
+
+_PRIORITY = {"iban": 0, "id_cn": 1, "card": 2, "email": 3, "phone": 4}
+
+
 def find_pii(text: str) -> list[PiiSpan]:
-    """All PII spans, non-overlapping, sorted by start. On overlap: card > email > phone, then the longer span."""
-    priority = {"card": 0, "email": 1, "phone": 2}
-    candidates = find_cards(text) + find_emails(text) + find_phones(text)
+    """All PII spans, non-overlapping, sorted by start.
+
+    On overlap: iban > id_cn > card > email > phone (checksummed formats first), then the longer span.
+    """
+    priority = _PRIORITY
+    candidates = find_ibans(text) + find_cn_ids(text) + find_cards(text) + find_emails(text) + find_phones(text)
     candidates.sort(key=lambda s: (priority[s.kind], -(s.end - s.start), s.start))
     chosen: list[PiiSpan] = []
     for span in candidates:
@@ -120,21 +210,35 @@ def find_pii(text: str) -> list[PiiSpan]:
     return sorted(chosen, key=lambda s: s.start)
 
 
-def redact_normalized(norm: Normalized) -> tuple[str, tuple[Redaction, ...]]:
-    """Replace the PII in ``norm.text`` by placeholders; redactions carry spans of the ORIGINAL text."""
+def apply_redactions(norm: Normalized, spans: list[tuple[str, int, int, str]]) -> tuple[str, tuple[Redaction, ...]]:
+    """Replace non-overlapping ``(kind, start, end, placeholder)`` spans of ``norm.text``; redactions carry spans
+    of the ORIGINAL text."""
     out: list[str] = []
     redactions: list[Redaction] = []
     pos = 0
-    for span in find_pii(norm.text):
-        out.append(norm.text[pos : span.start])
-        out.append(span.placeholder)
-        o_start, o_end = norm.original_span(span.start, span.end)
-        redactions.append(Redaction(span.kind, o_start, o_end, span.placeholder))
-        pos = span.end
+    for kind, start, end, placeholder in sorted(spans, key=lambda s: s[1]):
+        if start < pos:
+            continue
+        out.append(norm.text[pos:start])
+        out.append(placeholder)
+        o_start, o_end = norm.original_span(start, end)
+        redactions.append(Redaction(kind, o_start, o_end, placeholder))
+        pos = end
     out.append(norm.text[pos:])
     return "".join(out), tuple(redactions)
 
 
-def redact(text: str) -> tuple[str, tuple[Redaction, ...]]:
-    """Normalise ``text`` and redact its PII. Returns (normalised redacted text, redactions in original offsets)."""
-    return redact_normalized(normalize(text))
+def redact_normalized(
+    norm: Normalized, keep: frozenset[str] | set[str] = frozenset()
+) -> tuple[str, tuple[Redaction, ...]]:
+    """Replace the PII in ``norm.text`` by placeholders (kinds in ``keep`` are left as they are); redactions
+    carry spans of the ORIGINAL text."""
+    spans = [(s.kind, s.start, s.end, s.placeholder) for s in find_pii(norm.text) if s.kind not in keep]
+    return apply_redactions(norm, spans)
+
+
+def redact(text: str, keep: frozenset[str] | set[str] = frozenset()) -> tuple[str, tuple[Redaction, ...]]:
+    """Normalise ``text`` and redact its PII (except kinds in ``keep``).
+
+    Returns (normalised redacted text, redactions in original offsets)."""
+    return redact_normalized(normalize(text), keep)

@@ -131,14 +131,20 @@ class ToxicityClassifier:
         self.config = config
         self.model_dir = model_dir
         self.threshold = threshold
+        self.quantized = False
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ToxicityClassifier(model_dir={self.model_dir}, threshold={self.threshold})"
 
     @classmethod
-    def load(cls, model_dir: str | Path, threshold: float | None = None) -> ToxicityClassifier:
+    def load(
+        cls, model_dir: str | Path, threshold: float | None = None, *, quantize: bool = False
+    ) -> ToxicityClassifier:
         """Load a trained directory (see module doc). ``threshold`` defaults to ``toxicity.json``'s (0.5).
+
+        ``quantize`` converts the Linear layers to dynamic int8 after loading (about 2x faster on CPU; scores
+        move by a few hundredths: evaluate with the same setting you serve with).
 
         Raises :class:`~safety.errors.ToxicityModelError` naming the missing or corrupt file.
         """
@@ -187,7 +193,17 @@ class ToxicityClassifier:
             if key in state_dict and (key not in loaded or not torch.equal(loaded[key].cpu(), state_dict[key])):
                 raise ToxicityModelError(weights, f"weight {key} was not loaded into the model")
         detox.tokenizer.model_max_length = cfg.max_len
-        return cls(detox, cfg, root, cfg.threshold if threshold is None else float(threshold))
+        if quantize:
+            import warnings
+
+            from torch.ao.quantization import quantize_dynamic
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                detox.model = quantize_dynamic(detox.model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+        clf = cls(detox, cfg, root, cfg.threshold if threshold is None else float(threshold))
+        clf.quantized = quantize
+        return clf
 
     def score(self, texts: Sequence[str]) -> list[float]:
         """Probability of toxicity for each text (normalised first), via ``Detoxify.predict`` in batches."""
@@ -208,7 +224,126 @@ class ToxicityClassifier:
         return scores
 
     def check(self, text: str, language: str = "en", threshold: float | None = None) -> OutputVerdict:
-        """Toxicity verdict on one reply. ``language`` is recorded (the model is English-trained for now)."""
+        """Toxicity verdict on one reply by this model; ``language`` is recorded (use :class:`ToxicityRouter` to
+        pick the model by language)."""
         thr = self.threshold if threshold is None else threshold
         score = self.score([text])[0]
         return OutputVerdict(score=score, threshold=thr, toxic=score >= thr, language=language)
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """``zh`` when at least a fifth of the letters are CJK ideographs, else ``default``."""
+    cjk = letters = 0
+    for ch in text:
+        if ch.isalpha():
+            letters += 1
+            o = ord(ch)
+            if 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
+                cjk += 1
+    return "zh" if letters and cjk * 5 >= letters else default
+
+
+class ToxicityRouter:
+    """One toxicity model per language, chosen by the reply's language; models load on first use.
+
+    Layout: ``root/<lang>/`` model dirs (``root/en``, ``root/zh``; the language is read from each dir's
+    ``toxicity.json``), or a single model dir at ``root`` (the older flat layout: its ``toxicity.json``
+    languages, e.g. ``["en"]``), or both (a flat English model at ``root`` plus ``root/zh``: training the
+    Chinese model into ``models/toxicity/zh`` is the whole migration). A language with no model of its own (``"fr"``, or ``None``) is routed by
+    script: Chinese characters go to ``zh`` when there is one, the rest to ``default_language``.
+    """
+
+    def __init__(
+        self,
+        model_dirs: dict[str, Path],
+        *,
+        default_language: str = "en",
+        threshold: float | None = None,
+        classifiers: dict[str, ToxicityClassifier] | None = None,
+        quantize: bool = False,
+    ) -> None:
+        if not model_dirs and not classifiers:
+            raise ToxicityModelError("<none>", "a toxicity router needs at least one model")
+        self.model_dirs = dict(model_dirs)
+        self.threshold = threshold
+        self.quantize = quantize
+        self._classifiers: dict[str, ToxicityClassifier] = dict(classifiers or {})
+        langs = set(self.model_dirs) | set(self._classifiers)
+        self.default_language = default_language if default_language in langs else min(langs)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ToxicityRouter(languages={self.languages}, threshold={self.threshold})"
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(set(self.model_dirs) | set(self._classifiers))
+
+    @classmethod
+    def load(
+        cls,
+        root: str | Path,
+        threshold: float | None = None,
+        *,
+        default_language: str = "en",
+        eager: bool = False,
+        quantize: bool = False,
+    ) -> ToxicityRouter:
+        """Find the model dirs under ``root`` (see class doc); ``eager`` loads every model now (fail fast);
+        ``quantize`` serves every model with dynamic int8 Linear layers."""
+        base = Path(root)
+        if not base.is_dir():
+            raise ToxicityModelError(base, "model directory does not exist")
+        dirs: dict[str, Path] = {}
+        for sub in sorted(p for p in base.iterdir() if p.is_dir()):
+            if (sub / CONFIG_NAME).is_file():
+                for lang in ToxicityConfig.read(sub / CONFIG_NAME).languages:
+                    dirs.setdefault(lang, sub)
+        if (base / CONFIG_NAME).is_file():  # a flat model dir: serves its languages unless a sub-dir does
+            for lang in ToxicityConfig.read(base / CONFIG_NAME).languages:
+                dirs.setdefault(lang, base)
+        if not dirs:
+            raise ToxicityModelError(base / CONFIG_NAME, f"no {CONFIG_NAME} in the directory or its sub-directories")
+        router = cls(dirs, default_language=default_language, threshold=threshold, quantize=quantize)
+        if eager:
+            for lang in router.languages:
+                router.classifier_for(lang)
+        return router
+
+    def route(self, language: str | None, text: str = "") -> str:
+        """The language whose model scores ``text``."""
+        langs = set(self.languages)
+        if language:
+            lang = language.lower().replace("_", "-")
+            if lang in langs:
+                return lang
+            if lang.split("-")[0] in langs:
+                return lang.split("-")[0]
+        guess = detect_language(text, self.default_language)
+        return guess if guess in langs else self.default_language
+
+    def classifier_for(self, language: str | None, text: str = "") -> ToxicityClassifier:
+        lang = self.route(language, text)
+        with self._lock:
+            clf = self._classifiers.get(lang)
+            if clf is None:
+                path = self.model_dirs[lang]
+                # one directory may serve several languages: load it once
+                clf = next((c for c in self._classifiers.values() if c.model_dir == path), None)
+                if clf is None:
+                    clf = ToxicityClassifier.load(path, quantize=self.quantize)
+                self._classifiers[lang] = clf
+            return clf
+
+    def score(self, texts: Sequence[str], language: str | None = None) -> list[float]:
+        return self.classifier_for(language, texts[0] if texts else "").score(texts)
+
+    def check(self, text: str, language: str | None = "en", threshold: float | None = None) -> OutputVerdict:
+        """Toxicity verdict on one reply with the model of its language (blocking; use ``asyncio.to_thread``).
+
+        The threshold is ``threshold``, else the router's, else the chosen model's own (its ``toxicity.json``).
+        """
+        clf = self.classifier_for(language, text)
+        thr = threshold if threshold is not None else self.threshold
+        verdict = clf.check(text, self.route(language, text), threshold=thr)
+        return verdict

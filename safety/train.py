@@ -12,11 +12,12 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from safety.errors import SafetyError
+from safety.errors import SafetyDataError, SafetyError
 from safety.evaluate import best_f1_threshold, compute_metrics, read_jsonl
 from safety.normalize import normalize
 from safety.toxicity import CONFIG_NAME, DEFAULT_THRESHOLD, ToxicityClassifier, ToxicityConfig, set_offline
@@ -41,6 +42,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     threshold: float = DEFAULT_THRESHOLD
     languages: tuple[str, ...] = ("en",)
+    # in-domain clean text (label 0) mixed into training: service dialogue, so that ordinary customer-service
+    # replies are not scored toxic. A JSONL of {"text"} lines or of dialogues with "turns"; the last
+    # ``clean_holdout`` share of its lines is kept out of training and scored for report.json.
+    clean_data: str | None = None
+    clean_max: int = 4000
+    clean_holdout: float = 0.2
     base_model: str | None = None  # a local HF BERT folder; None = the bundled MiniLM
     threads: int | None = None  # torch intra-op threads for this process (None = torch's default)
     # --- from-scratch model (Chinese: MiniLM's English WordPiece vocabulary cannot read Chinese) ---
@@ -64,11 +71,14 @@ class TrainConfig:
                 "languages": ("zh",),
                 "max_examples": 1_000_000,  # the whole train split
                 "balanced": False,
-                "max_len": 96,
+                "max_len": 64,
                 "infer_max_len": 128,
                 "epochs": 2,
                 "lr": 5e-4,
-                "batch": 32,
+                "batch": 64,
+                "hidden": 128,
+                "heads": 2,
+                "intermediate": 512,
                 "dev_examples": None,
                 "warmup_ratio": 0.06,
             }
@@ -86,6 +96,28 @@ def base_model_dir() -> Path:
     if not (path / "config.json").is_file():
         raise SafetyError(f"bundled MiniLM not found at {path}", path=str(path))
     return path
+
+
+def read_clean_texts(path: str | Path, holdout: float) -> tuple[list[str], list[str]]:
+    """Texts of a JSONL of ``{"text"}`` lines or of dialogues (``{"turns": [{"text"}, ...]}``), split by line:
+    the first ``1 - holdout`` share for training, the rest held out."""
+    p = Path(path)
+    rows: list[list[str]] = []
+    try:
+        with p.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    texts = [t["text"] for t in row["turns"]] if "turns" in row else [row["text"]]
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise SafetyDataError(p, lineno, f"expected {{text}} or {{turns: [{{text}}]}}: {exc}") from exc
+                rows.append([t for t in texts if isinstance(t, str) and t.strip()])
+    except FileNotFoundError:
+        raise SafetyDataError(p, 0, "file not found") from None
+    cut = int(len(rows) * (1 - holdout))
+    return [t for r in rows[:cut] for t in r], [t for r in rows[cut:] for t in r]
 
 
 def _base_model_name(config: TrainConfig) -> str:
@@ -120,17 +152,15 @@ def build_vocabulary(texts: list[str], vocab_size: int, min_frequency: int) -> l
 
 def build_scratch_model(config: TrainConfig, texts: list[str]) -> tuple[Any, Any]:
     """A vocabulary from ``texts`` and a randomly initialised BertForSequenceClassification (config made in code)."""
-    import tempfile
-
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     vocab = build_vocabulary(texts, config.vocab_size, config.min_frequency)
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file = Path(tmp) / "vocab.txt"
-        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        tokenizer = BertTokenizerFast(
-            vocab_file=str(vocab_file), do_lower_case=True, tokenize_chinese_chars=True, strip_accents=None
-        )
+    # transformers 5 takes the vocabulary itself (a ``vocab_file=`` keyword would be silently ignored)
+    tokenizer = BertTokenizer(  # transformers 5: the fast (Rust) tokenizer under the classic name
+        vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True, tokenize_chinese_chars=True
+    )
+    if len(tokenizer) != len(vocab):
+        raise SafetyError("tokenizer did not take the learnt vocabulary", expected=len(vocab), got=len(tokenizer))
     bert_cfg = BertConfig(
         vocab_size=len(vocab),
         hidden_size=config.hidden,
@@ -140,9 +170,9 @@ def build_scratch_model(config: TrainConfig, texts: list[str]) -> tuple[Any, Any
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
         max_position_embeddings=max(config.infer_max_len, config.max_len, 128),
-        num_labels=1,
         pad_token_id=vocab.index("[PAD]"),
     )
+    bert_cfg.num_labels = 1
     model = BertForSequenceClassification(bert_cfg)
     return tokenizer, model
 
@@ -165,6 +195,20 @@ def sample_examples(
     else:
         chosen = idx[:max_examples]
     return [texts[i] for i in chosen], [labels[i] for i in chosen]
+
+
+def length_bucketed_batches(texts: list[str], batch: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
+    """Shuffled batches of indices; within pools of ``pool`` batches, texts of similar length share a batch
+    (less padding: about twice as fast on CPU). Every index appears exactly once."""
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    step = batch * pool
+    for p in range(0, len(order), step):
+        chunk = sorted(order[p : p + step], key=lambda i: len(texts[i]))
+        batches.extend(chunk[b : b + batch] for b in range(0, len(chunk), batch))
+    rng.shuffle(batches)
+    return batches
 
 
 def _plot(out: Path, losses: list[float], dev_labels: list[int], dev_scores: list[float], auc: float | None) -> None:
@@ -199,9 +243,7 @@ def _plot(out: Path, losses: list[float], dev_labels: list[int], dev_scores: lis
     plt.close(fig)
 
 
-def train(
-    config: TrainConfig, data: str | Path, out: str | Path, dev: str | Path | None = None
-) -> dict[str, Any]:
+def train(config: TrainConfig, data: str | Path, out: str | Path, dev: str | Path | None = None) -> dict[str, Any]:
     """Fine-tune, save a pickle-free model dir at ``out`` and return (and write) its report.
 
     ``dev`` defaults to ``dev.jsonl`` next to ``data``; without it 10% of ``data`` is held out.
@@ -237,6 +279,13 @@ def train(
         labels = [lab for i, lab in enumerate(labels) if i not in held]
         dev_source = f"{data} (10% held out)"
     tr_texts, tr_labels = sample_examples(texts, labels, config.max_examples, config.balanced, config.seed)
+    clean_train: list[str] = []
+    clean_check: list[str] = []
+    if config.clean_data:
+        clean_train, clean_check = read_clean_texts(config.clean_data, config.clean_holdout)
+        clean_train = clean_train[: config.clean_max]
+        tr_texts = tr_texts + clean_train
+        tr_labels = tr_labels + [0] * len(clean_train)
     tr_texts = [normalize(t).text for t in tr_texts]
 
     src: Path | None = None
@@ -254,7 +303,10 @@ def train(
     warmup = int(total * config.warmup_ratio)
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optim = torch.optim.AdamW(groups, lr=config.lr)
@@ -267,10 +319,7 @@ def train(
     model.train()
     with tqdm(total=total, desc="toxicity train", unit="step") as bar:
         for _epoch in range(config.epochs):
-            order = list(range(len(tr_texts)))
-            rng.shuffle(order)
-            for b in range(0, len(order), config.batch):
-                ids = order[b : b + config.batch]
+            for ids in length_bucketed_batches(tr_texts, config.batch, rng):
                 enc = tokenizer(
                     [tr_texts[i] for i in ids],
                     truncation=True,
@@ -317,6 +366,17 @@ def train(
     for i in tqdm(range(0, len(dev_texts), 128), desc="toxicity dev", unit="batch"):
         dev_scores.extend(clf.score(dev_texts[i : i + 128]))
     dev_metrics = compute_metrics(dev_labels, dev_scores, config.threshold)
+    clean_report: dict[str, Any] | None = None
+    if clean_check:
+        clean_scores: list[float] = []
+        for i in range(0, len(clean_check), 128):
+            clean_scores.extend(clf.score(clean_check[i : i + 128]))
+        clean_report = {
+            "file": str(config.clean_data),
+            "train_texts": len(clean_train),
+            "held_out_texts": len(clean_check),
+            "held_out_flagged_rate": sum(sc >= config.threshold for sc in clean_scores) / len(clean_scores),
+        }
     best = best_f1_threshold(dev_labels, dev_scores) if len(set(dev_labels)) == 2 else config.threshold
     report: dict[str, Any] = {
         "task": "toxicity",
@@ -332,6 +392,7 @@ def train(
         "dev": dev_metrics,
         "dev_best_f1_threshold": best,
         "dev_f1_at_best_threshold": compute_metrics(dev_labels, dev_scores, best)["f1"],
+        "clean_service_text": clean_report,
         "threshold": config.threshold,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
     }
@@ -347,3 +408,30 @@ def _ema_last(losses: list[float]) -> float | None:
     for v in losses:
         ema = 0.9 * ema + 0.1 * v
     return round(ema, 4)
+
+
+def train_language(
+    language: str,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    threads: int | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train the README recipe for ``language`` on ``data_dir/toxicity_<language>/{train,dev}.jsonl`` into ``out``
+    (``models/toxicity/<language>`` for :class:`~safety.toxicity.ToxicityRouter`)."""
+    data = Path(data_dir) / f"toxicity_{language}" / "train.jsonl"
+    if not data.is_file():
+        raise SafetyError(f"toxicity training data for {language!r} not found at {data}", path=str(data))
+    clean = Path(data_dir) / "crosswoz" / "val.jsonl"
+    if language == "zh" and clean.is_file():
+        overrides.setdefault("clean_data", str(clean))
+    config = TrainConfig.for_language(language, threads=threads, **overrides)
+    return train(config, data, out)
+
+
+def train_all(
+    data_dir: str | Path, root: str | Path, languages: Sequence[str] = ("en", "zh"), *, threads: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Train one model per language into ``root/<language>``; returns the reports by language."""
+    return {lang: train_language(lang, data_dir, Path(root) / lang, threads=threads) for lang in languages}

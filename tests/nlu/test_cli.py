@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from nlu_testutil import FIXTURES, write_jsonl
 from typer.testing import CliRunner
 
@@ -51,3 +52,35 @@ def test_train_command_writes_model(tmp_path: Path) -> None:
     assert summary["epochs_run"] == 2 and summary["n_train"] + summary["n_dev"] == 22
     vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
     assert vocab["synonyms"]["visa card"] == "credit card"  # from the synonym block, not seen in any example
+
+
+def test_evaluate_report_dir(tiny_model_dir: Path, snips_subset: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate", "--model", str(tiny_model_dir), "--data", str(snips_subset["heldout"]),
+                                 "--report-dir", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    per_intent = json.loads((out / "intent_report.json").read_text())
+    gold = [json.loads(line)["intent"] for line in snips_subset["heldout"].read_text().splitlines()]
+    for intent in set(gold):
+        assert per_intent[intent]["support"] == gold.count(intent)
+    assert per_intent["macro avg"]["f1"] == pytest.approx(metrics["intent_macro_f1"], abs=1e-9)
+    errors = json.loads((out / "intent_errors.json").read_text())
+    assert len(errors) == round((1 - metrics["intent_accuracy"]) * metrics["n"])
+    assert all(e["intent"] != e["predicted"] for e in errors)
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    slot = json.loads((out / "slot_report.json").read_text())
+    assert slot["micro avg"]["f1-score"] == pytest.approx(metrics["slot_f1"], abs=1e-9)
+    assert "precision" in (out / "slot_report.txt").read_text()
+
+
+def test_evaluate_cross_validation(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--data", str(FIXTURES / "nlu.yml"), "--folds", "2", "--epochs", "1",
+                                 "--pretrained", "none", "--json", "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    cv = json.loads(result.stdout)
+    assert cv["folds"] == 2 and [f["n"] for f in cv["per_fold"]] == [11, 11]
+    assert cv["mean"]["intent_accuracy"] == pytest.approx(sum(f["intent_accuracy"] for f in cv["per_fold"]) / 2)
+    assert (tmp_path / "cross_validation.json").is_file()
+    both = runner.invoke(app, ["evaluate", "--data", str(FIXTURES / "nlu.yml")])
+    assert both.exit_code == 2

@@ -128,3 +128,16 @@ def test_load_examples_dispatch(tmp_path: Path) -> None:
 
 def test_bio_tags_partial_overlap() -> None:
     assert bio_tags([(0, 3), (4, 9), (10, 12)], [(4, 12, "x")]) == ["O", "B-x", "I-x"]
+
+
+def test_stratified_folds_partition_every_intent() -> None:
+    from nlu.data import make_example
+    from nlu.evaluate import stratified_folds
+
+    examples = [make_example(f"x {i}", intent) for intent, n in (("a", 9), ("b", 4), ("c", 1)) for i in range(n)]
+    folds = stratified_folds(examples, 3, seed=1)
+    assert sorted(i for f in folds for i in f) == list(range(len(examples)))
+    for f in folds:
+        assert sum(examples[i].intent == "a" for i in f) == 3
+        assert sum(examples[i].intent == "b" for i in f) in (1, 2)
+    assert folds == stratified_folds(examples, 3, seed=1) and folds != stratified_folds(examples, 3, seed=2)

@@ -197,3 +197,54 @@ async def test_prompt_too_long(tiny_tokenizer: Any) -> None:
     with pytest.raises(GenerationError, match="exceeds"):
         await engine.generate("x" * 400)
     await engine.aclose()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+async def test_rows_leave_and_join_in_any_order(kind: str, tiny_tokenizer: Any) -> None:
+    """A small batch under churn: rows finish at different steps (their slots are refilled by waiting
+    requests of other lengths, the cache window grows left and right and is reallocated), a running
+    request is cancelled mid-flight; every finished text still equals ``generate`` alone."""
+    model = tiny_model(kind, tiny_tokenizer)
+    lengths = [3, 17, 9, 30, 5, 12, 25, 7]
+    prompts = [(PROMPTS[i % len(PROMPTS)] * 3)[: 4 + 3 * i] for i in range(len(lengths))]
+    refs = [reference(model, tiny_tokenizer, p, n) for p, n in zip(prompts, lengths, strict=True)]
+    engine = Engine(model, tiny_tokenizer, max_batch=3, max_prefill_tokens=40)
+
+    async def one(i: int) -> str:
+        await asyncio.sleep(0.002 * i)
+        return await engine.generate(prompts[i], SamplingParams(max_tokens=lengths[i]))
+
+    victim = asyncio.create_task(engine.generate(PROMPTS[3], SamplingParams(max_tokens=150)))
+    tasks = [asyncio.create_task(one(i)) for i in range(len(prompts))]
+    while engine.stats["steps"] < 4:
+        await asyncio.sleep(0.001)
+    victim.cancel()
+    got = await asyncio.gather(*tasks)
+    await engine.aclose()
+    assert got == refs
+    assert engine.stats["joins"] >= 2 and engine.stats["max_rows"] == 3
+
+
+async def test_sliding_window_model_uses_static_batching(tiny_tokenizer: Any) -> None:
+    """A model whose cache is not plain full attention keeps its own cache object: requests that arrive
+    together are batched, rows that finish early leave, later requests wait; output equals generate."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    tok = tiny_tokenizer
+    cfg = Qwen2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=160, initializer_range=0.3, use_sliding_window=True,
+        sliding_window=6, max_window_layers=1, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    model = Qwen2ForCausalLM(cfg).eval()
+    engine = Engine(model, tok, max_batch=4)
+    assert not engine.allow_join
+    lengths = [5, 20, 12, 9]
+    prompts = PROMPTS[:4]
+    got = await asyncio.gather(
+        *[engine.generate(p, SamplingParams(max_tokens=n)) for p, n in zip(prompts, lengths, strict=True)]
+    )
+    await engine.aclose()
+    assert got == [reference(model, tok, p, n) for p, n in zip(prompts, lengths, strict=True)]

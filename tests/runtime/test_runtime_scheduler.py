@@ -143,3 +143,21 @@ def test_invalid_arguments() -> None:
     s = Scheduler(max_batch=1, max_queue=1)
     with pytest.raises(ValueError):
         s.add(req("a", max_tokens=0))
+
+
+def test_prefill_token_budget_spreads_a_burst_over_steps() -> None:
+    s = Scheduler(max_batch=8, max_queue=8, max_prefill_tokens=7)  # each prompt is 3 tokens
+    for rid in "abcde":
+        s.add(req(rid, max_tokens=10))
+    plan, _ = step(s)
+    assert plan.prefill == ("a", "b") and plan.decode == ()
+    plan, _ = step(s)
+    assert plan.prefill == ("c", "d") and plan.decode == ("a", "b")
+    plan, _ = step(s)
+    assert plan.prefill == ("e",)
+    big = Scheduler(max_batch=2, max_queue=2, max_prefill_tokens=1)  # a prompt over budget still runs, alone
+    big.add(req("x"))
+    big.add(req("y"))
+    assert step(big)[0].prefill == ("x",)
+    with pytest.raises(ValueError):
+        Scheduler(max_batch=1, max_queue=1, max_prefill_tokens=0)
