@@ -75,7 +75,8 @@ async def running_bot(
     from runtime.nlg import NLG
     from runtime.templates import Templates
     from safety.filters import InputFilter
-    from safety.toxicity import ToxicityClassifier
+    from safety.suites import DEFAULT_BANNED_TERMS
+    from safety.toxicity import ToxicityRouter
 
     bot = Bot.load(bot_dir)
     cfg = bot.config
@@ -86,8 +87,12 @@ async def running_bot(
     nlu = await asyncio.to_thread(NLUModel.load, bot.nlu_model)
     output_filter = None
     if toxicity:
-        _require(bot.toxicity_model, "the toxicity model")
-        output_filter = await asyncio.to_thread(ToxicityClassifier.load, bot.toxicity_model, cfg.toxicity_threshold)
+        for language in cfg.languages:
+            _require(bot.toxicity_model / language, f"the {language} toxicity model")
+        output_filter = await asyncio.to_thread(
+            lambda: ToxicityRouter.load(bot.toxicity_model, cfg.toxicity_threshold,
+                                        default_language=cfg.languages[0], eager=True, quantize=True)
+        )
 
     closers: list[Callable[[], object]] = []
     mode = generation or cfg.generation
@@ -111,7 +116,8 @@ async def running_bot(
         policy=FSMPolicy(flows.default_policy),
         nlu=nlu,
         actions=actions,
-        input_filter=InputFilter(banned_terms=cfg.banned_terms or None),
+        input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
+                                 mask_banned=True),
         output_filter=output_filter,
         confidence_threshold=cfg.confidence_threshold,
         default_language=cfg.languages[0],
@@ -171,16 +177,16 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
         train_generator(Templates.from_file(bot.path(cfg.domain)), bot.generator_model)
         timings["generator"] = time.perf_counter() - t
 
-    if wanted("toxicity", bot.toxicity_model / "model.safetensors"):
-        from safety.train import TrainConfig
-        from safety.train import train as train_toxicity
+    for language in cfg.languages:  # one output classifier per reply language
+        if wanted("toxicity", bot.toxicity_model / language / "model.safetensors"):
+            from safety.train import train_language
 
-        t = time.perf_counter()
-        data = shared_data() / "toxicity_en" / "train.jsonl"
-        if not data.is_file():
-            raise MissingModel(f"toxicity training data not found at {data} (set KEFU_SHARED_DATA)")
-        train_toxicity(TrainConfig(), data, bot.toxicity_model)
-        timings["toxicity"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if not (shared_data() / f"toxicity_{language}").is_dir():
+                raise MissingModel(f"toxicity_{language} training data not found in {shared_data()} "
+                                   "(set KEFU_SHARED_DATA)")
+            train_language(language, shared_data(), bot.toxicity_model / language)
+            timings[f"toxicity_{language}"] = time.perf_counter() - t
 
     if cfg.knowledge and (only is None or "knowledge" in only):
         from dialogue.knowledge import KnowledgeBase

@@ -64,5 +64,13 @@ def evaluate(
                        f"turns {m['avg_turns']:.2f}  reward {m['avg_reward']:.2f}")
 
 
+@app.command()
+def calibrate(bot: Annotated[Path, typer.Option(help="bot folder")] = Path("examples/shop")) -> None:
+    """Measure the bot's NLU on its held-out split (the numbers behind the simulator's noise channel)."""
+    from policy.calibrate import measure_nlu
+
+    typer.echo(json.dumps(measure_nlu(bot)))
+
+
 if __name__ == "__main__":
     app()
