@@ -176,6 +176,7 @@ class DialogueEngine:
             filled_slots=frozenset(k for k, v in slots.items() if v not in (None, "")),
             ranking=parse.ranking,
             turn=conversation.turn_count + 1,
+            last_action=conversation.last_action,
             low_confidence=parse.confidence < parts.confidence_threshold,
             flags=verdict.flags,
             language=language,
@@ -232,6 +233,7 @@ class DialogueEngine:
                 handed_off=new_state == HANDOFF_STATE,
                 events=tuple(events),
                 last_intent=parse.intent,
+                last_action=decision.action,
             )
         )
         return TurnReply(

@@ -74,6 +74,7 @@ conversations = sa.Table(
     sa.Column("turn_count", sa.Integer(), nullable=False),
     sa.Column("handed_off", sa.Boolean(), nullable=False),
     sa.Column("last_intent", sa.String(64), nullable=True),
+    sa.Column("last_action", sa.String(64), nullable=True),  # migration 0002: the policy reads it
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -145,6 +146,7 @@ def _row_to_conversation(row: sa.Row[Any]) -> Conversation:
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
         sender=m["sender"],
+        last_action=m["last_action"],
     )
 
 
@@ -380,6 +382,7 @@ class Store:
             "turn_count": 0,
             "handed_off": False,
             "last_intent": None,
+            "last_action": None,
             "version": 0,
             "created_at": now,
             "updated_at": now,
@@ -479,6 +482,7 @@ class Store:
                     language=update.language,
                     handed_off=update.handed_off,
                     last_intent=update.last_intent,
+                    last_action=update.last_action,
                     turn_count=turn,
                     version=update.expected_version + 1,
                     updated_at=now,

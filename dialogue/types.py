@@ -33,6 +33,7 @@ class Conversation:
     created_at: dt.datetime
     updated_at: dt.datetime
     sender: str | None = None
+    last_action: str | None = None
 
     def __repr__(self) -> str:
         return f"Conversation(id={self.id!r}, state={self.state!r}, turns={self.turn_count}, version={self.version})"
@@ -92,6 +93,7 @@ class TurnUpdate:
     handed_off: bool
     events: tuple[NewEvent, ...]
     last_intent: str | None = None
+    last_action: str | None = None
 
 
 @dataclass

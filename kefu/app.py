@@ -113,7 +113,7 @@ async def running_bot(
     parts = BotParts(
         domain=domain,
         flows=flows,
-        policy=FSMPolicy(flows.default_policy),
+        policy=await asyncio.to_thread(choose_policy, bot, flows, FSMPolicy(flows.default_policy)),
         nlu=nlu,
         actions=actions,
         input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
@@ -127,6 +127,20 @@ async def running_bot(
         yield running
     finally:
         await running.aclose()
+
+
+def choose_policy(bot: Bot, flows: object, fallback: object) -> object:
+    """The learned policy when the bot has one that knows every action of its flows, else the FSM default."""
+    path = bot.policy_model
+    if not (path / "model.safetensors").exists():
+        return fallback
+    from policy.learned import LearnedPolicy
+
+    learned = LearnedPolicy.load(path)
+    if not learned.compatible(flows.actions):  # type: ignore[attr-defined]
+        log.warning("policy at %s was trained for other actions; using the FSM default (run kefu policy train)", path)
+        return fallback
+    return learned
 
 
 def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = None) -> dict[str, float]:
@@ -187,6 +201,13 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
                                    "(set KEFU_SHARED_DATA)")
             train_language(language, shared_data(), bot.toxicity_model / language)
             timings[f"toxicity_{language}"] = time.perf_counter() - t
+
+    if wanted("policy", bot.policy_model / "model.safetensors"):
+        from policy.train import train as train_policy
+
+        t = time.perf_counter()
+        train_policy(bot.root, bot.policy_model)  # against the user simulator, on top of the bot's flows
+        timings["policy"] = time.perf_counter() - t
 
     if cfg.knowledge and (only is None or "knowledge" in only):
         from dialogue.knowledge import KnowledgeBase

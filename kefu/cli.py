@@ -26,13 +26,15 @@ def _startup_errors() -> tuple[type[BaseException], ...]:
 
     return (MissingModel, ConfigError, DialogueError, NLUError, GenerationError, SafetyError)
 from nlu.cli import app as nlu_app
+from policy.cli import app as policy_app
 from runtime.cli import app as runtime_app
 from safety.cli import app as safety_app
 
 app = typer.Typer(help="Kefu: multi-turn customer-service chatbots.", no_args_is_help=True)
 app.add_typer(nlu_app, name="nlu", help="Train and evaluate the joint BiLSTM-CRF NLU model.")
 app.add_typer(safety_app, name="safety", help="Train and evaluate the toxicity classifier.")
-app.add_typer(runtime_app, name="runtime", help="Train the embedded reply generator.")
+app.add_typer(runtime_app, name="runtime", help="Train, serve and benchmark the reply generator.")
+app.add_typer(policy_app, name="policy", help="Train and evaluate the deep-RL dialogue policy.")
 scenarios_app = typer.Typer(help="Replay scripted conversations (YAML).", no_args_is_help=True)
 app.add_typer(scenarios_app, name="scenarios")
 

@@ -74,6 +74,10 @@ class Bot:
         return self.models / "toxicity"
 
     @property
+    def policy_model(self) -> Path:
+        return self.models / "policy"
+
+    @property
     def kb_cache(self) -> Path:
         return self.models / "kb"
 

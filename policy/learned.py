@@ -35,6 +35,10 @@ class LearnedPolicy:
     def __repr__(self) -> str:
         return f"LearnedPolicy(actions={len(self.space.actions)}, features={self.space.dim})"
 
+    def compatible(self, actions: Sequence[str]) -> bool:
+        """Whether this policy was trained on the same action set as the bot's flows (else: retrain)."""
+        return set(actions) == set(self.space.actions)
+
     def q_values(self, observation: Observation, allowed: Sequence[str]) -> torch.Tensor:
         x = torch.from_numpy(self.space.encode(observation, allowed)).unsqueeze(0)
         with torch.no_grad():

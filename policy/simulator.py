@@ -29,16 +29,15 @@ again for something already said) costs one unit; the user leaves when it runs o
 ``max_turns``. Success = the goal completed by the right action with the right slot values before that.
 
 The noise channel, at semantic error rate ``e``: with probability ``e`` an utterance's parse is wrong.
-70% of the errors (all of them for acts without slots) are intent confusions: half of them say
+80% of the errors (all of them for acts without slots) are intent confusions: half of them say
 ``out_of_scope``, the others pick a plausible neighbour (order status <-> shipping, return <->
 complaint, ...); the rest damage a slot value (dropped, or replaced by another order id / a digit
-swap / another reason). Confidence
-scores are drawn from Beta distributions: high for correct parses, lower but overlapping for errors;
-slot errors are only partly visible in the (intent) confidence (``slot_error_visible``), as with a
-joint intent/slot model. The ranking puts the true intent second for half of the intent confusions. These shares and the
-Beta parameters were measured on the shop's real NLU (held-out split). At
-e = 0.0 there are no errors but confidences still vary, so a few correct parses fall below the
-bot's ``confidence_threshold`` (as with the real model).
+swap / another reason). Confidence scores are Beta draws: high for right parses, lower but
+overlapping for wrong intents; slot errors keep a right-looking confidence (``slot_error_visible``),
+as the joint model's intent confidence does not see them. The ranking keeps the true intent second
+for most intent confusions. All these shares and Beta parameters are measured on the bot's real NLU
+(``policy.calibrate.measure_nlu``, its held-out split); see ``SimConfig``. At e = 0.0 there are no
+errors but confidences still vary.
 """
 
 from __future__ import annotations

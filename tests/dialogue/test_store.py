@@ -73,7 +73,7 @@ async def _reload(store: Store, conv_id: str) -> Conversation:
 
 
 async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: StoreTarget, store: Store) -> None:
-    assert await store.schema_version() == "0001"
+    assert await store.schema_version() == "0002"
 
     def inspect(sync_conn: sa.Connection) -> dict[str, Any]:
         insp = sa.inspect(sync_conn)
@@ -113,7 +113,7 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
     for _ in range(2):
         again = await store_target.open()
         try:
-            assert await again.schema_version() == "0001"
+            assert await again.schema_version() == "0002"
             assert await again.get(conv.id) == conv
         finally:
             await again.close()
@@ -422,3 +422,14 @@ async def test_unopenable_sqlite_raises_store_unavailable(tmp_path: Any) -> None
         await store.ping()
     finally:
         await store.close()
+
+
+async def test_last_action_is_kept_on_the_snapshot_row(store: Store) -> None:
+    conversation = await store.create_conversation("en", state="idle")
+    await store.commit_turn(
+        TurnUpdate(conversation_id=conversation.id, expected_version=conversation.version, state="idle", slots={},
+                   language="en", handed_off=False, events=(NewEvent("user_message", {"text": "hi"}, "m-last"),),
+                   last_action="utter_greet")
+    )
+    reloaded = await store.get(conversation.id)
+    assert reloaded is not None and reloaded.last_action == "utter_greet"

@@ -75,6 +75,7 @@ def test_adversarial_policies_stay_inside_the_real_flows_masks(domain: ShopDomai
 
 def test_a_mask_of_unknown_actions_is_an_error(domain: ShopDomain) -> None:
     pol = policy_with_bias(domain, {})
+    assert pol.compatible(domain.flows.actions) and not pol.compatible([*domain.flows.actions, "utter_new_thing"])
     with pytest.raises(PolicyError):
         pol.choose(Observation(state="idle", intent="greet", confidence=0.9), ["utter_new_thing"])
     with pytest.raises(PolicyError):

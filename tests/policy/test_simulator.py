@@ -117,7 +117,7 @@ def test_noise_channel_error_rate_and_confidence(domain: ShopDomain) -> None:
     right = [h.confidence for h in hyps if h.correct]
     wrong = [h.confidence for h in errors if h.intent != "return_request"]
     assert sum(right) / len(right) > sum(wrong) / len(wrong) + 0.15  # errors are less confident ...
-    assert max(wrong) > 0.7 and min(right) < 0.5  # ... but the two overlap
+    assert max(wrong) > sorted(right)[len(right) // 10]  # ... but they reach into the right ones' range
     for h in hyps[:200]:
         assert h.ranking[0] == (h.intent, h.confidence)
         assert abs(sum(p for _, p in h.ranking) - 1.0) < 1e-6
@@ -131,3 +131,14 @@ def test_same_seed_same_user_and_the_fsm_is_perfect_without_noise(domain: ShopDo
     assert (a.goal, a.actions, a.success) == (b.goal, b.actions, b.success)
     clean = [sim.run(fsm, 0.0, i) for i in range(200)]
     assert sum(e.success for e in clean) / len(clean) > 0.97
+
+
+@pytest.mark.skipif(not (BOT / "models" / "nlu" / "model.safetensors").is_file(), reason="needs the trained NLU")
+def test_calibration_measures_the_real_nlu_on_its_held_out_split() -> None:
+    from policy.calibrate import measure_nlu
+
+    m = measure_nlu(BOT)
+    assert m["n"] == m["right"] + m["wrong_intent"] + m["wrong_slots"] > 50
+    assert 0.0 <= m["semantic_error_rate"] < 0.5
+    a, b = m["conf_correct"]
+    assert a / (a + b) > 0.5  # right parses are confident on average

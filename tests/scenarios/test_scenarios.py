@@ -1,13 +1,16 @@
-"""Every scenario file in scenarios/ is one test, replayed against the real demo bot."""
+"""Every scenario file in scenarios/ is one test per policy, replayed against the real demo bot."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dialogue.scenarios import Scenario, run_scenario
-from tests.conftest import SCENARIOS
+from policy import FSMPolicy
+from tests.conftest import SCENARIOS, SHOP
 
 FILES = sorted(SCENARIOS.glob("*.yml"))
 
@@ -17,7 +20,24 @@ def test_there_are_scenarios_for_both_languages() -> None:
     assert len(FILES) >= 20 and languages == {"en", "zh"}
 
 
+@pytest.fixture(params=["fsm", "learned"])
+def engine(request: pytest.FixtureRequest, shop: Any) -> Iterator[Any]:
+    """The running bot with the FSM's default policy, or with the learned (deep-RL) one."""
+    parts = shop.engine.parts
+    original = parts.policy
+    if request.param == "fsm":
+        parts.policy = FSMPolicy(parts.flows.default_policy)
+    else:
+        from policy.learned import LearnedPolicy
+
+        parts.policy = LearnedPolicy.load(SHOP / "models" / "policy")
+    try:
+        yield shop.engine
+    finally:
+        parts.policy = original
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-async def test_scenario(shop: object, path: Path) -> None:
-    result = await run_scenario(shop.engine, Scenario.load(path))  # type: ignore[attr-defined]
+async def test_scenario(engine: Any, path: Path) -> None:
+    result = await run_scenario(engine, Scenario.load(path))
     assert result.passed, "\n" + result.describe()
