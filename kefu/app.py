@@ -97,14 +97,14 @@ async def running_bot(
     closers: list[Callable[[], object]] = []
     mode = generation or cfg.generation
     templates = Templates.from_domain(domain.raw)
-    engine_ = None
-    if mode == "embedded":
-        from runtime.engine import Engine
-
+    if mode.startswith(("http://", "https://")):  # any OpenAI-compatible server (ours, vLLM...)
+        nlg = NLG.from_url(templates, mode)
+    elif mode == "embedded":
         _require(bot.generator_model, "the reply generator")
-        engine_ = await asyncio.to_thread(Engine.load, bot.generator_model)
-        closers.append(engine_.aclose)
-    nlg = NLG(templates, engine_, mode="embedded" if engine_ is not None else "template")
+        nlg = await asyncio.to_thread(NLG.load, templates, bot.generator_model)
+    else:
+        nlg = NLG(templates, None, mode="template")
+    closers.append(nlg.aclose)
 
     actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
     closers.append(actions.aclose)

@@ -53,7 +53,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     store: Annotated[Optional[str], typer.Option(help="SQLAlchemy async URL; overrides bot.yml.")] = None,
-    generation: Annotated[Optional[str], typer.Option(help="embedded | template; overrides bot.yml.")] = None,
+    generation: Annotated[Optional[str], typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
 ) -> None:
     """Serve the chat widget, the WebSocket endpoint and the ops console."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -96,7 +96,7 @@ def train(
 def scenarios_run(
     paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
     bot: BotOption = DEFAULT_BOT,
-    generation: Annotated[Optional[str], typer.Option(help="embedded | template; overrides bot.yml.")] = None,
+    generation: Annotated[Optional[str], typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show passing scenarios' turns too.")] = False,
 ) -> None:
     """Replay scenarios against the bot (on a throw-away SQLite store); exit 1 if any fails."""
