@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kefu.config import Bot
 
@@ -129,7 +130,7 @@ async def running_bot(
         await running.aclose()
 
 
-def choose_policy(bot: Bot, flows: object, fallback: object) -> object:
+def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
     """The learned policy when the bot has one that knows every action of its flows, else the FSM default."""
     path = bot.policy_model
     if not (path / "model.safetensors").exists():
@@ -137,7 +138,7 @@ def choose_policy(bot: Bot, flows: object, fallback: object) -> object:
     from policy.learned import LearnedPolicy
 
     learned = LearnedPolicy.load(path)
-    if not learned.compatible(flows.actions):  # type: ignore[attr-defined]
+    if not learned.compatible(flows.actions):
         log.warning("policy at %s was trained for other actions; using the FSM default (run kefu policy train)", path)
         return fallback
     return learned
@@ -161,7 +162,7 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
             return False
         try:
             loads()
-        except Exception as exc:  # a model saved by an older version, or a corrupt file: rebuild it
+        except Exception as exc:  # noqa: BLE001 - a model saved by an older version, or a corrupt file: rebuild it
             log.warning("%s model at %s does not load (%s): retraining", part, path, type(exc).__name__)
             return True
         return False

@@ -8,7 +8,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -52,23 +52,24 @@ def serve(
     bot: BotOption = DEFAULT_BOT,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    store: Annotated[Optional[str], typer.Option(help="SQLAlchemy async URL; overrides bot.yml.")] = None,
-    generation: Annotated[Optional[str], typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
+    store: Annotated[str | None, typer.Option(help="SQLAlchemy async URL; overrides bot.yml.")] = None,
+    generation: Annotated[str | None, typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
 ) -> None:
     """Serve the chat widget, the WebSocket endpoint and the ops console."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from channels.server import run_server
 
     async def main() -> None:
-        async with running_bot(bot, store_url=store, generation=generation) as running:
-            async with run_server(running.engine, host=host, port=port) as server:  # type: ignore[arg-type]
-                console.print(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/"
-                              f"  (console: http://{host}:{server.port}/console)")
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
+        async with running_bot(bot, store_url=store, generation=generation) as running, run_server(
+            running.engine, host=host, port=port  # type: ignore[arg-type]
+        ) as server:
+            console.print(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/"
+                          f"  (console: http://{host}:{server.port}/console)")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
 
     try:
         asyncio.run(main())
@@ -96,7 +97,7 @@ def train(
 def scenarios_run(
     paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
     bot: BotOption = DEFAULT_BOT,
-    generation: Annotated[Optional[str], typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
+    generation: Annotated[str | None, typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show passing scenarios' turns too.")] = False,
 ) -> None:
     """Replay scenarios against the bot (on a throw-away SQLite store); exit 1 if any fails."""
@@ -120,7 +121,7 @@ def scenarios_run(
 
     try:
         results = asyncio.run(main())
-    except (ScenarioError, *_startup_errors()) as exc:
+    except (ScenarioError, *_startup_errors()) as exc:  # type: ignore[misc]
         raise _fail(f"{type(exc).__name__}: {exc}") from exc
     failed = results.count(False)
     print(f"\n{len(results) - failed} passed, {failed} failed")

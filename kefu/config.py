@@ -17,7 +17,7 @@ class BotConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])
+    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])  # type: ignore[arg-type]
     nlu_data: list[str]
     domain: str = "domain.yml"
     flows: str = "flows.py"

@@ -8,7 +8,7 @@ being able to take an action the flows forbid.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from policy.errors import PolicyError
