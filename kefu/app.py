@@ -133,7 +133,11 @@ async def running_bot(
 def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
     """The learned policy when the bot has one that knows every action of its flows, else the FSM default."""
     path = bot.policy_model
+    if bot.config.policy == "fsm":
+        return fallback
     if not (path / "model.safetensors").exists():
+        if bot.config.policy == "learned":
+            raise MissingModel(f"bot.yml asks for the learned policy but {path} has none: run `kefu policy train`")
         return fallback
     from policy.learned import LearnedPolicy
 

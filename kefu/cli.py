@@ -82,7 +82,7 @@ def train(
     bot: BotOption = DEFAULT_BOT,
     force: Annotated[bool, typer.Option(help="Retrain models that already exist.")] = False,
 ) -> None:
-    """Train every model of a bot (NLU, reply generator, toxicity, knowledge index) that is missing."""
+    """Train every model of a bot that is missing: NLU, reply generator, toxicity classifiers, policy, KB index."""
     try:
         timings = train_bot(bot, force=force)
     except _startup_errors() as exc:

@@ -27,6 +27,9 @@ class BotConfig(BaseModel):
     action_endpoint: str | None = None
     store: str = "sqlite+aiosqlite:///.kefu/bot.db"
     generation: str = "embedded"
+    policy: Literal["auto", "fsm", "learned"] = Field(
+        "auto", description="auto: the learned policy when models/policy holds one, else the FSM default"
+    )
     confidence_threshold: float = Field(0.5, ge=0.0, le=1.0)
     toxicity_threshold: float = Field(0.5, ge=0.0, le=1.0)
     banned_terms: dict[str, list[str]] = Field(default_factory=dict)
