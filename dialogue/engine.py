@@ -22,6 +22,7 @@ from dialogue.errors import ConcurrentUpdate, DialogueError, DuplicateMessage
 from dialogue.flows import FlowContext, Flows
 from dialogue.store import Store
 from dialogue.types import ActionResult, Conversation, ConversationSummary, Event, NewEvent, TurnReply, TurnUpdate
+from nlu.tokenize import detect_language
 from nlu.types import Parse
 from policy import Observation, Policy
 from runtime.types import Act, Realisation
@@ -154,7 +155,8 @@ class DialogueEngine:
         timer.lap("safety_in")
 
         if verdict.blocked:
-            parse = Parse(text=verdict.text, intent="out_of_scope", confidence=1.0, language=conversation.language)
+            language_hint = detect_language(verdict.text) if verdict.text.strip() else conversation.language
+            parse = Parse(text=verdict.text, intent="out_of_scope", confidence=1.0, language=language_hint)
         else:
             parse = await asyncio.to_thread(parts.nlu.parse, verdict.text)
         language = parse.language if parse.text.strip() else conversation.language
