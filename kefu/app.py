@@ -44,7 +44,7 @@ def offline() -> None:
 class Running:
     """A built bot: the engine the channels drive, and what must be closed on shutdown."""
 
-    engine: object  # dialogue.engine.DialogueEngine
+    engine: Any  # dialogue.engine.DialogueEngine, set once everything is open
     bot: Bot
     closers: list[Callable[[], object]]
 
@@ -95,36 +95,35 @@ async def running_bot(
                                         default_language=cfg.languages[0], eager=True, quantize=True)
         )
 
-    closers: list[Callable[[], object]] = []
-    mode = generation or cfg.generation
-    templates = Templates.from_domain(domain.raw)
-    if mode.startswith(("http://", "https://")):  # any OpenAI-compatible server (ours, vLLM...)
-        nlg = NLG.from_url(templates, mode)
-    elif mode == "embedded":
-        _require(bot.generator_model, "the reply generator")
-        nlg = await asyncio.to_thread(NLG.load, templates, bot.generator_model)
-    else:
-        nlg = NLG(templates, None, mode="template")
-    closers.append(nlg.aclose)
-
-    actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
-    closers.append(actions.aclose)
-    store = await Store.open(bot.store_url(store_url))
-    closers.append(store.close)
-    parts = BotParts(
-        domain=domain,
-        flows=flows,
-        policy=await asyncio.to_thread(choose_policy, bot, flows, FSMPolicy(flows.default_policy)),
-        nlu=nlu,
-        actions=actions,
-        input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
-                                 mask_banned=True),
-        output_filter=output_filter,
-        confidence_threshold=cfg.confidence_threshold,
-        default_language=cfg.languages[0],
-    )
-    running = Running(DialogueEngine(parts, store, nlg), bot, closers)
-    try:
+    running = Running(engine=None, bot=bot, closers=[])
+    try:  # whatever opened before a failure (e.g. a dead database) is closed again
+        mode = generation or cfg.generation
+        templates = Templates.from_domain(domain.raw)
+        if mode.startswith(("http://", "https://")):  # any OpenAI-compatible server (ours, vLLM...)
+            nlg = NLG.from_url(templates, mode)
+        elif mode == "embedded":
+            _require(bot.generator_model, "the reply generator")
+            nlg = await asyncio.to_thread(NLG.load, templates, bot.generator_model)
+        else:
+            nlg = NLG(templates, None, mode="template")
+        running.closers.append(nlg.aclose)
+        actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
+        running.closers.append(actions.aclose)
+        store = await Store.open(bot.store_url(store_url))
+        running.closers.append(store.close)
+        parts = BotParts(
+            domain=domain,
+            flows=flows,
+            policy=await asyncio.to_thread(choose_policy, bot, flows, FSMPolicy(flows.default_policy)),
+            nlu=nlu,
+            actions=actions,
+            input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
+                                     mask_banned=True),
+            output_filter=output_filter,
+            confidence_threshold=cfg.confidence_threshold,
+            default_language=cfg.languages[0],
+        )
+        running.engine = DialogueEngine(parts, store, nlg)
         yield running
     finally:
         await running.aclose()

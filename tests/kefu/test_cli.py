@@ -41,3 +41,19 @@ def test_bad_bot_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--bot", str(tmp_path)])
     assert result.exit_code == 2
     assert "bot.yml" in result.output
+
+
+
+def test_a_dead_database_fails_the_start_cleanly(shop_bot: Path) -> None:
+    """`kefu serve` on an unreachable database: StoreUnavailable (one clear line), models closed again."""
+    import asyncio
+
+    from dialogue.errors import StoreUnavailable
+    from kefu.app import running_bot
+
+    async def start() -> None:
+        async with running_bot(shop_bot, store_url="postgresql+asyncpg://kefu@127.0.0.1:1/none", toxicity=False):
+            raise AssertionError("started without a database")
+
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(start())
