@@ -87,7 +87,7 @@ class ToxicGenerator:
         self.inner = inner
 
     async def realise(self, act: Act, on_token: Any = None) -> Realisation:
-        return Realisation(text="Shut up, you stupid worthless idiot.", source="model")
+        return Realisation(text="Shut the fuck up, you worthless bitch.", source="model")
 
     def render_template(self, act: Act) -> str:
         return str(self.inner.render_template(act))
@@ -96,7 +96,7 @@ class ToxicGenerator:
 async def test_a_toxic_reply_is_replaced_and_flagged(engine: DialogueEngine) -> None:
     toxic = DialogueEngine(engine.parts, engine.store, ToxicGenerator(engine.generator))
     reply = await toxic.handle_message(None, mid(), "hello")
-    assert "idiot" not in reply.text and "toxic_reply" in reply.flags
+    assert "bitch" not in reply.text and "toxic_reply" in reply.flags
     events = await engine.conversation_events(reply.conversation_id)
     verdict = next(e for e in events if e.type == ev.SAFETY_OUTPUT)
     assert verdict.data["toxic"] and verdict.data["replaced"]
