@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -311,7 +310,3 @@ def _replayed(conversation: Conversation, message_id: str, events: Sequence[Even
         handed_off=conversation.handed_off,
         replayed=True,
     )
-
-
-def new_message_id() -> str:
-    return uuid.uuid4().hex

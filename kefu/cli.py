@@ -128,9 +128,5 @@ def scenarios_run(
     raise typer.Exit(1 if failed else 0)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
