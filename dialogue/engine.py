@@ -4,6 +4,19 @@ The engine is the pure-ish core of the bot. Everything with I/O or weights comes
 the store, the NLU parser, the reply generator, the action runner, the safety filters — so the same
 turn logic runs behind the WebSocket server, in scenario replays and in tests. Blocking work (torch,
 sqlite in actions) runs in worker threads; the store is async.
+
+Hand-off to a human has three states (``Conversation.handoff_status``):
+
+* ``""``: the bot answers.
+* ``"waiting"``: the bot queued the conversation for a human (the flows reached the hand-off state, an action asked
+  for it, or two turns in a row were low-confidence or fallback answers: a bot that keeps not understanding needs
+  a person to look). A ``handoff`` event records why. The bot keeps answering meanwhile (in the flows' hand-off
+  state with "a colleague will be with you"; after a misunderstanding loop with its usual replies, and
+  ``TurnReply.handed_off`` tells the channel that a human is on the way).
+* ``"agent"``: an agent took over (:meth:`DialogueEngine.take_over`). Customer messages are stored, with their
+  parse for review, and *not* answered by the bot; the agent writes with :meth:`DialogueEngine.agent_message`
+  and channels push those events to the customer (:meth:`DialogueEngine.events_after`).
+  :meth:`DialogueEngine.hand_back` returns it to the bot at the flows' initial state.
 """
 
 from __future__ import annotations
@@ -11,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +33,17 @@ from dialogue.domain import Domain
 from dialogue.errors import ConcurrentUpdate, DialogueError, DuplicateMessage
 from dialogue.flows import FlowContext, Flows
 from dialogue.store import Store
-from dialogue.types import ActionResult, Conversation, ConversationSummary, Event, NewEvent, TurnReply, TurnUpdate
+from dialogue.types import (
+    HANDOFF_AGENT,
+    HANDOFF_NONE,
+    ActionResult,
+    Conversation,
+    ConversationSummary,
+    Event,
+    NewEvent,
+    TurnReply,
+    TurnUpdate,
+)
 from nlu.tokenize import detect_language
 from nlu.types import Parse
 from policy import Observation, Policy
@@ -30,9 +53,12 @@ from safety.types import InputVerdict, OutputVerdict
 log = logging.getLogger("kefu.dialogue")
 
 OnToken = Callable[[str], Awaitable[None]]
-FALLBACK = "utter_fallback"
+FALLBACK = ev.FALLBACK_ACTION
 SAFE_REPLY = "utter_safe_reply"
 HANDOFF_STATE = "handed_off"
+LOW_CONFIDENCE_LOOP = "low_confidence_loop"  # HANDOFF reason when the bot gave up after repeated misunderstandings
+LOOP_TURNS = 2  # consecutive low-confidence/fallback turns that queue a conversation for a human
+WITH_AGENT = "with_agent"  # TurnReply flag: an agent holds the conversation; the bot did not answer
 
 
 class Parser(Protocol):
@@ -113,10 +139,60 @@ class DialogueEngine:
         return await self.store.get(conversation_id)
 
     async def list_conversations(self, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
-        return await self.store.list_conversations(limit=limit, offset=offset)
+        """The chat server's old list (``channels.backend.Backend``); the console pages with
+        :meth:`dialogue.store.Store.list_conversations` and its cursors."""
+        return (await self.store.list_conversations(limit=limit, offset=offset)).items
 
     async def conversation_events(self, conversation_id: str) -> list[Event]:
         return await self.store.events(conversation_id)
+
+    async def events_after(self, conversation_id: str, seq: int) -> list[Event]:
+        """Events with ``seq`` greater than ``seq``: what a channel polls to push agent messages live."""
+        return await self.store.events(conversation_id, after_seq=seq)
+
+    # -- hand-off to humans ------------------------------------------------------------------------
+    async def take_over(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """``agent`` answers from now on; the bot only records the customer's messages. Raises
+        :class:`~dialogue.errors.HandoffConflict` when another agent holds the conversation."""
+        return await self.store.take_over(conversation_id, agent)
+
+    async def agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event:
+        """Store a message of the agent holding the conversation (idempotent per ``message_id``: a retry
+        returns the stored event)."""
+        text = text.strip()
+        if not text:
+            raise DialogueError("an agent message needs text")
+        try:
+            return await self.store.append_agent_message(conversation_id, agent, text, message_id)
+        except DuplicateMessage:
+            for stored in await self.store.find_events_by_message_id(conversation_id, message_id):
+                if stored.type == ev.AGENT_MESSAGE and stored.message_id == message_id:
+                    return stored
+            raise
+
+    async def handoff_statuses(self, conversation_ids: Sequence[str]) -> dict[str, str]:
+        """``{id: status}`` of those conversations that are waiting for or held by an agent (see the store)."""
+        return await self.store.handoff_statuses(conversation_ids)
+
+    async def correct(
+        self,
+        conversation_id: str,
+        *,
+        by: str,
+        seq: int,
+        text: str,
+        intent: str,
+        entities: Sequence[Mapping[str, Any]] = (),
+    ) -> Event:
+        """Record a reviewer's corrected parse of the customer message at ``seq`` (a ``correction`` event; the
+        training file is edited by :func:`dialogue.review.add_training_example`)."""
+        return await self.store.add_correction(
+            conversation_id, by=by, seq=seq, text=text, intent=intent, entities=entities
+        )
+
+    async def hand_back(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """Give the conversation back to the bot, restarting its flow at the initial state (slots are kept)."""
+        return await self.store.hand_back(conversation_id, agent, self.parts.flows.initial_state)
 
     # -- the turn --------------------------------------------------------------------------------
     async def handle_message(
@@ -161,6 +237,8 @@ class DialogueEngine:
         language = parse.language if parse.text.strip() else conversation.language
         events.append(NewEvent(ev.NLU_PARSE, parse.to_dict()))
         timer.lap("nlu")
+        if conversation.handoff_status == HANDOFF_AGENT:
+            return await self._agent_turn(conversation, message_id, events, parse, language)
 
         slots = dict(conversation.slots)
         for entity in parse.entities:
@@ -170,6 +248,9 @@ class DialogueEngine:
 
         context = FlowContext(state=conversation.state, intent=parse.intent, slots=dict(slots))
         allowed = parts.flows.allowed(context)
+        if verdict.blocked and FALLBACK in allowed:
+            # A blocked message (injection, too long) is never acted on, whatever a policy learned: safety outranks it.
+            allowed = [FALLBACK]
         observation = Observation(
             state=conversation.state,
             intent=parse.intent,
@@ -183,6 +264,10 @@ class DialogueEngine:
             language=language,
         )
         decision = parts.policy.choose(observation, allowed)
+        # Two misunderstood turns in a row: the bot is not getting anywhere, so queue the conversation for a human.
+        low = observation.low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE
+        streak = conversation.fallback_streak + 1 if low else 0
+        loop = streak >= LOOP_TURNS
         new_state = parts.flows.advance(context, decision.action)
         timer.lap("policy")
 
@@ -198,8 +283,13 @@ class DialogueEngine:
                  "failed": result.failed, "error": result.error},
             )
         )
-        if new_state == HANDOFF_STATE and conversation.state != HANDOFF_STATE:
-            events.append(NewEvent(ev.HANDOFF, {"reason": parse.intent}))
+        entered = new_state == HANDOFF_STATE and conversation.state != HANDOFF_STATE
+        queued = conversation.handoff_status == HANDOFF_NONE and (entered or result.handoff or loop)
+        if queued:
+            reason = parse.intent if entered or result.handoff else LOW_CONFIDENCE_LOOP
+            events.append(NewEvent(ev.HANDOFF, {"reason": reason}))
+            streak = 0
+        handed_off = new_state == HANDOFF_STATE or queued or conversation.handoff_status != HANDOFF_NONE
         timer.lap("action")
 
         text, sources = await self._realise(result, slots, language, message_id, on_token)
@@ -231,10 +321,11 @@ class DialogueEngine:
                 state=new_state,
                 slots=slots,
                 language=language,
-                handed_off=new_state == HANDOFF_STATE,
+                handed_off=handed_off,
                 events=tuple(events),
                 last_intent=parse.intent,
                 last_action=decision.action,
+                fallback_streak=streak,
             )
         )
         return TurnReply(
@@ -245,8 +336,37 @@ class DialogueEngine:
             intent=parse.intent,
             confidence=parse.confidence,
             action=decision.action,
-            handed_off=new_state == HANDOFF_STATE,
+            handed_off=handed_off,
             flags=tuple(flags),
+        )
+
+    async def _agent_turn(
+        self, conversation: Conversation, message_id: str, events: list[NewEvent], parse: Parse, language: str
+    ) -> TurnReply:
+        """An agent holds the conversation: store the message (and its parse, for review) and do not answer."""
+        await self.store.commit_turn(
+            TurnUpdate(
+                conversation_id=conversation.id,
+                expected_version=conversation.version,
+                state=conversation.state,
+                slots=dict(conversation.slots),
+                language=language,
+                handed_off=True,
+                events=tuple(events),
+                last_intent=parse.intent,
+                last_action=conversation.last_action,
+            )
+        )
+        return TurnReply(
+            conversation_id=conversation.id,
+            message_id=f"bot-{message_id}",
+            reply_to=message_id,
+            text="",
+            intent=parse.intent,
+            confidence=parse.confidence,
+            action=None,
+            handed_off=True,
+            flags=(WITH_AGENT,),
         )
 
     async def _run_action(
@@ -299,6 +419,7 @@ def _replayed(conversation: Conversation, message_id: str, events: Sequence[Even
     bot = next((e for e in events if e.type == ev.BOT_MESSAGE and e.data.get("reply_to") == message_id), None)
     parse = by_type.get(ev.NLU_PARSE)
     action = by_type.get(ev.ACTION)
+    with_agent = bot is None and action is None and ev.USER_MESSAGE in by_type  # stored for an agent, unanswered
     return TurnReply(
         conversation_id=conversation.id,
         message_id=str(bot.data.get("message_id")) if bot else f"bot-{message_id}",
@@ -307,6 +428,7 @@ def _replayed(conversation: Conversation, message_id: str, events: Sequence[Even
         intent=str(parse.data.get("intent")) if parse else None,
         confidence=float(parse.data.get("confidence", 0.0)) if parse else None,
         action=str(action.data.get("name")) if action else None,
-        handed_off=conversation.handed_off,
+        handed_off=conversation.handed_off or with_agent,
+        flags=(WITH_AGENT,) if with_agent else (),
         replayed=True,
     )

@@ -84,6 +84,53 @@ class StoreUnavailable(StoreError):
         super().__init__(f"database unavailable at {url}{detail}", operation=operation)
 
 
+class InvalidQuery(StoreError):
+    """A listing was asked with a malformed cursor, an unknown filter value or an out-of-range limit (a client
+    error: the ops server answers 400)."""
+
+
+class HandoffConflict(StoreError):
+    """A hand-off operation does not fit who holds the conversation.
+
+    ``holder`` is the agent holding it (``None`` when nobody does), ``status`` its ``handoff_status``. Raised when
+    another agent holds a conversation being taken over or handed back, and when an agent writes to a conversation
+    they do not hold.
+    """
+
+    def __init__(
+        self, conversation_id: str, holder: str | None, status: str, *, operation: str | None = None
+    ) -> None:
+        self.holder = holder
+        self.status = status
+        what = f"held by agent {holder!r}" if holder else f"not taken over (status {status or 'bot'!r})"
+        super().__init__(f"conversation is {what}", operation=operation, conversation_id=conversation_id)
+
+
+class UserExists(StoreError):
+    """``add_user`` was given a username that is taken."""
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} already exists", operation="add_user")
+
+
+class UserNotFound(StoreError):
+    """No staff account has this username (or id)."""
+
+    def __init__(self, username: str, *, operation: str | None = None) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} not found", operation=operation)
+
+
+class ReviewError(DialogueError):
+    """A correction or scenario export cannot be done: unknown event, text that cannot be annotated safely,
+    or a training file that would no longer load. ``path`` is the file involved, when there is one."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{message} (path={path!r})" if path else message)
+
+
 class KnowledgeError(DialogueError):
     """The knowledge base file is missing or malformed, or its encoder/cache cannot be loaded.
 

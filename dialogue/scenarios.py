@@ -1,7 +1,13 @@
 """Scripted conversations (YAML) replayed against a dialogue engine: data, not code.
 
 A scenario names the user turns and, for each, what must happen: the intent the NLU finds, the action
-the policy takes, slot values after the turn, and a regular expression the reply must contain.
+the policy takes, slot values after the turn, a regular expression the reply must contain (``reply``) or must
+not contain (``not_reply``), and the safety/turn flags the reply must carry (``flags``, e.g. ``pii_redacted``,
+``prompt_injection``, ``toxic_reply``).
+
+``model_says`` scripts a misbehaving reply model for one turn: whatever the action asks for, the generator writes that
+text, so a scenario can show what the output classifier does with a toxic reply (the real demo generator never writes
+one). It needs an in-process :class:`~dialogue.engine.DialogueEngine`, not a remote client.
 """
 
 from __future__ import annotations
@@ -10,12 +16,15 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
 from dialogue.errors import DialogueError
 from dialogue.types import Conversation, TurnReply
+
+if TYPE_CHECKING:
+    from runtime.types import Act, Realisation
 
 
 class ScenarioError(DialogueError):
@@ -29,6 +38,12 @@ class ExpectedTurn:
     action: str | None = None
     slots: dict[str, Any] = field(default_factory=dict)
     reply: str | None = None
+    not_reply: str | None = None
+    flags: tuple[str, ...] = ()
+    model_says: str | None = None
+
+
+_TURN_KEYS = frozenset({"user", "intent", "action", "slots", "reply", "not_reply", "flags", "model_says"})
 
 
 @dataclass(frozen=True)
@@ -50,9 +65,12 @@ class Scenario:
         for index, turn in enumerate(raw["turns"], 1):
             if not isinstance(turn, dict) or not isinstance(turn.get("user"), str):
                 raise ScenarioError(f"scenario {path}, turn {index}: needs a 'user' string")
-            unknown = set(turn) - {"user", "intent", "action", "slots", "reply"}
+            unknown = set(turn) - _TURN_KEYS
             if unknown:
                 raise ScenarioError(f"scenario {path}, turn {index}: unknown keys {sorted(unknown)}")
+            flags = turn.get("flags") or []
+            if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+                raise ScenarioError(f"scenario {path}, turn {index}: 'flags' must be a list of strings")
             turns.append(
                 ExpectedTurn(
                     user=turn["user"],
@@ -60,6 +78,9 @@ class Scenario:
                     action=turn.get("action"),
                     slots=dict(turn.get("slots") or {}),
                     reply=turn.get("reply"),
+                    not_reply=turn.get("not_reply"),
+                    flags=tuple(flags),
+                    model_says=turn.get("model_says"),
                 )
             )
         return cls(name=str(raw.get("name", path.stem)), path=path, language=str(raw.get("language", "en")),
@@ -128,7 +149,39 @@ def check_turn(expected: ExpectedTurn, reply: TurnReply, slots: dict[str, Any]) 
             failures.append(f"slot {slot}: expected {value!r}, got {got!r}")
     if expected.reply is not None and not re.search(expected.reply, reply.text):
         failures.append(f"reply does not match /{expected.reply}/")
+    if expected.not_reply is not None and re.search(expected.not_reply, reply.text):
+        failures.append(f"reply matches /{expected.not_reply}/, which it must not")
+    missing = [f for f in expected.flags if f not in reply.flags]
+    if missing:
+        failures.append(f"flags: expected {missing} among {list(reply.flags)}")
     return failures
+
+
+class _ScriptedModel:
+    """A reply model that writes one fixed text for every act (``model_says``); templates stay the real ones, so the
+    engine's safe replacement reply is what the bot really says."""
+
+    def __init__(self, inner: Any, text: str) -> None:
+        self.inner = inner
+        self.text = text
+
+    async def realise(self, act: Act, on_token: Any = None) -> Realisation:
+        from runtime.types import Realisation
+
+        return Realisation(text=self.text, source="model")
+
+    def render_template(self, act: Act) -> str:
+        return str(self.inner.render_template(act))
+
+
+def _turn_client(client: TurnClient, turn: ExpectedTurn, scenario: Scenario) -> TurnClient:
+    if turn.model_says is None:
+        return client
+    from dialogue.engine import DialogueEngine
+
+    if not isinstance(client, DialogueEngine):
+        raise ScenarioError(f"scenario {scenario.path}: 'model_says' needs an in-process engine")
+    return DialogueEngine(client.parts, client.store, _ScriptedModel(client.generator, turn.model_says))
 
 
 async def run_scenario(client: TurnClient, scenario: Scenario) -> ScenarioResult:
@@ -136,7 +189,8 @@ async def run_scenario(client: TurnClient, scenario: Scenario) -> ScenarioResult
     conversation_id: str | None = None
     outcomes = []
     for index, turn in enumerate(scenario.turns, 1):
-        reply = await client.handle_message(conversation_id, uuid.uuid4().hex, turn.user)
+        runner = _turn_client(client, turn, scenario)
+        reply = await runner.handle_message(conversation_id, uuid.uuid4().hex, turn.user)
         conversation_id = reply.conversation_id
         conversation = await client.get_conversation(conversation_id)
         slots = dict(conversation.slots) if conversation else {}

@@ -12,6 +12,15 @@ serialises writers), compares versions (:class:`~dialogue.errors.ConcurrentUpdat
 events and rewrites the snapshot with ``version + 1``. The snapshot ``UPDATE`` is additionally guarded by
 ``WHERE version = :expected``.
 
+The console reads conversations by facts that otherwise live in the event log, so the snapshot row also carries
+denormalised columns (lowest NLU confidence, fallback and safety turn counts, the redacted text for search, the
+hand-off status, review flags and tags) and ``conversation_intents`` every intent seen. Every write path keeps them
+in the same transaction as the events it appends, so the list can never disagree with the log. The list pages by
+keyset on ``(updated_at, id)`` (an opaque cursor), which stays as fast on page 2,000 as on page 1.
+
+Staff ``users`` and their login ``sessions`` (keyed by the sha256 of the cookie token) live here too: the ops
+console authenticates against the same database the bot writes.
+
 The schema is owned by the Alembic migrations in ``dialogue/migrations``; :meth:`Store.open` upgrades to head.
 Nothing here logs customer text: only ids, counts and event types.
 
@@ -25,12 +34,16 @@ Usage::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 import logging
+import unicodedata
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -41,17 +54,39 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from dialogue import types as ev
 from dialogue.errors import (
     ConcurrentUpdate,
     ConversationExists,
     ConversationNotFound,
     DuplicateMessage,
+    HandoffConflict,
+    InvalidQuery,
     StoreError,
     StoreUnavailable,
+    UserExists,
+    UserNotFound,
 )
-from dialogue.types import EVENT_TYPES, Conversation, ConversationSummary, Event, NewEvent, TurnUpdate
+from dialogue.types import (
+    EVENT_TYPES,
+    HANDOFF_AGENT,
+    HANDOFF_FILTERS,
+    HANDOFF_NONE,
+    HANDOFF_WAITING,
+    ROLES,
+    Conversation,
+    ConversationFilter,
+    ConversationPage,
+    ConversationSummary,
+    DashboardStats,
+    Event,
+    NewEvent,
+    Session,
+    TurnUpdate,
+    User,
+)
 
-__all__ = ["MIGRATIONS_DIR", "Store"]
+__all__ = ["MIGRATIONS_DIR", "Store", "decode_cursor", "encode_cursor"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +94,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _IMMEDIATE = "kefu_sqlite_immediate"  # execution option: open this SQLite transaction with BEGIN IMMEDIATE
 _MIGRATION_LOCK = zlib.crc32(b"kefu.dialogue.store.migrations")  # PostgreSQL advisory lock key
 _MAX_LIST = 1000
+SEARCH_CAP = 32_000  # characters of text kept per conversation for search (the beginning of long ones)
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 32
 
 # Table definitions mirror migrations/versions/*.py (the migrations own the schema; these are for queries).
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -78,6 +116,45 @@ conversations = sa.Table(
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # migration 0003: review, hand-off and the console's denormalised facts
+    sa.Column("reviewed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("flagged", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("tags", _JSON, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("min_confidence", sa.Float(), nullable=True),
+    sa.Column("fallbacks", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("safety_flags", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("handoff_status", sa.String(16), nullable=False, server_default=""),
+    sa.Column("agent", sa.String(64), nullable=True),
+    sa.Column("handoff_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("handoffs", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("fallback_streak", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("search_text", sa.Text(), nullable=False, server_default=""),
+)
+conversation_intents = sa.Table(
+    "conversation_intents",
+    _metadata,
+    sa.Column("conversation_id", sa.String(64), sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("intent", sa.String(64), primary_key=True),
+)
+users = sa.Table(
+    "users",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+sessions = sa.Table(
+    "sessions",
+    _metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf_token", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 events = sa.Table(
     "events",
@@ -147,7 +224,167 @@ def _row_to_conversation(row: sa.Row[Any]) -> Conversation:
         updated_at=_aware(m["updated_at"]),
         sender=m["sender"],
         last_action=m["last_action"],
+        handoff_status=m["handoff_status"],
+        agent=m["agent"],
+        fallback_streak=m["fallback_streak"],
     )
+
+
+_c = conversations.c
+# Everything a summary shows (not the slots or the search text: the list must stay cheap and free of PII).
+_SUMMARY_COLUMNS = (
+    _c.id, _c.language, _c.turn_count, _c.handed_off, _c.state, _c.created_at, _c.updated_at, _c.last_intent,
+    _c.last_action, _c.reviewed, _c.flagged, _c.tags, _c.min_confidence, _c.fallbacks, _c.safety_flags,
+    _c.handoff_status, _c.agent, _c.handoff_at, _c.handoffs,
+)
+
+
+def _row_to_summary(row: Any) -> ConversationSummary:  # a Row of _SUMMARY_COLUMNS
+    m = row._mapping
+    return ConversationSummary(
+        id=m["id"],
+        language=m["language"],
+        turn_count=m["turn_count"],
+        handed_off=bool(m["handed_off"]),
+        state=m["state"],
+        created_at=_aware(m["created_at"]),
+        updated_at=_aware(m["updated_at"]),
+        last_intent=m["last_intent"],
+        reviewed=bool(m["reviewed"]),
+        flagged=bool(m["flagged"]),
+        tags=tuple(m["tags"] or ()),
+        min_confidence=m["min_confidence"],
+        fallbacks=m["fallbacks"],
+        safety_flags=m["safety_flags"],
+        handoff_status=m["handoff_status"],
+        agent=m["agent"],
+        last_action=m["last_action"],
+        handoff_at=_aware(m["handoff_at"]) if m["handoff_at"] is not None else None,
+        handoffs=m["handoffs"],
+    )
+
+
+def _row_to_user(row: sa.Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        id=m["id"],
+        username=m["username"],
+        role=m["role"],
+        disabled=bool(m["disabled"]),
+        created_at=_aware(m["created_at"]),
+        password_hash=m["password_hash"],
+    )
+
+
+def _row_to_session(row: sa.Row[Any]) -> Session:
+    m = row._mapping
+    return Session(
+        token_hash=m["token_hash"],
+        user_id=m["user_id"],
+        csrf_token=m["csrf_token"],
+        created_at=_aware(m["created_at"]),
+        expires_at=_aware(m["expires_at"]),
+    )
+
+
+# ---------------------------------------------------------------------- cursors
+
+
+def encode_cursor(updated_at: dt.datetime, conversation_id: str) -> str:
+    """The opaque cursor that continues a listing after the conversation ``(updated_at, id)``."""
+    raw = _dumps([_aware(updated_at).isoformat(), conversation_id]).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """Inverse of :func:`encode_cursor`; :class:`~dialogue.errors.InvalidQuery` on anything malformed."""
+    try:
+        if len(cursor) > 512:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw.decode("utf-8"))
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            raise ValueError("not a pair of strings")
+        return _aware(dt.datetime.fromisoformat(value[0])), value[1]
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidQuery("malformed cursor", operation="list_conversations") from None
+
+
+# ---------------------------------------------------------------------- what a batch of events tells the console
+
+
+@dataclass
+class _Facts:
+    """What a batch of events (one turn, or one agent message) changes on the snapshot's console columns."""
+
+    confidences: list[float] = field(default_factory=list)
+    intents: set[str] = field(default_factory=set)
+    fallback: bool = False
+    safety: bool = False
+    handoff: bool = False
+    texts: list[str] = field(default_factory=list)
+
+    def min_confidence(self, current: float | None) -> float | None:
+        values = [*self.confidences, *([] if current is None else [current])]
+        return min(values) if values else None
+
+    def search_text(self, current: str) -> str:
+        if not self.texts or len(current) >= SEARCH_CAP:
+            return current
+        added = "\n".join(self.texts).lower()  # lower(): one case-insensitive LIKE on every database
+        return (f"{current}\n{added}" if current else added)[:SEARCH_CAP]
+
+
+def _turn_facts(new_events: Iterable[NewEvent]) -> _Facts:
+    """Derive the console's per-turn facts from the events the engine wrote.
+
+    A turn is a *fallback* when the bot answered it (an ``action`` event) with the fallback reply or the customer
+    was out of scope; a *safety* turn when an input filter blocked, redacted or masked something or the output
+    classifier replaced the reply.
+    """
+    facts = _Facts()
+    actions: list[str] = []
+    for new in new_events:
+        data = new.data
+        if new.type == ev.NLU_PARSE:
+            confidence = data.get("confidence")
+            if isinstance(confidence, int | float):
+                facts.confidences.append(float(confidence))
+            intent = data.get("intent")
+            if isinstance(intent, str) and intent:
+                facts.intents.add(intent[:64])
+        elif new.type == ev.ACTION:
+            actions.append(str(data.get("name")))
+        elif new.type == ev.SAFETY_INPUT:
+            facts.safety |= bool(data.get("blocked") or data.get("redactions") or data.get("flags"))
+        elif new.type == ev.SAFETY_OUTPUT:
+            facts.safety |= bool(data.get("toxic") or data.get("replaced"))
+        elif new.type == ev.HANDOFF:
+            facts.handoff = True
+        if new.type in (ev.USER_MESSAGE, ev.BOT_MESSAGE, ev.AGENT_MESSAGE):
+            text = data.get("text")
+            if isinstance(text, str) and text:
+                facts.texts.append(text)
+    facts.fallback = bool(actions) and (ev.FALLBACK_ACTION in actions or ev.OUT_OF_SCOPE in facts.intents)
+    return facts
+
+
+def _clean_tag(tag: str) -> str:
+    """Tags are staff-written labels: trimmed, 1..32 printable characters."""
+    value = tag.strip() if isinstance(tag, str) else ""
+    if not value or len(value) > MAX_TAG_LENGTH or any(unicodedata.category(ch)[0] == "C" for ch in value):
+        raise InvalidQuery(f"a tag must be 1..{MAX_TAG_LENGTH} printable characters", operation="review")
+    return value
+
+
+def _check_agent(agent: str, operation: str) -> None:
+    if not isinstance(agent, str) or not 1 <= len(agent) <= 64:
+        raise StoreError("agent must be a username of 1..64 characters", operation=operation)
+
+
+def _check_role(role: str, operation: str) -> None:
+    if role not in ROLES:
+        raise StoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}", operation=operation)
 
 
 def _row_to_event(row: sa.Row[Any]) -> Event:
@@ -418,39 +655,212 @@ class Store:
             result = await conn.execute(conversations.delete().where(conversations.c.id == conversation_id))
         return bool(result.rowcount)
 
-    async def list_conversations(self, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
-        """Conversations, most recently updated first (ties broken by id, so pages are stable)."""
+    async def list_conversations(
+        self,
+        filter: ConversationFilter | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        offset: int = 0,
+        low_confidence_below: float = 0.5,
+    ) -> ConversationPage:
+        """Conversations matching ``filter``, most recently active first (ties broken by id, so pages are stable).
+
+        Pagination is by keyset: pass the page's ``next_cursor`` as ``cursor`` for the next page. A page costs
+        the same however deep it is (an index range scan on ``(updated_at, id)``), and a conversation that moves
+        to the top while someone pages is not shown twice. ``offset`` is the old way (``limit``/``offset``), kept
+        for callers that page by number; it cannot be combined with a cursor. Raises
+        :class:`~dialogue.errors.InvalidQuery` for a bad limit, offset, cursor or filter value.
+        """
         if not 1 <= limit <= _MAX_LIST:
-            raise StoreError(f"limit must be in 1..{_MAX_LIST}, got {limit}", operation="list_conversations")
+            raise InvalidQuery(f"limit must be in 1..{_MAX_LIST}, got {limit}", operation="list_conversations")
         if offset < 0:
-            raise StoreError(f"offset must be >= 0, got {offset}", operation="list_conversations")
+            raise InvalidQuery(f"offset must be >= 0, got {offset}", operation="list_conversations")
+        if offset and cursor is not None:
+            raise InvalidQuery("pass a cursor or an offset, not both", operation="list_conversations")
         c = conversations.c
-        query = (
-            sa.select(c.id, c.language, c.turn_count, c.handed_off, c.state, c.created_at, c.updated_at, c.last_intent)
-            .order_by(c.updated_at.desc(), c.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+        query = sa.select(*_SUMMARY_COLUMNS).where(*self._conditions(filter, low_confidence_below))
+        if cursor is not None:
+            updated_at, after_id = decode_cursor(cursor)
+            # A row-value comparison is one index range on (updated_at, id) (PostgreSQL, SQLite >= 3.15).
+            query = query.where(sa.tuple_(c.updated_at, c.id) < sa.tuple_(updated_at, after_id))
+        query = query.order_by(c.updated_at.desc(), c.id.desc()).limit(limit + 1).offset(offset)
         async with self._read("list_conversations") as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            ConversationSummary(
-                id=r.id,
-                language=r.language,
-                turn_count=r.turn_count,
-                handed_off=bool(r.handed_off),
-                state=r.state,
-                created_at=_aware(r.created_at),
-                updated_at=_aware(r.updated_at),
-                last_intent=r.last_intent,
-            )
-            for r in rows
-        ]
+        items = [_row_to_summary(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return ConversationPage(
+            items=items, next_cursor=encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        )
 
-    async def count_conversations(self) -> int:
-        """How many conversations exist (for the console's pager)."""
+    def _conditions(self, f: ConversationFilter | None, low_confidence_below: float) -> list[sa.ColumnElement[bool]]:
+        """The WHERE clauses of a filter; every one of them can use an index or is a cheap row check."""
+        if f is None:
+            return []
+        c = conversations.c
+        where: list[sa.ColumnElement[bool]] = []
+        for value, column, op in (
+            (f.since, c.updated_at, "ge"),
+            (f.until, c.updated_at, "lt"),
+            (f.created_since, c.created_at, "ge"),
+            (f.created_until, c.created_at, "lt"),
+        ):
+            if value is not None:
+                if not isinstance(value, dt.datetime):
+                    raise InvalidQuery("time bounds must be datetimes", operation="list_conversations")
+                where.append(column >= _aware(value) if op == "ge" else column < _aware(value))
+        if f.language is not None:
+            where.append(c.language == f.language)
+        if f.intent is not None:
+            ci = conversation_intents.c
+            where.append(sa.exists().where(ci.conversation_id == c.id, ci.intent == f.intent))
+        if f.low_confidence is not None:
+            low = c.min_confidence < low_confidence_below
+            where.append(low if f.low_confidence else sa.or_(c.min_confidence.is_(None), sa.not_(low)))
+        if f.fallback is not None:
+            where.append(c.fallbacks > 0 if f.fallback else c.fallbacks == 0)
+        if f.safety is not None:
+            where.append(c.safety_flags > 0 if f.safety else c.safety_flags == 0)
+        if f.handoff is not None:
+            if f.handoff not in HANDOFF_FILTERS:
+                raise InvalidQuery(
+                    f"handoff must be one of {', '.join(HANDOFF_FILTERS)}, got {f.handoff!r}",
+                    operation="list_conversations",
+                )
+            if f.handoff == "any":
+                where.append(c.handoff_status.in_((HANDOFF_WAITING, HANDOFF_AGENT)))
+            elif f.handoff == "none":
+                where.append(c.handoff_status == HANDOFF_NONE)
+            else:
+                where.append(c.handoff_status == f.handoff)
+        if f.tag is not None:
+            tag = _clean_tag(f.tag)
+            if self._dialect == "postgresql":
+                where.append(sa.type_coerce(c.tags, postgresql.JSONB()).contains([tag]))
+            else:
+                each = sa.func.json_each(c.tags).table_valued("value")
+                where.append(sa.exists().select_from(each).where(each.c.value == tag))
+        if f.reviewed is not None:
+            where.append(c.reviewed.is_(f.reviewed))
+        if f.flagged is not None:
+            where.append(c.flagged.is_(f.flagged))
+        if f.query is not None and f.query.strip():
+            # search_text is stored lower-cased (Unicode-aware, in Python), so LIKE on it is case-insensitive
+            # everywhere; autoescape makes % and _ in the query literal.
+            where.append(c.search_text.contains(f.query.strip().lower(), autoescape=True))
+        return where
+
+    async def count_conversations(
+        self, filter: ConversationFilter | None = None, *, low_confidence_below: float = 0.5
+    ) -> int:
+        """How many conversations match ``filter`` (all of them by default)."""
+        query = sa.select(sa.func.count()).select_from(conversations)
+        query = query.where(*self._conditions(filter, low_confidence_below))
         async with self._read("count_conversations") as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(conversations))).scalar_one())
+            return int((await conn.execute(query)).scalar_one())
+
+    async def summary(self, conversation_id: str) -> ConversationSummary | None:
+        """The console row of one conversation, or ``None``."""
+        query = sa.select(*_SUMMARY_COLUMNS).where(conversations.c.id == conversation_id)
+        async with self._read("summary", conversation_id) as conn:
+            row = (await conn.execute(query)).first()
+        return _row_to_summary(row) if row is not None else None
+
+    async def conversation_intents(self, conversation_id: str) -> list[str]:
+        """Every intent seen in the conversation, sorted."""
+        ci = conversation_intents.c
+        query = sa.select(ci.intent).where(ci.conversation_id == conversation_id).order_by(ci.intent)
+        async with self._read("conversation_intents", conversation_id) as conn:
+            return [str(v) for v in (await conn.execute(query)).scalars()]
+
+    async def handoff_statuses(self, conversation_ids: Sequence[str]) -> dict[str, str]:
+        """``{id: handoff_status}`` for those of ``conversation_ids`` that are ``waiting`` or with an ``agent``
+        (others are left out): one query for every open socket of a chat server, which then polls only these."""
+        ids = list(dict.fromkeys(conversation_ids))
+        if not ids:
+            return {}
+        if len(ids) > _MAX_LIST:
+            raise InvalidQuery(f"at most {_MAX_LIST} ids per call", operation="handoff_statuses")
+        c = conversations.c
+        query = sa.select(c.id, c.handoff_status).where(c.id.in_(ids), c.handoff_status != HANDOFF_NONE)
+        async with self._read("handoff_statuses") as conn:
+            return {str(i): str(st) for i, st in (await conn.execute(query)).all()}
+
+    async def handoff_queue(self, limit: int = 100) -> list[ConversationSummary]:
+        """Conversations that need or have a human: waiting ones first (longest waiting first), then those an
+        agent holds (oldest take-over first)."""
+        if not 1 <= limit <= _MAX_LIST:
+            raise InvalidQuery(f"limit must be in 1..{_MAX_LIST}, got {limit}", operation="handoff_queue")
+        c = conversations.c
+        waiting_first = sa.case((c.handoff_status == HANDOFF_WAITING, 0), else_=1)
+        query = (
+            sa.select(*_SUMMARY_COLUMNS)
+            .where(c.handoff_status.in_((HANDOFF_WAITING, HANDOFF_AGENT)))
+            .order_by(waiting_first, c.handoff_at.asc(), c.id)
+            .limit(limit)
+        )
+        async with self._read("handoff_queue") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_row_to_summary(r) for r in rows]
+
+    async def dashboard(self, days: int = 30, now: dt.datetime | None = None) -> DashboardStats:
+        """Aggregates over the conversations created in the last ``days`` days (see
+        :class:`~dialogue.types.DashboardStats` for the definitions). A few aggregate queries; no event reads."""
+        if not 1 <= days <= 366:
+            raise InvalidQuery(f"days must be in 1..366, got {days}", operation="dashboard")
+        until = _aware(now) if now is not None else _now()
+        first_day = until.date() - dt.timedelta(days=days - 1)
+        since = dt.datetime.combine(first_day, dt.time(), tzinfo=dt.UTC)
+        c = conversations.c
+        window = sa.and_(c.created_at >= since, c.created_at <= until, c.turn_count > 0)
+        if self._dialect == "postgresql":
+            day = sa.func.date(sa.func.timezone("UTC", c.created_at))
+        else:  # SQLite stores UTC text "YYYY-MM-DD HH:MM:SS.ffffff"
+            day = sa.func.date(c.created_at)
+        resolved = sa.and_(
+            c.handoffs == 0,
+            sa.or_(c.last_action.is_(None), c.last_action != ev.FALLBACK_ACTION),
+            sa.or_(c.last_intent.is_(None), c.last_intent != ev.OUT_OF_SCOPE),
+        )
+        totals = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(c.turn_count), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((resolved, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((c.handoffs > 0, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(c.fallbacks), 0),
+            sa.func.coalesce(sa.func.sum(c.safety_flags), 0),
+        ).where(window)
+        per_day = sa.select(day.label("day"), sa.func.count()).where(window).group_by(day)
+        ci = conversation_intents.c
+        n = sa.func.count().label("n")
+        top = (
+            sa.select(ci.intent, n)
+            .select_from(conversation_intents.join(conversations, ci.conversation_id == c.id))
+            .where(window)
+            .group_by(ci.intent)
+            .order_by(n.desc(), ci.intent)
+            .limit(10)
+        )
+        async with self._read("dashboard") as conn:
+            count, turns, resolved_n, handoffs, fallbacks, safety = (await conn.execute(totals)).one()
+            by_day = {str(d): int(k) for d, k in (await conn.execute(per_day)).all()}
+            top_intents = [(str(i), int(k)) for i, k in (await conn.execute(top)).all()]
+        count, turns = int(count), int(turns)
+        return DashboardStats(
+            days=days,
+            since=since,
+            until=until,
+            conversations=count,
+            turns=turns,
+            per_day=[
+                (d, by_day.get(d.isoformat(), 0)) for d in (first_day + dt.timedelta(days=i) for i in range(days))
+            ],
+            resolution_rate=int(resolved_n) / count if count else 0.0,
+            handoff_rate=int(handoffs) / count if count else 0.0,
+            fallback_rate=int(fallbacks) / turns if turns else 0.0,
+            safety_blocks=int(safety),
+            top_intents=top_intents,
+        )
 
     # ------------------------------------------------------------------ writes
 
@@ -459,39 +869,73 @@ class Store:
 
         The events get ``turn = turn_count + 1`` and ``seq`` numbers continuing the conversation's log; the
         snapshot gets the update's state/slots/language/handoff/last_intent, ``turn_count + 1`` and
-        ``version + 1``. Raises :class:`~dialogue.errors.ConversationNotFound`,
+        ``version + 1``, and the console's columns are derived from the events in the same transaction: lowest
+        confidence, fallback and safety turn counts, every intent, the search text, and ``handoff_status``
+        ``"waiting"`` when the turn carries a ``handoff`` event (unless an agent already holds it).
+        Raises :class:`~dialogue.errors.ConversationNotFound`,
         :class:`~dialogue.errors.ConcurrentUpdate` (someone committed since ``expected_version`` was read:
         nothing is written) or :class:`~dialogue.errors.DuplicateMessage` (an event's ``(type, message_id)``
         is already stored: nothing is written; answer from :meth:`find_events_by_message_id`).
         """
         cid = update.conversation_id
         _check_events(update.events, cid, "commit_turn")
+        facts = _turn_facts(update.events)
         async with self._write("commit_turn", cid) as conn:
-            current = await self._lock(conn, cid, "commit_turn")
+            row = await self._lock_row(conn, cid, "commit_turn")
+            current = _row_to_conversation(row)
             if current.version != update.expected_version:
                 raise ConcurrentUpdate(cid, update.expected_version, current.version)
             now = _now()
             turn = current.turn_count + 1
             stored = await self._insert_events(conn, cid, turn, update.events, now, "commit_turn")
+            values: dict[str, Any] = {
+                "state": update.state,
+                "slots": dict(update.slots),
+                "language": update.language,
+                "handed_off": update.handed_off,
+                "last_intent": update.last_intent,
+                "last_action": update.last_action,
+                "turn_count": turn,
+                "version": update.expected_version + 1,
+                "updated_at": now,
+                **self._fact_values(row, facts),
+            }
+            if update.fallback_streak is not None:
+                values["fallback_streak"] = update.fallback_streak
+            if facts.handoff and row.handoff_status == HANDOFF_NONE:
+                values.update(handoff_status=HANDOFF_WAITING, handoff_at=now, handoffs=row.handoffs + 1)
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == cid, conversations.c.version == update.expected_version)
-                .values(
-                    state=update.state,
-                    slots=dict(update.slots),
-                    language=update.language,
-                    handed_off=update.handed_off,
-                    last_intent=update.last_intent,
-                    last_action=update.last_action,
-                    turn_count=turn,
-                    version=update.expected_version + 1,
-                    updated_at=now,
-                )
+                .values(**values)
             )
             if result.rowcount != 1:  # only reachable on a dialect without row locks
                 raise ConcurrentUpdate(cid, update.expected_version, current.version + 1)
+            await self._add_intents(conn, cid, facts.intents)
         log.debug("conversation %s: turn %d committed, %d events", cid, turn, len(stored))
         return stored
+
+    @staticmethod
+    def _fact_values(row: sa.Row[Any], facts: _Facts) -> dict[str, Any]:
+        return {
+            "min_confidence": facts.min_confidence(row.min_confidence),
+            "fallbacks": row.fallbacks + int(facts.fallback),
+            "safety_flags": row.safety_flags + int(facts.safety),
+            "search_text": facts.search_text(row.search_text or ""),
+        }
+
+    async def _add_intents(self, conn: AsyncConnection, cid: str, intents: set[str]) -> None:
+        if not intents:
+            return
+        ci = conversation_intents.c
+        known = set(
+            (await conn.execute(sa.select(ci.intent).where(ci.conversation_id == cid, ci.intent.in_(intents))))
+            .scalars()
+            .all()
+        )  # the conversation row is locked: nobody else adds this conversation's intents meanwhile
+        missing = sorted(intents - known)
+        if missing:
+            await conn.execute(conversation_intents.insert(), [{"conversation_id": cid, "intent": i} for i in missing])
 
     async def append_events(self, conversation_id: str, new_events: Sequence[NewEvent]) -> list[Event]:
         """Append events outside a user turn (agent messages, handoff notes...).
@@ -499,8 +943,8 @@ class Store:
         They belong to the conversation's current turn (``turn = turn_count``; ``0`` before the first turn) and
         continue its ``seq``. ``version`` is bumped and ``updated_at`` refreshed (a turn computed from an older
         snapshot then fails with :class:`~dialogue.errors.ConcurrentUpdate`, so it sees what the agent wrote);
-        ``turn_count`` is unchanged. Raises :class:`~dialogue.errors.ConversationNotFound` /
-        :class:`~dialogue.errors.DuplicateMessage`.
+        ``turn_count`` is unchanged; message texts are added to the search text. Raises
+        :class:`~dialogue.errors.ConversationNotFound` / :class:`~dialogue.errors.DuplicateMessage`.
         """
         cid = conversation_id
         new_events = tuple(new_events)
@@ -508,25 +952,197 @@ class Store:
         if not new_events:
             return []
         async with self._write("append_events", cid) as conn:
-            current = await self._lock(conn, cid, "append_events")
-            now = _now()
-            stored = await self._insert_events(conn, cid, current.turn_count, new_events, now, "append_events")
-            await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == cid)
-                .values(version=conversations.c.version + 1, updated_at=now)
-            )
+            row = await self._lock_row(conn, cid, "append_events")
+            stored = await self._append(conn, row, new_events, "append_events", activity=True)
         log.debug("conversation %s: %d events appended", cid, len(stored))
         return stored
 
+    async def _append(
+        self,
+        conn: AsyncConnection,
+        row: sa.Row[Any],
+        new_events: Sequence[NewEvent],
+        operation: str,
+        *,
+        activity: bool,
+        **values: Any,
+    ) -> list[Event]:
+        """Insert events in the current turn and update the (locked) row with ``values``.
+
+        ``activity`` marks something the customer sees (an agent message, a take-over): it bumps ``version`` so
+        that a turn computed from the older snapshot is redone, and refreshes ``updated_at`` (the list's order).
+        Staff bookkeeping (reviews, corrections) does neither: reviewing must not reshuffle the list being
+        reviewed, nor make a customer's turn retry.
+        """
+        now = _now()
+        stored = await self._insert_events(conn, row.id, row.turn_count, new_events, now, operation)
+        facts = _turn_facts(new_events)
+        if facts.texts:
+            values["search_text"] = facts.search_text(row.search_text or "")
+        if activity:
+            values.update(version=conversations.c.version + 1, updated_at=now)
+        if values:
+            await conn.execute(conversations.update().where(conversations.c.id == row.id).values(**values))
+        return stored
+
     async def _lock(self, conn: AsyncConnection, cid: str, operation: str) -> Conversation:
+        return _row_to_conversation(await self._lock_row(conn, cid, operation))
+
+    async def _lock_row(self, conn: AsyncConnection, cid: str, operation: str) -> sa.Row[Any]:
         # FOR UPDATE is rendered where the dialect has it (PostgreSQL, MySQL) and omitted on SQLite, whose
         # write transactions start with BEGIN IMMEDIATE and so already exclude other writers.
         query = conversations.select().where(conversations.c.id == cid).with_for_update()
         row = (await conn.execute(query)).first()
         if row is None:
             raise ConversationNotFound(cid, operation=operation)
-        return _row_to_conversation(row)
+        return row
+
+    async def _summary_in(self, conn: AsyncConnection, cid: str) -> ConversationSummary:
+        row = (await conn.execute(sa.select(*_SUMMARY_COLUMNS).where(conversations.c.id == cid))).one()
+        return _row_to_summary(row)
+
+    # ------------------------------------------------------------------ review
+
+    async def review(
+        self,
+        conversation_id: str,
+        *,
+        by: str,
+        flagged: bool | None = None,
+        reviewed: bool | None = None,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+    ) -> ConversationSummary:
+        """Set the review flags and tags; a ``review`` event records who changed what (nothing when nothing
+        changed). Tags are trimmed, 1..32 printable characters, at most 20 per conversation
+        (:class:`~dialogue.errors.InvalidQuery` otherwise). Neither ``version`` nor ``updated_at`` moves."""
+        cid = conversation_id
+        adding = [_clean_tag(t) for t in add_tags]
+        removing = {_clean_tag(t) for t in remove_tags}
+        async with self._write("review", cid) as conn:
+            row = await self._lock_row(conn, cid, "review")
+            tags = [str(t) for t in (row.tags or [])]
+            new_tags = [t for t in tags if t not in removing]
+            new_tags += [t for t in dict.fromkeys(adding) if t not in new_tags]
+            if len(new_tags) > MAX_TAGS:
+                raise InvalidQuery(f"at most {MAX_TAGS} tags per conversation", operation="review",
+                                   conversation_id=cid)
+            data: dict[str, Any] = {"by": by}
+            values: dict[str, Any] = {}
+            if flagged is not None and bool(flagged) != bool(row.flagged):
+                data["flagged"] = values["flagged"] = bool(flagged)
+            if reviewed is not None and bool(reviewed) != bool(row.reviewed):
+                data["reviewed"] = values["reviewed"] = bool(reviewed)
+            added = [t for t in new_tags if t not in tags]
+            removed = [t for t in tags if t not in new_tags]
+            if added:
+                data["tags_added"] = added
+            if removed:
+                data["tags_removed"] = removed
+            if added or removed:
+                values["tags"] = new_tags
+            if values:
+                await self._append(conn, row, [NewEvent(ev.REVIEW, data)], "review", activity=False, **values)
+            summary = await self._summary_in(conn, cid)
+        return summary
+
+    async def add_correction(
+        self,
+        conversation_id: str,
+        *,
+        by: str,
+        seq: int,
+        text: str,
+        intent: str,
+        entities: Sequence[Mapping[str, Any]] = (),
+    ) -> Event:
+        """Record a reviewer's corrected reading of the customer message at ``seq`` (a ``correction`` event; the
+        training file is edited by :func:`dialogue.review.add_training_example`). Also marks it reviewed."""
+        cid = conversation_id
+        data = {
+            "by": by,
+            "seq": int(seq),
+            "text": text,
+            "intent": intent,
+            "entities": [
+                {"entity": str(e["entity"]), "value": str(e["value"]), "start": int(e["start"]), "end": int(e["end"])}
+                for e in entities
+            ],
+        }
+        new = NewEvent(ev.CORRECTION, data)
+        _check_events([new], cid, "add_correction")
+        async with self._write("add_correction", cid) as conn:
+            row = await self._lock_row(conn, cid, "add_correction")
+            (stored,) = await self._append(conn, row, [new], "add_correction", activity=False, reviewed=True)
+        return stored
+
+    # ------------------------------------------------------------------ hand-off
+
+    async def take_over(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """An agent takes the conversation: the bot stops answering until :meth:`hand_back`.
+
+        Works from the queue (``waiting``) and on a conversation the bot still handles. Taking over again by the
+        same agent changes nothing; :class:`~dialogue.errors.HandoffConflict` when another agent holds it.
+        """
+        cid = conversation_id
+        _check_agent(agent, "take_over")
+        async with self._write("take_over", cid) as conn:
+            row = await self._lock_row(conn, cid, "take_over")
+            if row.handoff_status == HANDOFF_AGENT:
+                if row.agent != agent:
+                    raise HandoffConflict(cid, row.agent, row.handoff_status, operation="take_over")
+            else:
+                await self._append(
+                    conn, row, [NewEvent(ev.TAKEOVER, {"agent": agent})], "take_over", activity=True,
+                    handoff_status=HANDOFF_AGENT, agent=agent, handed_off=True, handoff_at=_now(),
+                    handoffs=row.handoffs + (1 if row.handoff_status == HANDOFF_NONE else 0),
+                )
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s taken over", cid)
+        return summary
+
+    async def hand_back(self, conversation_id: str, agent: str, initial_state: str) -> ConversationSummary:
+        """Give the conversation back to the bot, which restarts its flow at ``initial_state`` (the slots stay).
+
+        Allowed for the holding agent, and on a ``waiting`` conversation (an agent resolves it from the queue
+        without taking over). :class:`~dialogue.errors.HandoffConflict` when another agent holds it or nobody
+        does.
+        """
+        cid = conversation_id
+        _check_agent(agent, "hand_back")
+        async with self._write("hand_back", cid) as conn:
+            row = await self._lock_row(conn, cid, "hand_back")
+            status = row.handoff_status
+            if status == HANDOFF_NONE or (status == HANDOFF_AGENT and row.agent != agent):
+                raise HandoffConflict(cid, row.agent, status, operation="hand_back")
+            await self._append(
+                conn, row, [NewEvent(ev.HANDBACK, {"agent": agent})], "hand_back", activity=True,
+                handoff_status=HANDOFF_NONE, agent=None, handed_off=False, handoff_at=None, state=initial_state,
+                fallback_streak=0,
+            )
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s handed back", cid)
+        return summary
+
+    async def append_agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event:
+        """Store a message of the agent who holds the conversation (``agent_message`` event).
+
+        :class:`~dialogue.errors.HandoffConflict` unless ``agent`` holds it; a reused ``message_id`` raises
+        :class:`~dialogue.errors.DuplicateMessage` (answer from :meth:`find_events_by_message_id`).
+        """
+        cid = conversation_id
+        _check_agent(agent, "append_agent_message")
+        if not message_id or len(message_id) > 128:
+            raise StoreError("message id must be 1..128 characters", operation="append_agent_message",
+                             conversation_id=cid)
+        new = NewEvent(ev.AGENT_MESSAGE, {"text": text, "agent": agent, "message_id": message_id}, message_id)
+        _check_events([new], cid, "append_agent_message")
+        async with self._write("append_agent_message", cid) as conn:
+            row = await self._lock_row(conn, cid, "append_agent_message")
+            if row.handoff_status != HANDOFF_AGENT or row.agent != agent:
+                raise HandoffConflict(cid, row.agent, row.handoff_status, operation="append_agent_message")
+            (stored,) = await self._append(conn, row, [new], "append_agent_message", activity=True)
+        return stored
 
     async def _insert_events(
         self,
@@ -579,6 +1195,144 @@ class Store:
                 f"integrity error: {type(cause).__name__}", operation=operation, conversation_id=cid
             ) from None
         return stored
+
+    # ------------------------------------------------------------------ staff accounts and sessions
+
+    async def add_user(self, username: str, password_hash: str, role: str) -> User:
+        """Create a staff account (the hash comes from ``channels.auth``; the store never sees a password).
+        Raises :class:`~dialogue.errors.UserExists` when the username is taken."""
+        if not isinstance(username, str) or not 1 <= len(username) <= 64:
+            raise StoreError("username must be 1..64 characters", operation="add_user")
+        if not password_hash:
+            raise StoreError("password hash is empty", operation="add_user")
+        _check_role(role, "add_user")
+        now = _now()
+        async with self._write("add_user") as conn:
+            try:
+                result = await conn.execute(
+                    users.insert().values(
+                        username=username, password_hash=password_hash, role=role, disabled=False, created_at=now
+                    )
+                )
+            except sa_exc.IntegrityError:
+                raise UserExists(username) from None
+            user_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        log.info("user %s added with role %s", username, role)
+        return User(user_id, username, password_hash, role, False, now)
+
+    async def get_user(self, username: str) -> User | None:
+        async with self._read("get_user") as conn:
+            row = (await conn.execute(users.select().where(users.c.username == username))).first()
+        return _row_to_user(row) if row is not None else None
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        async with self._read("get_user_by_id") as conn:
+            row = (await conn.execute(users.select().where(users.c.id == user_id))).first()
+        return _row_to_user(row) if row is not None else None
+
+    async def list_users(self) -> list[User]:
+        async with self._read("list_users") as conn:
+            rows = (await conn.execute(users.select().order_by(users.c.username))).all()
+        return [_row_to_user(r) for r in rows]
+
+    async def _update_user(self, username: str, operation: str, *, end_sessions: bool, **values: Any) -> User:
+        async with self._write(operation) as conn:
+            row = (
+                await conn.execute(
+                    users.update().where(users.c.username == username).values(**values).returning(*users.c)
+                )
+            ).first()
+            if row is None:
+                raise UserNotFound(username, operation=operation)
+            if end_sessions:
+                await conn.execute(sessions.delete().where(sessions.c.user_id == row.id))
+        return _row_to_user(row)
+
+    async def set_password(self, username: str, password_hash: str) -> User:
+        """Replace the password hash and end every session of the user (a changed password logs out everywhere)."""
+        if not password_hash:
+            raise StoreError("password hash is empty", operation="set_password")
+        return await self._update_user(username, "set_password", end_sessions=True, password_hash=password_hash)
+
+    async def set_role(self, username: str, role: str) -> User:
+        """Change the role; sessions continue (the ops server reads the role from the user row on each request)."""
+        _check_role(role, "set_role")
+        return await self._update_user(username, "set_role", end_sessions=False, role=role)
+
+    async def disable_user(self, username: str, disabled: bool = True) -> User:
+        """Disable (or re-enable) an account; disabling ends its sessions. Accounts are not deleted: events name
+        their agents."""
+        return await self._update_user(username, "disable_user", end_sessions=disabled, disabled=disabled)
+
+    async def create_session(
+        self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime
+    ) -> Session:
+        """Store a login session keyed by the sha256 hex of its cookie token (never the token itself)."""
+        if not isinstance(token_hash, str) or len(token_hash) != 64:
+            raise StoreError("token hash must be 64 hex characters (sha256)", operation="create_session")
+        now = _now()
+        session = Session(token_hash, user_id, csrf_token, now, _aware(expires_at))
+        async with self._write("create_session") as conn:
+            try:
+                await conn.execute(
+                    sessions.insert().values(
+                        token_hash=token_hash, user_id=user_id, csrf_token=csrf_token, created_at=now,
+                        expires_at=session.expires_at,
+                    )
+                )
+            except sa_exc.IntegrityError:
+                raise StoreError("session token collision or unknown user", operation="create_session") from None
+        return session
+
+    async def get_session(self, token_hash: str, now: dt.datetime) -> tuple[Session, User] | None:
+        """The session and its user, or ``None`` when unknown, expired at ``now``, or the user is disabled."""
+        query = (
+            sa.select(sessions, users)
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.token_hash == token_hash, sessions.c.expires_at > _aware(now))
+        )
+        async with self._read("get_session") as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        user = User(
+            id=m[users.c.id],
+            username=m[users.c.username],
+            role=m[users.c.role],
+            disabled=bool(m[users.c.disabled]),
+            created_at=_aware(m[users.c.created_at]),
+            password_hash=m[users.c.password_hash],
+        )
+        if user.disabled:
+            return None
+        session = Session(
+            token_hash=m[sessions.c.token_hash],
+            user_id=m[sessions.c.user_id],
+            csrf_token=m[sessions.c.csrf_token],
+            created_at=_aware(m[sessions.c.created_at]),
+            expires_at=_aware(m[sessions.c.expires_at]),
+        )
+        return session, user
+
+    async def touch_session(self, token_hash: str, expires_at: dt.datetime) -> bool:
+        """Move a session's expiry (sliding idle timeout); ``False`` when it no longer exists."""
+        async with self._write("touch_session") as conn:
+            result = await conn.execute(
+                sessions.update().where(sessions.c.token_hash == token_hash).values(expires_at=_aware(expires_at))
+            )
+        return bool(result.rowcount)
+
+    async def delete_session(self, token_hash: str) -> bool:
+        async with self._write("delete_session") as conn:
+            result = await conn.execute(sessions.delete().where(sessions.c.token_hash == token_hash))
+        return bool(result.rowcount)
+
+    async def purge_sessions(self, now: dt.datetime) -> int:
+        """Delete the sessions expired at ``now``; returns how many."""
+        async with self._write("purge_sessions") as conn:
+            result = await conn.execute(sessions.delete().where(sessions.c.expires_at <= _aware(now)))
+        return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------ event reads
 

@@ -14,9 +14,27 @@ SLOT_SET = "slot_set"  # data: {"slot", "value"}
 ACTION = "action"  # data: {"name", "score", "allowed", "policy", "state_before", "state_after"}
 BOT_MESSAGE = "bot_message"  # data: {"text", "message_id", "response", "source", "reply_to"}
 SAFETY_OUTPUT = "safety_output"  # data: OutputVerdict.to_dict() (+ "replaced": bool)
-HANDOFF = "handoff"  # data: {"reason"}
-AGENT_MESSAGE = "agent_message"  # data: {"text", "agent"}
-EVENT_TYPES = (USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, AGENT_MESSAGE)
+HANDOFF = "handoff"  # data: {"reason"}: the bot queued the conversation for a human (intent | "low_confidence_loop")
+AGENT_MESSAGE = "agent_message"  # data: {"text", "agent", "message_id"}
+TAKEOVER = "takeover"  # data: {"agent"}
+HANDBACK = "handback"  # data: {"agent"}
+REVIEW = "review"  # data: {"by", "flagged"?, "reviewed"?, "tags_added"?, "tags_removed"?}
+CORRECTION = "correction"  # data: {"by", "seq", "text", "intent", "entities": [{"entity", "value", "start", "end"}]}
+EVENT_TYPES = (
+    USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, AGENT_MESSAGE,
+    TAKEOVER, HANDBACK, REVIEW, CORRECTION,
+)
+
+# Names the store reads in events to keep its per-conversation counters (the engine writes them).
+FALLBACK_ACTION = "utter_fallback"  # the reply of "I did not understand" and of a failed action
+OUT_OF_SCOPE = "out_of_scope"  # the intent of messages the bot does not handle (and of blocked input)
+
+# conversations.handoff_status: "" = the bot answers; "waiting" = queued for a human; "agent" = a human answers.
+HANDOFF_NONE, HANDOFF_WAITING, HANDOFF_AGENT = "", "waiting", "agent"
+HANDOFF_FILTERS = ("waiting", "agent", "any", "none")  # ConversationFilter.handoff values
+
+# Staff roles, least privileged first (ordering is what the ops server's role checks compare).
+ROLES = ("viewer", "agent", "admin")
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,9 @@ class Conversation:
     updated_at: dt.datetime
     sender: str | None = None
     last_action: str | None = None
+    handoff_status: str = HANDOFF_NONE
+    agent: str | None = None
+    fallback_streak: int = 0  # consecutive low-confidence/fallback turns; 2 queue the conversation for a human
 
     def __repr__(self) -> str:
         return f"Conversation(id={self.id!r}, state={self.state!r}, turns={self.turn_count}, version={self.version})"
@@ -69,7 +90,14 @@ class Event:
 
 @dataclass(frozen=True)
 class ConversationSummary:
-    """A row of the console's conversation list."""
+    """A row of the console's conversation list (no customer text: the list is safe to log or cache).
+
+    ``min_confidence`` is the lowest NLU confidence of any turn (``None`` before the first parse);
+    ``fallbacks`` / ``safety_flags`` count turns answered with the fallback (or out of scope) / turns where a
+    safety filter blocked, redacted or replaced something. ``handoff_status`` is ``""``, ``"waiting"`` or
+    ``"agent"`` (then ``agent`` names who holds it); ``handoff_at`` is when it entered that status (the queue's
+    order) and ``handoffs`` how many times the conversation was ever queued or taken over.
+    """
 
     id: str
     language: str
@@ -79,6 +107,107 @@ class ConversationSummary:
     created_at: dt.datetime
     updated_at: dt.datetime
     last_intent: str | None = None
+    reviewed: bool = False
+    flagged: bool = False
+    tags: tuple[str, ...] = ()
+    min_confidence: float | None = None
+    fallbacks: int = 0
+    safety_flags: int = 0
+    handoff_status: str = HANDOFF_NONE
+    agent: str | None = None
+    last_action: str | None = None
+    handoff_at: dt.datetime | None = None
+    handoffs: int = 0
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """What the console's list shows; every field left ``None`` does not filter.
+
+    ``since``/``until`` bound the last activity (``updated_at``), ``created_since``/``created_until`` the start;
+    lower bounds are inclusive, upper bounds exclusive. ``intent`` matches any turn's intent, not just the last.
+    ``low_confidence`` compares ``min_confidence`` with the store call's ``low_confidence_below`` (0.5).
+    ``handoff`` is ``"waiting"``, ``"agent"``, ``"any"`` (either) or ``"none"``. ``query`` is a case-insensitive
+    substring of the (redacted) customer, bot and agent text.
+    """
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    created_since: dt.datetime | None = None
+    created_until: dt.datetime | None = None
+    language: str | None = None
+    intent: str | None = None
+    low_confidence: bool | None = None
+    fallback: bool | None = None
+    safety: bool | None = None
+    handoff: str | None = None
+    tag: str | None = None
+    reviewed: bool | None = None
+    flagged: bool | None = None
+    query: str | None = None
+
+    def __repr__(self) -> str:  # the search query may be customer text
+        shown = {k: v for k, v in self.__dict__.items() if v is not None and k != "query"}
+        if self.query is not None:
+            shown["query"] = f"<{len(self.query)} chars>"
+        return f"ConversationFilter({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    """One page of :meth:`dialogue.store.Store.list_conversations`; pass ``next_cursor`` back for the next one
+    (``None``: this was the last page)."""
+
+    items: list[ConversationSummary]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class DashboardStats:
+    """The console dashboard over the conversations *created* in the last ``days`` days (UTC) that have at least
+    one customer turn (a widget opened and left without a word is not a conversation).
+
+    ``per_day`` lists every day of the window, oldest first, with zero days included. ``resolution_rate``: share of
+    conversations never handed to a human whose last turn was not a fallback; ``handoff_rate``: share ever queued
+    or taken over; ``fallback_rate``: share of customer *turns* answered with the fallback; ``safety_blocks``:
+    turns where a safety filter fired; ``top_intents``: the 10 intents seen in most conversations. Rates are 0.0
+    when there is nothing to divide.
+    """
+
+    days: int
+    since: dt.datetime
+    until: dt.datetime
+    conversations: int
+    turns: int
+    per_day: list[tuple[dt.date, int]]
+    resolution_rate: float
+    handoff_rate: float
+    fallback_rate: float
+    safety_blocks: int
+    top_intents: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class User:
+    """A staff account of the ops console. ``password_hash`` is the argon2 string (never shown in reprs)."""
+
+    id: int
+    username: str
+    password_hash: str = field(repr=False)
+    role: str
+    disabled: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    """A login session: the row is keyed by the sha256 of the cookie token, so a database leak is no login."""
+
+    token_hash: str = field(repr=False)
+    user_id: int
+    csrf_token: str = field(repr=False)
+    created_at: dt.datetime
+    expires_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -94,6 +223,7 @@ class TurnUpdate:
     events: tuple[NewEvent, ...]
     last_intent: str | None = None
     last_action: str | None = None
+    fallback_streak: int | None = None  # None keeps the stored value
 
 
 @dataclass

@@ -9,6 +9,8 @@ import pytest
 
 from dialogue import types as ev
 from dialogue.engine import DialogueEngine
+from dialogue.errors import DialogueError, HandoffConflict
+from dialogue.types import ConversationFilter, ConversationSummary
 from runtime.types import Act, Realisation
 
 
@@ -116,3 +118,100 @@ async def test_prompt_injection_is_blocked_and_answered_with_the_fallback(
     events = await engine.conversation_events(reply.conversation_id)
     verdict = next(e for e in events if e.type == ev.SAFETY_INPUT)
     assert verdict.data["blocked"] and "prompt_injection" in verdict.data["flags"]
+
+
+# ---------------------------------------------------------------- hand-off to humans
+
+
+async def _summary(engine: DialogueEngine, conversation_id: str) -> ConversationSummary:
+    summary = await engine.store.summary(conversation_id)
+    assert summary is not None
+    return summary
+
+
+async def test_an_agent_takes_over_and_the_bot_stays_silent_until_hand_back(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "this is the worst service ever, I want to complain to a manager")
+    cid = first.conversation_id
+    assert first.handed_off and (await _summary(engine, cid)).handoff_status == "waiting"
+    assert cid in [s.id for s in await engine.store.handoff_queue(limit=1000)]
+    assert await engine.handoff_statuses([cid]) == {cid: "waiting"}
+    handoff = [e for e in await engine.conversation_events(cid) if e.type == ev.HANDOFF]
+    assert [e.data["reason"] for e in handoff] == ["complaint"]
+
+    taken = await engine.take_over(cid, "ann")
+    assert (taken.handoff_status, taken.agent) == ("agent", "ann")
+    with pytest.raises(HandoffConflict):
+        await engine.take_over(cid, "bob")
+    seen = (await engine.conversation_events(cid))[-1].seq
+
+    # The customer writes: stored with its parse, not answered by the bot.
+    message_id = mid()
+    quiet = await engine.handle_message(cid, message_id, "hello? my order 10234 is late")
+    assert (quiet.text, quiet.action, quiet.handed_off, quiet.flags) == ("", None, True, ("with_agent",))
+    assert quiet.intent is not None
+    turn = await engine.events_after(cid, seen)
+    assert [e.type for e in turn] == [ev.SAFETY_INPUT, ev.USER_MESSAGE, ev.NLU_PARSE]
+    again = await engine.handle_message(cid, message_id, "hello? my order 10234 is late")  # a client retry
+    assert again.replayed and again.flags == ("with_agent",) and again.text == "" and again.handed_off
+    assert len(await engine.events_after(cid, seen)) == 3
+
+    # The agent answers; a retried agent message id is stored once.
+    agent_id = mid()
+    reply = await engine.agent_message(cid, "ann", "  Hi, I'm Ann. Let me check 10234.  ", agent_id)
+    assert reply.type == ev.AGENT_MESSAGE and reply.data["text"] == "Hi, I'm Ann. Let me check 10234."
+    assert await engine.agent_message(cid, "ann", "Hi, I'm Ann. Let me check 10234.", agent_id) == reply
+    assert [e.seq for e in await engine.events_after(cid, seen)][-1] == reply.seq
+    assert (await engine.events_after(cid, reply.seq)) == []
+    with pytest.raises(HandoffConflict):
+        await engine.agent_message(cid, "bob", "me too", mid())
+    with pytest.raises(DialogueError):
+        await engine.agent_message(cid, "ann", "   ", mid())
+
+    # Back to the bot: the flow restarts and the bot answers again.
+    back = await engine.hand_back(cid, "ann")
+    assert (back.handoff_status, back.agent, back.state) == ("", None, engine.parts.flows.initial_state)
+    answered = await engine.handle_message(cid, mid(), "hi there")
+    assert answered.action == "utter_greet" and answered.text and not answered.handed_off
+    types = [e.type for e in await engine.conversation_events(cid)]
+    assert types.count(ev.TAKEOVER) == types.count(ev.HANDBACK) == 1 and types.count(ev.AGENT_MESSAGE) == 1
+
+
+async def test_two_misunderstood_turns_in_a_row_queue_the_conversation(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "what's the weather like in London tomorrow?")
+    cid = first.conversation_id
+    assert first.action == "utter_fallback" and not first.handed_off
+    assert (await engine.get_conversation(cid)).fallback_streak == 1  # type: ignore[union-attr]
+    assert (await _summary(engine, cid)).handoff_status == ""
+
+    second = await engine.handle_message(cid, mid(), "tell me a funny joke please")
+    assert second.action == "utter_fallback" and second.text  # the bot still answers, and says a human is coming
+    assert second.handed_off
+    summary = await _summary(engine, cid)
+    assert (summary.handoff_status, summary.handoffs, summary.fallbacks) == ("waiting", 1, 2)
+    reasons = [e.data["reason"] for e in await engine.conversation_events(cid) if e.type == ev.HANDOFF]
+    assert reasons == ["low_confidence_loop"]
+
+    await engine.handle_message(cid, mid(), "sing me a song")  # still waiting: not queued twice
+    assert (await _summary(engine, cid)).handoffs == 1
+
+
+async def test_an_understood_turn_resets_the_misunderstanding_count(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "tell me a joke")
+    cid = first.conversation_id
+    await engine.handle_message(cid, mid(), "where is my order?")
+    assert (await engine.get_conversation(cid)).fallback_streak == 0  # type: ignore[union-attr]
+    await engine.handle_message(cid, mid(), "what is the meaning of life?")
+    summary = await _summary(engine, cid)
+    assert summary.handoff_status == "" and summary.fallbacks == 2
+
+
+async def test_the_console_columns_follow_the_turns(engine: DialogueEngine) -> None:
+    reply = await engine.handle_message(None, mid(), "my email is jane.doe@example.com, where is order 10234?")
+    cid = reply.conversation_id
+    summary = await _summary(engine, cid)
+    assert summary.safety_flags == 1 and summary.min_confidence is not None
+    assert reply.intent in await engine.store.conversation_intents(cid)
+    found = await engine.store.list_conversations(ConversationFilter(query="[email]", safety=True), limit=1000)
+    assert cid in [s.id for s in found.items]
+    assert not (await engine.store.list_conversations(ConversationFilter(query="jane.doe"), limit=1000)).items
+    assert cid in [s.id for s in await engine.list_conversations(limit=1000)]  # the old Backend listing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,17 +17,30 @@ from dialogue.errors import (
     ConversationNotFound,
     DialogueError,
     DuplicateMessage,
+    HandoffConflict,
+    InvalidQuery,
     StoreError,
     StoreUnavailable,
+    UserExists,
+    UserNotFound,
 )
-from dialogue.store import Store
+from dialogue.store import SEARCH_CAP, Store, conversations, encode_cursor
 from dialogue.types import (
     ACTION,
     AGENT_MESSAGE,
     BOT_MESSAGE,
+    CORRECTION,
+    HANDBACK,
+    HANDOFF,
     NLU_PARSE,
+    REVIEW,
+    SAFETY_INPUT,
+    SAFETY_OUTPUT,
+    TAKEOVER,
     USER_MESSAGE,
     Conversation,
+    ConversationFilter,
+    ConversationSummary,
     NewEvent,
     TurnUpdate,
 )
@@ -73,7 +87,7 @@ async def _reload(store: Store, conv_id: str) -> Conversation:
 
 
 async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: StoreTarget, store: Store) -> None:
-    assert await store.schema_version() == "0002"
+    assert await store.schema_version() == "0003"
 
     def inspect(sync_conn: sa.Connection) -> dict[str, Any]:
         insp = sa.inspect(sync_conn)
@@ -88,7 +102,7 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
 
     async with store._engine.connect() as conn:
         info = await conn.run_sync(inspect)
-    assert {"conversations", "events", "alembic_version"} <= info["tables"]
+    assert {"conversations", "events", "alembic_version", "conversation_intents", "users", "sessions"} <= info["tables"]
     assert info["conv_cols"] >= {
         "id",
         "sender",
@@ -101,9 +115,24 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
         "version",
         "created_at",
         "updated_at",
+        "reviewed",
+        "flagged",
+        "tags",
+        "min_confidence",
+        "fallbacks",
+        "safety_flags",
+        "handoff_status",
+        "agent",
+        "search_text",
     }
     assert info["event_cols"] >= {"id", "conversation_id", "seq", "turn", "type", "data", "message_id", "timestamp"}
-    assert "ix_conversations_updated_at" in info["conv_indexes"]
+    assert {
+        "ix_conversations_updated_at",
+        "ix_conversations_created_at",
+        "ix_conversations_language",
+        "ix_conversations_handoff_status",
+        "ix_conversations_last_intent",
+    } <= info["conv_indexes"]
     assert ("conversation_id", "seq") in info["uniques"]
     assert ("conversation_id", "type", "message_id") in info["uniques"]
     assert info["fks"] and info["fks"][0][0] == "conversations" and info["fks"][0][1].upper() == "CASCADE"
@@ -113,7 +142,7 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
     for _ in range(2):
         again = await store_target.open()
         try:
-            assert await again.schema_version() == "0002"
+            assert await again.schema_version() == "0003"
             assert await again.get(conv.id) == conv
         finally:
             await again.close()
@@ -157,7 +186,7 @@ async def test_commit_turn_assigns_seq_and_bumps_version(store: Store) -> None:
     conv2 = await _reload(store, conv.id)
     assert conv2.version == 2 and conv2.turn_count == 2 and conv2.handed_off
     assert conv2.updated_at >= conv.updated_at
-    summary = (await store.list_conversations())[0]
+    summary = (await store.list_conversations()).items[0]
     assert summary.id == conv.id and summary.last_intent == "inform" and summary.turn_count == 2
 
     stored = await store.events(conv.id)
@@ -377,23 +406,27 @@ async def test_delete_cascades_to_events(store: Store) -> None:
 
 async def test_list_orders_by_updated_at_and_paginates(store: Store) -> None:
     convs = [await store.create_conversation("en" if i % 2 else "zh") for i in range(5)]
-    listed = await store.list_conversations()
+    listed = (await store.list_conversations()).items
     assert [s.id for s in listed] == [c.id for c in reversed(convs)]  # newest first
     assert await store.count_conversations() == 5
 
     # A turn on the oldest conversation moves it to the top.
     await store.commit_turn(turn(convs[0], "m1"))
-    listed = await store.list_conversations()
+    page = await store.list_conversations()
+    listed = page.items
+    assert page.next_cursor is None
     assert listed[0].id == convs[0].id and listed[0].turn_count == 1 and listed[0].last_intent == "order_status"
     assert [s.updated_at for s in listed] == sorted((s.updated_at for s in listed), reverse=True)
 
-    pages = [await store.list_conversations(limit=2, offset=o) for o in (0, 2, 4, 6)]
+    # The old limit/offset paging still works (the chat server's route used it).
+    pages = [(await store.list_conversations(limit=2, offset=o)).items for o in (0, 2, 4, 6)]
     assert [len(p) for p in pages] == [2, 2, 1, 0]
     assert [s.id for p in pages for s in p] == [s.id for s in listed]
-    with pytest.raises(StoreError):
-        await store.list_conversations(limit=0)
-    with pytest.raises(StoreError):
-        await store.list_conversations(offset=-1)
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"cursor": "not a cursor"}, {"cursor": "W10"},
+                {"offset": 2, "cursor": encode_cursor(dt.datetime.now(dt.UTC), "x")}):
+        with pytest.raises(InvalidQuery):
+            await store.list_conversations(**bad)
+    assert issubclass(InvalidQuery, StoreError)
 
 
 # ---------------------------------------------------------------- availability
@@ -433,3 +466,622 @@ async def test_last_action_is_kept_on_the_snapshot_row(store: Store) -> None:
     )
     reloaded = await store.get(conversation.id)
     assert reloaded is not None and reloaded.last_action == "utter_greet"
+
+
+# ---------------------------------------------------------------- console: denormalised columns (migration 0003)
+
+
+def console_turn(
+    conv: Conversation,
+    message_id: str,
+    *,
+    intent: str = "greet",
+    confidence: float = 0.9,
+    action: str = "utter_greet",
+    text: str = "hello",
+    reply: str = "Hi! How can I help?",
+    redacted: bool = False,
+    blocked: bool = False,
+    toxic: bool = False,
+    handoff: bool = False,
+    streak: int | None = None,
+) -> TurnUpdate:
+    """A turn as the engine writes it, with the facts the console derives chosen by the test."""
+    events = [
+        NewEvent(SAFETY_INPUT, {"redactions": [{"kind": "email", "start": 0, "end": 7}] if redacted else [],
+                                "flags": ["pii"] if redacted else [], "blocked": blocked}),
+        NewEvent(USER_MESSAGE, {"text": text, "message_id": message_id}, message_id),
+        NewEvent(NLU_PARSE, {"intent": intent, "confidence": confidence, "language": conv.language}),
+        NewEvent(ACTION, {"name": action}),
+    ]
+    if handoff:
+        events.append(NewEvent(HANDOFF, {"reason": intent}))
+    events.append(NewEvent(SAFETY_OUTPUT, {"score": 0.9 if toxic else 0.01, "toxic": toxic, "replaced": toxic}))
+    events.append(NewEvent(BOT_MESSAGE, {"text": reply, "reply_to": message_id}, f"bot-{message_id}"))
+    return TurnUpdate(conv.id, conv.version, "idle", {}, conv.language, handoff, tuple(events), last_intent=intent,
+                      last_action=action, fallback_streak=streak)
+
+
+async def _summary(store: Store, conv_id: str) -> ConversationSummary:
+    summary = await store.summary(conv_id)
+    assert summary is not None
+    return summary
+
+
+async def test_commit_turn_maintains_the_console_columns(store: Store) -> None:
+    conv = await store.create_conversation("en")
+    fresh = await _summary(store, conv.id)
+    assert (fresh.min_confidence, fresh.fallbacks, fresh.safety_flags, fresh.handoff_status) == (None, 0, 0, "")
+    assert fresh.tags == () and not fresh.reviewed and not fresh.flagged and fresh.agent is None
+
+    await store.commit_turn(console_turn(conv, "m1", intent="greet", confidence=0.8, text="Hello THERE"))
+    conv = await _reload(store, conv.id)
+    await store.commit_turn(console_turn(conv, "m2", intent="out_of_scope", confidence=0.3, action="utter_fallback",
+                                         text="my mail is [EMAIL]", redacted=True, streak=1))
+    conv = await _reload(store, conv.id)
+    assert conv.fallback_streak == 1
+    await store.commit_turn(console_turn(conv, "m3", intent="complaint", confidence=0.95, action="action_handoff",
+                                         text="Ich will einen Menschen", reply="A colleague will take over",
+                                         handoff=True, toxic=True))
+    s = await _summary(store, conv.id)
+    assert s.min_confidence == pytest.approx(0.3)
+    assert (s.fallbacks, s.safety_flags, s.turn_count) == (1, 2, 3)
+    assert (s.handoff_status, s.handoffs, s.agent, s.handed_off) == ("waiting", 1, None, True)
+    assert s.handoff_at is not None and s.last_action == "action_handoff"
+    assert await store.conversation_intents(conv.id) == ["complaint", "greet", "out_of_scope"]
+    assert (await _reload(store, conv.id)).fallback_streak == 1  # None in the update keeps it
+
+    # The search text is the customer's, bot's and agent's text, case-insensitive, with LIKE wildcards literal.
+    for query, hit in [("hello there", True), ("ICH WILL", True), ("colleague", True), ("[email]", True),
+                       ("%", False), ("_", False), ("nothing like this", False)]:
+        page = await store.list_conversations(ConversationFilter(query=query))
+        assert [x.id for x in page.items] == ([conv.id] if hit else []), query
+
+    # A second HANDOFF while already waiting does not count again.
+    conv = await _reload(store, conv.id)
+    await store.commit_turn(console_turn(conv, "m4", handoff=True))
+    assert (await _summary(store, conv.id)).handoffs == 1
+
+
+async def test_search_text_is_capped(store: Store) -> None:
+    conv = await store.create_conversation("en")
+    long = "x" * (SEARCH_CAP - 10)
+    await store.commit_turn(console_turn(conv, "m1", text=long, reply="first reply"))
+    conv = await _reload(store, conv.id)
+    await store.commit_turn(console_turn(conv, "m2", text="needle after the cap"))
+    assert [x.id for x in (await store.list_conversations(ConversationFilter(query="first"))).items] == [conv.id]
+    assert (await store.list_conversations(ConversationFilter(query="needle"))).items == []
+
+
+async def test_migration_0003_backfills_existing_conversations(store_target: StoreTarget) -> None:
+    """A database with data at 0002 is upgraded in place: the console columns are derived from its events."""
+    from alembic import command
+    from alembic.config import Config
+
+    from dialogue.store import MIGRATIONS_DIR
+
+    store = await store_target.open()
+    try:
+        def downgrade(sync_conn: sa.Connection) -> None:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = sync_conn
+            cfg.attributes["version_table_schema"] = store_target.schema
+            command.downgrade(cfg, "0002")
+
+        async with store._engine.begin() as conn:
+            await conn.run_sync(downgrade)
+        assert await store.schema_version() == "0002"
+        now = dt.datetime.now(dt.UTC)
+        legacy_conv = sa.table(
+            "conversations", *(sa.column(n) for n in (
+                "id", "sender", "language", "state", "turn_count", "handed_off", "last_intent", "last_action",
+                "version", "created_at", "updated_at")), sa.column("slots", sa.JSON()),
+        )
+        legacy_events = sa.table(
+            "events", *(sa.column(n) for n in ("conversation_id", "seq", "turn", "type", "message_id", "timestamp")),
+            sa.column("data", sa.JSON()),
+        )
+        base: dict[str, Any] = {"sender": None, "language": "en", "state": "idle", "slots": {}, "version": 2, "created_at": now,
+                "updated_at": now, "last_action": "utter_fallback"}
+        rows = [
+            {**base, "id": "old-1", "turn_count": 2, "handed_off": True, "last_intent": "complaint"},
+            {**base, "id": "old-2", "turn_count": 0, "handed_off": False, "last_intent": None},
+        ]
+        evs = [
+            (1, 1, SAFETY_INPUT, {"redactions": [], "flags": ["pii"], "blocked": False}),
+            (2, 1, USER_MESSAGE, {"text": "Where is ORDER 5?"}),
+            (3, 1, NLU_PARSE, {"intent": "order_status", "confidence": 0.4}),
+            (4, 1, ACTION, {"name": "utter_fallback"}),
+            (5, 1, BOT_MESSAGE, {"text": "Sorry?"}),
+            (6, 2, NLU_PARSE, {"intent": "complaint", "confidence": 0.9}),
+            (7, 2, ACTION, {"name": "action_handoff"}),
+            (8, 2, HANDOFF, {"reason": "complaint"}),
+        ]
+        async with store._engine.begin() as conn:
+            await conn.execute(legacy_conv.insert(), rows)
+            await conn.execute(legacy_events.insert(), [
+                {"conversation_id": "old-1", "seq": q, "turn": t, "type": ty, "data": d, "message_id": None,
+                 "timestamp": now} for q, t, ty, d in evs
+            ])
+    finally:
+        await store.close()
+
+    store = await store_target.open()  # upgrades to head again, backfilling
+    try:
+        assert await store.schema_version() == "0003"
+        s = await _summary(store, "old-1")
+        assert s.min_confidence == pytest.approx(0.4)
+        assert (s.fallbacks, s.safety_flags, s.handoff_status, s.handoffs) == (1, 1, "waiting", 1)
+        assert s.handoff_at is not None
+        assert await store.conversation_intents("old-1") == ["complaint", "order_status"]
+        found = await store.list_conversations(ConversationFilter(query="order 5"))
+        assert [x.id for x in found.items] == ["old-1"]
+        empty = await _summary(store, "old-2")
+        assert (empty.min_confidence, empty.fallbacks, empty.handoff_status, empty.tags) == (None, 0, "", ())
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------- console: filtered keyset listing
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One conversation of the listing fixture and the facts it should be found by."""
+
+    id: str
+    language: str
+    intents: tuple[str, ...] = ()
+    confidence: float = 0.9
+    fallback: bool = False
+    safety: bool = False
+    handoff: str = ""  # "" | "waiting" | "agent"
+    tags: tuple[str, ...] = ()
+    reviewed: bool = False
+    flagged: bool = False
+    text: str = "hello"
+    created: int = 0  # hours after T0
+    updated: int = 0  # hours after T0 (two rows share one, to exercise the id tie-break)
+
+
+SPECS = [
+    Spec("c00", "en", ("greet",), created=0, updated=30),
+    Spec("c01", "zh", ("order_status", "inform"), 0.42, created=1, updated=29, text="我的订单在哪里"),
+    Spec("c02", "en", ("out_of_scope",), 0.2, fallback=True, created=2, updated=28, tags=("bug",)),
+    Spec("c03", "en", ("complaint",), handoff="waiting", created=3, updated=27, text="I want a MANAGER"),
+    Spec("c04", "zh", ("complaint",), handoff="agent", created=4, updated=27, tags=("vip", "bug")),
+    Spec("c05", "en", ("return_request",), 0.55, safety=True, created=5, updated=26, reviewed=True),
+    Spec("c06", "en", ("greet", "order_status"), 0.49, fallback=True, created=6, updated=25, flagged=True),
+    Spec("c07", "zh", (), created=7, updated=24),  # opened, never written
+    Spec("c08", "en", ("payment_problem",), created=8, updated=23, safety=True, tags=("vip",), text="100% sure"),
+    Spec("c09", "en", ("greet",), created=9, updated=22, reviewed=True, flagged=True),
+    Spec("c10", "zh", ("order_status",), 0.3, created=10, updated=21, handoff="waiting"),
+    Spec("c11", "en", ("shipping_question",), created=11, updated=20, text="ship_it to Paris"),
+]
+
+
+def _hours(h: int) -> dt.datetime:
+    return T0 + dt.timedelta(hours=h)
+
+
+def _matches(spec: Spec, f: ConversationFilter) -> bool:
+    """The filter semantics, written independently of the store's SQL."""
+    updated, created = _hours(spec.updated), _hours(spec.created)
+    min_conf = spec.confidence if spec.intents else None
+    checks = [
+        f.since is None or updated >= f.since,
+        f.until is None or updated < f.until,
+        f.created_since is None or created >= f.created_since,
+        f.created_until is None or created < f.created_until,
+        f.language is None or spec.language == f.language,
+        f.intent is None or f.intent in spec.intents,
+        f.low_confidence is None or ((min_conf is not None and min_conf < 0.5) == f.low_confidence),
+        f.fallback is None or spec.fallback == f.fallback,
+        f.safety is None or spec.safety == f.safety,
+        f.handoff is None
+        or {"any": spec.handoff != "", "none": spec.handoff == ""}.get(f.handoff, spec.handoff == f.handoff),
+        f.tag is None or f.tag in spec.tags,
+        f.reviewed is None or spec.reviewed == f.reviewed,
+        f.flagged is None or spec.flagged == f.flagged,
+        f.query is None or f.query.lower() in f"{spec.text}\nok".lower(),
+    ]
+    return all(checks)
+
+
+async def _build_listing_fixture(store: Store) -> None:
+    for spec in SPECS:
+        conv = await store.create_conversation(spec.language, conversation_id=spec.id)
+        for i, intent in enumerate(spec.intents):
+            conv = await _reload(store, conv.id)
+            await store.commit_turn(console_turn(
+                conv, f"{spec.id}-m{i}", intent=intent, confidence=spec.confidence if i == 0 else 0.95,
+                action="utter_fallback" if spec.fallback and i == 0 else "utter_greet", text=spec.text, reply="ok",
+                redacted=spec.safety and i == 0, handoff=spec.handoff != "" and i == 0,
+            ))
+        if spec.handoff == "agent":
+            await store.take_over(spec.id, "ann")
+        if spec.tags or spec.reviewed or spec.flagged:
+            await store.review(spec.id, by="rev", reviewed=spec.reviewed or None, flagged=spec.flagged or None,
+                               add_tags=spec.tags)
+    # Pin the times (the tests must not depend on how fast the rows were written).
+    async with store._engine.begin() as conn:
+        for spec in SPECS:
+            await conn.execute(
+                conversations.update().where(conversations.c.id == spec.id)
+                .values(created_at=_hours(spec.created), updated_at=_hours(spec.updated))
+            )
+
+
+FILTERS = [
+    ConversationFilter(),
+    ConversationFilter(language="zh"),
+    ConversationFilter(intent="order_status"),
+    ConversationFilter(intent="complaint", language="en"),
+    ConversationFilter(low_confidence=True),
+    ConversationFilter(low_confidence=False),
+    ConversationFilter(fallback=True),
+    ConversationFilter(fallback=False, language="en"),
+    ConversationFilter(safety=True),
+    ConversationFilter(handoff="waiting"),
+    ConversationFilter(handoff="agent"),
+    ConversationFilter(handoff="any"),
+    ConversationFilter(handoff="none", language="zh"),
+    ConversationFilter(tag="vip"),
+    ConversationFilter(tag="bug", handoff="none"),
+    ConversationFilter(reviewed=True),
+    ConversationFilter(reviewed=False, flagged=False),
+    ConversationFilter(flagged=True),
+    ConversationFilter(query="manager"),
+    ConversationFilter(query="订单"),
+    ConversationFilter(query="100%"),
+    ConversationFilter(query="p_it"),
+    ConversationFilter(since=_hours(25), until=_hours(29)),
+    ConversationFilter(created_since=_hours(3), created_until=_hours(9), low_confidence=False),
+    ConversationFilter(since=_hours(27), until=_hours(28)),  # exactly the two tied rows
+    ConversationFilter(language="fr"),
+]
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: repr(f).removeprefix("ConversationFilter"))
+async def test_listing_with_filters_and_cursors_returns_exactly_the_right_rows(
+    store: Store, flt: ConversationFilter
+) -> None:
+    await _build_listing_fixture(store)
+    ordered = sorted(SPECS, key=lambda s: (_hours(s.updated), s.id), reverse=True)
+    expected = [s.id for s in ordered if _matches(s, flt)]
+
+    one_page = await store.list_conversations(flt, limit=100)
+    assert [x.id for x in one_page.items] == expected and one_page.next_cursor is None
+    assert await store.count_conversations(flt) == len(expected)
+
+    for limit in (1, 2, 5):
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page = await store.list_conversations(flt, limit=limit, cursor=cursor)
+            assert len(page.items) <= limit
+            seen += [x.id for x in page.items]
+            pages += 1
+            if page.next_cursor is None:
+                break
+            assert len(page.items) == limit
+            cursor = page.next_cursor
+        assert seen == expected, limit
+        assert pages == max(1, -(-len(expected) // limit))  # no empty trailing page
+
+
+async def test_listing_summaries_carry_the_console_fields(store: Store) -> None:
+    await _build_listing_fixture(store)
+    by_id = {s.id: s for s in (await store.list_conversations(limit=100)).items}
+    assert by_id["c04"].handoff_status == "agent" and by_id["c04"].agent == "ann"
+    assert set(by_id["c04"].tags) == {"vip", "bug"} and by_id["c09"].reviewed and by_id["c09"].flagged
+    assert by_id["c07"].min_confidence is None and by_id["c02"].fallbacks == 1
+    # A turn moves a conversation to the top while someone pages: the pages after the cursor neither repeat
+    # rows nor shift (with offsets, every row would slide down by one and one would be shown twice).
+    first = await store.list_conversations(limit=3)
+    assert [x.id for x in first.items] == ["c00", "c01", "c02"]
+    conv = await _reload(store, "c11")
+    await store.commit_turn(console_turn(conv, "late"))
+    rest = await store.list_conversations(limit=100, cursor=first.next_cursor)
+    ids = [x.id for x in first.items + rest.items]
+    assert len(ids) == len(set(ids)) and set(ids) == {s.id for s in SPECS} - {"c11"}
+    assert (await store.list_conversations(limit=1)).items[0].id == "c11"
+
+
+async def test_invalid_filters_are_refused(store: Store) -> None:
+    for bad in (ConversationFilter(handoff="maybe"), ConversationFilter(tag=""), ConversationFilter(tag="x" * 33)):
+        with pytest.raises(InvalidQuery):
+            await store.list_conversations(bad)
+
+
+# ---------------------------------------------------------------- console: review, hand-off, queue, dashboard
+
+
+async def test_review_sets_flags_and_tags_and_records_who(store: Store) -> None:
+    conv = await store.create_conversation("en")
+    await store.commit_turn(console_turn(conv, "m1"))
+    before = await _reload(store, conv.id)
+    s = await store.review(conv.id, by="rita", flagged=True, add_tags=[" refund ", "vip", "vip"])
+    assert s.flagged and not s.reviewed and s.tags == ("refund", "vip")
+    s = await store.review(conv.id, by="rita", reviewed=True, remove_tags=["refund"], add_tags=["late"])
+    assert s.reviewed and s.tags == ("vip", "late")
+    same = await store.review(conv.id, by="rita", reviewed=True, add_tags=["vip"])  # nothing changes: no event
+    assert same == s
+    reviews = [e for e in await store.events(conv.id) if e.type == REVIEW]
+    assert [e.data for e in reviews] == [
+        {"by": "rita", "flagged": True, "tags_added": ["refund", "vip"]},
+        {"by": "rita", "reviewed": True, "tags_added": ["late"], "tags_removed": ["refund"]},
+    ]
+    # Reviewing neither reorders the list nor makes a customer's turn retry.
+    after = await _reload(store, conv.id)
+    assert (after.version, after.updated_at) == (before.version, before.updated_at)
+    with pytest.raises(InvalidQuery):
+        await store.review(conv.id, by="rita", add_tags=[f"t{i}" for i in range(30)])
+    with pytest.raises(InvalidQuery):
+        await store.review(conv.id, by="rita", add_tags=["bad\ntag"])
+    with pytest.raises(ConversationNotFound):
+        await store.review("ghost", by="rita", flagged=True)
+
+    event = await store.add_correction(conv.id, by="rita", seq=2, text="hello", intent="greet",
+                                       entities=[{"entity": "x", "value": "y", "start": 0, "end": 1}])
+    assert event.type == CORRECTION and event.data["seq"] == 2 and event.data["entities"][0]["end"] == 1
+    assert (await _summary(store, conv.id)).reviewed
+
+
+async def test_take_over_agent_message_and_hand_back(store: Store) -> None:
+    conv = await store.create_conversation("en", state="idle")
+    await store.commit_turn(console_turn(conv, "m1", intent="complaint", handoff=True))
+    assert (await store.handoff_statuses([conv.id, "ghost"])) == {conv.id: "waiting"}
+
+    with pytest.raises(HandoffConflict) as info:  # nobody holds it yet
+        await store.append_agent_message(conv.id, "ann", "Hi", "a1")
+    assert info.value.holder is None and info.value.status == "waiting"
+
+    version = (await _reload(store, conv.id)).version
+    s = await store.take_over(conv.id, "ann")
+    assert (s.handoff_status, s.agent, s.handed_off, s.handoffs) == ("agent", "ann", True, 1)
+    assert (await _reload(store, conv.id)).version == version + 1
+    assert await store.take_over(conv.id, "ann") == s  # idempotent for the holder
+    with pytest.raises(HandoffConflict) as info:
+        await store.take_over(conv.id, "bob")
+    assert info.value.holder == "ann" and isinstance(info.value, StoreError)
+    with pytest.raises(HandoffConflict):
+        await store.append_agent_message(conv.id, "bob", "Hi", "b1")
+    with pytest.raises(HandoffConflict):
+        await store.hand_back(conv.id, "bob", "idle")
+
+    msg = await store.append_agent_message(conv.id, "ann", "Hi, Ann here. Which ORDER?", "a1")
+    assert msg.type == AGENT_MESSAGE and msg.message_id == "a1"
+    assert msg.data == {"text": "Hi, Ann here. Which ORDER?", "agent": "ann", "message_id": "a1"}
+    with pytest.raises(DuplicateMessage):
+        await store.append_agent_message(conv.id, "ann", "again", "a1")
+    found = await store.list_conversations(ConversationFilter(query="ann here"))
+    assert [x.id for x in found.items] == [conv.id]
+
+    s = await store.hand_back(conv.id, "ann", "idle")
+    assert (s.handoff_status, s.agent, s.handed_off, s.state, s.handoff_at) == ("", None, False, "idle", None)
+    assert (await _reload(store, conv.id)).fallback_streak == 0
+    assert await store.handoff_statuses([conv.id]) == {}
+    types = [e.type for e in await store.events(conv.id)]
+    assert types[-3:] == [TAKEOVER, AGENT_MESSAGE, HANDBACK]
+    with pytest.raises(HandoffConflict):  # nothing to hand back
+        await store.hand_back(conv.id, "ann", "idle")
+
+    # Taking over a conversation the bot still handles counts as a hand-off; a waiting one can be resolved
+    # from the queue without taking it over.
+    other = await store.create_conversation("en")
+    assert (await store.take_over(other.id, "bob")).handoffs == 1
+    with pytest.raises(ConversationNotFound):
+        await store.take_over("ghost", "ann")
+    third = await store.create_conversation("en")
+    await store.commit_turn(console_turn(third, "x1", handoff=True))
+    assert (await store.hand_back(third.id, "bob", "idle")).handoff_status == ""
+
+
+async def test_concurrent_take_over_exactly_one_agent_wins(store: Store) -> None:
+    conv = await store.create_conversation("en")
+    results = await asyncio.gather(*(store.take_over(conv.id, f"agent{i}") for i in range(4)),
+                                   return_exceptions=True)
+    winners = [r for r in results if isinstance(r, ConversationSummary)]
+    assert len(winners) == 1 and sum(isinstance(r, HandoffConflict) for r in results) == 3, results
+    assert sum(e.type == TAKEOVER for e in await store.events(conv.id)) == 1
+
+
+async def test_handoff_queue_waiting_oldest_first_then_agents(store: Store) -> None:
+    ids = []
+    for i in range(4):
+        conv = await store.create_conversation("en")
+        await store.commit_turn(console_turn(conv, f"m{i}", handoff=True))
+        ids.append(conv.id)
+    quiet = await store.create_conversation("en")
+    await store.commit_turn(console_turn(quiet, "q"))
+    await store.take_over(ids[0], "ann")
+    # The customer keeps writing in the oldest waiting conversation: it keeps its place in the queue.
+    await store.commit_turn(console_turn(await _reload(store, ids[1]), "again"))
+    queue = await store.handoff_queue()
+    assert [s.id for s in queue] == [ids[1], ids[2], ids[3], ids[0]]
+    assert [s.handoff_status for s in queue] == ["waiting", "waiting", "waiting", "agent"]
+    assert [s.id for s in await store.handoff_queue(limit=2)] == ids[1:3]
+
+
+async def test_dashboard(store: Store) -> None:
+    now = dt.datetime(2026, 11, 30, 18, 0, tzinfo=dt.UTC)
+    plan = [  # (days ago, intents, fallback last, handoff, safety)
+        (0, ["greet"], False, False, False),
+        (0, ["order_status", "inform"], False, False, True),
+        (1, ["complaint"], False, True, False),
+        (1, ["out_of_scope"], True, False, False),
+        (3, ["greet", "order_status"], False, False, False),
+        (10, ["greet"], False, False, False),  # outside a 7-day window
+    ]
+    for n, (ago, intents, fallback, handoff, safety) in enumerate(plan):
+        conv = await store.create_conversation("en")
+        for i, intent in enumerate(intents):
+            conv = await _reload(store, conv.id)
+            last = i == len(intents) - 1
+            await store.commit_turn(console_turn(
+                conv, f"d{n}-{i}", intent=intent, action="utter_fallback" if fallback and last else "utter_greet",
+                handoff=handoff and last, redacted=safety,
+            ))
+        async with store._engine.begin() as conn:
+            await conn.execute(conversations.update().where(conversations.c.id == conv.id)
+                               .values(created_at=now - dt.timedelta(days=ago, hours=1)))
+    await store.create_conversation("en")  # no turns: not counted
+
+    stats = await store.dashboard(days=7, now=now)
+    assert stats.conversations == 5 and stats.turns == 7
+    assert len(stats.per_day) == 7 and stats.per_day[0][0] == dt.date(2026, 11, 24)
+    assert dict(stats.per_day) == {
+        **{dt.date(2026, 11, 24) + dt.timedelta(days=i): 0 for i in range(7)},
+        dt.date(2026, 11, 30): 2, dt.date(2026, 11, 29): 2, dt.date(2026, 11, 27): 1,
+    }
+    assert stats.resolution_rate == pytest.approx(3 / 5)
+    assert stats.handoff_rate == pytest.approx(1 / 5)
+    assert stats.fallback_rate == pytest.approx(1 / 7)
+    assert stats.safety_blocks == 2
+    assert stats.top_intents[:2] == [("greet", 2), ("order_status", 2)]
+    assert dict(stats.top_intents)["complaint"] == 1
+
+    empty = await store.dashboard(days=1, now=now - dt.timedelta(days=100))
+    assert (empty.conversations, empty.resolution_rate, empty.top_intents) == (0, 0.0, [])
+    with pytest.raises(InvalidQuery):
+        await store.dashboard(days=0)
+
+
+# ---------------------------------------------------------------- console: staff accounts and sessions
+
+
+async def test_users_and_sessions(store: Store) -> None:
+    ann = await store.add_user("ann", "$argon2id$v=19$fake", "agent")
+    assert ann.id > 0 and ann.role == "agent" and not ann.disabled
+    assert "argon2" not in repr(ann)
+    with pytest.raises(UserExists):
+        await store.add_user("ann", "$argon2id$other", "viewer")
+    with pytest.raises(StoreError):
+        await store.add_user("eve", "$argon2id$x", "root")
+    await store.add_user("bob", "$argon2id$b", "viewer")
+    assert [u.username for u in await store.list_users()] == ["ann", "bob"]
+    assert await store.get_user("ann") == ann and await store.get_user("nobody") is None
+    assert await store.get_user_by_id(ann.id) == ann
+
+    now = dt.datetime.now(dt.UTC)
+    token = "a" * 64
+    session = await store.create_session(token, ann.id, "csrf-123", now + dt.timedelta(hours=8))
+    assert "csrf-123" not in repr(session) and token not in repr(session)
+    got = await store.get_session(token, now)
+    assert got is not None and got[0] == session and got[1].username == "ann"
+    assert await store.get_session(token, now + dt.timedelta(hours=9)) is None  # expired on read
+    assert await store.get_session("b" * 64, now) is None
+    assert await store.touch_session(token, now + dt.timedelta(hours=10))
+    assert await store.get_session(token, now + dt.timedelta(hours=9)) is not None
+
+    assert (await store.set_role("ann", "admin")).role == "admin"
+    assert await store.get_session(token, now) is not None  # a role change keeps the session
+    changed = await store.set_password("ann", "$argon2id$new")
+    assert changed.password_hash == "$argon2id$new"
+    assert await store.get_session(token, now) is None  # a password change logs out everywhere
+
+    await store.create_session("c" * 64, ann.id, "x", now + dt.timedelta(hours=1))
+    assert (await store.disable_user("ann")).disabled
+    assert await store.get_session("c" * 64, now) is None
+    assert not (await store.disable_user("ann", False)).disabled
+    with pytest.raises(UserNotFound):
+        await store.set_role("nobody", "viewer")
+
+    await store.create_session("d" * 64, ann.id, "x", now - dt.timedelta(seconds=1))
+    await store.create_session("e" * 64, ann.id, "x", now + dt.timedelta(hours=1))
+    assert await store.purge_sessions(now) == 1
+    assert await store.delete_session("e" * 64) and not await store.delete_session("e" * 64)
+    with pytest.raises(StoreError):
+        await store.create_session("short", ann.id, "x", now)
+
+
+# ---------------------------------------------------------------- console: listing at scale (PostgreSQL)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_target", ["postgresql"], indirect=True)
+async def test_listing_100k_conversations_stays_fast(store_target: StoreTarget, store: Store) -> None:
+    """100,000 conversations bulk-loaded with COPY: a filtered first page and a page 95,000 rows deep each answer
+    in well under 0.2 s (keyset pagination on the (updated_at, id) index; no OFFSET scan)."""
+    import time
+
+    import asyncpg
+
+    n = 100_000
+    base = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    intents = ["greet", "order_status", "return_request", "complaint", "shipping_question"]
+    rows = []
+    intent_rows = []
+    for i in range(n):
+        updated = base - dt.timedelta(seconds=i)
+        rows.append((
+            f"p{i:06d}", None, "zh" if i % 3 == 0 else "en", "idle", "{}", 1 + i % 5, i % 500 == 0,
+            intents[i % 5], "utter_greet", 1, updated - dt.timedelta(minutes=5), updated,
+            i % 17 == 0, i % 23 == 0, '["vip"]' if i % 50 == 0 else "[]", (i % 10) / 10, i % 7 == 0, i % 11 == 0,
+            "waiting" if i % 500 == 0 else "", None, updated if i % 500 == 0 else None, int(i % 500 == 0), 0,
+            f"where is my order {i}, it was due tuesday\nsorry, let me check" + (" needle" if i % 10_000 == 0 else ""),
+        ))
+        intent_rows.append((f"p{i:06d}", intents[i % 5]))
+        if i % 4 == 0:
+            intent_rows.append((f"p{i:06d}", "inform"))
+    columns = [
+        "id", "sender", "language", "state", "slots", "turn_count", "handed_off", "last_intent", "last_action",
+        "version", "created_at", "updated_at", "reviewed", "flagged", "tags", "min_confidence", "fallbacks",
+        "safety_flags", "handoff_status", "agent", "handoff_at", "handoffs", "fallback_streak", "search_text",
+    ]
+    conn = await asyncpg.connect(store_target.url.replace("postgresql+asyncpg://", "postgresql://"),
+                                 server_settings={"search_path": str(store_target.schema)})
+    try:
+        await conn.copy_records_to_table("conversations", records=rows, columns=columns)
+        await conn.copy_records_to_table("conversation_intents", records=intent_rows,
+                                         columns=["conversation_id", "intent"])
+        await conn.execute("ANALYZE conversations; ANALYZE conversation_intents")
+    finally:
+        await conn.close()
+
+    async def timed(flt: ConversationFilter | None, cursor: str | None = None) -> tuple[float, list[str]]:
+        await store.list_conversations(flt, limit=50, cursor=cursor)  # warm: pool connection, plan cache
+        t = time.perf_counter()
+        page = await store.list_conversations(flt, limit=50, cursor=cursor)
+        return time.perf_counter() - t, [x.id for x in page.items]
+
+    deep = encode_cursor(base - dt.timedelta(seconds=95_000), "p095000")
+    cases = {
+        "first page, filtered": (ConversationFilter(language="zh", intent="order_status", low_confidence=True), None),
+        "deep cursor page": (None, deep),
+        "deep cursor page, filtered": (ConversationFilter(language="en", fallback=False), deep),
+        "handoff queue filter": (ConversationFilter(handoff="waiting"), None),
+        "tag": (ConversationFilter(tag="vip", reviewed=False), None),
+        "rare text search": (ConversationFilter(query="NEEDLE"), None),
+    }
+    timings = {}
+    for name, (flt, cursor) in cases.items():
+        seconds, ids = await timed(flt, cursor)
+        timings[name] = seconds
+        expected = [
+            f"p{i:06d}" for i in range(n)
+            if (cursor is None or i > 95_000) and (flt is None or _perf_match(i, flt))
+        ][:50]
+        assert ids == expected, name
+    assert all(seconds < 0.2 for seconds in timings.values()), timings
+
+
+def _perf_match(i: int, f: ConversationFilter) -> bool:
+    intents = {["greet", "order_status", "return_request", "complaint", "shipping_question"][i % 5]}
+    if i % 4 == 0:
+        intents.add("inform")
+    return all([
+        f.language is None or f.language == ("zh" if i % 3 == 0 else "en"),
+        f.intent is None or f.intent in intents,
+        f.low_confidence is None or ((i % 10) / 10 < 0.5) == f.low_confidence,
+        f.fallback is None or (i % 7 == 0) == f.fallback,
+        f.handoff is None or (f.handoff == "waiting") == (i % 500 == 0),
+        f.tag is None or (i % 50 == 0),
+        f.reviewed is None or (i % 17 == 0) == f.reviewed,
+        f.query is None or i % 10_000 == 0,
+    ])
