@@ -1,5 +1,6 @@
 # Kefu: two commands matter.
 #   make run    set up the environment, train the demo bot's missing models, serve on 127.0.0.1:8000
+#               (staff console on 127.0.0.1:8001; first: .venv/bin/kefu users add NAME --role admin)
 #   make test   set up the environment, train the demo bot's missing models, run the test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -7,6 +8,7 @@ KEFU   := $(VENV)/bin/kefu
 BOT    ?= examples/shop
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+CONSOLE_PORT ?= 8001
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE=1
@@ -28,7 +30,7 @@ models: setup
 	$(KEFU) train --bot $(BOT)
 
 run: models
-	$(KEFU) serve --bot $(BOT) --host $(HOST) --port $(PORT)
+	$(KEFU) serve --bot $(BOT) --host $(HOST) --port $(PORT) --console-port $(CONSOLE_PORT)
 
 test: models
 	$(PY) -m pytest -q

@@ -1,8 +1,10 @@
-"""Kefu: channels package: the chat wire protocol (pure), the WebSocket/HTTP server, the widget and console.
+"""Kefu: channels package: the chat wire protocol (pure), the public WebSocket/HTTP server and the widget, and the
+staff-only ops server (login, console pages and API) on a port of its own.
 
-Public surface (lazy, so ``import channels`` does not import ``websockets``)::
+Public surface (lazy, so ``import channels`` imports neither ``websockets`` nor ``aiohttp``)::
 
     from channels import Backend, ChannelError, ProtocolError, run_server, serve, Server, ServerOptions
+    from channels import ConsoleBackend, OpsServer, OpsOptions, run_ops_server
 """
 
 from __future__ import annotations
@@ -12,22 +14,31 @@ from typing import TYPE_CHECKING, Any
 from channels.errors import ChannelError, ProtocolError, StaticFilesError
 
 if TYPE_CHECKING:
-    from channels.backend import Backend
+    from channels.backend import Backend, ConsoleBackend
+    from channels.ops import OpsOptions, OpsServer, run_ops_server
     from channels.server import Server, ServerOptions, run_server, serve
 
 __all__ = [
     "Backend",
     "ChannelError",
+    "ConsoleBackend",
+    "OpsOptions",
+    "OpsServer",
     "ProtocolError",
     "Server",
     "ServerOptions",
     "StaticFilesError",
+    "run_ops_server",
     "run_server",
     "serve",
 ]
 
 _LAZY = {
     "Backend": "channels.backend",
+    "ConsoleBackend": "channels.backend",
+    "OpsOptions": "channels.ops",
+    "OpsServer": "channels.ops",
+    "run_ops_server": "channels.ops",
     "Server": "channels.server",
     "ServerOptions": "channels.server",
     "run_server": "channels.server",

@@ -1,12 +1,27 @@
-"""The handler a channel server drives (dependency injection: the composition root implements it on top of the
-dialogue engine; tests use small in-memory doubles)."""
+"""What the channel servers drive (dependency injection: the composition root implements these on top of the dialogue
+engine and its store; tests use small in-memory doubles or a real store).
+
+* :class:`Backend`: the public chat server (:mod:`channels.server`). ``DialogueEngine`` implements it as is.
+* :class:`ConsoleBackend`: the staff-only ops server (:mod:`channels.ops`). ``kefu.app.Console`` implements it over
+  the engine and its store.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-from dialogue.types import ConversationSummary, Event, TurnReply
+from dialogue.types import (
+    ConversationFilter,
+    ConversationPage,
+    ConversationSummary,
+    DashboardStats,
+    Event,
+    Session,
+    TurnReply,
+    User,
+)
 
 TokenCallback = Callable[[str], Awaitable[None]]
 
@@ -25,17 +40,114 @@ class Backend(Protocol):
     ) -> TurnReply:
         """Run one turn. Call ``await on_token(delta)`` for each streamed fragment of the reply (optional; it
         applies back-pressure when the client reads slowly), then return the final reply. A ``message_id`` that
-        was already processed must be answered from the store with ``replayed=True`` (deduplication)."""
+        was already processed must be answered from the store with ``replayed=True`` (deduplication). While a
+        human agent holds the conversation the reply has ``text=""`` and ``handed_off=True``."""
         ...
 
     async def open_conversation(self, conversation_id: str | None, language: str | None = None) -> str:
         """Return ``conversation_id`` when it exists, else the id of a new conversation."""
         ...
 
-    async def list_conversations(self, limit: int, offset: int) -> list[ConversationSummary]:
-        """Conversations for the console, most recently updated first."""
-        ...
-
     async def conversation_events(self, conversation_id: str) -> list[Event]:
         """All events of one conversation, in ``seq`` order."""
         ...
+
+    async def events_after(self, conversation_id: str, seq: int) -> list[Event]:
+        """Events with ``seq`` greater than ``seq``, in order: how agent messages reach the customer's socket."""
+        ...
+
+    async def handoff_statuses(self, conversation_ids: Sequence[str]) -> dict[str, str]:
+        """``{conversation_id: handoff_status}`` for those of ``conversation_ids`` that are handed off
+        (``'waiting'`` or ``'agent'``); the others are left out. One query for many open sockets."""
+        ...
+
+
+@runtime_checkable
+class ConsoleBackend(Protocol):
+    """What :mod:`channels.ops` needs: conversations for review, the handoff desk, the dashboard, staff accounts.
+
+    Errors are mapped to HTTP statuses by class name (see ``channels.ops.ERROR_STATUS``); their text never reaches
+    the browser.
+    """
+
+    # -- conversations ------------------------------------------------------------------------------------
+    async def list_conversations(
+        self, filter: ConversationFilter, limit: int, cursor: str | None
+    ) -> ConversationPage: ...
+
+    async def summary(self, conversation_id: str) -> ConversationSummary | None: ...
+
+    async def events(self, conversation_id: str, after_seq: int = 0) -> list[Event]: ...
+
+    async def review(
+        self,
+        conversation_id: str,
+        *,
+        by: str,
+        flagged: bool | None = None,
+        reviewed: bool | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
+    ) -> ConversationSummary: ...
+
+    async def correct(
+        self,
+        conversation_id: str,
+        *,
+        by: str,
+        seq: int,
+        text: str,
+        intent: str,
+        entities: Sequence[dict[str, Any]],
+        language: str,
+    ) -> tuple[Event, dict[str, Any]]:
+        """Add the corrected example to the bot's training data and record a CORRECTION event; returns the event
+        and what happened to the training data (JSON-ready: ``{"added", "file", "conflicts"}``)."""
+        ...
+
+    async def scenario(self, conversation_id: str, name: str) -> str:
+        """The conversation as a scenario YAML that ``kefu scenarios run`` replays."""
+        ...
+
+    def intents(self) -> Sequence[str]:
+        """The bot's intents (what a correction may choose)."""
+        ...
+
+    def entities(self) -> Sequence[str]:
+        """The bot's entity names."""
+        ...
+
+    # -- handoff --------------------------------------------------------------------------------------------
+    async def handoff_queue(self, limit: int) -> list[ConversationSummary]: ...
+
+    async def take_over(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    async def agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event: ...
+
+    async def hand_back(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    # -- dashboard ------------------------------------------------------------------------------------------
+    async def dashboard(self, days: int) -> DashboardStats: ...
+
+    # -- accounts -------------------------------------------------------------------------------------------
+    async def add_user(self, username: str, password_hash: str, role: str) -> User: ...
+
+    async def get_user(self, username: str) -> User | None: ...
+
+    async def list_users(self) -> list[User]: ...
+
+    async def set_password(self, username: str, password_hash: str) -> Any: ...
+
+    async def set_role(self, username: str, role: str) -> Any: ...
+
+    async def disable_user(self, username: str, disabled: bool = True) -> Any: ...
+
+    async def create_session(self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime) -> Any: ...
+
+    async def get_session(self, token_hash: str, now: dt.datetime) -> tuple[Session, User] | None: ...
+
+    async def touch_session(self, token_hash: str, expires_at: dt.datetime) -> Any: ...
+
+    async def delete_session(self, token_hash: str) -> None: ...
+
+    async def purge_sessions(self, now: dt.datetime) -> Any: ...

@@ -1,13 +1,18 @@
-"""The asyncio shell around :mod:`channels.protocol`: a ``websockets`` server for the chat widget and console.
+"""The asyncio shell around :mod:`channels.protocol`: a ``websockets`` server for the public chat widget.
 
-One port serves everything:
+This port is public (customers' browsers reach it); it serves nothing for staff. The ops console, with login,
+roles and its JSON API, is :mod:`channels.ops` on a port of its own.
 
-* ``GET /`` demo shop page, ``/widget.js`` (+ ``/widget.css``), ``/console`` + ``/console.js``: static files
-  from ``static_dir``, loaded once at start-up; HTML is sent with a strict Content-Security-Policy.
-* ``GET /api/conversations?limit=&offset=`` and ``GET /api/conversations/<id>``: JSON for the console.
-  (No authentication yet: bind to 127.0.0.1; login and roles come in a later issue.)
-* ``GET /healthz``: liveness.
-* ``/ws``: the chat WebSocket (wire protocol in :mod:`channels.protocol`).
+* ``GET /`` demo shop page, ``/widget.js`` (+ ``/widget.css``): static files from ``static_dir`` (flat: its
+  sub-folders, such as the console's ``ops/``, are not served), loaded once at start-up; HTML is sent with a
+  strict Content-Security-Policy.
+* ``GET /healthz``: liveness. ``GET /metrics``: Prometheus metrics of this process (:mod:`channels.metrics`).
+* ``/ws``: the chat WebSocket (wire protocol in :mod:`channels.protocol`). While a human agent holds a
+  conversation, the agent's messages are pushed to its open connections: every ``push_interval`` seconds one
+  task asks the backend which of the open connections' conversations are handed off
+  (:meth:`~channels.backend.Backend.handoff_statuses`, one query) and reads the new events of those only
+  (:meth:`~channels.backend.Backend.events_after`). Polling the store, not an in-process signal, is what makes
+  it work when the console and the customer's socket live in different worker processes.
 
 Usage::
 
@@ -23,14 +28,16 @@ import asyncio
 import contextlib
 import email.utils
 import http
+import inspect
 import logging
 import re
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server as _WSServer
 from websockets.asyncio.server import ServerConnection
@@ -44,11 +51,12 @@ from websockets.typing import Origin
 from channels import protocol as p
 from channels.backend import Backend
 from channels.errors import ProtocolError, StaticFilesError
+from channels.metrics import Metrics
 
 logger = logging.getLogger("kefu.channels")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-REQUIRED_STATIC = ("index.html", "widget.js", "console.html", "console.js")
+REQUIRED_STATIC = ("index.html", "widget.js")
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -62,10 +70,9 @@ CONTENT_TYPES = {
 }
 _STATIC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _HOST_RE = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
-_API_CONVERSATION_RE = re.compile(r"/api/conversations/([^/]+)")
 
 # Static route aliases (besides "/<file name>").
-ROUTE_ALIASES = {"/": "index.html", "/console": "console.html", "/console/": "console.html"}
+ROUTE_ALIASES = {"/": "index.html"}
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,13 @@ class ServerOptions:
     the backend's token stream) while more than ``high`` bytes are unsent, until below ``low``.
     ``max_queue``: (high, low) watermarks of websockets' incoming frame queue: reading from the socket pauses
     above ``high``. ``turn_timeout``: seconds a turn may take (``None``: no limit) before ``timeout``.
+    ``push_interval``: seconds between two polls for agent messages to push (``None``: no pushing).
     ``origins``: allowed ``Origin`` headers for ``/ws`` (``None``: any origin, since the widget is embedded in
     other sites' pages). ``close_grace``: seconds ``close()`` lets running turns finish before cancelling them.
+    ``rate``/``burst``: each connection's token bucket (frames per second, bucket size; ``rate=None``: no limit);
+    a frame over it gets ``rate_limited`` and is dropped. ``max_connections``: open WebSocket connections beyond
+    which a new handshake is refused with HTTP 503 (``None``: no limit). ``reuse_port``: bind with SO_REUSEPORT so
+    several worker processes share one port (the kernel spreads new connections over them).
     """
 
     max_frame_bytes: int = p.MAX_FRAME_BYTES
@@ -91,7 +103,12 @@ class ServerOptions:
     ping_timeout: float | None = 20.0
     origins: tuple[str | None, ...] | None = None
     close_grace: float = 5.0
+    push_interval: float | None = 0.5
     extra_headers: dict[str, str] = field(default_factory=dict)
+    rate: float | None = p.DEFAULT_RATE
+    burst: int = p.DEFAULT_BURST
+    max_connections: int | None = 10_000
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,19 @@ def _where(exc: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno}:{last.name}"
 
 
+def _accepts_keyword(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` takes the keyword argument ``name`` (or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        (param.name == name and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY))
+        or param.kind is param.VAR_KEYWORD
+        for param in parameters
+    )
+
+
 _STOP = object()
 
 
@@ -164,6 +194,8 @@ class Server:
         port: int = 8000,
         static_dir: Path | str | None = None,
         options: ServerOptions | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.backend = backend
         self.host = host
@@ -174,6 +206,13 @@ class Server:
         self._ws: _WSServer | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self.connections = 0
+        self._live: dict[ServerConnection, p.ConnectionState] = {}  # open connections: where pushes go
+        self._send_locks: dict[ServerConnection, asyncio.Lock] = {}
+        self._handed_off: set[str] = set()  # conversations handed off at the last poll
+        self._pusher: asyncio.Task[None] | None = None
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._ws_admitted: set[ServerConnection] = set()  # /ws handshakes let through, not yet ended
+        self._backend_takes_user = _accepts_keyword(backend.open_conversation, "user")
 
     def __repr__(self) -> str:
         return f"Server(host={self.host!r}, port={self.port if self._ws else self._requested_port})"
@@ -210,13 +249,21 @@ class Server:
             origins=[None if o is None else Origin(o) for o in opts.origins] if opts.origins is not None else None,
             server_header="Kefu",
             logger=_NoPayloadLogger(logging.getLogger("kefu.channels.websockets"), {}),
+            reuse_port=opts.reuse_port,
         )
+        if opts.push_interval is not None:
+            self._pusher = asyncio.create_task(self._push_loop(opts.push_interval))
         logger.info("kefu channel server listening on %s", self.url)
 
     async def close(self) -> None:
         """Stop accepting, close connections (1001), let running turns finish for ``close_grace`` seconds."""
         if self._ws is None:
             return
+        if self._pusher is not None:
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
+            self._pusher = None
         self._ws.close()
         await self._ws.wait_closed()
         if self._workers:
@@ -270,26 +317,17 @@ class Server:
         return self._json(status, {"error": {"code": frame["code"], "message": frame["message"]}})
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path, _, query = request.path.partition("?")
-        path = urlsplit(path).path or "/"
+        path = urlsplit(request.path.partition("?")[0]).path or "/"
         if path == "/ws":
-            return None  # let websockets perform (or refuse) the WebSocket handshake
+            return self._admit(connection)  # None: let websockets perform (or refuse) the WebSocket handshake
+        if path == "/metrics":
+            body, content_type = self.metrics.render()
+            return self._response(http.HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store"})
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return self._json(http.HTTPStatus.NOT_FOUND, {"error": {"code": "not_found", "message": "use /ws"}})
         try:
             if path == "/healthz":
                 return self._json(http.HTTPStatus.OK, {"status": "ok"})
-            if path == "/api/conversations":
-                limit, offset = p.parse_page(parse_qs(query))
-                summaries = await self.backend.list_conversations(limit, offset)
-                return self._json(http.HTTPStatus.OK, [p.summary_to_json(s) for s in summaries])
-            match = _API_CONVERSATION_RE.fullmatch(path)
-            if match is not None:
-                conversation_id = match.group(1)
-                if not p.CONVERSATION_ID_RE.fullmatch(conversation_id):
-                    raise ProtocolError(p.BAD_FRAME, "malformed conversation id")
-                events = await self.backend.conversation_events(conversation_id)
-                return self._json(http.HTTPStatus.OK, [p.event_to_json(e) for e in events])
         except Exception as exc:  # noqa: BLE001 - the API boundary: any failure becomes a JSON error
             if not isinstance(exc, ProtocolError):
                 logger.warning("api %s failed: %s at %s", path.split("/")[2], type(exc).__name__, _where(exc))
@@ -302,9 +340,79 @@ class Server:
             extra["Content-Security-Policy"] = content_security_policy(request.headers.get("Host"))
         return self._response(http.HTTPStatus.OK, static.body, static.content_type, extra)
 
+    def _admit(self, connection: ServerConnection) -> Response | None:
+        """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened)."""
+        limit = self.options.max_connections
+        if limit is None:
+            return None
+        admitted = self._ws_admitted
+        if len(admitted) >= limit:  # forget handshakes that failed after being admitted
+            admitted.difference_update([c for c in admitted if c.state is State.CLOSED])
+        if len(admitted) >= limit:
+            self.metrics.refused.labels("max_connections").inc()
+            return self._json(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                {"error": {"code": "unavailable", "message": "too many connections; retry later"}},
+            )
+        admitted.add(connection)
+        return None
+
     # ---------------------------------------------------------------------------------------------- WebSocket
     async def _send(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
-        await ws.send(p.encode_frame(frame))
+        if frame.get("type") == "error":
+            self.metrics.error(str(frame.get("code")))
+        lock = self._send_locks.get(ws)
+        if lock is None:
+            await ws.send(p.encode_frame(frame))
+            return
+        async with lock:  # a push and a turn's frames never interleave mid-write
+            await ws.send(p.encode_frame(frame))
+
+    # ------------------------------------------------------------------------------------------- agent pushes
+    async def _push_loop(self, interval: float) -> None:
+        """Every ``interval`` seconds: push new agent messages / takeover / handback to the customers' sockets."""
+        failures = 0
+        while True:
+            await asyncio.sleep(interval * min(2**failures, 20))  # back off while the store is down
+            try:
+                await self.push_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed poll is retried; the connections stay up
+                failures += 1
+                logger.warning("agent push poll failed: %s at %s", type(exc).__name__, _where(exc))
+
+    async def push_once(self) -> int:
+        """One poll (see the module docstring); returns how many frames were sent."""
+        by_conversation: dict[str, list[tuple[ServerConnection, p.ConnectionState]]] = {}
+        for ws, state in list(self._live.items()):
+            if state.conversation_id is not None and ws.state is State.OPEN:
+                by_conversation.setdefault(state.conversation_id, []).append((ws, state))
+        if not by_conversation:
+            self._handed_off = set()
+            return 0
+        ids = sorted(by_conversation)
+        handed_off: set[str] = set()
+        for start in range(0, len(ids), 500):
+            statuses = await self.backend.handoff_statuses(ids[start : start + 500])
+            handed_off.update(cid for cid, status in statuses.items() if status)
+        # Also read the conversations handed back since the last poll: their HANDBACK event is still to push.
+        to_read = handed_off | (self._handed_off & by_conversation.keys())
+        self._handed_off = handed_off
+        sent = 0
+        for cid in sorted(to_read):
+            targets = by_conversation[cid]
+            events = await self.backend.events_after(cid, min(state.last_seq for _, state in targets))
+            for ws, state in targets:
+                if state.conversation_id != cid:
+                    continue  # the connection moved on while we read
+                frames, state.last_seq = p.push_frames(events, state.last_seq)
+                for frame in frames:
+                    with contextlib.suppress(ConnectionClosed):
+                        await asyncio.wait_for(self._send(ws, frame), timeout=5.0)
+                        sent += 1
+        return sent
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         """Reader: parse frames, answer protocol errors, ack and queue turns for this connection's worker."""
@@ -314,26 +422,44 @@ class Server:
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
         self.connections += 1
+        self._live[ws] = state
+        self._send_locks[ws] = asyncio.Lock()
+        self.metrics.connections.inc()
+        opts = self.options
+        bucket = p.TokenBucket(opts.rate, opts.burst, now=time.monotonic()) if opts.rate is not None else None
         try:
             async for data in ws:
+                self.metrics.messages.inc()
+                frame: p.ClientFrame | None = None
                 try:
                     frame = p.parse_client_frame(data, max_bytes=self.options.max_frame_bytes)
+                    if bucket is not None and not bucket.take(time.monotonic()):
+                        raise p.rate_limited(frame)  # dropped: neither acknowledged nor queued
                     fresh = state.admit(frame)
                 except ProtocolError as exc:
-                    await self._send(ws, p.error_frame_for(exc))
+                    error = exc
+                    if bucket is not None and frame is None and not bucket.take(time.monotonic()):
+                        error = p.rate_limited(None)  # malformed frames cost a token too
+                    await self._send(ws, p.error_frame_for(error))
                     continue
                 if isinstance(frame, p.UserMessage):
                     await self._send(ws, p.ack_frame(frame.message_id))
                 if fresh:
+                    self.metrics.pending.inc()
                     queue.put_nowait(frame)
         except ConnectionClosed:
             pass  # abnormal closes (1007 invalid UTF-8, 1009 too big, dropped TCP) end this connection only
         finally:
             self.connections -= 1
+            self._live.pop(ws, None)
+            self._send_locks.pop(ws, None)
+            self.metrics.connections.dec()
+            self._ws_admitted.discard(ws)
             # Drop turns that have not started (the client resends them); the running one finishes and is stored,
             # so a resend after reconnecting is answered from the store.
             while not queue.empty():
-                queue.get_nowait()
+                if queue.get_nowait() is not _STOP:
+                    self.metrics.pending.dec()
             queue.put_nowait(_STOP)
 
     async def _worker(self, ws: ServerConnection, state: p.ConnectionState, queue: asyncio.Queue[Any]) -> None:
@@ -351,27 +477,41 @@ class Server:
                 pass
             finally:
                 state.finish(frame)
+                self.metrics.pending.dec()
 
     async def _open(self, ws: ServerConnection, state: p.ConnectionState, hello: p.Hello) -> None:
         try:
-            conversation_id = await self.backend.open_conversation(hello.conversation_id, hello.language)
+            if hello.user is not None and self._backend_takes_user:  # the keyword is optional in Backend
+                opener: Any = self.backend.open_conversation
+                conversation_id = await opener(hello.conversation_id, hello.language, user=hello.user)
+            else:
+                conversation_id = await self.backend.open_conversation(hello.conversation_id, hello.language)
             history = None
+            last_seq = 0
             if conversation_id == hello.conversation_id:
                 events = await self.backend.conversation_events(conversation_id)
                 history = p.history_frame(conversation_id, events)
+                last_seq = max((e.seq for e in events), default=0)
         except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an error frame
-            logger.warning("open_conversation failed: %s at %s", type(exc).__name__, _where(exc))
+            logger.warning(
+                "open_conversation failed: %s at %s", type(exc).__name__, _where(exc),
+                extra={"conversation_id": hello.conversation_id},
+            )
             await self._send(ws, p.error_frame_for(exc))
             return
-        state.open(conversation_id)
+        state.open(conversation_id, last_seq)
         await self._send(ws, p.session_frame(conversation_id))
         if history is not None and history["messages"]:
             await self._send(ws, history)
 
     async def _turn(self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage) -> None:
         typing = False
+        started = time.perf_counter()
+        metrics = self.metrics
 
         async def on_token(delta: str) -> None:
+            if delta:
+                metrics.tokens.inc()
             # A vanished client must not fail the turn: it is still committed, and a resend replays it.
             if delta and ws.state is State.OPEN:
                 with contextlib.suppress(ConnectionClosed):
@@ -381,7 +521,11 @@ class Server:
             state.check_conversation(message)
             if state.conversation_id is None:
                 conversation_id = await self.backend.open_conversation(message.conversation_id)
-                state.open(conversation_id)
+                last_seq = 0
+                if conversation_id == message.conversation_id:  # resumed without hello: no history was sent,
+                    events = await self.backend.conversation_events(conversation_id)  # old pushes are not new
+                    last_seq = max((e.seq for e in events), default=0)
+                state.open(conversation_id, last_seq)
                 await self._send(ws, p.session_frame(conversation_id))
             await self._send(ws, p.typing_frame(True))
             typing = True
@@ -398,11 +542,14 @@ class Server:
                     _where(exc),
                     state.conversation_id,
                     message.message_id,
+                    extra={"conversation_id": state.conversation_id, "message_id": message.message_id},
                 )
+            metrics.turn_done("error")
             if typing:
                 await self._send(ws, p.typing_frame(False))
             await self._send(ws, p.error_frame_for(exc, reply_to=message.message_id))
             return
+        metrics.turn_done("replayed" if reply.replayed else "ok", time.perf_counter() - started)
         if state.open(reply.conversation_id):
             await self._send(ws, p.session_frame(reply.conversation_id))
         await self._send(ws, p.typing_frame(False))
@@ -421,9 +568,11 @@ async def run_server(
     port: int = 0,
     static_dir: Path | str | None = None,
     options: ServerOptions | None = None,
+    *,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Server]:
     """Start a server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit."""
-    server = Server(backend, host, port, static_dir, options)
+    server = Server(backend, host, port, static_dir, options, metrics=metrics)
     await server.start()
     try:
         yield server
@@ -439,9 +588,10 @@ async def serve(
     options: ServerOptions | None = None,
     *,
     on_started: Callable[[Server], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve until cancelled (e.g. ``asyncio.run(serve(backend))``; Ctrl-C cancels)."""
-    async with run_server(backend, host, port, static_dir, options) as server:
+    async with run_server(backend, host, port, static_dir, options, metrics=metrics) as server:
         if on_started is not None:
             on_started(server)
         await server.serve_forever()

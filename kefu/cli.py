@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 import tempfile
@@ -15,6 +14,8 @@ from rich.console import Console
 
 from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
 from kefu.config import ConfigError
+from kefu.retention_cli import app as conversations_app
+from kefu.users_cli import app as users_app
 
 
 def _startup_errors() -> tuple[type[BaseException], ...]:
@@ -37,6 +38,8 @@ app.add_typer(runtime_app, name="runtime", help="Train, serve and benchmark the 
 app.add_typer(policy_app, name="policy", help="Train and evaluate the deep-RL dialogue policy.")
 scenarios_app = typer.Typer(help="Replay scripted conversations (YAML).", no_args_is_help=True)
 app.add_typer(scenarios_app, name="scenarios")
+app.add_typer(conversations_app, name="conversations")
+app.add_typer(users_app, name="users")
 
 console = Console(stderr=True)
 BotOption = Annotated[Path, typer.Option("--bot", help="The bot folder (holds bot.yml).")]
@@ -54,17 +57,48 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     store: Annotated[str | None, typer.Option(help="SQLAlchemy async URL; overrides bot.yml.")] = None,
     generation: Annotated[str | None, typer.Option(help="embedded | template | an OpenAI-compatible URL; overrides bot.yml.")] = None,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", help="SO_REUSEPORT: several `kefu serve` workers share --port.")] = False,
+    log_format: Annotated[str, typer.Option("--log-format", help="text | json (one JSON object per line).")] = "text",
+    max_connections: Annotated[int, typer.Option(help="Open WebSocket connections before new ones get HTTP 503.")] = 10_000,
+    console_host: Annotated[str, typer.Option(help="Interface of the staff console (keep it private).")] = "127.0.0.1",
+    console_port: Annotated[int, typer.Option(help="TCP port of the staff console.")] = 8001,
+    console_origin: Annotated[list[str] | None, typer.Option(help="The console's public origin behind a proxy, e.g. https://ops.shop.example (repeatable).")] = None,
+    no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the console (e.g. extra workers).")] = False,
 ) -> None:
-    """Serve the chat widget, the WebSocket endpoint and the ops console."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from channels.server import run_server
+    """Serve the chat widget and WebSocket endpoint, and the staff console on its own port."""
+    from kefu.logs import FORMATS, configure
+
+    if log_format not in FORMATS:
+        raise _fail(f"--log-format must be one of {', '.join(FORMATS)}")
+    configure(log_format)
+    from channels.metrics import Metrics
+    from channels.server import ServerOptions, run_server
+    from kefu.serving import ServingBackend
+
+    metrics = Metrics()
+    options = ServerOptions(reuse_port=reuse_port, max_connections=max_connections)
 
     async def main() -> None:
-        async with running_bot(bot, store_url=store, generation=generation) as running, run_server(
-            running.engine, host=host, port=port  # type: ignore[arg-type]
-        ) as server:
-            console.print(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/"
-                          f"  (console: http://{host}:{server.port}/console)")
+        from contextlib import AsyncExitStack
+
+        from channels.ops import OpsOptions, run_ops_server
+        from kefu.console import Console as ConsoleBackend
+        from kefu.console import nlu_files
+
+        async with AsyncExitStack() as stack:
+            running = await stack.enter_async_context(running_bot(bot, store_url=store, generation=generation))
+            server = await stack.enter_async_context(run_server(
+                ServingBackend(running.engine, metrics), host=host, port=port, options=options, metrics=metrics
+            ))
+            console.print(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
+            if not no_console:
+                ops = await stack.enter_async_context(run_ops_server(
+                    ConsoleBackend(running.engine, nlu_files(running.bot)), host=console_host, port=console_port,
+                    options=OpsOptions(origins=tuple(console_origin) if console_origin else None, reuse_port=reuse_port),
+                ))
+                console.print(f"Staff console on {ops.url}/console")
+                if not await running.engine.store.list_users():
+                    console.print("  no console accounts yet: [bold]kefu users add NAME --role admin[/bold]")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,8 +5,12 @@
  *   <script src="https://chat.example.com/widget.js" data-server="https://chat.example.com" data-lang="zh" defer></script>
  * data-server: base URL of the Kefu server (default: where widget.js was loaded from); the socket is <base>/ws.
  * data-lang:   "en" or "zh" (default: from navigator.language).
+ * data-user:   optional: the site's id of the logged-in customer (1-255 of [A-Za-z0-9_.:@+-], e.g. a hash); it
+ *              becomes the sender of a new conversation, so `kefu conversations delete --user ID` can erase it.
  *
- * Wire protocol: see channels/protocol.py. All user and bot text is inserted with textContent, never innerHTML.
+ * Wire protocol: see channels/protocol.py. All user, bot and agent text is inserted with textContent, never innerHTML.
+ * Human agents: while one holds the conversation, their messages arrive as {"type": "message", "role": "agent"}
+ * frames and {"type": "handoff", "status": "agent" | "bot"} says when they join or leave.
  */
 (function () {
   "use strict";
@@ -44,6 +48,10 @@
   }
 
   var LANG = pickLanguage();
+  var USER = (function () {
+    var raw = script && script.getAttribute("data-user");
+    return raw && /^[A-Za-z0-9_.:@+-]{1,255}$/.test(raw) ? raw : null;
+  })();
   var MAX_CHARS = 2000;
   var STORAGE_KEY = "kefu:conversation:" + BASE.origin + BASE.pathname;
   var OPEN_KEY = "kefu:open:" + BASE.origin + BASE.pathname;
@@ -62,12 +70,16 @@
       offline: "Connection lost. Reconnecting…",
       welcome: "Hi! Ask us about an order, a return, shipping or payment.",
       handoff: "You are being connected to a human agent.",
+      agent: "Agent",
+      agentJoined: "A human agent joined the chat.",
+      agentLeft: "The agent left the chat; the assistant is back.",
       retry: "Retry",
       tooLong: "Your message is too long (2000 characters at most).",
       failed: "Not delivered.",
       log: "Conversation",
       errors: {
         busy: "We are still answering your previous messages. Please wait a moment and retry.",
+        rate_limited: "You are sending messages very fast. Please wait a moment and retry.",
         timeout: "The assistant did not answer in time. Please retry.",
         store_unavailable: "The service is temporarily unavailable. Please retry in a moment.",
         too_large: "Your message is too long (2000 characters at most).",
@@ -88,12 +100,16 @@
       offline: "连接已断开，正在重连…",
       welcome: "您好！订单查询、退货、配送、支付问题都可以问我。",
       handoff: "正在为您转接人工客服。",
+      agent: "人工客服",
+      agentJoined: "人工客服已加入对话。",
+      agentLeft: "人工客服已离开，智能助手继续为您服务。",
       retry: "重试",
       tooLong: "消息太长了（最多2000个字符）。",
       failed: "发送失败。",
       log: "对话记录",
       errors: {
         busy: "我们还在处理您之前的消息，请稍候再试。",
+        rate_limited: "您发送消息太快了，请稍候再试。",
         timeout: "客服回复超时，请重试。",
         store_unavailable: "服务暂时不可用，请稍后重试。",
         too_large: "消息太长了（最多2000个字符）。",
@@ -300,10 +316,24 @@
     scrollDown();
   }
 
+  function agentBubble(text, messageId, extraClass) {
+    if (messageId && findById(messageId)) return null; // already shown (a push, then a reconnect's history)
+    var bubble = el("div", { "class": "kefu-msg kefu-bot kefu-agent kefu-final" + (extraClass || "") });
+    if (messageId) bubble.setAttribute("data-message-id", messageId);
+    bubble.appendChild(el("span", { "class": "kefu-sender" }, T.agent));
+    bubble.appendChild(el("span", { "class": "kefu-text" }, text));
+    list.appendChild(bubble);
+    return bubble;
+  }
+
   function renderHistory(messages) {
     messages.forEach(function (m) {
       if (m.message_id && findById(m.message_id)) return; // already on screen (reconnect without reload)
-      var cls = m.role === "user" ? "kefu-user" : m.role === "agent" ? "kefu-bot kefu-agent" : "kefu-bot";
+      if (m.role === "agent") {
+        agentBubble(m.text, m.message_id, " kefu-history");
+        return;
+      }
+      var cls = m.role === "user" ? "kefu-user" : "kefu-bot";
       var bubble = el("div", { "class": "kefu-msg " + cls + " kefu-final kefu-history" });
       if (m.message_id) bubble.setAttribute("data-message-id", m.message_id);
       if (m.reply_to) bubble.setAttribute("data-reply-to", m.reply_to);
@@ -311,6 +341,13 @@
       list.appendChild(bubble);
     });
     scrollDown();
+  }
+
+  // A message with no text answers a customer message while a human agent holds the chat: it only confirms
+  // delivery (the agent answers separately, pushed as role "agent").
+  function silentReply(frame) {
+    var streaming = findReply(frame.reply_to);
+    if (streaming && !streaming.classList.contains("kefu-final")) streaming.remove();
   }
 
   function setStatus(text, kind) {
@@ -357,7 +394,7 @@
     socket = ws;
     inSession = false;
     ws.addEventListener("open", function () {
-      ws.send(JSON.stringify({ type: "hello", conversation_id: conversationId, language: LANG }));
+      ws.send(JSON.stringify({ type: "hello", conversation_id: conversationId, language: LANG, user: USER }));
     });
     ws.addEventListener("message", function (event) {
       if (typeof event.data !== "string") return;
@@ -419,10 +456,25 @@
         break;
       case "message":
         typing.hidden = true;
+        if (frame.role === "agent") {
+          agentBubble(String(frame.text || ""), frame.message_id);
+          scrollDown();
+          break;
+        }
         dropPending(frame.reply_to);
         var asked = findById(frame.reply_to);
         if (asked) asked.classList.remove("kefu-pending");
-        finalMessage(frame);
+        if (frame.text === "") silentReply(frame);
+        else finalMessage(frame);
+        break;
+      case "handoff":
+        if (frame.status === "agent") {
+          handoffShown = true;
+          addNote(T.agentJoined, "handoff");
+        } else if (frame.status === "bot") {
+          handoffShown = false;
+          addNote(T.agentLeft, "handoff");
+        }
         break;
       case "error":
         onError(frame);

@@ -1,4 +1,5 @@
-"""Fixtures for the channel layer: a free port, an in-memory echo backend, a running server, a headless browser.
+"""Fixtures for the channel layer: a free port, an in-memory echo backend, a running server, a headless browser,
+and the ops console over a real store with a model-free bot (:func:`console_env`).
 
 Async fixtures are function-scoped but run on the session event loop, like the suite's tests
 (``asyncio_default_test_loop_scope = "session"``; the test modules also pin ``loop_scope="session"``).
@@ -28,10 +29,12 @@ from channels.server import Server, ServerOptions, run_server
 from dialogue.errors import ConversationNotFound
 from dialogue.types import (
     ACTION,
+    AGENT_MESSAGE,
     BOT_MESSAGE,
+    HANDBACK,
     NLU_PARSE,
+    TAKEOVER,
     USER_MESSAGE,
-    ConversationSummary,
     Event,
     TurnReply,
 )
@@ -67,6 +70,7 @@ class EchoBackend:
         self.gate: asyncio.Event | None = None
         self.fail: BaseException | None = None
         self.started: list[str] = []  # message ids, in the order turns started
+        self.handoff: dict[str, str] = {}  # conversation id -> "agent" while a (simulated) agent holds it
 
     def _new(self, language: str | None) -> str:
         conversation_id = uuid.uuid4().hex
@@ -134,21 +138,26 @@ class EchoBackend:
         self.replies[(conversation_id, message_id)] = reply
         return reply
 
-    async def list_conversations(self, limit: int, offset: int) -> list[ConversationSummary]:
-        rows = sorted(self.conversations.items(), key=lambda kv: kv[1]["updated_at"], reverse=True)
-        return [
-            ConversationSummary(
-                id=cid,
-                language=c["language"],
-                turn_count=c["turns"],
-                handed_off=False,
-                state="open",
-                created_at=c["created_at"],
-                updated_at=c["updated_at"],
-                last_intent="echo" if c["turns"] else None,
-            )
-            for cid, c in rows[offset : offset + limit]
-        ]
+    # A simulated human agent (what the ops console does through the real engine).
+    def take_over(self, conversation_id: str, agent: str = "amy") -> None:
+        self.handoff[conversation_id] = "agent"
+        self._event(conversation_id, TAKEOVER, {"agent": agent}, None)
+
+    def agent_say(self, conversation_id: str, text: str, agent: str = "amy") -> str:
+        message_id = "agent-" + uuid.uuid4().hex
+        self._event(conversation_id, AGENT_MESSAGE, {"text": text, "agent": agent, "message_id": message_id}, message_id)
+        return message_id
+
+    def hand_back(self, conversation_id: str, agent: str = "amy") -> None:
+        self.handoff.pop(conversation_id, None)
+        self._event(conversation_id, HANDBACK, {"agent": agent}, None)
+
+    async def events_after(self, conversation_id: str, seq: int) -> list[Event]:
+        conv = self.conversations.get(conversation_id)
+        return [e for e in conv["events"] if e.seq > seq] if conv else []
+
+    async def handoff_statuses(self, conversation_ids: Any) -> dict[str, str]:
+        return {cid: self.handoff[cid] for cid in conversation_ids if cid in self.handoff}
 
     async def conversation_events(self, conversation_id: str) -> list[Event]:
         conv = self.conversations.get(conversation_id)
@@ -192,3 +201,119 @@ async def browser() -> AsyncIterator[Any]:
     """A headless Chromium ``playwright.async_api.Browser`` (one per test)."""
     async with launch_browser() as b:
         yield b
+
+
+# ---------------------------------------------------------------------------------------------- ops console
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+PASSWORDS = {"viewer": "viewer-password-1", "agent": "agent-password-1", "admin": "admin-password-1"}
+_HASHES: dict[str, str] = {}
+
+
+def password_hashes() -> dict[str, str]:
+    """argon2 hashes of :data:`PASSWORDS`, computed once per test session (each costs tens of ms)."""
+    if not _HASHES:
+        from channels.auth import hash_password
+
+        _HASHES.update({role: hash_password(pw) for role, pw in PASSWORDS.items()})
+    return _HASHES
+
+
+class KeywordNLU:
+    """A model-free parser for console tests: a few keywords decide the intent, 5-digit numbers are order ids.
+    Anything else is out of scope with a low confidence (two of those in a row queue the conversation)."""
+
+    RULES = (
+        ("complain", "complaint"),
+        ("return", "return_request"),
+        ("order", "order_status"),
+        ("hello", "greet"),
+        ("thank", "thanks"),
+    )
+
+    def parse(self, text: str) -> Any:
+        import re
+
+        from nlu.types import Entity, Parse
+
+        lowered = text.lower()
+        intent, confidence = "out_of_scope", 0.31
+        for keyword, name in self.RULES:
+            if keyword in lowered:
+                intent, confidence = name, 0.93
+                break
+        entities = tuple(Entity("order_id", m.group(), m.start(), m.end()) for m in re.finditer(r"\b\d{5}\b", text))
+        if entities and intent == "out_of_scope":
+            intent, confidence = "inform", 0.88
+        return Parse(text=text, intent=intent, confidence=confidence, entities=entities,
+                     ranking=((intent, confidence), ("greet", round(1 - confidence, 4))), language="en")
+
+
+class StubActions:
+    """Custom actions without the shop's database or knowledge base."""
+
+    async def run(self, action_name: str, call_payload: dict[str, Any]) -> Any:
+        from dialogue.types import ActionResult
+
+        if action_name == "action_handoff":
+            return ActionResult(responses=[("utter_handoff", {})], handoff=True)
+        if action_name == "action_order_status":
+            return ActionResult(responses=[("utter_order_status", {"status": "shipped", "eta": "tomorrow"})])
+        return ActionResult(responses=[("utter_fallback", {})])
+
+
+def light_engine(store: Any) -> Any:
+    """A real ``DialogueEngine`` on the demo shop's domain and flows, with model-free NLU, actions and templates."""
+    from dialogue.domain import Domain
+    from dialogue.engine import BotParts, DialogueEngine
+    from dialogue.flows import load_flows
+    from policy import FSMPolicy
+    from runtime.nlg import NLG
+    from runtime.templates import Templates
+    from safety.filters import InputFilter
+
+    domain = Domain.load(SHOP / "domain.yml")
+    flows = load_flows(SHOP / "flows.py")
+    parts = BotParts(
+        domain=domain, flows=flows, policy=FSMPolicy(flows.default_policy), nlu=KeywordNLU(), actions=StubActions(),
+        input_filter=InputFilter(), confidence_threshold=0.5,
+    )
+    return DialogueEngine(parts, store, NLG(Templates.from_domain(domain.raw), None, mode="template"))
+
+
+@dataclasses.dataclass
+class ConsoleEnv:
+    """A real store (SQLite file), the light engine on it, the console backend, and one account per role
+    (username = role, password in :data:`PASSWORDS`). Corrections go to copies of the shop's nlu files."""
+
+    store: Any
+    engine: Any
+    console: Any
+    nlu_files: dict[str, Path]
+
+    async def chat(self, *texts: str, conversation_id: str | None = None) -> str:
+        """Run customer turns through the engine; returns the conversation id."""
+        for text in texts:
+            reply = await self.engine.handle_message(conversation_id, uuid.uuid4().hex, text)
+            conversation_id = reply.conversation_id
+        assert conversation_id is not None
+        return conversation_id
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def console_env(tmp_path: Path) -> AsyncIterator[ConsoleEnv]:
+    import shutil
+
+    from dialogue.store import Store
+    from kefu.console import Console
+
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'console.db'}")
+    try:
+        engine = light_engine(store)
+        files = {"en": tmp_path / "nlu.yml", "zh": tmp_path / "nlu_zh.yml"}
+        shutil.copy(SHOP / "data" / "nlu.yml", files["en"])
+        shutil.copy(SHOP / "data" / "nlu_zh.yml", files["zh"])
+        for role, password_hash in password_hashes().items():
+            await store.add_user(role, password_hash, role)
+        yield ConsoleEnv(store, engine, Console(engine, files), files)
+    finally:
+        await store.close()

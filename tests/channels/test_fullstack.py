@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -87,3 +88,45 @@ async def test_browser_chat_with_the_real_bot(live: Server, browser: Any) -> Non
     final = page.locator(".kefu-msg.kefu-bot.kefu-final").last
     await expect(final).to_contain_text("10234", timeout=30_000)
     await context.close()
+
+
+async def test_real_bot_handoff_to_a_human_through_the_ops_console(live: Server, shop: Any, tmp_path: Path) -> None:
+    """A complaint queues the conversation; an agent logs into the ops server, takes it over and answers; the
+    customer's socket gets the answer pushed, and the bot stays quiet until the agent hands back."""
+    import httpx
+
+    from channels.auth import hash_password
+    from channels.ops import run_ops_server
+    from kefu.console import Console
+
+    store = shop.engine.store
+    username = f"agent-{uuid.uuid4().hex[:8]}"
+    await store.add_user(username, hash_password("agent-password-1"), "agent")
+    console = Console(shop.engine, {"en": tmp_path / "nlu.yml"})
+    async with run_ops_server(console, port=0) as ops, httpx.AsyncClient(base_url=ops.url, timeout=30) as http, \
+            websockets.connect(live.ws_url) as ws:
+        client = WebSocketClient(ws, shop.engine)
+        reply = await client.handle_message(None, uuid.uuid4().hex, "I want to make a complaint, this is terrible")
+        assert reply.handed_off and reply.intent == "complaint"
+        cid = reply.conversation_id
+        headers = {"Origin": ops.url}
+        login = await http.post("/api/login", json={"username": username, "password": "agent-password-1"},
+                                headers=headers)
+        assert login.status_code == 200
+        headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        queue = (await http.get("/api/handoff")).json()["items"]
+        assert cid in [c["id"] for c in queue if c["handoff_status"] == "waiting"]
+        assert (await http.post(f"/api/conversations/{cid}/takeover", headers=headers)).status_code == 200
+        sent = await http.post(f"/api/conversations/{cid}/message", json={"text": "Hi, Amy here. What happened?"},
+                               headers=headers)
+        assert sent.status_code == 200
+        pushed: list[dict[str, Any]] = []
+        while not any(f.get("role") == "agent" for f in pushed):
+            pushed.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        assert {"type": "handoff", "conversation_id": cid, "status": "agent"} in pushed
+        assert pushed[-1]["text"] == "Hi, Amy here. What happened?"
+        quiet = await client.handle_message(cid, uuid.uuid4().hex, "my parcel 10234 arrived broken")
+        assert quiet.text == "" and quiet.handed_off  # the bot does not answer while the agent holds it
+        assert (await http.post(f"/api/conversations/{cid}/handback", headers=headers)).status_code == 200
+        back = await client.handle_message(cid, uuid.uuid4().hex, "where is my order 10234?")
+        assert "10234" in back.text and not back.handed_off

@@ -11,7 +11,17 @@ import pytest
 from channels import protocol as p
 from channels.errors import ChannelError, ProtocolError
 from dialogue.errors import ConcurrentUpdate, ConversationNotFound, StoreUnavailable
-from dialogue.types import ACTION, AGENT_MESSAGE, BOT_MESSAGE, USER_MESSAGE, ConversationSummary, Event, TurnReply
+from dialogue.types import (
+    ACTION,
+    AGENT_MESSAGE,
+    BOT_MESSAGE,
+    HANDBACK,
+    TAKEOVER,
+    USER_MESSAGE,
+    ConversationSummary,
+    Event,
+    TurnReply,
+)
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -218,20 +228,39 @@ def test_api_json_rows() -> None:
     assert json.loads(p.encode_json([event]))[0]["data"] == {"text": "你好"}
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [({}, (50, 0)), ({"limit": ["10"], "offset": ["20"]}, (10, 20)), ({"limit": ["500"]}, (500, 0))],
-)
-def test_parse_page(query: dict[str, list[str]], expected: tuple[int, int]) -> None:
-    assert p.parse_page(query) == expected
+# The console list's query parsing (limit, filters, cursor) moved to the ops server: tests/channels/test_ops.py.
 
 
-@pytest.mark.parametrize(
-    "query", [{"limit": ["0"]}, {"limit": ["501"]}, {"limit": ["-1"]}, {"offset": ["x"]}, {"limit": ["١٢"]}]
-)
-def test_parse_page_rejects(query: dict[str, list[str]]) -> None:
-    with pytest.raises(ProtocolError):
-        p.parse_page(query)
+def test_push_frames_pick_agent_messages_takeover_and_handback() -> None:
+    events = [
+        ev(4, USER_MESSAGE, {"text": "hello", "message_id": "m1"}, "m1"),
+        ev(5, TAKEOVER, {"agent": "amy"}),
+        ev(6, AGENT_MESSAGE, {"text": "<b>Hi</b>, Amy here", "agent": "amy", "message_id": "a1"}, "a1"),
+        ev(7, BOT_MESSAGE, {"text": "bot", "reply_to": "m2"}, "b2"),
+        ev(8, HANDBACK, {"agent": "amy"}),
+    ]
+    frames, last = p.push_frames(events, after_seq=4)
+    assert last == 8
+    assert frames[0] == {"type": "handoff", "conversation_id": "c1", "status": "agent"}
+    assert frames[1] == {
+        "type": "message", "role": "agent", "conversation_id": "c1", "message_id": "a1", "reply_to": None,
+        "text": "<b>Hi</b>, Amy here", "intent": None, "confidence": None, "action": None, "handed_off": True,
+        "quick_replies": [], "replayed": False,
+    }
+    assert frames[2] == {"type": "handoff", "conversation_id": "c1", "status": "bot"}
+    assert len(frames) == 3  # the customer's own message and the bot reply came with the turn
+    assert p.push_frames(events, after_seq=8) == ([], 8)
+    assert p.push_frames(events, after_seq=6)[0] == [frames[2]]
+
+
+def test_connection_state_tracks_the_last_seq_sent() -> None:
+    state = p.ConnectionState()
+    state.open("c1", last_seq=12)
+    assert state.last_seq == 12
+    state.open("c1")
+    assert state.last_seq == 12  # same conversation: kept
+    state.open("c2")
+    assert state.last_seq == 0  # another conversation starts from scratch
 
 
 # ----------------------------------------------------------------------------------------- connection state

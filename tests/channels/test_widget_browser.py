@@ -1,4 +1,6 @@
-"""The widget and console in headless Chromium (Debian's /usr/bin/chromium) against a real server + echo backend."""
+"""The widget in headless Chromium (Debian's /usr/bin/chromium) against a real server + echo backend.
+
+The staff console's browser tests (login, review, takeover...) are in test_console_browser.py."""
 
 from __future__ import annotations
 
@@ -118,32 +120,6 @@ async def test_widget_reconnects_and_resends_unanswered_messages(browser: Any) -
         assert (await page.locator(FINAL_BOT).all_inner_texts()) == ["FIRST", "SECOND"]
     assert len(backend.conversations) == 1  # the same conversation, resumed with hello
     assert len(backend.started) == 2  # each message ran once
-    await context.close()
-
-
-async def test_console_lists_conversations_and_shows_events(browser: Any, server: Server, backend: EchoBackend) -> None:
-    cid = await backend.open_conversation(None, "zh")
-
-    async def no_tokens(_: str) -> None:
-        return None
-
-    await backend.handle_message(cid, "m1", "退货 <b>now</b>", no_tokens)
-    context, page, problems = await new_page(browser)
-    await page.goto(server.url + "/console")
-    row = page.locator(f"#con-rows tr[data-id='{cid}']")
-    await row.wait_for(timeout=5000)
-    cells = await row.locator("td").all_inner_texts()
-    assert cells[:5] == [cid, "zh", "1", "open", "no"]
-    await row.click()
-    await page.wait_for_selector(".con-event-bot_message", timeout=5000)
-    types = await page.locator(".con-event .con-type").all_inner_texts()
-    assert [t.lower() for t in types] == ["user_message", "nlu_parse", "action", "bot_message"]
-    assert "退货 <b>now</b>" in await page.locator(".con-event-user_message").inner_text()
-    assert await page.locator(".con-event b").count() == 0
-    nlu = await page.locator(".con-event-nlu_parse").inner_text()
-    assert "echo" in nlu and "100.0%" in nlu
-    assert "allowed: utter_echo" in await page.locator(".con-event-action").inner_text()
-    assert problems == []
     await context.close()
 
 

@@ -1,0 +1,846 @@
+"""Load and fault harness: N ``kefu serve`` workers on one PostgreSQL database, simulated customers over WebSocket.
+
+Everything runs on the loopback interface and is bounded in count (``--conversations`` x ``--turns``) and in time
+(``--time-limit``). One run:
+
+1. creates a fresh database ``kefu_load_<random>`` on the PostgreSQL server of ``--pg-url`` (dropped afterwards);
+   with ``--restart-postgres-at`` a private PostgreSQL cluster is created for the run instead (``initdb`` in a
+   temporary folder, on a free port), so restarting it disturbs nobody else;
+2. starts ``--workers`` ``kefu serve --reuse-port --no-console --log-format json`` processes on one free port
+   (SO_REUSEPORT: the kernel spreads connections over them), one torch thread each;
+3. runs ``--conversations`` simulated customers, started over ``--ramp`` seconds. Each replays the user messages of
+   the English or Chinese scenarios in ``scenarios/`` (alternating), ``--turns`` messages, with client message
+   ids and a random think time between turns (uniform, mean ``--think-time`` s). A customer sends ``hello`` with
+   its ``user`` id and, after a reconnect, its conversation id; it resends an unanswered message (same id) after
+   a dropped connection or an error frame, with back-off. A turn's latency is the customer's: from the first send
+   of the message to its final reply, resends included;
+4. optionally kills one worker with SIGKILL (``--kill-worker-at``: its customers reconnect to the other workers
+   and resume) or restarts PostgreSQL (``--restart-postgres-at``: errors while it is down must be clean
+   ``store_unavailable`` frames; recovery is timed from the moment it accepts connections again);
+5. checks the store against every customer's transcript: ``lost`` (a message the customer got a reply for is not
+   stored, or the reply is not), ``duplicated`` (a message or reply stored twice), ``reordered`` (stored messages
+   out of the customer's order: messages outside the longest in-order subsequence), ``mismatched`` (the stored
+   reply text differs from the one received), ``conversation_changed`` (a reconnect landed in another
+   conversation);
+6. optionally (``--long-conversation N``) runs one N-turn conversation back to back, then alternates its last 50
+   turns with the turns of five fresh 10-turn conversations, and compares their latencies.
+
+Usage::
+
+    python benchmarks/load.py --conversations 500 --turns 10 --workers 2 --generation template --json
+    python benchmarks/load.py --conversations 500 --turns 10 --workers 2 --generation embedded --json
+    python benchmarks/load.py --conversations 100 --turns 10 --kill-worker-at 20 --json
+    python benchmarks/load.py --conversations 100 --turns 10 --restart-postgres-at 20 --json
+    python benchmarks/load.py --conversations 0 --long-conversation 1000 --json
+
+``--json`` prints one JSON object with at least ``conversations, turns, turns_per_s, errors, lost, duplicated,
+reordered, latency_ms {p50, p95, p99}``. ``--worker lite`` serves a model-free stand-in of the bot (every message
+is a greeting, replies from templates; same server, engine and store) for the harness's own quick tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this folder comes first on sys.path, and benchmarks/nlu.py would shadow the nlu package.
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+SCENARIOS = ROOT / "scenarios"
+DEFAULT_BOT = ROOT / "examples" / "shop"
+RETRYABLE = {"busy", "rate_limited", "timeout", "store_unavailable", "internal", "not_found"}
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def note(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summary_ms(seconds: list[float]) -> dict[str, float | None]:
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000.0, 1)
+
+    return {
+        "p50": r(percentile(seconds, 50)),
+        "p95": r(percentile(seconds, 95)),
+        "p99": r(percentile(seconds, 99)),
+        "max": r(max(seconds) if seconds else None),
+        "mean": r(sum(seconds) / len(seconds) if seconds else None),
+        "n": len(seconds),
+    }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def longest_increasing(positions: list[int]) -> int:
+    """Length of the longest strictly increasing subsequence (patience sorting)."""
+    import bisect
+
+    tails: list[int] = []
+    for p in positions:
+        i = bisect.bisect_left(tails, p)
+        if i == len(tails):
+            tails.append(p)
+        else:
+            tails[i] = p
+    return len(tails)
+
+
+# ------------------------------------------------------------------------------------------------------ scripts
+def load_scripts() -> dict[str, list[list[str]]]:
+    """The user messages of every scenario, by language: ``{"en": [[msg, ...], ...], "zh": [...]}``."""
+    import yaml
+
+    scripts: dict[str, list[list[str]]] = {"en": [], "zh": []}
+    for path in sorted(SCENARIOS.glob("*.yml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        language = str(data.get("language", "en"))
+        texts = [str(t["user"]) for t in data.get("turns", []) if isinstance(t, dict) and t.get("user")]
+        if texts and language in scripts:
+            scripts[language].append(texts)
+    return scripts
+
+
+def script_for(scripts: dict[str, list[list[str]]], index: int, turns: int) -> tuple[str, list[str]]:
+    """Customer ``index``'s language and ``turns`` messages: its language's scenarios, one after another."""
+    language = "en" if index % 2 == 0 else "zh"
+    pool = scripts[language] or scripts["en"]
+    texts: list[str] = []
+    k = index // 2
+    while len(texts) < turns:
+        texts.extend(pool[k % len(pool)])
+        k += 1
+    return language, texts[:turns]
+
+
+# ------------------------------------------------------------------------------------------------------ postgres
+@dataclass
+class Database:
+    """The run's database: ``url`` for Kefu (asyncpg driver), ``dsn`` for direct checks."""
+
+    dsn: str
+    url: str
+    admin_dsn: str
+    name: str
+    cluster: PrivateCluster | None = None
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def create_database(admin_dsn: str) -> Database:
+    import asyncpg
+
+    name = f"kefu_load_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = admin_dsn.rsplit("/", 1)[0]
+    return Database(dsn=f"{base}/{name}", url=f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1),
+                    admin_dsn=admin_dsn, name=name)
+
+
+async def drop_database(db: Database) -> None:
+    import asyncpg
+
+    with contextlib.suppress(Exception):
+        conn = await asyncpg.connect(db.admin_dsn, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+class PrivateCluster:
+    """A throw-away PostgreSQL cluster (``initdb`` in a temp folder) that this run may restart at will."""
+
+    def __init__(self) -> None:
+        versions = sorted(PG_BIN.glob("*/bin/pg_ctl"))
+        if not versions:
+            raise SystemExit("--restart-postgres-at needs PostgreSQL's server binaries (pg_ctl, initdb)")
+        self.bin = versions[-1].parent
+        self.dir = Path(tempfile.mkdtemp(prefix="kefu_load_pg_"))
+        self.port = free_port()
+        self._as_postgres: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
+            shutil.chown(self.dir, "postgres")
+            self._as_postgres = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as_postgres, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def _opts(self) -> str:
+        return f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+
+    def start(self) -> None:
+        self._run(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres",
+                  "--no-sync")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-o", self._opts,
+                  "-l", str(self.dir / "log"), "-w", "start")
+
+    def restart(self) -> None:
+        """Fast shutdown (open transactions are aborted, clients disconnected) and start again; returns when up."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-o", self._opts, "-m", "fast", "-w",
+                  "restart")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+# ------------------------------------------------------------------------------------------------------- workers
+class Worker:
+    """One ``kefu serve`` process; its JSON log lines are read to know when it listens and to count warnings."""
+
+    def __init__(self, index: int, argv: list[str], env: dict[str, str]) -> None:
+        self.index = index
+        self.argv = argv
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ready = asyncio.Event()
+        self.levels: collections.Counter[str] = collections.Counter()
+        self.messages: collections.Counter[str] = collections.Counter()
+        self.started_at = 0.0
+        self.ready_after: float | None = None
+        self.killed = False
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)  # non-JSON lines (tracebacks)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=self.env,
+            start_new_session=True,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while True:
+            try:
+                line = await self.proc.stderr.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                continue
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").strip()
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                self.tail.append(text[-300:])  # progress bars, console lines, a traceback
+                continue
+            if not isinstance(entry, dict):
+                continue
+            level = str(entry.get("level", ""))
+            msg = str(entry.get("msg", ""))
+            self.levels[level] += 1
+            if level in ("warning", "error", "critical"):
+                self.messages[msg[:120]] += 1
+            if "channel server listening" in msg and not self.ready.is_set():
+                self.ready_after = time.monotonic() - self.started_at
+                self.ready.set()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.killed = True
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+
+
+def worker_argv(cfg: Config, port: int, store_url: str) -> list[str]:
+    if cfg.worker == "lite":
+        return [sys.executable, str(Path(__file__).resolve()), "--serve-lite", "--port", str(port),
+                "--store", store_url, *(["--action-endpoint", cfg.action_endpoint] if cfg.action_endpoint else [])]
+    return [sys.executable, "-m", "kefu.cli", "serve", "--bot", str(cfg.bot), "--host", "127.0.0.1",
+            "--port", str(port), "--store", store_url, "--generation", cfg.generation, "--reuse-port",
+            "--log-format", "json", "--no-console"]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+# ----------------------------------------------------------------------------------------------------- customers
+@dataclass
+class Turn:
+    message_id: str
+    text: str
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    done_at: float | None = None
+    reply: str | None = None
+    replayed: bool = False
+    attempts: int = 0
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.done_at is None else self.done_at - self.first_sent
+
+
+@dataclass
+class Stats:
+    """Shared by every customer: error frames and their times (for the fault timelines)."""
+
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    error_times: list[tuple[float, str]] = field(default_factory=list)
+    reconnects: int = 0
+    connect_failures: int = 0
+    conversation_changed: int = 0
+    http_refusals: int = 0
+
+    def error(self, code: str) -> None:
+        self.errors[code] += 1
+        self.error_times.append((time.monotonic(), code))
+
+
+class Customer:
+    """One simulated customer: one conversation, messages in order, resends until answered."""
+
+    def __init__(self, index: int, url: str, language: str, texts: list[str], run_id: str, think: float,
+                 rng: random.Random, stats: Stats, deadline: float, attempt_timeout: float = 60.0) -> None:
+        self.index = index
+        self.url = url
+        self.language = language
+        self.user = f"load-{run_id}-{index}"
+        self.turns = [Turn(f"{run_id}c{index}t{k}", text) for k, text in enumerate(texts)]
+        self.think = think
+        self.rng = rng
+        self.stats = stats
+        self.deadline = deadline
+        self.attempt_timeout = attempt_timeout
+        self.conversation_id: str | None = None
+        self.ws: Any = None
+        self.failed: str | None = None
+
+    async def _connect(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
+        backoff = 0.1
+        while True:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError("time limit")
+            try:
+                ws = await connect(self.url, open_timeout=10, max_size=2**20, ping_interval=None)
+            except InvalidStatus:
+                self.stats.http_refusals += 1
+            except (OSError, TimeoutError, Exception):  # noqa: BLE001 - any failure to connect: retry
+                self.stats.connect_failures += 1
+            else:
+                try:
+                    await ws.send(json.dumps({"type": "hello", "conversation_id": self.conversation_id,
+                                              "language": self.language, "user": self.user}))
+                    while True:
+                        frame = json.loads(await asyncio.wait_for(ws.recv(), self.attempt_timeout))
+                        if frame.get("type") == "session":
+                            cid = frame["conversation_id"]
+                            if self.conversation_id is not None and cid != self.conversation_id:
+                                self.stats.conversation_changed += 1
+                            self.conversation_id = cid
+                            self.ws = ws
+                            return
+                        if frame.get("type") == "error":
+                            self.stats.error(str(frame.get("code")))
+                            break
+                except Exception:  # noqa: BLE001 - dropped during the hello: retry
+                    self.stats.connect_failures += 1
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            await asyncio.sleep(backoff * (0.5 + self.rng.random()))
+            backoff = min(2.0, backoff * 2)
+
+    async def _drop(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        self.ws = None
+        self.stats.reconnects += 1
+
+    async def _exchange(self, turn: Turn) -> dict[str, Any]:
+        """Send ``turn`` once; the frame that answers it (final message or error)."""
+        turn.attempts += 1
+        turn.last_sent = time.monotonic()
+        if turn.attempts == 1:
+            turn.first_sent = turn.last_sent
+        await self.ws.send(json.dumps({"type": "message", "conversation_id": self.conversation_id,
+                                       "message_id": turn.message_id, "text": turn.text}))
+        end = time.monotonic() + self.attempt_timeout
+        while True:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), max(0.01, end - time.monotonic())))
+            kind = frame.get("type")
+            if kind == "message" and frame.get("reply_to") == turn.message_id:
+                return dict(frame)
+            if kind == "error" and frame.get("reply_to") in (turn.message_id, None):
+                return dict(frame)
+
+    async def run(self, start_delay: float, *, close: bool = True) -> None:
+        await asyncio.sleep(start_delay)
+        try:
+            for k, turn in enumerate(self.turns):
+                if k:
+                    await asyncio.sleep(self.think * (0.5 + self.rng.random()))
+                backoff = 0.1
+                while turn.done_at is None:
+                    if time.monotonic() > self.deadline:
+                        self.failed = "time limit"
+                        return
+                    try:
+                        if self.ws is None:
+                            await self._connect()
+                        frame = await self._exchange(turn)
+                    except TimeoutError:
+                        if time.monotonic() > self.deadline:
+                            self.failed = "time limit"
+                            return
+                        self.stats.error("client_timeout")
+                        await self._drop()
+                        continue
+                    except Exception:  # noqa: BLE001 - connection dropped (worker killed...): reconnect, resend
+                        await self._drop()
+                        continue
+                    if frame["type"] == "message":
+                        turn.done_at = time.monotonic()
+                        turn.reply = str(frame.get("text", ""))
+                        turn.replayed = bool(frame.get("replayed"))
+                        break
+                    code = str(frame.get("code"))
+                    self.stats.error(code)
+                    if code not in RETRYABLE:
+                        self.failed = f"error {code}"
+                        return
+                    await asyncio.sleep(backoff * (0.5 + self.rng.random()))
+                    backoff = min(2.0, backoff * 2)
+        finally:
+            if close and self.ws is not None:
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+                self.ws = None
+
+
+# --------------------------------------------------------------------------------------------------------- check
+async def check_store(dsn: str, customers: list[Customer]) -> dict[str, Any]:
+    """Compare every customer's transcript with what the store holds."""
+    import asyncpg
+
+    ids = [c.conversation_id for c in customers if c.conversation_id]
+    conn = await asyncpg.connect(dsn, timeout=30)
+    try:
+        rows = await conn.fetch(
+            "SELECT conversation_id, seq, type, message_id, data->>'reply_to' AS reply_to, data->>'text' AS text "
+            "FROM events WHERE conversation_id = ANY($1::text[]) AND type IN ('user_message', 'bot_message') "
+            "ORDER BY conversation_id, seq",
+            ids,
+        )
+        stage_rows = await conn.fetch(
+            "SELECT data->'latency_ms' AS latency FROM events WHERE conversation_id = ANY($1::text[]) "
+            "AND type = 'bot_message'", ids)
+        senders = {r["id"]: r["sender"] for r in await conn.fetch(
+            "SELECT id, sender FROM conversations WHERE id = ANY($1::text[])", ids)}
+    finally:
+        await conn.close()
+    users: dict[str, list[str]] = collections.defaultdict(list)
+    bots: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for r in rows:
+        if r["type"] == "user_message":
+            users[r["conversation_id"]].append(r["message_id"])
+        else:
+            bots[r["conversation_id"]][r["reply_to"] or ""].append(r["text"] or "")
+    lost = duplicated = reordered = mismatched = wrong_sender = 0
+    for c in customers:
+        if c.conversation_id is None:
+            continue
+        stored = users.get(c.conversation_id, [])
+        counts = collections.Counter(stored)
+        duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        replies = bots.get(c.conversation_id, {})
+        duplicated += sum(len(v) - 1 for v in replies.values() if len(v) > 1)
+        answered = [t for t in c.turns if t.done_at is not None]
+        for t in answered:
+            if t.message_id not in counts or t.message_id not in replies:
+                lost += 1
+            elif t.reply is not None and replies[t.message_id][0] != t.reply:
+                mismatched += 1
+        order = {t.message_id: k for k, t in enumerate(c.turns)}
+        positions = [order[m] for m in dict.fromkeys(stored) if m in order]
+        reordered += len(positions) - longest_increasing(positions)
+        if senders.get(c.conversation_id) != c.user:
+            wrong_sender += 1
+    stages: dict[str, list[float]] = collections.defaultdict(list)
+    for r in stage_rows:
+        latency = json.loads(r["latency"]) if isinstance(r["latency"], str) else r["latency"]
+        for stage, ms in (latency or {}).items():
+            if isinstance(ms, (int, float)):
+                stages[stage].append(float(ms) / 1000.0)
+    return {"lost": lost, "duplicated": duplicated, "reordered": reordered, "mismatched": mismatched,
+            "wrong_sender": wrong_sender, "stored_user_messages": sum(len(v) for v in users.values()),
+            "engine_stage_ms": {k: {q: v for q, v in summary_ms(x).items() if q in ("p50", "p99", "max")}
+                                for k, x in sorted(stages.items())}}
+
+
+# ----------------------------------------------------------------------------------------------------------- run
+@dataclass
+class Config:
+    conversations: int = 500
+    turns: int = 10
+    workers: int = 2
+    generation: str = "template"
+    think_time: float = 5.0
+    ramp: float | None = None
+    kill_worker_at: float | None = None
+    restart_postgres_at: float | None = None
+    long_conversation: int = 0
+    pg_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    bot: Path = DEFAULT_BOT
+    worker: str = "kefu"
+    action_endpoint: str | None = None
+    time_limit: float = 900.0
+    seed: int = 7
+
+
+async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]], run_id: str,
+                            stats: Stats, deadline: float) -> dict[str, Any]:
+    """One ``n``-turn conversation back to back; its last 50 turns alternate with five fresh 10-turn ones."""
+    rng = random.Random(1)
+    tail = min(50, n)
+    _, texts = script_for(scripts, 0, n)
+    long = Customer(10**6, url, "en", texts, f"{run_id}L", 0.0, rng, stats, deadline)
+    shorts = []
+    for j in range(tail // 10 or 1):
+        language, short_texts = script_for(scripts, 2 * j, 10)
+        shorts.append(Customer(10**6 + 1 + j, url, language, short_texts, f"{run_id}S", 0.0, rng, stats, deadline))
+    t0 = time.monotonic()
+
+    async def one(c: Customer, turn: Turn) -> None:
+        single = Customer(c.index, c.url, c.language, [], "", 0.0, rng, stats, deadline)
+        single.turns, single.ws, single.conversation_id, single.user = [turn], c.ws, c.conversation_id, c.user
+        await single.run(0.0, close=False)  # the connection stays open for the conversation's next turn
+        c.conversation_id, c.ws = single.conversation_id, single.ws
+
+    for turn in long.turns[: n - tail]:
+        await one(long, turn)
+    # The short conversations' connections stay open too (and are closed at the end).
+    short_turns = [t for s in shorts for t in s.turns]
+    owners = [s for s in shorts for _ in s.turns]
+    for k, turn in enumerate(long.turns[n - tail:]):
+        await one(long, turn)
+        if k < len(short_turns):
+            await one(owners[k], short_turns[k])
+    for c in (long, *shorts):
+        if c.ws is not None:
+            with contextlib.suppress(Exception):
+                await c.ws.close()
+    lat = [t.latency for t in long.turns if t.latency is not None]
+    short_lat = [t.latency for t in short_turns if t.latency is not None]
+    last = lat[-tail:]
+    p50_last, p50_short = percentile(last, 50), percentile(short_lat, 50)
+    return {
+        "turns": n,
+        "completed": len(lat),
+        "seconds": round(time.monotonic() - t0, 1),
+        "first10_ms": summary_ms(lat[:10]),
+        "last_ms": summary_ms(last),
+        "short_ms": summary_ms(short_lat),
+        "ratio_p50": round(p50_last / p50_short, 3) if p50_last and p50_short else None,
+        "customers": [long, *shorts],
+    }
+
+
+async def run(cfg: Config) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:6]
+    rng = random.Random(cfg.seed)
+    cluster: PrivateCluster | None = None
+    if cfg.restart_postgres_at is not None:
+        cluster = PrivateCluster()
+        note(f"private PostgreSQL cluster in {cluster.dir} on port {cluster.port}")
+        await asyncio.to_thread(cluster.start)
+        db = await create_database(cluster.admin_dsn)
+    else:
+        db = await create_database(cfg.pg_url)
+    note(f"database {db.name}")
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/ws"
+    workers = [Worker(i, worker_argv(cfg, port, db.url), worker_env()) for i in range(cfg.workers)]
+    report: dict[str, Any] = {"workers": cfg.workers, "generation": cfg.generation, "worker": cfg.worker,
+                              "think_time_s": cfg.think_time, "cpus": os.cpu_count()}
+    try:
+        t_start = time.monotonic()
+        for w in workers:
+            await w.start()
+        while not all(w.ready.is_set() for w in workers):
+            dead = [w for w in workers if w.proc is not None and w.proc.returncode is not None]
+            if dead:
+                await asyncio.sleep(0.5)  # let the reader collect the last lines
+                raise SystemExit(f"worker {dead[0].index} exited with {dead[0].proc.returncode}:\n"  # type: ignore[union-attr]
+                                 + "\n".join(dead[0].tail))
+            if time.monotonic() - t_start > 300:
+                raise SystemExit("workers did not start within 300 s")
+            await asyncio.sleep(0.2)
+        report["worker_start_s"] = round(time.monotonic() - t_start, 1)
+        note(f"{cfg.workers} workers listening on port {port} after {report['worker_start_s']} s")
+
+        scripts = load_scripts()
+        stats = Stats()
+        deadline = time.monotonic() + cfg.time_limit
+        ramp = cfg.ramp if cfg.ramp is not None else min(10.0, cfg.conversations / 50)
+        customers = []
+        for i in range(cfg.conversations):
+            language, texts = script_for(scripts, i, cfg.turns)
+            customers.append(Customer(i, url, language, texts, run_id, cfg.think_time, random.Random(rng.random()),
+                                      stats, deadline))
+        fault: dict[str, Any] = {}
+        t0 = time.monotonic()
+
+        async def faults() -> None:
+            if cfg.kill_worker_at is not None:
+                await asyncio.sleep(cfg.kill_worker_at)
+                victim = workers[0]
+                victim.kill()
+                fault["killed_worker_at_s"] = round(time.monotonic() - t0, 2)
+                note(f"killed worker {victim.index} (pid {victim.proc.pid if victim.proc else '?'}) with SIGKILL")
+            if cfg.restart_postgres_at is not None and cluster is not None:
+                await asyncio.sleep(max(0.0, cfg.restart_postgres_at - (time.monotonic() - t0)))
+                down = time.monotonic()
+                await asyncio.to_thread(cluster.restart)
+                up = time.monotonic()
+                fault.update(pg_restart_started=down, pg_ready=up)
+                note(f"PostgreSQL restarted ({up - down:.2f} s down)")
+
+        fault_task = asyncio.create_task(faults())
+        tasks = [asyncio.create_task(c.run(ramp * i / max(1, cfg.conversations))) for i, c in enumerate(customers)]
+        if tasks:
+            await asyncio.gather(*tasks)
+        load_s = time.monotonic() - t0
+        if not fault_task.done():
+            fault_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fault_task
+        turns = [t for c in customers for t in c.turns]
+        done = [t for t in turns if t.done_at is not None]
+        latencies = [t.latency for t in done if t.latency is not None]
+        report.update(
+            conversations=cfg.conversations,
+            turns_planned=len(turns),
+            turns=len(done),
+            duration_s=round(load_s, 1),
+            turns_per_s=round(len(done) / load_s, 1) if load_s > 0 else 0.0,
+            latency_ms=summary_ms(latencies),
+            resent_turns=sum(t.attempts > 1 for t in done),
+            replayed_replies=sum(t.replayed for t in done),
+        )
+
+        if cfg.long_conversation:
+            note(f"long conversation: {cfg.long_conversation} turns")
+            long = await long_conversation(url, cfg.long_conversation, scripts, run_id, stats, deadline)
+            customers.extend(long.pop("customers"))
+            report["long_conversation"] = long
+
+        failed = [c.failed for c in customers if c.failed]
+        report.update(
+            errors=sum(stats.errors.values()),
+            errors_by_code=dict(stats.errors),
+            failed_conversations=len(failed),
+            failed_reasons=dict(collections.Counter(failed)),
+            reconnects=stats.reconnects,
+            connect_failures=stats.connect_failures,
+            http_refusals=stats.http_refusals,
+            conversation_changed=stats.conversation_changed,
+        )
+        if "killed_worker_at_s" in fault:
+            killed_at = t0 + fault["killed_worker_at_s"]
+            resent = [t for t in done if t.first_sent <= killed_at <= (t.done_at or 0)]
+            fault["turns_in_flight_at_kill"] = len(resent)
+            fault["max_latency_across_kill_ms"] = round(max((t.latency or 0) for t in resent) * 1000, 1) if resent \
+                else None
+            report["kill"] = fault
+        if "pg_ready" in fault:
+            down, up = fault.pop("pg_restart_started"), fault.pop("pg_ready")
+            window = [(ts, code) for ts, code in stats.error_times if ts >= down]
+            after = [t for t in done if t.last_sent >= up]
+            first_ok = min((t.done_at for t in after if t.done_at is not None), default=None)
+            errors_after_up = [ts for ts, _ in window if ts >= up]
+            report["postgres_restart"] = {
+                "restart_at_s": round(down - t0, 2),
+                "down_s": round(up - down, 2),
+                "errors_by_code": dict(collections.Counter(code for _, code in window)),
+                "first_turn_ok_after_ready_s": None if first_ok is None else round(first_ok - up, 2),
+                "last_error_after_ready_s": round(max(errors_after_up) - up, 2) if errors_after_up else 0.0,
+            }
+
+        note("checking the store against every transcript")
+        report.update(await check_store(db.dsn, customers))
+        report["worker_warnings"] = {f"worker{w.index}": dict(w.messages) for w in workers if w.messages}
+        report["workers_alive"] = sum(w.alive for w in workers)
+        return report
+    finally:
+        for w in workers:
+            await w.stop()
+        if cluster is not None:
+            await asyncio.to_thread(cluster.stop)
+        else:
+            await drop_database(db)
+
+
+# ----------------------------------------------------------------------------------------------- the lite worker
+def serve_lite(port: int, store_url: str, action_endpoint: str | None = None) -> None:
+    """A model-free stand-in of ``kefu serve --reuse-port`` (same server, engine, store; every message greets,
+    except that a message mentioning an order asks the action server when ``action_endpoint`` is set)."""
+    from channels.metrics import Metrics
+    from channels.server import ServerOptions, run_server
+    from dialogue.actions import action_runner
+    from dialogue.domain import Domain
+    from dialogue.engine import BotParts, DialogueEngine
+    from dialogue.flows import load_flows
+    from dialogue.store import Store
+    from kefu.logs import configure
+    from kefu.serving import ServingBackend
+    from nlu.types import Entity, Parse
+    from policy import FSMPolicy
+    from runtime.nlg import NLG
+    from runtime.templates import Templates
+    from safety.filters import InputFilter
+
+    class KeywordParser:
+        def parse(self, text: str) -> Parse:
+            digits = next((w for w in text.replace("订单", " ").split() if w.isdigit() and len(w) == 5), None)
+            if digits and action_endpoint:
+                start = text.index(digits)
+                return Parse(text=text, intent="order_status", confidence=1.0,
+                             entities=(Entity("order_id", digits, start, start + 5),), language="en")
+            return Parse(text=text, intent="greet", confidence=1.0, ranking=(("greet", 1.0),), language="en")
+
+    configure("json")
+
+    async def main() -> None:
+        domain = Domain.load(DEFAULT_BOT / "domain.yml")
+        flows = load_flows(DEFAULT_BOT / "flows.py")
+        actions = action_runner(DEFAULT_BOT, actions=None, action_endpoint=action_endpoint, timeout_s=1.0) \
+            if action_endpoint else None
+        parts = BotParts(domain=domain, flows=flows, policy=FSMPolicy(flows.default_policy), nlu=KeywordParser(),
+                         actions=actions, input_filter=InputFilter())  # type: ignore[arg-type]
+        store = await Store.open(store_url)
+        engine = DialogueEngine(parts, store, NLG(Templates.from_domain(domain.raw), None, mode="template"))
+        metrics = Metrics()
+        try:
+            async with run_server(ServingBackend(engine, metrics), port=port, metrics=metrics,
+                                  options=ServerOptions(reuse_port=True, turn_timeout=30)):
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+        finally:
+            await store.close()
+            if actions is not None:
+                await actions.aclose()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--conversations", type=int, default=500)
+    ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--generation", default="template", help="template | embedded | an OpenAI-compatible URL")
+    ap.add_argument("--think-time", type=float, default=5.0, help="mean seconds between a reply and the next message")
+    ap.add_argument("--ramp", type=float, default=None, help="seconds over which customers arrive (default N/50)")
+    ap.add_argument("--kill-worker-at", type=float, default=None, metavar="SECONDS")
+    ap.add_argument("--restart-postgres-at", type=float, default=None, metavar="SECONDS")
+    ap.add_argument("--long-conversation", type=int, default=0, metavar="TURNS")
+    ap.add_argument("--pg-url", default=os.environ.get("KEFU_LOAD_PG_URL",
+                                                        "postgresql://postgres@127.0.0.1:5432/postgres"),
+                    help="an admin connection; a fresh database is created beside it")
+    ap.add_argument("--bot", type=Path, default=DEFAULT_BOT)
+    ap.add_argument("--worker", choices=["kefu", "lite"], default="kefu")
+    ap.add_argument("--action-endpoint", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--time-limit", type=float, default=900.0, help="seconds; customers give up after it")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--serve-lite", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--store", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve_lite:
+        serve_lite(args.port, args.store, args.action_endpoint)
+        return 0
+    cfg = Config(conversations=args.conversations, turns=args.turns, workers=args.workers,
+                 generation=args.generation, think_time=args.think_time, ramp=args.ramp,
+                 kill_worker_at=args.kill_worker_at, restart_postgres_at=args.restart_postgres_at,
+                 long_conversation=args.long_conversation, pg_url=args.pg_url, bot=args.bot, worker=args.worker,
+                 action_endpoint=args.action_endpoint, time_limit=args.time_limit, seed=args.seed)
+    report = asyncio.run(run(cfg))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, sort_keys=True))
+    else:
+        for key, value in sorted(report.items()):
+            print(f"{key}: {value}")
+    ok = all(report.get(k) == 0 for k in ("lost", "duplicated", "reordered", "mismatched"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

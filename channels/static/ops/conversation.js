@@ -1,0 +1,443 @@
+/*
+ * Kefu console: one conversation. Events are grouped by turn: what the customer wrote, the safety verdict, the NLU
+ * parse (intent, confidence, entities), the policy's action with its score and the allowed set, the reply with its
+ * safety verdict and the latency of each stage. Agents review (reviewed / flag / tags), correct a parse (it becomes
+ * a training example), take the conversation over, reply to the customer and hand it back.
+ * New events are polled every 1.5 s (GET /api/conversations/<id>/events?after=<last seq>).
+ */
+(function () {
+  "use strict";
+  var K = window.KefuOps;
+  var el = K.el;
+  var cid = decodeURIComponent(window.location.pathname.replace(/^\/console\/c\//, "").replace(/\/$/, ""));
+  var base = "/api/conversations/" + encodeURIComponent(cid);
+
+  var turnsList = document.getElementById("conv-turns");
+  var status = document.getElementById("conv-status");
+  var actionStatus = document.getElementById("conv-action-status");
+  var facts = document.getElementById("conv-facts");
+  var reviewedBtn = document.getElementById("conv-reviewed");
+  var flagBtn = document.getElementById("conv-flag");
+  var takeoverBtn = document.getElementById("conv-takeover");
+  var handbackBtn = document.getElementById("conv-handback");
+  var agentNote = document.getElementById("conv-agent-note");
+  var replyForm = document.getElementById("conv-reply");
+  var replyText = document.getElementById("conv-reply-text");
+  var tagForm = document.getElementById("conv-tag-form");
+
+  var conversation = null;
+  var events = [];
+  var lastSeq = 0;
+  var meta = { intents: [], entities: [] };
+  var cards = {}; // turn number -> <li>
+  var openForms = {}; // turn number -> true while a correction form is open (do not re-render under the user)
+  var stale = {}; // turn number -> true when new events arrived while its form was open
+
+  document.getElementById("conv-title").textContent = "Conversation " + cid;
+  document.title = "Conversation " + cid + " · Kefu console";
+  var exportLink = document.getElementById("conv-export");
+  exportLink.href = base + "/scenario.yml";
+  exportLink.setAttribute("download", "conversation_" + cid.replace(/[^A-Za-z0-9_.-]/g, "_") + ".yml");
+
+  // --------------------------------------------------------------------------------------------- rendering
+  function detail(dl, label, value, cls) {
+    dl.appendChild(el("dt", null, label));
+    var dd = el("dd", cls || null);
+    if (value instanceof Node) dd.appendChild(value);
+    else dd.textContent = value === null || value === undefined || value === "" ? "–" : String(value);
+    dl.appendChild(dd);
+    return dd;
+  }
+
+  function message(role, label, text) {
+    var box = el("div", "ops-msg ops-msg-" + role);
+    box.appendChild(el("span", "ops-who-label", label));
+    box.appendChild(el("span", "ops-msg-text", text));
+    return box;
+  }
+
+  function byType(list, type) {
+    return list.filter(function (e) { return e.type === type; });
+  }
+
+  function entitiesText(ents) {
+    return (ents || []).map(function (x) { return x.entity + " = " + x.value; }).join(", ");
+  }
+
+  function renderTurn(turn, list) {
+    var li = cards[turn] || el("li", "ops-turn");
+    li.textContent = "";
+    li.setAttribute("data-turn", turn);
+    var head = el("div", "ops-turn-head");
+    head.appendChild(el("span", null, turn ? "Turn " + turn : "Before the first turn"));
+    head.appendChild(el("span", null, list.length ? K.when(list[0].timestamp) : ""));
+    li.appendChild(head);
+
+    var user = byType(list, "user_message")[0];
+    var parse = byType(list, "nlu_parse")[0];
+    var action = byType(list, "action")[0];
+    var bot = byType(list, "bot_message")[0];
+    var safetyIn = byType(list, "safety_input")[0];
+    var safetyOut = byType(list, "safety_output")[0];
+
+    list.forEach(function (e) {
+      var d = e.data || {};
+      if (e.type === "user_message") {
+        var m = message("user", "Customer", d.text);
+        m.setAttribute("data-seq", e.seq);
+        li.appendChild(m);
+        var dl = el("dl", "ops-detail");
+        if (safetyIn) {
+          var sd = safetyIn.data || {};
+          var verdict = (sd.blocked ? "BLOCKED" : "passed") +
+            (sd.redactions && sd.redactions.length ? " · " + sd.redactions.length + " redaction(s): " +
+              sd.redactions.map(function (r) { return r.kind; }).join(", ") : "") +
+            (sd.flags && sd.flags.length ? " · flags: " + sd.flags.join(", ") : "");
+          detail(dl, "Input safety", verdict, sd.blocked || (sd.flags && sd.flags.length) ? "ops-low" : null);
+        }
+        if (parse) {
+          var pd = parse.data || {};
+          var intent = el("span", "ops-intent", pd.intent);
+          var wrap = el("span");
+          wrap.appendChild(intent);
+          wrap.appendChild(document.createTextNode(" "));
+          wrap.appendChild(el("span", pd.confidence < 0.5 ? "ops-confidence ops-low" : "ops-confidence", K.pct(pd.confidence)));
+          detail(dl, "Intent", wrap).className = "ops-parse";
+          detail(dl, "Entities", entitiesText(pd.entities), "ops-entities");
+          var ranking = (pd.ranking || []).slice(0, 3).map(function (r) { return r[0] + " " + K.pct(r[1]); }).join(" · ");
+          if (ranking) detail(dl, "Ranking", ranking);
+        }
+        if (action) {
+          var ad = action.data || {};
+          detail(dl, "Action", ad.name + (typeof ad.score === "number" ? " (score " + ad.score.toFixed(2) + ")" : "") +
+            (ad.policy ? " · " + ad.policy : "") + (ad.failed ? " · FAILED " + (ad.error || "") : ""), "ops-action");
+          detail(dl, "Allowed", (ad.allowed || []).join(", "), "ops-allowed");
+          detail(dl, "State", (ad.state_before || "?") + " → " + (ad.state_after || "?"));
+        }
+        if (dl.children.length) li.appendChild(dl);
+        if (parse && K.can("agent")) li.appendChild(correctButton(turn, e, parse));
+      } else if (e.type === "bot_message") {
+        li.appendChild(message("bot", "Bot", d.text));
+        var bl = el("dl", "ops-detail");
+        if (safetyOut) {
+          var od = safetyOut.data || {};
+          detail(bl, "Reply safety", (od.toxic ? "TOXIC" : "ok") + " · score " + od.score + " / " + od.threshold +
+            (od.replaced ? " · replaced by the safe reply" : ""), od.toxic ? "ops-low" : null);
+        }
+        if (d.sources && d.sources.length) detail(bl, "Written by", d.sources.join(", "));
+        if (d.latency_ms) {
+          var stages = Object.keys(d.latency_ms).map(function (k) { return k + " " + d.latency_ms[k] + " ms"; });
+          detail(bl, "Latency", stages.join(" · "), "ops-latency");
+        }
+        if (bl.children.length) li.appendChild(bl);
+      } else if (e.type === "agent_message") {
+        li.appendChild(message("agent", "Agent " + (d.agent || ""), d.text));
+      } else if (e.type === "slot_set") {
+        li.appendChild(el("div", "ops-system", "slot " + d.slot + " = " + JSON.stringify(d.value)));
+      } else if (e.type === "handoff") {
+        li.appendChild(el("div", "ops-system", "Bot handed off (" + (d.reason || "?") + "): waiting for an agent"));
+      } else if (e.type === "takeover") {
+        li.appendChild(el("div", "ops-system", (d.agent || "An agent") + " took the conversation over"));
+      } else if (e.type === "handback") {
+        li.appendChild(el("div", "ops-system", (d.agent || "The agent") + " handed the conversation back to the bot"));
+      } else if (e.type === "review") {
+        var parts = [];
+        if (d.reviewed !== undefined && d.reviewed !== null) parts.push(d.reviewed ? "marked reviewed" : "unmarked reviewed");
+        if (d.flagged !== undefined && d.flagged !== null) parts.push(d.flagged ? "flagged" : "unflagged");
+        if (d.tags_added && d.tags_added.length) parts.push("tagged " + d.tags_added.join(", "));
+        if (d.tags_removed && d.tags_removed.length) parts.push("untagged " + d.tags_removed.join(", "));
+        li.appendChild(el("div", "ops-system", (d.by || "?") + " " + (parts.join(", ") || "reviewed")));
+      } else if (e.type === "correction") {
+        li.appendChild(el("div", "ops-system ops-correction", (d.by || "?") + " corrected #" + d.seq + " to " + d.intent +
+          (d.entities && d.entities.length ? " (" + entitiesText(d.entities) + ")" : "")));
+      }
+    });
+    return li;
+  }
+
+  // ------------------------------------------------------------------------------------------- corrections
+  function correctButton(turn, userEvent, parse) {
+    var box = el("div");
+    var btn = el("button", "ops-correct-open", "Correct the parse");
+    btn.type = "button";
+    btn.addEventListener("click", function () {
+      btn.hidden = true;
+      openForms[turn] = true;
+      box.appendChild(correctForm(turn, userEvent, parse, function () {
+        delete openForms[turn];
+        if (stale[turn]) {
+          delete stale[turn];
+          render();
+        } else {
+          btn.hidden = false;
+        }
+      }));
+    });
+    box.appendChild(btn);
+    return box;
+  }
+
+  function correctForm(turn, userEvent, parse, done) {
+    var text = (userEvent.data || {}).text || "";
+    var form = el("form", "ops-correct");
+    form.setAttribute("aria-label", "Correct the parse of turn " + turn);
+    var id = "fix-" + userEvent.seq;
+    var label = el("label", null, "Intent ");
+    label.setAttribute("for", id + "-intent");
+    var select = el("select", "ops-correct-intent");
+    select.id = id + "-intent";
+    meta.intents.forEach(function (name) {
+      var option = el("option", null, name);
+      option.value = name;
+      if (name === (parse.data || {}).intent) option.selected = true;
+      select.appendChild(option);
+    });
+    label.appendChild(select);
+    form.appendChild(label);
+    var rowsBox = el("div");
+    form.appendChild(el("span", "ops-status", "Entities (the value must appear in the message as written):"));
+    form.appendChild(rowsBox);
+
+    function entityRow(entity, value) {
+      var row = el("div", "ops-entity-row");
+      var n = rowsBox.children.length + 1;
+      var sel = el("select", "ops-entity-name");
+      sel.setAttribute("aria-label", "Entity " + n + " name");
+      meta.entities.forEach(function (name) {
+        var option = el("option", null, name);
+        option.value = name;
+        if (name === entity) option.selected = true;
+        sel.appendChild(option);
+      });
+      var input = el("input", "ops-entity-value");
+      input.setAttribute("aria-label", "Entity " + n + " value");
+      input.value = value || "";
+      var remove = el("button", null, "Remove");
+      remove.type = "button";
+      remove.setAttribute("aria-label", "Remove entity " + n);
+      remove.addEventListener("click", function () { row.remove(); });
+      row.appendChild(sel);
+      row.appendChild(input);
+      row.appendChild(remove);
+      rowsBox.appendChild(row);
+    }
+    ((parse.data || {}).entities || []).forEach(function (x) { entityRow(x.entity, x.value); });
+    var add = el("button", null, "Add entity");
+    add.type = "button";
+    add.addEventListener("click", function () { entityRow(meta.entities[0], ""); });
+    var save = el("button", "ops-primary", "Save as training example");
+    save.type = "submit";
+    var cancel = el("button", null, "Cancel");
+    cancel.type = "button";
+    var msg = el("p", "ops-status");
+    msg.setAttribute("role", "status");
+    var buttons = el("div", "ops-actions");
+    buttons.appendChild(add);
+    buttons.appendChild(save);
+    buttons.appendChild(cancel);
+    form.appendChild(buttons);
+    form.appendChild(msg);
+    cancel.addEventListener("click", function () {
+      form.remove();
+      done();
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var entities = [];
+      var problem = null;
+      Array.prototype.forEach.call(rowsBox.children, function (row) {
+        var value = row.querySelector(".ops-entity-value").value;
+        if (!value) return;
+        var start = text.indexOf(value);
+        if (start < 0) problem = "“" + value + "” does not appear in the message.";
+        else entities.push({ entity: row.querySelector(".ops-entity-name").value, value: value, start: start, end: start + value.length });
+      });
+      if (problem) {
+        K.setStatus(msg, problem, true);
+        return;
+      }
+      save.disabled = true;
+      K.api("POST", base + "/correct", { seq: userEvent.seq, intent: select.value, entities: entities }).then(function () {
+        form.remove();
+        K.setStatus(actionStatus, "Correction saved: it is now a training example.");
+        done();
+        poll();
+      }, function (e) {
+        save.disabled = false;
+        K.setStatus(msg, "Not saved (" + e.message + ")", true);
+      });
+    });
+    return form;
+  }
+
+  // --------------------------------------------------------------------------------------------- side panel
+  function renderFacts() {
+    var c = conversation;
+    facts.textContent = "";
+    detail(facts, "Language", c.language);
+    detail(facts, "State", c.state);
+    detail(facts, "Turns", c.turns);
+    detail(facts, "Started", K.when(c.created_at));
+    detail(facts, "Last activity", K.when(c.updated_at));
+    detail(facts, "Lowest conf.", K.pct(c.min_confidence));
+    detail(facts, "Fallbacks", c.fallbacks);
+    detail(facts, "Safety flags", c.safety_flags);
+    detail(facts, "Handoff", c.handoff_status === "agent" ? "with " + c.agent : c.handoff_status === "waiting"
+      ? "waiting for an agent" : "no", "ops-handoff");
+    detail(facts, "Reviewed", c.reviewed ? "yes" : "no", "ops-reviewed");
+    detail(facts, "Flagged", c.flagged ? "yes" : "no", "ops-flagged");
+    var tags = el("span", "ops-tags");
+    (c.tags || []).forEach(function (t) {
+      var b = K.badge(t, "tag");
+      if (K.can("agent")) {
+        var x = el("button", "ops-untag", "×");
+        x.type = "button";
+        x.setAttribute("aria-label", "Remove tag " + t);
+        x.addEventListener("click", function () { review({ remove_tags: [t] }); });
+        b.appendChild(x);
+      }
+      tags.appendChild(b);
+    });
+    detail(facts, "Tags", (c.tags || []).length ? tags : "–");
+
+    var agent = K.can("agent");
+    var mine = c.handoff_status === "agent" && c.agent === K.user().username;
+    reviewedBtn.textContent = c.reviewed ? "Unmark reviewed" : "Mark reviewed";
+    flagBtn.textContent = c.flagged ? "Unflag" : "Flag";
+    reviewedBtn.hidden = flagBtn.hidden = tagForm.hidden = !agent;
+    takeoverBtn.hidden = !agent || mine;
+    takeoverBtn.disabled = c.handoff_status === "agent";
+    handbackBtn.hidden = !agent || !mine;
+    replyForm.hidden = !mine;
+    agentNote.textContent = mine ? "You are talking to the customer; the bot is paused."
+      : c.handoff_status === "agent" ? c.agent + " is talking to the customer."
+        : c.handoff_status === "waiting" ? "The customer is waiting for an agent."
+          : agent ? "The bot is answering. Take over to answer yourself." : "The bot is answering.";
+  }
+
+  function render() {
+    var groups = {};
+    var order = [];
+    var turnOfSeq = {};
+    events.forEach(function (e) { turnOfSeq[e.seq] = e.turn; });
+    events.forEach(function (e) {
+      // A correction is shown with the message it corrects, not in the turn during which it was made.
+      var turn = e.type === "correction" && turnOfSeq[(e.data || {}).seq] !== undefined ? turnOfSeq[e.data.seq] : e.turn;
+      if (!groups[turn]) {
+        groups[turn] = [];
+        order.push(turn);
+      }
+      groups[turn].push(e);
+    });
+    order.sort(function (a, b) { return a - b; });
+    order.forEach(function (turn) {
+      if (openForms[turn]) {
+        stale[turn] = true;
+        return;
+      }
+      var li = renderTurn(turn, groups[turn]);
+      if (!cards[turn]) {
+        cards[turn] = li;
+        turnsList.appendChild(li);
+      }
+    });
+    K.setStatus(status, events.length ? "" : "No messages yet.");
+  }
+
+  // ------------------------------------------------------------------------------------------------ network
+  function load() {
+    K.setStatus(status, "Loading…");
+    return K.api("GET", base).then(function (data) {
+      conversation = data.conversation;
+      events = data.events;
+      lastSeq = data.last_seq;
+      renderFacts();
+      render();
+    }, function (e) {
+      K.setStatus(status, e.status === 404 ? "No such conversation." : "Could not load (" + e.message + ")", true);
+      throw e;
+    });
+  }
+
+  var polling = false;
+  function poll() {
+    if (polling || !conversation) return;
+    polling = true;
+    K.api("GET", base + "/events?after=" + lastSeq).then(function (data) {
+      polling = false;
+      var changed = JSON.stringify(data.conversation) !== JSON.stringify(conversation);
+      conversation = data.conversation;
+      if (changed) renderFacts();
+      if (data.events.length) {
+        events = events.concat(data.events);
+        lastSeq = data.last_seq;
+        render();
+      }
+    }, function () { polling = false; });
+  }
+
+  function act(promise, done) {
+    K.setStatus(actionStatus, "Working…");
+    return promise.then(function (data) {
+      if (data.conversation) {
+        conversation = data.conversation;
+        renderFacts();
+      }
+      K.setStatus(actionStatus, done);
+      poll();
+    }, function (e) {
+      K.setStatus(actionStatus, e.status === 409 ? "Someone else got there first: " + e.message
+        : "Failed (" + e.message + ")", true);
+      poll();
+    });
+  }
+
+  function review(body) {
+    return act(K.api("POST", base + "/review", body), "Saved.");
+  }
+
+  reviewedBtn.addEventListener("click", function () { review({ reviewed: !conversation.reviewed }); });
+  flagBtn.addEventListener("click", function () { review({ flagged: !conversation.flagged }); });
+  tagForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var input = document.getElementById("conv-tag");
+    var tag = input.value.trim();
+    if (!tag) return;
+    review({ add_tags: [tag] }).then(function () { input.value = ""; });
+  });
+  takeoverBtn.addEventListener("click", function () {
+    act(K.api("POST", base + "/takeover"), "You took the conversation over.").then(function () { replyText.focus(); });
+  });
+  handbackBtn.addEventListener("click", function () {
+    act(K.api("POST", base + "/handback"), "Handed back to the bot.");
+  });
+  replyForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = replyText.value.trim();
+    if (!text) return;
+    var send = document.getElementById("conv-reply-send");
+    send.disabled = true;
+    var id = "agent-" + (window.crypto && window.crypto.randomUUID ? window.crypto.randomUUID() : String(Date.now()));
+    K.api("POST", base + "/message", { text: text, message_id: id }).then(function () {
+      send.disabled = false;
+      replyText.value = "";
+      K.setStatus(actionStatus, "Sent.");
+      poll();
+    }, function (e) {
+      send.disabled = false;
+      K.setStatus(actionStatus, "Not sent (" + e.message + ")", true);
+    });
+  });
+  replyText.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      replyForm.requestSubmit();
+    }
+  });
+
+  K.onReady(function () {
+    K.api("GET", "/api/meta").then(function (m) { meta = m; }, function () { /* corrections need it only */ })
+      .then(load)
+      .then(function () { window.setInterval(poll, 1500); }, function () { /* shown by load */ });
+  });
+})();

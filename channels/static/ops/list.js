@@ -1,0 +1,122 @@
+/*
+ * Kefu console: the conversation list. Filters live in the page URL (shareable), pages are fetched with the
+ * server's opaque cursor (GET /api/conversations?...&cursor=), "Load older" appends the next page.
+ */
+(function () {
+  "use strict";
+  var K = window.KefuOps;
+  var el = K.el;
+  var form = document.getElementById("filters");
+  var rows = document.getElementById("list-rows");
+  var status = document.getElementById("list-status");
+  var more = document.getElementById("list-more");
+  var nextCursor = null;
+  var FIELDS = ["q", "language", "intent", "handoff", "tag", "since", "until"];
+  var CHECKS = { "f-low": "low_confidence", "f-fallback": "fallback", "f-safety": "safety", "f-flagged": "flagged",
+    "f-unreviewed": "reviewed" };
+
+  function fromUrl() {
+    var params = new URLSearchParams(window.location.search);
+    FIELDS.forEach(function (name) { form.elements[name].value = params.get(name) || ""; });
+    Object.keys(CHECKS).forEach(function (id) {
+      var box = document.getElementById(id);
+      box.checked = params.get(CHECKS[id]) === box.value;
+    });
+  }
+
+  function query() {
+    var params = new URLSearchParams();
+    FIELDS.forEach(function (name) {
+      var value = form.elements[name].value.trim();
+      if (value) params.set(name, value);
+    });
+    Object.keys(CHECKS).forEach(function (id) {
+      var box = document.getElementById(id);
+      if (box.checked) params.set(CHECKS[id], box.value);
+    });
+    return params;
+  }
+
+  function signals(c) {
+    var cell = el("td");
+    if (c.handoff_status === "waiting") cell.appendChild(K.badge("waiting for agent", "warn"));
+    else if (c.handoff_status === "agent") cell.appendChild(K.badge("with " + (c.agent || "agent"), "warn"));
+    if (c.fallbacks) cell.appendChild(K.badge(c.fallbacks + " fallback" + (c.fallbacks > 1 ? "s" : ""), "bad"));
+    if (c.safety_flags) cell.appendChild(K.badge(c.safety_flags + " safety", "bad"));
+    if (c.flagged) cell.appendChild(K.badge("flagged", "bad"));
+    if (c.reviewed) cell.appendChild(K.badge("reviewed", "ok"));
+    return cell;
+  }
+
+  function row(c) {
+    var tr = el("tr");
+    tr.setAttribute("data-id", c.id);
+    var id = el("td", "ops-id");
+    id.appendChild(K.conversationLink(c.id));
+    id.title = c.id;
+    tr.appendChild(id);
+    var updated = el("td", null, K.when(c.updated_at, true));
+    updated.title = c.updated_at;
+    tr.appendChild(updated);
+    tr.appendChild(el("td", null, c.language));
+    tr.appendChild(el("td", null, c.turns));
+    tr.appendChild(el("td", null, c.last_intent || "–"));
+    var conf = el("td", typeof c.min_confidence === "number" && c.min_confidence < 0.5 ? "ops-low" : null,
+      K.pct(c.min_confidence));
+    tr.appendChild(conf);
+    tr.appendChild(signals(c));
+    var tags = el("td");
+    (c.tags || []).forEach(function (t) { tags.appendChild(K.badge(t, "tag")); });
+    tr.appendChild(tags);
+    return tr;
+  }
+
+  function load(append) {
+    var params = query();
+    params.set("limit", "50");
+    if (append && nextCursor) params.set("cursor", nextCursor);
+    K.setStatus(status, "Loading…");
+    K.api("GET", "/api/conversations?" + params.toString()).then(function (page) {
+      if (!append) rows.textContent = "";
+      page.items.forEach(function (c) { rows.appendChild(row(c)); });
+      nextCursor = page.next_cursor;
+      more.hidden = !nextCursor;
+      var shown = rows.children.length;
+      K.setStatus(status, shown ? shown + " conversation" + (shown > 1 ? "s" : "") + (nextCursor ? " (more below)" : "")
+        : "No conversation matches.");
+    }, function (e) {
+      K.setStatus(status, "Could not load conversations (" + e.message + ")", true);
+    });
+  }
+
+  function loadIntents() {
+    return K.api("GET", "/api/meta").then(function (meta) {
+      var select = form.elements.intent;
+      meta.intents.forEach(function (name) {
+        var option = el("option", null, name);
+        option.value = name;
+        select.appendChild(option);
+      });
+    }, function () { /* the filter still works without the list */ });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var params = query();
+    window.history.replaceState(null, "", "/console" + (params.toString() ? "?" + params.toString() : ""));
+    load(false);
+  });
+  document.getElementById("f-clear").addEventListener("click", function () {
+    form.reset();
+    window.history.replaceState(null, "", "/console");
+    load(false);
+  });
+  more.addEventListener("click", function () { load(true); });
+
+  K.onReady(function () {
+    loadIntents().then(function () {
+      fromUrl();
+      load(false);
+    });
+  });
+})();

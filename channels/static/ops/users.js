@@ -1,0 +1,80 @@
+/* Kefu console: staff accounts (admins only; the server enforces it too). */
+(function () {
+  "use strict";
+  var K = window.KefuOps;
+  var el = K.el;
+  var rows = document.getElementById("users-rows");
+  var status = document.getElementById("users-status");
+  var form = document.getElementById("user-form");
+  var formStatus = document.getElementById("user-form-status");
+  var ROLES = ["viewer", "agent", "admin"];
+
+  function update(username, body) {
+    K.api("POST", "/api/users/" + encodeURIComponent(username), body).then(function () {
+      K.setStatus(status, "Saved " + username + ".");
+      load();
+    }, function (e) {
+      K.setStatus(status, "Not saved (" + e.message + ")", true);
+      load();
+    });
+  }
+
+  function row(u) {
+    var tr = el("tr");
+    tr.setAttribute("data-username", u.username);
+    tr.appendChild(el("td", null, u.username));
+    var roleCell = el("td");
+    var select = el("select");
+    select.setAttribute("aria-label", "Role of " + u.username);
+    ROLES.forEach(function (r) {
+      var option = el("option", null, r);
+      option.value = r;
+      if (r === u.role) option.selected = true;
+      select.appendChild(option);
+    });
+    var self = u.username === K.user().username;
+    select.disabled = self;
+    select.addEventListener("change", function () { update(u.username, { role: select.value }); });
+    roleCell.appendChild(select);
+    tr.appendChild(roleCell);
+    tr.appendChild(el("td", null, u.disabled ? "disabled" : "active"));
+    tr.appendChild(el("td", null, K.when(u.created_at, true)));
+    var actions = el("td");
+    if (!self) {
+      var b = el("button", u.disabled ? null : "ops-danger", u.disabled ? "Enable" : "Disable");
+      b.type = "button";
+      b.setAttribute("aria-label", (u.disabled ? "Enable " : "Disable ") + u.username);
+      b.addEventListener("click", function () { update(u.username, { disabled: !u.disabled }); });
+      actions.appendChild(b);
+    }
+    tr.appendChild(actions);
+    return tr;
+  }
+
+  function load() {
+    K.api("GET", "/api/users").then(function (data) {
+      rows.textContent = "";
+      data.items.forEach(function (u) { rows.appendChild(row(u)); });
+    }, function (e) {
+      K.setStatus(status, "Could not load the accounts (" + e.message + ")", true);
+    });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var body = {
+      username: document.getElementById("user-name").value.trim(),
+      password: document.getElementById("user-password").value,
+      role: document.getElementById("user-role").value
+    };
+    K.api("POST", "/api/users", body).then(function () {
+      form.reset();
+      K.setStatus(formStatus, "Added " + body.username + ".");
+      load();
+    }, function (e) {
+      K.setStatus(formStatus, "Not added (" + e.message + ")", true);
+    });
+  });
+
+  K.onReady(load);
+})();

@@ -1,0 +1,233 @@
+"""The chat server's backend over the dialogue engine, for one of possibly several ``kefu serve`` worker processes.
+
+:class:`ServingBackend` wraps a :class:`dialogue.engine.DialogueEngine` (it stays the single source of the turn
+logic) and adds what serving many customers from several processes needs:
+
+* **customers**: ``open_conversation(..., user=ID)`` creates the conversation with ``sender = ID`` (the ``user`` of
+  the widget's ``hello`` frame), which is what ``kefu conversations delete --user ID`` erases;
+* **turn serialisation**: turns of one conversation run one at a time in this process (an ``asyncio.Lock`` per
+  conversation), and across processes the store's row lock + version check decides; a turn that keeps losing
+  that race (the engine gives up after its own few attempts) is retried here with jittered back-off until
+  ``retry_for`` seconds have passed, so contention between workers never reaches a customer as an error.
+  Retries are safe: the engine answers an already-committed client ``message_id`` from the store;
+* **clean errors**: a store error caused by the database shutting down or starting up (SQLSTATE class 08,
+  57P01-57P03) is raised as :class:`~dialogue.errors.StoreUnavailable`, so customers get ``store_unavailable``
+  ("retry later"), never ``internal``, while PostgreSQL restarts;
+* **metrics**: every committed turn's events feed :class:`channels.metrics.Metrics` (per-stage latency, safety
+  blocks, handoffs), observed on the store so the engine stays untouched.
+
+Anything else (new engine methods the channels call) is delegated to the engine unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from channels.metrics import Metrics
+from dialogue.errors import ConcurrentUpdate, DialogueError, StoreError, StoreUnavailable
+from dialogue.types import Event, TurnReply, TurnUpdate
+
+log = logging.getLogger("kefu.serving")
+
+OnToken = Callable[[str], Awaitable[None]]
+
+
+#: SQLSTATEs that mean "the database is not there right now": class 08 (connection exception), 57P01-57P03
+#: (admin shutdown, crash shutdown, cannot connect now: "the database system is shutting down / starting up").
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _unavailable_cause(exc: BaseException) -> BaseException | None:
+    """The driver error behind a generic :class:`StoreError` when it means "database down", else ``None``.
+
+    The store raises its errors ``from None``, but the original exception is still its ``__context__``; SQLAlchemy
+    wraps asyncpg's exception, which carries the SQLSTATE.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc.__context__, exc.__cause__]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen or len(seen) > 20:
+            continue
+        seen.add(id(current))
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return current
+        todo.extend([current.__context__, current.__cause__, getattr(current, "orig", None)])
+    return None
+
+
+def clean_store_error(exc: BaseException, url: str = "?") -> BaseException:
+    """A :class:`StoreError` caused by the database restarting becomes :class:`StoreUnavailable` (wire code
+    ``store_unavailable``, "retry later") instead of an ``internal`` error; anything else is returned as is."""
+    if isinstance(exc, StoreError) and not isinstance(exc, StoreUnavailable):
+        cause = _unavailable_cause(exc)
+        if cause is not None:
+            return StoreUnavailable(url, cause, operation=exc.operation)
+    return exc
+
+
+class ObservedStore:
+    """A transparent proxy of the conversation store that reports each committed turn's events to ``metrics``."""
+
+    def __init__(self, store: Any, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    def __repr__(self) -> str:
+        return f"ObservedStore({self._store!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @property
+    def wrapped(self) -> Any:
+        return self._store
+
+    async def commit_turn(self, update: TurnUpdate, *args: Any, **kwargs: Any) -> Any:
+        result = await self._store.commit_turn(update, *args, **kwargs)
+        self._metrics.observe_turn_events(update.events)
+        return result
+
+
+class _ConversationLocks:
+    """One ``asyncio.Lock`` per conversation id, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: str | None) -> AsyncIterator[None]:
+        if key is None:
+            yield
+            return
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class ServingBackend:
+    """:class:`channels.backend.Backend` over a ``DialogueEngine`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Any,
+        metrics: Metrics | None = None,
+        *,
+        retry_for: float = 30.0,
+        max_backoff: float = 0.25,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.retry_for = retry_for
+        self.max_backoff = max_backoff
+        self._rng = rng or random.Random()
+        self._locks = _ConversationLocks()
+        self.retries = 0  # turns re-run here after the engine gave up on a race (for tests and logs)
+        if metrics is not None and not isinstance(engine.store, ObservedStore):
+            engine.store = ObservedStore(engine.store, metrics)
+
+    def __repr__(self) -> str:
+        return f"ServingBackend({self.engine!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes this class does not define: new engine methods the channels call.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
+    def _clean(self, exc: BaseException) -> BaseException:
+        return clean_store_error(exc, str(getattr(self.engine.store, "url", "?")))
+
+    # -------------------------------------------------------------------------------------------- conversations
+    async def open_conversation(
+        self, conversation_id: str | None, language: str | None = None, user: str | None = None
+    ) -> str:
+        """``conversation_id`` when it exists; else a new conversation whose ``sender`` is ``user``."""
+        try:
+            return await self._open(conversation_id, language, user)
+        except StoreError as exc:
+            cleaned = self._clean(exc)
+            if cleaned is exc:
+                raise
+            raise cleaned from None
+
+    async def _open(self, conversation_id: str | None, language: str | None, user: str | None) -> str:
+        if user is None:
+            return str(await self.engine.open_conversation(conversation_id, language))
+        store = self.engine.store
+        if conversation_id:
+            existing = await store.get(conversation_id)
+            if existing is not None:
+                return str(existing.id)
+        parts = self.engine.parts
+        created = await store.create_conversation(
+            language or parts.default_language, sender=user, state=parts.flows.initial_state
+        )
+        return str(created.id)
+
+    async def conversation_events(self, conversation_id: str) -> list[Event]:
+        try:
+            return list(await self.engine.conversation_events(conversation_id))
+        except StoreError as exc:
+            cleaned = self._clean(exc)
+            if cleaned is exc:
+                raise
+            raise cleaned from None
+
+    async def events_after(self, conversation_id: str, seq: int) -> list[Event]:
+        return list(await self.engine.events_after(conversation_id, seq))
+
+    async def handoff_statuses(self, conversation_ids: Sequence[str]) -> dict[str, str]:
+        return dict(await self.engine.handoff_statuses(conversation_ids))
+
+    # --------------------------------------------------------------------------------------------------- turns
+    async def handle_message(
+        self, conversation_id: str | None, message_id: str, text: str, on_token: OnToken | None = None
+    ) -> TurnReply:
+        async with self._locks.hold(conversation_id):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.retry_for
+            attempt = 0
+            while True:
+                try:
+                    reply: TurnReply = await self.engine.handle_message(
+                        conversation_id, message_id, text, on_token if attempt == 0 else None
+                    )
+                    return reply
+                except DialogueError as exc:
+                    # ConcurrentUpdate escapes the engine only from its last attempt; a bare DialogueError is
+                    # the engine's "failed after N attempts". Every other error (store down...) is final.
+                    if not (isinstance(exc, ConcurrentUpdate) or type(exc) is DialogueError):
+                        cleaned = self._clean(exc)
+                        if cleaned is exc:
+                            raise
+                        raise cleaned from None
+                    if loop.time() >= deadline:
+                        log.warning("turn still racing after %.0f s: giving up", self.retry_for,
+                                    extra={"conversation_id": conversation_id, "message_id": message_id})
+                        raise
+                attempt += 1
+                self.retries += 1
+                log.info("turn raced another worker, retrying", extra={"conversation_id": conversation_id,
+                                                                        "attempt": attempt})
+                await asyncio.sleep(self._rng.uniform(0.0, min(self.max_backoff, 0.005 * 2**attempt)))
