@@ -22,8 +22,9 @@ Everything runs on the loopback interface and is bounded in count (``--conversat
    out of the customer's order: messages outside the longest in-order subsequence), ``mismatched`` (the stored
    reply text differs from the one received), ``conversation_changed`` (a reconnect landed in another
    conversation);
-6. optionally (``--long-conversation N``) runs one N-turn conversation back to back, then alternates its last 50
-   turns with the turns of five fresh 10-turn conversations, and compares their latencies.
+6. optionally (``--long-conversation N``) runs one N-turn conversation (0.15 s between turns, under the rate
+   limit), then alternates its last 50 turns with the turns of five fresh 10-turn conversations, and compares
+   their latencies.
 
 Usage::
 
@@ -279,6 +280,16 @@ class Worker:
             if "channel server listening" in msg and not self.ready.is_set():
                 self.ready_after = time.monotonic() - self.started_at
                 self.ready.set()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds this worker used so far (``/proc``; ``None`` elsewhere or once gone)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @property
     def alive(self) -> bool:
@@ -562,8 +573,9 @@ class Config:
 
 async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]], run_id: str,
                             stats: Stats, deadline: float) -> dict[str, Any]:
-    """One ``n``-turn conversation back to back; its last 50 turns alternate with five fresh 10-turn ones."""
+    """One ``n``-turn conversation, 0.15 s between turns; its last 50 turns alternate with five fresh 10-turn ones."""
     rng = random.Random(1)
+    pause = 0.15
     tail = min(50, n)
     _, texts = script_for(scripts, 0, n)
     long = Customer(10**6, url, "en", texts, f"{run_id}L", 0.0, rng, stats, deadline)
@@ -574,6 +586,7 @@ async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]
     t0 = time.monotonic()
 
     async def one(c: Customer, turn: Turn) -> None:
+        await asyncio.sleep(pause)  # stay under the per-connection rate limit (10 messages/s by default)
         single = Customer(c.index, c.url, c.language, [], "", 0.0, rng, stats, deadline)
         single.turns, single.ws, single.conversation_id, single.user = [turn], c.ws, c.conversation_id, c.user
         await single.run(0.0, close=False)  # the connection stays open for the conversation's next turn
@@ -644,19 +657,24 @@ async def run(cfg: Config) -> dict[str, Any]:
         scripts = load_scripts()
         stats = Stats()
         deadline = time.monotonic() + cfg.time_limit
-        ramp = cfg.ramp if cfg.ramp is not None else min(10.0, cfg.conversations / 50)
+        # Customers arrive spread over at least one think time, so the first messages do not all come at once.
+        ramp = cfg.ramp if cfg.ramp is not None else max(cfg.conversations / 50, cfg.think_time)
         customers = []
         for i in range(cfg.conversations):
             language, texts = script_for(scripts, i, cfg.turns)
             customers.append(Customer(i, url, language, texts, run_id, cfg.think_time, random.Random(rng.random()),
                                       stats, deadline))
         fault: dict[str, Any] = {}
+        cpu_start = {w.index: w.cpu_seconds() for w in workers}
+        cpu_end: dict[int, float | None] = {}
+        harness_cpu = time.process_time()
         t0 = time.monotonic()
 
         async def faults() -> None:
             if cfg.kill_worker_at is not None:
                 await asyncio.sleep(cfg.kill_worker_at)
                 victim = workers[0]
+                cpu_end[victim.index] = victim.cpu_seconds()
                 victim.kill()
                 fault["killed_worker_at_s"] = round(time.monotonic() - t0, 2)
                 note(f"killed worker {victim.index} (pid {victim.proc.pid if victim.proc else '?'}) with SIGKILL")
@@ -673,6 +691,10 @@ async def run(cfg: Config) -> dict[str, Any]:
         if tasks:
             await asyncio.gather(*tasks)
         load_s = time.monotonic() - t0
+        harness_cpu = time.process_time() - harness_cpu
+        for w in workers:
+            cpu_end.setdefault(w.index, w.cpu_seconds())
+        worker_cpu = sum((cpu_end[i] or 0.0) - (cpu_start[i] or 0.0) for i in cpu_start)
         if not fault_task.done():
             fault_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -688,6 +710,10 @@ async def run(cfg: Config) -> dict[str, Any]:
             turns_per_s=round(len(done) / load_s, 1) if load_s > 0 else 0.0,
             latency_ms=summary_ms(latencies),
             resent_turns=sum(t.attempts > 1 for t in done),
+            worker_cpu_s=round(worker_cpu, 1),
+            worker_cpu_ms_per_turn=round(1000 * worker_cpu / len(done), 1) if done else None,
+            harness_cpu_s=round(harness_cpu, 1),
+            load_average=[round(x, 2) for x in os.getloadavg()],
             replayed_replies=sum(t.replayed for t in done),
         )
 
@@ -807,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--generation", default="template", help="template | embedded | an OpenAI-compatible URL")
     ap.add_argument("--think-time", type=float, default=5.0, help="mean seconds between a reply and the next message")
-    ap.add_argument("--ramp", type=float, default=None, help="seconds over which customers arrive (default N/50)")
+    ap.add_argument("--ramp", type=float, default=None,
+                    help="seconds over which customers arrive (default: the longer of N/50 and the think time)")
     ap.add_argument("--kill-worker-at", type=float, default=None, metavar="SECONDS")
     ap.add_argument("--restart-postgres-at", type=float, default=None, metavar="SECONDS")
     ap.add_argument("--long-conversation", type=int, default=0, metavar="TURNS")

@@ -5,6 +5,7 @@ Public surface (lazy, so ``import channels`` imports neither ``websockets`` nor 
 
     from channels import Backend, ChannelError, ProtocolError, run_server, serve, Server, ServerOptions
     from channels import ConsoleBackend, OpsServer, OpsOptions, run_ops_server
+    from channels import Metrics  # Prometheus metrics of a server process (GET /metrics)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from channels.errors import ChannelError, ProtocolError, StaticFilesError
 
 if TYPE_CHECKING:
     from channels.backend import Backend, ConsoleBackend
+    from channels.metrics import Metrics
     from channels.ops import OpsOptions, OpsServer, run_ops_server
     from channels.server import Server, ServerOptions, run_server, serve
 
@@ -22,6 +24,7 @@ __all__ = [
     "Backend",
     "ChannelError",
     "ConsoleBackend",
+    "Metrics",
     "OpsOptions",
     "OpsServer",
     "ProtocolError",
@@ -36,6 +39,7 @@ __all__ = [
 _LAZY = {
     "Backend": "channels.backend",
     "ConsoleBackend": "channels.backend",
+    "Metrics": "channels.metrics",
     "OpsOptions": "channels.ops",
     "OpsServer": "channels.ops",
     "run_ops_server": "channels.ops",

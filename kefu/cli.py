@@ -66,11 +66,12 @@ def serve(
     no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the console (e.g. extra workers).")] = False,
 ) -> None:
     """Serve the chat widget and WebSocket endpoint, and the staff console on its own port."""
-    from kefu.logs import FORMATS, configure
+    from kefu.logs import FORMATS, configure, console_to_log
 
     if log_format not in FORMATS:
         raise _fail(f"--log-format must be one of {', '.join(FORMATS)}")
     configure(log_format)
+    say = console.print if log_format == "text" else console_to_log  # JSON mode: every stderr line is JSON
     from channels.metrics import Metrics
     from channels.server import ServerOptions, run_server
     from kefu.serving import ServingBackend
@@ -90,15 +91,15 @@ def serve(
             server = await stack.enter_async_context(run_server(
                 ServingBackend(running.engine, metrics), host=host, port=port, options=options, metrics=metrics
             ))
-            console.print(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
+            say(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
             if not no_console:
                 ops = await stack.enter_async_context(run_ops_server(
                     ConsoleBackend(running.engine, nlu_files(running.bot)), host=console_host, port=console_port,
                     options=OpsOptions(origins=tuple(console_origin) if console_origin else None, reuse_port=reuse_port),
                 ))
-                console.print(f"Staff console on {ops.url}/console")
+                say(f"Staff console on {ops.url}/console")
                 if not await running.engine.store.list_users():
-                    console.print("  no console accounts yet: [bold]kefu users add NAME --role admin[/bold]")
+                    say("  no console accounts yet: [bold]kefu users add NAME --role admin[/bold]")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -57,10 +57,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def console_to_log(message: str) -> None:
+    """What ``kefu serve`` prints for people (rich markup), as an INFO record of the ``kefu`` logger instead."""
+    from rich.text import Text
+
+    logging.getLogger("kefu").info("%s", Text.from_markup(message).plain.strip())
+
+
 def configure(fmt: str = "text", level: int = logging.INFO, stream: TextIO | None = None) -> logging.Handler:
-    """Install one stream handler on the root logger (replacing any), in ``fmt`` (``text`` or ``json``)."""
+    """Install one stream handler on the root logger (replacing any), in ``fmt`` (``text`` or ``json``).
+
+    ``json`` also turns progress bars off (tqdm, Hugging Face), so every line on stderr is one JSON object.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {FORMATS}, got {fmt!r}")
+    if fmt == "json":
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

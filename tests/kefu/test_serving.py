@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from dialogue.engine import BotParts, DialogueEngine
 from dialogue.flows import load_flows
 from dialogue.store import Store
 from dialogue.types import BOT_MESSAGE, USER_MESSAGE
-from kefu.logs import JsonFormatter, configure
+from kefu.logs import JsonFormatter, configure, console_to_log
 from kefu.serving import ObservedStore, ServingBackend
 from nlu.types import Parse
 from policy import FSMPolicy
@@ -61,6 +62,8 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     url, error = await _probe_postgres()
     if url is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{error} — PostgreSQL is required when CI=true")
         pytest.skip(str(error))
     schema = f"kefu_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -88,14 +91,14 @@ async def test_user_becomes_sender_and_metrics_see_committed_turns(target: Store
         assert (await backend.handle_message(cid, "m1", "hello")).replayed
         assert metrics.value("kefu_turn_latency_seconds_count", {"stage": "nlu"}) == 1  # replays commit nothing
         assert [e.type for e in await backend.conversation_events(cid)].count(USER_MESSAGE) == 1
+        assert len(backend._locks) == 0  # per-conversation locks are forgotten once idle
     finally:
         await store.close()
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)  # several workers share PostgreSQL
 async def test_two_workers_racing_one_conversation_never_fail(target: StoreTarget) -> None:
-    if target.backend != "postgresql":
-        pytest.skip("several workers share PostgreSQL")
     stores = [await target.open(), await target.open()]
     try:
         engines = [build_engine(s) for s in stores]
@@ -115,7 +118,7 @@ async def test_two_workers_racing_one_conversation_never_fail(target: StoreTarge
             await s.close()
     assert conversation is not None and conversation.turn_count == len(ids)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    users = [e.message_id for e in events if e.type == USER_MESSAGE]
+    users = [e.message_id or "" for e in events if e.type == USER_MESSAGE]
     assert sorted(users) == ids  # each message once: nothing lost, nothing duplicated
     bots = {e.data["reply_to"]: e.data["text"] for e in events if e.type == BOT_MESSAGE}
     for mid, reply in zip([m for m in ids for _ in range(2)], replies, strict=True):
@@ -134,11 +137,13 @@ async def test_json_logs_one_object_per_line_without_customer_text() -> None:
         except ValueError:
             log.exception("action raised %s", "ValueError", extra={"conversation_id": "c-2"})
         log.warning("plain", extra={"conversation_id": object()})  # non-scalar context is dropped
+        console_to_log("Kefu is serving [bold]shop[/bold] on http://127.0.0.1:8000/")
     finally:
         logging.getLogger().removeHandler(handler)
     lines = stream.getvalue().splitlines()
     entries = [json.loads(line) for line in lines]
-    assert len(entries) == 3
+    assert len(entries) == 4
+    assert entries[3]["msg"] == "Kefu is serving shop on http://127.0.0.1:8000/" and entries[3]["logger"] == "kefu"
     assert entries[0]["msg"] == "turn failed: StoreUnavailable" and entries[0]["conversation_id"] == "c-1"
     assert entries[0]["message_id"] == "m-1" and entries[0]["level"] == "info" and entries[0]["logger"] == "kefu.test"
     assert entries[1]["exc_type"] == "ValueError" and entries[1]["exc_where"].startswith("test_serving.py:")
