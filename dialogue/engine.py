@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from dialogue import types as ev
 from dialogue.domain import Domain
-from dialogue.errors import ConcurrentUpdate, DialogueError, DuplicateMessage
+from dialogue.errors import ConcurrentUpdate, DialogueError, DuplicateMessage, TurnContention
 from dialogue.flows import FlowContext, Flows
 from dialogue.store import Store
 from dialogue.types import (
@@ -124,16 +124,25 @@ class DialogueEngine:
         self.max_attempts = max_attempts
 
     # -- conversations -------------------------------------------------------------------------
-    async def open_conversation(self, conversation_id: str | None, language: str | None = None) -> str:
-        """Return ``conversation_id`` if it exists, else the id of a new conversation."""
+    async def open_conversation(
+        self, conversation_id: str | None, language: str | None = None, sender: str | None = None
+    ) -> str:
+        """Return ``conversation_id`` if it exists, else the id of a new conversation.
+
+        ``sender`` is the customer's id (the ``user`` of the widget's ``hello`` frame), stored on a *new*
+        conversation only: it is what ``kefu conversations delete --user ID`` erases, and resuming someone's
+        conversation by its id must not re-own it.
+        """
         if conversation_id:
             existing = await self.store.get(conversation_id)
             if existing is not None:
                 return existing.id
-        created = await self.store.create_conversation(
-            language or self.parts.default_language, state=self.parts.flows.initial_state
+        return (await self._create(language, sender)).id
+
+    async def _create(self, language: str | None, sender: str | None) -> Conversation:
+        return await self.store.create_conversation(
+            language or self.parts.default_language, sender=sender, state=self.parts.flows.initial_state
         )
-        return created.id
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         return await self.store.get(conversation_id)
@@ -198,25 +207,37 @@ class DialogueEngine:
     async def handle_message(
         self, conversation_id: str | None, message_id: str, text: str, on_token: OnToken | None = None
     ) -> TurnReply:
-        """Process one user message; a retried ``message_id`` gets the stored reply, not a second turn."""
+        """Process one user message; a retried ``message_id`` gets the stored reply, not a second turn.
+
+        An unknown (or missing) ``conversation_id`` starts a new conversation. Each attempt reads the snapshot
+        once, together with whether ``message_id`` is already stored (:meth:`Store.get_for_message`): a fresh
+        message costs that one read and the commit; a retried one is answered from its stored events. A turn that
+        loses the optimistic race to another one (``ConcurrentUpdate``) or to a copy of itself in another worker
+        (``DuplicateMessage``) reads again and either replays or reruns, without streaming a second time; after
+        ``max_attempts`` lost races it raises :class:`~dialogue.errors.TurnContention` (nothing stored: safe to
+        send again).
+        """
         verdict = self.parts.input_filter.check(text)
-        conversation_id = await self.open_conversation(conversation_id)
+        conversation: Conversation | None = None
+        seen = False
+        if conversation_id:
+            conversation, seen = await self.store.get_for_message(conversation_id, message_id)
         for attempt in range(self.max_attempts):
-            conversation = await self.store.get(conversation_id)
-            if conversation is None:  # deleted between open and turn
-                conversation_id = await self.open_conversation(None)
-                continue
-            replay = await self.store.find_events_by_message_id(conversation.id, message_id)
-            if replay:
-                return _replayed(conversation, message_id, replay)
+            if conversation is None:  # no id, an unknown one, or deleted since it was read: a new conversation
+                conversation, seen = await self._create(None, None), False
+            if seen:
+                replay = await self.store.find_events_by_message_id(conversation.id, message_id)
+                if replay:
+                    return _replayed(conversation, message_id, replay)
             try:
                 return await self._turn(conversation, message_id, verdict, on_token if attempt == 0 else None)
             except DuplicateMessage:
-                continue  # another worker processed this message id first: answer from its events
+                pass  # another worker processed this message id first: the next read answers from its events
             except ConcurrentUpdate:
                 log.info("turn raced, retrying", extra={"conversation_id": conversation.id, "attempt": attempt})
-                continue
-        raise DialogueError(f"turn for conversation {conversation_id!r} failed after {self.max_attempts} attempts")
+            if attempt + 1 < self.max_attempts:
+                conversation, seen = await self.store.get_for_message(conversation.id, message_id)
+        raise TurnContention(conversation.id if conversation else str(conversation_id), self.max_attempts)
 
     async def _turn(
         self, conversation: Conversation, message_id: str, verdict: InputVerdict, on_token: OnToken | None

@@ -71,6 +71,20 @@ class DuplicateMessage(StoreError):
         )
 
 
+class TurnContention(DialogueError):
+    """A turn lost the optimistic-concurrency race on every one of the engine's attempts (other turns of the same
+    conversation, e.g. in another worker process, kept committing first).
+
+    Nothing was stored for this message, so it is safe to send it again (the engine answers an already-committed
+    message id from the store): ``kefu.serving`` retries with back-off. ``attempts`` is how many times it ran.
+    """
+
+    def __init__(self, conversation_id: str, attempts: int) -> None:
+        self.conversation_id = conversation_id
+        self.attempts = attempts
+        super().__init__(f"turn for conversation {conversation_id!r} lost the race {attempts} times")
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached or opened (server down, wrong host/port, unwritable SQLite path...).
 

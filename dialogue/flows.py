@@ -3,18 +3,25 @@
 A bot's flows are a ``StateMachine`` subclass whose *events are action names*. The events enabled in
 the current state (with their conditions evaluated against the tracker) are exactly the actions the
 policy may choose from; sending the chosen action moves the machine to its next state. The state is
-persisted as a plain string in the conversation row, so a turn rebuilds the machine in microseconds
-instead of replaying history.
+persisted as a plain string in the conversation row, so a turn never replays history.
+
+Building a python-statemachine instance is the expensive part (it resolves every callback and condition by name:
+~1.5 ms, twice per turn), so :class:`Flows` builds one per thread and reuses it: each call points the machine's
+model at the caller's state, intent and slots, and the machine reads them from there exactly as a freshly built
+one would (the state is read from the model on every access). A machine whose call raised is thrown away, so a
+half-run transition never leaks into the next call.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from statemachine import StateMachine
 from statemachine.exceptions import TransitionNotAllowed
@@ -40,20 +47,35 @@ class FlowContext:
 
 
 Rule = Callable[..., str]
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Pooled:
+    """A machine built once and the model it reads (a :class:`FlowContext` re-pointed at each call's context)."""
+
+    machine: StateMachine
+    model: FlowContext
+    busy: bool = False
 
 
 @dataclass(frozen=True)
 class Flows:
-    """A loaded flows module: the machine class and the bot's hand-written default policy rule."""
+    """A loaded flows module: the machine class and the bot's hand-written default policy rule.
+
+    Safe to share between threads and coroutines: the reused machine is per thread, and a nested call (a condition
+    asking the flows again) gets a machine of its own.
+    """
 
     machine: type[StateMachine]
     default_policy: Rule
+    _pool: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
     @property
     def initial_state(self) -> str:
         return str(self.machine.initial_state.id)  # type: ignore[attr-defined]
 
-    @property
+    @cached_property
     def states(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.machine.states)  # type: ignore[attr-defined]
 
@@ -63,22 +85,48 @@ class Flows:
 
     def allowed(self, context: FlowContext) -> list[str]:
         """The actions enabled in ``context.state`` given the intent and slots (conditions checked)."""
-        machine = self._machine(context)
-        return sorted(e.id for e in machine.enabled_events())
+        return self._with_machine(context, lambda machine: sorted(e.id for e in machine.enabled_events()))
 
     def advance(self, context: FlowContext, action: str) -> str:
         """Take ``action``'s transition and return the new state (``context.state`` is updated too)."""
-        machine = self._machine(context)
-        try:
-            machine.send(action)
-        except TransitionNotAllowed as exc:
-            raise FlowError(f"action {action!r} is not allowed in state {context.state!r}") from exc
+
+        def send(machine: StateMachine) -> None:
+            try:
+                machine.send(action)
+            except TransitionNotAllowed as exc:
+                raise FlowError(f"action {action!r} is not allowed in state {context.state!r}") from exc
+
+        self._with_machine(context, send)
         return context.state
 
-    def _machine(self, context: FlowContext) -> StateMachine:
+    def _with_machine(self, context: FlowContext, use: Callable[[StateMachine], _T]) -> _T:
+        """Run ``use`` on a machine in ``context``'s state whose conditions read ``context``; writes back to it."""
         if context.state not in self.states:
             raise FlowError(f"stored state {context.state!r} is not a state of {self.machine.__name__}")
-        return self.machine(context)
+        if type(context) is not FlowContext:  # a subclass may carry more than the pooled model copies: build one
+            return use(self.machine(context))
+        cached: _Pooled | None = getattr(self._pool, "pooled", None)
+        if cached is None or cached.busy:  # first call in this thread, or a nested one: build a machine
+            model = FlowContext(context.state, context.intent, context.slots)
+            pooled = _Pooled(self.machine(model), model)
+            if cached is None:
+                self._pool.pooled = pooled
+        else:
+            pooled = cached
+        model = pooled.model
+        model.state, model.intent, model.slots = context.state, context.intent, context.slots
+        pooled.machine.history_values.clear()  # a fresh machine remembers no history states
+        pooled.busy = True
+        try:
+            result = use(pooled.machine)
+        except BaseException:
+            if getattr(self._pool, "pooled", None) is pooled:
+                self._pool.pooled = None  # the machine may be mid-transition: build a new one next time
+            raise
+        finally:
+            pooled.busy = False
+            context.state, context.intent, context.slots = model.state, model.intent, model.slots
+        return result
 
 
 def load_flows(path: Path, class_name: str = "Flows") -> Flows:

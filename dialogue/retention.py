@@ -91,8 +91,8 @@ async def _delete_batch(
 
     ``schema`` caches the reflected tables across batches (reflected in the first batch's transaction).
     """
-    # The store's own transaction: BEGIN IMMEDIATE on SQLite, driver errors mapped to StoreUnavailable/StoreError.
-    async with store._write(operation) as conn:
+    # The store's write transaction: BEGIN IMMEDIATE on SQLite, driver errors mapped to StoreUnavailable/StoreError.
+    async with store.transaction(operation) as conn:
         if "metadata" not in schema:
             schema["metadata"] = await _reflect(conn)
         metadata = schema["metadata"]

@@ -10,7 +10,14 @@ Concurrency is optimistic: :meth:`Store.commit_turn` carries the version the cal
 the store locks the row (``SELECT ... FOR UPDATE`` on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite, which
 serialises writers), compares versions (:class:`~dialogue.errors.ConcurrentUpdate` on mismatch), appends the
 events and rewrites the snapshot with ``version + 1``. The snapshot ``UPDATE`` is additionally guarded by
-``WHERE version = :expected``.
+``WHERE version = :expected``. A turn reads once (:meth:`Store.get_for_message`: the snapshot and whether its client
+message id is already stored, one statement) and writes once (:meth:`Store.commit_turn`).
+
+On PostgreSQL with asyncpg the engine's default isolation is ``AUTOCOMMIT``: a read is its statement(s) without
+``BEGIN``/``COMMIT`` (under PostgreSQL's ``READ COMMITTED`` a transaction gives a read nothing more, since each
+statement sees its own snapshot), and the pool's pre-ping is one round trip instead of three; every write
+transaction sets ``READ COMMITTED`` and is one transaction as before. An ``isolation_level`` in ``engine_kwargs``
+turns this off.
 
 The console reads conversations by facts that otherwise live in the event log, so the snapshot row also carries
 denormalised columns (lowest NLU confidence, fallback and safety turn counts, the redacted text for search, the
@@ -171,6 +178,9 @@ events = sa.Table(
 
 # Errors that mean "cannot talk to the database" rather than "this statement is wrong".
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
+#: SQLSTATEs that mean "the database is not there right now": class 08 (connection exception) and 57P01-57P03
+#: (admin shutdown, crash shutdown, cannot connect now: "the database system is shutting down / starting up").
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def _now() -> dt.datetime:
@@ -187,12 +197,30 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _sqlstate(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver error: on the error itself, or on the driver exception SQLAlchemy's asyncpg adapter
+    wraps (its adapted ``Error`` classes carry the original as ``__cause__``)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        for attr in ("sqlstate", "pgcode"):
+            value = getattr(exc, attr, None)
+            if isinstance(value, str) and value:
+                return value
+        exc = exc.__cause__
+        seen += 1
+    return None
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         orig = exc.orig
         if isinstance(orig, _CONNECTION_ERRORS):
+            return True
+        # PostgreSQL shutting down or starting up (a restart) arrives as a plain driver error with SQLSTATE 57P0x.
+        sqlstate = _sqlstate(orig)
+        if sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
             return True
         name = type(orig).__name__
         # asyncpg: CannotConnectNowError, ConnectionDoesNotExistError, InvalidCatalogNameError (no such
@@ -441,6 +469,8 @@ class Store:
         self._url = url
         self._schema = schema
         self._dialect = engine.dialect.name
+        # The isolation level a write transaction sets when the engine's default is AUTOCOMMIT (see open).
+        self._transactional: str | None = None
 
     def __repr__(self) -> str:
         return f"Store(url={self.url!r})"
@@ -503,6 +533,14 @@ class Store:
                 raise StoreError("schema= needs the asyncpg driver", operation="open")
         if connect_args:
             kwargs["connect_args"] = connect_args
+        transactional: str | None = None
+        if backend == "postgresql" and sa_url.get_driver_name() == "asyncpg" and "isolation_level" not in (
+            engine_kwargs or {}
+        ):
+            # Reads run without BEGIN/COMMIT (and the pool's pre-ping is one round trip instead of three); writes
+            # switch back to PostgreSQL's default level, so they are one transaction as before (see _Tx).
+            kwargs["isolation_level"] = "AUTOCOMMIT"
+            transactional = "READ COMMITTED"
         kwargs.update(engine_kwargs or {})
 
         try:
@@ -512,6 +550,7 @@ class Store:
         if backend == "sqlite":
             _install_sqlite_hooks(engine)
         store = cls(engine, sa_url, schema)
+        store._transactional = transactional
         try:
             await store._migrate()
         except BaseException:
@@ -582,6 +621,19 @@ class Store:
             return StoreError(f"{type(cause).__name__}: {cause}", operation=operation, conversation_id=conversation_id)
         return exc
 
+    def transaction(self, operation: str, *, write: bool = True, conversation_id: str | None = None) -> _Tx:
+        """``async with store.transaction("expire") as conn:`` one connection and transaction of this store.
+
+        For code that needs SQL the store has no method for (:mod:`dialogue.retention`, tests): ``conn`` is a
+        SQLAlchemy ``AsyncConnection``, committed when the block ends and rolled back when it raises. A ``write``
+        transaction excludes other writers on SQLite (``BEGIN IMMEDIATE``), so read-then-write logic is safe there
+        too; on PostgreSQL lock rows with ``SELECT ... FOR UPDATE``. ``write=False`` is for reads only (on
+        PostgreSQL its statements run without a transaction, each one consistent on its own). Driver errors are
+        mapped like those of every store method (:class:`~dialogue.errors.StoreUnavailable`,
+        :class:`~dialogue.errors.StoreError`); ``operation`` and ``conversation_id`` name the work in them.
+        """
+        return _Tx(self, operation, conversation_id, write=write)
+
     def _read(self, operation: str, conversation_id: str | None = None) -> _Tx:
         return _Tx(self, operation, conversation_id, write=False)
 
@@ -648,6 +700,27 @@ class Store:
         async with self._read("get", conversation_id) as conn:
             row = (await conn.execute(conversations.select().where(conversations.c.id == conversation_id))).first()
         return _row_to_conversation(row) if row is not None else None
+
+    async def get_for_message(self, conversation_id: str, message_id: str) -> tuple[Conversation | None, bool]:
+        """The snapshot of one conversation (or ``None``) and whether ``message_id`` is already stored in it.
+
+        A turn's one read: the engine needs the snapshot and must know whether a client retried a message it
+        already answered (then it answers from :meth:`find_events_by_message_id`, without running the turn
+        again). One statement (an ``EXISTS`` probe on the ``(conversation_id, message_id)`` index) instead of two
+        round trips for every fresh message.
+        """
+        c = events.c
+        seen = (
+            sa.exists()
+            .where(c.conversation_id == conversation_id, c.message_id == message_id)
+            .label("kefu_message_seen")
+        )
+        query = sa.select(conversations, seen).where(conversations.c.id == conversation_id)
+        async with self._read("get_for_message", conversation_id) as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None, False
+        return _row_to_conversation(row), bool(row.kefu_message_seen)
 
     async def delete_conversation(self, conversation_id: str) -> bool:
         """Delete a conversation and (ON DELETE CASCADE) its events, e.g. for a data-erasure request."""
@@ -1387,7 +1460,10 @@ class _Tx:
             raise store._translate(exc, self._operation, self._cid) from None
         try:
             if self._write:
-                await conn.execution_options(**{_IMMEDIATE: True})
+                options: dict[str, Any] = {_IMMEDIATE: True}
+                if store._transactional is not None:
+                    options["isolation_level"] = store._transactional
+                await conn.execution_options(**options)
             await conn.begin()
         except Exception as exc:  # noqa: BLE001 - translated and re-raised
             await conn.close()

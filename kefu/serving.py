@@ -3,16 +3,15 @@
 :class:`ServingBackend` wraps a :class:`dialogue.engine.DialogueEngine` (it stays the single source of the turn
 logic) and adds what serving many customers from several processes needs:
 
-* **customers**: ``open_conversation(..., user=ID)`` creates the conversation with ``sender = ID`` (the ``user`` of
-  the widget's ``hello`` frame), which is what ``kefu conversations delete --user ID`` erases;
+* **customers**: ``open_conversation(..., user=ID)`` has the engine create the conversation with ``sender = ID``
+  (the ``user`` of the widget's ``hello`` frame), which is what ``kefu conversations delete --user ID`` erases;
 * **turn serialisation**: turns of one conversation run one at a time in this process (an ``asyncio.Lock`` per
   conversation), and across processes the store's row lock + version check decides; a turn that keeps losing
-  that race (the engine gives up after its own few attempts) is retried here with jittered back-off until
-  ``retry_for`` seconds have passed, so contention between workers never reaches a customer as an error.
-  Retries are safe: the engine answers an already-committed client ``message_id`` from the store;
-* **clean errors**: a store error caused by the database shutting down or starting up (SQLSTATE class 08,
-  57P01-57P03) is raised as :class:`~dialogue.errors.StoreUnavailable`, so customers get ``store_unavailable``
-  ("retry later"), never ``internal``, while PostgreSQL restarts;
+  that race (the engine gives up after its own few attempts with :class:`~dialogue.errors.TurnContention`) is
+  retried here with jittered back-off until ``retry_for`` seconds have passed, so contention between workers never
+  reaches a customer as an error. Retries are safe: the engine answers an already-committed client ``message_id``
+  from the store. (A database that is restarting needs nothing here: the store raises
+  :class:`~dialogue.errors.StoreUnavailable` for it, which customers see as ``store_unavailable``, "retry later".)
 * **metrics**: every committed turn's events feed :class:`channels.metrics.Metrics` (per-stage latency, safety
   blocks, handoffs), observed on the store so the engine stays untouched.
 
@@ -29,47 +28,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from channels.metrics import Metrics
-from dialogue.errors import ConcurrentUpdate, DialogueError, StoreError, StoreUnavailable
+from dialogue.errors import ConcurrentUpdate, TurnContention
 from dialogue.types import Event, TurnReply, TurnUpdate
 
 log = logging.getLogger("kefu.serving")
 
 OnToken = Callable[[str], Awaitable[None]]
-
-
-#: SQLSTATEs that mean "the database is not there right now": class 08 (connection exception), 57P01-57P03
-#: (admin shutdown, crash shutdown, cannot connect now: "the database system is shutting down / starting up").
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-
-
-def _unavailable_cause(exc: BaseException) -> BaseException | None:
-    """The driver error behind a generic :class:`StoreError` when it means "database down", else ``None``.
-
-    The store raises its errors ``from None``, but the original exception is still its ``__context__``; SQLAlchemy
-    wraps asyncpg's exception, which carries the SQLSTATE.
-    """
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc.__context__, exc.__cause__]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen or len(seen) > 20:
-            continue
-        seen.add(id(current))
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-            return current
-        todo.extend([current.__context__, current.__cause__, getattr(current, "orig", None)])
-    return None
-
-
-def clean_store_error(exc: BaseException, url: str = "?") -> BaseException:
-    """A :class:`StoreError` caused by the database restarting becomes :class:`StoreUnavailable` (wire code
-    ``store_unavailable``, "retry later") instead of an ``internal`` error; anything else is returned as is."""
-    if isinstance(exc, StoreError) and not isinstance(exc, StoreUnavailable):
-        cause = _unavailable_cause(exc)
-        if cause is not None:
-            return StoreUnavailable(url, cause, operation=exc.operation)
-    return exc
 
 
 class ObservedStore:
@@ -155,44 +119,15 @@ class ServingBackend:
             raise AttributeError(name)
         return getattr(self.engine, name)
 
-    def _clean(self, exc: BaseException) -> BaseException:
-        return clean_store_error(exc, str(getattr(self.engine.store, "url", "?")))
-
     # -------------------------------------------------------------------------------------------- conversations
     async def open_conversation(
         self, conversation_id: str | None, language: str | None = None, user: str | None = None
     ) -> str:
         """``conversation_id`` when it exists; else a new conversation whose ``sender`` is ``user``."""
-        try:
-            return await self._open(conversation_id, language, user)
-        except StoreError as exc:
-            cleaned = self._clean(exc)
-            if cleaned is exc:
-                raise
-            raise cleaned from None
-
-    async def _open(self, conversation_id: str | None, language: str | None, user: str | None) -> str:
-        if user is None:
-            return str(await self.engine.open_conversation(conversation_id, language))
-        store = self.engine.store
-        if conversation_id:
-            existing = await store.get(conversation_id)
-            if existing is not None:
-                return str(existing.id)
-        parts = self.engine.parts
-        created = await store.create_conversation(
-            language or parts.default_language, sender=user, state=parts.flows.initial_state
-        )
-        return str(created.id)
+        return str(await self.engine.open_conversation(conversation_id, language, sender=user))
 
     async def conversation_events(self, conversation_id: str) -> list[Event]:
-        try:
-            return list(await self.engine.conversation_events(conversation_id))
-        except StoreError as exc:
-            cleaned = self._clean(exc)
-            if cleaned is exc:
-                raise
-            raise cleaned from None
+        return list(await self.engine.conversation_events(conversation_id))
 
     async def events_after(self, conversation_id: str, seq: int) -> list[Event]:
         return list(await self.engine.events_after(conversation_id, seq))
@@ -214,14 +149,9 @@ class ServingBackend:
                         conversation_id, message_id, text, on_token if attempt == 0 else None
                     )
                     return reply
-                except DialogueError as exc:
-                    # ConcurrentUpdate escapes the engine only from its last attempt; a bare DialogueError is
-                    # the engine's "failed after N attempts". Every other error (store down...) is final.
-                    if not (isinstance(exc, ConcurrentUpdate) or type(exc) is DialogueError):
-                        cleaned = self._clean(exc)
-                        if cleaned is exc:
-                            raise
-                        raise cleaned from None
+                except (TurnContention, ConcurrentUpdate):
+                    # The engine gave up after its own attempts (ConcurrentUpdate only from an engine that lets it
+                    # escape). Every other error (store down...) is final and propagates as it is.
                     if loop.time() >= deadline:
                         log.warning("turn still racing after %.0f s: giving up", self.retry_for,
                                     extra={"conversation_id": conversation_id, "message_id": message_id})

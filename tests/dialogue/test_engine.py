@@ -9,7 +9,7 @@ import pytest
 
 from dialogue import types as ev
 from dialogue.engine import DialogueEngine
-from dialogue.errors import DialogueError, HandoffConflict
+from dialogue.errors import ConcurrentUpdate, DialogueError, HandoffConflict, TurnContention
 from dialogue.types import ConversationFilter, ConversationSummary
 from runtime.types import Act, Realisation
 
@@ -215,3 +215,65 @@ async def test_the_console_columns_follow_the_turns(engine: DialogueEngine) -> N
     assert cid in [s.id for s in found.items]
     assert not (await engine.store.list_conversations(ConversationFilter(query="jane.doe"), limit=1000)).items
     assert cid in [s.id for s in await engine.list_conversations(limit=1000)]  # the old Backend listing
+
+
+# ---------------------------------------------------------------- senders, store reads per turn, lost races
+
+
+async def test_a_new_conversation_gets_its_sender_and_a_resumed_one_keeps_it(engine: DialogueEngine) -> None:
+    cid = await engine.open_conversation(None, "en", sender="cust-42")
+    assert (await engine.get_conversation(cid)).sender == "cust-42"  # type: ignore[union-attr]
+    assert await engine.open_conversation(cid, "en", sender="someone-else") == cid
+    assert (await engine.get_conversation(cid)).sender == "cust-42"  # type: ignore[union-attr]
+    anonymous = await engine.open_conversation("no-such-id")
+    assert anonymous != "no-such-id" and (await engine.get_conversation(anonymous)).sender is None  # type: ignore[union-attr]
+
+
+class CountingStore:
+    """The real store, counting the engine's calls (and optionally losing every commit race)."""
+
+    def __init__(self, inner: Any, *, always_race: bool = False) -> None:
+        self.inner = inner
+        self.always_race = always_race
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == "commit_turn" and self.always_race:
+                update = args[0]
+                raise ConcurrentUpdate(update.conversation_id, update.expected_version, update.expected_version + 1)
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_fresh_message_reads_once_and_a_retried_one_is_answered_from_the_store(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "hi there")
+    counting = CountingStore(engine.store)
+    counted = DialogueEngine(engine.parts, counting, engine.generator)  # type: ignore[arg-type]
+    message_id = mid()
+    reply = await counted.handle_message(first.conversation_id, message_id, "hi there")
+    assert counting.calls == ["get_for_message", "commit_turn"]
+
+    counting.calls.clear()
+    again = await counted.handle_message(first.conversation_id, message_id, "hi there")
+    assert counting.calls == ["get_for_message", "find_events_by_message_id"]
+    assert again.replayed and (again.text, again.message_id, again.action) == (reply.text, reply.message_id, reply.action)
+
+
+async def test_losing_every_race_raises_turn_contention_and_stores_nothing(engine: DialogueEngine) -> None:
+    first = await engine.handle_message(None, mid(), "hi there")
+    before = await engine.conversation_events(first.conversation_id)
+    racing = CountingStore(engine.store, always_race=True)
+    contended = DialogueEngine(engine.parts, racing, engine.generator, max_attempts=3)  # type: ignore[arg-type]
+    with pytest.raises(TurnContention) as info:
+        await contended.handle_message(first.conversation_id, mid(), "hi there")
+    assert isinstance(info.value, DialogueError)
+    assert (info.value.conversation_id, info.value.attempts) == (first.conversation_id, 3)
+    assert racing.calls.count("commit_turn") == 3 and racing.calls.count("get_for_message") == 3
+    assert await engine.conversation_events(first.conversation_id) == before

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from statemachine.exceptions import TransitionNotAllowed
 
+from dialogue.domain import Domain
 from dialogue.flows import FlowContext, FlowError, Flows, load_flows
 from policy import FSMPolicy, Observation
 
@@ -91,3 +96,60 @@ def test_broken_flows_file_names_itself(tmp_path: Path) -> None:
     bad.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(FlowError, match="flows.py"):
         load_flows(bad)
+
+
+# ---------------------------------------------------------------- the reused machine answers like a fresh one
+
+
+def _fresh_allowed(flows: Flows, state: str, intent: str, slots: dict[str, str]) -> list[str]:
+    """The mask as computed before machines were reused: a new python-statemachine instance per call."""
+    return sorted(e.id for e in flows.machine(FlowContext(state, intent, dict(slots))).enabled_events())
+
+
+def _fresh_advance(flows: Flows, state: str, intent: str, slots: dict[str, str], action: str) -> str | None:
+    context = FlowContext(state, intent, dict(slots))
+    try:
+        flows.machine(context).send(action)
+    except TransitionNotAllowed:
+        return None
+    return context.state
+
+
+def test_reused_machine_equals_a_fresh_one_for_every_state_intent_slots_and_action(flows: Flows) -> None:
+    domain = Domain.load(SHOP / "domain.yml")
+    slot_values: list[dict[str, str]] = []
+    for order_id, reason in itertools.product((None, "", "10234"), (None, "", "broken")):
+        slots = {k: v for k, v in (("order_id", order_id), ("reason", reason)) if v is not None}
+        slot_values.append(slots)
+    cases = list(itertools.product(flows.states, [*domain.intents, "nlu_fallback"], slot_values))
+    random.Random(7).shuffle(cases)  # interleave states, so a call never finds the machine where the last left it
+    checked = 0
+    for state, intent, slots in cases:
+        assert flows.allowed(FlowContext(state, intent, dict(slots))) == _fresh_allowed(flows, state, intent, slots)
+        for action in flows.actions:
+            expected = _fresh_advance(flows, state, intent, slots, action)
+            context = FlowContext(state, intent, dict(slots))
+            if expected is None:
+                with pytest.raises(FlowError):
+                    flows.advance(context, action)
+            else:
+                assert flows.advance(context, action) == expected == context.state
+            # the reused machine was not moved by the call: the same question gets the same answer
+            assert flows.allowed(FlowContext(state, intent, dict(slots))) == _fresh_allowed(flows, state, intent, slots)
+            checked += 1
+    assert checked == len(flows.states) * (len(domain.intents) + 1) * 9 * len(flows.actions)
+
+
+def test_flows_are_shared_safely_between_threads(flows: Flows) -> None:
+    """Each thread reuses a machine of its own: concurrent turns never see each other's state."""
+    contexts = [("idle", "order_status", {}), ("status_need_id", "inform", {"order_id": "1"}),
+                ("return_need_id", "inform", {"order_id": "1"}), ("handed_off", "greet", {})]
+    expected = [_fresh_allowed(flows, *c) for c in contexts]
+
+    def work(i: int) -> bool:
+        state, intent, slots = contexts[i % len(contexts)]
+        return all(flows.allowed(FlowContext(state, intent, dict(slots))) == expected[i % len(contexts)]
+                   for _ in range(200))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(16)))

@@ -46,7 +46,7 @@ async def _commit(store: Store, conv: Conversation, turns: int, intent: str = "o
 
 async def _tables(store: Store) -> sa.MetaData:
     metadata = sa.MetaData()
-    async with store._read("test") as conn:
+    async with store.transaction("test", write=False) as conn:
         await conn.run_sync(lambda c: metadata.reflect(c))
     return metadata
 
@@ -55,7 +55,7 @@ async def _counts(store: Store) -> dict[str, int]:
     """Rows of every table in the live schema."""
     metadata = await _tables(store)
     counts: dict[str, int] = {}
-    async with store._read("test") as conn:
+    async with store.transaction("test", write=False) as conn:
         for table in metadata.sorted_tables:
             counts[table.name] = int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
     return counts
@@ -65,7 +65,7 @@ async def _rows_of(store: Store, conversation_ids: set[str]) -> dict[str, int]:
     """Rows that belong to ``conversation_ids``, per table (the conversations table included)."""
     metadata = await _tables(store)
     found: dict[str, int] = {}
-    async with store._read("test") as conn:
+    async with store.transaction("test", write=False) as conn:
         conversations = metadata.tables["conversations"]
         found["conversations"] = int(
             (await conn.execute(
@@ -83,7 +83,7 @@ async def _rows_of(store: Store, conversation_ids: set[str]) -> dict[str, int]:
 async def _set_updated_at(store: Store, conversation_id: str, when: dt.datetime) -> None:
     metadata = await _tables(store)
     conversations = metadata.tables["conversations"]
-    async with store._write("test") as conn:
+    async with store.transaction("test") as conn:
         await conn.execute(conversations.update().where(conversations.c.id == conversation_id).values(updated_at=when))
 
 

@@ -87,7 +87,7 @@ async def _reload(store: Store, conv_id: str) -> Conversation:
 
 
 async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: StoreTarget, store: Store) -> None:
-    assert await store.schema_version() == "0003"
+    assert await store.schema_version() == "0004"
 
     def inspect(sync_conn: sa.Connection) -> dict[str, Any]:
         insp = sa.inspect(sync_conn)
@@ -142,7 +142,7 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
     for _ in range(2):
         again = await store_target.open()
         try:
-            assert await again.schema_version() == "0003"
+            assert await again.schema_version() == "0004"
             assert await again.get(conv.id) == conv
         finally:
             await again.close()
@@ -609,7 +609,7 @@ async def test_migration_0003_backfills_existing_conversations(store_target: Sto
 
     store = await store_target.open()  # upgrades to head again, backfilling
     try:
-        assert await store.schema_version() == "0003"
+        assert await store.schema_version() == "0004"
         s = await _summary(store, "old-1")
         assert s.min_confidence == pytest.approx(0.4)
         assert (s.fallbacks, s.safety_flags, s.handoff_status, s.handoffs) == (1, 1, "waiting", 1)
@@ -1085,3 +1085,173 @@ def _perf_match(i: int, f: ConversationFilter) -> bool:
         f.reviewed is None or (i % 17 == 0) == f.reviewed,
         f.query is None or i % 10_000 == 0,
     ])
+
+
+# ---------------------------------------------------------------- the turn's read, the replay index (migration 0004)
+
+
+async def test_get_for_message_reads_the_snapshot_and_whether_the_message_was_processed(store: Store) -> None:
+    conv = await store.create_conversation("en", sender="cust-1")
+    assert await store.get_for_message(conv.id, "m1") == (conv, False)
+    await store.commit_turn(turn(conv, "m1"))
+    after = await store.get(conv.id)
+    assert await store.get_for_message(conv.id, "m1") == (after, True)
+    assert await store.get_for_message(conv.id, "bot-m1") == (after, True)  # the bot reply's id is stored too
+    assert await store.get_for_message(conv.id, "m2") == (after, False)
+    other = await store.create_conversation("en")
+    assert await store.get_for_message(other.id, "m1") == (other, False)  # message ids are per conversation
+    assert await store.get_for_message("no-such-conversation", "m1") == (None, False)
+
+
+async def _migrate_to(store_target: StoreTarget, store: Store, revision: str, *, down: bool) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from dialogue.store import MIGRATIONS_DIR
+
+    def run(sync_conn: sa.Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = sync_conn
+        cfg.attributes["version_table_schema"] = store_target.schema
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    async with store.transaction("test") as conn:
+        await conn.run_sync(run)
+
+
+async def _event_indexes(store: Store) -> dict[str, list[str]]:
+    async with store.transaction("test", write=False) as conn:
+        found = await conn.run_sync(lambda sync_conn: sa.inspect(sync_conn).get_indexes("events"))
+    return {i["name"]: list(i["column_names"]) for i in found}
+
+
+async def test_migration_0004_adds_the_replay_index_and_downgrades_cleanly(store_target: StoreTarget) -> None:
+    store = await store_target.open()
+    try:
+        conv = await store.create_conversation("en")
+        await store.commit_turn(turn(conv, "m1"))
+        assert (await _event_indexes(store))["ix_events_conversation_message"] == ["conversation_id", "message_id"]
+
+        await _migrate_to(store_target, store, "0003", down=True)
+        assert await store.schema_version() == "0003"
+        assert "ix_events_conversation_message" not in await _event_indexes(store)
+        assert "ix_events_conversation_turn" in await _event_indexes(store)  # 0001's index is left alone
+        assert (await store.get_for_message(conv.id, "m1"))[1]  # the data is untouched
+
+        await _migrate_to(store_target, store, "head", down=False)
+        assert await store.schema_version() == "0004"
+        assert "ix_events_conversation_message" in await _event_indexes(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_target", ["postgresql"], indirect=True)
+async def test_the_replay_check_uses_the_index(store_target: StoreTarget, store: Store) -> None:
+    """PostgreSQL finds a message id with the (conversation_id, message_id) index, not by reading the events of
+    the conversation (the unique (conversation_id, type, message_id) index can only narrow to the conversation)."""
+    conv = await store.create_conversation("en")
+    await store.commit_turn(turn(conv, "m1"))
+    async with store.transaction("test", write=False) as conn:
+        await conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: make the planner choose an index
+        await conn.execute(sa.text("ANALYZE events"))
+        plan = "\n".join(
+            row[0] for row in await conn.execute(
+                sa.text("EXPLAIN SELECT 1 FROM events WHERE conversation_id = :c AND message_id = :m"),
+                {"c": conv.id, "m": "m1"},
+            )
+        )
+    assert "ix_events_conversation_message" in plan, plan
+
+
+# ---------------------------------------------------------------- the public transaction
+
+
+async def test_transaction_commits_rolls_back_and_maps_errors(store: Store) -> None:
+    conv = await store.create_conversation("en")
+    async with store.transaction("test", conversation_id=conv.id) as conn:
+        await conn.execute(conversations.update().where(conversations.c.id == conv.id).values(language="zh"))
+    assert (await store.get(conv.id)).language == "zh"  # type: ignore[union-attr]
+
+    with pytest.raises(RuntimeError):
+        async with store.transaction("test") as conn:
+            await conn.execute(conversations.update().where(conversations.c.id == conv.id).values(language="fr"))
+            raise RuntimeError("abandon")
+    assert (await store.get(conv.id)).language == "zh"  # type: ignore[union-attr]
+
+    async with store.transaction("test", write=False) as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(conversations))).scalar_one()
+    assert count == 1
+
+    with pytest.raises(StoreError) as info:
+        async with store.transaction("custom_query", conversation_id=conv.id) as conn:
+            await conn.execute(sa.text("SELECT * FROM no_such_table"))
+    assert not isinstance(info.value, StoreUnavailable)
+    assert (info.value.operation, info.value.conversation_id) == ("custom_query", conv.id)
+
+
+# ---------------------------------------------------------------- a restarting PostgreSQL is "unavailable"
+
+
+class _DriverError(Exception):
+    """What asyncpg raises while PostgreSQL shuts down or starts up: an error with a SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__("the database system is shutting down")
+        self.sqlstate = sqlstate
+
+
+class Error(Exception):  # named like SQLAlchemy's adapted asyncpg error class, which is the point
+    """SQLAlchemy's asyncpg adapter re-raises driver errors as its own ``Error`` with the original as __cause__."""
+
+
+def _adapted(sqlstate: str) -> sa.exc.DBAPIError:
+    try:
+        try:
+            raise _DriverError(sqlstate)
+        except _DriverError as driver:
+            raise Error(f"<class 'asyncpg.exceptions.X'>: {driver}") from driver
+    except Error as adapted:
+        return sa.exc.DBAPIError("SELECT ...", None, adapted)
+
+
+@pytest.mark.parametrize("sqlstate", ["57P01", "57P02", "57P03", "08006", "08001"])
+def test_shutdown_and_startup_sqlstates_are_store_unavailable(sqlstate: str) -> None:
+    store = Store.__new__(Store)  # only the error mapping is under test: no database
+    store._url = sa.engine.make_url("postgresql+asyncpg://kefu:secret@db/kefu")
+    translated = store._translate(_adapted(sqlstate), "get", "c-1")
+    assert isinstance(translated, StoreUnavailable) and translated.operation == "get"
+    assert "secret" not in str(translated)
+
+
+def test_other_sqlstates_stay_store_errors() -> None:
+    store = Store.__new__(Store)
+    store._url = sa.engine.make_url("postgresql+asyncpg://kefu@db/kefu")
+    translated = store._translate(_adapted("23505"), "get", "c-1")  # a unique violation is not an outage
+    assert isinstance(translated, StoreError) and not isinstance(translated, StoreUnavailable)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_target", ["postgresql"], indirect=True)
+async def test_a_terminated_backend_is_store_unavailable(store_target: StoreTarget, store: Store) -> None:
+    """SQLSTATE 57P01 (admin shutdown, what a fast restart sends to every session) from a real server."""
+
+    async def terminate_soon(pid: int) -> None:
+        await asyncio.sleep(0.3)
+        other = await store_target.open()
+        try:
+            async with other.transaction("test", write=False) as conn:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        finally:
+            await other.close()
+
+    killer: asyncio.Task[None] | None = None
+    with pytest.raises(StoreUnavailable):
+        async with store.transaction("slow_query") as conn:
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            killer = asyncio.create_task(terminate_soon(pid))
+            await conn.execute(sa.text("SELECT pg_sleep(5)"))
+    assert killer is not None
+    await killer
+    await store.ping()  # the pool replaced the dead connection

@@ -152,30 +152,3 @@ async def test_json_logs_one_object_per_line_without_customer_text() -> None:
     assert isinstance(JsonFormatter().format(logging.LogRecord("x", 20, __file__, 1, "m %s", ("a",), None)), str)
     with pytest.raises(ValueError):
         configure("xml")
-
-
-async def test_store_errors_of_a_restarting_database_become_store_unavailable() -> None:
-    from dialogue.errors import StoreError, StoreUnavailable
-    from kefu.serving import clean_store_error
-
-    class DriverError(Exception):
-        def __init__(self, sqlstate: str) -> None:
-            super().__init__("the database system is shutting down")
-            self.sqlstate = sqlstate
-
-    def raised(sqlstate: str) -> StoreError:
-        try:
-            try:
-                raise DriverError(sqlstate)
-            except DriverError:
-                raise StoreError("Error: the database system is shutting down", operation="get") from None
-        except StoreError as exc:
-            return exc
-
-    for state in ("57P03", "57P01", "08006"):
-        cleaned = clean_store_error(raised(state), "postgresql://kefu@db/kefu")
-        assert isinstance(cleaned, StoreUnavailable) and cleaned.operation == "get"
-    other = raised("23505")  # a unique violation stays what it is
-    assert clean_store_error(other) is other
-    plain = ValueError("x")
-    assert clean_store_error(plain) is plain
