@@ -109,6 +109,7 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("GET", "/api/users", auth.ADMIN, "users"),
     ("POST", "/api/users", auth.ADMIN, "add_user"),
     ("POST", "/api/users/{username}", auth.ADMIN, "update_user"),
+    ("POST", "/api/retention/erase", auth.ADMIN, "erase_customer"),
 )
 
 PAGES: Final[Mapping[str, str]] = {
@@ -1001,6 +1002,19 @@ class OpsServer:
         updated = await self.backend.get_user(username)
         assert updated is not None
         return json_response({"user": user_json(updated)})
+
+
+    # ---------------------------------------------------------------------------------------------- retention
+    async def _h_erase_customer(self, request: web.Request) -> web.StreamResponse:
+        """Erase every conversation of one customer (the widget's ``user``), from every table: a data-subject
+        request handled by an admin, the API twin of ``kefu conversations delete --user``."""
+        body = await self._json_body(request)
+        user = body.get("user")
+        if not isinstance(user, str) or not user.strip() or len(user) > 255:
+            raise ApiError("bad_request", "'user' must be a customer id (1-255 characters)")
+        report = await self.backend.erase_customer(user)
+        logger.info("%d conversations erased by %s", report.conversations, request[USER].username)
+        return json_response({"conversations": report.conversations, "rows": report.rows})
 
 
 def _route_name(request: web.Request) -> str:

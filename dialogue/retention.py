@@ -12,13 +12,15 @@ erasure (and is erased with it) or finds the conversation gone.
 * :func:`delete_user` — every conversation whose ``sender`` is the customer's id (the ``user`` of the widget's
   ``hello`` frame): ``kefu conversations delete --user ID``.
 * :func:`expire` — every conversation whose last activity (``updated_at``) is older than ``days`` days:
-  ``kefu conversations expire --days N`` (run it from cron).
+  ``kefu conversations expire --days N`` (run it from cron), or :func:`expire_every` inside ``kefu serve`` when
+  ``bot.yml`` sets ``retention_days``.
 
 Both return a :class:`RetentionReport` (counts only). Logs carry counts and table names, never ids or text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -29,7 +31,8 @@ import sqlalchemy as sa
 
 from dialogue.errors import DialogueError, StoreError
 
-__all__ = ["RetentionError", "RetentionReport", "child_columns", "delete_conversations", "delete_user", "expire"]
+__all__ = ["RetentionError", "RetentionReport", "child_columns", "delete_conversations", "delete_user", "expire",
+           "expire_every"]
 
 log = logging.getLogger("kefu.dialogue.retention")
 
@@ -157,3 +160,17 @@ async def expire(store: Any, days: float, *, now: dt.datetime | None = None) -> 
         raise RetentionError(f"days must be >= 0, got {days}")
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
     return await _delete_where(store, lambda c: c.c.updated_at < cutoff, "expire")
+
+
+async def expire_every(store: Any, days: float, interval_s: float = 3600.0) -> None:
+    """Run :func:`expire` now and then every ``interval_s`` seconds until cancelled: the expiry policy of a
+    running server. A failed run (database down) is logged and retried at the next tick, never fatal; several
+    workers doing it at once is harmless (each batch locks its rows, and a deleted row is not deleted twice)."""
+    while True:
+        try:
+            report = await expire(store, days)
+            if report.conversations:
+                log.info("expired %d conversations idle for more than %s days", report.conversations, days)
+        except StoreError as exc:
+            log.warning("expiry run failed (%s); retrying in %.0f s", type(exc).__name__, interval_s)
+        await asyncio.sleep(interval_s)

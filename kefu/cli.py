@@ -100,6 +100,13 @@ def serve(
                 say(f"Staff console on {ops.url}/console")
                 if not await running.engine.store.list_users():
                     say("  no console accounts yet: [bold]kefu users add NAME --role admin[/bold]")
+            days = running.bot.config.retention_days
+            if days is not None:
+                from dialogue.retention import expire_every
+
+                expiry = asyncio.create_task(expire_every(running.engine.store, days))
+                stack.callback(expiry.cancel)
+                say(f"  conversations idle for more than {days:g} days are erased hourly")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,9 @@ class BotConfig(BaseModel):
     confidence_threshold: float = Field(0.5, ge=0.0, le=1.0)
     toxicity_threshold: float = Field(0.5, ge=0.0, le=1.0)
     banned_terms: dict[str, list[str]] = Field(default_factory=dict)
+    retention_days: float | None = Field(
+        None, gt=0, description="kefu serve erases conversations idle for longer than this (hourly); none: keep all"
+    )
     nlu_training: dict[str, float | int] = Field(
         default_factory=dict, description="overrides of nlu.train.TrainConfig (epochs, patience, ...) for this bot"
     )

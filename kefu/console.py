@@ -152,6 +152,11 @@ class Console:
     async def disable_user(self, username: str, disabled: bool = True) -> Any:
         return await self.store.disable_user(username, disabled)
 
+    async def erase_customer(self, user: str) -> Any:
+        from dialogue.retention import delete_user
+
+        return await delete_user(self.store, user)
+
     async def create_session(self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime) -> Any:
         return await self.store.create_session(token_hash, user_id, csrf_token, expires_at)
 

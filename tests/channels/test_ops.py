@@ -606,6 +606,21 @@ async def test_admin_manages_accounts(ops: OpsServer, console_env: ConsoleEnv) -
     await bob.aclose()
 
 
+async def test_admin_erases_a_customers_conversations(ops: OpsServer, console_env: ConsoleEnv) -> None:
+    mine = await console_env.engine.open_conversation(None, "en", sender="cust-7")
+    await console_env.chat("where is my order 10234", conversation_id=mine)
+    other = await console_env.chat("hello")
+    admin = await as_role(ops, "admin")
+    for body in ({}, {"user": ""}, {"user": 7}, {"user": "x" * 256}):
+        assert (await admin.post("/api/retention/erase", body)).status_code == 400, body
+    res = await admin.post("/api/retention/erase", {"user": "cust-7"})
+    assert res.status_code == 200 and res.json()["conversations"] == 1 and res.json()["rows"]["events"] > 0
+    assert (await admin.get(f"/api/conversations/{mine}")).status_code == 404
+    assert (await admin.get(f"/api/conversations/{other}")).status_code == 200
+    assert (await admin.post("/api/retention/erase", {"user": "cust-7"})).json()["conversations"] == 0
+    await admin.aclose()
+
+
 async def test_logs_hold_no_message_text_or_search(ops: OpsServer, console_env: ConsoleEnv,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     import logging

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dialogue.retention import RetentionError, child_columns, delete_conversations, delete_user, expire
+from dialogue.retention import (
+    RetentionError,
+    child_columns,
+    delete_conversations,
+    delete_user,
+    expire,
+    expire_every,
+)
 from dialogue.store import Store
 from dialogue.types import ACTION, BOT_MESSAGE, NLU_PARSE, USER_MESSAGE, Conversation, NewEvent, TurnUpdate
 from tests.dialogue.conftest import StoreTarget
@@ -135,6 +142,29 @@ async def test_expire_deletes_only_conversations_idle_longer_than_days(store_tar
     assert await store.get(fresh.id) is not None
     with pytest.raises(RetentionError):
         await expire(store, -1)
+
+
+async def test_expire_every_runs_now_and_keeps_running(store_target: StoreTarget, store: Store) -> None:
+    import asyncio
+
+    old = await _commit(store, await store.create_conversation("en"), 1)
+    await _set_updated_at(store, old.id, dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    task = asyncio.create_task(expire_every(store, 2, interval_s=0.05))
+    try:
+        for _ in range(100):
+            if await store.get(old.id) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await store.get(old.id) is None
+        later = await _commit(store, await store.create_conversation("en"), 1)
+        await _set_updated_at(store, later.id, dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+        for _ in range(100):  # the next tick erases a conversation that aged after the first run
+            if await store.get(later.id) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await store.get(later.id) is None and not task.done()
+    finally:
+        task.cancel()
 
 
 async def test_retention_works_in_batches(store_target: StoreTarget, store: Store, monkeypatch: Any) -> None:
