@@ -5,6 +5,9 @@ Messages and reprs carry error codes, frame types, field names and ids, never cu
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 
 class ChannelError(Exception):
     """Root of every error raised by the ``channels`` package."""
@@ -37,3 +40,12 @@ class StaticFilesError(ChannelError):
     def __init__(self, message: str, *, path: str) -> None:
         self.path = path
         super().__init__(f"{message} (path={path!r})")
+
+
+def raised_at(exc: BaseException) -> str:
+    """``file:line:function`` where ``exc`` was raised: log context without the (possibly customer) message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno}:{last.name}"

@@ -32,7 +32,6 @@ import inspect
 import logging
 import re
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from websockets.typing import Origin
 
 from channels import protocol as p
 from channels.backend import Backend
-from channels.errors import ProtocolError, StaticFilesError
+from channels.errors import ProtocolError, StaticFilesError, raised_at
 from channels.metrics import Metrics
 
 logger = logging.getLogger("kefu.channels")
@@ -149,15 +148,6 @@ def content_security_policy(host: str | None) -> str:
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
-
-
-def _where(exc: BaseException) -> str:
-    """``file:line:function`` where ``exc`` was raised: log context without the (possibly customer) message."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "?"
-    last = frames[-1]
-    return f"{Path(last.filename).name}:{last.lineno}:{last.name}"
 
 
 def _accepts_keyword(function: Callable[..., Any], name: str) -> bool:
@@ -330,7 +320,7 @@ class Server:
                 return self._json(http.HTTPStatus.OK, {"status": "ok"})
         except Exception as exc:  # noqa: BLE001 - the API boundary: any failure becomes a JSON error
             if not isinstance(exc, ProtocolError):
-                logger.warning("api %s failed: %s at %s", path.split("/")[2], type(exc).__name__, _where(exc))
+                logger.warning("api %s failed: %s at %s", path.split("/")[2], type(exc).__name__, raised_at(exc))
             return self._json_error(exc)
         static = self._static.get(path)
         if static is None:
@@ -381,7 +371,7 @@ class Server:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed poll is retried; the connections stay up
                 failures += 1
-                logger.warning("agent push poll failed: %s at %s", type(exc).__name__, _where(exc))
+                logger.warning("agent push poll failed: %s at %s", type(exc).__name__, raised_at(exc))
 
     async def push_once(self) -> int:
         """One poll (see the module docstring); returns how many frames were sent."""
@@ -494,7 +484,7 @@ class Server:
                 last_seq = max((e.seq for e in events), default=0)
         except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an error frame
             logger.warning(
-                "open_conversation failed: %s at %s", type(exc).__name__, _where(exc),
+                "open_conversation failed: %s at %s", type(exc).__name__, raised_at(exc),
                 extra={"conversation_id": hello.conversation_id},
             )
             await self._send(ws, p.error_frame_for(exc))
@@ -539,7 +529,7 @@ class Server:
                 logger.warning(
                     "turn failed: %s at %s (conversation=%s, message_id=%s)",
                     type(exc).__name__,
-                    _where(exc),
+                    raised_at(exc),
                     state.conversation_id,
                     message.message_id,
                     extra={"conversation_id": state.conversation_id, "message_id": message.message_id},

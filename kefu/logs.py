@@ -14,9 +14,9 @@ import json
 import logging
 import os
 import sys
-import traceback
-from pathlib import Path
 from typing import Any, Final, TextIO
+
+from channels.errors import raised_at
 
 FORMATS: Final = ("text", "json")
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -24,14 +24,6 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 CONTEXT_FIELDS: Final = (
     "conversation_id", "message_id", "attempt", "code", "stage", "worker", "operation", "status", "path", "user_id",
 )
-
-
-def _where(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "?"
-    last = frames[-1]
-    return f"{Path(last.filename).name}:{last.lineno}:{last.name}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,7 +45,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             entry["exc_type"] = type(exc).__name__
-            entry["exc_where"] = _where(exc)
+            entry["exc_where"] = raised_at(exc)
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tests.stores import store, store_target  # noqa: F401 - fixtures for every test package
+
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop"
 SCENARIOS = ROOT / "scenarios"

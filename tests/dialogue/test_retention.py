@@ -18,7 +18,7 @@ from dialogue.retention import (
 )
 from dialogue.store import Store
 from dialogue.types import ACTION, BOT_MESSAGE, NLU_PARSE, USER_MESSAGE, Conversation, NewEvent, TurnUpdate
-from tests.dialogue.conftest import StoreTarget
+from tests.stores import StoreTarget
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

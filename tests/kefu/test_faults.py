@@ -35,7 +35,7 @@ from channels.server import Server, run_server
 from dialogue.actions import RemoteActions
 from dialogue.engine import DialogueEngine
 from kefu.serving import ServingBackend
-from tests.dialogue.conftest import _probe_postgres
+from tests.stores import probe_postgres
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ LOAD = ROOT / "benchmarks" / "load.py"
 
 
 async def _harness(*args: str, timeout: float = 55.0) -> dict[str, Any]:
-    url, error = await _probe_postgres()
+    url, error = await probe_postgres()
     if url is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{error} — PostgreSQL is required when CI=true")

@@ -7,14 +7,10 @@ import asyncio
 import io
 import json
 import logging
-import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from channels.metrics import Metrics
 from dialogue.domain import Domain
@@ -29,7 +25,7 @@ from policy import FSMPolicy
 from runtime.nlg import NLG
 from runtime.templates import Templates
 from safety.filters import InputFilter
-from tests.dialogue.conftest import StoreTarget, _drop_schema, _probe_postgres
+from tests.stores import StoreTarget
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
@@ -55,25 +51,8 @@ def build_engine(store: Store) -> DialogueEngine:
     return DialogueEngine(parts, store, NLG(Templates.from_domain(domain.raw), None, mode="template"))
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreTarget]:
-    if request.param == "sqlite":
-        yield StoreTarget("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'kefu.db'}")
-        return
-    url, error = await _probe_postgres()
-    if url is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{error} — PostgreSQL is required when CI=true")
-        pytest.skip(str(error))
-    schema = f"kefu_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield StoreTarget("postgresql", url, schema)
-    finally:
-        await _drop_schema(url, schema)
-
-
-async def test_user_becomes_sender_and_metrics_see_committed_turns(target: StoreTarget) -> None:
-    store = await target.open()
+async def test_user_becomes_sender_and_metrics_see_committed_turns(store_target: StoreTarget) -> None:
+    store = await store_target.open()
     try:
         metrics = Metrics()
         backend = ServingBackend(build_engine(store), metrics)
@@ -97,9 +76,9 @@ async def test_user_becomes_sender_and_metrics_see_committed_turns(target: Store
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("target", ["postgresql"], indirect=True)  # several workers share PostgreSQL
-async def test_two_workers_racing_one_conversation_never_fail(target: StoreTarget) -> None:
-    stores = [await target.open(), await target.open()]
+@pytest.mark.parametrize("store_target", ["postgresql"], indirect=True)  # several workers share PostgreSQL
+async def test_two_workers_racing_one_conversation_never_fail(store_target: StoreTarget) -> None:
+    stores = [await store_target.open(), await store_target.open()]
     try:
         engines = [build_engine(s) for s in stores]
         for engine in engines:

@@ -1,4 +1,4 @@
-"""Fixtures for the conversation-store tests (``tests/dialogue``).
+"""Store fixtures shared by the suite (the root ``conftest.py`` exposes them): a real SQLite file or PostgreSQL.
 
 * ``store_target`` — parametrised over ``sqlite`` (a temp file) and ``postgresql``. Each PostgreSQL test gets
   a fresh schema ``kefu_test_<random>`` (tables *and* Alembic's version table live there; dropped afterwards),
@@ -41,7 +41,7 @@ class StoreTarget:
         return await Store.open(self.url, schema=self.schema)
 
 
-async def _probe_postgres() -> tuple[str | None, str | None]:
+async def probe_postgres() -> tuple[str | None, str | None]:
     """(working asyncpg URL, None) or (None, why not)."""
     if "url" in _pg_probe:
         return _pg_probe["url"], _pg_probe["error"]
@@ -67,7 +67,7 @@ async def _probe_postgres() -> tuple[str | None, str | None]:
     return url, error
 
 
-async def _drop_schema(url: str, schema: str) -> None:
+async def drop_schema(url: str, schema: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
@@ -82,7 +82,7 @@ async def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield StoreTarget("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'db' / 'kefu.db'}")
         return
-    url, error = await _probe_postgres()
+    url, error = await probe_postgres()
     if url is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{error} — PostgreSQL is required when CI=true")
@@ -91,7 +91,7 @@ async def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     try:
         yield StoreTarget("postgresql", url, schema)
     finally:
-        await _drop_schema(url, schema)
+        await drop_schema(url, schema)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
