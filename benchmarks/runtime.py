@@ -13,8 +13,12 @@ time from submission to the first streamed text of each request. ``greedy_match`
 requests whose runtime text equals the sequential ``generate`` text.
 
 Part 2: the embedded demo generator (``examples/shop/models/generator``) realising acts through
-:class:`runtime.nlg.NLG` for C concurrent conversations (each does ``--turns`` replies back to back);
-``embedded.reply_ms`` is the per-reply latency.
+:class:`runtime.nlg.NLG` for C concurrent conversations (each does ``--turns`` replies back to back, acts
+drawn at random from every response key and language of the domain, slot values random);
+``embedded.reply_ms`` is the per-reply latency, ``tokens_per_reply`` the decode steps a reply took
+(end-of-sequence included), ``engine`` the model work (steps, prefill forwards, prompt-cache hits),
+``cpu_ms_per_reply`` the process CPU time (all threads) per reply: on a machine shared with other jobs the
+latency follows the load (``load_average``, the 1-minute figure at the end), the CPU time less so.
 
     python benchmarks/runtime.py --json                       # the full run (minutes on 2 cores)
     python benchmarks/runtime.py --json --requests 8 --new-tokens 16 --model-size tiny   # quick
@@ -146,8 +150,9 @@ async def bench_runtime(
             parts.append(delta)
         return "".join(parts)
 
-    # warm-up (first call initialises threads and allocators), not timed
-    await engine.generate(prompts[0], SamplingParams(max_tokens=2))
+    # warm-up (first call initialises threads and allocators), not timed; a prompt outside the set, so that
+    # the prompt cache holds none of the timed prompts
+    await engine.generate("w0 w1 w2", SamplingParams(max_tokens=2))
     before = engine.stats["tokens"]
     t0 = time.perf_counter()
     texts = await asyncio.gather(*[one(p, t0) for p in prompts])
@@ -158,14 +163,20 @@ async def bench_runtime(
     return elapsed, total, ttft, list(texts), stats
 
 
-async def bench_embedded(model_dir: Path, domain: Path, conversations: int, turns: int, seed: int) -> dict[str, Any]:
+async def bench_embedded(
+    model_dir: Path, domain: Path, conversations: int, turns: int, seed: int, prompt_cache_mb: float = 64.0
+) -> dict[str, Any]:
+    import torch
+
     from runtime.engine import Engine
+    from runtime.model import check_generator
     from runtime.nlg import NLG
     from runtime.templates import Templates
     from runtime.types import Act
 
     templates = Templates.from_file(domain)
-    engine = Engine.load(model_dir, max_batch=conversations)
+    config = check_generator(model_dir)  # a folder from an older Kefu: ModelLoadError, retrain it
+    engine = Engine.load(model_dir, max_batch=conversations, prompt_cache_mb=prompt_cache_mb)
     nlg = NLG(templates, engine)
     rng = random.Random(seed)
     acts = []
@@ -185,13 +196,17 @@ async def bench_embedded(model_dir: Path, domain: Path, conversations: int, turn
             latencies.append((time.perf_counter() - t0) * 1000)
             sources[real.source] = sources.get(real.source, 0) + 1
 
-    await nlg.realise(acts[0])  # warm-up
-    t0 = time.perf_counter()
+    await nlg.realise(acts[0])  # warm-up (its prompt is the only one cached before the timed run)
+    before = dict(engine.stats)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*[conversation(i) for i in range(conversations)])
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     await nlg.aclose()
+    used = {k: engine.stats[k] - before[k] for k in ("steps", "tokens", "prefill_forwards", "prompt_cache_hits")}
     return {
         "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
+        "model_config": {k: getattr(config, k) for k in ("n_layer", "n_embd", "n_head")},
+        "parameters": sum(p.numel() for p in engine.model.parameters()),
         "conversations": conversations,
         "replies": len(latencies),
         "reply_ms": {
@@ -200,6 +215,11 @@ async def bench_embedded(model_dir: Path, domain: Path, conversations: int, turn
             "p99": round(percentile(latencies, 99), 1),
         },
         "replies_per_s": round(len(latencies) / wall, 1),
+        "cpu_ms_per_reply": round(cpu * 1000 / max(1, len(latencies)), 2),
+        "load_average": round(os.getloadavg()[0], 2),
+        "threads": torch.get_num_threads(),
+        "tokens_per_reply": round(used["tokens"] / max(1, len(latencies)), 1),
+        "engine": {**used, "prompt_cache_mb": prompt_cache_mb},
         "sources": sources,
         "target_p50_ms": 150,
     }
@@ -220,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedded-domain", type=Path, default=ROOT / "examples/shop/domain.yml")
     ap.add_argument("--conversations", type=int, default=32)
     ap.add_argument("--turns", type=int, default=4, help="replies per conversation in the embedded benchmark")
+    ap.add_argument("--prompt-cache-mb", type=float, default=64.0, help="embedded engine's prompt cache (0: off)")
     args = ap.parse_args(argv)
 
     import torch
@@ -285,7 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         note("embedded")
         if args.embedded_model.is_dir():
             result["embedded"] = asyncio.run(
-                bench_embedded(args.embedded_model, args.embedded_domain, args.conversations, args.turns, args.seed)
+                bench_embedded(
+                    args.embedded_model,
+                    args.embedded_domain,
+                    args.conversations,
+                    args.turns,
+                    args.seed,
+                    args.prompt_cache_mb,
+                )
             )
         else:
             result["embedded"] = {"skipped": f"no model folder at {args.embedded_model}"}

@@ -18,13 +18,19 @@ def train(
     out: Annotated[Path, typer.Option("--out", file_okay=False, help="output folder (model, tokenizer, report)")],
     steps: Annotated[int, typer.Option(help="optimiser steps")] = 400,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    held_out: Annotated[
+        bool, typer.Option("--held-out/--no-held-out", help="also score BLEU / slot error rate on held-out variants")
+    ] = True,
 ) -> None:
     """Train the act -> reply generator on every response variant of DOMAIN; writes OUT/."""
     from runtime.model import GeneratorConfig
     from runtime.templates import Templates
     from runtime.train import train_generator
 
-    result = train_generator(Templates.from_file(domain), out, GeneratorConfig(steps=steps, seed=seed))
+    result = train_generator(
+        Templates.from_file(domain), out, GeneratorConfig(steps=steps, seed=seed), held_out=held_out
+    )
+    held = result.report["held_out"] or {}
     typer.echo(
         json.dumps(
             {
@@ -32,6 +38,9 @@ def train(
                 "final_train_loss": round(result.final_loss, 5),
                 "train_variant_match": result.train_variant_match,
                 "train_slot_valid": result.report["train_slot_valid"],
+                "held_out_bleu": held.get("bleu"),
+                "held_out_slot_error_rate": held.get("slot_error_rate"),
+                "reply_tokens_mean": result.report["reply_tokens_mean"],
                 "seconds": result.seconds,
                 "pairs": result.report["pairs"],
             }

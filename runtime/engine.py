@@ -14,6 +14,15 @@ keys/values right-aligned at the current end column; a finished or cancelled row
 row (only the moved rows are copied) and leading all-padding columns are trimmed by moving the window
 start. Models see the slab through a transformers cache-layer subclass (views, no copies).
 
+Prompt cache: the keys/values and next-token logits of recently prefilled prompts are kept by token ids
+(least recently used out, ``prompt_cache_mb``); a repeated prompt joins the batch by copying them, with no
+forward. The embedded generator's prompts name an act and its slots, never slot values, so in a running
+bot nearly every reply's prompt is a repeat, and the step that admits it costs one decode forward instead
+of one plus a prefill forward per length group.
+
+Decode steps pass the padding mask as the 4D boolean mask SDPA takes (one query per row, so it is the whole
+attention mask), which spares the model rebuilding it from the 2D mask every step.
+
 Each row attends only to its own tokens (padding is masked) and uses its own positions, so a batched
 greedy request yields the same tokens as ``model.generate`` for that prompt alone (up to floating-point
 reduction order, which only matters for near-ties). Models whose cache is not made of plain full
@@ -28,6 +37,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +67,21 @@ class SamplingParams:
             raise ValueError("temperature must be >= 0 and 0 < top_p <= 1")
 
 
+class TextEngine:
+    """What :class:`runtime.nlg.NLG` and the HTTP API need from an engine, in-process or remote: ``stream``
+    text deltas for a prompt; ``generate`` is built on it here, once for every engine."""
+
+    def stream(self, prompt: str, params: SamplingParams | None = None) -> AsyncIterator[str]:
+        raise NotImplementedError
+
+    async def generate(self, prompt: str, params: SamplingParams | None = None) -> str:
+        """The whole completion as one string."""
+        return "".join([delta async for delta in self.stream(prompt, params)])
+
+    async def aclose(self) -> None:
+        """Release the engine; further requests raise :class:`~runtime.errors.EngineClosed`."""
+
+
 _END = object()
 
 
@@ -72,7 +97,7 @@ class _Slot:
     info: dict[str, Any] | None = None
 
 
-class Engine:
+class Engine(TextEngine):
     """Batched async text generation (see module docstring)."""
 
     def __init__(
@@ -83,7 +108,9 @@ class Engine:
         max_batch: int = 16,
         max_queue: int = 256,
         max_prefill_tokens: int | None = 512,
+        prompt_cache_mb: float = 64.0,
     ) -> None:
+        """``prompt_cache_mb`` bounds the prompt cache (see the module docstring; 0 turns it off)."""
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -104,6 +131,7 @@ class Engine:
             cfg, "max_position_embeddings", None
         )
         self.allow_join = self._plain_cache_model()
+        self._decode_mask_4d = self.allow_join and getattr(cfg, "_attn_implementation", None) == "sdpa"
         self.scheduler = Scheduler(
             max_batch,
             max_queue,
@@ -124,13 +152,21 @@ class Engine:
         self._pos: Any = None
         self._last: Any = None
         self._pending_drop: set[str] = set()
-        #: counters: model steps, prefill batches, joins (prefill while others decode), largest batch
-        self.stats = {"steps": 0, "prefills": 0, "joins": 0, "max_rows": 0, "tokens": 0}
+        self._prompt_cache = _PromptCache(int(prompt_cache_mb * 2**20) if self.allow_join else 0)
+        #: counters: model steps, steps with admissions, joins (admissions while others decode), largest
+        #: batch, generated tokens, prefill forwards, prompts taken from the prompt cache
+        self.stats = {
+            "steps": 0, "prefills": 0, "joins": 0, "max_rows": 0, "tokens": 0, "prefill_forwards": 0,
+            "prompt_cache_hits": 0,
+        }  # fmt: skip
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu", max_batch: int = 16, max_queue: int = 256) -> Engine:
-        """Load a causal LM and its tokenizer from a local folder (never downloads)."""
+    def load(
+        cls, model_dir: str | Path, device: str = "cpu", max_batch: int = 16, max_queue: int = 256, **options: Any
+    ) -> Engine:
+        """Load a causal LM and its tokenizer from a local folder (never downloads); ``options`` go to
+        the constructor (``max_prefill_tokens``, ``prompt_cache_mb``)."""
         path = Path(model_dir)
         if not path.is_dir():
             raise ModelLoadError(str(path), "not a directory")
@@ -144,7 +180,7 @@ class Engine:
             raise ModelLoadError(str(path), f"{type(exc).__name__}: {exc}") from exc
         model = model.to(device)
         model.eval()
-        return cls(model, tokenizer, device=device, max_batch=max_batch, max_queue=max_queue)
+        return cls(model, tokenizer, device=device, max_batch=max_batch, max_queue=max_queue, **options)
 
     def _plain_cache_model(self) -> bool:
         cfg = self.model.config
@@ -205,13 +241,6 @@ class Engine:
                 self.scheduler.cancel(rid)
                 self._slots.pop(rid, None)
                 self._kick()
-
-    async def generate(self, prompt: str, params: SamplingParams | None = None) -> str:
-        """The whole completion as one string."""
-        parts = []
-        async for delta in self.stream(prompt, params):
-            parts.append(delta)
-        return "".join(parts)
 
     async def aclose(self) -> None:
         """Stop the background task; pending requests get :class:`EngineClosed`."""
@@ -430,7 +459,9 @@ class Engine:
                 mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
                 out = self._forward(
                     input_ids=self._last[:, None],
-                    attention_mask=mask,
+                    # one query per row: the padding mask is the whole attention mask; given in the 4D boolean
+                    # form that SDPA takes, the model does not rebuild it every step (a noticeable share of a small model's step)
+                    attention_mask=mask.bool()[:, None, None, :] if self._decode_mask_4d else mask,
                     position_ids=self._pos[:, None],
                     past_key_values=self._slab.cache if self.allow_join else self._cache,
                     use_cache=True,
@@ -444,6 +475,13 @@ class Engine:
                 tokens.update(zip(self._rows, new, strict=True))
             if plan.prefill:
                 items = list(zip(plan.prefill, prompts, strict=True))
+                if self.allow_join:
+                    hits = [(rid, hit) for rid, p in items if (hit := self._prompt_cache.get(p)) is not None]
+                    if hits:
+                        tokens.update(self._join_cached(hits, slots))
+                        self.stats["prompt_cache_hits"] += len(hits)
+                        cached = {rid for rid, _ in hits}
+                        items = [(rid, p) for rid, p in items if rid not in cached]
                 for group in _length_groups(items) if self.allow_join else [items]:
                     tokens.update(self._prefill(group, slots))
             self.stats["max_rows"] = max(self.stats["max_rows"], len(self._rows))
@@ -451,7 +489,7 @@ class Engine:
 
     def _prefill(self, group: list[tuple[str, list[int]]], slots: dict[str, _Slot]) -> dict[str, int]:
         """Run the prompts of ``group`` (left padded to the longest), sample their first tokens and write
-        their keys/values into the running batch."""
+        their keys/values into the running batch (and the prompt cache)."""
         import torch
         from transformers import DynamicCache
 
@@ -467,7 +505,9 @@ class Engine:
         out = self._forward(
             input_ids=ids, attention_mask=pmask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
-        new = self._sample(out.logits[:, -1, :], [slots.get(r) for r in rows])
+        self.stats["prefill_forwards"] += 1
+        logits = out.logits[:, -1, :]
+        new = self._sample(logits, [slots.get(r) for r in rows])
         if not self.allow_join:  # static batching (see the module docstring): keep the model's own cache
             if self._rows:
                 raise GenerationError("static batching: a prefill while rows are running")
@@ -475,6 +515,39 @@ class Engine:
             self._last, self._rows = torch.tensor(new, device=self.device), rows
             return dict(zip(rows, new, strict=True))
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if self._prompt_cache.max_bytes:
+            for i, (_, p) in enumerate(group):
+                self._prompt_cache.put(
+                    p, [(k[i, :, width - len(p) :], v[i, :, width - len(p) :]) for k, v in kv], logits[i]
+                )
+        return self._join(rows, kv, pmask, new)
+
+    def _join_cached(self, hits: list[tuple[str, _Prompt]], slots: dict[str, _Slot]) -> dict[str, int]:
+        """Admit prompts whose keys/values and next-token logits are in the prompt cache: no forward."""
+        import torch
+
+        rows = [rid for rid, _ in hits]
+        width = max(h.length for _, h in hits)
+        pmask = torch.zeros((len(hits), width), dtype=torch.long, device=self.device)
+        kv = []
+        for layer, (k0, v0) in enumerate(hits[0][1].kv):
+            k = k0.new_zeros((len(hits), k0.shape[0], width, k0.shape[2]))
+            v = v0.new_zeros((len(hits), v0.shape[0], width, v0.shape[2]))
+            for i, (_, h) in enumerate(hits):
+                k[i, :, width - h.length :] = h.kv[layer][0]
+                v[i, :, width - h.length :] = h.kv[layer][1]
+            kv.append((k, v))
+        for i, (_, h) in enumerate(hits):
+            pmask[i, width - h.length :] = 1
+        new = self._sample(torch.stack([h.logits for _, h in hits]), [slots.get(r) for r in rows])
+        return self._join(rows, kv, pmask, new)
+
+    def _join(self, rows: list[str], kv: list[tuple[Any, Any]], pmask: Any, new: list[int]) -> dict[str, int]:
+        """Append prefilled rows (keys/values ``[rows, heads, width, dim]`` per layer, left padded as
+        ``pmask`` says; first tokens ``new``) to the running batch."""
+        import torch
+
+        width = pmask.shape[1]
         old_width = self._mask.shape[1] if self._rows else 0
         grow = self._slab.join(kv)
         if self._rows:
@@ -511,6 +584,51 @@ def _length_groups(items: list[tuple[str, list[int]]], waste: float = 1.25) -> l
     if current:
         groups.append(current)
     return groups
+
+
+@dataclass
+class _Prompt:
+    """A cached prompt: per layer its keys and values ``[heads, length, dim]``, and the logits of the token
+    that follows it."""
+
+    kv: list[tuple[Any, Any]]
+    logits: Any
+    length: int
+    nbytes: int
+
+
+class _PromptCache:
+    """Prefill results of recent prompts by token ids: least recently used first out, at most ``max_bytes``.
+
+    Why: a bot's act prompts carry slot names, never slot values, so a handful of prompts recur in every
+    conversation; a hit costs copying the prompt's keys/values into the batch instead of a model forward.
+    An entry is what the prompt's prefill wrote into the batch, so a hit continues exactly as that did.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._entries: OrderedDict[tuple[int, ...], _Prompt] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, ids: list[int]) -> _Prompt | None:
+        key = tuple(ids)
+        hit = self._entries.get(key)
+        if hit is not None:
+            self._entries.move_to_end(key)
+        return hit
+
+    def put(self, ids: list[int], kv: list[tuple[Any, Any]], logits: Any) -> None:
+        key = tuple(ids)
+        nbytes = logits.nbytes + sum(k.nbytes + v.nbytes for k, v in kv)
+        if key in self._entries or nbytes > self.max_bytes:
+            return
+        self._entries[key] = _Prompt([(k.clone(), v.clone()) for k, v in kv], logits.clone(), len(ids), nbytes)
+        self.nbytes += nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self._entries.popitem(last=False)[1].nbytes
 
 
 class _Slab:

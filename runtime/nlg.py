@@ -67,10 +67,15 @@ class NLG:
         self.max_tokens = max_tokens
 
     @classmethod
-    def load(cls, templates: Templates, model_dir: str | Path, device: str = "cpu", max_batch: int = 16) -> NLG:
-        """Embedded mode with the generator saved in ``model_dir`` (raises ``ModelLoadError``)."""
+    def load(cls, templates: Templates, model_dir: str | Path, device: str = "cpu", max_batch: int = 32) -> NLG:
+        """Embedded mode with the generator saved in ``model_dir`` (raises ``ModelLoadError``, also for a
+        folder written by an older Kefu: see :func:`runtime.model.check_generator`). ``max_batch`` 32: the
+        generator is small enough that a full batch costs little more per step than half of one, and
+        conversations beyond the batch would wait for a free row (``benchmarks/runtime.py`` measures 32)."""
         from runtime.engine import Engine
+        from runtime.model import check_generator
 
+        check_generator(model_dir)
         return cls(templates, Engine.load(model_dir, device=device, max_batch=max_batch), mode="embedded")
 
     @classmethod

@@ -1,7 +1,7 @@
 """Generation by any OpenAI-compatible server (vLLM, TGI, llama.cpp, ``kefu runtime serve``) over HTTP.
 
-:class:`OpenAIEngine` has the interface of :class:`runtime.engine.Engine` that :class:`runtime.nlg.NLG`
-uses (``stream(prompt, params)``, ``generate``, ``aclose``), so the dialogue engine can point at a
+:class:`OpenAIEngine` is a :class:`runtime.engine.TextEngine` like the in-process engine (``stream(prompt,
+params)``, ``generate``, ``aclose``), so the dialogue engine can point at a
 remote endpoint by URL::
 
     nlg = NLG(templates, OpenAIEngine("http://gpu-box:8000/v1", model="kefu-generator"))
@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
-from runtime.engine import SamplingParams
+from runtime.engine import SamplingParams, TextEngine
 from runtime.errors import EngineClosed, RemoteError
 
 
-class OpenAIEngine:
+class OpenAIEngine(TextEngine):
     """Text generation through an OpenAI-compatible ``/v1/completions`` endpoint."""
 
     def __init__(
@@ -104,12 +104,6 @@ class OpenAIEngine:
             raise RemoteError(url, f"{type(exc).__name__}: {exc}") from exc
         except json.JSONDecodeError as exc:
             raise RemoteError(url, f"malformed event: {exc}") from exc
-
-    async def generate(self, prompt: str, params: SamplingParams | None = None) -> str:
-        parts = []
-        async for delta in self.stream(prompt, params):
-            parts.append(delta)
-        return "".join(parts)
 
     async def aclose(self) -> None:
         self._closed = True

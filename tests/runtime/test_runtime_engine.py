@@ -225,6 +225,55 @@ async def test_rows_leave_and_join_in_any_order(kind: str, tiny_tokenizer: Any) 
     assert engine.stats["joins"] >= 2 and engine.stats["max_rows"] == 3
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+async def test_repeated_prompts_come_from_the_prompt_cache(kind: str, tiny_tokenizer: Any) -> None:
+    """A prompt seen before joins the batch from the prompt cache (no prefill forward) and yields the same
+    tokens as ``generate`` alone, whether it arrives alone, with others, or mid-flight."""
+    model = tiny_model(kind, tiny_tokenizer)
+    n = 12
+    refs = [reference(model, tiny_tokenizer, p, n) for p in PROMPTS]
+    engine = Engine(model, tiny_tokenizer, max_batch=8)
+    params = SamplingParams(max_tokens=n)
+    assert await asyncio.gather(*[engine.generate(p, params) for p in PROMPTS]) == refs
+    assert engine.stats["prompt_cache_hits"] == 0 and len(engine._prompt_cache) == len(PROMPTS)
+    forwards = engine.stats["prefill_forwards"]
+    again = await asyncio.gather(*[engine.generate(p, params) for p in [*PROMPTS[::-1], PROMPTS[0]]])
+    assert again == [*refs[::-1], refs[0]]
+    assert engine.stats["prompt_cache_hits"] == len(PROMPTS) + 1 and engine.stats["prefill_forwards"] == forwards
+    # mixed: a new prompt and a cached one in the same step, joining a running batch
+    started = asyncio.Event()
+
+    async def early() -> str:
+        parts = []
+        async for delta in engine.stream(PROMPTS[2], SamplingParams(max_tokens=30)):
+            parts.append(delta)
+            started.set()
+        return "".join(parts)
+
+    async def late(p: str) -> str:
+        await started.wait()
+        return await engine.generate(p, params)
+
+    got = await asyncio.gather(early(), late("Order 42"), late(PROMPTS[4]))
+    assert got == [
+        reference(model, tiny_tokenizer, PROMPTS[2], 30),
+        reference(model, tiny_tokenizer, "Order 42", n),
+        refs[4],
+    ]
+    await engine.aclose()
+
+    small = Engine(model, tiny_tokenizer, prompt_cache_mb=0.03)  # room for a few short prompts only
+    for p in PROMPTS:
+        await small.generate(p, SamplingParams(max_tokens=2))
+    assert 0 < small._prompt_cache.nbytes <= 0.03 * 2**20 and len(small._prompt_cache) < len(PROMPTS)
+    await small.aclose()
+    off = Engine(model, tiny_tokenizer, prompt_cache_mb=0)
+    for _ in range(2):
+        assert await off.generate(PROMPTS[0], params) == refs[0]
+    assert off.stats["prompt_cache_hits"] == 0 and len(off._prompt_cache) == 0
+    await off.aclose()
+
+
 async def test_sliding_window_model_uses_static_batching(tiny_tokenizer: Any) -> None:
     """A model whose cache is not plain full attention keeps its own cache object: requests that arrive
     together are batched, rows that finish early leave, later requests wait; output equals generate."""
