@@ -10,8 +10,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,22 @@ DEFAULT_BOT = ROOT / "examples" / "shop"
 def shared_data() -> Path:
     """The public datasets: ``$KEFU_SHARED_DATA``, else ``../shared/data`` beside the checkout."""
     return Path(os.environ.get("KEFU_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@contextmanager
+def bot_dir_env(root: Path) -> Iterator[None]:
+    """Point in-process rasa-sdk actions at ``root`` (they read ``KEFU_BOT_DIR`` when they run) for the duration, then
+    restore what was there: a process that trains or runs a second bot for a while (the tests do) must not leave the
+    first bot's actions reading the second one's data."""
+    previous = os.environ.get("KEFU_BOT_DIR")
+    os.environ["KEFU_BOT_DIR"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("KEFU_BOT_DIR", None)
+        else:
+            os.environ["KEFU_BOT_DIR"] = previous
 
 
 class MissingModel(Exception):
@@ -81,7 +97,6 @@ async def running_bot(
 
     bot = Bot.load(bot_dir)
     cfg = bot.config
-    os.environ["KEFU_BOT_DIR"] = str(bot.root)  # in-process rasa-sdk actions find data/ and models/ here
     _require(bot.nlu_model, "the NLU model")
     domain = Domain.load(bot.path(cfg.domain))
     flows = load_flows(bot.path(cfg.flows))
@@ -96,37 +111,38 @@ async def running_bot(
         )
 
     running = Running(engine=None, bot=bot, closers=[])
-    try:  # whatever opened before a failure (e.g. a dead database) is closed again
-        mode = generation or cfg.generation
-        templates = Templates.from_domain(domain.raw)
-        if mode.startswith(("http://", "https://")):  # any OpenAI-compatible server (ours, vLLM...)
-            nlg = NLG.from_url(templates, mode)
-        elif mode == "embedded":
-            _require(bot.generator_model, "the reply generator")
-            nlg = await asyncio.to_thread(NLG.load, templates, bot.generator_model)
-        else:
-            nlg = NLG(templates, None, mode="template")
-        running.closers.append(nlg.aclose)
-        actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
-        running.closers.append(actions.aclose)
-        store = await Store.open(bot.store_url(store_url))
-        running.closers.append(store.close)
-        parts = BotParts(
-            domain=domain,
-            flows=flows,
-            policy=await asyncio.to_thread(choose_policy, bot, flows, FSMPolicy(flows.default_policy)),
-            nlu=nlu,
-            actions=actions,
-            input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
-                                     mask_banned=True),
-            output_filter=output_filter,
-            confidence_threshold=cfg.confidence_threshold,
-            default_language=cfg.languages[0],
-        )
-        running.engine = DialogueEngine(parts, store, nlg)
-        yield running
-    finally:
-        await running.aclose()
+    with bot_dir_env(bot.root):  # in-process rasa-sdk actions find data/ and models/ here
+        try:  # whatever opened before a failure (e.g. a dead database) is closed again
+            mode = generation or cfg.generation
+            templates = Templates.from_domain(domain.raw)
+            if mode.startswith(("http://", "https://")):  # any OpenAI-compatible server (ours, vLLM...)
+                nlg = NLG.from_url(templates, mode)
+            elif mode == "embedded":
+                _require(bot.generator_model, "the reply generator")
+                nlg = await asyncio.to_thread(NLG.load, templates, bot.generator_model)
+            else:
+                nlg = NLG(templates, None, mode="template")
+            running.closers.append(nlg.aclose)
+            actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
+            running.closers.append(actions.aclose)
+            store = await Store.open(bot.store_url(store_url))
+            running.closers.append(store.close)
+            parts = BotParts(
+                domain=domain,
+                flows=flows,
+                policy=await asyncio.to_thread(choose_policy, bot, flows, FSMPolicy(flows.default_policy)),
+                nlu=nlu,
+                actions=actions,
+                input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
+                                         mask_banned=True),
+                output_filter=output_filter,
+                confidence_threshold=cfg.confidence_threshold,
+                default_language=cfg.languages[0],
+            )
+            running.engine = DialogueEngine(parts, store, nlg)
+            yield running
+        finally:
+            await running.aclose()
 
 
 def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
@@ -151,8 +167,12 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
     """Train every model of a bot that is missing (or all with ``force``); returns seconds per part."""
     offline()
     bot = Bot.load(bot_dir)
+    with bot_dir_env(bot.root):  # policy training runs the bot's actions in-process
+        return _train_parts(bot, force, only)
+
+
+def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, float]:
     cfg = bot.config
-    os.environ["KEFU_BOT_DIR"] = str(bot.root)
     timings: dict[str, float] = {}
 
     def wanted(part: str, path: Path, loads: Callable[[], object] | None = None) -> bool:
