@@ -202,8 +202,9 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
 
         t = time.perf_counter()
         synonyms: dict[str, str] = {}
-        examples = load_examples([bot.path(p) for p in cfg.nlu_data], synonyms)
-        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms,
+        patterns: list = []  # Rasa lookup: / regex: blocks (nlu.patterns.Pattern)
+        examples = load_examples([bot.path(p) for p in cfg.nlu_data], synonyms, patterns)
+        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms, patterns=patterns,
                   train_config=NLUTrainConfig(**cfg.nlu_training))  # type: ignore[arg-type]
         timings["nlu"] = time.perf_counter() - t
 

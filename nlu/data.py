@@ -1,4 +1,5 @@
-"""Training data: the ``Example`` record and readers for Rasa ``nlu.yml`` and JSONL files."""
+"""Training data: the ``Example`` record and readers for Rasa ``nlu.yml`` (intents, synonyms, lookup tables, regexes)
+and JSONL files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from nlu.errors import DataError
+from nlu.patterns import Pattern
 from nlu.tokenize import tokenize
 from nlu.types import Entity
 
@@ -108,12 +110,16 @@ def _block_items(node: yaml.Node, path: Path) -> list[tuple[int, str]]:
     return items
 
 
-def read_rasa_nlu(path: str | Path, synonyms_out: dict[str, str] | None = None) -> list[Example]:
-    """Read a Rasa (3.x) ``nlu.yml``: ``intent:`` blocks with annotated examples and ``synonym:`` blocks.
+def read_rasa_nlu(path: str | Path, synonyms_out: dict[str, str] | None = None,
+                  patterns_out: list[Pattern] | None = None) -> list[Example]:
+    """Read a Rasa (3.x) ``nlu.yml``: ``intent:`` blocks with annotated examples, ``synonym:``, ``lookup:`` and
+    ``regex:`` blocks.
 
     Synonyms (from ``synonym:`` blocks) are applied to entity values, and added to ``synonyms_out`` (lower-cased
     variant -> canonical value) when given, so a model can map them at parse time too. ``lookup:`` and ``regex:``
-    blocks are ignored. Retrieval intents (``faq/ask_x``) keep their full name.
+    blocks are appended to ``patterns_out`` when given (a block whose kind and name are already there adds its
+    items to it); a regex that does not compile is an error at its line. Retrieval intents (``faq/ask_x``) keep
+    their full name.
     """
     path = Path(path)
     try:
@@ -146,6 +152,23 @@ def read_rasa_nlu(path: str | Path, synonyms_out: dict[str, str] | None = None) 
                 synonyms[variant.lower()] = canonical
     if synonyms_out is not None:
         synonyms_out.update(synonyms)
+    for block in blocks:
+        kind = next((k for k in ("lookup", "regex") if k in block), None)
+        if kind is None:
+            continue
+        name = str(block[kind].value).strip()
+        if not name or "examples" not in block:
+            raise DataError(path, block[kind].start_mark.line + 1, f"{kind} block needs a name and 'examples'")
+        items = []
+        for line_no, item in _block_items(block["examples"], path):
+            if kind == "regex":
+                try:
+                    re.compile(item)
+                except re.error as exc:
+                    raise DataError(path, line_no, f"bad regex {item!r}: {exc}") from None
+            items.append(item)
+        if patterns_out is not None:
+            _add_pattern(patterns_out, Pattern(name, kind, tuple(items)))
     examples: list[Example] = []
     for block in blocks:
         if "intent" not in block:
@@ -162,6 +185,16 @@ def read_rasa_nlu(path: str | Path, synonyms_out: dict[str, str] | None = None) 
                 raise DataError(path, line_no, "empty example")
             examples.append(make_example(text, intent, entities))
     return examples
+
+
+def _add_pattern(patterns: list[Pattern], new: Pattern) -> None:
+    """Append ``new``, or merge its items into the pattern of the same kind and name (several files may extend one
+    lookup table)."""
+    for i, p in enumerate(patterns):
+        if (p.kind, p.name) == (new.kind, new.name):
+            patterns[i] = Pattern(p.name, p.kind, p.items + tuple(x for x in new.items if x not in p.items))
+            return
+    patterns.append(new)
 
 
 def read_jsonl(path: str | Path) -> list[Example]:
@@ -199,11 +232,12 @@ def read_jsonl(path: str | Path) -> list[Example]:
     return examples
 
 
-def load_examples(paths: str | Path | Iterable[str | Path], synonyms_out: dict[str, str] | None = None
-                  ) -> list[Example]:
+def load_examples(paths: str | Path | Iterable[str | Path], synonyms_out: dict[str, str] | None = None,
+                  patterns_out: list[Pattern] | None = None) -> list[Example]:
     """Read and concatenate data files, dispatching on suffix: ``.yml``/``.yaml`` (Rasa) or ``.jsonl``/``.json``.
 
-    Rasa ``synonym:`` blocks are collected into ``synonyms_out`` when given (see :func:`read_rasa_nlu`)."""
+    Rasa ``synonym:`` blocks are collected into ``synonyms_out`` and ``lookup:`` / ``regex:`` blocks into
+    ``patterns_out`` when given (see :func:`read_rasa_nlu`)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     examples: list[Example] = []
@@ -213,7 +247,7 @@ def load_examples(paths: str | Path | Iterable[str | Path], synonyms_out: dict[s
             raise DataError(p, 0, "file not found")
         suffix = p.suffix.lower()
         if suffix in (".yml", ".yaml"):
-            examples.extend(read_rasa_nlu(p, synonyms_out))
+            examples.extend(read_rasa_nlu(p, synonyms_out, patterns_out))
         elif suffix in (".jsonl", ".json"):
             examples.extend(read_jsonl(p))
         else:

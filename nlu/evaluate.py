@@ -56,7 +56,8 @@ def evaluate(model: NLUModel, examples: Sequence[Example], batch_size: int = 128
     slot_recall, sentence_accuracy, utterances_per_second, single_parse_ms (median), and with OOS gold labels
     (``oos``/``out_of_scope``) also oos_recall and in_scope_accuracy. Accuracies are fractions in [0, 1]."""
     t0 = time.perf_counter()
-    probs, pred_tags = model.predict_tokens([ex.tokens for ex in examples], batch_size)
+    probs, pred_tags = model.predict_tokens([ex.tokens for ex in examples], batch_size,
+                                            [ex.text for ex in examples])
     elapsed = time.perf_counter() - t0
     pred_intents = [model.vocab.intents[i] for i in model.decide(probs).tolist()] if len(examples) else []
     out: dict[str, float | int] = {"n": len(examples)}
@@ -86,7 +87,8 @@ def intent_report(gold: Sequence[str], pred: Sequence[str]) -> dict[str, dict[st
                     "support": n_gold}
     rows = [out[lab] for lab in labels if out[lab]["support"]]
     total = sum(r["support"] for r in rows) or 1
-    for name, weight in (("macro avg", lambda r: 1 / max(len(rows), 1)), ("weighted avg", lambda r: r["support"] / total)):
+    for name, weight in (("macro avg", lambda r: 1 / max(len(rows), 1)),
+                         ("weighted avg", lambda r: r["support"] / total)):
         out[name] = {k: sum(weight(r) * r[k] for r in rows) for k in ("precision", "recall", "f1")}
         out[name]["support"] = total
     return out
@@ -140,7 +142,8 @@ def write_report(model: NLUModel, examples: Sequence[Example], out_dir: str | Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate(model, examples, batch_size)
-    probs, pred_tags = model.predict_tokens([ex.tokens for ex in examples], batch_size)
+    probs, pred_tags = model.predict_tokens([ex.tokens for ex in examples], batch_size,
+                                            [ex.text for ex in examples])
     decided = model.decide(probs).tolist() if len(examples) else []
     pred = [model.vocab.intents[i] for i in decided]
     gold = [ex.intent for ex in examples]

@@ -1,12 +1,14 @@
 """Inference: ``NLUModel.load(dir).parse(text) -> Parse``.
 
 A model directory holds ``config.json`` (NLUConfig + temperature + version), ``vocab.json`` and ``model.safetensors``;
-the network is rebuilt from the stored config and its weights loaded (no pickle).
+the network is rebuilt from the stored config and its weights loaded (no pickle). An ensemble (``train --ensemble K``)
+is the same three files: ``config.json`` says ``"members": K`` and the weights are keyed ``members.<k>.<name>``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -14,7 +16,8 @@ from pathlib import Path
 import torch
 
 from nlu.errors import ModelLoadError
-from nlu.model import JointBiLSTMCRF, NLUConfig, Vocab, encode
+from nlu.model import Ensemble, JointBiLSTMCRF, NLUConfig, Vocab, encode
+from nlu.patterns import Pattern
 from nlu.tokenize import Token, detect_language, tokenize
 from nlu.types import Entity, Parse
 
@@ -43,8 +46,8 @@ class NLUModel:
     When the intents include an out-of-scope label (``oos`` / ``out_of_scope``), a parse whose best in-scope
     probability is below ``oos_threshold`` (chosen on dev at training time) is answered with that label."""
 
-    def __init__(self, net: JointBiLSTMCRF, vocab: Vocab, temperature: float = 1.0, oos_threshold: float = 0.0
-                 ) -> None:
+    def __init__(self, net: JointBiLSTMCRF | Ensemble, vocab: Vocab, temperature: float = 1.0,
+                 oos_threshold: float = 0.0) -> None:
         self.net = net.eval()
         self.vocab = vocab
         self.temperature = float(temperature)
@@ -74,18 +77,26 @@ class NLUModel:
     def config(self) -> NLUConfig:
         return self.net.config
 
+    @property
+    def members(self) -> int:
+        """How many networks this model averages (1 unless trained with ``--ensemble``)."""
+        return len(self.net.members) if isinstance(self.net, Ensemble) else 1
+
     # ---------------------------------------------------------------- persistence
     def save(self, out_dir: str | Path) -> None:
         from safetensors.torch import save_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"version": FORMAT_VERSION, "config": asdict(self.config), "temperature": self.temperature,
-                "oos_threshold": self.oos_threshold}
+        meta: dict[str, object] = {"version": FORMAT_VERSION, "config": asdict(self.config),
+                                   "temperature": self.temperature, "oos_threshold": self.oos_threshold}
+        if self.members > 1:
+            meta["members"] = self.members
         (out / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (out / "vocab.json").write_text(json.dumps(self.vocab.to_dict(), ensure_ascii=False), encoding="utf-8")
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
-        save_file(state, str(out / "model.safetensors"), metadata={"format": "kefu-nlu", "version": str(FORMAT_VERSION)})
+        save_file(state, str(out / "model.safetensors"),
+                  metadata={"format": "kefu-nlu", "version": str(FORMAT_VERSION)})
 
     @classmethod
     def load(cls, model_dir: str | Path) -> NLUModel:
@@ -106,19 +117,26 @@ class NLUModel:
             config = NLUConfig(**{k: v for k, v in raw_config.items() if k in known})
             temperature = float(meta["temperature"])
             oos_threshold = float(meta.get("oos_threshold", 0.0))
+            members = int(meta.get("members", 1))
+            if members < 1:
+                raise ValueError(f"members must be >= 1, got {members}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(d / "config.json", f"bad config: {exc!r}") from None
         raw = _read_json(d / "vocab.json")
         try:
             vocab = Vocab(words=list(raw["words"]), chars=list(raw["chars"]), tags=list(raw["tags"]),
                           intents=list(raw["intents"]), synonyms=dict(raw.get("synonyms", {})),
-                          pretrained=str(raw.get("pretrained", "")))
-        except (KeyError, TypeError) as exc:
+                          pretrained=str(raw.get("pretrained", "")),
+                          patterns=[Pattern.from_dict(p) for p in raw.get("patterns", [])],
+                          bigrams=list(raw.get("bigrams", [])))
+        except (KeyError, TypeError, ValueError, re.error) as exc:
             raise ModelLoadError(d / "vocab.json", f"missing or bad table: {exc!r}") from None
         if vocab.pretrained != config.pretrained:
             raise ModelLoadError(d / "vocab.json", "pretrained source does not match config.json")
-        sizes = (len(vocab.words), len(vocab.chars), len(vocab.tags), len(vocab.intents))
-        if sizes != (config.n_words, config.n_chars, config.n_tags, config.n_intents):
+        sizes = (len(vocab.words), len(vocab.chars), len(vocab.tags), len(vocab.intents), len(vocab.patterns),
+                 len(vocab.bigrams))
+        if sizes != (config.n_words, config.n_chars, config.n_tags, config.n_intents, config.n_patterns,
+                     config.n_bigrams):
             raise ModelLoadError(d / "vocab.json", "vocabulary sizes do not match config.json")
         weights = d / "model.safetensors"
         if not weights.is_file():
@@ -128,9 +146,10 @@ class NLUModel:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(weights, f"unreadable safetensors file: {exc}") from None
         try:
-            net = JointBiLSTMCRF(config)
+            nets = [JointBiLSTMCRF(config) for _ in range(members)]
         except ValueError as exc:
             raise ModelLoadError(d / "config.json", str(exc)) from None
+        net: JointBiLSTMCRF | Ensemble = nets[0] if members == 1 else Ensemble(nets)
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
@@ -138,15 +157,17 @@ class NLUModel:
         return cls(net, vocab, temperature, oos_threshold)
 
     # ---------------------------------------------------------------- prediction
-    def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 128
-                       ) -> tuple[torch.Tensor, list[list[str]]]:
-        """Calibrated intent probabilities ``[N, n_intents]`` and BIO tags for pre-tokenised utterances."""
+    def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 128,
+                       texts: Sequence[str] | None = None) -> tuple[torch.Tensor, list[list[str]]]:
+        """Calibrated intent probabilities ``[N, n_intents]`` and BIO tags for pre-tokenised utterances (``texts``, the
+        utterances themselves, only matter to a model with regex features)."""
         probs: list[torch.Tensor] = []
         tags: list[list[str]] = []
         order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))  # similar lengths together
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            logits, paths = self.net.predict(encode(self.vocab, [token_lists[i] for i in idx]))
+            logits, paths = self.net.predict(encode(self.vocab, [token_lists[i] for i in idx],
+                                                    [texts[i] for i in idx] if texts is not None else None))
             probs.append(torch.softmax(logits / self.temperature, dim=-1))
             tags.extend([self.vocab.tags[t] for t in p[: len(token_lists[i])]] for p, i in zip(paths, idx))
         if not order:
@@ -161,7 +182,7 @@ class NLUModel:
 
     def parse_batch(self, texts: Sequence[str], batch_size: int = 128) -> list[Parse]:
         token_lists: list[list[Token]] = [tokenize(t) for t in texts]
-        probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size)
+        probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size, texts)
         k = min(TOP_K, len(self.vocab.intents))
         top_p, top_i = probs.topk(k, dim=-1)
         decided = self.decide(probs).tolist()

@@ -84,3 +84,32 @@ def test_evaluate_cross_validation(tmp_path: Path) -> None:
     assert (tmp_path / "cross_validation.json").is_file()
     both = runner.invoke(app, ["evaluate", "--data", str(FIXTURES / "nlu.yml")])
     assert both.exit_code == 2
+
+
+def test_train_ensemble_options_and_evaluate(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "--data", str(FIXTURES / "nlu.yml"), "--out", str(out), "--epochs", "1",
+                                 "--hidden", "16", "--ensemble", "2", "--schedule", "constant", "--lr", "0.005",
+                                 "--label-smoothing", "0.1", "--pretrained", "none"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["train_cpu_seconds"] >= 0
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["members"]) == 2 and report["train_config"]["label_smoothing"] == 0.1
+    assert report["train_config"]["schedule"] == "constant" and report["train_config"]["lr"] == 0.005
+    assert json.loads((out / "config.json").read_text())["members"] == 2
+    result = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(FIXTURES / "nlu.yml"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 22
+    bad = runner.invoke(app, ["train", "--data", str(FIXTURES / "nlu.yml"), "--out", str(out), "--schedule", "x"])
+    assert bad.exit_code == 1 and "schedule" in bad.output
+
+
+def test_train_command_reads_lookup_and_regex_blocks(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "--data", str(FIXTURES / "nlu_lookup_regex.yml"), "--out", str(out),
+                                 "--epochs", "1", "--hidden", "16", "--pretrained", "none"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["patterns"] == ["lookup:city", "lookup:courier", "regex:order_id", "regex:phone", "regex:postcode",
+                                  "regex:email"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -165,3 +166,111 @@ def test_training_rejects_single_intent(tmp_path: Path) -> None:
 
     with pytest.raises(TrainingError):
         train([make_example("hi", "greet")] * 3, tmp_path / "m")
+
+
+def test_ensemble_trains_saves_and_loads(tmp_path: Path) -> None:
+    from nlu.model import Ensemble, encode
+
+    examples = read_rasa_nlu(FIXTURES / "nlu.yml")
+    cfg = NLUConfig(word_dim=16, char_dim=8, char_filters=8, shape_dim=4, hidden=16)
+    model = train(examples, tmp_path / "e", None, cfg, TrainConfig(epochs=2, batch_size=8, seed=3, ensemble=2,
+                                                                  progress=False))
+    assert model.members == 2 and isinstance(model.net, Ensemble)
+    assert json.loads((tmp_path / "e" / "config.json").read_text())["members"] == 2
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert [m["seed"] for m in report["members"]] == [3, 4]
+    # member 1 is exactly the single model of the same seed; member 2 differs
+    single = train(examples, tmp_path / "s", None, cfg, TrainConfig(epochs=2, batch_size=8, seed=3, ensemble=1,
+                                                                   progress=False))
+    first, second = model.net.nets
+    for (name, x), (_, y) in zip(first.state_dict().items(), single.net.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert not torch.equal(first.word_emb.weight, second.word_emb.weight)
+    # intent logits are the members' mean
+    batch = encode(model.vocab, [ex.tokens for ex in examples[:5]])
+    logits, paths = model.net.predict(batch)
+    assert torch.allclose(logits, (first.predict(batch)[0] + second.predict(batch)[0]) / 2, atol=1e-6)
+    assert [len(p) for p in paths] == [len(ex.tokens) for ex in examples[:5]]
+    again = NLUModel.load(tmp_path / "e")
+    assert again.members == 2 and again.temperature == model.temperature
+    texts = [ex.text for ex in examples]
+    assert [p.to_dict() for p in model.parse_batch(texts)] == [p.to_dict() for p in again.parse_batch(texts)]
+    single_dir = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert "members" not in single_dir  # a single model's files are unchanged by the ensemble support
+
+
+def test_learning_rate_schedule() -> None:
+    from nlu.train import lr_factor
+
+    tc = TrainConfig(warmup=0.1)
+    factors = [lr_factor(step, 100, tc) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == 1.0 and max(factors) == 1.0
+    assert factors[50] == pytest.approx(50 / 90) and 0 < factors[-1] < 0.02
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
+    assert lr_factor(7, 100, TrainConfig(schedule="constant")) == 1.0
+
+
+def test_bad_train_settings_are_training_errors(tmp_path: Path) -> None:
+    from nlu.errors import TrainingError
+
+    examples = read_rasa_nlu(FIXTURES / "nlu.yml")
+    with pytest.raises(TrainingError, match="schedule"):
+        train(examples, tmp_path / "m", None, None, TrainConfig(schedule="cosine", progress=False))
+    with pytest.raises(TrainingError, match="ensemble"):
+        train(examples, tmp_path / "m", None, None, TrainConfig(ensemble=0, progress=False))
+
+
+def test_inference_weights_follow_weight_changes() -> None:
+    """The inference path caches its re-laid-out LSTM weights; any in-place change (an optimizer step, loading a
+    checkpoint) must invalidate them."""
+    from dataclasses import replace
+
+    from nlu.model import JointBiLSTMCRF, Vocab, encode
+
+    examples = read_rasa_nlu(FIXTURES / "nlu.yml")
+    vocab = Vocab.build([ex.tokens for ex in examples], [ex.tags for ex in examples], [ex.intent for ex in examples])
+    cfg = NLUConfig(n_words=len(vocab.words), n_chars=len(vocab.chars), n_tags=len(vocab.tags), n_intents=4,
+                    word_dim=8, char_dim=4, char_filters=4, shape_dim=4, hidden=8, pretrained="")
+    torch.manual_seed(0)
+    net = JointBiLSTMCRF(replace(cfg, dropout=0.0, word_dropout=0.0)).eval()
+    batch = encode(vocab, [ex.tokens for ex in examples])
+    before = net.predict(batch)[0]
+    with torch.no_grad():
+        net.lstm.weight_hh_l0_reverse.add_(0.5)
+    after = net.predict(batch)[0]
+    net.train()
+    with torch.no_grad():
+        reference = net._encode_batch(batch)[1]
+    assert not torch.allclose(before, after) and torch.allclose(after, reference, atol=1e-5)
+    # a fused Adam step changes weights without bumping their versions: switching to training must drop the cache
+    opt = torch.optim.Adam(net.parameters(), lr=0.1, fused=True)
+    net.eval()
+    net.predict(batch)  # fills the cache
+    net.train()
+    net._encode_batch(batch)[1].sum().backward()
+    opt.step()
+    with torch.no_grad():
+        reference = net._encode_batch(batch)[1]
+    net.eval()
+    assert torch.allclose(net.predict(batch)[0], reference, atol=1e-5)
+
+
+def test_auto_epochs_and_batch_size() -> None:
+    from nlu.train import auto_batch_size, auto_epochs
+
+    assert [auto_epochs(n) for n in (500, 1040, 5000, 7995, 13084, 100_000)] == [40, 40, 30, 20, 20, 20]
+    assert [auto_batch_size(n) for n in (1040, 7995, 13084)] == [16, 32, 64]
+
+
+def test_ensemble_members_trained_in_worker_processes_are_the_same(tmp_path: Path) -> None:
+    examples = read_rasa_nlu(FIXTURES / "nlu.yml")
+    cfg = NLUConfig(word_dim=16, char_dim=8, char_filters=8, shape_dim=4, hidden=16)
+    runs = [train(examples, tmp_path / f"w{workers}", None, cfg,
+                  TrainConfig(epochs=2, batch_size=8, seed=5, ensemble=2, workers=workers, progress=False))
+            for workers in (1, 2)]
+    # the same computation; not bit-for-bit across processes: BLAS results depend on memory alignment, and a process
+    # that has run the rest of the test suite lays memory out differently from a fresh worker
+    for (name, x), (_, y) in zip(runs[0].net.state_dict().items(), runs[1].net.state_dict().items()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-3), (name, float((x.float() - y.float()).abs().max()))
+    report = json.loads((tmp_path / "w2" / "report.json").read_text())
+    assert [m["seed"] for m in report["members"]] == [5, 6]

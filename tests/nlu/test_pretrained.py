@@ -41,9 +41,9 @@ def test_piece_bags_average_the_table_rows() -> None:
     cfg = NLUConfig(n_words=len(vocab.words), n_chars=len(vocab.chars), n_tags=1, n_intents=2, **TINY)
     net = JointBiLSTMCRF(cfg)
     assert vocab.pieces is not None
-    batch = encode(vocab, tokens)
+    batch = encode(vocab, tokens)  # one bag per distinct token, placed by batch["rows"]
     bags = torch.nn.functional.embedding_bag(batch["pieces"], net.pretrained, batch["piece_offsets"], mode="mean")
-    bags = bags.view(2, 3, -1)
+    bags = bags[batch["rows"]]
     table = vocab.pieces
     ids = list(table.pieces("unaffordable"))
     assert torch.allclose(bags[0, 0], table.weight[ids].mean(0), atol=1e-5)
@@ -77,7 +77,7 @@ def test_missing_pretrained_source_is_a_load_error(tiny_model_dir: Path, tmp_pat
 def _plain_model(tmp_path: Path, intents: list[str]) -> NLUModel:
     examples = [make_example(f"example {i} {k}", intent) for k, intent in enumerate(intents) for i in range(2)]
     cfg = NLUConfig(word_dim=8, char_dim=4, char_filters=4, shape_dim=2, hidden=8, pretrained="")
-    return train(examples, tmp_path / "plain", examples, cfg, TrainConfig(epochs=1, progress=False))
+    return train(examples, tmp_path / "plain", examples, cfg, TrainConfig(epochs=1, ensemble=1, progress=False))
 
 
 def test_checkpoint_without_pretrained_keys_still_loads(tmp_path: Path) -> None:
@@ -154,26 +154,92 @@ def test_calibrate_command_rewrites_threshold(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("pretrained", [BUNDLED, ""])
 def test_fast_encode_equals_featurise_then_collate(pretrained: str) -> None:
+    """encode() keeps each distinct token once; placed by ``rows`` its features are collate()'s, slot by slot, and
+    the network reads both batches the same, at inference (distinct tokens) and in training (nn.LSTM per slot)."""
+    from dataclasses import replace
+
     from nlu.model import collate, featurise
 
     train_tokens = [["play", "Yesterday", "by", "the", "Beatles"], ["我", "要", "听", "歌"], ["order", "10234"]]
     vocab = Vocab.build(train_tokens, [["O"] * len(t) for t in train_tokens], ["a", "b", "c"], pretrained=pretrained)
-    batch = [["play", "unaffordable", "songs", "!"], [], ["<unk>", ""], ["x" * 40, "我", "霏"], ["order", "55555"]]
+    batch = [["play", "unaffordable", "songs", "!", "play"], [], ["<unk>", ""], ["x" * 40, "我", "霏", "play"],
+             ["order", "55555"]]
+    cfg = NLUConfig(n_words=len(vocab.words), n_chars=len(vocab.chars), n_tags=3, n_intents=3, word_dim=8,
+                    char_dim=4, char_filters=6, shape_dim=4, hidden=10, layers=2, pretrained=pretrained)
+    torch.manual_seed(0)
+    net = JointBiLSTMCRF(replace(cfg, dropout=0.0, word_dropout=0.0))
     for _ in range(2):  # the second round reads encode()'s per-token cache
         fast, slow = encode(vocab, batch), collate([featurise(vocab, t) for t in batch])
-        assert fast.keys() == slow.keys() and ("pieces" in fast) == bool(pretrained)
-        for key in fast:
-            assert torch.equal(fast[key], slow[key]), key
+        assert set(fast) == set(slow) | {"rows"} and ("pieces" in fast) == bool(pretrained)
+        rows = fast["rows"]
+        assert len(fast["words"]) == 1 + len({t for toks in batch for t in toks} | {"<unk>"})  # + the padding row
+        for key in ("words", "shapes", "chars"):
+            assert torch.equal(fast[key][rows], slow[key]), key
+        assert torch.equal(fast["mask"], slow["mask"])
+        net.eval()
+        with torch.no_grad():
+            fast_out, slow_out = net._encode_batch(fast), net._encode_batch(slow)
+            net.train()  # no dropout in this config: the training path is the same function
+            train_out = net._encode_batch(slow)
+        m = slow["mask"]
+        for a, b, c in zip(fast_out, slow_out, train_out):
+            if a.dim() == 3:
+                a, b, c = a[m], b[m], c[m]
+            assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
 
 
-def test_char_cnn_inference_dedup_matches_full_convolution() -> None:
+def test_char_cnn_matches_a_per_token_convolution() -> None:
     from nlu.model import CharCNN
 
     torch.manual_seed(0)
     cnn = CharCNN(n_chars=12, dim=6, filters=5, kernel=3).eval()
-    chars = torch.randint(1, 12, (4, 7, 5))
-    chars[0, 1] = chars[2, 3]  # repeated tokens
-    chars[:, 5:] = 0  # padding slots
-    chars[1, 2, 3:] = 0  # a short token
-    assert torch.allclose(cnn(chars), cnn.convolve(chars), atol=1e-6)
-    assert torch.equal(cnn(chars)[:, 5:], torch.full((4, 2, 5), -1.0))
+    chars = torch.randint(1, 12, (6, 5))
+    chars[4] = 0  # a padding row
+    chars[1, 3:] = 0  # a short token
+    out = cnn(chars)
+    weight = cnn.proj.weight.view(5, 6, 3)  # [filters, dim, kernel] as unfold lays the windows out
+    for i in (0, 1, 5):
+        n = int((chars[i] > 0).sum())
+        ref = torch.nn.functional.conv1d(cnn.emb(chars[i : i + 1, :n]).transpose(1, 2), weight, cnn.proj.bias,
+                                         padding=1)
+        assert torch.allclose(out[i], ref[0].max(1).values.clamp_min(-1.0), atol=1e-5)
+    assert torch.equal(out[4], torch.full((5,), -1.0))
+
+
+def test_cjk_bigram_features() -> None:
+    from nlu.model import cjk_bigrams, collate, featurise
+
+    assert cjk_bigrams(["我", "要", "听", "tfboys", "的", "歌", "。"]) == [
+        ("", "我要"), ("我要", "要听"), ("要听", ""), ("", ""), ("", "的歌"), ("的歌", ""), ("", "")]
+    train_tokens = [["我", "要", "听", "故", "事"], ["我", "要", "听", "歌"], ["讲", "个", "故", "事"], ["play", "it"]]
+    vocab = Vocab.build(train_tokens, [["O"] * len(t) for t in train_tokens], ["a", "b", "a", "b"])
+    assert vocab.bigrams == ["<pad>", "<unk>", "我要", "故事", "要听"]  # seen twice; by count, then text
+    ids = vocab.bigram_features(["我", "要", "讲", "故", "事", "ok"])
+    assert ids == [(0, 2), (2, 1), (1, 1), (1, 3), (3, 0), (0, 0)]
+    batch = [["我", "要", "听", "故", "事"], ["play"], ["故", "事"]]
+    fast, slow = encode(vocab, batch), collate([featurise(vocab, t) for t in batch])
+    assert torch.equal(fast["bigrams"], slow["bigrams"]) and fast["bigrams"].shape == (3, 5, 2)
+    english = Vocab.build([["play", "it"]] * 3, [["O", "O"]] * 3, ["a", "b", "a"])
+    assert english.bigrams == [] and "bigrams" not in encode(english, [["play"]])  # no Chinese: no feature
+
+
+def test_bigram_model_saves_and_matches_its_training_path(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    texts = ["我要听故事", "讲个故事吧", "我要听周杰伦的歌", "播放一首歌", "我想听相声", "来段相声", "play a song"]
+    intents = ["story", "story", "music", "music", "crosstalk", "crosstalk", "music"]
+    examples = [make_example(t, i) for t, i in zip(texts, intents)] * 3
+    model = train(examples, tmp_path / "m", examples[:7], NLUConfig(**TINY, pretrained=""),
+                  TrainConfig(epochs=3, batch_size=4, ensemble=1, progress=False))
+    assert model.config.n_bigrams == len(model.vocab.bigrams) > 2
+    again = NLUModel.load(tmp_path / "m")
+    assert again.vocab.bigrams == model.vocab.bigrams
+    assert [p.to_dict() for p in again.parse_batch(texts)] == [p.to_dict() for p in model.parse_batch(texts)]
+    net = JointBiLSTMCRF(replace(model.config, dropout=0.0, word_dropout=0.0))
+    net.load_state_dict(model.net.state_dict())
+    batch = encode(model.vocab, [ex.tokens for ex in examples[:7]])
+    fast = net.eval()._encode_batch(batch)
+    with torch.no_grad():
+        slow = net.train()._encode_batch(batch)
+    mask = batch["mask"]
+    assert torch.allclose(fast[0][mask], slow[0][mask], atol=1e-5) and torch.allclose(fast[1], slow[1], atol=1e-5)
