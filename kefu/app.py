@@ -92,6 +92,7 @@ async def running_bot(
     from runtime.nlg import NLG
     from runtime.templates import Templates
     from safety.filters import InputFilter
+    from safety.injection import InjectionDetector
     from safety.suites import DEFAULT_BANNED_TERMS
     from safety.toxicity import ToxicityRouter
 
@@ -101,6 +102,8 @@ async def running_bot(
     domain = Domain.load(bot.path(cfg.domain))
     flows = load_flows(bot.path(cfg.flows))
     nlu = await asyncio.to_thread(NLUModel.load, bot.nlu_model)
+    _require(bot.injection_model, "the prompt-injection detector")
+    injection = await asyncio.to_thread(InjectionDetector.load, bot.injection_model)
     output_filter = None
     if toxicity:
         for language in cfg.languages:
@@ -134,7 +137,7 @@ async def running_bot(
                 nlu=nlu,
                 actions=actions,
                 input_filter=InputFilter(banned_terms=cfg.banned_terms or DEFAULT_BANNED_TERMS, block_injection=True,
-                                         mask_banned=True),
+                                         mask_banned=True, injection_model=injection),
                 output_filter=output_filter,
                 confidence_threshold=cfg.confidence_threshold,
                 default_language=cfg.languages[0],
@@ -232,6 +235,24 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
                                    "(set KEFU_SHARED_DATA)")
             train_language(language, shared_data(), bot.toxicity_model / language)
             timings[f"toxicity_{language}"] = time.perf_counter() - t
+
+    def injection_loads() -> object:
+        from safety.injection import InjectionDetector
+
+        return InjectionDetector.load(bot.injection_model)
+
+    if wanted("injection", bot.injection_model / "model.safetensors", injection_loads):
+        from safety.injection import train as train_injection
+
+        t = time.perf_counter()
+        if not (shared_data() / "snips").is_dir():
+            raise MissingModel(f"the public intent data (snips, clinc150, cais) was not found in {shared_data()}: "
+                               "the injection detector learns its benign messages from it (set KEFU_SHARED_DATA)")
+        from nlu.data import load_examples
+
+        bot_texts = [e.text for e in load_examples([bot.path(p) for p in cfg.nlu_data])]  # never attacks
+        train_injection(bot.injection_model, shared_data(), extra_benign=bot_texts)
+        timings["injection"] = time.perf_counter() - t
 
     if wanted("policy", bot.policy_model / "model.safetensors"):
         from policy.train import train as train_policy

@@ -80,6 +80,10 @@ class Bot:
         return self.models / "toxicity"
 
     @property
+    def injection_model(self) -> Path:
+        return self.models / "injection"
+
+    @property
     def policy_model(self) -> Path:
         return self.models / "policy"
 

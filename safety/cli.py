@@ -1,4 +1,4 @@
-"""``kefu safety ...``: train and evaluate the toxicity classifier."""
+"""``kefu safety ...``: train and evaluate the toxicity classifiers and the prompt-injection detector."""
 
 from __future__ import annotations
 
@@ -87,6 +87,58 @@ def evaluate(
         result = evaluate_model(
             model, data, language=lang, threshold=threshold, max_examples=max_examples, quantize=quantize
         )
+    except SafetyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key:>22}: {value}")
+
+
+@app.command("train-injection")
+def train_injection(
+    out: Annotated[Path, typer.Option(help="output directory (e.g. examples/shop/models/injection)")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="public data root with snips/clinc150/cais/toxicity_* (default $KEFU_SHARED_DATA)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    bot: Annotated[
+        Path | None, typer.Option(help="a bot folder: its NLU examples join the negatives (as `kefu train` does)")
+    ] = None,
+) -> None:
+    """Train the learned prompt-injection detector; writes the model, report.json and curves.png to OUT."""
+    from safety.injection import InjectionConfig
+    from safety.injection import train as run_train
+
+    cfg = InjectionConfig(seed=seed)
+    if epochs is not None:
+        cfg.epochs = epochs
+    extra: list[str] = []
+    if bot is not None:
+        from kefu.config import Bot
+        from nlu.data import load_examples
+
+        b = Bot.load(bot)
+        extra = [e.text for e in load_examples([b.path(p) for p in b.config.nlu_data])]
+    report = run_train(out, data_dir or _data_root(), cfg, extra_benign=extra)
+    typer.echo(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+
+
+@app.command("evaluate-injection")
+def evaluate_injection(
+    data: Annotated[Path, typer.Option(help='JSONL lines {"text", "label"} (1 = attack)')],
+    model: Annotated[Path | None, typer.Option(help="trained detector directory; none: the rules alone")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Flag DATA with the input filter (rules, plus MODEL when given): recall, false-positive rate, n."""
+    from safety.errors import SafetyError
+    from safety.evaluate import evaluate_injection as run_eval
+
+    try:
+        result = run_eval(data, model)
     except SafetyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

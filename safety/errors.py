@@ -22,6 +22,15 @@ class ToxicityModelError(SafetyError):
         self.reason = reason
 
 
+class InjectionModelError(SafetyError):
+    """A prompt-injection detector directory is missing, incomplete or corrupt. ``path`` names the offending file."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"cannot load injection model file {path}: {reason}", path=str(path), reason=reason)
+        self.path = Path(path)
+        self.reason = reason
+
+
 class SafetyDataError(SafetyError):
     """A training/evaluation data file is unreadable or malformed at ``line`` (1-based; 0 = whole file)."""
 

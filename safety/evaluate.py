@@ -1,4 +1,4 @@
-"""Metrics for a binary toxicity scorer, and evaluation of a trained model directory on a JSONL file."""
+"""Metrics for a binary toxicity scorer and the injection check, and evaluation of a trained model on a JSONL file."""
 
 from __future__ import annotations
 
@@ -121,4 +121,30 @@ def evaluate_model(
             "quantized": quantize,
         }
     )
+    return result
+
+
+def evaluate_injection(data: str | Path, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Flag ``data`` (label 1 = attack) with the input filter's injection check: the rules, plus the learned
+    detector in ``model_dir`` when given. Recall, false-positive rate and, with a model, its ROC-AUC."""
+    from safety.filters import FLAG_INJECTION, InputFilter
+    from safety.injection import InjectionDetector
+
+    model = InjectionDetector.load(model_dir) if model_dir is not None else None
+    texts, labels = read_jsonl(data)
+    check = InputFilter(injection_model=model, max_chars=10**6).check
+    flagged = [FLAG_INJECTION in check(t).flags for t in texts]
+    attacks = [f for f, y in zip(flagged, labels, strict=True) if y == 1]
+    benign = [f for f, y in zip(flagged, labels, strict=True) if y == 0]
+    result: dict[str, Any] = {
+        "recall": sum(attacks) / len(attacks) if attacks else None,
+        "false_positive_rate": sum(benign) / len(benign) if benign else None,
+        "attacks": len(attacks),
+        "benign": len(benign),
+        "n": len(texts),
+        "detector": "rules + model" if model is not None else "rules",
+    }
+    if model is not None:
+        scores = [model.score(t) for t in texts]
+        result["model_only"] = compute_metrics(labels, scores, model.threshold)
     return result

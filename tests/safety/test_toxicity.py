@@ -19,6 +19,13 @@ ITEMS = ["headphones", "laptop bag", "order", "parcel", "refund", "charger", "ja
 CLEAN = ["thanks for the help with my {}", "where is my {}?", "the {} arrived today, great", "can I return the {}?",
          "how long does the {} take to ship", "I love the new {}"]
 
+# mixed into training (200 + 8 lines: still 13 steps of 16) / scored for report.json only
+AUGMENT = [("you absolute clod", 1), ("what a dim bulb you are", 1), ("you are welcome", 0),
+           ("you are eligible for a refund", 0), ("shut it, you clod", 1), ("sorry, silly error on our side", 0),
+           ("go away, nitwit", 1), ("you can track the parcel online", 0)]
+PROBE = [("you are a complete clod", 1), ("get lost, nitwit", 1), ("the store opens at nine", 0),
+         ("you're right, the charger was missing", 0)]
+
 
 def _write(path: Path, n: int, seed: int) -> None:
     rng = random.Random(seed)
@@ -44,7 +51,12 @@ def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     from safety.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("toxmodel")
-    cfg = TrainConfig(max_examples=200, max_len=24, epochs=1, lr=2e-4, batch=16, seed=3, dev_examples=60, threads=1)
+    extra = tmp_path_factory.mktemp("toxextra")
+    augment, probe = extra / "augment.jsonl", extra / "probe.jsonl"
+    augment.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in AUGMENT), encoding="utf-8")
+    probe.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in PROBE), encoding="utf-8")
+    cfg = TrainConfig(max_examples=200, max_len=24, epochs=1, lr=2e-4, batch=16, seed=3, dev_examples=60, threads=1,
+                      augment_data=str(augment), probe_data=str(probe))
     report = train(cfg, data_dir / "train.jsonl", out)
     return out, report
 
@@ -61,6 +73,20 @@ def test_saved_dir_is_pickle_free_with_report(trained: tuple[Path, dict]) -> Non
     assert on_disk["dev"]["n"] == 60
     tox = json.loads((out / "toxicity.json").read_text())
     assert tox["classes"] == ["toxicity"] and tox["threshold"] == 0.5
+
+
+def test_report_records_augmentation_and_probe(trained: tuple[Path, dict]) -> None:
+    import hashlib
+
+    out, report = trained
+    aug = report["augmentation"]
+    assert aug["lines"] == 8 and aug["toxic"] == 4 and aug["clean"] == 4 and aug["repeat"] == 1
+    assert aug["sha256"] == hashlib.sha256(Path(aug["file"]).read_bytes()).hexdigest()
+    assert report["config"]["augment_data"] == aug["file"]
+    assert report["train_examples"] == 208 and report["train_positive"] == 104
+    probe = report["probe"]  # scored through the saved model, never trained on
+    assert probe["n"] == 4 and set(METRIC_KEYS) <= set(probe) and 0.0 <= probe["recall"] <= 1.0
+    assert json.loads((out / "report.json").read_text())["augmentation"] == aug
 
 
 def test_training_learned_something(trained: tuple[Path, dict]) -> None:
