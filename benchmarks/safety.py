@@ -75,7 +75,9 @@ BLIND = Path(__file__).resolve().parents[1] / "safety" / "data" / "injection_bli
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # file iteration, not str.splitlines(): that would also split inside strings at U+2028 and friends
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def injection_sets(public_attacks: Path | None) -> dict[str, list[tuple[str, bool]]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -78,15 +79,24 @@ def evaluate(
     quantize: Annotated[bool, typer.Option(help="score with dynamic int8 Linear layers (as served quantized)")] = False,
 ) -> None:
     """Score DATA with MODEL and print ROC-AUC, recall@1%FPR, accuracy, F1 at the threshold."""
-    from safety.errors import SafetyError
     from safety.evaluate import evaluate_model
 
     if lang not in ("en", "zh"):
         raise typer.BadParameter("--lang must be en or zh")
-    try:
-        result = evaluate_model(
+    _report(
+        lambda: evaluate_model(
             model, data, language=lang, threshold=threshold, max_examples=max_examples, quantize=quantize
-        )
+        ),
+        as_json,
+    )
+
+
+def _report(compute: Callable[[], dict[str, Any]], as_json: bool) -> None:
+    """Run an evaluation and print its metrics (JSON or aligned lines); a SafetyError exits 1 with its message."""
+    from safety.errors import SafetyError
+
+    try:
+        result = compute()
     except SafetyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -134,19 +144,9 @@ def evaluate_injection(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Flag DATA with the input filter (rules, plus MODEL when given): recall, false-positive rate, n."""
-    from safety.errors import SafetyError
     from safety.evaluate import evaluate_injection as run_eval
 
-    try:
-        result = run_eval(data, model)
-    except SafetyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            typer.echo(f"{key:>22}: {value}")
+    _report(lambda: run_eval(data, model), as_json)
 
 
 if __name__ == "__main__":

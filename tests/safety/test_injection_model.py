@@ -64,7 +64,8 @@ def test_training_corpus_excludes_every_evaluation_text(shared_data: Path) -> No
     held_out = {c.text for c in injection_suite()} | {t for t, _ in INJECTION_HELDOUT}
     assert not corpus & held_out
     blind = Path(__file__).resolve().parents[2] / "safety" / "data" / "injection_blind.jsonl"
-    blind_texts = {json.loads(line)["text"] for line in blind.read_text(encoding="utf-8").splitlines() if line}
+    with blind.open(encoding="utf-8") as fh:
+        blind_texts = {json.loads(line)["text"] for line in fh if line.strip()}
     assert not corpus & blind_texts
     # public negatives come from train splits only: dev/test stay unseen for the benchmark and the threshold
     dev_test = {t for _, t in benign_texts(shared_data, splits=("dev", "test"))}
