@@ -47,8 +47,10 @@ def cjk_bigrams(tokens: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def normalise_word(token: str) -> str:
-    """Word-embedding key: lower-cased, every digit mapped to 0 (so order numbers 10234/55555 share ``00000``)."""
-    return _DIGIT_RE.sub("0", token.lower())
+    """Word-embedding key: NFKC, lower-cased, every digit mapped to 0 (so order numbers 10234/55555 share
+    ``00000``). NFKC because the input filter hands NLU NFKC text: training data written with full-width
+    "？" or "１２" must key the same words and characters as the "?" and "12" seen when serving."""
+    return _DIGIT_RE.sub("0", unicodedata.normalize("NFKC", token).lower())
 
 
 def word_shape(token: str) -> str:
