@@ -206,7 +206,7 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         t = time.perf_counter()
         synonyms: dict[str, str] = {}
         patterns: list = []  # Rasa lookup: / regex: blocks (nlu.patterns.Pattern)
-        examples = load_examples([bot.path(p) for p in cfg.nlu_data], synonyms, patterns)
+        examples = load_examples(bot.nlu_files, synonyms, patterns)
         train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms, patterns=patterns,
                   train_config=NLUTrainConfig(**cfg.nlu_training))  # type: ignore[arg-type]
         timings["nlu"] = time.perf_counter() - t
@@ -248,10 +248,7 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         if not (shared_data() / "snips").is_dir():
             raise MissingModel(f"the public intent data (snips, clinc150, cais) was not found in {shared_data()}: "
                                "the injection detector learns its benign messages from it (set KEFU_SHARED_DATA)")
-        from nlu.data import load_examples
-
-        bot_texts = [e.text for e in load_examples([bot.path(p) for p in cfg.nlu_data])]  # never attacks
-        train_injection(bot.injection_model, shared_data(), extra_benign=bot_texts)
+        train_injection(bot.injection_model, shared_data(), extra_benign=bot.utterances())
         timings["injection"] = time.perf_counter() - t
 
     if wanted("policy", bot.policy_model / "model.safetensors"):

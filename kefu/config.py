@@ -91,6 +91,16 @@ class Bot:
     def kb_cache(self) -> Path:
         return self.models / "kb"
 
+    @property
+    def nlu_files(self) -> list[Path]:
+        return [self.path(p) for p in self.config.nlu_data]
+
+    def utterances(self) -> list[str]:
+        """The texts of the bot's NLU examples: what its customers say (never prompt injections)."""
+        from nlu.data import load_examples
+
+        return [e.text for e in load_examples(self.nlu_files)]
+
     def store_url(self, override: str | None = None) -> str:
         """The store URL; a relative SQLite path resolves against the bot folder."""
         url = override or self.config.store

@@ -129,10 +129,8 @@ def train_injection(
     extra: list[str] = []
     if bot is not None:
         from kefu.config import Bot
-        from nlu.data import load_examples
 
-        b = Bot.load(bot)
-        extra = [e.text for e in load_examples([b.path(p) for p in b.config.nlu_data])]
+        extra = Bot.load(bot).utterances()
     report = run_train(out, data_dir or _data_root(), cfg, extra_benign=extra)
     typer.echo(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
