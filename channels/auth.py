@@ -1,7 +1,7 @@
 """Staff authentication for the ops console: password hashes, session tokens, CSRF tokens, login throttling, roles.
 
-Pure-ish: no I/O and no asyncio here (the argon2 work is CPU-bound; :mod:`channels.ops` runs it in a thread), so
-every rule can be unit-tested with an injected clock.
+Pure-ish: no I/O and no asyncio here (the argon2 work is CPU-bound; :mod:`channels.ops` runs it on a small pool
+of its own), so every rule can be unit-tested with an injected clock.
 
 * Passwords: argon2id (argon2-cffi's defaults, RFC 9106 low-memory profile). :func:`verify_password` never raises
   on a wrong or malformed hash; :data:`DUMMY_HASH` lets a login for an unknown user cost the same as a real one,
@@ -11,10 +11,11 @@ every rule can be unit-tested with an injected clock.
   :data:`SESSION_TTL` without use (sliding, see :func:`extended_expiry`) and at most :data:`SESSION_MAX_AGE`
   after login.
 * CSRF: each session has its own random token, sent back by the console in ``X-CSRF-Token`` and compared in
-  constant time (:func:`same_token`); :func:`origin_allowed` adds the Origin/Referer check.
-* Login throttling: :class:`LoginRateLimiter` counts failures per client address and per username in a sliding
-  window; past the limit a login is refused (HTTP 429 + ``Retry-After``) *before* the password is checked.
-  It is per process: several worker processes each allow ``max_failures``.
+  constant time (:func:`same_token`); :func:`origin_allowed` adds the Origin/Referer check, and
+  :func:`host_allowed` refuses Host names the console was not configured for (DNS rebinding).
+* Login throttling: the rule is here (:class:`RateLimit`, :func:`throttle_keys`: per client address, and per
+  account *and* address, never per account alone); the counting lives in the database
+  (:mod:`dialogue.staff_throttle`), where every worker process shares it and an attempt counts from its start.
 * Roles: ``viewer`` < ``agent`` < ``admin`` (:func:`role_allows`).
 """
 
@@ -25,9 +26,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -195,66 +193,48 @@ def origin_allowed(origin: str | None, referer: str | None, allowed: frozenset[s
     return False
 
 
-# --------------------------------------------------------------------------------------------- rate limiter
+# ------------------------------------------------------------------------------------------- login throttle
 @dataclass(frozen=True)
 class RateLimit:
-    """``max_failures`` failed logins within ``window`` seconds lock that key until the oldest one ages out."""
+    """At most ``max_failures`` login attempts per throttle key within ``window`` seconds (see :func:`throttle_keys`).
+
+    An attempt counts from the moment it starts (before its password is checked); a success or an attempt that was
+    never checked stops counting at once, a failure keeps counting until it is ``window`` seconds old."""
 
     max_failures: int = 5
     window: float = 300.0
 
 
-class LoginRateLimiter:
-    """Sliding-window counter of failed logins, per client address and per username (both must be under the
-    limit). Memory is bounded: at most ``max_keys`` keys are remembered, least recently failing dropped first."""
+def throttle_keys(address: str, username: str) -> tuple[str, str]:
+    """The keys a login attempt counts under: the client address (whatever account it tries), and the account
+    name *together with* the address. There is deliberately no key for the account alone: 5 wrong passwords from
+    anywhere would then lock a staff member out from everywhere (anyone could shut the console's users out).
+    The price: a guesser who controls many addresses gets ``max_failures`` guesses per address per window, which
+    argon2, the 10-character minimum and the hashing pool's bounded throughput keep useless. The name is
+    case-folded (``Agent`` and ``agent`` share a counter); the store hashes both keys before keeping them."""
+    return f"addr:{address}", f"account:{username.strip().casefold()}@{address}"
 
-    def __init__(
-        self, limit: RateLimit | None = None, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
-    ) -> None:
-        self.limit = limit or RateLimit()
-        self._clock = clock
-        self._max_keys = max_keys
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def __repr__(self) -> str:
-        return f"LoginRateLimiter(limit={self.limit!r}, keys={len(self._failures)})"
+# --------------------------------------------------------------------------------------------------- hosts
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]")
+_HOST_RE: Final = re.compile(r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
 
-    @staticmethod
-    def _keys(address: str, username: str) -> tuple[str, str]:
-        return f"ip:{address}", f"user:{username.lower()}"
 
-    def _recent(self, key: str, now: float) -> deque[float] | None:
-        times = self._failures.get(key)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.limit.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        return times
+def loopback_origins(port: int) -> frozenset[str]:
+    """``http://127.0.0.1:PORT``, ``http://localhost:PORT`` and ``http://[::1]:PORT``: the console's own origins
+    when it is reached on the machine it runs on (the default, with no ``--console-origin``)."""
+    return frozenset(o for o in (normalise_origin(f"http://{h}:{port}") for h in LOOPBACK_HOSTS) if o)
 
-    def retry_after(self, address: str, username: str) -> float:
-        """Seconds until a login from ``address`` for ``username`` may be tried again; ``0`` when allowed now."""
-        now = self._clock()
-        wait = 0.0
-        for key in self._keys(address, username):
-            times = self._recent(key, now)
-            if times is not None and len(times) >= self.limit.max_failures:
-                wait = max(wait, times[-self.limit.max_failures] + self.limit.window - now)
-        return wait
 
-    def failure(self, address: str, username: str) -> None:
-        now = self._clock()
-        for key in self._keys(address, username):
-            times = self._recent(key, now) or deque()
-            times.append(now)
-            self._failures[key] = times
-            self._failures.move_to_end(key)
-        while len(self._failures) > self._max_keys:
-            self._failures.popitem(last=False)
-
-    def success(self, address: str, username: str) -> None:
-        """A correct password clears the username's failures (the address keeps its count: one attacker address
-        must not reset itself by logging into its own account)."""
-        self._failures.pop(self._keys(address, username)[1], None)
+def host_allowed(host: str | None, allowed_origins: frozenset[str]) -> bool:
+    """Whether a request's ``Host`` header names one of ``allowed_origins`` (host and port; the scheme is the
+    origin's). A DNS-rebinding page (its own name resolved to the console's address) sends *its* name as Host, so
+    refusing unknown Host values keeps it out even when its Origin and Host agree. Only plain ``host[:port]`` is
+    considered: user-info, paths and the like are refused before parsing."""
+    if not host or not _HOST_RE.fullmatch(host):
+        return False
+    for origin in allowed_origins:
+        scheme = origin.split("://", 1)[0]
+        if normalise_origin(f"{scheme}://{host}") == origin:
+            return True
+    return False

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from dialogue.types import (
+    Conversation,
     ConversationFilter,
     ConversationPage,
     ConversationSummary,
     DashboardStats,
     Event,
+    NewConversation,
     Session,
     TurnReply,
     User,
 )
+
+if TYPE_CHECKING:
+    from dialogue.staff_throttle import LoginAdmission
 
 TokenCallback = Callable[[str], Awaitable[None]]
 
@@ -30,22 +35,34 @@ TokenCallback = Callable[[str], Awaitable[None]]
 class Backend(Protocol):
     """What :func:`channels.server.serve` needs from the bot.
 
+    The server owns who may talk to a conversation (the resume secret, see :mod:`channels.protocol`): it reads
+    the conversation with :meth:`get_conversation` to check a client's secret, and a conversation is created only
+    by the first message of a session, with the id and secret hash the server issued (``create``).
+
     Exceptions raised by these methods are mapped to wire error codes by
     :func:`channels.protocol.error_code_for` (by class name: ``StoreUnavailable`` -> ``store_unavailable``,
     ``ConversationNotFound`` -> ``not_found``, anything else -> ``internal``); their text never reaches clients.
     """
 
     async def handle_message(
-        self, conversation_id: str | None, message_id: str, text: str, on_token: TokenCallback
+        self,
+        conversation_id: str | None,
+        message_id: str,
+        text: str,
+        on_token: TokenCallback,
+        *,
+        create: NewConversation | None = None,
     ) -> TurnReply:
         """Run one turn. Call ``await on_token(delta)`` for each streamed fragment of the reply (optional; it
         applies back-pressure when the client reads slowly), then return the final reply. A ``message_id`` that
         was already processed must be answered from the store with ``replayed=True`` (deduplication). While a
-        human agent holds the conversation the reply has ``text=""`` and ``handed_off=True``."""
+        human agent holds the conversation the reply has ``text=""`` and ``handed_off=True``. When the
+        conversation does not exist, create it exactly as ``create`` says (id, secret hash, language, sender),
+        idempotently: two first messages racing for one id make one conversation."""
         ...
 
-    async def open_conversation(self, conversation_id: str | None, language: str | None = None) -> str:
-        """Return ``conversation_id`` when it exists, else the id of a new conversation."""
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation's row (its ``secret_hash`` and ``sender`` decide who may resume it), or ``None``."""
         ...
 
     async def conversation_events(self, conversation_id: str) -> list[Event]:
@@ -156,3 +173,14 @@ class ConsoleBackend(Protocol):
     async def delete_session(self, token_hash: str) -> None: ...
 
     async def purge_sessions(self, now: dt.datetime) -> Any: ...
+
+    # Login throttling, shared by every worker through the database (dialogue.staff_throttle).
+    async def begin_login_attempt(
+        self, keys: Sequence[str], now: dt.datetime, max_attempts: int, window: float
+    ) -> LoginAdmission: ...
+
+    async def finish_login_attempt(
+        self, admission: LoginAdmission, *, failed: bool, clear_keys: Sequence[str] = ()
+    ) -> None: ...
+
+    async def purge_login_attempts(self, before: dt.datetime) -> int: ...

@@ -10,17 +10,36 @@ Security model
   Path=/, Secure when the console's origin is https; a browser-session cookie). The database keeps only the
   token's SHA-256. A session ends after ``session_ttl`` (8 h) without a request, and ``session_max_age`` (24 h)
   after login whatever happens; logging out, a password change or disabling the account ends it at once.
-  Failed logins are throttled per client address and per username (429 + ``Retry-After``).
+* Login throttling (429 + ``Retry-After``): an attempt is counted in the database when it *starts*, atomically with
+  the check, before any password is looked at (:mod:`dialogue.staff_throttle`), so concurrent guesses cannot
+  slip through together and every worker process shares the count. It counts per client address and per account
+  *and* address (:func:`channels.auth.throttle_keys`): nobody can lock a staff member out from elsewhere by
+  failing on purpose. Only a known account's name is ever logged ("?" otherwise: people type passwords there).
+* Password hashing runs on a pool of its own (:class:`PasswordPool`: ``password_workers`` threads and at most
+  ``password_queue`` waiting; beyond that, 503 + ``Retry-After`` at once), never on the default executor where
+  customers' turns run their NLU: a login flood waits in its own queue.
+* Only Host names the console was configured for are answered (400 ``bad_host`` otherwise): by default the
+  loopback names with the console's port (``127.0.0.1``, ``localhost``, ``[::1]``) and the address it listens
+  on when that is one specific IP; ``origins`` (``--console-origin``) adds the public origin behind a proxy. This
+  keeps DNS-rebinding pages out even when their Origin and Host agree.
+* Slow clients: a request head must arrive within ``header_timeout`` seconds of the connection opening (or of
+  the previous response), a body within ``body_timeout`` (408); idle keep-alive connections close after
+  ``header_timeout`` too.
 * Every route declares the least role it needs (:data:`ROUTES`; ``None`` = public): ``viewer`` reads,
   ``agent`` reviews, corrects and talks to customers, ``admin`` manages accounts. Unknown or expired sessions
   get 401 (pages redirect to ``/login``), too small a role gets 403.
 * Every POST needs the session's CSRF token in ``X-CSRF-Token`` *and* an ``Origin`` (or ``Referer``) of the
-  console itself (``options.origins``, default: the request's own ``scheme://Host``); login needs the origin.
-  JSON bodies only (``Content-Type: application/json``), at most ``max_body_bytes``.
-* Every response: a strict Content-Security-Policy (:data:`CSP`: no inline code, nothing from elsewhere),
-  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin``, no framing, ``Cache-Control: no-store``.
-  JSON escapes ``<``, ``>`` and ``&``; the pages insert every string with ``textContent``.
-* Logs carry methods, route names, statuses, usernames and ids: never message text or search queries.
+  console itself (``options.origins``, default: the loopback origins above; never derived from the request's
+  Host); login needs the origin. JSON bodies only (``Content-Type: application/json``), at most
+  ``max_body_bytes``.
+* Every response: a strict, constant Content-Security-Policy (:data:`CSP`: no inline code, nothing from
+  elsewhere; no request header goes into it), ``X-Content-Type-Options: nosniff``,
+  ``Referrer-Policy: same-origin``, no framing, ``Cache-Control: no-store``. JSON escapes ``<``, ``>`` and
+  ``&``; the pages insert every string with ``textContent``.
+* ``GET /metrics`` (role viewer, or public with ``public_metrics``): the Prometheus metrics of this process (the
+  :class:`channels.metrics.Metrics` the chat server fills), here rather than on the customer port.
+* Logs carry methods, paths (control characters escaped: a request cannot forge a log line), route names,
+  statuses, known usernames and ids: never message text, search queries or passwords.
 
 Usage::
 
@@ -35,17 +54,21 @@ import contextlib
 import dataclasses
 import datetime as dt
 import io
+import ipaddress
 import itertools
 import json
 import logging
 import math
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -55,8 +78,11 @@ from aiohttp.typedefs import Handler
 from channels import auth
 from channels import protocol as p
 from channels.backend import ConsoleBackend
-from channels.errors import StaticFilesError
+from channels.errors import ChannelError, StaticFilesError
 from dialogue.types import ConversationFilter, ConversationSummary, DashboardStats, Session, User
+
+if TYPE_CHECKING:
+    from channels.metrics import Metrics
 
 logger = logging.getLogger("kefu.channels.ops")
 
@@ -110,6 +136,7 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/users", auth.ADMIN, "add_user"),
     ("POST", "/api/users/{username}", auth.ADMIN, "update_user"),
     ("POST", "/api/retention/erase", auth.ADMIN, "erase_customer"),
+    ("GET", "/metrics", auth.VIEWER, "metrics"),  # public instead with OpsOptions.public_metrics
 )
 
 PAGES: Final[Mapping[str, str]] = {
@@ -134,12 +161,14 @@ SESSION: Final = web.RequestKey("session", Session)
 # Error code -> (HTTP status, customer-safe message).
 ERRORS: Final[Mapping[str, tuple[int, str]]] = {
     "bad_request": (400, "The request is not valid."),
+    "bad_host": (400, "This console does not answer for that host name."),
     "unauthorized": (401, "Log in first (or again: the session expired)."),
     "bad_credentials": (401, "Wrong username or password."),
     "forbidden": (403, "Your role does not allow this."),
     "csrf": (403, "Missing or wrong CSRF token; reload the page."),
     "bad_origin": (403, "The request did not come from the console."),
     "not_found": (404, "Not found."),
+    "timeout": (408, "The request was sent too slowly."),
     "conflict": (409, "Someone else changed this first; reload."),
     "unprocessable": (422, "This cannot be turned into a training example (check the intent and entities)."),
     "too_large": (413, "The request body is too large."),
@@ -147,6 +176,7 @@ ERRORS: Final[Mapping[str, tuple[int, str]]] = {
     "rate_limited": (429, "Too many failed logins; wait and retry."),
     "internal": (500, "Something went wrong on our side."),
     "store_unavailable": (503, "The conversation store is unavailable; retry in a moment."),
+    "busy": (503, "Too many logins at once; retry in a moment."),
 }
 
 #: Exception class name -> error code (the MRO is walked, so subclasses match).
@@ -158,6 +188,7 @@ ERROR_STATUS: dict[str, str] = {
     "ConcurrentUpdate": "conflict",
     "DuplicateMessage": "conflict",
     "StoreUnavailable": "store_unavailable",
+    "PasswordPoolFull": "busy",
     "InvalidQuery": "bad_request",
     "AuthError": "bad_request",
     "ReviewError": "unprocessable",
@@ -442,11 +473,18 @@ class OpsOptions:
     """Settings of one ops server.
 
     ``origins``: the console's public origin(s) (e.g. ``("https://ops.shop.example",)`` behind a TLS proxy); POSTs
-    must come from one of them. ``None``: the request's own ``scheme://Host``. ``secure_cookie``: ``None`` sets
-    ``Secure`` when the request is https or the configured origin is. ``session_ttl``: idle timeout (sliding).
-    ``session_max_age``: absolute lifetime. ``login_limit``: failed logins allowed per address and per username in the window. ``plot_cache_seconds``:
-    how long dashboard numbers and PNGs are reused. ``dashboard_days``: the default and largest window.
-    ``reuse_port``: SO_REUSEPORT, for several worker processes on one port (each throttles logins on its own).
+    must come from one of them, and their host names are answered besides the loopback ones. ``None``: the
+    loopback origins with the console's port (and the listening address when it is one specific IP): never the
+    request's own Host, which a DNS-rebinding page chooses. ``secure_cookie``: ``None`` sets ``Secure`` when the
+    request is https or the configured origin is. ``session_ttl``: idle timeout (sliding). ``session_max_age``:
+    absolute lifetime. ``login_limit``: login attempts allowed per address, and per account and address, in the
+    window (shared by every worker through the database). ``password_workers`` / ``password_queue``: threads that
+    hash passwords and how many checks may wait for them (more: 503 at once). ``header_timeout``: seconds for a
+    request head (from the connection's start or its previous response; also the keep-alive idle timeout).
+    ``body_timeout``: seconds for a request body. ``public_metrics``: serve ``/metrics`` without a session (for a
+    scraper on the private network the console listens on). ``plot_cache_seconds``: how long dashboard numbers
+    and PNGs are reused. ``dashboard_days``: the default and largest window. ``reuse_port``: SO_REUSEPORT, for
+    several worker processes on one port.
     """
 
     origins: tuple[str, ...] | None = None
@@ -460,17 +498,138 @@ class OpsOptions:
     dashboard_days: tuple[int, int] = (30, 366)
     static_dir: Path = OPS_STATIC_DIR
     reuse_port: bool = False
+    password_workers: int = 1
+    password_queue: int = 8
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    public_metrics: bool = False
+
+
+_LOG_PATH_CHARS: Final = 200
+
+
+def log_safe(text: str, limit: int = _LOG_PATH_CHARS) -> str:
+    """``text`` fit for one log line: every character that is not printable (line breaks, ANSI escapes, U+2028...)
+    and the backslash are written as escapes, and at most ``limit`` characters are kept. A request path is chosen
+    by whoever sends it; unescaped, ``GET /%0a<fake line>`` writes a second, genuine-looking line into a text log."""
+    out = []
+    for char in text[:limit]:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out) + ("..." if len(text) > limit else "")
 
 
 class _AccessLogger(AbstractAccessLogger):
-    """Method, route and status only: paths hold conversation ids (fine) but query strings hold search text."""
+    """Method, path and status only: paths hold conversation ids (fine) but query strings hold search text. The
+    path is escaped (:func:`log_safe`)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time * 1000)
+        self.logger.info("%s %s %s %.1fms", request.method, log_safe(request.path), response.status, time * 1000)
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _lower_priority(nice: int) -> None:
+    """Make the calling thread ``nice`` steps nicer (Linux: per thread; elsewhere this may fail and is skipped)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+
+
+class PasswordPoolFull(ChannelError):
+    """Every password thread is busy and the wait queue is full: the login is answered 503 at once."""
+
+
+class PasswordPool:
+    """Password hashing and checking (argon2: ~0.1 s of CPU each) on threads of its own, with a bounded queue.
+
+    Why not ``asyncio.to_thread``: that is the default executor, where customers' turns run their NLU. Sixty
+    simultaneous logins queued sixty hashes there, and a customer's turn waited behind all of them (6 s instead of
+    0.07 s). Here at most ``workers`` hashes run and ``queue`` wait; :meth:`reserve` (and :meth:`run`) refuses
+    more at once (:class:`PasswordPoolFull`). A login reserves its slot before anything else, so a refused one
+    costs no database work either. A slot is held until its hash has really finished (or was dropped before it
+    started), also when the request that asked for it went away. On Linux the pool's threads (and the lane
+    threads argon2 starts from them) also run ``nice`` steps nicer than the rest of the process, 19 (the lowest
+    priority) by default: scheduling priority is per thread there, so a flood of logins gets the CPU that
+    customers' turns leave and not a share of theirs (the demo bot's median turn during a login flood: 1.6 times
+    as long at nice 10, unchanged at 19; ``benchmarks/security_login.py``). Logins are slower on a busy machine:
+    staff can wait."""
+
+    def __init__(self, workers: int = 1, queue: int = 8, *, nice: int = 19) -> None:
+        if workers < 1 or queue < 0:
+            raise ValueError("a password pool needs at least one worker and a queue of zero or more")
+        self.workers = workers
+        self.capacity = workers + queue
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="kefu-password", initializer=_lower_priority, initargs=(nice,)
+        )
+        self._lock = threading.Lock()  # the count is released from worker threads
+        self._held = 0
+
+    def __repr__(self) -> str:
+        return f"PasswordPool(workers={self.workers}, capacity={self.capacity}, held={self._held})"
+
+    @property
+    def full(self) -> bool:
+        return self._held >= self.capacity
+
+    def _release(self, _future: Future[Any] | None = None) -> None:
+        with self._lock:
+            self._held -= 1
+
+    def reserve(self) -> PasswordSlot:
+        """A place in the pool (running or waiting), or :class:`PasswordPoolFull` at once."""
+        with self._lock:
+            if self._held >= self.capacity:
+                raise PasswordPoolFull("password pool full")
+            self._held += 1
+        return PasswordSlot(self)
+
+    async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)`` on the pool (reserve, run, release)."""
+        slot = self.reserve()
+        try:
+            return await slot.run(fn, *args, **kwargs)
+        finally:
+            slot.release()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class PasswordSlot:
+    """One reserved place in a :class:`PasswordPool`: :meth:`run` uses it once (the slot is then released when the
+    work ends); :meth:`release` gives it back unused (a no-op after :meth:`run`)."""
+
+    def __init__(self, pool: PasswordPool) -> None:
+        self._pool: PasswordPool | None = pool
+
+    def release(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool._release()
+
+    async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("this password slot was already used or released")
+        future = pool._executor.submit(fn, *args, **kwargs)  # raises before taking the slot over: release() frees
+        self._pool = None
+        future.add_done_callback(pool._release)
+        return await asyncio.wrap_future(future)
 
 
 class OpsServer:
@@ -484,23 +643,30 @@ class OpsServer:
         options: OpsOptions | None = None,
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.backend = backend
         self.host = host
         self._requested_port = port
         self.options = options or OpsOptions()
         self._now = clock or (lambda: dt.datetime.now(dt.UTC))
-        self.limiter = auth.LoginRateLimiter(self.options.login_limit)
+        self.metrics = metrics  # the process's chat metrics, served as /metrics (None: 404)
+        self.passwords = PasswordPool(self.options.password_workers, self.options.password_queue)
         self._files: dict[str, tuple[bytes, str]] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._cache: dict[tuple[str, int], tuple[float, Any]] = {}
         self._cache_locks: dict[tuple[str, int], asyncio.Lock] = {}
-        self._allowed_origins = (
+        self._configured_origins = (
             frozenset(o for o in (auth.normalise_origin(x) for x in self.options.origins) if o)
             if self.options.origins
             else None
         )
+        # Set by start(), once the port is known: the origins POSTs may come from, and those whose host names
+        # the console answers for. Until then nothing is answered.
+        self._csrf_origins: frozenset[str] = frozenset()
+        self._host_origins: frozenset[str] = frozenset()
+        self._attempts_purged_at: dt.datetime | None = None
         self.app = self._build_app()
 
     def __repr__(self) -> str:
@@ -520,7 +686,16 @@ class OpsServer:
 
     async def start(self) -> None:
         self._files = await asyncio.to_thread(load_ops_static, self.options.static_dir)
-        runner = web.AppRunner(self.app, access_log_class=_AccessLogger, access_log=logger, handle_signals=False)
+        runner = web.AppRunner(
+            self.app,
+            access_log_class=_AccessLogger,
+            access_log=logger,
+            handle_signals=False,
+            # aiohttp has no separate header timeout: its keep-alive timer runs from the connection's start (and
+            # from each response) and closes a connection still waiting for a complete request head.
+            keepalive_timeout=self.options.header_timeout,
+            lingering_time=self.options.body_timeout,  # reading the rest of an unread body before closing
+        )
         await runner.setup()
         site = web.TCPSite(
             runner, self.host, self._requested_port, reuse_address=True, reuse_port=self.options.reuse_port or None
@@ -534,12 +709,37 @@ class OpsServer:
         server = site._server  # the asyncio.Server: the only way to learn an ephemeral port
         assert server is not None
         self._port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        self._csrf_origins, self._host_origins = self._origin_sets(self._port)
         logger.info("kefu ops console listening on %s", self.url)
+        if self._configured_origins is None and not self._is_specific_ip(self.host):
+            logger.info("console answers loopback host names only (%s); pass --console-origin for a public one",
+                        ", ".join(sorted(self._host_origins)))
+
+    @staticmethod
+    def _is_specific_ip(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return not address.is_unspecified
+
+    def _origin_sets(self, port: int) -> tuple[frozenset[str], frozenset[str]]:
+        """(origins POSTs may come from, origins whose Host the console answers): see :class:`OpsOptions`."""
+        own = set(auth.loopback_origins(port))
+        if self._is_specific_ip(self.host):  # an IP literal cannot be rebound to another address
+            bound = auth.normalise_origin(f"http://{self.url.split('://', 1)[1]}")
+            if bound:
+                own.add(bound)
+        configured = self._configured_origins
+        if configured is None:
+            return frozenset(own), frozenset(own)
+        return configured, configured | own
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.passwords.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -553,15 +753,21 @@ class OpsServer:
         app = web.Application(middlewares=[self._headers_middleware], client_max_size=self.options.max_body_bytes)
         for method, path, role, name in ROUTES:
             handler = getattr(self, "_h_" + name)
+            if name == "metrics" and self.options.public_metrics:
+                role = None
             app.router.add_route(method, path, self._guard(role, name, handler), name=name)
         return app
 
     @web.middleware
     async def _headers_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if not auth.host_allowed(request.headers.get("Host"), self._host_origins):
+                raise ApiError("bad_host")
             response = await handler(request)
         except ApiError as exc:
             response = error_response(exc.code, exc.reason, exc.headers)
+            if exc.code == "timeout":
+                response.force_close()  # the rest of that body is not worth waiting for
         except web.HTTPException as exc:
             if exc.status == 404:
                 response = error_response("not_found")
@@ -579,7 +785,7 @@ class OpsServer:
             code = error_code_for(exc)
             if code in ("internal", "store_unavailable"):
                 logger.warning("%s %s failed: %s", request.method, _route_name(request), type(exc).__name__)
-            response = error_response(code)
+            response = error_response(code, headers={"Retry-After": "1"} if code == "busy" else None)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -617,14 +823,8 @@ class OpsServer:
 
         return guarded
 
-    def _origins(self, request: web.Request) -> frozenset[str]:
-        if self._allowed_origins is not None:
-            return self._allowed_origins
-        own = auth.normalise_origin(f"{request.scheme}://{request.host}")
-        return frozenset({own}) if own else frozenset()
-
     def _origin_ok(self, request: web.Request) -> bool:
-        return auth.origin_allowed(request.headers.get("Origin"), request.headers.get("Referer"), self._origins(request))
+        return auth.origin_allowed(request.headers.get("Origin"), request.headers.get("Referer"), self._csrf_origins)
 
     async def _session(self, request: web.Request) -> tuple[Any, User] | None:
         token = request.cookies.get(auth.SESSION_COOKIE)
@@ -651,15 +851,19 @@ class OpsServer:
             return self.options.secure_cookie
         if request.secure:
             return True
-        return self._allowed_origins is not None and all(o.startswith("https://") for o in self._allowed_origins)
+        configured = self._configured_origins
+        return configured is not None and all(o.startswith("https://") for o in configured)
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         if request.content_type != "application/json":
             raise ApiError("unsupported_media_type")
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self.options.body_timeout):  # a body sent a byte a minute holds no one up
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise ApiError("too_large") from None
+        except TimeoutError:
+            raise ApiError("timeout") from None
         try:
             body = json.loads(raw or b"{}")
         except (ValueError, RecursionError):
@@ -714,21 +918,42 @@ class OpsServer:
         if not isinstance(username, str) or not isinstance(password, str) or len(username) > 64:
             raise ApiError("bad_request", "'username' and 'password' must be strings")
         username = username.strip()
-        address = request.remote or "unknown"
-        wait = self.limiter.retry_after(address, username)
-        if wait > 0:
-            logger.warning("login throttled (user=%s)", username if auth.USERNAME_RE.fullmatch(username) else "?")
-            raise ApiError("rate_limited", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        try:  # first: a login the pool cannot take is answered at once, before any database work
+            slot = self.passwords.reserve()
+        except PasswordPoolFull:
+            raise ApiError("busy", headers={"Retry-After": "1"}) from None
+        try:
+            return await self._login(request, username, password, slot)
+        finally:
+            slot.release()
+
+    async def _login(self, request: web.Request, username: str, password: str, slot: PasswordSlot) -> web.Response:
         user = await self.backend.get_user(username) if auth.USERNAME_RE.fullmatch(username) else None
-        stored = user.password_hash if user is not None else auth.DUMMY_HASH
-        ok = await asyncio.to_thread(auth.verify_password, stored, password)
-        if not ok or user is None or user.disabled:
-            self.limiter.failure(address, username)
-            logger.info("login failed (user=%s)", username if user is not None else "?")
+        shown = user.username if user is not None else "?"  # never what was typed: people type passwords there
+        keys = auth.throttle_keys(request.remote or "unknown", username)
+        now = self._now()
+        await self._purge_login_attempts(now)
+        limit = self.options.login_limit
+        admission = await self.backend.begin_login_attempt(keys, now, limit.max_failures, limit.window)
+        if not admission.admitted:
+            logger.warning("login throttled (user=%s)", shown)
+            raise ApiError("rate_limited", headers={"Retry-After": str(max(1, math.ceil(admission.retry_after)))})
+        outcome = "failed"  # what the attempt counts as if anything below raises
+        try:
+            stored = user.password_hash if user is not None else auth.DUMMY_HASH
+            ok = await slot.run(auth.verify_password, stored, password)
+            if ok and user is not None and not user.disabled:
+                outcome = "ok"
+        finally:
+            await self.backend.finish_login_attempt(
+                admission, failed=outcome == "failed", clear_keys=keys[1:] if outcome == "ok" else ()
+            )
+        if outcome != "ok" or user is None:
+            logger.info("login failed (user=%s)", shown)
             raise ApiError("bad_credentials")
-        self.limiter.success(address, username)
         if auth.needs_rehash(user.password_hash):
-            await self.backend.set_password(user.username, await asyncio.to_thread(auth.hash_password, password))
+            with contextlib.suppress(PasswordPoolFull):  # a rehash can wait for a quieter login
+                await self.backend.set_password(user.username, await self.passwords.run(auth.hash_password, password))
         old = request.cookies.get(auth.SESSION_COOKIE)
         if auth.well_formed_token(old):  # no session fixation: whatever session the browser had ends here
             assert old is not None
@@ -750,6 +975,15 @@ class OpsServer:
             secure=self._secure(request),
         )
         return response
+
+    async def _purge_login_attempts(self, now: dt.datetime) -> None:
+        """Housekeeping: drop attempts older than the throttle window, at most once a minute per process."""
+        last = self._attempts_purged_at
+        if last is not None and dt.timedelta(0) <= now - last < dt.timedelta(minutes=1):
+            return
+        self._attempts_purged_at = now
+        with contextlib.suppress(Exception):
+            await self.backend.purge_login_attempts(now - dt.timedelta(seconds=self.options.login_limit.window))
 
     async def _h_logout(self, request: web.Request) -> web.StreamResponse:
         await self.backend.delete_session(request[SESSION].token_hash)
@@ -971,7 +1205,7 @@ class OpsServer:
         auth.check_password(password)
         if await self.backend.get_user(username) is not None:
             raise ApiError("conflict", "that username is taken")
-        password_hash = await asyncio.to_thread(auth.hash_password, password)
+        password_hash = await self.passwords.run(auth.hash_password, password)
         user = await self.backend.add_user(username, password_hash, role)
         logger.info("user %s (%s) added by %s", username, role, request[USER].username)
         return json_response({"user": user_json(user)}, status=201)
@@ -997,7 +1231,7 @@ class OpsServer:
         if disabled is not None:
             await self.backend.disable_user(username, disabled)
         if password is not None:
-            await self.backend.set_password(username, await asyncio.to_thread(auth.hash_password, password))
+            await self.backend.set_password(username, await self.passwords.run(auth.hash_password, password))
         logger.info("user %s updated by %s", username, me.username)
         updated = await self.backend.get_user(username)
         assert updated is not None
@@ -1015,6 +1249,16 @@ class OpsServer:
         report = await self.backend.erase_customer(user)
         logger.info("%d conversations erased by %s", report.conversations, request[USER].username)
         return json_response({"conversations": report.conversations, "rows": report.rows})
+
+
+    # ------------------------------------------------------------------------------------------------ metrics
+    async def _h_metrics(self, request: web.Request) -> web.StreamResponse:
+        """The Prometheus text of this process's :class:`~channels.metrics.Metrics` (turns, hand-offs, safety blocks,
+        errors): staff-only numbers, so they are served here and not on the customer port."""
+        if self.metrics is None:
+            raise ApiError("not_found", "this process collects no metrics")
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def _route_name(request: web.Request) -> str:
@@ -1048,9 +1292,11 @@ async def run_ops_server(
     options: OpsOptions | None = None,
     *,
     clock: Callable[[], dt.datetime] | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[OpsServer]:
-    """Start an ops server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit."""
-    server = OpsServer(backend, host, port, options, clock=clock)
+    """Start an ops server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit. ``metrics``:
+    the process's chat metrics, served as ``GET /metrics``."""
+    server = OpsServer(backend, host, port, options, clock=clock, metrics=metrics)
     await server.start()
     try:
         yield server

@@ -6,10 +6,16 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
 * ``GET /`` demo shop page, ``/widget.js`` (+ ``/widget.css``): static files from ``static_dir`` (flat: its
   sub-folders, such as the console's ``ops/``, are not served), loaded once at start-up; HTML is sent with a
   strict Content-Security-Policy.
-* ``GET /healthz``: liveness. ``GET /metrics``: Prometheus metrics of this process (:mod:`channels.metrics`).
-* ``/ws``: the chat WebSocket (wire protocol in :mod:`channels.protocol`). While a human agent holds a
-  conversation, the agent's messages are pushed to its open connections: every ``push_interval`` seconds one
-  task asks the backend which of the open connections' conversations are handed off
+* ``GET /healthz``: liveness. ``GET /metrics``: Prometheus metrics of this process (:mod:`channels.metrics`),
+  only with ``ServerOptions(public_metrics=True)`` (``kefu serve --public-metrics``): the counters (turns,
+  hand-offs, safety blocks, errors) are the business's, not the public's, so by default they are on the staff
+  console's port only.
+* ``/ws``: the chat WebSocket (wire protocol in :mod:`channels.protocol`). A conversation id is no credential:
+  resuming one needs the secret issued with it (its sha256 is stored in the conversation row), and the
+  conversation is created by its first message, not by ``hello``, within limits per client address and per
+  connection (``conversation_rate``/``conversation_burst``, ``conversations_per_connection``). While a human
+  agent holds a conversation, the agent's messages are pushed to its open, proven connections: every
+  ``push_interval`` seconds one task asks the backend which of those conversations are handed off
   (:meth:`~channels.backend.Backend.handoff_statuses`, one query) and reads the new events of those only
   (:meth:`~channels.backend.Backend.events_after`). Polling the store, not an in-process signal, is what makes
   it work when the console and the customer's socket live in different worker processes.
@@ -28,7 +34,6 @@ import asyncio
 import contextlib
 import email.utils
 import http
-import inspect
 import logging
 import re
 import time
@@ -51,6 +56,7 @@ from channels import protocol as p
 from channels.backend import Backend
 from channels.errors import ProtocolError, StaticFilesError, raised_at
 from channels.metrics import Metrics
+from dialogue.types import Event, NewConversation
 
 logger = logging.getLogger("kefu.channels")
 
@@ -68,10 +74,21 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 _STATIC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_HOST_RE = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 # Static route aliases (besides "/<file name>").
 ROUTE_ALIASES = {"/": "index.html"}
+
+
+DEFAULT_CONVERSATION_RATE = 0.5  # new conversations per second and client address, on average (30 a minute)
+DEFAULT_CONVERSATION_BURST = 10
+DEFAULT_CONVERSATIONS_PER_CONNECTION = 3  # a widget creates one (two when an old id could not be resumed)
+
+#: The CSP of served HTML. Nothing in it comes from the request: ``connect-src 'self'`` covers the page's own
+#: ``ws:``/``wss:`` origin in current browsers (CSP Level 3), so the ``Host`` header (client-chosen) is not needed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,15 @@ class ServerOptions:
     a frame over it gets ``rate_limited`` and is dropped. ``max_connections``: open WebSocket connections beyond
     which a new handshake is refused with HTTP 503 (``None``: no limit). ``reuse_port``: bind with SO_REUSEPORT so
     several worker processes share one port (the kernel spreads new connections over them).
+    ``conversation_rate``/``conversation_burst``: new conversations per client address (a token bucket per
+    address: per second, bucket size; ``None``: no limit), ``conversations_per_connection``: new conversations
+    one connection may create (``None``: no limit); a first message over either gets ``rate_limited`` and creates
+    nothing. Each worker process counts on its own (N workers admit N times the rate). ``trusted_proxies``: IP
+    addresses or networks of the reverse proxies in front of the server; only for a peer among them is the client
+    address read from ``X-Forwarded-For`` (behind a proxy, set it, or every customer shares the proxy's bucket).
+    ``public_metrics``: serve ``GET /metrics`` on this (public) port. ``compression``: negotiate permessage-deflate
+    (off by default: chat frames are small, and compressing a frame with the resume secret in the same context as
+    later text is the CRIME pattern; it also costs a zlib context per connection and CPU per frame under a flood).
     """
 
     max_frame_bytes: int = p.MAX_FRAME_BYTES
@@ -108,6 +134,20 @@ class ServerOptions:
     burst: int = p.DEFAULT_BURST
     max_connections: int | None = 10_000
     reuse_port: bool = False
+    conversation_rate: float | None = DEFAULT_CONVERSATION_RATE
+    conversation_burst: int = DEFAULT_CONVERSATION_BURST
+    conversations_per_connection: int | None = DEFAULT_CONVERSATIONS_PER_CONNECTION
+    trusted_proxies: tuple[str, ...] = ()
+    public_metrics: bool = False
+    compression: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse bad limits when the options are made (``kefu serve`` reports them), not at the first customer."""
+        p.parse_networks(self.trusted_proxies)  # ValueError names the entry
+        if self.conversation_rate is not None:
+            p.TokenBucket(self.conversation_rate, self.conversation_burst)
+        if self.conversations_per_connection is not None and self.conversations_per_connection < 1:
+            raise ValueError("conversations_per_connection must be >= 1 or None")
 
 
 @dataclass(frozen=True)
@@ -137,30 +177,6 @@ def load_static(static_dir: Path | str) -> dict[str, StaticFile]:
     for route, name in ROUTE_ALIASES.items():
         files[route] = files["/" + name]
     return files
-
-
-def content_security_policy(host: str | None) -> str:
-    """The CSP for served HTML: scripts and styles from this origin only, no inline code, no framing."""
-    connect = "'self'"
-    if host is not None and _HOST_RE.fullmatch(host):
-        connect += f" ws://{host} wss://{host}"
-    return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
-
-
-def _accepts_keyword(function: Callable[..., Any], name: str) -> bool:
-    """Whether ``function`` takes the keyword argument ``name`` (or ``**kwargs``)."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        (param.name == name and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY))
-        or param.kind is param.VAR_KEYWORD
-        for param in parameters
-    )
 
 
 _STOP = object()
@@ -202,7 +218,13 @@ class Server:
         self._pusher: asyncio.Task[None] | None = None
         self.metrics = metrics if metrics is not None else Metrics()
         self._ws_admitted: set[ServerConnection] = set()  # /ws handshakes let through, not yet ended
-        self._backend_takes_user = _accepts_keyword(backend.open_conversation, "user")
+        self._trusted = p.parse_networks(self.options.trusted_proxies)
+        opts = self.options
+        self._new_conversations = (  # per client address; None: no limit
+            p.AddressLimiter(opts.conversation_rate, opts.conversation_burst)
+            if opts.conversation_rate is not None
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"Server(host={self.host!r}, port={self.port if self._ws else self._requested_port})"
@@ -240,6 +262,7 @@ class Server:
             server_header="Kefu",
             logger=_NoPayloadLogger(logging.getLogger("kefu.channels.websockets"), {}),
             reuse_port=opts.reuse_port,
+            compression="deflate" if opts.compression else None,
         )
         if opts.push_interval is not None:
             self._pusher = asyncio.create_task(self._push_loop(opts.push_interval))
@@ -310,7 +333,7 @@ class Server:
         path = urlsplit(request.path.partition("?")[0]).path or "/"
         if path == "/ws":
             return self._admit(connection)  # None: let websockets perform (or refuse) the WebSocket handshake
-        if path == "/metrics":
+        if path == "/metrics" and self.options.public_metrics:
             body, content_type = self.metrics.render()
             return self._response(http.HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store"})
         if "websocket" in request.headers.get("Upgrade", "").lower():
@@ -327,7 +350,7 @@ class Server:
             return self._json(http.HTTPStatus.NOT_FOUND, {"error": {"code": "not_found", "message": "no such page"}})
         extra = {"Cache-Control": "no-cache"}
         if static.content_type.startswith("text/html"):
-            extra["Content-Security-Policy"] = content_security_policy(request.headers.get("Host"))
+            extra["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return self._response(http.HTTPStatus.OK, static.body, static.content_type, extra)
 
     def _admit(self, connection: ServerConnection) -> Response | None:
@@ -377,8 +400,9 @@ class Server:
         """One poll (see the module docstring); returns how many frames were sent."""
         by_conversation: dict[str, list[tuple[ServerConnection, p.ConnectionState]]] = {}
         for ws, state in list(self._live.items()):
-            if state.conversation_id is not None and ws.state is State.OPEN:
-                by_conversation.setdefault(state.conversation_id, []).append((ws, state))
+            cid = state.conversation_id  # set only for a session proven with its secret (or issued with it)
+            if cid is not None and ws.state is State.OPEN:
+                by_conversation.setdefault(cid, []).append((ws, state))
         if not by_conversation:
             self._handed_off = set()
             return 0
@@ -406,9 +430,9 @@ class Server:
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         """Reader: parse frames, answer protocol errors, ack and queue turns for this connection's worker."""
-        state = p.ConnectionState(self.options.max_pending)
+        state = p.ConnectionState(self.options.max_pending, self.options.conversations_per_connection)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        worker = asyncio.create_task(self._worker(ws, state, queue))
+        worker = asyncio.create_task(self._worker(ws, state, queue, self._client_address(ws)))
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
         self.connections += 1
@@ -452,7 +476,15 @@ class Server:
                     self.metrics.pending.dec()
             queue.put_nowait(_STOP)
 
-    async def _worker(self, ws: ServerConnection, state: p.ConnectionState, queue: asyncio.Queue[Any]) -> None:
+    def _client_address(self, ws: ServerConnection) -> str:
+        """The address the per-address limits count (see :func:`channels.protocol.client_address`)."""
+        peer = ws.remote_address[0] if ws.remote_address else None
+        forwarded = ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None and self._trusted else []
+        return p.client_address(str(peer) if peer is not None else None, forwarded, self._trusted)
+
+    async def _worker(
+        self, ws: ServerConnection, state: p.ConnectionState, queue: asyncio.Queue[Any], address: str
+    ) -> None:
         """Runs this connection's turns one at a time, in arrival order."""
         while True:
             frame = await queue.get()
@@ -462,39 +494,76 @@ class Server:
                 if isinstance(frame, p.Hello):
                     await self._open(ws, state, frame)
                 else:
-                    await self._turn(ws, state, frame)
+                    await self._turn(ws, state, frame, address)
             except ConnectionClosed:
                 pass
             finally:
                 state.finish(frame)
                 self.metrics.pending.dec()
 
+    async def _resume(
+        self, conversation_id: str, secret: str | None, user: str | None, language: str | None, reply_to: str | None
+    ) -> tuple[NewConversation, list[Event] | None]:
+        """Check a client's claim to ``conversation_id`` (raises ``resume_denied``): the session to open and the
+        conversation's events (``None`` when it is not created yet)."""
+        stored = await self.backend.get_conversation(conversation_id)
+        session = p.verify_resume(conversation_id, secret, user, stored, language=language, reply_to=reply_to)
+        if stored is None:
+            return session, None
+        return session, await self.backend.conversation_events(conversation_id)
+
     async def _open(self, ws: ServerConnection, state: p.ConnectionState, hello: p.Hello) -> None:
+        """``hello``: a new session (an id and secret, nothing stored) or a proven resume (session + history)."""
+        if hello.conversation_id is None:
+            session, secret = p.new_session(hello.language, hello.user)
+            state.open(session, stored=False)
+            await self._send(ws, p.session_frame(session.id, secret))
+            return
         try:
-            if hello.user is not None and self._backend_takes_user:  # the keyword is optional in Backend
-                opener: Any = self.backend.open_conversation
-                conversation_id = await opener(hello.conversation_id, hello.language, user=hello.user)
-            else:
-                conversation_id = await self.backend.open_conversation(hello.conversation_id, hello.language)
-            history = None
-            last_seq = 0
-            if conversation_id == hello.conversation_id:
-                events = await self.backend.conversation_events(conversation_id)
-                history = p.history_frame(conversation_id, events)
-                last_seq = max((e.seq for e in events), default=0)
-        except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an error frame
-            logger.warning(
-                "open_conversation failed: %s at %s", type(exc).__name__, raised_at(exc),
-                extra={"conversation_id": hello.conversation_id},
+            session, events = await self._resume(
+                hello.conversation_id, hello.secret, hello.user, hello.language, None
             )
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an error frame
+            if not isinstance(exc, ProtocolError):
+                logger.warning(
+                    "resume failed: %s at %s", type(exc).__name__, raised_at(exc),
+                    extra={"conversation_id": hello.conversation_id},
+                )
             await self._send(ws, p.error_frame_for(exc))
             return
-        state.open(conversation_id, last_seq)
-        await self._send(ws, p.session_frame(conversation_id))
-        if history is not None and history["messages"]:
-            await self._send(ws, history)
+        state.open(session, stored=events is not None, last_seq=max((e.seq for e in events or ()), default=0))
+        await self._send(ws, p.session_frame(session.id))
+        if events:
+            history = p.history_frame(session.id, events)
+            if history["messages"]:
+                await self._send(ws, history)
 
-    async def _turn(self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage) -> None:
+    async def _session_for(self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage) -> None:
+        """A message on a connection without ``hello``: a new session, or the proven one it names."""
+        if message.conversation_id is None:
+            session, secret = p.new_session(None, message.user)
+            state.open(session, stored=False)
+            await self._send(ws, p.session_frame(session.id, secret))
+            return
+        session, events = await self._resume(
+            message.conversation_id, message.secret, message.user, None, message.message_id
+        )
+        # No history is sent here, so the events the client already has are not pushed again either.
+        state.open(session, stored=events is not None, last_seq=max((e.seq for e in events or ()), default=0))
+        await self._send(ws, p.session_frame(session.id))
+
+    def _pay_creation(self, state: p.ConnectionState, address: str, reply_to: str) -> None:
+        """The first message of a session creates its conversation: count it against the connection and the
+        client address (raises ``rate_limited``; nothing is created then, and a later resend may pass)."""
+        limiter = self._new_conversations
+        state.pay_creation(
+            reply_to=reply_to,
+            address_allows=lambda: limiter is None or limiter.take(address, time.monotonic()),
+        )
+
+    async def _turn(
+        self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage, address: str
+    ) -> None:
         typing = False
         started = time.perf_counter()
         metrics = self.metrics
@@ -509,18 +578,16 @@ class Server:
 
         try:
             state.check_conversation(message)
-            if state.conversation_id is None:
-                conversation_id = await self.backend.open_conversation(message.conversation_id)
-                last_seq = 0
-                if conversation_id == message.conversation_id:  # resumed without hello: no history was sent,
-                    events = await self.backend.conversation_events(conversation_id)  # old pushes are not new
-                    last_seq = max((e.seq for e in events), default=0)
-                state.open(conversation_id, last_seq)
-                await self._send(ws, p.session_frame(conversation_id))
+            if state.session is None:
+                await self._session_for(ws, state, message)
+            session = state.session
+            assert session is not None
+            if state.needs_creation:
+                self._pay_creation(state, address, message.message_id)
             await self._send(ws, p.typing_frame(True))
             typing = True
             reply = await self._with_timeout(
-                self.backend.handle_message(state.conversation_id, message.message_id, message.text, on_token)
+                self.backend.handle_message(session.id, message.message_id, message.text, on_token, create=session)
             )
         except ConnectionClosed:
             raise
@@ -540,8 +607,7 @@ class Server:
             await self._send(ws, p.error_frame_for(exc, reply_to=message.message_id))
             return
         metrics.turn_done("replayed" if reply.replayed else "ok", time.perf_counter() - started)
-        if state.open(reply.conversation_id):
-            await self._send(ws, p.session_frame(reply.conversation_id))
+        state.mark_stored(reply.conversation_id)
         await self._send(ws, p.typing_frame(False))
         await self._send(ws, p.message_frame(reply))
 

@@ -16,12 +16,34 @@ class DomainError(DialogueError):
 
 
 @dataclass(frozen=True)
+class FromText:
+    """A slot filled with the customer's whole (redacted) message when it answers the bot's question for it.
+
+    ``domain.yml``: ``reason: {type: text, from_text: {when_asked_by: utter_ask_reason, not_intent: [order_status],
+    as_intent: inform}}``. Rasa's ``from_text`` mapping with a ``requested_slot`` condition, for bots without forms:
+    the bot's previous action was ``when_asked_by``, the message's intent is none of ``not_intent`` (a customer who
+    changes the subject is not answering), and no entity filled the slot. The flows and the policy then see the turn
+    as ``as_intent`` (when given): the message answered the question, whatever the NLU filed it under ("dont need it
+    anymore" reads like a goodbye, and is a reason for a return).
+    """
+
+    slot: str
+    when_asked_by: str
+    not_intent: frozenset[str] = frozenset()
+    as_intent: str | None = None
+
+    def takes(self, last_action: str | None, intent: str, filled: bool) -> bool:
+        return last_action == self.when_asked_by and intent not in self.not_intent and not filled
+
+
+@dataclass(frozen=True)
 class Domain:
     intents: tuple[str, ...]
     entities: tuple[str, ...]
     slots: tuple[str, ...]
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    from_text: tuple[FromText, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> Domain:
@@ -35,14 +57,35 @@ class Domain:
         responses = raw.get("responses") or {}
         if not isinstance(slots, dict) or not isinstance(responses, dict):
             raise DomainError(f"domain {path}: 'slots' and 'responses' must be mappings")
+        intents = tuple(raw.get("intents") or ())
         return cls(
-            intents=tuple(raw.get("intents") or ()),
+            intents=intents,
             entities=tuple(raw.get("entities") or ()),
             slots=tuple(slots),
             responses=responses,
             raw=raw,
+            from_text=tuple(_from_text(path, name, spec, intents, responses) for name, spec in slots.items()
+                            if isinstance(spec, dict) and spec.get("from_text") is not None),
         )
 
     def for_action_server(self) -> dict[str, Any]:
         """The domain as the rasa-sdk protocol sends it (``responses`` included)."""
         return dict(self.raw)
+
+
+def _from_text(path: Path, slot: str, spec: dict[str, Any], intents: tuple[str, ...], responses: dict[str, Any]) -> FromText:
+    raw = spec["from_text"]
+    where = f"domain {path}, slots.{slot}.from_text"
+    if not isinstance(raw, dict) or not isinstance(raw.get("when_asked_by"), str):
+        raise DomainError(f"{where}: needs when_asked_by: <the response or action that asks for {slot}>")
+    unknown = set(raw) - {"when_asked_by", "not_intent", "as_intent"}
+    if unknown:
+        raise DomainError(f"{where}: unknown keys {sorted(unknown)} (when_asked_by, not_intent, as_intent)")
+    not_intent = raw.get("not_intent") or []
+    as_intent = raw.get("as_intent")
+    for name in [*not_intent, *([as_intent] if as_intent else [])]:
+        if name not in intents:
+            raise DomainError(f"{where}: {name!r} is not an intent of the domain (intents: {', '.join(intents)})")
+    if raw["when_asked_by"].startswith("utter_") and raw["when_asked_by"] not in responses:
+        raise DomainError(f"{where}: no response {raw['when_asked_by']!r} in the domain")
+    return FromText(slot, raw["when_asked_by"], frozenset(not_intent), as_intent)

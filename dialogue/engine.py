@@ -9,10 +9,13 @@ Hand-off to a human has three states (``Conversation.handoff_status``):
 
 * ``""``: the bot answers.
 * ``"waiting"``: the bot queued the conversation for a human (the flows reached the hand-off state, an action asked
-  for it, or two turns in a row were low-confidence or fallback answers: a bot that keeps not understanding needs
-  a person to look). A ``handoff`` event records why. The bot keeps answering meanwhile (in the flows' hand-off
-  state with "a colleague will be with you"; after a misunderstanding loop with its usual replies, and
-  ``TurnReply.handed_off`` tells the channel that a human is on the way).
+  for it, or two turns in a row inside a task were low-confidence or fallback answers: a bot that keeps not
+  understanding a task needs a person to look; small talk outside a task never escalates). A ``handoff`` event
+  records why. The bot keeps answering meanwhile (in the flows' hand-off state with "a colleague will be with you";
+  after a misunderstanding loop with its usual replies, and ``TurnReply.handed_off`` tells the channel that a human
+  is on the way). It only queues when someone can answer (office hours, an agent signed in); otherwise it says so
+  and stays with the bot. A wait ends at a time-out, when nobody is left to answer, or when the customer asks the
+  bot something it can act on (:mod:`dialogue.handoff`; a ``handoff_end`` event says why).
 * ``"agent"``: an agent took over (:meth:`DialogueEngine.take_over`). Customer messages are stored, with their
   parse for review, and *not* answered by the bot; the agent writes with :meth:`DialogueEngine.agent_message`
   and channels push those events to the customer (:meth:`DialogueEngine.events_after`).
@@ -22,33 +25,53 @@ Hand-off to a human has three states (``Conversation.handoff_status``):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dialogue import types as ev
 from dialogue.domain import Domain
-from dialogue.errors import ConcurrentUpdate, DialogueError, DuplicateMessage, TurnContention
+from dialogue.errors import ConcurrentUpdate, ConversationExists, DialogueError, DuplicateMessage, TurnContention
 from dialogue.flows import FlowContext, Flows
+from dialogue.handoff import (
+    ALWAYS_STAFFED,
+    DEFAULT_TIMEOUT,
+    END_CUSTOMER,
+    END_OFFLINE,
+    END_TIMEOUT,
+    Staffing,
+    StaffingProbe,
+    offline_responses,
+    wait_expired,
+)
+from dialogue.review import redact_example
 from dialogue.store import Store
 from dialogue.types import (
     HANDOFF_AGENT,
     HANDOFF_NONE,
+    HANDOFF_WAITING,
     ActionResult,
     Conversation,
     ConversationSummary,
     Event,
+    NewConversation,
     NewEvent,
     TurnReply,
     TurnUpdate,
 )
-from nlu.tokenize import detect_language
+from nlu.tokenize import clear_language
 from nlu.types import Parse
-from policy import Observation, Policy
+from policy import Decision, Observation, Policy
 from runtime.types import Act, Realisation
+from safety.pii import redact_verbatim
 from safety.types import InputVerdict, OutputVerdict
+
+if TYPE_CHECKING:
+    from dialogue.knowledge import Hit
 
 log = logging.getLogger("kefu.dialogue")
 
@@ -58,6 +81,9 @@ SAFE_REPLY = "utter_safe_reply"
 HANDOFF_STATE = "handed_off"
 LOW_CONFIDENCE_LOOP = "low_confidence_loop"  # HANDOFF reason when the bot gave up after repeated misunderstandings
 LOOP_TURNS = 2  # consecutive low-confidence/fallback turns that queue a conversation for a human
+MAX_TEXT_SLOT = 200  # characters of a message kept as a from_text slot value
+SMALL_TALK_TRUST = 0.8  # small talk the NLU is at least this sure of is not second-guessed by retrieval
+TASK_KNOWLEDGE_MIN = 0.8  # the least retrieval score that takes a turn from a task (or marks a question, not an answer)
 WITH_AGENT = "with_agent"  # TurnReply flag: an agent holds the conversation; the bot did not answer
 
 
@@ -79,6 +105,12 @@ class Generator(Protocol):
     def render_template(self, act: Act) -> str: ...
 
 
+class Retriever(Protocol):
+    """A knowledge base (:class:`dialogue.knowledge.KnowledgeBase`): the best entries for a text, blocking."""
+
+    def search(self, text: str, language: str, k: int = 3) -> list[Hit]: ...
+
+
 class ActionRunner(Protocol):
     async def run(self, action_name: str, call_payload: dict[str, Any]) -> ActionResult: ...
 
@@ -96,6 +128,11 @@ class BotParts:
     output_filter: OutputChecker | None = None
     confidence_threshold: float = 0.5
     default_language: str = "en"
+    staffing: StaffingProbe | None = None  # None: a human can always answer (tests, scripts)
+    knowledge: Retriever | None = None  # the bot's knowledge base, scored on every turn that is not a confident task
+    knowledge_action: str | None = None  # the bot's action that answers from it (bot.yml knowledge_action)
+    knowledge_threshold: float = 0.5
+    handoff_timeout: dt.timedelta = DEFAULT_TIMEOUT
 
 
 @dataclass
@@ -117,11 +154,69 @@ class DialogueEngine:
     loses the race reloads the conversation and runs again without streaming a second time.
     """
 
-    def __init__(self, parts: BotParts, store: Store, generator: Generator, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        parts: BotParts,
+        store: Store,
+        generator: Generator,
+        *,
+        max_attempts: int = 3,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.parts = parts
         self.store = store
         self.generator = generator
         self.max_attempts = max_attempts
+        self.clock = clock
+
+    def with_parts(self, **changes: Any) -> DialogueEngine:
+        """The same engine (store, generator, clock) with some of its bot parts replaced: another policy, staffing..."""
+        return DialogueEngine(
+            dataclasses.replace(self.parts, **changes), self.store, self.generator,
+            max_attempts=self.max_attempts, clock=self.clock,
+        )
+
+    def _knowledge_bar(
+        self, context: FlowContext, decision: Decision, parse: Parse, low_confidence: bool, *, exempt: bool
+    ) -> float | None:
+        """The retrieval score a knowledge answer needs to take this turn, or ``None`` when retrieval stays out.
+
+        Retrieval scores every turn that is not a confident task, and a confident match answers whatever the
+        intent said: a misunderstood turn (low confidence, out of scope, the fallback) needs the bot's threshold;
+        small talk (a reply that leaves the flow where it was) too, unless the NLU is sure of it (short greetings
+        such as 在吗 share characters with many Chinese entries, so the NLU's certainty is the better judge); a task
+        keeps its turn when its slots say so (an entity in the message) or its confidence is at least the match's
+        score ("what's your return policy" is a question, "I want to return order 10234" a task).
+        """
+        parts = self.parts
+        action = parts.knowledge_action
+        if parts.knowledge is None or not action or exempt or action not in decision.allowed:
+            return None  # exempt: a blocked message, or one that answered the bot's question
+        if decision.action == action:
+            return None  # the flows already chose the knowledge action: it searches by itself
+        if low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE:
+            return parts.knowledge_threshold
+        if parse.entities:
+            return None  # an order id, a product...: the message is about the bot's task, not a general question
+        if decision.action.startswith("utter_") and self._would_reach(context, decision.action) == context.state:
+            return parts.knowledge_threshold if parse.confidence < SMALL_TALK_TRUST else None
+        return max(parts.knowledge_threshold, TASK_KNOWLEDGE_MIN, parse.confidence)
+
+    def _would_reach(self, context: FlowContext, action: str) -> str:
+        """The state ``action`` leads to, without moving ``context`` (:meth:`Flows.advance` updates what it gets)."""
+        probe = FlowContext(context.state, context.intent, dict(context.slots), context.filled)
+        return self.parts.flows.advance(probe, action)
+
+    async def _knowledge_hit(self, text: str, language: str, bar: float) -> Hit | None:
+        knowledge = self.parts.knowledge
+        if knowledge is None or not text.strip():
+            return None
+        hits = await asyncio.to_thread(knowledge.search, text, language, 1)
+        return hits[0] if hits and float(hits[0].score) >= bar else None
+
+    async def _staffing(self, now: dt.datetime) -> Staffing:
+        """Whether a human can answer now (asked only on hand-off turns: no cost on the others)."""
+        return ALWAYS_STAFFED if self.parts.staffing is None else await self.parts.staffing(now)
 
     # -- conversations -------------------------------------------------------------------------
     async def open_conversation(
@@ -131,7 +226,9 @@ class DialogueEngine:
 
         ``sender`` is the customer's id (the ``user`` of the widget's ``hello`` frame), stored on a *new*
         conversation only: it is what ``kefu conversations delete --user ID`` erases, and resuming someone's
-        conversation by its id must not re-own it.
+        conversation by its id must not re-own it. This authenticates nothing: the chat channel never calls it
+        with a customer's id (it checks the conversation's resume secret, and the first message creates the row
+        through :meth:`handle_message`'s ``create``), so the id alone is no credential.
         """
         if conversation_id:
             existing = await self.store.get(conversation_id)
@@ -139,10 +236,42 @@ class DialogueEngine:
                 return existing.id
         return (await self._create(language, sender)).id
 
-    async def _create(self, language: str | None, sender: str | None) -> Conversation:
+    async def _create(
+        self,
+        language: str | None,
+        sender: str | None,
+        *,
+        conversation_id: str | None = None,
+        secret_hash: str | None = None,
+    ) -> Conversation:
         return await self.store.create_conversation(
-            language or self.parts.default_language, sender=sender, state=self.parts.flows.initial_state
+            language or self.parts.default_language,
+            sender=sender,
+            conversation_id=conversation_id,
+            state=self.parts.flows.initial_state,
+            secret_hash=secret_hash,
         )
+
+    async def _create_for_turn(self, create: NewConversation | None, message_id: str) -> tuple[Conversation, bool]:
+        """The conversation a first message creates, and whether ``message_id`` is already stored in it.
+
+        ``create`` (the chat channel's pending session) names the id, the resume secret's hash, the language and
+        the sender: two copies of the first message (a resend after a reconnect, a second tab, another worker) race
+        to insert the same id, and the loser reads the winner's row instead (then it replays or runs its turn
+        against it), so one conversation is created, never two. Without ``create`` a random id is used.
+        """
+        if create is None:
+            return await self._create(None, None), False
+        try:
+            created = await self._create(
+                create.language, create.sender, conversation_id=create.id, secret_hash=create.secret_hash
+            )
+            return created, False
+        except ConversationExists:
+            existing, seen = await self.store.get_for_message(create.id, message_id)
+            if existing is None:  # created and erased in between: vanishingly rare, and safe to send again
+                raise
+            return existing, seen
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         return await self.store.get(conversation_id)
@@ -167,10 +296,12 @@ class DialogueEngine:
 
     async def agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event:
         """Store a message of the agent holding the conversation (idempotent per ``message_id``: a retry
-        returns the stored event)."""
+        returns the stored event). Its PII is redacted first, like a customer's (the store never holds raw PII,
+        and what is stored is what the customer is sent and replayed on resume)."""
         text = text.strip()
         if not text:
             raise DialogueError("an agent message needs text")
+        text = redact_verbatim(text)[0]
         try:
             return await self.store.append_agent_message(conversation_id, agent, text, message_id)
         except DuplicateMessage:
@@ -194,7 +325,9 @@ class DialogueEngine:
         entities: Sequence[Mapping[str, Any]] = (),
     ) -> Event:
         """Record a reviewer's corrected parse of the customer message at ``seq`` (a ``correction`` event; the
-        training file is edited by :func:`dialogue.review.add_training_example`)."""
+        training file is edited by :func:`dialogue.review.add_training_example`). The text is redacted and the
+        entities moved to match (:func:`dialogue.review.redact_example`) before it is stored."""
+        text, entities = redact_example(text, entities)
         return await self.store.add_correction(
             conversation_id, by=by, seq=seq, text=text, intent=intent, entities=entities
         )
@@ -205,11 +338,20 @@ class DialogueEngine:
 
     # -- the turn --------------------------------------------------------------------------------
     async def handle_message(
-        self, conversation_id: str | None, message_id: str, text: str, on_token: OnToken | None = None
+        self,
+        conversation_id: str | None,
+        message_id: str,
+        text: str,
+        on_token: OnToken | None = None,
+        *,
+        create: NewConversation | None = None,
     ) -> TurnReply:
         """Process one user message; a retried ``message_id`` gets the stored reply, not a second turn.
 
-        An unknown (or missing) ``conversation_id`` starts a new conversation. Each attempt reads the snapshot
+        An unknown (or missing) ``conversation_id`` starts a new conversation: the one ``create`` describes (its
+        id must be ``conversation_id`` when both are given; see :meth:`_create_for_turn`), else one with a random
+        id. The chat channel always passes ``create``, so its conversations exist from their first message on,
+        with the id and resume-secret hash it issued, never from a ``hello``. Each attempt reads the snapshot
         once, together with whether ``message_id`` is already stored (:meth:`Store.get_for_message`): a fresh
         message costs that one read and the commit; a retried one is answered from its stored events. A turn that
         loses the optimistic race to another one (``ConcurrentUpdate``) or to a copy of itself in another worker
@@ -217,6 +359,10 @@ class DialogueEngine:
         ``max_attempts`` lost races it raises :class:`~dialogue.errors.TurnContention` (nothing stored: safe to
         send again).
         """
+        if create is not None:
+            if conversation_id not in (None, create.id):
+                raise DialogueError(f"create.id {create.id!r} differs from conversation_id {conversation_id!r}")
+            conversation_id = create.id
         verdict = self.parts.input_filter.check(text)
         conversation: Conversation | None = None
         seen = False
@@ -224,7 +370,7 @@ class DialogueEngine:
             conversation, seen = await self.store.get_for_message(conversation_id, message_id)
         for attempt in range(self.max_attempts):
             if conversation is None:  # no id, an unknown one, or deleted since it was read: a new conversation
-                conversation, seen = await self._create(None, None), False
+                conversation, seen = await self._create_for_turn(create, message_id)
             if seen:
                 replay = await self.store.find_events_by_message_id(conversation.id, message_id)
                 if replay:
@@ -250,49 +396,97 @@ class DialogueEngine:
         ]
         timer.lap("safety_in")
 
+        # The conversation's language is the conversation's: only a message clearly written in the other language
+        # changes it (a Chinese customer's "14388", emoji or phone number does not).
+        language = clear_language(verdict.text) or conversation.language
         if verdict.blocked:
-            language_hint = detect_language(verdict.text) if verdict.text.strip() else conversation.language
-            parse = Parse(text=verdict.text, intent="out_of_scope", confidence=1.0, language=language_hint)
+            parse = Parse(text=verdict.text, intent="out_of_scope", confidence=1.0, language=language)
         else:
             parse = await asyncio.to_thread(parts.nlu.parse, verdict.text)
-        language = parse.language if parse.text.strip() else conversation.language
         events.append(NewEvent(ev.NLU_PARSE, parse.to_dict()))
         timer.lap("nlu")
         if conversation.handoff_status == HANDOFF_AGENT:
             return await self._agent_turn(conversation, message_id, events, parse, language)
 
         slots = dict(conversation.slots)
+        filled: set[str] = set()
         for entity in parse.entities:
-            if entity.entity in parts.domain.slots and slots.get(entity.entity) != entity.value:
-                slots[entity.entity] = entity.value
-                events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
+            if entity.entity in parts.domain.slots:
+                filled.add(entity.entity)
+                if slots.get(entity.entity) != entity.value:
+                    slots[entity.entity] = entity.value
+                    events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
+        intent, low_confidence = parse.intent, parse.confidence < parts.confidence_threshold
+        answered = False  # a from_text slot took this message as the answer to the bot's question
+        answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
+        takers = [m for m in parts.domain.from_text if m.takes(conversation.last_action, parse.intent, m.slot in filled)]
+        if takers and answer and await self._knowledge_hit(answer, language, TASK_KNOWLEDGE_MIN) is not None:
+            takers = []  # a question the knowledge base answers confidently is a question, not the answer asked for
+        for mapping in takers if answer else ():
+            slots[mapping.slot] = answer  # the customer answered the bot's question: the answer is the value
+            filled.add(mapping.slot)
+            events.append(NewEvent(ev.SLOT_SET, {"slot": mapping.slot, "value": answer, "from": "text"}))
+            intent, low_confidence, answered = mapping.as_intent or intent, False, True
 
-        context = FlowContext(state=conversation.state, intent=parse.intent, slots=dict(slots))
-        allowed = parts.flows.allowed(context)
-        if verdict.blocked and FALLBACK in allowed:
-            # A blocked message (injection, too long) is never acted on, whatever a policy learned: safety outranks it.
-            allowed = [FALLBACK]
-        observation = Observation(
-            state=conversation.state,
-            intent=parse.intent,
-            confidence=parse.confidence,
-            filled_slots=frozenset(k for k, v in slots.items() if v not in (None, "")),
-            ranking=parse.ranking,
-            turn=conversation.turn_count + 1,
-            last_action=conversation.last_action,
-            low_confidence=parse.confidence < parts.confidence_threshold,
-            flags=verdict.flags,
-            language=language,
-        )
-        decision = parts.policy.choose(observation, allowed)
-        # Two misunderstood turns in a row: the bot is not getting anywhere, so queue the conversation for a human.
-        low = observation.low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE
-        streak = conversation.fallback_streak + 1 if low else 0
+        def decide(state: str) -> tuple[FlowContext, Decision]:
+            context = FlowContext(state=state, intent=intent, slots=dict(slots), filled=frozenset(filled))
+            allowed = parts.flows.allowed(context)
+            if verdict.blocked and FALLBACK in allowed:
+                # A blocked message (injection, too long) is never acted on, whatever a policy learned: safety outranks it.
+                allowed = [FALLBACK]
+            observation = Observation(
+                state=state,
+                intent=intent,
+                confidence=parse.confidence,
+                filled_slots=frozenset(k for k, v in slots.items() if v not in (None, "")),
+                ranking=parse.ranking,
+                turn=conversation.turn_count + 1,
+                last_action=conversation.last_action,
+                low_confidence=low_confidence,
+                flags=verdict.flags,
+                language=language,
+            )
+            return context, parts.policy.choose(observation, allowed)
+
+        initial = parts.flows.initial_state
+        state, status = conversation.state, conversation.handoff_status
+        notices: list[tuple[str, dict[str, Any]]] = []  # said before the answer (the wait ended)
+        decided: tuple[FlowContext, Decision] | None = None
+        if status == HANDOFF_WAITING:  # the hand-off's life cycle (dialogue.handoff)
+            now = self.clock()
+            expired = wait_expired(conversation.handoff_at, now, parts.handoff_timeout)
+            end = END_TIMEOUT if expired else None if (await self._staffing(now)).available else END_OFFLINE
+            if end is None and state == HANDOFF_STATE and not low_confidence:
+                context0, decision0 = decide(initial)  # would the bot act on this from the start? then it is back
+                after = self._would_reach(context0, decision0.action)
+                acts = decision0.action != FALLBACK and after != HANDOFF_STATE
+                if acts and (after != initial or not decision0.action.startswith("utter_")):
+                    end, decided = END_CUSTOMER, (context0, decision0)
+            if end is not None:
+                events.append(NewEvent(ev.HANDOFF_END, {"reason": end}))
+                status = HANDOFF_NONE
+                state = initial if state == HANDOFF_STATE else state
+                if end != END_CUSTOMER:
+                    notices = offline_responses(list(parts.domain.responses), FALLBACK)
+        context, decision = decided or decide(state)
+        knowledge: dict[str, Any] | None = None
+        bar = self._knowledge_bar(context, decision, parse, low_confidence, exempt=verdict.blocked or answered)
+        if bar is not None:
+            hit = await self._knowledge_hit(parse.text, language, bar)
+            if hit is not None:  # a confident match answers, whatever the intent said
+                decision = Decision(parts.knowledge_action or "", float(hit.score), decision.allowed, "knowledge")
+                knowledge = {"entry": hit.entry_id, "score": round(float(hit.score), 4)}
+        # Two misunderstood turns in a row inside a task: the bot is not getting anywhere, so queue the conversation
+        # for a human. Small talk and questions outside a task never escalate: the fallback says what the bot can do.
+        low = low_confidence or decision.action == FALLBACK or intent == ev.OUT_OF_SCOPE
+        in_task = state not in (initial, HANDOFF_STATE)
+        streak = conversation.fallback_streak + 1 if low and in_task else 0
         loop = streak >= LOOP_TURNS
         new_state = parts.flows.advance(context, decision.action)
         timer.lap("policy")
 
         result = await self._run_action(decision.action, conversation, slots, parse, language)
+        result.responses[:0] = notices
         for slot, value in result.slot_updates.items():
             if slot in parts.domain.slots and slots.get(slot) != value:
                 slots[slot] = value
@@ -301,16 +495,23 @@ class DialogueEngine:
             NewEvent(
                 ev.ACTION,
                 {**decision.to_dict(), "state_before": conversation.state, "state_after": new_state,
-                 "failed": result.failed, "error": result.error},
+                 "failed": result.failed, "error": result.error, **({"knowledge": knowledge} if knowledge else {})},
             )
         )
-        entered = new_state == HANDOFF_STATE and conversation.state != HANDOFF_STATE
-        queued = conversation.handoff_status == HANDOFF_NONE and (entered or result.handoff or loop)
+        entered = new_state == HANDOFF_STATE and state != HANDOFF_STATE
+        queued = status == HANDOFF_NONE and (entered or result.handoff or loop)
         if queued:
             reason = parse.intent if entered or result.handoff else LOW_CONFIDENCE_LOOP
-            events.append(NewEvent(ev.HANDOFF, {"reason": reason}))
             streak = 0
-        handed_off = new_state == HANDOFF_STATE or queued or conversation.handoff_status != HANDOFF_NONE
+            if (await self._staffing(self.clock())).available:
+                events.append(NewEvent(ev.HANDOFF, {"reason": reason}))
+            else:  # nobody can answer: say so, and stay with the bot rather than wait for no one
+                queued = False
+                events.append(NewEvent(ev.HANDOFF_END, {"reason": END_OFFLINE, "wanted": reason}))
+                offline = offline_responses(list(parts.domain.responses), FALLBACK)
+                result.responses[:] = offline if entered or result.handoff else [*result.responses, *offline]
+                new_state = initial if new_state == HANDOFF_STATE else new_state
+        handed_off = new_state == HANDOFF_STATE or queued or status != HANDOFF_NONE
         timer.lap("action")
 
         text, sources = await self._realise(result, slots, language, message_id, on_token)

@@ -40,6 +40,7 @@ class FlowContext:
     state: str
     intent: str
     slots: dict[str, Any] = field(default_factory=dict)
+    filled: frozenset[str] = frozenset()  # the slots this very message gave (a new value, not one from earlier)
 
     def has(self, slot: str) -> bool:
         value = self.slots.get(slot)
@@ -107,14 +108,14 @@ class Flows:
             return use(self.machine(context))
         cached: _Pooled | None = getattr(self._pool, "pooled", None)
         if cached is None or cached.busy:  # first call in this thread, or a nested one: build a machine
-            model = FlowContext(context.state, context.intent, context.slots)
+            model = FlowContext(context.state, context.intent, context.slots, context.filled)
             pooled = _Pooled(self.machine(model), model)
             if cached is None:
                 self._pool.pooled = pooled
         else:
             pooled = cached
         model = pooled.model
-        model.state, model.intent, model.slots = context.state, context.intent, context.slots
+        model.state, model.intent, model.slots, model.filled = context.state, context.intent, context.slots, context.filled
         pooled.machine.history_values.clear()  # a fresh machine remembers no history states
         pooled.busy = True
         try:

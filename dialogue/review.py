@@ -9,7 +9,11 @@
   :mod:`dialogue.scenarios`) that ``kefu scenarios run`` replays: a conversation a reviewer found interesting
   becomes a test that keeps it working.
 
-Both take text that was redacted before storage (the store never holds raw PII). Nothing here logs text.
+Staff-written text is redacted like customer text: :func:`redact_example` (the input filter's PII detection,
+:func:`safety.pii.redact_verbatim`) runs inside :func:`add_training_example` and before a correction is stored
+(``DialogueEngine.correct``), so a card number or an e-mail typed into a correction reaches neither the store nor
+a training file. Customer text was redacted before storage (the store never holds raw PII). Nothing here logs
+text.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from dialogue.types import Event
 from nlu.data import Example, parse_annotated, read_rasa_nlu
 from nlu.errors import DataError
 from nlu.types import Entity
+from safety.pii import redact_verbatim
 
-__all__ = ["TrainingExample", "add_training_example", "annotate", "export_scenario"]
+__all__ = ["TrainingExample", "add_training_example", "annotate", "export_scenario", "redact_example"]
 
 # Intent and entity names are written into YAML and Rasa annotations unquoted: keep them to plain identifiers
 # (retrieval intents "faq/ask_x" included).
@@ -64,6 +69,24 @@ def _entity_tuple(entity: Mapping[str, Any] | Entity) -> tuple[str, str, int, in
         return str(entity["entity"]), str(entity["value"]), int(entity["start"]), int(entity["end"])
     except (KeyError, TypeError, ValueError):
         raise ReviewError("an entity needs 'entity', 'value', 'start' and 'end'") from None
+
+
+def redact_example(text: str, entities: Sequence[Mapping[str, Any] | Entity] = ()) -> tuple[str, list[dict[str, Any]]]:
+    """``text`` with its PII replaced by placeholders (as written otherwise) and ``entities`` moved to match.
+
+    An entity that overlaps a redacted span is dropped: its value was (part of) personal data, and a placeholder
+    must never be learnt as an entity value (``[CARD]`` as a slot). Entity values are redacted too (a value may
+    differ from its span, as with synonyms). Redacting twice changes nothing.
+    """
+    spans = [_entity_tuple(e) for e in entities]
+    redacted, redactions = redact_verbatim(text)
+    out: list[dict[str, Any]] = []
+    for name, value, start, end in spans:
+        if any(start < r.end and r.start < end for r in redactions):
+            continue
+        shift = sum(len(r.placeholder) - (r.end - r.start) for r in redactions if r.end <= start)
+        out.append({"entity": name, "value": redact_verbatim(value)[0], "start": start + shift, "end": end + shift})
+    return redacted, out
 
 
 def _clean(text: str, entities: Sequence[tuple[str, str, int, int]]) -> tuple[str, list[tuple[str, str, int, int]]]:
@@ -189,7 +212,8 @@ def add_training_example(
     same indentation), or as a new intent block at the end of the ``nlu`` list.
 
     Entities are ``{"entity", "value", "start", "end"}`` mappings (or :class:`nlu.types.Entity`) with character
-    offsets into ``text``. The file keeps its comments, other blocks and line endings; the edited text is loaded
+    offsets into ``text``. The text is redacted first (:func:`redact_example`): a staff-typed card number, phone
+    or e-mail becomes its placeholder, and an entity on it is dropped. The file keeps its comments, other blocks and line endings; the edited text is loaded
     with :func:`nlu.data.read_rasa_nlu` and must contain the new example before it atomically replaces the file.
     Blocking file I/O: call it in a worker thread from async code. Raises
     :class:`~dialogue.errors.ReviewError` (the file is then unchanged).
@@ -197,7 +221,8 @@ def add_training_example(
     path = Path(nlu_file)
     if not _NAME_RE.fullmatch(intent or ""):
         raise ReviewError(f"invalid intent name {intent!r}")
-    annotated = annotate(text, entities)
+    text, redacted_entities = redact_example(text, entities)
+    annotated = annotate(text, redacted_entities)
     plain, wanted = parse_annotated(annotated)
     wanted_spans = [(e.entity, e.value, e.start, e.end) for e in wanted]
     with _file_lock:

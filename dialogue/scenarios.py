@@ -5,6 +5,9 @@ the policy takes, slot values after the turn, a regular expression the reply mus
 not contain (``not_reply``), and the safety/turn flags the reply must carry (``flags``, e.g. ``pii_redacted``,
 ``prompt_injection``, ``toxic_reply``).
 
+``staffing`` (top level: ``online``, the default, or ``offline``) says whether a colleague can take a hand-off during
+the scenario, so a hand-off scenario means the same whatever the console's sessions are.
+
 ``model_says`` scripts a misbehaving reply model for one turn: whatever the action asks for, the generator writes that
 text, so a scenario can show what the output classifier does with a toxic reply (the real demo generator never writes
 one). It needs an in-process :class:`~dialogue.engine.DialogueEngine`, not a remote client.
@@ -43,6 +46,7 @@ class ExpectedTurn:
     model_says: str | None = None
 
 
+_STAFFING = {"online": 1, "offline": 0}  # agents signed in, per scenario 'staffing' value
 _TURN_KEYS = frozenset({"user", "intent", "action", "slots", "reply", "not_reply", "flags", "model_says"})
 
 
@@ -52,6 +56,7 @@ class Scenario:
     path: Path
     language: str
     turns: tuple[ExpectedTurn, ...]
+    staffing: str = "online"  # "online": an agent can take a hand-off; "offline": nobody can (in-process engines)
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -83,8 +88,11 @@ class Scenario:
                     model_says=turn.get("model_says"),
                 )
             )
+        staffing = str(raw.get("staffing", "online"))
+        if staffing not in _STAFFING:
+            raise ScenarioError(f"scenario {path}: 'staffing' must be one of {sorted(_STAFFING)}")
         return cls(name=str(raw.get("name", path.stem)), path=path, language=str(raw.get("language", "en")),
-                   turns=tuple(turns))
+                   turns=tuple(turns), staffing=staffing)
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -181,12 +189,29 @@ def _turn_client(client: TurnClient, turn: ExpectedTurn, scenario: Scenario) -> 
 
     if not isinstance(client, DialogueEngine):
         raise ScenarioError(f"scenario {scenario.path}: 'model_says' needs an in-process engine")
-    return DialogueEngine(client.parts, client.store, _ScriptedModel(client.generator, turn.model_says))
+    return DialogueEngine(client.parts, client.store, _ScriptedModel(client.generator, turn.model_says), clock=client.clock)
+
+
+def _staffed_client(client: TurnClient, scenario: Scenario) -> TurnClient:
+    """An in-process engine whose hand-offs see the scenario's staffing, whatever the console's sessions say: a
+    scenario is a script, so whether a colleague is online is part of it. A remote client keeps the server's."""
+    from dialogue.engine import DialogueEngine
+    from dialogue.handoff import fixed_staffing
+
+    if not isinstance(client, DialogueEngine):
+        if scenario.staffing != "online":
+            raise ScenarioError(f"scenario {scenario.path}: 'staffing: {scenario.staffing}' needs an in-process engine")
+        return client
+    return client.with_parts(staffing=fixed_staffing(_STAFFING[scenario.staffing]))
 
 
 async def run_scenario(client: TurnClient, scenario: Scenario) -> ScenarioResult:
     """Replay every turn (even after a failure, so a report shows the whole conversation)."""
+    client = _staffed_client(client, scenario)
     conversation_id: str | None = None
+    opener = getattr(client, "open_conversation", None)
+    if opener is not None:  # an in-process engine: open in the scenario's language, as a widget declares its own
+        conversation_id = await opener(None, scenario.language)
     outcomes = []
     for index, turn in enumerate(scenario.turns, 1):
         runner = _turn_client(client, turn, scenario)

@@ -92,6 +92,7 @@ from dialogue.types import (
     TurnUpdate,
     User,
 )
+from safety.pii import redact_verbatim
 
 __all__ = ["MIGRATIONS_DIR", "Store", "decode_cursor", "encode_cursor"]
 
@@ -136,6 +137,7 @@ conversations = sa.Table(
     sa.Column("handoffs", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("fallback_streak", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("search_text", sa.Text(), nullable=False, server_default=""),
+    sa.Column("secret_hash", sa.String(64), nullable=True),  # migration 0005: sha256 of the chat resume secret
 )
 conversation_intents = sa.Table(
     "conversation_intents",
@@ -255,6 +257,8 @@ def _row_to_conversation(row: sa.Row[Any]) -> Conversation:
         handoff_status=m["handoff_status"],
         agent=m["agent"],
         fallback_streak=m["fallback_streak"],
+        secret_hash=m["secret_hash"],
+        handoff_at=_aware(m["handoff_at"]) if m.get("handoff_at") is not None else None,
     )
 
 
@@ -350,6 +354,7 @@ class _Facts:
     fallback: bool = False
     safety: bool = False
     handoff: bool = False
+    handoff_end: bool = False
     texts: list[str] = field(default_factory=list)
 
     def min_confidence(self, current: float | None) -> float | None:
@@ -389,6 +394,8 @@ def _turn_facts(new_events: Iterable[NewEvent]) -> _Facts:
             facts.safety |= bool(data.get("toxic") or data.get("replaced"))
         elif new.type == ev.HANDOFF:
             facts.handoff = True
+        elif new.type == ev.HANDOFF_END:
+            facts.handoff_end = True
         if new.type in (ev.USER_MESSAGE, ev.BOT_MESSAGE, ev.AGENT_MESSAGE):
             text = data.get("text")
             if isinstance(text, str) and text:
@@ -398,11 +405,12 @@ def _turn_facts(new_events: Iterable[NewEvent]) -> _Facts:
 
 
 def _clean_tag(tag: str) -> str:
-    """Tags are staff-written labels: trimmed, 1..32 printable characters."""
+    """Tags are staff-written labels: trimmed, 1..32 printable characters, PII redacted like all staff text (a
+    phone number typed as a tag is stored, and filtered by, as ``[PHONE]``)."""
     value = tag.strip() if isinstance(tag, str) else ""
     if not value or len(value) > MAX_TAG_LENGTH or any(unicodedata.category(ch)[0] == "C" for ch in value):
         raise InvalidQuery(f"a tag must be 1..{MAX_TAG_LENGTH} printable characters", operation="review")
-    return value
+    return redact_verbatim(value)[0]
 
 
 def _check_agent(agent: str, operation: str) -> None:
@@ -650,13 +658,16 @@ class Store:
         *,
         state: str = "start",
         slots: dict[str, Any] | None = None,
+        secret_hash: str | None = None,
     ) -> Conversation:
         """Insert a new conversation (version 0, no turns). ``conversation_id`` defaults to a random UUID.
 
         ``state`` is stored as given: callers running an FSM pass its initial state (``flows.initial_state``);
-        the store knows no FSM, so the default ``"start"`` is only a placeholder.
+        the store knows no FSM, so the default ``"start"`` is only a placeholder. ``secret_hash`` is the sha256 (hex)
+        of the chat channel's resume secret (``None``: the conversation cannot be resumed from the chat port).
 
-        Raises :class:`~dialogue.errors.ConversationExists` when the given id is taken.
+        Raises :class:`~dialogue.errors.ConversationExists` when the given id is taken (the caller re-reads it: two
+        copies of a first message racing to create the same id is normal, see ``DialogueEngine.handle_message``).
         """
         cid = conversation_id or str(uuid.uuid4())
         if len(cid) > 64:
@@ -675,6 +686,7 @@ class Store:
             "version": 0,
             "created_at": now,
             "updated_at": now,
+            "secret_hash": secret_hash,
         }
         async with self._write("create_conversation", cid) as conn:
             try:
@@ -693,6 +705,7 @@ class Store:
             created_at=now,
             updated_at=now,
             sender=sender,
+            secret_hash=secret_hash,
         )
 
     async def get(self, conversation_id: str) -> Conversation | None:
@@ -975,7 +988,11 @@ class Store:
             }
             if update.fallback_streak is not None:
                 values["fallback_streak"] = update.fallback_streak
-            if facts.handoff and row.handoff_status == HANDOFF_NONE:
+            status = row.handoff_status
+            if facts.handoff_end and status == HANDOFF_WAITING:  # the wait ended (time-out, offline, the customer)
+                status = HANDOFF_NONE
+                values.update(handoff_status=HANDOFF_NONE, handoff_at=None)
+            if facts.handoff and status == HANDOFF_NONE:
                 values.update(handoff_status=HANDOFF_WAITING, handoff_at=now, handoffs=row.handoffs + 1)
             result = await conn.execute(
                 conversations.update()
@@ -1400,6 +1417,17 @@ class Store:
         async with self._write("delete_session") as conn:
             result = await conn.execute(sessions.delete().where(sessions.c.token_hash == token_hash))
         return bool(result.rowcount)
+
+    async def count_agents_online(self, now: dt.datetime) -> int:
+        """Staff who can answer customers now: enabled agents and admins with a console session alive at ``now``
+        (signed in and not idle past the session time-out). What the hand-off decision asks before queueing."""
+        query = (
+            sa.select(sa.func.count(sa.distinct(users.c.id)))
+            .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
+            .where(sessions.c.expires_at > _aware(now), users.c.disabled.is_(False), users.c.role.in_(("agent", "admin")))
+        )
+        async with self._read("count_agents_online") as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def purge_sessions(self, now: dt.datetime) -> int:
         """Delete the sessions expired at ``now``; returns how many."""

@@ -15,13 +15,14 @@ ACTION = "action"  # data: {"name", "score", "allowed", "policy", "state_before"
 BOT_MESSAGE = "bot_message"  # data: {"text", "message_id", "response", "source", "reply_to"}
 SAFETY_OUTPUT = "safety_output"  # data: OutputVerdict.to_dict() (+ "replaced": bool)
 HANDOFF = "handoff"  # data: {"reason"}: the bot queued the conversation for a human (intent | "low_confidence_loop")
+HANDOFF_END = "handoff_end"  # data: {"reason": "offline" | "timeout" | "customer", "wanted"?}: a wait ended or never began
 AGENT_MESSAGE = "agent_message"  # data: {"text", "agent", "message_id"}
 TAKEOVER = "takeover"  # data: {"agent"}
 HANDBACK = "handback"  # data: {"agent"}
 REVIEW = "review"  # data: {"by", "flagged"?, "reviewed"?, "tags_added"?, "tags_removed"?}
 CORRECTION = "correction"  # data: {"by", "seq", "text", "intent", "entities": [{"entity", "value", "start", "end"}]}
 EVENT_TYPES = (
-    USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, AGENT_MESSAGE,
+    USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, HANDOFF_END, AGENT_MESSAGE,
     TAKEOVER, HANDBACK, REVIEW, CORRECTION,
 )
 
@@ -54,10 +55,27 @@ class Conversation:
     last_action: str | None = None
     handoff_status: str = HANDOFF_NONE
     agent: str | None = None
-    fallback_streak: int = 0  # consecutive low-confidence/fallback turns; 2 queue the conversation for a human
+    fallback_streak: int = 0  # consecutive misunderstood turns inside a task; 2 queue the conversation for a human
+    handoff_at: dt.datetime | None = None  # when it was queued for (or taken by) a human
+    secret_hash: str | None = None  # sha256 (hex) of the chat resume secret (migration 0005); None: not resumable
 
     def __repr__(self) -> str:
         return f"Conversation(id={self.id!r}, state={self.state!r}, turns={self.turn_count}, version={self.version})"
+
+
+@dataclass(frozen=True)
+class NewConversation:
+    """What the chat channel knows of a conversation before its row exists: the row is created with exactly this
+    by the first customer message (``DialogueEngine.handle_message(..., create=...)``), so a ``hello`` creates
+    nothing and a message resent after a reconnect finds the row its first copy created."""
+
+    id: str
+    secret_hash: str  # sha256 (hex) of the resume secret the channel issued; the secret itself is never stored
+    language: str | None = None
+    sender: str | None = None
+
+    def __repr__(self) -> str:
+        return f"NewConversation(id={self.id!r}, language={self.language!r})"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Heavy imports (torch, transformers) happen inside the functions, so ``kefu --hel
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import time
@@ -86,6 +87,7 @@ async def running_bot(
     from dialogue.domain import Domain
     from dialogue.engine import BotParts, DialogueEngine
     from dialogue.flows import load_flows
+    from dialogue.handoff import staffing_probe
     from dialogue.store import Store
     from nlu.predict import NLUModel
     from policy import FSMPolicy
@@ -130,6 +132,11 @@ async def running_bot(
             running.closers.append(actions.aclose)
             store = await Store.open(bot.store_url(store_url))
             running.closers.append(store.close)
+            knowledge = None
+            if cfg.knowledge and cfg.knowledge_action:
+                from dialogue.knowledge import KnowledgeBase
+
+                knowledge = await asyncio.to_thread(KnowledgeBase.load, bot.path(cfg.knowledge), bot.kb_cache)
             parts = BotParts(
                 domain=domain,
                 flows=flows,
@@ -141,6 +148,11 @@ async def running_bot(
                 output_filter=output_filter,
                 confidence_threshold=cfg.confidence_threshold,
                 default_language=cfg.languages[0],
+                staffing=staffing_probe(store.count_agents_online, cfg.hours()),
+                handoff_timeout=dt.timedelta(minutes=cfg.handoff_timeout_minutes),
+                knowledge=knowledge,
+                knowledge_action=cfg.knowledge_action,
+                knowledge_threshold=cfg.knowledge_threshold,
             )
             running.engine = DialogueEngine(parts, store, nlg)
             yield running

@@ -7,7 +7,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -64,6 +64,11 @@ def serve(
     console_port: Annotated[int, typer.Option(help="TCP port of the staff console.")] = 8001,
     console_origin: Annotated[list[str] | None, typer.Option(help="The console's public origin behind a proxy, e.g. https://ops.shop.example (repeatable).")] = None,
     no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the console (e.g. extra workers).")] = False,
+    public_metrics: Annotated[bool, typer.Option("--public-metrics", help="Also serve /metrics on the public chat port (off: the business's counters are not the public's).")] = False,
+    conversation_rate: Annotated[float | None, typer.Option(help="New chat conversations per second and client address (token bucket; 0: no limit) [default: 0.5].")] = None,
+    conversation_burst: Annotated[int | None, typer.Option(help="Bucket size of --conversation-rate [default: 10].")] = None,
+    conversations_per_connection: Annotated[int | None, typer.Option(help="New chat conversations one WebSocket connection may create (0: no limit) [default: 3].")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(help="IP/network of a reverse proxy whose X-Forwarded-For names the chat client (repeatable).")] = None,
 ) -> None:
     """Serve the chat widget and WebSocket endpoint, and the staff console on its own port."""
     from kefu.logs import FORMATS, configure, console_to_log
@@ -77,7 +82,20 @@ def serve(
     from kefu.serving import ServingBackend
 
     metrics = Metrics()
-    options = ServerOptions(reuse_port=reuse_port, max_connections=max_connections)
+    limits: dict[str, Any] = {}  # only what was given: ServerOptions holds the defaults
+    if conversation_rate is not None:
+        limits["conversation_rate"] = conversation_rate if conversation_rate > 0 else None
+    if conversation_burst is not None:
+        limits["conversation_burst"] = conversation_burst
+    if conversations_per_connection is not None:
+        limits["conversations_per_connection"] = conversations_per_connection or None
+    try:
+        options = ServerOptions(
+            reuse_port=reuse_port, max_connections=max_connections, public_metrics=public_metrics,
+            trusted_proxies=tuple(trusted_proxy or ()), **limits,
+        )
+    except ValueError as exc:
+        raise _fail(f"invalid chat limits: {exc}") from exc
 
     async def main() -> None:
         from contextlib import AsyncExitStack
@@ -96,6 +114,7 @@ def serve(
                 ops = await stack.enter_async_context(run_ops_server(
                     ConsoleBackend(running.engine, nlu_files(running.bot)), host=console_host, port=console_port,
                     options=OpsOptions(origins=tuple(console_origin) if console_origin else None, reuse_port=reuse_port),
+                    metrics=metrics,  # the chat server's counters, for staff: GET /metrics on the console port
                 ))
                 say(f"Staff console on {ops.url}/console")
                 if not await running.engine.store.list_users():

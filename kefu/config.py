@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dialogue.handoff import HandoffConfigError, OfficeHours
 
 
 class ConfigError(Exception):
@@ -36,9 +38,33 @@ class BotConfig(BaseModel):
     retention_days: float | None = Field(
         None, gt=0, description="kefu serve erases conversations idle for longer than this (hourly); none: keep all"
     )
+    knowledge_action: str | None = Field(
+        None, description="the action that answers from the knowledge base; set, retrieval scores every turn that is "
+        "not a confident task and a confident match answers, whatever the intent said"
+    )
+    knowledge_threshold: float = Field(0.5, ge=0.0, le=1.0, description="minimum retrieval score for that answer")
+    office_hours: dict[str, Any] | None = Field(
+        None, description="{timezone, days: [mon..sun], hours: 'HH:MM-HH:MM'}: outside them the bot hands off to nobody"
+    )
+    handoff_timeout_minutes: float = Field(
+        15, gt=0, description="a conversation waiting longer for a human goes back to the bot at its next message"
+    )
     nlu_training: dict[str, float | int] = Field(
         default_factory=dict, description="overrides of nlu.train.TrainConfig (epochs, patience, ...) for this bot"
     )
+
+    @field_validator("office_hours")
+    @classmethod
+    def _check_office_hours(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                OfficeHours.parse(value)
+            except HandoffConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def hours(self) -> OfficeHours | None:
+        return None if self.office_hours is None else OfficeHours.parse(self.office_hours)
 
 
 class Bot:

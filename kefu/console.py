@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dialogue import staff_throttle
+from dialogue.staff_throttle import LoginAdmission
 from dialogue.types import ConversationFilter, ConversationPage, ConversationSummary, DashboardStats, Event
 from kefu.config import Bot
 
@@ -171,3 +173,17 @@ class Console:
 
     async def purge_sessions(self, now: dt.datetime) -> Any:
         return await self.store.purge_sessions(now)
+
+    # -- login throttling (in the store: every worker process shares it) ------------------------------------
+    async def begin_login_attempt(
+        self, keys: Sequence[str], now: dt.datetime, max_attempts: int, window: float
+    ) -> LoginAdmission:
+        return await staff_throttle.begin_attempt(self.store, keys, now, max_attempts=max_attempts, window=window)
+
+    async def finish_login_attempt(
+        self, admission: LoginAdmission, *, failed: bool, clear_keys: Sequence[str] = ()
+    ) -> None:
+        await staff_throttle.finish_attempt(self.store, admission, failed=failed, clear_keys=clear_keys)
+
+    async def purge_login_attempts(self, before: dt.datetime) -> int:
+        return await staff_throttle.purge(self.store, before)

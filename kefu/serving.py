@@ -29,7 +29,7 @@ from typing import Any
 
 from channels.metrics import Metrics
 from dialogue.errors import ConcurrentUpdate, TurnContention
-from dialogue.types import Event, TurnReply, TurnUpdate
+from dialogue.types import Event, NewConversation, TurnReply, TurnUpdate
 
 log = logging.getLogger("kefu.serving")
 
@@ -137,8 +137,16 @@ class ServingBackend:
 
     # --------------------------------------------------------------------------------------------------- turns
     async def handle_message(
-        self, conversation_id: str | None, message_id: str, text: str, on_token: OnToken | None = None
+        self,
+        conversation_id: str | None,
+        message_id: str,
+        text: str,
+        on_token: OnToken | None = None,
+        *,
+        create: NewConversation | None = None,
     ) -> TurnReply:
+        if create is not None and conversation_id is None:
+            conversation_id = create.id  # the lock serialises the first messages of a pending conversation too
         async with self._locks.hold(conversation_id):
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.retry_for
@@ -146,7 +154,7 @@ class ServingBackend:
             while True:
                 try:
                     reply: TurnReply = await self.engine.handle_message(
-                        conversation_id, message_id, text, on_token if attempt == 0 else None
+                        conversation_id, message_id, text, on_token if attempt == 0 else None, create=create
                     )
                     return reply
                 except (TurnContention, ConcurrentUpdate):

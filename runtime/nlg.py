@@ -2,8 +2,10 @@
 
 The model writes a delexicalised reply (placeholders ``[slot]``), streamed and lexicalised on the fly.
 The placeholders it produced are checked against the act's slots that the response uses: each must
-appear exactly once and no other placeholder may appear. On any violation, an engine error or a full
-queue, the rendered template is returned instead (``source="template"``, ``slot_errors`` says why).
+appear exactly once and no other placeholder may appear; and the reply must be close to one of its response's
+variants (:func:`closeness`), so that a reply with the right slots but other words is not sent. On any violation,
+an engine error or a full queue, the rendered template is returned instead (``source="template"``,
+``slot_errors`` says why).
 
 Streaming caveat: ``on_token`` receives model text as it is produced; if the final check fails the
 returned :class:`Realisation` carries the template text, which supersedes the streamed draft.
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 from runtime.errors import GenerationError
 from runtime.model import build_prompt
-from runtime.templates import DELEX_RE, PLACEHOLDER_RE, Templates, lexicalise
+from runtime.templates import DELEX_RE, PLACEHOLDER_RE, Templates, delexicalise, lexicalise
 from runtime.types import Act, Realisation
 
 OnToken = Callable[[str], Awaitable[None]]
@@ -47,6 +49,37 @@ def check_slots(delex_text: str, expected: Iterable[str]) -> tuple[str, ...]:
     errors.extend(f"invented:{slot}" for slot in sorted(set(found) - want))
     errors.extend(f"raw:{m.group(1)}" for m in PLACEHOLDER_RE.finditer(delex_text))
     return tuple(errors)
+
+
+FAITHFUL_MIN = 0.5  # below this closeness to every variant of its response, a model reply is replaced by the template
+
+
+def closeness(text: str, variants: Iterable[str]) -> float:
+    """Character-bigram F1 of ``text`` against its closest variant (delexicalised forms; 1.0 = the same bigrams).
+
+    The slot check cannot see a reply that has the right placeholders but says something else ("亲，您的问题。" for
+    "our colleagues are offline": no slot, so nothing to miss). The embedded generator is trained to write one of its
+    response's variants, so a faithful reply shares most character bigrams with one of them; bigrams work the same
+    for Chinese and English.
+    """
+
+    def bigrams(value: str) -> Counter[str]:
+        value = " ".join(DELEX_RE.sub("\x00", value).lower().split())  # a placeholder is one symbol, not its name
+        return Counter(value[i : i + 2] for i in range(len(value) - 1))
+
+    mine = bigrams(text)
+    total = sum(mine.values())
+    best = 0.0
+    for variant in variants:
+        theirs = bigrams(variant)
+        if not total or not theirs:  # a bare placeholder ("{answer}"): only the same bare form is close
+            best = max(best, float(not total and not theirs))
+            continue
+        common = sum((mine & theirs).values())
+        if common:
+            precision, recall = common / total, common / sum(theirs.values())
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
 
 
 class NLG:
@@ -142,6 +175,10 @@ class NLG:
         except GenerationError as exc:
             return self._template(act, t0, (f"engine:{type(exc).__name__}",))
         errors = early or check_slots(delex, expected)
+        if not errors:
+            variants = (delexicalise(v.text) for v in self.templates.variants(act.name, act.language))
+            if closeness(delex, variants) < FAITHFUL_MIN:
+                errors = ("unfaithful",)
         if errors:
             return self._template(act, t0, errors)
         if on_token is not None and sent < len(delex):

@@ -1,13 +1,22 @@
-"""PII detection and redaction: e-mails, phones, bank cards (Luhn), Chinese resident IDs (check character), IBANs (mod 97).
+"""PII detection and redaction: e-mails, phones, bank cards, Chinese resident IDs (check character), IBANs (mod 97).
 
 Detectors work on any text and return :class:`PiiSpan` objects (half-open spans). Digit boundaries use
 ``(?<!\\d)`` / ``(?!\\d)`` look-arounds instead of ``\\b``: Python's ``\\b`` treats Chinese characters as word
-characters, so ``\\b`` would miss ``卡号6222021234567890128谢谢``. Short numbers such as 5-digit order numbers are
-never matched. :func:`redact` works on the normalised text and maps the spans back to the original text.
+characters, so ``\\b`` would miss ``卡号6222021234567890128谢谢``; and a match never takes digits of a longer
+number (no digit, and no digit joined by a dot or a dash, on either side). Short numbers such as 5-digit order
+numbers, dates, times, prices, versions and IP addresses are never matched.
+
+Cards are matched by shape, not by checksum (:func:`find_cards`): a mistyped card number is still one. Phones
+are matched with or without separators in the Chinese, North American, trunk-0 landline and international
+forms (:func:`find_phones`); a compact number right after an order/tracking/invoice label is left alone.
+
+:func:`redact` works on the normalised text and maps the spans back to the original text; :func:`redact_verbatim`
+is the same redaction applied to the text as written (staff replies and corrections keep their layout).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -44,37 +53,6 @@ _EMAIL = re.compile(
     r"(?![A-Za-z0-9-])"
 )
 
-# 13-19 digits with a card-network first digit (2-6: Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard,
-# UnionPay/Discover; 81: UnionPay), written compact or in the printed groups 4-4-4-4(-3) / 4-6-5 with one kind
-# of separator. A leading + means a phone; ISBNs, tracking and order numbers fail the group or prefix rules.
-_CARD = re.compile(
-    r"(?<![0-9A-Za-z+])(?:[2-6][0-9]{12,18}|81[0-9]{11,17}"
-    r"|(?:[2-6][0-9]{3}|81[0-9]{2})([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
-    r"|3[0-9]{3}([ -])[0-9]{6}\2[0-9]{4,5})(?![0-9A-Za-z])"
-)
-
-# Chinese mobile: 1[3-9]x xxxx xxxx with optional +86 / 0086 / (+86) prefix and space/dash separators.
-_CN_MOBILE = re.compile(
-    r"(?<![0-9+])"
-    r"(?:(?:\(\s?(?:\+|00)86\s?\)|(?:\+|00)86)[ -]?)?"
-    r"1[3-9][0-9](?:[ -]?[0-9]{4}){2}"
-    r"(?![0-9])"
-)
-
-# International E.164-ish: +CC followed by 6-14 more digits in groups separated by space, dot, dash or ().
-_INTL_PHONE = re.compile(
-    r"(?<![0-9A-Za-z+])(?<![0-9][ .-])"
-    r"(?:\+|00)[1-9][0-9]{0,2}"
-    r"(?:[ .-]?\(?[0-9]{1,4}(?:\)(?=[ .-]?[0-9]))?){2,6}"
-    r"(?![0-9])"
-)
-
-# North-American style with mandatory separators: (555) 123-4567, 555-123-4567, 555.123.4567.
-_NANP_PHONE = re.compile(r"(?<![0-9])(?:\([0-9]{3}\)\s?|[0-9]{3}[.-])[0-9]{3}[.-][0-9]{4}(?![0-9])")
-
-# Chinese landline with area code and mandatory dash: 010-12345678, 0755-1234567.
-_CN_LANDLINE = re.compile(r"(?<![0-9])0[1-9][0-9]{1,2}-[2-9][0-9]{6,7}(?![0-9])")
-
 
 def luhn_valid(digits: str) -> bool:
     """The Luhn checksum of a string of ASCII digits (True for a valid card number)."""
@@ -95,32 +73,171 @@ def _digits(s: str) -> str:
     return "".join(ch for ch in s if "0" <= ch <= "9")
 
 
+# Digit groups joined by one separator: a space, a dot or a dash (a dot or dash may have a space on either side).
+# A card or phone never starts or ends inside such a chain where a dot or dash binds it to more digits, and a
+# card never takes only part of a group: "no digits of a longer number".
+_CHAIN = re.compile(r"(?<![0-9])[0-9]+(?:(?: ?[.\-] ?| )[0-9]+)*")
+_GROUP = re.compile(r"[0-9]+")
+
+# Card networks by first digits: 2-series Mastercard, Amex/Diners/JCB, Visa, Mastercard/Maestro, UnionPay/Discover
+# (62, 81). Tracking, ISBN and marketplace order numbers mostly start otherwise.
+_CARD_PREFIX = re.compile(r"[2-6]|81")
+
+# Just before a number, a label saying it is something else: a compact number after it is that (unless a card
+# checksum says otherwise). Chinese labels are matched anywhere, English ones as words.
+_OTHER_NUMBER_LABEL = re.compile(
+    r"(?:(?<![A-Za-z])(?:tracking|waybill|shipment|parcel|package|order|invoice|receipt|ref|reference|sku|isbn"
+    r"|serial|barcode|ean|upc|awb|item|product)"
+    r"|运单|快递|物流|单号|订单|发票|条码|编号|序列号|货号|流水号|批次|包裹)"
+    r"(?:\s?(?:number|no|num|id|code|#|号码|号|码))?\.?\s?[:：#]?\s?$",
+    re.IGNORECASE,
+)
+_LABEL_WINDOW = 24
+
+
+def _labelled_other(text: str, start: int) -> bool:
+    """Whether the number at ``start`` follows a tracking/order/invoice/... label (``运单号``, ``order #``)."""
+    return bool(_OTHER_NUMBER_LABEL.search(text[max(0, start - _LABEL_WINDOW) : start]))
+
+
+def _card_shape(lengths: tuple[int, ...]) -> bool:
+    """Printed card layouts: compact 13-19 digits, 4-4-4-4 with an optional 1-3 digit tail (UnionPay 17-19),
+    4-4-4 plus 1-3 (13-15), Amex 4-6-5 and Diners 4-6-4."""
+    if len(lengths) == 1:
+        return 13 <= lengths[0] <= 19
+    if lengths[:3] == (4, 4, 4):
+        rest = lengths[3:]
+        return (len(rest) == 1 and 1 <= rest[0] <= 4) or (len(rest) == 2 and rest[0] == 4 and 1 <= rest[1] <= 3)
+    return lengths in ((4, 6, 5), (4, 6, 4))
+
+
+def find_cards(text: str) -> list[PiiSpan]:
+    """Bank-card numbers, whatever their checksum: a mistyped card number is still a card number.
+
+    A card is a run of whole digit groups of one chain (see ``_CHAIN``) in a printed card layout
+    (:func:`_card_shape`, any mix of spaces, dots and dashes between the groups) starting with a card network's
+    digits. The Luhn checksum is required only where the shape alone is ambiguous: a compact 13-14 digit number
+    (EAN barcodes, Chinese tracking numbers), a run followed by more 4-digit groups (a longer grouped number, or
+    two cards; one group after it is taken for an expiry year). Where several layouts fit
+    (``4111 1111 1111 1111 12/25``) the checksum picks the span. Never a card: a chain glued to letters or a ``+``
+    (codes, tracking numbers, phones), a run continuing a 4-digit group (a longer grouped number such as a USPS
+    tracking number, unless that group ends a card), a compact number right after an order/tracking/... label
+    (a marketplace order number), one digit repeated, an 18-digit number shaped like a resident ID.
+    """
+    spans: list[PiiSpan] = []
+    for chain in _CHAIN.finditer(text):
+        start, end = chain.span()
+        if start and ((text[start - 1].isascii() and text[start - 1].isalpha()) or text[start - 1] == "+"):
+            continue
+        glued_after = end < len(text) and text[end].isascii() and text[end].isalpha()
+        groups = [(m.start() + start, m.end() + start) for m in _GROUP.finditer(chain.group())]
+        # a space leaves neighbouring groups separate numbers; a dot or a dash binds them into one
+        weak = [text[a_end:b_start] == " " for (_, a_end), (b_start, _) in itertools.pairwise(groups)]
+        i, card_end = 0, -1
+        while i < len(groups):
+            continues = i > 0 and (not weak[i - 1] or (groups[i - 1][1] - groups[i - 1][0] == 4 and card_end != i))
+            found = None if continues else _card_at(text, groups, weak, i, glued_after)
+            if found is None:
+                i += 1
+                continue
+            spans.append(PiiSpan("card", groups[i][0], groups[found - 1][1]))
+            i = card_end = found
+    return spans
+
+
+def _card_at(text: str, groups: list[tuple[int, int]], weak: list[bool], i: int, glued_after: bool) -> int | None:
+    """The end (exclusive group index) of the card starting at group ``i``, or ``None`` (see :func:`find_cards`)."""
+    n = len(groups)
+    if not _CARD_PREFIX.match(text, groups[i][0]):
+        return None
+    fallback: int | None = None
+    for j in range(min(n, i + 5), i, -1):  # longest first
+        if (j < n and not weak[j - 1]) or (j == n and glued_after):
+            continue
+        lengths = tuple(b - a for a, b in groups[i:j])
+        if not _card_shape(lengths):
+            continue
+        run = text[groups[i][0] : groups[j - 1][1]]
+        digits = _digits(run)
+        if len(set(digits)) == 1 or (len(digits) == 18 and _CN_ID.fullmatch(run)):
+            continue
+        compact = len(lengths) == 1
+        if compact and _labelled_other(text, groups[i][0]):
+            return None
+        if luhn_valid(digits):
+            return j
+        # more 4-digit groups follow (a longer grouped number, or two cards): ambiguous; one (a year) is not
+        more_fours = j + 1 < n and groups[j][1] - groups[j][0] == 4
+        if fallback is None and not more_fours and not (compact and len(digits) < 15):
+            fallback = j
+    return fallback
+
+
+# Digit look-arounds of every phone pattern: no digit, and no digit joined by a dot or a dash, on either side.
+_NO_DIGIT_BEFORE = r"(?<![0-9])(?<![0-9][.-])"
+_NO_DIGIT_AFTER = r"(?![0-9])(?![.-][0-9])"
+
+# Chinese mobile: 1[3-9]x xxxx xxxx with optional +86 / 0086 / (+86) prefix and space/dot/dash separators.
+_CN_MOBILE = re.compile(
+    r"(?<![0-9+])(?<![0-9][.-])"
+    r"(?:(?:\(\s?(?:\+|00)86\s?\)|(?:\+|00)86)[ -]?)?"
+    r"1[3-9][0-9](?:[ .-]?[0-9]{4}){2}" + _NO_DIGIT_AFTER
+)
+
+# International E.164-ish: +CC followed by 6-14 more digits in groups separated by space, dot, dash or ().
+_INTL_PHONE = re.compile(
+    r"(?<![0-9A-Za-z+])(?<![0-9][ .-])"
+    r"(?:\+|00)[1-9][0-9]{0,2}"
+    r"(?:[ .-]?\(?[0-9]{1,4}(?:\)(?=[ .-]?[0-9]))?){2,6}"
+    r"(?![0-9])"
+)
+
+# North American numbers written with separators, optionally after the trunk 1: (415) 555-0132, 415-555-0132,
+# 415.555.0132, 1-800-555-0199; with spaces or mixed separators only in the NANP number plan (area code and
+# exchange start with 2-9): 415 555 0132, 415 555-0132.
+_NANP_PHONE = re.compile(
+    _NO_DIGIT_BEFORE + r"(?:1[ .-]?)?"
+    r"(?:\([0-9]{3}\) ?[0-9]{3}[ .-]?[0-9]{4}"
+    r"|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{3}\.[0-9]{3}\.[0-9]{4}"
+    r"|[2-9][0-9]{2}[ .-][2-9][0-9]{2}[ .-][0-9]{4})" + _NO_DIGIT_AFTER
+)
+
+# Chinese (and other trunk-0) landlines with an area code, separated: 020-12345678, 0755-1234567, (020) 1234 5678,
+# 020 1234 5678 (also UK 020 7946 0958).
+_LANDLINE = re.compile(
+    _NO_DIGIT_BEFORE + r"(?:\(0[1-9][0-9]{1,2}\) ?|0[1-9][0-9]{1,2}[ -])[1-9][0-9]{2,3}[ -]?[0-9]{4}" + _NO_DIGIT_AFTER
+)
+
+# Phone numbers without any separator: NANP 10 digits (4155550132) and Chinese landlines 11-12 digits with their
+# area code (02012345678, 075512345678). Skipped after an order/tracking/... label (:func:`_labelled_other`).
+_COMPACT_PHONE = re.compile(
+    r"(?<![0-9A-Za-z])(?<![0-9][.-])"
+    r"(?:[2-9][0-9]{2}[2-9][0-9]{6}|0[12][0-9][1-9][0-9]{7}|0[3-9][0-9]{2}[1-9][0-9]{6,7})"
+    r"(?![0-9A-Za-z])(?![.-][0-9])"
+)
+
+# A 4-digit group joined by one space on either side: the match is part of a longer grouped number (a USPS
+# tracking number, a card), not a phone.
+_FOUR_GROUP_BEFORE = re.compile(r"(?:^|[^0-9])[0-9]{4} $")
+_FOUR_GROUP_AFTER = re.compile(r" [0-9]{4}(?![0-9])")
+
+
+def _in_grouped_number(text: str, start: int, end: int) -> bool:
+    return bool(_FOUR_GROUP_BEFORE.search(text, max(0, start - 6), start) or _FOUR_GROUP_AFTER.match(text, end))
+
+
 def find_emails(text: str) -> list[PiiSpan]:
     return [PiiSpan("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
 
 
-def find_cards(text: str) -> list[PiiSpan]:
-    """Bank-card numbers: 13-19 digits (spaces/dashes allowed between groups) that pass the Luhn check."""
-    spans = []
-    for m in _CARD.finditer(text):
-        digits = _digits(m.group())
-        if len(digits) == 18 and _CN_ID.fullmatch(m.group()):
-            continue  # shaped like a resident ID (area code + birth date): an ID, valid or not, is no card
-        if 13 <= len(digits) <= 19 and luhn_valid(digits) and len(set(digits)) > 1:
-            spans.append(PiiSpan("card", m.start(), m.end()))
-    return spans
-
-
 def find_phones(text: str) -> list[PiiSpan]:
-    """Chinese mobiles, international (+CC / 00CC) numbers, NANP and Chinese landlines with separators."""
-    spans: list[PiiSpan] = [PiiSpan("phone", m.start(), m.end()) for m in _CN_MOBILE.finditer(text)]
-    for m in _INTL_PHONE.finditer(text):
-        n = len(_digits(m.group()))
-        if 8 <= n <= 17:  # E.164 allows up to 15 digits; 00-prefixed numbers carry 2 more
-            spans.append(PiiSpan("phone", m.start(), m.end()))
-    for pattern in (_NANP_PHONE, _CN_LANDLINE):
-        spans.extend(PiiSpan("phone", m.start(), m.end()) for m in pattern.finditer(text))
-    return spans
+    """Chinese mobiles, international (+CC / 00CC) numbers, North American numbers and trunk-0 landlines, with or
+    without separators; compact ones not glued to letters nor right after an order/tracking/... label, none inside
+    a longer grouped number."""
+    found: list[re.Match[str]] = [*_CN_MOBILE.finditer(text), *_NANP_PHONE.finditer(text), *_LANDLINE.finditer(text)]
+    found += (m for m in _INTL_PHONE.finditer(text) if 8 <= len(_digits(m.group())) <= 17)  # E.164: 15, 00CC: 17
+    found += (m for m in _COMPACT_PHONE.finditer(text) if not _labelled_other(text, m.start()))
+    return [PiiSpan("phone", m.start(), m.end()) for m in found if not _in_grouped_number(text, m.start(), m.end())]
 
 
 # Chinese resident identity number: 6-digit area code, birth date, 3-digit sequence, check character (0-9 or X).
@@ -242,3 +359,20 @@ def redact(text: str, keep: frozenset[str] | set[str] = frozenset()) -> tuple[st
 
     Returns (normalised redacted text, redactions in original offsets)."""
     return redact_normalized(normalize(text), keep)
+
+
+def redact_verbatim(text: str, keep: frozenset[str] | set[str] = frozenset()) -> tuple[str, tuple[Redaction, ...]]:
+    """``text`` as written with its PII (found exactly as :func:`redact` finds it) replaced by placeholders.
+
+    For text that people write and read back as written, where normalising would change it (staff replies keep
+    their line breaks and full-width punctuation; a correction keeps the offsets of its entities up to the first
+    redaction). Returns (redacted text, redactions in offsets of ``text``)."""
+    _, redactions = redact(text, keep)
+    out: list[str] = []
+    pos = 0
+    for r in redactions:  # sorted and non-overlapping
+        out.append(text[pos : r.start])
+        out.append(r.placeholder)
+        pos = r.end
+    out.append(text[pos:])
+    return "".join(out), redactions

@@ -3,11 +3,13 @@
 Every generator is deterministic for a seed. Positives carry the exact substring that must be found, so a
 score says whether the filter found the right thing at the right place, not just "something".
 
-- :func:`pii_suite`: real-format PII in English and Chinese sentences (e-mails, Chinese mobiles with +86 and
-  separators, international/NANP/Chinese landline phones, Luhn-valid cards incl. UnionPay, Chinese resident
-  IDs with their check character, IBANs with their mod-97 checksum, some full-width or with zero-width
-  characters) and tricky negatives (order numbers, dates, prices, Luhn-invalid cards, IDs with a wrong check
-  character, IBANs with a wrong checksum, ISBNs, tracking numbers, 12-digit or 1[0-2]x numbers, ...).
+- :func:`pii_positives` / :func:`pii_negatives`: real-format PII in English and Chinese sentences (e-mails,
+  Chinese mobiles with +86 and separators, international/NANP/trunk-0 landline phones with and without
+  separators, cards incl. UnionPay with spaces, dots, dashes or a mix, a fifth with a wrong check digit, Chinese
+  resident IDs with their check character, IBANs with their mod-97 checksum, some full-width or with zero-width
+  characters) and tricky negatives (order numbers, dates, times, prices, quantities, versions, IPs, timestamps,
+  IDs with a wrong check character, IBANs with a wrong checksum, ISBNs, tracking numbers labelled, letter-prefixed
+  or grouped, labelled marketplace order numbers, 12-digit or 1[0-2]x numbers, ...).
 - :func:`obfuscation_suite`: banned terms and injection phrases hidden by each trick (full-width, zero-width,
   Cyrillic/Greek look-alikes, leetspeak, spacing, punctuation between characters, mixed case), EN + ZH.
 - :func:`injection_suite`: prompt-injection attacks and benign look-alikes, EN + ZH.
@@ -134,7 +136,7 @@ def _email(rng: random.Random) -> str:
 
 def _cn_mobile(rng: random.Random) -> str:
     digits = f"1{rng.choice('3456789')}{rng.randint(0, 9)}{rng.randint(0, 99999999):08d}"
-    fmt = rng.randrange(6)
+    fmt = rng.randrange(9)
     if fmt == 0:
         return digits
     if fmt == 1:
@@ -145,25 +147,47 @@ def _cn_mobile(rng: random.Random) -> str:
         return f"{digits[:3]} {digits[3:7]} {digits[7:]}"
     if fmt == 4:
         return f"(+86){digits}"
-    return f"0086 {digits}"
+    if fmt == 5:
+        return f"0086 {digits}"
+    if fmt == 6:
+        return f"+86 {digits[:3]} {digits[3:7]} {digits[7:]}"
+    if fmt == 7:
+        return f"{digits[:3]}.{digits[3:7]}.{digits[7:]}"
+    return f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"
+
+
+def _nanp(rng: random.Random) -> tuple[str, str, str]:
+    return str(rng.randint(201, 989)), str(rng.randint(200, 999)), f"{rng.randint(0, 9999):04d}"
 
 
 def _intl_phone(rng: random.Random) -> str:
-    fmt = rng.randrange(6)
-    if fmt == 0:
-        return f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}"
-    if fmt == 1:
-        return f"+1 ({rng.randint(201, 989)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
-    if fmt == 2:
-        return f"({rng.randint(201, 989)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
-    if fmt == 3:
-        return f"{rng.randint(201, 989)}-{rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
-    if fmt == 4:
-        return f"+49 30 {rng.randint(10000000, 99999999)}"
-    return f"0{rng.choice(['10', '21', '755', '20'])}-{rng.randint(2, 9)}{rng.randint(0, 9999999):07d}"
+    """International, North American and trunk-0 landline numbers, with and without separators."""
+    area, exchange, line = _nanp(rng)
+    local8 = f"{rng.randint(1, 9)}{rng.randint(0, 9999999):07d}"
+    fmt = rng.randrange(16)
+    return [
+        f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}",
+        f"+1 ({area}) {exchange}-{line}",
+        f"({area}) {exchange}-{line}",
+        f"{area}-{exchange}-{line}",
+        f"+49 30 {rng.randint(10000000, 99999999)}",
+        f"0{rng.choice(['10', '21', '755', '20'])}-{rng.randint(1, 9)}{rng.randint(0, 9999999):07d}",
+        f"{area} {exchange} {line}",
+        f"{area}{exchange}{line}",
+        f"{area}.{exchange}.{line}",
+        f"+1 {area} {exchange} {line}",
+        f"1-{area}-{exchange}-{line}",
+        f"0{rng.choice(['10', '20', '21'])}{local8}",
+        f"(0{rng.choice(['10', '20', '755'])}) {local8[:4]} {local8[4:]}",
+        f"0{rng.choice(['571', '755', '512'])} {local8[:4]}-{local8[4:]}",
+        f"+86 {rng.choice(['10', '20', '21'])} {local8[:4]} {local8[4:]}",
+        f"020 {rng.randint(7000, 8999)} {rng.randint(0, 9999):04d}",
+    ][fmt]
 
 
 def _card(rng: random.Random) -> str:
+    """Card numbers compact or grouped with spaces, dashes, dots or a mix; a fifth with a wrong check digit (a
+    mistyped card number is still one)."""
     kind = rng.randrange(5)
     if kind == 0:
         number = _luhn_complete("4", 16, rng)
@@ -171,13 +195,20 @@ def _card(rng: random.Random) -> str:
         number = _luhn_complete(rng.choice(["51", "52", "53", "54", "55", "2221", "2720"]), 16, rng)
     elif kind == 2:
         number = _luhn_complete(rng.choice(["34", "37"]), 15, rng)
-        return rng.choice([number, f"{number[:4]} {number[4:10]} {number[10:]}"])
     else:  # UnionPay, 16-19 digits
         number = _luhn_complete(rng.choice(["62", "6222", "6228", "6217", "81"]), rng.choice([16, 17, 18, 19]), rng)
-    style = rng.randrange(3)
+    if rng.random() < 0.2:
+        number = _luhn_break(number)
+    style = rng.randrange(6)
+    if kind == 2 and style:
+        seps = [rng.choice(" -.") for _ in range(2)] if style == 5 else [" -.  "[style - 1]] * 2
+        return f"{number[:4]}{seps[0]}{number[4:10]}{seps[1]}{number[10:]}"
     if style == 0:
         return number
-    return _group(number, 4, " " if style == 1 else "-")
+    if style == 5:  # a mix of separators
+        groups = [number[i : i + 4] for i in range(0, len(number), 4)]
+        return groups[0] + "".join(rng.choice(" .-") + g for g in groups[1:])
+    return _group(number, 4, " -. "[style - 1])
 
 
 _EN_TEMPLATES = (
@@ -253,8 +284,6 @@ _NEGATIVE_MAKERS: dict[str, Callable[[random.Random], str]] = {
         r.randint(2019, 2026), r.randint(1, 12), r.randint(1, 28)
     ),
     "price": lambda r: rng_choice(r, ["${:,}.99", "¥{}元", "total {} USD", "一共{}块"]).format(r.randint(1, 999999)),
-    "luhn_invalid_card": lambda r: _group(_luhn_break(_luhn_complete(rng_choice(r, ["4", "62", "51"]), 16, r))),
-    "luhn_invalid_compact": lambda r: "卡号" + _luhn_break(_luhn_complete("6222", 19, r)),
     "id_bad_check": lambda r: "身份证" + _cn_id(r, valid=False),
     "iban_bad_checksum": lambda r: "IBAN " + _iban(r, valid=False),
     "isbn": lambda r: "ISBN " + _neg_isbn(r),
@@ -283,6 +312,56 @@ _NEGATIVE_MAKERS: dict[str, Callable[[random.Random], str]] = {
     "zip_qty": lambda r: rng_choice(r, ["zip {}", "邮编{}", "{} pcs", "{}件"]).format(r.randint(100000, 999999)),
     "range": lambda r: f"orders {r.randint(10000, 50000)}-{r.randint(50001, 99999)} and {r.randint(10000, 99999)}",
     "same_digits": lambda r: rng_choice(r, ["0000 0000 0000 0000", "1111111111111111", "card 0000-0000-0000-0000"]),
+    "date_forms": lambda r: rng_choice(
+        r,
+        [
+            "ordered {2:02d}/{1:02d}/{0}",
+            "{0}.{1:02d}.{2:02d}",
+            "{0}{1:02d}{2:02d}",
+            "{0}/{1}/{2}到的",
+            "since {0}-{1:02d}-{2:02d} {3:02d}:{4:02d}:00",
+            "{0}年{1:02d}月{2:02d}日{3}点",
+        ],
+    ).format(r.randint(2019, 2026), r.randint(1, 12), r.randint(1, 28), r.randint(0, 23), r.randint(0, 59)),
+    "time_range": lambda r: rng_choice(r, ["open {}:00-{}:30", "{}:15-{}:45送达", "between {}.30 and {}.45"]).format(
+        r.randint(7, 11), r.randint(12, 22)
+    ),
+    "price_forms": lambda r: rng_choice(r, ["¥{:,}.00", "${}.50", "RMB {}", "US${:,}.00", "price {}.00-{}.00"]).format(
+        *(r.randint(100, 999_999_999) for _ in range(2))
+    ),
+    "tracking_labelled": lambda r: rng_choice(
+        r,
+        [
+            "DHL tracking {d10}",
+            "快递单号：{d13}",
+            "韵达快递 {d13}",
+            "waybill no. {d12}",
+            "运单号 {d14}",
+            "tracking # {d10}",
+            "物流单号{d11}",
+            "parcel {d12}",
+        ],
+    ).format(
+        **{f"d{k}": f"{r.randint(1, 9)}{r.randint(0, 10 ** (k - 1) - 1):0{k - 1}d}" for k in (10, 11, 12, 13, 14)}
+    ),
+    "usps_grouped": lambda r: (
+        "USPS " + _group(r.choice(["9400", "9205", "9261", "9270"]) + str(r.randint(10**17, 10**18)))
+    ),
+    "marketplace_order": lambda r: rng_choice(r, ["淘宝订单号 {}", "order no. {}", "订单编号：{}", "Order #{}"]).format(
+        r.randint(10**17, 10**19 - 1)
+    ),
+    "timestamp": lambda r: rng_choice(r, ["ts {}", "created_at={}", "时间戳{}"]).format(
+        r.randint(1_500_000_000, 1_999_999_999) * r.choice([1, 1000])
+    ),
+    "ip_version": lambda r: rng_choice(r, ["ip 172.16.{}.{}", "iOS 17.{}.{}", "build 2024.{}.{}", "v{}.10.{}"]).format(
+        r.randint(0, 255), r.randint(0, 9999)
+    ),
+    "quantity_list": lambda r: rng_choice(
+        r, ["sizes 38 39 40 41 and {}", "qty 2 x {}", "orders 10234 10235 10236 {}", "{} 件，每件 3 个"]
+    ).format(r.randint(1000, 99999)),
+    "measure": lambda r: rng_choice(r, ["{} x {} x {} cm", "尺寸{}*{}*{}毫米", "{}mm {}mm {}mm"]).format(
+        r.randint(100, 999), r.randint(10, 999), r.randint(1000, 9999)
+    ),
 }
 
 

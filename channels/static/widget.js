@@ -9,6 +9,9 @@
  *              becomes the sender of a new conversation, so `kefu conversations delete --user ID` can erase it.
  *
  * Wire protocol: see channels/protocol.py. All user, bot and agent text is inserted with textContent, never innerHTML.
+ * Resuming: the session frame of a new conversation carries its secret; the widget keeps it in localStorage beside
+ * the conversation id and sends both in hello (the id alone resumes nothing). When the server answers
+ * resume_denied (a lost or stale secret), the widget forgets both and starts a new conversation.
  * Human agents: while one holds the conversation, their messages arrive as {"type": "message", "role": "agent"}
  * frames and {"type": "handoff", "status": "agent" | "bot"} says when they join or leave.
  */
@@ -54,6 +57,7 @@
   })();
   var MAX_CHARS = 2000;
   var STORAGE_KEY = "kefu:conversation:" + BASE.origin + BASE.pathname;
+  var SECRET_KEY = "kefu:secret:" + BASE.origin + BASE.pathname;
   var OPEN_KEY = "kefu:open:" + BASE.origin + BASE.pathname;
 
   var STRINGS = {
@@ -73,6 +77,7 @@
       agent: "Agent",
       agentJoined: "A human agent joined the chat.",
       agentLeft: "The agent left the chat; the assistant is back.",
+      restarted: "Your previous conversation could not be restored here; this is a new one.",
       retry: "Retry",
       tooLong: "Your message is too long (2000 characters at most).",
       failed: "Not delivered.",
@@ -103,6 +108,7 @@
       agent: "人工客服",
       agentJoined: "人工客服已加入对话。",
       agentLeft: "人工客服已离开，智能助手继续为您服务。",
+      restarted: "无法在此恢复之前的对话，已为您开始新的对话。",
       retry: "重试",
       tooLong: "消息太长了（最多2000个字符）。",
       failed: "发送失败。",
@@ -360,7 +366,9 @@
   var wanted = false; // a connection is wanted once the panel has been opened
   var attempt = 0;
   var reconnectTimer = null;
-  var conversationId = storageGet("localStorage", STORAGE_KEY);
+  var conversationSecret = storageGet("localStorage", SECRET_KEY);
+  // An id stored without its secret (by an older widget) cannot be resumed: start a new conversation.
+  var conversationId = conversationSecret ? storageGet("localStorage", STORAGE_KEY) : null;
   var inSession = false;
   var handoffShown = false;
   var pending = []; // [{id, text}] sent or to send, until the final message (or an error) answers them
@@ -393,9 +401,7 @@
     }
     socket = ws;
     inSession = false;
-    ws.addEventListener("open", function () {
-      ws.send(JSON.stringify({ type: "hello", conversation_id: conversationId, language: LANG, user: USER }));
-    });
+    ws.addEventListener("open", sendHello);
     ws.addEventListener("message", function (event) {
       if (typeof event.data !== "string") return;
       var frame;
@@ -415,6 +421,21 @@
     });
   }
 
+  function sendHello() {
+    frameOut({
+      type: "hello", conversation_id: conversationId, secret: conversationId ? conversationSecret : null,
+      language: LANG, user: USER
+    });
+  }
+
+  function forgetConversation() {
+    conversationId = null;
+    conversationSecret = null;
+    storageSet("localStorage", STORAGE_KEY, null);
+    storageSet("localStorage", SECRET_KEY, null);
+    root.removeAttribute("data-conversation-id");
+  }
+
   function scheduleReconnect() {
     setStatus(T.offline, "offline");
     var delay = Math.min(30000, 500 * Math.pow(2, attempt)); // exponential back-off, capped at 30 s
@@ -431,6 +452,10 @@
   function onFrame(frame) {
     switch (frame.type) {
       case "session":
+        if (typeof frame.secret === "string") { // a new conversation: its secret is the resume credential
+          conversationSecret = frame.secret;
+          storageSet("localStorage", SECRET_KEY, conversationSecret);
+        }
         conversationId = frame.conversation_id;
         storageSet("localStorage", STORAGE_KEY, conversationId);
         inSession = true;
@@ -486,6 +511,13 @@
 
   function onError(frame) {
     var text = T.errors[frame.code] || T.errors.other;
+    if (frame.code === "resume_denied") { // the stored id/secret no longer work: start over on this socket
+      forgetConversation();
+      inSession = false;
+      addNote(T.restarted, "restarted");
+      sendHello();
+      return;
+    }
     if (!frame.reply_to) {
       addNote(text, "error");
       // hello failed (e.g. store_unavailable): no session, so reconnect with back-off and try again.

@@ -139,7 +139,9 @@ class ActionReturn(Action):
         if order is None:
             dispatcher.utter_message(response="utter_order_not_found", order_id=order_id)
             return [SlotSet("order_id", None), SlotSet("reason", None)]
-        if order["status"] != "delivered" or order["delivered_at"] is None:
+        if order["status"] == "cancelled":  # nothing was sent: nothing to return, and no "not delivered yet"
+            dispatcher.utter_message(response="utter_return_cancelled", order_id=order["order_id"])
+        elif order["status"] != "delivered" or order["delivered_at"] is None:
             dispatcher.utter_message(response="utter_return_not_delivered", order_id=order["order_id"])
         else:
             days = (dt.date.today() - order["delivered_at"]).days

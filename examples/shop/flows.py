@@ -75,7 +75,10 @@ class Flows(StateMachine):
     # Conditions read the tracker (the FSM's model).
     def wants_status(self) -> bool:
         ctx: FlowContext = self.model
-        return ctx.intent == "order_status" or (ctx.intent == "inform" and ctx.state == "status_need_id")
+        if ctx.intent == "order_status":
+            return True
+        # "inform" is an answer: to our question for the order id, or a bare order id sent out of the blue.
+        return ctx.intent == "inform" and (ctx.state == "status_need_id" or (ctx.state == "idle" and "order_id" in ctx.filled))
 
     def wants_return(self) -> bool:
         ctx: FlowContext = self.model
@@ -102,6 +105,8 @@ def default_policy(obs: Observation, allowed: Sequence[str]) -> str:
         return "action_handoff"
     if obs.intent == "order_status" or (obs.intent == "inform" and obs.state == "status_need_id"):
         return first_allowed(["action_order_status", "utter_ask_order_id", "utter_fallback"], allowed)
+    if obs.intent == "inform" and obs.state == "idle" and "action_order_status" in allowed:
+        return "action_order_status"  # a bare order id: the flows only allow it when this message gave the id
     if obs.intent == "return_request" or (obs.intent == "inform" and obs.state.startswith("return_")):
         return first_allowed(["action_return", "utter_ask_reason", "utter_ask_order_id", "utter_fallback"], allowed)
     return "utter_fallback"

@@ -35,7 +35,9 @@ from dialogue.types import (
     NLU_PARSE,
     TAKEOVER,
     USER_MESSAGE,
+    Conversation,
     Event,
+    NewConversation,
     TurnReply,
 )
 
@@ -61,7 +63,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EchoBackend:
     """An honest in-memory :class:`channels.backend.Backend` for channel tests: replies with the upper-cased text,
     streamed word by word; deduplicates by message id (replays the stored reply); records events like the real
-    store does. ``gate`` (an Event) holds turns until set; ``fail`` makes the next turns raise it."""
+    store does; creates a conversation on its first message as ``create`` says (id, secret hash, language,
+    sender), like the engine. ``gate`` (an Event) holds turns until set; ``fail`` makes the next turns raise it."""
 
     def __init__(self, token_delay: float = 0.0) -> None:
         self.token_delay = token_delay
@@ -72,17 +75,28 @@ class EchoBackend:
         self.started: list[str] = []  # message ids, in the order turns started
         self.handoff: dict[str, str] = {}  # conversation id -> "agent" while a (simulated) agent holds it
 
-    def _new(self, language: str | None) -> str:
-        conversation_id = uuid.uuid4().hex
+    def _new(self, create: NewConversation | None = None) -> str:
+        conversation_id = create.id if create is not None else uuid.uuid4().hex
         now = dt.datetime.now(dt.UTC)
         self.conversations[conversation_id] = {
-            "language": language or "en",
+            "language": (create.language if create else None) or "en",
             "events": [],
             "created_at": now,
             "updated_at": now,
             "turns": 0,
+            "secret_hash": create.secret_hash if create else None,
+            "sender": create.sender if create else None,
         }
         return conversation_id
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        conv = self.conversations.get(conversation_id)
+        if conv is None:
+            return None
+        return Conversation(
+            conversation_id, "idle", {}, conv["language"], conv["turns"], conversation_id in self.handoff, 0,
+            conv["created_at"], conv["updated_at"], sender=conv["sender"], secret_hash=conv["secret_hash"],
+        )
 
     def _event(self, conversation_id: str, type_: str, data: dict[str, Any], message_id: str | None) -> None:
         conv = self.conversations[conversation_id]
@@ -92,16 +106,17 @@ class EchoBackend:
         )
         conv["updated_at"] = dt.datetime.now(dt.UTC)
 
-    async def open_conversation(self, conversation_id: str | None, language: str | None = None) -> str:
-        if conversation_id is not None and conversation_id in self.conversations:
-            return conversation_id
-        return self._new(language)
-
     async def handle_message(
-        self, conversation_id: str | None, message_id: str, text: str, on_token: Callable[[str], Awaitable[None]]
+        self,
+        conversation_id: str | None,
+        message_id: str,
+        text: str,
+        on_token: Callable[[str], Awaitable[None]],
+        *,
+        create: NewConversation | None = None,
     ) -> TurnReply:
         if conversation_id is None or conversation_id not in self.conversations:
-            conversation_id = self._new(None)
+            conversation_id = self._new(create)
         done = self.replies.get((conversation_id, message_id))
         if done is not None:
             return dataclasses.replace(done, replayed=True)

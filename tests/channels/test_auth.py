@@ -119,44 +119,36 @@ def test_origin_normalisation() -> None:
     assert auth.normalise_origin("http://host:99999") is None
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_rate_limiter_per_address_and_per_username() -> None:
-    clock = Clock()
-    limiter = auth.LoginRateLimiter(auth.RateLimit(max_failures=3, window=60), clock=clock)
-    for _ in range(3):
-        assert limiter.retry_after("10.0.0.1", "alice") == 0
-        limiter.failure("10.0.0.1", "alice")
-        clock.now += 1
-    wait = limiter.retry_after("10.0.0.1", "alice")
-    assert 0 < wait <= 60
-    assert limiter.retry_after("10.0.0.1", "bob") > 0  # the address is locked for every username
-    assert limiter.retry_after("10.0.0.2", "ALICE") > 0  # and the username from every address
-    assert limiter.retry_after("10.0.0.2", "bob") == 0
-    clock.now += wait + 0.01
-    assert limiter.retry_after("10.0.0.1", "alice") == 0  # the window slid past the oldest failure
+def test_throttle_keys_are_the_address_and_the_account_at_that_address() -> None:
+    address, account = auth.throttle_keys("10.0.0.1", " Alice ")
+    assert (address, account) == ("addr:10.0.0.1", "account:alice@10.0.0.1")
+    assert auth.throttle_keys("10.0.0.1", "bob")[0] == address  # one address: one counter for every name
+    assert auth.throttle_keys("10.0.0.2", "alice")[1] != account  # no counter for the account alone
 
 
-def test_a_success_clears_the_username_but_not_the_address() -> None:
-    clock = Clock()
-    limiter = auth.LoginRateLimiter(auth.RateLimit(max_failures=2, window=60), clock=clock)
-    limiter.failure("10.0.0.1", "alice")
-    limiter.failure("10.0.0.9", "alice")
-    assert limiter.retry_after("10.0.0.5", "alice") > 0
-    limiter.success("10.0.0.5", "alice")
-    assert limiter.retry_after("10.0.0.5", "alice") == 0
-    limiter.failure("10.0.0.1", "carol")
-    assert limiter.retry_after("10.0.0.1", "dave") > 0  # 10.0.0.1 has two failures
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("127.0.0.1:8001", True),
+        ("localhost:8001", True),
+        ("LOCALHOST:8001", True),
+        ("[::1]:8001", True),
+        ("127.0.0.1:8002", False),
+        ("127.0.0.1", False),
+        ("evil.example:8001", False),
+        ("evil.example@127.0.0.1:8001", False),
+        ("127.0.0.1:8001/x", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_host_check_defaults_to_loopback_names(host: str | None, ok: bool) -> None:
+    assert auth.host_allowed(host, auth.loopback_origins(8001)) is ok
 
 
-def test_rate_limiter_memory_is_bounded() -> None:
-    limiter = auth.LoginRateLimiter(clock=Clock(), max_keys=50)
-    for i in range(1000):
-        limiter.failure(f"10.0.{i // 256}.{i % 256}", f"user{i}")
-    assert len(limiter._failures) <= 50
+def test_host_check_with_a_public_origin() -> None:
+    allowed = frozenset({"https://ops.shop.example"})
+    assert auth.host_allowed("ops.shop.example", allowed)
+    assert auth.host_allowed("ops.shop.example:443", allowed)
+    assert not auth.host_allowed("ops.shop.example:8001", allowed)
+    assert not auth.host_allowed("shop.example", allowed)

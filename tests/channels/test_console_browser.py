@@ -168,7 +168,7 @@ async def test_queue_dashboard_users_and_logout(browser: Any, servers: tuple[Ser
                                                 console_env: ConsoleEnv, shots: Path) -> None:
     _, ops = servers
     for texts in (["hello", "where is my order 10234", "thank you"], ["I want a return for order 10234"],
-                  ["blah", "blah blah"], ["I want to complain"], ["hello"]):
+                  ["I want to return something", "blah", "blah blah"], ["I want to complain"], ["hello"]):
         await console_env.chat(*texts)
     context, page, problems = await login(browser, ops, "admin", "/console/queue")
     await expect(page.locator("#queue-rows tr")).to_have_count(2)

@@ -36,6 +36,7 @@ class WebSocketClient:
         self.ws = ws
         self.engine = engine
         self.tokens: list[str] = []
+        self.secret: str | None = None  # the resume secret of the conversation the server issued
 
     async def handle_message(self, conversation_id: str | None, message_id: str, text: str) -> TurnReply:
         await self.ws.send(json.dumps({"type": "message", "conversation_id": conversation_id,
@@ -44,6 +45,8 @@ class WebSocketClient:
             frame = json.loads(await self.ws.recv())
             if frame["type"] == "token":
                 self.tokens.append(frame["text"])
+            elif frame["type"] == "session" and "secret" in frame:
+                self.secret = frame["secret"]
             elif frame["type"] == "error":
                 raise AssertionError(f"error frame: {frame}")
             elif frame["type"] == "message" and frame["reply_to"] == message_id:
@@ -68,9 +71,10 @@ async def test_scenario_over_websocket(live: Server, shop: Any, name: str) -> No
 async def test_resent_message_after_reconnect_is_answered_once(live: Server, shop: Any) -> None:
     message_id = uuid.uuid4().hex
     async with websockets.connect(live.ws_url) as ws:
-        first = await WebSocketClient(ws, shop.engine).handle_message(None, message_id, "hello")
+        client = WebSocketClient(ws, shop.engine)
+        first = await client.handle_message(None, message_id, "hello")
     async with websockets.connect(live.ws_url) as ws:
-        await ws.send(json.dumps({"type": "hello", "conversation_id": first.conversation_id}))
+        await ws.send(json.dumps({"type": "hello", "conversation_id": first.conversation_id, "secret": client.secret}))
         again = await WebSocketClient(ws, shop.engine).handle_message(first.conversation_id, message_id, "hello")
     assert again.replayed and again.text == first.text
     events = await shop.engine.conversation_events(first.conversation_id)
@@ -105,15 +109,15 @@ async def test_real_bot_handoff_to_a_human_through_the_ops_console(live: Server,
     console = Console(shop.engine, {"en": tmp_path / "nlu.yml"})
     async with run_ops_server(console, port=0) as ops, httpx.AsyncClient(base_url=ops.url, timeout=30) as http, \
             websockets.connect(live.ws_url) as ws:
+        headers = {"Origin": ops.url}
+        login = await http.post("/api/login", json={"username": username, "password": "agent-password-1"},
+                                headers=headers)
+        assert login.status_code == 200  # an agent signed in to the console: the bot may hand off to a human
+        headers["X-CSRF-Token"] = login.json()["csrf_token"]
         client = WebSocketClient(ws, shop.engine)
         reply = await client.handle_message(None, uuid.uuid4().hex, "I want to make a complaint, this is terrible")
         assert reply.handed_off and reply.intent == "complaint"
         cid = reply.conversation_id
-        headers = {"Origin": ops.url}
-        login = await http.post("/api/login", json={"username": username, "password": "agent-password-1"},
-                                headers=headers)
-        assert login.status_code == 200
-        headers["X-CSRF-Token"] = login.json()["csrf_token"]
         queue = (await http.get("/api/handoff")).json()["items"]
         assert cid in [c["id"] for c in queue if c["handoff_status"] == "waiting"]
         assert (await http.post(f"/api/conversations/{cid}/takeover", headers=headers)).status_code == 200

@@ -340,7 +340,7 @@ async def test_static_assets_and_unknown_paths(staff: Staff) -> None:
 # ------------------------------------------------------------------------------------------- the list
 async def test_list_filters_search_and_cursor_pages(ops: OpsServer, console_env: ConsoleEnv) -> None:
     order = await console_env.chat("where is my order 10234")
-    confused = await console_env.chat("blah", "blah blah")  # two fallbacks: queued for an agent
+    confused = await console_env.chat("I want to return something", "blah", "blah blah")  # 2 fallbacks in a task
     greet = await console_env.chat("hello")
     viewer = await as_role(ops, "viewer")
 

@@ -20,6 +20,7 @@ from dialogue.types import (
     USER_MESSAGE,
     ConversationSummary,
     Event,
+    NewConversation,
     TurnReply,
 )
 
@@ -253,14 +254,19 @@ def test_push_frames_pick_agent_messages_takeover_and_handback() -> None:
     assert p.push_frames(events, after_seq=6)[0] == [frames[2]]
 
 
+def session(cid: str) -> NewConversation:
+    return NewConversation(cid, "0" * 64)
+
+
 def test_connection_state_tracks_the_last_seq_sent() -> None:
     state = p.ConnectionState()
-    state.open("c1", last_seq=12)
-    assert state.last_seq == 12
-    state.open("c1")
-    assert state.last_seq == 12  # same conversation: kept
-    state.open("c2")
-    assert state.last_seq == 0  # another conversation starts from scratch
+    state.open(session("c1"), stored=True, last_seq=12)  # a resumed conversation: its history went up to 12
+    assert state.last_seq == 12 and state.conversation_id == "c1"
+    state.open(session("c2"), stored=False)
+    assert state.last_seq == 0 and state.conversation_id == "c2"  # a new conversation starts from scratch
+    assert not state.stored
+    state.mark_stored("c2")
+    assert state.stored
 
 
 # ----------------------------------------------------------------------------------------- connection state
@@ -281,7 +287,7 @@ def test_connection_state_busy_and_duplicates() -> None:
 def test_connection_state_conversation_check() -> None:
     state = p.ConnectionState()
     state.check_conversation(p.UserMessage("other", "m1", "x"))  # no session yet: allowed
-    assert state.open("c1") is True and state.open("c1") is False
+    assert state.open(session("c1"), stored=True) is True and state.open(session("c1"), stored=True) is False
     state.check_conversation(p.UserMessage(None, "m1", "x"))
     state.check_conversation(p.UserMessage("c1", "m1", "x"))
     with pytest.raises(ProtocolError) as info:

@@ -40,11 +40,18 @@ async def recv_until(ws: ClientConnection, type_: str, timeout: float = 5.0) -> 
             return frames
 
 
-async def hello(ws: ClientConnection, conversation_id: str | None = None) -> str:
-    await ws.send(json.dumps({"type": "hello", "conversation_id": conversation_id}))
+async def session(
+    ws: ClientConnection, conversation_id: str | None = None, secret: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """Send ``hello`` (``secret``: the resume secret of ``conversation_id``); return the ``session`` frame."""
+    await ws.send(json.dumps({"type": "hello", "conversation_id": conversation_id, "secret": secret, **fields}))
     frame = await recv(ws)
-    assert frame["type"] == "session"
-    return str(frame["conversation_id"])
+    assert frame["type"] == "session", frame
+    return frame
+
+
+async def hello(ws: ClientConnection, conversation_id: str | None = None, secret: str | None = None) -> str:
+    return str((await session(ws, conversation_id, secret))["conversation_id"])
 
 
 async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -67,8 +74,9 @@ async def turn(ws: ClientConnection, message_id: str, text: str) -> list[dict[st
 async def test_session_ack_tokens_then_message(server: Server, backend: EchoBackend) -> None:
     async with connect(server.ws_url) as ws:
         cid = await hello(ws)
-        assert cid in backend.conversations
+        assert cid not in backend.conversations  # hello creates nothing: the first message does
         frames = await turn(ws, "m-1", "where is my order 10234")
+    assert cid in backend.conversations
     types = [f["type"] for f in frames]
     assert types[0] == "ack" and frames[0]["message_id"] == "m-1"
     assert types[1] == "typing" and frames[1]["on"] is True
@@ -89,6 +97,7 @@ async def test_message_without_hello_opens_a_session(server: Server, backend: Ec
         frames = await recv_until(ws, "message")
     sessions = [f for f in frames if f["type"] == "session"]
     assert len(sessions) == 1 and sessions[0]["conversation_id"] == frames[-1]["conversation_id"]
+    assert sessions[0]["secret"]  # a new conversation: its resume secret comes with the session
     assert list(backend.conversations) == [sessions[0]["conversation_id"]]
 
 
@@ -114,11 +123,13 @@ async def test_messages_are_answered_in_order(server: Server, backend: EchoBacke
 
 async def test_resume_sends_history_and_dedupes_replays(server: Server, backend: EchoBackend) -> None:
     async with connect(server.ws_url) as ws:
-        cid = await hello(ws)
+        issued = await session(ws)
+        cid = issued["conversation_id"]
         first = (await turn(ws, "m-1", "hello there"))[-1]
     async with connect(server.ws_url) as ws:
-        await ws.send(json.dumps({"type": "hello", "conversation_id": cid, "language": "en-US"}))
-        assert await recv(ws) == {"type": "session", "conversation_id": cid}
+        await ws.send(json.dumps({"type": "hello", "conversation_id": cid, "secret": issued["secret"],
+                                  "language": "en-US"}))
+        assert await recv(ws) == {"type": "session", "conversation_id": cid}  # no secret: the client has it
         history = await recv(ws)
         assert history["type"] == "history" and history["conversation_id"] == cid
         assert [(m["role"], m["text"]) for m in history["messages"]] == [
@@ -131,12 +142,14 @@ async def test_resume_sends_history_and_dedupes_replays(server: Server, backend:
     assert backend.conversations[cid]["turns"] == 1
 
 
-async def test_unknown_conversation_gets_a_new_one(server: Server) -> None:
+async def test_unknown_conversation_without_its_secret_is_denied(server: Server) -> None:
     async with connect(server.ws_url) as ws:
-        cid = await hello(ws, "does-not-exist")
-        assert cid != "does-not-exist"
-        with pytest.raises(TimeoutError):  # nothing to replay: no history frame
+        await ws.send(json.dumps({"type": "hello", "conversation_id": "does-not-exist"}))
+        error = await recv(ws)
+        assert error["type"] == "error" and error["code"] == "resume_denied" and "reply_to" not in error
+        with pytest.raises(TimeoutError):  # no session, no history
             await recv(ws, timeout=0.3)
+        assert (await session(ws))["secret"]  # the client starts over on the same connection
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -463,9 +476,10 @@ async def test_agent_messages_are_pushed_to_every_open_connection() -> None:
     backend = EchoBackend()
     async with run_server(backend, options=ServerOptions(push_interval=0.05)) as srv:
         async with connect(srv.ws_url) as ws, connect(srv.ws_url) as second_tab:
-            cid = await hello(ws)
+            issued = await session(ws)
+            cid, secret = issued["conversation_id"], issued["secret"]
             await turn(ws, "m1", "I want a human")
-            await second_tab.send(json.dumps({"type": "hello", "conversation_id": cid}))
+            await second_tab.send(json.dumps({"type": "hello", "conversation_id": cid, "secret": secret}))
             await recv_type(second_tab, "history")
             backend.take_over(cid)
             message_id = backend.agent_say(cid, "Hi, I am <b>Amy</b>, how can I help?")
@@ -485,7 +499,7 @@ async def test_agent_messages_are_pushed_to_every_open_connection() -> None:
         # A reconnect gets the agent's messages in its history, and no push of them again.
         async with connect(srv.ws_url) as ws:
             backend.take_over(cid)
-            await ws.send(json.dumps({"type": "hello", "conversation_id": cid}))
+            await ws.send(json.dumps({"type": "hello", "conversation_id": cid, "secret": secret}))
             await recv(ws)  # session
             history = await recv(ws)
             agent_lines = [m["text"] for m in history["messages"] if m["role"] == "agent"]
@@ -517,15 +531,16 @@ async def test_push_poll_survives_a_store_outage(caplog: pytest.LogCaptureFixtur
     calls = {"n": 0}
     real = backend.handoff_statuses
 
-    async def flaky(ids: Any) -> dict[str, str]:
+    async def flaky(conversation_ids: Any) -> dict[str, str]:
         calls["n"] += 1
         if calls["n"] <= 2:
             raise StoreUnavailable("sqlite:///down.db")
-        return await real(ids)
+        return await real(conversation_ids)
 
     backend.handoff_statuses = flaky  # type: ignore[method-assign]
     async with run_server(backend, options=ServerOptions(push_interval=0.02)) as srv, connect(srv.ws_url) as ws:
         cid = await hello(ws)
+        await turn(ws, "m0", "hi")  # the conversation exists from its first message on
         backend.take_over(cid)
         backend.agent_say(cid, "back online")
         assert (await recv_type(ws, "message"))["text"] == "back online"

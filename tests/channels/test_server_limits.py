@@ -1,11 +1,12 @@
-"""The server's operational surface: /metrics, the per-connection rate limit, the connection cap, ``hello.user``."""
+"""The server's operational surface: /metrics, the per-connection rate limit, the connection cap, ``hello.user``.
+
+(``/metrics`` on this public port only with ``public_metrics``; tests/security/test_chat_http.py checks the default.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -16,24 +17,9 @@ from channels.metrics import Metrics
 from channels.server import Server, ServerOptions, run_server
 from dialogue.types import BOT_MESSAGE, HANDOFF, SAFETY_INPUT, SAFETY_OUTPUT, NewEvent
 from tests.channels.conftest import EchoBackend
-from tests.channels.test_server import hello, message, recv, recv_until, turn, until
+from tests.channels.test_server import hello, message, recv, turn, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-class CustomerEchoBackend(EchoBackend):
-    """EchoBackend that also records the ``user`` a conversation was opened for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.senders: dict[str, str | None] = {}
-
-    async def open_conversation(
-        self, conversation_id: str | None, language: str | None = None, user: str | None = None
-    ) -> str:
-        opened = await super().open_conversation(conversation_id, language)
-        self.senders.setdefault(opened, user)
-        return opened
 
 
 async def metrics_text(server: Server) -> str:
@@ -53,8 +39,9 @@ def sample(text: str, name: str, labels: str = "") -> float:
 
 
 # --------------------------------------------------------------------------------------------------- metrics
-async def test_metrics_count_turns_errors_connections_and_tokens(server: Server, backend: EchoBackend) -> None:
-    async with connect(server.ws_url) as ws:
+async def test_metrics_count_turns_errors_connections_and_tokens() -> None:
+    async with run_server(EchoBackend(), options=ServerOptions(public_metrics=True)) as server, \
+            connect(server.ws_url) as ws:
         await hello(ws)
         await turn(ws, "m1", "one two three")
         await turn(ws, "m1", "one two three")  # a resend: answered from the store
@@ -62,14 +49,15 @@ async def test_metrics_count_turns_errors_connections_and_tokens(server: Server,
         assert (await recv(ws))["code"] == "bad_json"
         text = await metrics_text(server)
         assert sample(text, "kefu_open_connections") == 1
-    assert sample(text, "kefu_turns_total", 'outcome="ok"') == 1
-    assert sample(text, "kefu_turns_total", 'outcome="replayed"') == 1
-    assert sample(text, "kefu_errors_total", 'code="bad_json"') == 1
-    assert sample(text, "kefu_generated_tokens_total") == 3
-    assert sample(text, "kefu_turn_latency_seconds_count", 'stage="total"') == 2
-    assert sample(text, "kefu_messages_received_total") == 4
-    assert sample(text, "kefu_pending_turns") == 0
-    await until(lambda: server.metrics.value("kefu_open_connections") == 0)
+        assert sample(text, "kefu_turns_total", 'outcome="ok"') == 1
+        assert sample(text, "kefu_turns_total", 'outcome="replayed"') == 1
+        assert sample(text, "kefu_errors_total", 'code="bad_json"') == 1
+        assert sample(text, "kefu_generated_tokens_total") == 3
+        assert sample(text, "kefu_turn_latency_seconds_count", 'stage="total"') == 2
+        assert sample(text, "kefu_messages_received_total") == 4
+        assert sample(text, "kefu_pending_turns") == 0
+        await ws.close()
+        await until(lambda: server.metrics.value("kefu_open_connections") == 0)
     assert "conversation" not in text and "ONE TWO" not in text  # no ids, no text in labels
 
 
@@ -165,21 +153,14 @@ async def test_connections_over_the_cap_get_503_until_one_closes() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- hello.user
-async def test_hello_user_becomes_the_sender_of_a_new_conversation() -> None:
-    backend = CustomerEchoBackend()
-    async with run_server(backend) as srv:
-        async with connect(srv.ws_url) as ws:
-            await ws.send(json.dumps({"type": "hello", "conversation_id": None, "user": "cust-42"}))
-            cid = (await recv(ws))["conversation_id"]
-            await ws.send(json.dumps({"type": "hello", "user": "bad user"}))
-            assert (await recv(ws))["code"] == "bad_frame"
-        async with connect(srv.ws_url) as ws:
-            other = await hello(ws)
-    assert backend.senders == {cid: "cust-42", other: None}
-
-
-async def test_backend_without_user_keyword_still_opens_conversations(server: Server, backend: EchoBackend) -> None:
+async def test_hello_user_becomes_the_sender_of_a_new_conversation(server: Server, backend: EchoBackend) -> None:
     async with connect(server.ws_url) as ws:
-        await ws.send(json.dumps({"type": "hello", "user": "cust-1"}))
-        frames: list[dict[str, Any]] = await recv_until(ws, "session")
-    assert frames[-1]["conversation_id"] in backend.conversations
+        await ws.send(json.dumps({"type": "hello", "conversation_id": None, "user": "cust-42"}))
+        cid = (await recv(ws))["conversation_id"]
+        await ws.send(json.dumps({"type": "hello", "user": "bad user"}))
+        assert (await recv(ws))["code"] == "bad_frame"
+        await turn(ws, "m1", "hi")  # the first message creates it, for the hello's user
+    async with connect(server.ws_url) as ws:
+        other = await hello(ws)
+        await turn(ws, "m1", "hi")
+    assert {c: backend.conversations[c]["sender"] for c in (cid, other)} == {cid: "cust-42", other: None}

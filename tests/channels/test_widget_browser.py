@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from channels import protocol as p
 from channels.server import Server, ServerOptions, run_server
 from tests.channels.conftest import EchoBackend, free_port
 
@@ -128,22 +129,67 @@ async def test_widget_retries_when_the_store_is_down_at_hello(
 ) -> None:
     from dialogue.errors import StoreUnavailable
 
-    real_open = backend.open_conversation
-    failures = [StoreUnavailable("sqlite:///down.db")]
-
-    async def flaky_open(conversation_id: str | None, language: str | None = None) -> str:
-        if failures:
-            raise failures.pop()
-        return await real_open(conversation_id, language)
-
-    backend.open_conversation = flaky_open  # type: ignore[method-assign]
     context, page, _ = await new_page(browser)
     await page.goto(server.url + "/")
     await page.click("#kefu-launcher")
+    await send(page, "first")
+    await expect(page.locator(FINAL_BOT)).to_have_text("FIRST", timeout=5000)
+
+    real_get = backend.get_conversation
+    failures = [StoreUnavailable("sqlite:///down.db")]
+
+    async def flaky_get(conversation_id: str) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_get(conversation_id)
+
+    backend.get_conversation = flaky_get  # type: ignore[method-assign]
+    await page.reload()  # the resume (hello with id + secret) reads the store, which is down once
+    if await page.locator("#kefu-panel").is_hidden():
+        await page.click("#kefu-launcher")
     await expect(page.locator(".kefu-note-error")).to_have_text(
         "The service is temporarily unavailable. Please retry in a moment."
     )
     await send(page, "anyone there")  # queued until the reconnect's session
-    await expect(page.locator(FINAL_BOT)).to_have_text("ANYONE THERE", timeout=10000)
+    await expect(page.locator(FINAL_BOT).last).to_have_text("ANYONE THERE", timeout=10000)
     assert await page.locator("#kefu-status").get_attribute("data-state") == "online"
+    assert len(backend.conversations) == 1  # resumed after the retry, not a new conversation
+    await context.close()
+
+
+async def test_widget_keeps_the_secret_and_starts_over_when_resume_is_denied(
+    browser: Any, server: Server, backend: EchoBackend
+) -> None:
+    context, page, problems = await new_page(browser)
+    await page.goto(server.url + "/")
+    await page.click("#kefu-launcher")
+    await send(page, "my address is 1 Main St")
+    await expect(page.locator(FINAL_BOT)).to_have_text("MY ADDRESS IS 1 MAIN ST", timeout=5000)
+    first = await page.evaluate("window.KefuWidget.conversationId()")
+    stored = await page.evaluate(
+        "Object.keys(localStorage).sort().map(function (k) { return [k, localStorage.getItem(k)]; })"
+    )
+    keys = {key.split(":")[1]: value for key, value in stored}
+    assert keys["conversation"] == first and len(keys["secret"]) >= 16  # the secret is kept beside the id
+    assert backend.conversations[first]["secret_hash"] == p.secret_hash(keys["secret"])
+
+    # A stale secret (another device's id pasted in, storage restored from elsewhere): the server refuses to
+    # resume, the widget shows no one's history, says so, and the next message starts a new conversation.
+    await page.evaluate(
+        "Object.keys(localStorage).forEach(function (k) {"
+        " if (k.indexOf('kefu:secret:') === 0) localStorage.setItem(k, 'not-the-secret-0123456789'); })"
+    )
+    await page.reload()
+    if await page.locator("#kefu-panel").is_hidden():
+        await page.click("#kefu-launcher")
+    await expect(page.locator(".kefu-note-restarted")).to_have_count(1, timeout=5000)
+    assert await page.locator(".kefu-msg.kefu-history").count() == 0
+    await send(page, "hello again")
+    await expect(page.locator(FINAL_BOT)).to_have_text("HELLO AGAIN", timeout=5000)
+    second = await page.evaluate("window.KefuWidget.conversationId()")
+    assert second != first and set(backend.conversations) == {first, second}
+    assert [e.data["text"] for e in backend.conversations[first]["events"] if e.type == "user_message"] == [
+        "my address is 1 Main St"
+    ]
+    assert problems == []
     await context.close()

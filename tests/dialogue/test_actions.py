@@ -346,7 +346,7 @@ async def test_order_status_asks_for_missing_id(shop: InProcessActions) -> None:
         pytest.param("20031", ("utter_return_denied", {"order_id": "20031", "days": "31"}), id="31-days"),
         pytest.param("20045", ("utter_return_denied", {"order_id": "20045", "days": "45"}), id="45-days"),
         pytest.param("20100", ("utter_return_not_delivered", {"order_id": "20100"}), id="shipped"),
-        pytest.param("20300", ("utter_return_not_delivered", {"order_id": "20300"}), id="cancelled"),
+        pytest.param("20300", ("utter_return_cancelled", {"order_id": "20300"}), id="cancelled"),
     ],
 )
 async def test_return_thirty_day_rule(shop: InProcessActions, order_id: str, response: tuple[str, dict]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from dialogue import types as ev
 from dialogue.engine import DialogueEngine
 from dialogue.errors import ConcurrentUpdate, DialogueError, HandoffConflict, TurnContention
+from dialogue.handoff import fixed_staffing
 from dialogue.types import ConversationFilter, ConversationSummary
 from runtime.types import Act, Realisation
 
@@ -20,7 +21,8 @@ def mid() -> str:
 
 @pytest.fixture
 def engine(shop: Any) -> DialogueEngine:
-    return shop.engine
+    """The demo bot with a colleague signed in (hand-offs queue; tests/dialogue/test_handoff.py covers nobody online)."""
+    return shop.engine.with_parts(staffing=fixed_staffing(1))
 
 
 async def test_multi_turn_order_status_fills_the_slot_and_commits_every_event(engine: DialogueEngine) -> None:
@@ -176,35 +178,6 @@ async def test_an_agent_takes_over_and_the_bot_stays_silent_until_hand_back(engi
     assert types.count(ev.TAKEOVER) == types.count(ev.HANDBACK) == 1 and types.count(ev.AGENT_MESSAGE) == 1
 
 
-async def test_two_misunderstood_turns_in_a_row_queue_the_conversation(engine: DialogueEngine) -> None:
-    first = await engine.handle_message(None, mid(), "what's the weather like in London tomorrow?")
-    cid = first.conversation_id
-    assert first.action == "utter_fallback" and not first.handed_off
-    assert (await engine.get_conversation(cid)).fallback_streak == 1  # type: ignore[union-attr]
-    assert (await _summary(engine, cid)).handoff_status == ""
-
-    second = await engine.handle_message(cid, mid(), "tell me a funny joke please")
-    assert second.action == "utter_fallback" and second.text  # the bot still answers, and says a human is coming
-    assert second.handed_off
-    summary = await _summary(engine, cid)
-    assert (summary.handoff_status, summary.handoffs, summary.fallbacks) == ("waiting", 1, 2)
-    reasons = [e.data["reason"] for e in await engine.conversation_events(cid) if e.type == ev.HANDOFF]
-    assert reasons == ["low_confidence_loop"]
-
-    await engine.handle_message(cid, mid(), "sing me a song")  # still waiting: not queued twice
-    assert (await _summary(engine, cid)).handoffs == 1
-
-
-async def test_an_understood_turn_resets_the_misunderstanding_count(engine: DialogueEngine) -> None:
-    first = await engine.handle_message(None, mid(), "tell me a joke")
-    cid = first.conversation_id
-    await engine.handle_message(cid, mid(), "where is my order?")
-    assert (await engine.get_conversation(cid)).fallback_streak == 0  # type: ignore[union-attr]
-    await engine.handle_message(cid, mid(), "what is the meaning of life?")
-    summary = await _summary(engine, cid)
-    assert summary.handoff_status == "" and summary.fallbacks == 2
-
-
 async def test_the_console_columns_follow_the_turns(engine: DialogueEngine) -> None:
     reply = await engine.handle_message(None, mid(), "my email is jane.doe@example.com, where is order 10234?")
     cid = reply.conversation_id
@@ -277,3 +250,38 @@ async def test_losing_every_race_raises_turn_contention_and_stores_nothing(engin
     assert (info.value.conversation_id, info.value.attempts) == (first.conversation_id, 3)
     assert racing.calls.count("commit_turn") == 3 and racing.calls.count("get_for_message") == 3
     assert await engine.conversation_events(first.conversation_id) == before
+
+
+class StaleFirstRead:
+    """The real store, whose first ``get_for_message`` misses: the read another worker made before this one's
+    conversation was inserted (so two first messages both try to create it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.stale = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_for_message(self, conversation_id: str, message_id: str) -> Any:
+        if self.stale:
+            self.stale = False
+            return None, False
+        return await self.inner.get_for_message(conversation_id, message_id)
+
+
+async def test_first_messages_racing_to_create_one_conversation_make_one(engine: DialogueEngine) -> None:
+    """The chat channel's ``create``: the row is made by the first message, with the channel's id, secret hash,
+    language and sender; a copy of the first message that loses the insert race reads the winner's row."""
+    spec = ev.NewConversation(f"c-{mid()}", "ab" * 32, "zh", "cust-9")
+    workers = [DialogueEngine(engine.parts, StaleFirstRead(engine.store), engine.generator)  # type: ignore[arg-type]
+               for _ in range(2)]
+    first = await workers[0].handle_message(None, "m1", "你好", create=spec)
+    again = await workers[1].handle_message(None, "m1", "你好", create=spec)  # a resend elsewhere: a replay
+    other = await workers[1].handle_message(spec.id, "m2", "where is my order 10234", create=spec)
+    assert {first.conversation_id, again.conversation_id, other.conversation_id} == {spec.id}
+    assert again.replayed and not other.replayed
+    row = await engine.get_conversation(spec.id)
+    assert row is not None and (row.secret_hash, row.sender, row.turn_count) == ("ab" * 32, "cust-9", 2)
+    with pytest.raises(DialogueError):
+        await engine.handle_message("another-id", "m3", "hi", create=spec)

@@ -53,7 +53,7 @@ def test_load_reads_every_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "body",
     ["turns: []\n", 'turns:\n  - user: "hi"\n    colour: red\n', 'turns:\n  - user: "hi"\n    flags: pii\n',
-     "turns: [\n"],
+     "turns: [\n", 'staffing: maybe\nturns:\n  - user: "hi"\n'],
 )
 def test_malformed_scenarios_name_the_problem(tmp_path: Path, body: str) -> None:
     with pytest.raises(ScenarioError, match="s.yml"):
@@ -70,5 +70,12 @@ class RemoteClient:
 
 async def test_model_says_needs_an_in_process_engine(tmp_path: Path) -> None:
     scenario = Scenario.load(write(tmp_path, 'turns:\n  - user: "hi"\n    model_says: "x"\n'))
+    with pytest.raises(ScenarioError, match="in-process engine"):
+        await run_scenario(RemoteClient(), scenario)
+
+
+async def test_staffing_offline_needs_an_in_process_engine(tmp_path: Path) -> None:
+    scenario = Scenario.load(write(tmp_path, 'staffing: offline\nturns:\n  - user: "hi"\n'))
+    assert scenario.staffing == "offline"
     with pytest.raises(ScenarioError, match="in-process engine"):
         await run_scenario(RemoteClient(), scenario)

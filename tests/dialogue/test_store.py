@@ -24,7 +24,7 @@ from dialogue.errors import (
     UserExists,
     UserNotFound,
 )
-from dialogue.store import SEARCH_CAP, Store, conversations, encode_cursor
+from dialogue.store import MIGRATIONS_DIR, SEARCH_CAP, Store, conversations, encode_cursor
 from dialogue.types import (
     ACTION,
     AGENT_MESSAGE,
@@ -77,6 +77,20 @@ def turn(
     )
 
 
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+HEAD = _head()  # the newest migration: what Store.open upgrades to
+
+
 async def _reload(store: Store, conv_id: str) -> Conversation:
     conv = await store.get(conv_id)
     assert conv is not None
@@ -87,7 +101,7 @@ async def _reload(store: Store, conv_id: str) -> Conversation:
 
 
 async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: StoreTarget, store: Store) -> None:
-    assert await store.schema_version() == "0004"
+    assert await store.schema_version() == HEAD
 
     def inspect(sync_conn: sa.Connection) -> dict[str, Any]:
         insp = sa.inspect(sync_conn)
@@ -142,7 +156,7 @@ async def test_migration_creates_schema_and_reopen_is_idempotent(store_target: S
     for _ in range(2):
         again = await store_target.open()
         try:
-            assert await again.schema_version() == "0004"
+            assert await again.schema_version() == HEAD
             assert await again.get(conv.id) == conv
         finally:
             await again.close()
@@ -609,7 +623,7 @@ async def test_migration_0003_backfills_existing_conversations(store_target: Sto
 
     store = await store_target.open()  # upgrades to head again, backfilling
     try:
-        assert await store.schema_version() == "0004"
+        assert await store.schema_version() == HEAD
         s = await _summary(store, "old-1")
         assert s.min_confidence == pytest.approx(0.4)
         assert (s.fallbacks, s.safety_flags, s.handoff_status, s.handoffs) == (1, 1, "waiting", 1)
@@ -1137,10 +1151,13 @@ async def test_migration_0004_adds_the_replay_index_and_downgrades_cleanly(store
         assert await store.schema_version() == "0003"
         assert "ix_events_conversation_message" not in await _event_indexes(store)
         assert "ix_events_conversation_turn" in await _event_indexes(store)  # 0001's index is left alone
-        assert (await store.get_for_message(conv.id, "m1"))[1]  # the data is untouched
+        async with store.transaction("test", write=False) as conn:  # the data is untouched (a raw read: the
+            stored = await conn.execute(sa.text(  # store's queries expect the newest schema's columns)
+                "SELECT count(*) FROM events WHERE conversation_id = :c AND message_id = :m"), {"c": conv.id, "m": "m1"})
+            assert stored.scalar_one() >= 1
 
         await _migrate_to(store_target, store, "head", down=False)
-        assert await store.schema_version() == "0004"
+        assert await store.schema_version() == HEAD
         assert "ix_events_conversation_message" in await _event_indexes(store)
     finally:
         await store.close()
@@ -1255,3 +1272,28 @@ async def test_a_terminated_backend_is_store_unavailable(store_target: StoreTarg
     assert killer is not None
     await killer
     await store.ping()  # the pool replaced the dead connection
+
+
+# ---------------------------------------------------------------- the chat resume secret (migration 0005)
+async def test_migration_0005_adds_the_secret_hash_and_downgrades_cleanly(store_target: StoreTarget) -> None:
+    async def columns(store: Store) -> set[str]:
+        async with store.transaction("test", write=False) as conn:
+            found = await conn.run_sync(lambda sync_conn: sa.inspect(sync_conn).get_columns("conversations"))
+        return {c["name"] for c in found}
+
+    store = await store_target.open()
+    try:
+        made = await store.create_conversation("en", conversation_id="c-secret", secret_hash="ab" * 32)
+        assert made.secret_hash == "ab" * 32 and "ab" * 32 not in repr(made)
+        assert await store.get("c-secret") == made
+        await store.commit_turn(turn(made, "m1"))
+        events = await store.events("c-secret")
+        await _migrate_to(store_target, store, "0004", down=True)
+        assert await store.schema_version() == "0004" and "secret_hash" not in await columns(store)
+        await _migrate_to(store_target, store, "head", down=False)
+        assert await store.schema_version() == HEAD and "secret_hash" in await columns(store)
+        again = await store.get("c-secret")  # the row survived; its hash did not: no longer resumable by chat
+        assert again is not None and again.secret_hash is None and again.turn_count == 1
+        assert await store.events("c-secret") == events  # a table rebuild would have cascaded to the events
+    finally:
+        await store.close()

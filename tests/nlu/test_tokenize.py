@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from nlu.tokenize import detect_language, tokenize
+from nlu.tokenize import clear_language, detect_language, tokenize
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,27 @@ def test_offsets_skip_whitespace() -> None:
 )
 def test_detect_language(text: str, language: str) -> None:
     assert detect_language(text) == language
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("where is my order", "en"),
+        ("ok thanks", "en"),
+        ("我的订单到哪了", "zh"),
+        ("好", "zh"),
+        ("我的order 10234 怎么还没到", "zh"),
+        ("ok 好的", "zh"),
+        # Says nothing about the language: a conversation keeps its own.
+        ("14388", None),
+        ("😂😂", None),
+        ("+86 13812345678", None),
+        ("[PHONE]", None),
+        ("[EMAIL] [CARD]", None),
+        ("hi", None),
+        ("？？", None),
+        ("iPhone 15", None),
+    ],
+)
+def test_clear_language(text: str, language: str | None) -> None:
+    assert clear_language(text) == language

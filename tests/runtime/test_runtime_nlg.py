@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from runtime.engine import Engine, SamplingParams
 from runtime.errors import GenerationError, QueueFull, TemplateError
-from runtime.nlg import NLG
+from runtime.nlg import NLG, closeness
 from runtime.templates import Templates
 from runtime.types import Act
 
@@ -102,6 +102,8 @@ async def test_random_model_falls_back_to_template(trained_dir: Path, templates:
         (["Order [order_id] is [status] [eta] [reason]."], "template", ("invented:reason",)),
         (["Order [order_id] [order_id]", " is [status] [eta].", " more"], "template", ("repeated:order_id",)),
         ([""], "template", ("empty", "missing:eta", "missing:order_id", "missing:status")),
+        # The right slots in words of its own: the slot check passes, the closeness to every variant does not.
+        (["Lovely weather [order_id]; cats [status] dogs [eta]!"], "template", ("unfaithful",)),
     ],
 )
 async def test_slot_check_on_streamed_output(
@@ -179,3 +181,18 @@ def test_cli_train(tmp_path: Path) -> None:
     assert {"config.json", "model.safetensors", "tokenizer.json", "generator.json", "report.json", "curves.png"} <= {
         p.name for p in out.iterdir()
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "variants", "low", "high"),
+    [
+        ("Order [order_id] is on its way.", ["Order [order_id] is on its way."], 1.0, 1.0),
+        ("Order [order_id] is on the way!", ["Your parcel left.", "Order [order_id] is on its way."], 0.7, 0.99),
+        ("亲，您的问题。", ["抱歉，人工客服暂时不在线。", "亲，人工客服现在下线了。"], 0.0, 0.3),
+        ("anything", [], 0.0, 0.0),
+        ("[answer]", ["[answer]", "亲，[answer]"], 1.0, 1.0),
+        ("亲，[answer]", ["[answer]"], 0.0, 0.0),
+    ],
+)
+def test_closeness(text: str, variants: list[str], low: float, high: float) -> None:
+    assert low <= closeness(text, variants) <= high

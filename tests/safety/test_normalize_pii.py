@@ -57,13 +57,13 @@ def test_luhn(digits: str, valid: bool) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # bank cards: Luhn-valid only, separators allowed, digits glued to Chinese
+        # bank cards: by shape, whatever the checksum; any mix of separators; digits glued to Chinese
         ("card 4111 1111 1111 1111 please", "card [CARD] please"),
         ("card 4111-1111-1111-1111.", "card [CARD]."),
-        ("card 4111 1111 1111 1112 please", "card 4111 1111 1111 1112 please"),
+        ("card 4111 1111 1111 1112 please", "card [CARD] please"),  # a mistyped card number is still one
         ("卡号6222021234567890128谢谢", "卡号[CARD]谢谢"),
         ("银联卡 6222 0212 3456 7890 128", "银联卡 [CARD]"),
-        ("卡号6222021234567890127谢谢", "卡号6222021234567890127谢谢"),
+        ("卡号6222021234567890127谢谢", "卡号[CARD]谢谢"),
         # Chinese mobiles
         ("我的手机13812345678，谢谢", "我的手机[PHONE],谢谢"),
         ("电话+86 138 1234 5678", "电话[PHONE]"),
