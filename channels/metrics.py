@@ -16,7 +16,7 @@ metric                                      type      meaning
 ``kefu_errors_total{code}``                 counter   error frames sent, by wire code (``rate_limited``...)
 ``kefu_pending_turns``                      gauge     turns queued or running, all connections together
 ``kefu_open_connections``                   gauge     open WebSocket connections
-``kefu_connections_refused_total{reason}``  counter   handshakes refused (``max_connections``)
+``kefu_connections_refused_total{reason}``  counter   handshakes refused (``max_connections``, ``connections_per_address``)
 ``kefu_generated_tokens_total``             counter   streamed reply fragments (``rate()`` = tokens/s)
 ``kefu_safety_blocks_total{kind}``          counter   ``input`` (message blocked by the input filter) or
                                                       ``output`` (toxic reply replaced)

@@ -449,7 +449,7 @@ def render_plot(stats: DashboardStats, plot: str) -> bytes:
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], padding=3)
         ax.set_xlim(0, 110)
         ax.invert_yaxis()
-        ax.set_title(f"Outcomes (safety blocks: {stats.safety_blocks})")
+        ax.set_title(f"Outcomes (safety blocks: {stats.safety_blocks}, redactions: {stats.redactions})")
         ax.set_xlabel("% of conversations (fallbacks: % of customer turns)")
     elif plot == "intents":
         names = [i for i, _ in stats.top_intents][::-1]

@@ -82,6 +82,7 @@ ROUTE_ALIASES = {"/": "index.html"}
 DEFAULT_CONVERSATION_RATE = 0.5  # new conversations per second and client address, on average (30 a minute)
 DEFAULT_CONVERSATION_BURST = 10
 DEFAULT_CONVERSATIONS_PER_CONNECTION = 3  # a widget creates one (two when an old id could not be resumed)
+DEFAULT_CONNECTIONS_PER_ADDRESS = 64  # open sockets from one address: a shop's office NAT has fewer tabs open
 
 #: The CSP of served HTML. Nothing in it comes from the request: ``connect-src 'self'`` covers the page's own
 #: ``ws:``/``wss:`` origin in current browsers (CSP Level 3), so the ``Host`` header (client-chosen) is not needed.
@@ -114,7 +115,9 @@ class ServerOptions:
     nothing. Each worker process counts on its own (N workers admit N times the rate). ``trusted_proxies``: IP
     addresses or networks of the reverse proxies in front of the server; only for a peer among them is the client
     address read from ``X-Forwarded-For`` (behind a proxy, set it, or every customer shares the proxy's bucket).
-    ``public_metrics``: serve ``GET /metrics`` on this (public) port. ``compression``: negotiate permessage-deflate
+    ``connections_per_address``: open WebSocket connections one client address may hold; a handshake beyond it
+    is refused with HTTP 429 before any WebSocket work (a flood of sockets from one address costs an HTTP parse
+    each, not a connection; ``None``: no limit). ``public_metrics``: serve ``GET /metrics`` on this (public) port. ``compression``: negotiate permessage-deflate
     (off by default: chat frames are small, and compressing a frame with the resume secret in the same context as
     later text is the CRIME pattern; it also costs a zlib context per connection and CPU per frame under a flood).
     """
@@ -133,6 +136,7 @@ class ServerOptions:
     rate: float | None = p.DEFAULT_RATE
     burst: int = p.DEFAULT_BURST
     max_connections: int | None = 10_000
+    connections_per_address: int | None = DEFAULT_CONNECTIONS_PER_ADDRESS
     reuse_port: bool = False
     conversation_rate: float | None = DEFAULT_CONVERSATION_RATE
     conversation_burst: int = DEFAULT_CONVERSATION_BURST
@@ -148,6 +152,8 @@ class ServerOptions:
             p.TokenBucket(self.conversation_rate, self.conversation_burst)
         if self.conversations_per_connection is not None and self.conversations_per_connection < 1:
             raise ValueError("conversations_per_connection must be >= 1 or None")
+        if self.connections_per_address is not None and self.connections_per_address < 1:
+            raise ValueError("connections_per_address must be >= 1 or None")
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,8 @@ class Server:
         self._handed_off: set[str] = set()  # conversations handed off at the last poll
         self._pusher: asyncio.Task[None] | None = None
         self.metrics = metrics if metrics is not None else Metrics()
+        self._by_address: dict[str, set[ServerConnection]] = {}  # open /ws connections per client address
+        self._address: dict[ServerConnection, str] = {}
         self._ws_admitted: set[ServerConnection] = set()  # /ws handshakes let through, not yet ended
         self._trusted = p.parse_networks(self.options.trusted_proxies)
         opts = self.options
@@ -331,8 +339,8 @@ class Server:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path.partition("?")[0]).path or "/"
-        if path == "/ws":
-            return self._admit(connection)  # None: let websockets perform (or refuse) the WebSocket handshake
+        if path == "/ws":  # None: let websockets perform (or refuse) the WebSocket handshake
+            return self._admit(connection, request)
         if path == "/metrics" and self.options.public_metrics:
             body, content_type = self.metrics.render()
             return self._response(http.HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store"})
@@ -353,22 +361,47 @@ class Server:
             extra["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return self._response(http.HTTPStatus.OK, static.body, static.content_type, extra)
 
-    def _admit(self, connection: ServerConnection) -> Response | None:
-        """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened)."""
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened), and with 429
+        when the client's address already holds ``connections_per_address``."""
         limit = self.options.max_connections
-        if limit is None:
-            return None
         admitted = self._ws_admitted
-        if len(admitted) >= limit:  # forget handshakes that failed after being admitted
+        if limit is not None and len(admitted) >= limit:  # forget handshakes that failed after being admitted
             admitted.difference_update([c for c in admitted if c.state is State.CLOSED])
-        if len(admitted) >= limit:
+        if limit is not None and len(admitted) >= limit:
             self.metrics.refused.labels("max_connections").inc()
             return self._json(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 {"error": {"code": "unavailable", "message": "too many connections; retry later"}},
             )
+        per_address = self.options.connections_per_address
+        if per_address is not None:
+            address = self._address_of(connection, request)
+            mine = self._by_address.setdefault(address, set())
+            if len(mine) >= per_address:  # forget handshakes that failed after being admitted
+                for closed in [c for c in mine if c.state is State.CLOSED]:
+                    mine.discard(closed)
+                    self._address.pop(closed, None)
+            if len(mine) >= per_address:
+                self.metrics.refused.labels("connections_per_address").inc()
+                return self._json(
+                    http.HTTPStatus.TOO_MANY_REQUESTS,
+                    {"error": {"code": "rate_limited", "message": "too many connections from this address"}},
+                )
+            mine.add(connection)
+            self._address[connection] = address
         admitted.add(connection)
         return None
+
+    def _forget(self, connection: ServerConnection) -> None:
+        """A connection ended: it no longer counts against the limits."""
+        self._ws_admitted.discard(connection)
+        address = self._address.pop(connection, None)
+        mine = self._by_address.get(address) if address is not None else None
+        if mine is not None:
+            mine.discard(connection)
+            if not mine:
+                del self._by_address[address]  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------------------------------------- WebSocket
     async def _send(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
@@ -468,7 +501,7 @@ class Server:
             self._live.pop(ws, None)
             self._send_locks.pop(ws, None)
             self.metrics.connections.dec()
-            self._ws_admitted.discard(ws)
+            self._forget(ws)
             # Drop turns that have not started (the client resends them); the running one finishes and is stored,
             # so a resend after reconnecting is answered from the store.
             while not queue.empty():
@@ -478,8 +511,14 @@ class Server:
 
     def _client_address(self, ws: ServerConnection) -> str:
         """The address the per-address limits count (see :func:`channels.protocol.client_address`)."""
-        peer = ws.remote_address[0] if ws.remote_address else None
-        forwarded = ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None and self._trusted else []
+        known = self._address.get(ws)
+        if known is not None:
+            return known
+        return self._address_of(ws, ws.request)
+
+    def _address_of(self, connection: ServerConnection, request: Request | None) -> str:
+        peer = connection.remote_address[0] if connection.remote_address else None
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None and self._trusted else []
         return p.client_address(str(peer) if peer is not None else None, forwarded, self._trusted)
 
     async def _worker(

@@ -392,7 +392,7 @@ class DialogueEngine:
         timer = _Timer()
         events: list[NewEvent] = [
             NewEvent(ev.SAFETY_INPUT, verdict.to_dict()),
-            NewEvent(ev.USER_MESSAGE, {"text": verdict.text, "message_id": message_id}, message_id=message_id),
+            NewEvent(ev.USER_MESSAGE, _user_message(verdict, message_id), message_id=message_id),
         ]
         timer.lap("safety_in")
 
@@ -633,6 +633,15 @@ class DialogueEngine:
         pieces.extend(result.texts)
         sources.extend("action" for _ in result.texts)
         return "\n".join(p for p in pieces if p), sources
+
+
+def _user_message(verdict: InputVerdict, message_id: str) -> dict[str, Any]:
+    """The stored customer message: the redacted text with the customer's punctuation (people read it), plus the
+    normalised form the models read when it differs, so that a console search matches either."""
+    data: dict[str, Any] = {"text": verdict.shown, "message_id": message_id}
+    if verdict.display:
+        data["normalized"] = verdict.text
+    return data
 
 
 def _replayed(conversation: Conversation, message_id: str, events: Sequence[Event]) -> TurnReply:

@@ -131,6 +131,8 @@ conversations = sa.Table(
     sa.Column("min_confidence", sa.Float(), nullable=True),
     sa.Column("fallbacks", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("safety_flags", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("safety_blocks", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("redactions", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("handoff_status", sa.String(16), nullable=False, server_default=""),
     sa.Column("agent", sa.String(64), nullable=True),
     sa.Column("handoff_at", sa.DateTime(timezone=True), nullable=True),
@@ -353,6 +355,8 @@ class _Facts:
     intents: set[str] = field(default_factory=set)
     fallback: bool = False
     safety: bool = False
+    blocked: bool = False  # the message was blocked or the reply replaced
+    redacted: bool = False  # PII was redacted from the message
     handoff: bool = False
     handoff_end: bool = False
     texts: list[str] = field(default_factory=list)
@@ -390,16 +394,20 @@ def _turn_facts(new_events: Iterable[NewEvent]) -> _Facts:
             actions.append(str(data.get("name")))
         elif new.type == ev.SAFETY_INPUT:
             facts.safety |= bool(data.get("blocked") or data.get("redactions") or data.get("flags"))
+            facts.blocked |= bool(data.get("blocked"))
+            facts.redacted |= bool(data.get("redactions"))
         elif new.type == ev.SAFETY_OUTPUT:
             facts.safety |= bool(data.get("toxic") or data.get("replaced"))
+            facts.blocked |= bool(data.get("replaced"))
         elif new.type == ev.HANDOFF:
             facts.handoff = True
         elif new.type == ev.HANDOFF_END:
             facts.handoff_end = True
         if new.type in (ev.USER_MESSAGE, ev.BOT_MESSAGE, ev.AGENT_MESSAGE):
-            text = data.get("text")
-            if isinstance(text, str) and text:
-                facts.texts.append(text)
+            for key in ("text", "normalized"):  # a search matches the text as written or as the models read it
+                text = data.get(key)
+                if isinstance(text, str) and text:
+                    facts.texts.append(text)
     facts.fallback = bool(actions) and (ev.FALLBACK_ACTION in actions or ev.OUT_OF_SCOPE in facts.intents)
     return facts
 
@@ -914,7 +922,8 @@ class Store:
             sa.func.coalesce(sa.func.sum(sa.case((resolved, 1), else_=0)), 0),
             sa.func.coalesce(sa.func.sum(sa.case((c.handoffs > 0, 1), else_=0)), 0),
             sa.func.coalesce(sa.func.sum(c.fallbacks), 0),
-            sa.func.coalesce(sa.func.sum(c.safety_flags), 0),
+            sa.func.coalesce(sa.func.sum(c.safety_blocks), 0),
+            sa.func.coalesce(sa.func.sum(c.redactions), 0),
         ).where(window)
         per_day = sa.select(day.label("day"), sa.func.count()).where(window).group_by(day)
         ci = conversation_intents.c
@@ -928,7 +937,7 @@ class Store:
             .limit(10)
         )
         async with self._read("dashboard") as conn:
-            count, turns, resolved_n, handoffs, fallbacks, safety = (await conn.execute(totals)).one()
+            count, turns, resolved_n, handoffs, fallbacks, blocks, redactions = (await conn.execute(totals)).one()
             by_day = {str(d): int(k) for d, k in (await conn.execute(per_day)).all()}
             top_intents = [(str(i), int(k)) for i, k in (await conn.execute(top)).all()]
         count, turns = int(count), int(turns)
@@ -944,7 +953,8 @@ class Store:
             resolution_rate=int(resolved_n) / count if count else 0.0,
             handoff_rate=int(handoffs) / count if count else 0.0,
             fallback_rate=int(fallbacks) / turns if turns else 0.0,
-            safety_blocks=int(safety),
+            safety_blocks=int(blocks),
+            redactions=int(redactions),
             top_intents=top_intents,
         )
 
@@ -1011,6 +1021,8 @@ class Store:
             "min_confidence": facts.min_confidence(row.min_confidence),
             "fallbacks": row.fallbacks + int(facts.fallback),
             "safety_flags": row.safety_flags + int(facts.safety),
+            "safety_blocks": row.safety_blocks + int(facts.blocked),
+            "redactions": row.redactions + int(facts.redacted),
             "search_text": facts.search_text(row.search_text or ""),
         }
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Event types written to the append-only event table.
-USER_MESSAGE = "user_message"  # data: {"text" (redacted), "message_id"}
+USER_MESSAGE = "user_message"  # data: {"text" (redacted, punctuation as typed), "message_id", "normalized"?}
 NLU_PARSE = "nlu_parse"  # data: Parse.to_dict()
 SAFETY_INPUT = "safety_input"  # data: InputVerdict.to_dict()
 SLOT_SET = "slot_set"  # data: {"slot", "value"}
@@ -188,7 +188,8 @@ class DashboardStats:
     ``per_day`` lists every day of the window, oldest first, with zero days included. ``resolution_rate``: share of
     conversations never handed to a human whose last turn was not a fallback; ``handoff_rate``: share ever queued
     or taken over; ``fallback_rate``: share of customer *turns* answered with the fallback; ``safety_blocks``:
-    turns where a safety filter fired; ``top_intents``: the 10 intents seen in most conversations. Rates are 0.0
+    turns whose message was blocked or whose reply was replaced; ``redactions``: turns with PII redacted (counted
+    apart: a redaction is not a block); ``top_intents``: the 10 intents seen in most conversations. Rates are 0.0
     when there is nothing to divide.
     """
 
@@ -203,6 +204,7 @@ class DashboardStats:
     fallback_rate: float
     safety_blocks: int
     top_intents: list[tuple[str, int]]
+    redactions: int = 0
 
 
 @dataclass(frozen=True)

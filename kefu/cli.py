@@ -68,6 +68,7 @@ def serve(
     conversation_rate: Annotated[float | None, typer.Option(help="New chat conversations per second and client address (token bucket; 0: no limit) [default: 0.5].")] = None,
     conversation_burst: Annotated[int | None, typer.Option(help="Bucket size of --conversation-rate [default: 10].")] = None,
     conversations_per_connection: Annotated[int | None, typer.Option(help="New chat conversations one WebSocket connection may create (0: no limit) [default: 3].")] = None,
+    connections_per_address: Annotated[int | None, typer.Option(help="Open WebSocket connections one client address may hold before HTTP 429 (0: no limit) [default: 64].")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(help="IP/network of a reverse proxy whose X-Forwarded-For names the chat client (repeatable).")] = None,
 ) -> None:
     """Serve the chat widget and WebSocket endpoint, and the staff console on its own port."""
@@ -89,6 +90,8 @@ def serve(
         limits["conversation_burst"] = conversation_burst
     if conversations_per_connection is not None:
         limits["conversations_per_connection"] = conversations_per_connection or None
+    if connections_per_address is not None:
+        limits["connections_per_address"] = connections_per_address or None
     try:
         options = ServerOptions(
             reuse_port=reuse_port, max_connections=max_connections, public_metrics=public_metrics,

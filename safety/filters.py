@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safety.errors import InputTooLongError
-from safety.normalize import Skeleton, normalize, skeleton
+from safety.normalize import Skeleton, normalize, skeleton, with_original_punctuation
 from safety.pii import KINDS as PII_KINDS
 from safety.pii import PiiSpan, apply_redactions, find_pii
 from safety.types import InputVerdict, OutputVerdict
@@ -477,7 +477,9 @@ class InputFilter:
         banned = self.banned.find(norm.text, sk)
         if self.mask_banned:
             spans += [(FLAG_BANNED, m.start, m.end, BANNED_PLACEHOLDER) for m in banned]
-        redacted, redactions = apply_redactions(norm, _non_overlapping(spans))
+        kept = _non_overlapping(spans)
+        redacted, redactions = apply_redactions(norm, kept)
+        display, _ = apply_redactions(with_original_punctuation(norm, text), kept)
         flags: list[str] = []
         if pii:
             flags.append(FLAG_PII)
@@ -490,7 +492,8 @@ class InputFilter:
         if injection:
             flags.append(FLAG_INJECTION)
         blocked = (bool(banned) and self.block_banned) or (injection and self.block_injection)
-        return InputVerdict(text=redacted, redactions=redactions, flags=tuple(flags), blocked=blocked)
+        return InputVerdict(text=redacted, redactions=redactions, flags=tuple(flags), blocked=blocked,
+                            display=display if display != redacted else "")
 
 
 def _blank(text: str, pii: Sequence[PiiSpan]) -> str:

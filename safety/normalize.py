@@ -342,3 +342,23 @@ def skeleton(
             found.append(text_v)
     variants = tuple(found)
     return Skeleton(variants, tuple(src[x] for x in keep), tuple(glued[x] for x in keep))
+
+
+def _wide_punctuation(ch: str) -> bool:
+    """Full-width and CJK punctuation (，。？！：；（）「」…): what NFKC folds but a reader wants kept."""
+    return ("\u3000" < ch <= "\u303f" or "\uff00" <= ch <= "\uffef") and unicodedata.category(ch)[0] in "PS"
+
+
+def with_original_punctuation(norm: Normalized, original: str) -> Normalized:
+    """``norm`` with every character that came from one full-width or CJK punctuation mark of ``original`` put back.
+
+    Models read the normalised text ("有人吗?"); people read what the customer typed ("有人吗？"). The result has the
+    same length and index map as ``norm``, so spans found in the normalised text (redactions) apply to it unchanged;
+    only punctuation comes back, never a letter or digit (a full-width digit stays folded, so PII found in the
+    normalised text cannot reappear in another form).
+    """
+    chars = list(norm.text)
+    for i, (start, end) in enumerate(zip(norm.starts, norm.ends)):
+        if end - start == 1 and _wide_punctuation(original[start]):
+            chars[i] = original[start]
+    return Normalized("".join(chars), norm.starts, norm.ends, norm.original_length)

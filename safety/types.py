@@ -22,12 +22,20 @@ class InputVerdict:
     ``text`` is the normalised text with PII replaced by placeholders: the only form that may reach
     NLU, generation, storage or logs. ``flags`` names the filters that fired (``"pii"``,
     ``"banned_term"``, ``"prompt_injection"``); ``blocked`` means the message must not be processed.
+    ``display`` (empty when it equals ``text``) is the same redacted text with the customer's full-width and CJK
+    punctuation kept: what is stored and shown to people, while models read ``text``.
     """
 
     text: str
     redactions: tuple[Redaction, ...] = ()
     flags: tuple[str, ...] = ()
     blocked: bool = False
+    display: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The text people see (stored transcript, console, history)."""
+        return self.display or self.text
 
     def __repr__(self) -> str:
         return f"InputVerdict(redactions={[r.kind for r in self.redactions]}, flags={self.flags}, blocked={self.blocked})"

@@ -71,7 +71,8 @@ class ThreadedServer:
 def live() -> Iterator[ThreadedServer]:
     # No limits on new conversations: every example's sentinel starts one (tests/security tests those limits).
     srv = ThreadedServer(ServerOptions(rate=10_000, burst=10_000, max_pending=8, turn_timeout=5, max_connections=400,
-                                       conversation_rate=None, conversations_per_connection=None))
+                                       conversation_rate=None, conversations_per_connection=None,
+                                       connections_per_address=None))
     try:
         yield srv
     finally:

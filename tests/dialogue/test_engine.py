@@ -285,3 +285,14 @@ async def test_first_messages_racing_to_create_one_conversation_make_one(engine:
     assert row is not None and (row.secret_hash, row.sender, row.turn_count) == ("ab" * 32, "cust-9", 2)
     with pytest.raises(DialogueError):
         await engine.handle_message("another-id", "m3", "hi", create=spec)
+
+
+async def test_the_transcript_keeps_the_customers_punctuation_and_search_matches_either(engine: DialogueEngine) -> None:
+    reply = await engine.handle_message(None, mid(), "有人吗？我的订单10234，到哪了？")
+    cid = reply.conversation_id
+    stored = next(e for e in await engine.conversation_events(cid) if e.type == ev.USER_MESSAGE)
+    assert stored.data["text"] == "有人吗？我的订单10234，到哪了？"
+    assert stored.data["normalized"] == "有人吗?我的订单10234,到哪了?"  # what the models read
+    for query in ("有人吗？", "有人吗?", "10234，到哪了"):
+        found = await engine.store.list_conversations(ConversationFilter(query=query), limit=1000)
+        assert cid in [s.id for s in found.items], query

@@ -956,7 +956,7 @@ async def test_dashboard(store: Store) -> None:
     assert stats.resolution_rate == pytest.approx(3 / 5)
     assert stats.handoff_rate == pytest.approx(1 / 5)
     assert stats.fallback_rate == pytest.approx(1 / 7)
-    assert stats.safety_blocks == 2
+    assert (stats.safety_blocks, stats.redactions) == (0, 2)  # redacted turns: a redaction is not a block
     assert stats.top_intents[:2] == [("greet", 2), ("order_status", 2)]
     assert dict(stats.top_intents)["complaint"] == 1
 
@@ -1297,3 +1297,13 @@ async def test_migration_0005_adds_the_secret_hash_and_downgrades_cleanly(store_
         assert await store.events("c-secret") == events  # a table rebuild would have cascaded to the events
     finally:
         await store.close()
+
+
+async def test_dashboard_counts_blocks_and_redactions_apart(store: Store) -> None:
+    conv = await store.create_conversation("en")
+    for message_id, kind in [("r1", "redacted"), ("b1", "blocked"), ("t1", "toxic"), ("ok", None)]:
+        conv = await _reload(store, conv.id)
+        await store.commit_turn(console_turn(conv, message_id, **({kind: True} if kind else {})))
+    stats = await store.dashboard(days=1)
+    assert (stats.safety_blocks, stats.redactions) == (2, 1)
+    assert (await _summary(store, conv.id)).safety_flags == 3  # the console's "safety" filter still sees all three

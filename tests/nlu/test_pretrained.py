@@ -77,7 +77,7 @@ def test_missing_pretrained_source_is_a_load_error(tiny_model_dir: Path, tmp_pat
 def _plain_model(tmp_path: Path, intents: list[str]) -> NLUModel:
     examples = [make_example(f"example {i} {k}", intent) for k, intent in enumerate(intents) for i in range(2)]
     cfg = NLUConfig(word_dim=8, char_dim=4, char_filters=4, shape_dim=2, hidden=8, pretrained="")
-    return train(examples, tmp_path / "plain", examples, cfg, TrainConfig(epochs=1, ensemble=1, progress=False))
+    return train(examples, tmp_path / "plain", examples, cfg, TrainConfig(epochs=1, ensemble=1, prior=False, progress=False))
 
 
 def test_checkpoint_without_pretrained_keys_still_loads(tmp_path: Path) -> None:

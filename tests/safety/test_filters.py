@@ -110,3 +110,19 @@ def test_too_long_blocks_with_reason_or_raises() -> None:
         InputFilter(max_chars=20, raise_on_too_long=True).check("y" * 500)
     assert isinstance(err.value, SafetyError)
     assert err.value.length == 500 and "20" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "shown"),
+    [
+        ("有人吗？", "有人吗?", "有人吗？"),
+        ("订单，10234到哪了？！", "订单,10234到哪了?!", "订单，10234到哪了？！"),
+        ("我的邮箱是 jane@example.com，谢谢。", "我的邮箱是 [EMAIL],谢谢。", "我的邮箱是 [EMAIL]，谢谢。"),
+        ("ｃａｒｄ：４１１１ １１１１ １１１１ １１１１", "card:[CARD]", "card：[CARD]"),  # letters and digits stay folded
+        ("plain ascii, nothing to keep", "plain ascii, nothing to keep", "plain ascii, nothing to keep"),
+    ],
+)
+def test_stored_text_keeps_the_customers_punctuation(raw: str, text: str, shown: str) -> None:
+    verdict = InputFilter().check(raw)
+    assert (verdict.text, verdict.shown) == (text, shown)
+    assert verdict.display == ("" if shown == text else shown)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -66,3 +67,25 @@ async def test_kefu_serve_refuses_bad_chat_limits_before_starting() -> None:
                          (["--conversation-burst", "0"], "burst")):
         result = CliRunner().invoke(app, ["serve", "--no-console", *args])
         assert result.exit_code == 2 and "invalid chat limits" in result.output and needle in result.output
+
+
+async def test_sockets_per_address_are_capped_at_the_handshake() -> None:
+    """A flood of sockets from one address is refused at the HTTP handshake (429, before any WebSocket work), while
+    another address still connects; a closed socket frees its place."""
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    async with run_server(EchoBackend(), options=ServerOptions(connections_per_address=2)) as server:
+        first = await websockets.connect(server.ws_url)
+        second = await websockets.connect(server.ws_url)
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(server.ws_url)
+        assert refused.value.response.status_code == 429
+        assert server.metrics.value("kefu_connections_refused_total", {"reason": "connections_per_address"}) == 1
+        other = await websockets.connect(server.ws_url, local_addr=("127.0.0.2", 0))
+        await other.close()
+        await first.close()
+        await asyncio.sleep(0.05)  # the server's side of the close
+        third = await websockets.connect(server.ws_url)
+        for ws in (second, third):
+            await ws.close()

@@ -30,5 +30,8 @@ def test_placeholders_are_never_part_of_an_entity(nlu: NLUModel, message: str, e
     verdict = InputFilter().check(message)
     assert "pii" in verdict.flags
     parse = nlu.parse(verdict.text)
-    assert [(e.entity, e.value) for e in parse.entities] == entities
-    assert not any("[" in verdict.text[e.start : e.end] or "]" in verdict.text[e.start : e.end] for e in parse.entities)
+    found = [(e.entity, e.value) for e in parse.entities]
+    assert set(entities) <= set(found), found  # the real slot values are still found (the model may find more)
+    for e in parse.entities:
+        span = verdict.text[e.start : e.end]
+        assert "[" not in span and "]" not in span and not any(k in e.value for k in ("CARD", "PHONE", "EMAIL")), e

@@ -24,7 +24,8 @@
       kpis.appendChild(kpi(K.pct(d.resolution_rate), "resolved by the bot"));
       kpis.appendChild(kpi(K.pct(d.handoff_rate), "handed to a human"));
       kpis.appendChild(kpi(K.pct(d.fallback_rate), "of turns answered with the fallback"));
-      kpis.appendChild(kpi(d.safety_blocks, "turns with a safety block"));
+      kpis.appendChild(kpi(d.safety_blocks, "turns blocked or replies replaced by safety"));
+      kpis.appendChild(kpi(d.redactions, "turns with personal data redacted"));
       K.setStatus(status, "");
       PLOTS.forEach(function (name) {
         document.getElementById("plot-" + name).src = "/api/dashboard/" + name + ".png?days=" + encodeURIComponent(n);
