@@ -491,13 +491,7 @@ class DialogueEngine:
             if slot in parts.domain.slots and slots.get(slot) != value:
                 slots[slot] = value
                 events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
-        events.append(
-            NewEvent(
-                ev.ACTION,
-                {**decision.to_dict(), "state_before": conversation.state, "state_after": new_state,
-                 "failed": result.failed, "error": result.error, **({"knowledge": knowledge} if knowledge else {})},
-            )
-        )
+        action_at = len(events)  # the action event goes here once the hand-off decision has settled the new state
         entered = new_state == HANDOFF_STATE and state != HANDOFF_STATE
         queued = status == HANDOFF_NONE and (entered or result.handoff or loop)
         if queued:
@@ -512,6 +506,14 @@ class DialogueEngine:
                 result.responses[:] = offline if entered or result.handoff else [*result.responses, *offline]
                 new_state = initial if new_state == HANDOFF_STATE else new_state
         handed_off = new_state == HANDOFF_STATE or queued or status != HANDOFF_NONE
+        events.insert(
+            action_at,
+            NewEvent(
+                ev.ACTION,
+                {**decision.to_dict(), "state_before": conversation.state, "state_after": new_state,
+                 "failed": result.failed, "error": result.error, **({"knowledge": knowledge} if knowledge else {})},
+            ),
+        )
         timer.lap("action")
 
         text, sources = await self._realise(result, slots, language, message_id, on_token)

@@ -132,6 +132,8 @@ async def test_nobody_online_the_bot_says_so_and_keeps_the_customer(
     assert conversation is not None and conversation.state == engine.parts.flows.initial_state
     assert (await _summary(engine, cid)).handoff_status == ""
     assert await _ends(engine, cid) == [{"reason": "offline", "wanted": "complaint"}]
+    action = [e.data for e in await engine.conversation_events(cid) if e.type == ev.ACTION][-1]
+    assert action["state_after"] == engine.parts.flows.initial_state  # where the conversation really is
     after = await engine.handle_message(cid, mid(), "where is my order 10234?" if language == "en" else "订单10234到哪了")
     assert after.action == "action_order_status" and "10234" in after.text  # the bot still helps
 
