@@ -113,6 +113,10 @@
             (ad.policy ? " · " + ad.policy : "") + (ad.failed ? " · FAILED " + (ad.error || "") : ""), "ops-action");
           detail(dl, "Allowed", (ad.allowed || []).join(", "), "ops-allowed");
           detail(dl, "State", (ad.state_before || "?") + " → " + (ad.state_after || "?"));
+          if (ad.knowledge) {  // knowledge first: the entry that answered, whatever the intent said
+            detail(dl, "Knowledge", ad.knowledge.entry + " (score " + Number(ad.knowledge.score).toFixed(2) + ")",
+              "ops-knowledge");
+          }
         }
         if (dl.children.length) li.appendChild(dl);
         if (parse && K.can("agent")) li.appendChild(correctButton(turn, e, parse));
@@ -136,6 +140,10 @@
         li.appendChild(el("div", "ops-system", "slot " + d.slot + " = " + JSON.stringify(d.value)));
       } else if (e.type === "handoff") {
         li.appendChild(el("div", "ops-system", "Bot handed off (" + (d.reason || "?") + "): waiting for an agent"));
+      } else if (e.type === "handoff_end") {
+        var why = {offline: "nobody could answer", timeout: "the wait timed out", customer: "the customer went back to the bot"};
+        li.appendChild(el("div", "ops-system", (d.wanted ? "Hand-off wanted (" + d.wanted + ") but " : "Wait ended: ") +
+          (why[d.reason] || d.reason || "?") + "; the bot answers"));
       } else if (e.type === "takeover") {
         li.appendChild(el("div", "ops-system", (d.agent || "An agent") + " took the conversation over"));
       } else if (e.type === "handback") {
