@@ -112,13 +112,13 @@ import hmac
 import ipaddress
 import json
 import re
-import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from channels.auth import new_token, token_hash
 from channels.errors import ProtocolError
 from dialogue.types import (
     AGENT_MESSAGE,
@@ -145,7 +145,6 @@ MESSAGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONVERSATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:@+-]{1,255}")
 SECRET_RE: Final = re.compile(r"[A-Za-z0-9_-]{16,128}")
-SECRET_BYTES: Final = 32  # 256 random bits per resume secret (43 characters of base64url)
 LANGUAGES: Final = ("en", "zh")
 
 # ----------------------------------------------------------------------------------------------------- error codes
@@ -544,14 +543,10 @@ _ID_PREFIX: Final = b"kefu.conversation-id\x00"
 DENIED_REASON: Final = "conversation_id, secret and user do not match a conversation this client may resume"
 
 
-def new_secret() -> str:
-    """A fresh resume secret (256 random bits, base64url)."""
-    return secrets.token_urlsafe(SECRET_BYTES)
-
-
-def secret_hash(secret: str) -> str:
-    """What the store keeps of a secret: its sha256, hex (a dump of the database resumes nothing)."""
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+# A resume secret is a token like the console's session tokens (256 random bits, base64url), and the store keeps
+# what it keeps of those: the sha256, hex (a dump of the database resumes nothing). One definition serves both.
+new_secret = new_token
+secret_hash = token_hash
 
 
 def conversation_id_for(secret: str) -> str:

@@ -207,12 +207,13 @@ class DialogueEngine:
         probe = FlowContext(context.state, context.intent, dict(context.slots), context.filled)
         return self.parts.flows.advance(probe, action)
 
-    async def _knowledge_hit(self, text: str, language: str, bar: float) -> Hit | None:
+    async def _knowledge_top(self, text: str, language: str) -> Hit | None:
+        """The best knowledge-base entry for ``text`` (one MiniLM encode, in a worker thread), whatever its score."""
         knowledge = self.parts.knowledge
         if knowledge is None or not text.strip():
             return None
         hits = await asyncio.to_thread(knowledge.search, text, language, 1)
-        return hits[0] if hits and float(hits[0].score) >= bar else None
+        return hits[0] if hits else None
 
     async def _staffing(self, now: dt.datetime) -> Staffing:
         """Whether a human can answer now (asked only on hand-off turns: no cost on the others)."""
@@ -418,9 +419,17 @@ class DialogueEngine:
                     events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
         intent, low_confidence = parse.intent, parse.confidence < parts.confidence_threshold
         answered = False  # a from_text slot took this message as the answer to the bot's question
+        searched: list[Hit | None] = []  # the turn's one retrieval, made when first needed
+
+        async def knowledge_hit(bar: float) -> Hit | None:
+            if not searched:
+                searched.append(await self._knowledge_top(parse.text, language))
+            hit = searched[0]
+            return hit if hit is not None and float(hit.score) >= bar else None
+
         answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
         takers = [m for m in parts.domain.from_text if m.takes(conversation.last_action, parse.intent, m.slot in filled)]
-        if takers and answer and await self._knowledge_hit(answer, language, TASK_KNOWLEDGE_MIN) is not None:
+        if takers and answer and await knowledge_hit(TASK_KNOWLEDGE_MIN) is not None:
             takers = []  # a question the knowledge base answers confidently is a question, not the answer asked for
         for mapping in takers if answer else ():
             slots[mapping.slot] = answer  # the customer answered the bot's question: the answer is the value
@@ -467,12 +476,12 @@ class DialogueEngine:
                 status = HANDOFF_NONE
                 state = initial if state == HANDOFF_STATE else state
                 if end != END_CUSTOMER:
-                    notices = offline_responses(list(parts.domain.responses), FALLBACK)
+                    notices = offline_responses(parts.domain.responses, FALLBACK)
         context, decision = decided or decide(state)
         knowledge: dict[str, Any] | None = None
         bar = self._knowledge_bar(context, decision, parse, low_confidence, exempt=verdict.blocked or answered)
         if bar is not None:
-            hit = await self._knowledge_hit(parse.text, language, bar)
+            hit = await knowledge_hit(bar)
             if hit is not None:  # a confident match answers, whatever the intent said
                 decision = Decision(parts.knowledge_action or "", float(hit.score), decision.allowed, "knowledge")
                 knowledge = {"entry": hit.entry_id, "score": round(float(hit.score), 4)}
@@ -502,7 +511,7 @@ class DialogueEngine:
             else:  # nobody can answer: say so, and stay with the bot rather than wait for no one
                 queued = False
                 events.append(NewEvent(ev.HANDOFF_END, {"reason": END_OFFLINE, "wanted": reason}))
-                offline = offline_responses(list(parts.domain.responses), FALLBACK)
+                offline = offline_responses(parts.domain.responses, FALLBACK)
                 result.responses[:] = offline if entered or result.handoff else [*result.responses, *offline]
                 new_state = initial if new_state == HANDOFF_STATE else new_state
         handed_off = new_state == HANDOFF_STATE or queued or status != HANDOFF_NONE

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,6 @@ def wait_expired(handoff_at: dt.datetime | None, now: dt.datetime, timeout: dt.t
     return handoff_at is not None and now - handoff_at > timeout
 
 
-def offline_responses(available: Sequence[str], fallback: str) -> list[tuple[str, dict[str, Any]]]:
+def offline_responses(available: Container[str], fallback: str) -> list[tuple[str, dict[str, Any]]]:
     """What the bot says when a hand-off cannot happen: the bot's offline response, else its fallback."""
     return [(OFFLINE_RESPONSE if OFFLINE_RESPONSE in available else fallback, {})]

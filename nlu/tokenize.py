@@ -18,9 +18,10 @@ _CJK = (
 )
 _CJK_PUNCT = "\u3000-\u3004\u3008-\u3020\u3030\uff00-\uffef"
 _LETTERS = rf"(?:(?![{_CJK}])[^\W\d_])+"
+_PLACEHOLDER = r"\[[A-Z_]+\]"  # the input filter's redactions ([CARD], [PHONE], ...)
 _TOKEN_RE = re.compile(
-    r"\[[A-Z_]+\]"  # a redaction placeholder ([CARD], [PHONE], ...): one token, so never a slot value "[CARD"
-    rf"|[{_CJK}]"  # one CJK character
+    _PLACEHOLDER  # a placeholder is one token, so never a slot value "[CARD"
+    + rf"|[{_CJK}]"  # one CJK character
     rf"|{_LETTERS}(?:['\u2019]{_LETTERS})*"  # a word, with inner apostrophes
     r"|\d+(?:[.,]\d+)*"  # a number (1,299.00 stays whole)
     r"|\S",  # any other single character
@@ -29,7 +30,7 @@ _CJK_RE = re.compile(rf"[{_CJK}{_CJK_PUNCT}]")
 _KANA_RE = re.compile(r"[\u3040-\u30ff]")
 _LATIN_WORD_RE = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
-_PLACEHOLDER_RE = re.compile(r"\[[A-Z_]+\]")  # the input filter's redactions ([EMAIL], [PHONE], ...): no language
+_PLACEHOLDER_RE = re.compile(_PLACEHOLDER)  # a placeholder says nothing about the language
 
 
 class Token(NamedTuple):
