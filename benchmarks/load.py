@@ -788,10 +788,10 @@ def serve_lite(port: int, store_url: str, action_endpoint: str | None = None,
     from channels.metrics import Metrics
     from channels.server import ServerOptions, run_server
     from dialogue.actions import action_runner
-    from dialogue.domain import Domain
     from dialogue.engine import BotParts, DialogueEngine
-    from dialogue.flows import load_flows
     from dialogue.store import Store
+    from kefu.app import bot_dialogue
+    from kefu.config import Bot
     from kefu.logs import configure
     from kefu.serving import ServingBackend
     from nlu.types import Entity, Parse
@@ -812,8 +812,7 @@ def serve_lite(port: int, store_url: str, action_endpoint: str | None = None,
     configure("json")
 
     async def main() -> None:
-        domain = Domain.load(DEFAULT_BOT / "domain.yml")
-        flows = load_flows(DEFAULT_BOT / "flows.py")
+        domain, flows = bot_dialogue(Bot.load(DEFAULT_BOT), None)
         actions = action_runner(DEFAULT_BOT, actions=None, action_endpoint=action_endpoint, timeout_s=1.0) \
             if action_endpoint else None
         parts = BotParts(domain=domain, flows=flows, policy=FSMPolicy(flows.default_policy), nlu=KeywordParser(),

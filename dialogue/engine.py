@@ -527,6 +527,10 @@ class DialogueEngine:
 
         text, sources = await self._realise(result, slots, language, message_id, on_token)
         timer.lap("generation")
+        for slot in parts.flows.resets.get(decision.action, ()):  # the task ended: its next run asks again
+            if slots.get(slot) is not None:
+                slots[slot] = None
+                events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": None, "from": "reset"}))
 
         flags = list(verdict.flags)
         if parts.output_filter is not None and text:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -70,6 +70,8 @@ class Flows:
 
     machine: type[StateMachine]
     default_policy: Rule
+    resets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # action -> slots cleared after it ran
+    definition: object | None = None  # the dialogue definition this was compiled from (dialogue.definition)
     _pool: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
     @property

@@ -72,6 +72,24 @@ class Running:
                 await result
 
 
+def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
+    """The bot's domain and flows: ``dialogue.yml`` compiled (checked against the domain and ``action_names``; None
+    when actions run in a server we cannot list), or the Python flows module. A definition's ``from_text`` slots
+    join the domain's, so the engine fills them as it fills those written in ``domain.yml``."""
+    import dataclasses
+
+    from dialogue.definition import load_definition
+    from dialogue.domain import Domain
+    from dialogue.flows import load_flows
+
+    domain = Domain.load(bot.path(bot.config.domain))
+    if bot.config.dialogue is None:
+        return domain, load_flows(bot.path(bot.config.flows))
+    definition = load_definition(bot.path(bot.config.dialogue), domain, action_names)
+    domain = dataclasses.replace(domain, from_text=domain.from_text + definition.from_text())
+    return domain, definition.flows()
+
+
 def _require(path: Path, what: str) -> None:
     if not path.exists():
         raise MissingModel(f"{what} not found at {path}: run `kefu train --bot {path.parents[1]}` first")
@@ -84,9 +102,7 @@ async def running_bot(
     """Open the store, load the models and yield a ready ``DialogueEngine``; close everything after."""
     offline()
     from dialogue.actions import action_runner
-    from dialogue.domain import Domain
     from dialogue.engine import BotParts, DialogueEngine
-    from dialogue.flows import load_flows
     from dialogue.handoff import staffing_probe
     from dialogue.store import Store
     from nlu.predict import NLUModel
@@ -101,23 +117,23 @@ async def running_bot(
     bot = Bot.load(bot_dir)
     cfg = bot.config
     _require(bot.nlu_model, "the NLU model")
-    domain = Domain.load(bot.path(cfg.domain))
-    flows = load_flows(bot.path(cfg.flows))
-    nlu = await asyncio.to_thread(NLUModel.load, bot.nlu_model)
-    _require(bot.injection_model, "the prompt-injection detector")
-    injection = await asyncio.to_thread(InjectionDetector.load, bot.injection_model)
-    output_filter = None
-    if toxicity:
-        for language in cfg.languages:
-            _require(bot.toxicity_model / language, f"the {language} toxicity model")
-        output_filter = await asyncio.to_thread(
-            lambda: ToxicityRouter.load(bot.toxicity_model, cfg.toxicity_threshold,
-                                        default_language=cfg.languages[0], eager=True, quantize=True)
-        )
-
     running = Running(engine=None, bot=bot, closers=[])
     with bot_dir_env(bot.root):  # in-process rasa-sdk actions find data/ and models/ here
         try:  # whatever opened before a failure (e.g. a dead database) is closed again
+            actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
+            running.closers.append(actions.aclose)
+            domain, flows = bot_dialogue(bot, getattr(actions, "action_names", None))
+            nlu = await asyncio.to_thread(NLUModel.load, bot.nlu_model)
+            _require(bot.injection_model, "the prompt-injection detector")
+            injection = await asyncio.to_thread(InjectionDetector.load, bot.injection_model)
+            output_filter = None
+            if toxicity:
+                for language in cfg.languages:
+                    _require(bot.toxicity_model / language, f"the {language} toxicity model")
+                output_filter = await asyncio.to_thread(
+                    lambda: ToxicityRouter.load(bot.toxicity_model, cfg.toxicity_threshold,
+                                                default_language=cfg.languages[0], eager=True, quantize=True)
+                )
             mode = generation or cfg.generation
             templates = Templates.from_domain(domain.raw)
             if mode.startswith(("http://", "https://")):  # any OpenAI-compatible server (ours, vLLM...)
@@ -128,8 +144,6 @@ async def running_bot(
             else:
                 nlg = NLG(templates, None, mode="template")
             running.closers.append(nlg.aclose)
-            actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
-            running.closers.append(actions.aclose)
             store = await Store.open(bot.store_url(store_url))
             running.closers.append(store.close)
             knowledge = None

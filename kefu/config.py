@@ -22,6 +22,9 @@ class BotConfig(BaseModel):
     languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])  # type: ignore[arg-type]
     nlu_data: list[str]
     domain: str = "domain.yml"
+    dialogue: str | None = Field(
+        None, description="the dialogue definition (docs/bots.md); when absent, `flows` names a Python flows module"
+    )
     flows: str = "flows.py"
     knowledge: str | None = None
     orders: str | None = None

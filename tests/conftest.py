@@ -21,6 +21,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def shop_dialogue() -> tuple[object, object]:
+    """The demo shop's domain and its compiled dialogue definition's flows (no models needed)."""
+    from kefu.app import bot_dialogue
+    from kefu.config import Bot
+
+    return bot_dialogue(Bot.load(SHOP), None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -278,16 +278,14 @@ class StubActions:
 
 def light_engine(store: Any) -> Any:
     """A real ``DialogueEngine`` on the demo shop's domain and flows, with model-free NLU, actions and templates."""
-    from dialogue.domain import Domain
     from dialogue.engine import BotParts, DialogueEngine
-    from dialogue.flows import load_flows
     from policy import FSMPolicy
     from runtime.nlg import NLG
     from runtime.templates import Templates
     from safety.filters import InputFilter
+    from tests.conftest import shop_dialogue
 
-    domain = Domain.load(SHOP / "domain.yml")
-    flows = load_flows(SHOP / "flows.py")
+    domain, flows = shop_dialogue()
     parts = BotParts(
         domain=domain, flows=flows, policy=FSMPolicy(flows.default_policy), nlu=KeywordNLU(), actions=StubActions(),
         input_filter=InputFilter(), confidence_threshold=0.5,

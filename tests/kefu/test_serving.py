@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from channels.metrics import Metrics
-from dialogue.domain import Domain
 from dialogue.engine import BotParts, DialogueEngine
-from dialogue.flows import load_flows
 from dialogue.store import Store
 from dialogue.types import BOT_MESSAGE, USER_MESSAGE
 from kefu.logs import JsonFormatter, configure, console_to_log
@@ -25,6 +23,7 @@ from policy import FSMPolicy
 from runtime.nlg import NLG
 from runtime.templates import Templates
 from safety.filters import InputFilter
+from tests.conftest import shop_dialogue
 from tests.stores import StoreTarget
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -44,8 +43,7 @@ class NoActions:
 
 
 def build_engine(store: Store) -> DialogueEngine:
-    domain = Domain.load(SHOP / "domain.yml")
-    flows = load_flows(SHOP / "flows.py")
+    domain, flows = shop_dialogue()
     parts = BotParts(domain=domain, flows=flows, policy=FSMPolicy(flows.default_policy), nlu=GreetParser(),
                      actions=NoActions(), input_filter=InputFilter())  # type: ignore[arg-type]
     return DialogueEngine(parts, store, NLG(Templates.from_domain(domain.raw), None, mode="template"))
