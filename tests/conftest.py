@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 
 from tests.stores import store, store_target  # noqa: F401 - fixtures for every test package
+
+if TYPE_CHECKING:
+    from dialogue.domain import Domain
+    from dialogue.flows import Flows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop"
@@ -21,7 +26,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def shop_dialogue() -> tuple[object, object]:
+def shop_dialogue() -> tuple[Domain, Flows]:
     """The demo shop's domain and its compiled dialogue definition's flows (no models needed)."""
     from kefu.app import bot_dialogue
     from kefu.config import Bot

@@ -191,8 +191,8 @@ def test_author_rules_come_first(tmp_path: Path, domain: Domain) -> None:
         ("ask: utter_ask_recipient", "ask: utter_ask_recipent", 7,
          "'utter_ask_recipent' is not a response of domain.yml (did you mean 'utter_ask_recipient'?)"),
         ("action: action_transfer", "action: action_transfr", 10,
-         "'action_transfr' is neither a response of domain.yml nor an action of the bot's actions (did you mean "
-         "'action_transfer'?)"),
+         ("'action_transfr' is neither a response of domain.yml nor an action of the bot's actions (did you mean "
+         "'action_transfer'?)")),
         ("        from_text: {not_intent: [cancel]}\n", "", 6, "no mapping can fill slot 'recipient'"),
         ("    reset: [amount, recipient]", "    resett: [amount, recipient]", 11, "unknown key 'resett' (did you mean 'reset'?"),
         ("starts_on: [account]", "starts_on: [amount]", 16, "'amount' is not one of the task's slots (account)"),
@@ -233,6 +233,6 @@ def test_malformed_files_are_refused_not_crashed_on(tmp_path: Path, domain: Doma
 def test_the_shop_compiles_to_its_stored_state_names() -> None:
     from tests.conftest import SHOP, shop_dialogue
 
-    domain, flows = shop_dialogue()
+    _domain, flows = shop_dialogue()
     assert set(flows.states) == {IDLE, "status_need_id", "return_need_id", "return_need_reason", HANDOFF_STATE}
     assert flows.definition is not None and not (SHOP / "flows.py").exists()

@@ -21,7 +21,7 @@ SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 @pytest.fixture(scope="module")
 def flows() -> Flows:
     """The shop's compiled ``dialogue.yml``: these expectations were written for its hand-written FSM and still hold."""
-    return shop_dialogue()[1]  # type: ignore[return-value]
+    return shop_dialogue()[1]
 
 
 @pytest.mark.parametrize(
