@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -44,6 +46,20 @@ def bot_dir_env(root: Path) -> Iterator[None]:
             os.environ.pop("KEFU_BOT_DIR", None)
         else:
             os.environ["KEFU_BOT_DIR"] = previous
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a shared model folder) across processes while building into it."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class MissingModel(Exception):
@@ -174,22 +190,90 @@ async def running_bot(
             await running.aclose()
 
 
+GATE_FILE = "gate.json"  # in models/policy: the training-time verdict that lets `policy: auto` serve the policy
+
+
 def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
-    """The learned policy when the bot has one that knows every action of its flows, else the FSM default."""
+    """The policy to serve. ``fsm``: the FSM's rules. ``learned``: the learned policy (it must exist and know the
+    flows' actions). ``auto``: the learned policy only if it passed its gate at training time (``gate.json``: on
+    unseen simulated users at least as good as the rules at every noise level, and every scripted scenario of the bot
+    passes with it); otherwise the rules, and the log says why."""
     path = bot.policy_model
-    if bot.config.policy == "fsm":
+    mode = bot.config.policy
+    if mode == "fsm":
         return fallback
     if not (path / "model.safetensors").exists():
-        if bot.config.policy == "learned":
-            raise MissingModel(f"bot.yml asks for the learned policy but {path} has none: run `kefu policy train`")
+        if mode == "learned":
+            raise MissingModel(f"bot.yml asks for the learned policy but {path} has none: run `kefu train`")
+        log.warning("serving the FSM's policy: no learned policy at %s (run kefu train)", path)
         return fallback
+    if mode == "auto":
+        passed, why = gate_verdict(path)
+        if not passed:
+            log.warning("serving the FSM's policy: the learned policy at %s did not pass its gate (%s)", path, why)
+            return fallback
     from policy.learned import LearnedPolicy
 
     learned = LearnedPolicy.load(path)
     if not learned.compatible(flows.actions):
-        log.warning("policy at %s was trained for other actions; using the FSM default (run kefu policy train)", path)
+        if mode == "learned":
+            raise MissingModel(f"the learned policy at {path} was trained for other actions: run `kefu train --force`")
+        log.warning("serving the FSM's policy: the learned policy at %s was trained for other actions", path)
         return fallback
+    log.info("serving the learned policy from %s (it passed its gate)", path)
     return learned
+
+
+def gate_verdict(policy_dir: Path) -> tuple[bool, str]:
+    """Whether the policy in ``policy_dir`` passed its gate, and why not."""
+    try:
+        gate = json.loads((policy_dir / GATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return False, f"no readable {GATE_FILE} ({type(exc).__name__})"
+    if not isinstance(gate, dict):
+        return False, f"{GATE_FILE} is not an object"
+    if gate.get("passed") is True:
+        return True, ""
+    reasons = gate.get("reasons") or ["not passed"]
+    return False, "; ".join(str(r) for r in reasons)
+
+
+def scenario_gate(bot: Bot) -> dict[str, Any]:
+    """Replay the bot's scripted scenarios (the files directly in its ``scenarios`` folder) with the learned policy
+    and add the result to its gate: a policy that fails a scenario is not served by ``policy: auto``."""
+    from dialogue.scenarios import Scenario, run_scenario
+    from policy.learned import LearnedPolicy
+
+    folder = bot.path(bot.config.scenarios)
+    files = sorted(p for p in folder.glob("*.y*ml") if p.suffix in {".yml", ".yaml"}) if folder.is_dir() else []
+    failed: list[str] = []
+
+    async def replay() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_bot(bot.root, store_url=f"sqlite+aiosqlite:///{tmp}/gate.db") as running:
+                running.engine.parts.policy = LearnedPolicy.load(bot.policy_model)
+                for path in files:
+                    result = await run_scenario(running.engine, Scenario.load(path))
+                    if not result.passed:
+                        failed.append(path.name)
+
+    asyncio.run(replay())
+    gate_path = bot.policy_model / GATE_FILE
+    try:
+        gate = json.loads(gate_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        gate = {"passed": False, "reasons": ["the simulator gate was not run"]}
+    gate.setdefault("simulator_passed", bool(gate.get("passed")))  # the simulator's verdict, kept across re-runs
+    gate["scenarios"] = {"folder": str(folder), "run": len(files), "failed": failed}
+    reasons = [r for r in gate.get("reasons", []) if not str(r).startswith("scenarios:")]
+    if failed:
+        reasons.append(f"scenarios: {len(failed)} of {len(files)} fail with the learned policy: {', '.join(failed)}")
+    elif not files:
+        reasons.append(f"scenarios: none found in {folder}")
+    gate["reasons"] = reasons
+    gate["passed"] = bool(gate["simulator_passed"]) and not failed and bool(files)
+    gate_path.write_text(json.dumps(gate, indent=2, ensure_ascii=False), encoding="utf-8")
+    return gate
 
 
 def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = None) -> dict[str, float]:
@@ -251,8 +335,12 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         train_generator(Templates.from_file(bot.path(cfg.domain)), bot.generator_model)
         timings["generator"] = time.perf_counter() - t
 
-    for language in cfg.languages:  # one output classifier per reply language
-        if wanted("toxicity", bot.toxicity_model / language / "model.safetensors"):
+    for language in cfg.languages:  # one output classifier per reply language, shared by every bot
+        if not wanted("toxicity", bot.toxicity_model / language / "model.safetensors"):
+            continue
+        with _exclusive(bot.toxicity_model):  # two bots trained at once build it once
+            if (bot.toxicity_model / language / "model.safetensors").exists() and not force:
+                continue
             from safety.train import train_language
 
             t = time.perf_counter()
@@ -290,4 +378,10 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         t = time.perf_counter()
         KnowledgeBase.load(bot.path(cfg.knowledge), bot.kb_cache)  # encodes only when kb.yml changed
         timings["knowledge"] = time.perf_counter() - t
+
+    if "policy" in timings and cfg.policy == "auto":  # a new policy: its gate needs the whole bot, built above
+        t = time.perf_counter()
+        gate = scenario_gate(bot)
+        timings["policy_gate"] = time.perf_counter() - t
+        log.info("learned policy gate: %s", "passed" if gate["passed"] else "; ".join(gate["reasons"]))
     return timings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,6 +10,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dialogue.handoff import HandoffConfigError, OfficeHours
+
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def shared_models() -> Path:
+    """Where models that do not depend on the bot live (the toxicity classifiers), built once for every bot on the
+    machine: ``$KEFU_MODELS``, else ``.kefu/models`` in this checkout (git-ignored), else ``~/.cache/kefu/models``."""
+    env = os.environ.get("KEFU_MODELS")
+    if env:
+        return Path(env).resolve()
+    if (_CHECKOUT / "pyproject.toml").is_file():
+        return _CHECKOUT / ".kefu" / "models"
+    return Path.home() / ".cache" / "kefu" / "models"
 
 
 class ConfigError(Exception):
@@ -26,6 +40,9 @@ class BotConfig(BaseModel):
         None, description="the dialogue definition (docs/bots.md); when absent, `flows` names a Python flows module"
     )
     flows: str = "flows.py"
+    scenarios: str = Field(
+        "scenarios", description="the bot's scripted scenarios (files directly in this folder gate the learned policy)"
+    )
     knowledge: str | None = None
     orders: str | None = None
     actions: str | None = "actions.py"
@@ -106,7 +123,8 @@ class Bot:
 
     @property
     def toxicity_model(self) -> Path:
-        return self.models / "toxicity"
+        """Shared by every bot (``shared_models()``): the classifiers learn public data, nothing of the bot."""
+        return shared_models() / "toxicity"
 
     @property
     def injection_model(self) -> Path:

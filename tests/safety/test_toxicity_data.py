@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from kefu.config import shared_models
 from safety.evaluate import read_jsonl
 from safety.train import AUGMENT_EN, PROBE_EN, TrainConfig, _key
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOP_EN = ROOT / "examples" / "shop" / "models" / "toxicity" / "en"
+TOXICITY_EN = shared_models() / "toxicity" / "en"
 
 
 def _words(text: str) -> set[str]:
@@ -96,8 +97,8 @@ def test_training_refuses_a_probe_that_leaks_into_training(tmp_path: Path) -> No
 
 
 def _shop_en_report() -> dict:
-    report = SHOP_EN / "report.json"
-    if not (SHOP_EN / "model.safetensors").is_file() or not report.is_file():
+    report = TOXICITY_EN / "report.json"
+    if not (TOXICITY_EN / "model.safetensors").is_file() or not report.is_file():
         pytest.skip("the shop's English toxicity model is not built (make models)")
     payload = json.loads(report.read_text(encoding="utf-8"))
     if not payload.get("augmentation"):
@@ -118,7 +119,7 @@ def test_shop_model_flags_direct_insults_and_passes_polite_refusals() -> None:
     from safety.toxicity import ToxicityClassifier
 
     _shop_en_report()
-    clf = ToxicityClassifier.load(SHOP_EN)
+    clf = ToxicityClassifier.load(TOXICITY_EN)
     insults = [
         "you are an idiot",
         "You useless moron.",
