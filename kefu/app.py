@@ -88,6 +88,17 @@ class Running:
                 await result
 
 
+def action_names(bot: Bot) -> list[str] | None:
+    """The actions the bot's in-process module defines (None when they run in an action server we cannot list)."""
+    from dialogue.actions import InProcessActions
+
+    cfg = bot.config
+    if cfg.action_endpoint or not cfg.actions:
+        return None
+    module: str | Path = bot.path(cfg.actions) if cfg.actions.endswith(".py") or "/" in cfg.actions else cfg.actions
+    return InProcessActions(module, bot_dir=bot.root).action_names
+
+
 def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
     """The bot's domain and flows: ``dialogue.yml`` compiled (checked against the domain and ``action_names``; None
     when actions run in a server we cannot list), or the Python flows module. A definition's ``from_text`` slots
@@ -214,7 +225,14 @@ def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
             return fallback
     from policy.learned import LearnedPolicy
 
-    learned = LearnedPolicy.load(path)
+    try:
+        learned = LearnedPolicy.load(path)
+    except Exception as exc:  # a corrupt or partial checkpoint: name it, never a traceback
+        if mode == "learned":
+            raise MissingModel(f"the learned policy at {path} does not load ({type(exc).__name__}): run "
+                               "`kefu train --force`") from exc
+        log.warning("serving the FSM's policy: the learned policy at %s does not load (%s)", path, type(exc).__name__)
+        return fallback
     if not learned.compatible(flows.actions):
         if mode == "learned":
             raise MissingModel(f"the learned policy at {path} was trained for other actions: run `kefu train --force`")
@@ -287,6 +305,7 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
 def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, float]:
     cfg = bot.config
     timings: dict[str, float] = {}
+    bot_dialogue(bot, action_names(bot))  # an invalid dialogue definition is refused before minutes of training
 
     def wanted(part: str, path: Path, loads: Callable[[], object] | None = None) -> bool:
         """A part is (re)built when asked, missing, or when its saved model no longer loads."""
