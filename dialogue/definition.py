@@ -459,8 +459,9 @@ def load_definition(path: Path, domain: Domain, actions: Collection[str] | None 
 
     tasks: list[Task] = []
     raw_tasks = c.mapping(("tasks",), top.get("tasks") or {})
+    subject = _subject_intents(top, raw_tasks, domain)
     for name, spec in raw_tasks.items():
-        task = _task(c, str(name), c.mapping(("tasks", name), spec), answer_intents)
+        task = _task(c, str(name), c.mapping(("tasks", name), spec), answer_intents, subject)
         if task is not None:
             tasks.append(task)
 
@@ -528,7 +529,8 @@ def load_definition(path: Path, domain: Domain, actions: Collection[str] | None 
     return definition
 
 
-def _task(c: _Checker, name: str, spec: dict[str, Any], answer_intents: tuple[str, ...]) -> Task | None:
+def _task(c: _Checker, name: str, spec: dict[str, Any], answer_intents: tuple[str, ...],
+          subject: tuple[str, ...]) -> Task | None:
     at: tuple[Any, ...] = ("tasks", name)
     if not _NAME.match(name):
         c.fail(at, f"task name {name!r} must be an identifier (letters, digits and _)")
@@ -559,7 +561,9 @@ def _task(c: _Checker, name: str, spec: dict[str, Any], answer_intents: tuple[st
             ft = c.mapping((*sat, "from_text"), s["from_text"] if s["from_text"] is not True else {})
             c.keys((*sat, "from_text"), ft, {"not_intent", "as_intent"})
             as_intent = ft.get("as_intent", answer_intents[0] if answer_intents else None)
-            from_text = FromText(slot, ask, frozenset(c.intents((*sat, "from_text", "not_intent"), ft.get("not_intent"))),
+            not_intent = (c.intents((*sat, "from_text", "not_intent"), ft["not_intent"]) if "not_intent" in ft
+                          else subject)
+            from_text = FromText(slot, ask, frozenset(not_intent),
                                  c.intent((*sat, "from_text", "as_intent"), as_intent) if as_intent else None)
         elif slot not in c.domain.entities and not _filled_by_domain(c.domain, slot):
             c.fail(sat, f"no mapping can fill slot {slot!r}: it is not an entity of domain.yml and has no from_text "
@@ -586,6 +590,27 @@ def _task(c: _Checker, name: str, spec: dict[str, Any], answer_intents: tuple[st
     for i, slot_name in enumerate(reset):
         c.slot((*at, "reset", i), slot_name)
     return Task(name, intents, tuple(slots), action, starts_on, confirm, reset)
+
+
+def _subject_intents(top: dict[str, Any], raw_tasks: dict[str, Any], domain: Domain) -> tuple[str, ...]:
+    """The intents that change the subject: a message filed under one of them is not an answer to the bot's question,
+    so a ``from_text`` slot without its own ``not_intent`` ignores them (every task's, cancel, hand-off, small talk and
+    knowledge intents)."""
+    found: list[str] = []
+
+    def take(raw: Any) -> None:
+        items = raw if isinstance(raw, list) else [raw]
+        found.extend(str(i) for i in items if isinstance(i, str) and i in domain.intents)
+
+    for spec in raw_tasks.values():
+        if isinstance(spec, dict):
+            take(spec.get("intents") or [])
+    for key in ("cancel", "handoff", "knowledge"):
+        if isinstance(top.get(key), dict):
+            take(top[key].get("intents") or [])
+    if isinstance(top.get("small_talk"), dict):
+        take(list(top["small_talk"]))
+    return tuple(dict.fromkeys(found))
 
 
 def _filled_by_domain(domain: Domain, slot: str) -> bool:

@@ -32,7 +32,7 @@ tasks:
       - {name: amount, ask: utter_ask_amount}
       - name: recipient
         ask: utter_ask_recipient
-        from_text: {not_intent: [cancel]}
+        from_text: {}
     confirm: {ask: utter_confirm_transfer, yes: [affirm], no: [deny], cancelled: utter_transfer_cancelled}
     action: action_transfer
     reset: [amount, recipient]
@@ -128,7 +128,9 @@ def test_task_end_resets_its_slots_and_from_text_joins_the_domain(bank: Dialogue
     assert "action_balance" not in resets
     (mapping,) = bank.from_text()
     assert (mapping.slot, mapping.when_asked_by, mapping.as_intent) == ("recipient", "utter_ask_recipient", "inform")
-    assert mapping.not_intent == frozenset({"cancel"})
+    # by default a message that changes the subject is not an answer
+    assert mapping.not_intent == frozenset({"transfer_money", "check_balance", "cancel", "complaint", "greet", "goodbye",
+                                            "ask_fees"})
 
 
 def test_starts_on_a_bare_value_only_from_idle_and_only_when_this_message_gave_it(flows: Flows) -> None:
@@ -193,7 +195,7 @@ def test_author_rules_come_first(tmp_path: Path, domain: Domain) -> None:
         ("action: action_transfer", "action: action_transfr", 10,
          ("'action_transfr' is neither a response of domain.yml nor an action of the bot's actions (did you mean "
          "'action_transfer'?)")),
-        ("        from_text: {not_intent: [cancel]}\n", "", 6, "no mapping can fill slot 'recipient'"),
+        ("        from_text: {}\n", "", 6, "no mapping can fill slot 'recipient'"),
         ("    reset: [amount, recipient]", "    resett: [amount, recipient]", 11, "unknown key 'resett' (did you mean 'reset'?"),
         ("starts_on: [account]", "starts_on: [amount]", 16, "'amount' is not one of the task's slots (account)"),
         ("fallback: utter_fallback", "fallback: utter_greet", 21, "'utter_greet' is already the fallback"),
