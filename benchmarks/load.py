@@ -16,8 +16,9 @@ Everything runs on the loopback interface and is bounded in count (``--conversat
    ids and a random think time between turns (uniform, mean ``--think-time`` s). A customer sends ``hello`` with
    its ``user`` id and, after a reconnect, its conversation id and the resume secret its first ``session`` frame
    gave it; it resends an unanswered message (same id) after
-   a dropped connection or an error frame, with back-off. A turn's latency is the customer's: from the first send
-   of the message to its final reply, resends included;
+   a dropped connection or an error frame, with back-off, and after a ``busy`` frame (admission control,
+   ``--admission-budget-ms``) once its ``retry_after_ms`` (plus up to 50% jitter) has passed. A turn's latency is the
+   customer's: from the first send of the message to its final reply, resends included;
 4. optionally kills one worker with SIGKILL (``--kill-worker-at``: its customers reconnect to the other workers
    and resume) or restarts PostgreSQL (``--restart-postgres-at``: errors while it is down must be clean
    ``store_unavailable`` frames; recovery is timed from the moment it accepts connections again);
@@ -39,7 +40,10 @@ Usage::
     python benchmarks/load.py --conversations 0 --long-conversation 1000 --json
 
 ``--json`` prints one JSON object with at least ``conversations, turns, turns_per_s, errors, lost, duplicated,
-reordered, latency_ms {p50, p95, p99}``. ``--worker lite`` serves a model-free stand-in of the bot (every message
+reordered, latency_ms {p50, p95, p99}`` and the admission counts: ``turns_admitted`` (answered without ever being
+answered ``busy``), ``turns_shed`` (answered ``busy`` at least once), ``turns_shed_then_answered`` (of those, retried
+until answered), ``busy_frames`` (every ``busy`` frame, by reason in ``busy_by_reason``) and ``busy_retry_after_ms``.
+A shed message is not stored, so the store checks below hold for shed and retried turns too. ``--worker lite`` serves a model-free stand-in of the bot (every message
 is a greeting, replies from templates; same server, engine and store) for the harness's own quick tests.
 """
 
@@ -322,12 +326,17 @@ class Worker:
 
 
 def worker_argv(cfg: Config, port: int, store_url: str) -> list[str]:
+    budget = cfg.admission_budget_ms
     if cfg.worker == "lite":
+        options = ["--server-options", json.dumps({"admission_budget": budget / 1000.0 or None})] \
+            if budget is not None else []
         return [sys.executable, str(Path(__file__).resolve()), "--serve-lite", "--port", str(port),
-                "--store", store_url, *(["--action-endpoint", cfg.action_endpoint] if cfg.action_endpoint else [])]
+                "--store", store_url, *(["--action-endpoint", cfg.action_endpoint] if cfg.action_endpoint else []),
+                *options]
     return [sys.executable, "-m", "kefu.cli", "serve", "--bot", str(cfg.bot), "--host", "127.0.0.1",
             "--port", str(port), "--store", store_url, "--generation", cfg.generation, "--reuse-port",
-            "--log-format", "json", "--no-console", "--conversation-rate", "0", "--connections-per-address", "0"]
+            "--log-format", "json", "--no-console", "--conversation-rate", "0", "--connections-per-address", "0",
+            *(["--admission-budget-ms", f"{budget:g}"] if budget is not None else [])]
 
 
 def worker_env() -> dict[str, str]:
@@ -349,6 +358,7 @@ class Turn:
     reply: str | None = None
     replayed: bool = False
     attempts: int = 0
+    busy: int = 0  # busy frames (admission control) that answered this turn's sends
 
     @property
     def latency(self) -> float | None:
@@ -365,6 +375,8 @@ class Stats:
     connect_failures: int = 0
     conversation_changed: int = 0
     http_refusals: int = 0
+    busy: collections.Counter[str] = field(default_factory=collections.Counter)  # busy frames by reason
+    retry_after: list[float] = field(default_factory=list)  # their retry_after_ms, in seconds
 
     def error(self, code: str) -> None:
         self.errors[code] += 1
@@ -454,6 +466,8 @@ class Customer:
                 return dict(frame)
             if kind == "error" and frame.get("reply_to") in (turn.message_id, None):
                 return dict(frame)
+            if kind == "busy" and frame.get("reply_to") == turn.message_id:
+                return dict(frame)
 
     async def run(self, start_delay: float, *, close: bool = True) -> None:
         await asyncio.sleep(start_delay)
@@ -485,6 +499,13 @@ class Customer:
                         turn.reply = str(frame.get("text", ""))
                         turn.replayed = bool(frame.get("replayed"))
                         break
+                    if frame["type"] == "busy":  # not queued, not stored: resend the same id when told to
+                        wait = max(0.0, float(frame.get("retry_after_ms") or 1000) / 1000.0)
+                        turn.busy += 1
+                        self.stats.busy[str(frame.get("reason"))] += 1
+                        self.stats.retry_after.append(wait)
+                        await asyncio.sleep(wait * (1.0 + 0.5 * self.rng.random()))  # never sooner than asked
+                        continue
                     code = str(frame.get("code"))
                     self.stats.error(code)
                     if code not in RETRYABLE:
@@ -497,6 +518,20 @@ class Customer:
                 with contextlib.suppress(Exception):
                     await self.ws.close()
                 self.ws = None
+
+
+def admission_counts(turns: list[Turn], stats: Stats) -> dict[str, Any]:
+    """How admission control treated the run's turns: admitted at once vs answered ``busy`` (then retried)."""
+    answered = [t for t in turns if t.done_at is not None]
+    shed = [t for t in turns if t.busy]
+    return {
+        "turns_admitted": sum(1 for t in answered if not t.busy),
+        "turns_shed": len(shed),
+        "turns_shed_then_answered": sum(1 for t in shed if t.done_at is not None),
+        "busy_frames": sum(stats.busy.values()),
+        "busy_by_reason": dict(stats.busy),
+        "busy_retry_after_ms": summary_ms(stats.retry_after),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------- check
@@ -577,6 +612,7 @@ class Config:
     action_endpoint: str | None = None
     time_limit: float = 900.0
     seed: int = 7
+    admission_budget_ms: float | None = None  # None: the bot's bot.yml (kefu workers), off (lite workers)
 
 
 async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]], run_id: str,
@@ -724,6 +760,7 @@ async def run(cfg: Config) -> dict[str, Any]:
             harness_cpu_s=round(harness_cpu, 1),
             load_average=[round(x, 2) for x in os.getloadavg()],
             replayed_replies=sum(t.replayed for t in done),
+            admission_budget_ms=cfg.admission_budget_ms,
         )
 
         if cfg.long_conversation:
@@ -733,6 +770,7 @@ async def run(cfg: Config) -> dict[str, Any]:
             report["long_conversation"] = long
 
         failed = [c.failed for c in customers if c.failed]
+        report.update(admission_counts([t for c in customers for t in c.turns], stats))
         report.update(
             errors=sum(stats.errors.values()),
             errors_by_code=dict(stats.errors),
@@ -859,6 +897,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--action-endpoint", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--time-limit", type=float, default=900.0, help="seconds; customers give up after it")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--admission-budget-ms", type=float, default=None,
+                    help="the workers' admission budget (busy beyond it; 0: never); default: bot.yml's (kefu), off (lite)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-lite", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -872,7 +912,8 @@ def main(argv: list[str] | None = None) -> int:
                  generation=args.generation, think_time=args.think_time, ramp=args.ramp,
                  kill_worker_at=args.kill_worker_at, restart_postgres_at=args.restart_postgres_at,
                  long_conversation=args.long_conversation, pg_url=args.pg_url, bot=args.bot, worker=args.worker,
-                 action_endpoint=args.action_endpoint, time_limit=args.time_limit, seed=args.seed)
+                 action_endpoint=args.action_endpoint, time_limit=args.time_limit, seed=args.seed,
+                 admission_budget_ms=args.admission_budget_ms)
     report = asyncio.run(run(cfg))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, sort_keys=True))

@@ -22,6 +22,14 @@ metric                                      type      meaning
                                                       ``output`` (toxic reply replaced)
 ``kefu_handoffs_total``                     counter   conversations handed to a human
 ``kefu_messages_received_total``            counter   client frames read (before validation)
+``kefu_shed_turns_total{reason}``           counter   messages answered ``busy`` by admission control, not
+                                                      queued: ``overloaded`` (estimated queueing delay over
+                                                      the budget) or ``held`` (behind a shed message of the
+                                                      same connection); a retry that is admitted counts as a
+                                                      turn as usual
+``kefu_queue_delay_seconds``                gauge     the worker's estimated queueing delay for a new turn
+                                                      (:mod:`channels.admission`), read at scrape time
+``kefu_admission_budget_seconds``           gauge     the budget it is compared with (0: never shed)
 ==========================================  ========  ===================================================
 """
 
@@ -75,6 +83,16 @@ class Metrics:
         )
         self.handoffs = Counter("kefu_handoffs", "Conversations handed off to a human agent.", registry=r)
         self.messages = Counter("kefu_messages_received", "Client frames read, before validation.", registry=r)
+        self.shed = Counter(
+            "kefu_shed_turns", "Messages answered busy by admission control (not queued, not stored), by reason.",
+            ["reason"], registry=r,
+        )
+        self.queue_delay = Gauge(
+            "kefu_queue_delay_seconds", "Estimated queueing delay of a new turn in this worker.", registry=r
+        )
+        self.admission_budget = Gauge(
+            "kefu_admission_budget_seconds", "Queueing delay above which new turns are shed (0: never).", registry=r
+        )
 
     def __repr__(self) -> str:
         return "Metrics()"

@@ -71,6 +71,14 @@ Server -> client
     is true (it only confirms delivery: show nothing).
 ``{"type": "handoff", "conversation_id": str, "status": "agent" | "bot"}``
     A human agent took the conversation over (``"agent"``) or handed it back to the bot (``"bot"``).
+``{"type": "busy", "reply_to": message_id, "retry_after_ms": int, "reason": "overloaded" | "held"}``
+    Admission control (when the server runs with an admission budget, :mod:`channels.admission`): the message
+    ``reply_to`` was **not** accepted, queued or stored (no ``ack`` came, none will); resend it, with the same
+    ``message_id`` and text, after at least ``retry_after_ms`` milliseconds (add jitter), and send nothing else
+    before it: the retry is the one that counts, and it is processed once. ``reason`` is ``overloaded`` (the
+    worker's estimated queueing delay is over its budget) or ``held`` (an earlier message of this connection was
+    answered ``busy`` and its retry time has not come: every later message is held until then, so that none
+    overtakes it; resend them in their order, after it). A client that cannot retry may show an error.
 ``{"type": "error", "code": str, "message": str, "reply_to": str}``
     Something went wrong; ``reply_to`` is present when the error answers a specific client message. The
     connection stays open. Codes:
@@ -95,7 +103,9 @@ Server -> client
 Limits: frames over 64 KiB are refused by the WebSocket layer, which closes the connection with code 1009
 (message too big); a text frame with invalid UTF-8 is closed with code 1007. Clients reconnect and resend
 pending messages. Per connection, messages are processed strictly in order, one at a time; at most
-``max_pending`` (default 8) turns may be queued or running before the server answers ``busy``. Each connection
+``max_pending`` (default 8) turns may be queued or running before the server answers the error ``busy``. With an
+admission budget, a message that would wait longer than the budget in the worker's queue is answered with a
+``busy`` frame before it is queued, and so is every later message of the connection until its retry time. Each connection
 may send ``rate`` frames per second on average with bursts of ``burst`` (default 10/s, burst 20: a token bucket,
 :class:`TokenBucket`); frames beyond that are answered with ``rate_limited`` and dropped. New conversations are
 limited per client address (a token bucket per address, :class:`AddressLimiter`; IPv6 addresses count per /64)
@@ -450,6 +460,13 @@ def push_frames(events: Iterable[Event], after_seq: int) -> tuple[list[dict[str,
     return frames, last
 
 
+def busy_frame(reply_to: str, retry_after_ms: int, reason: str) -> dict[str, Any]:
+    """``{"type": "busy"}``: the message ``reply_to`` was shed by admission control, not stored; resend it after
+    ``retry_after_ms`` (see the wire spec). Not an ``error`` frame: nothing failed, and old clients that ignore
+    unknown frames resend it on their next reconnect."""
+    return {"type": "busy", "reply_to": reply_to, "retry_after_ms": int(retry_after_ms), "reason": reason}
+
+
 def error_frame(code: str, message: str | None = None, *, reply_to: str | None = None) -> dict[str, Any]:
     """An ``error`` frame; ``message`` defaults to the generic text for ``code`` (never customer text)."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message or ERROR_MESSAGES.get(code, code)}
@@ -606,7 +623,9 @@ def verify_resume(
 class ConnectionState:
     """What one connection knows, without I/O: its session and how many turns are pending.
 
-    The shell calls :meth:`admit` when a message arrives (raises ``busy`` beyond ``max_pending``),
+    The shell calls :meth:`admit` when a message arrives (raises ``busy`` beyond ``max_pending``; before it, with
+    admission control, :meth:`held` says whether the message must be shed to keep the order, :meth:`hold` records a
+    shed one),
     :meth:`finish` when its turn is done, and :meth:`check_conversation` before running it. :meth:`open` records
     a session the client was issued or proved (:func:`new_session`, :func:`verify_resume`): nothing else sets
     ``conversation_id``, so whatever the shell does with it (turns, agent pushes) is for a proven client. Until the
@@ -628,6 +647,7 @@ class ConnectionState:
         self.last_seq = 0  # highest event seq this client has (history or pushes): agent messages after it are new
         self.pending = 0
         self._in_flight: set[str] = set()
+        self._hold_until: float | None = None  # monotonic seconds: later messages are shed until then (busy)
 
     def __repr__(self) -> str:
         return (
@@ -654,6 +674,27 @@ class ConnectionState:
         if isinstance(frame, UserMessage):
             self._in_flight.add(frame.message_id)
         return True
+
+    def in_flight(self, message_id: str) -> bool:
+        """Whether a message with this id is pending on this connection (a resend of it is only acknowledged)."""
+        return message_id in self._in_flight
+
+    def hold(self, now: float, seconds: float) -> None:
+        """A message of this connection was answered ``busy`` at ``now`` (monotonic seconds), to be retried after
+        ``seconds``: until then every later message is held (shed too), so none overtakes it."""
+        until = now + seconds
+        if self._hold_until is None or until > self._hold_until:
+            self._hold_until = until
+
+    def held(self, now: float) -> float:
+        """Seconds left of the hold at ``now`` (0: none)."""
+        if self._hold_until is None:
+            return 0.0
+        left = self._hold_until - now
+        if left <= 0:
+            self._hold_until = None
+            return 0.0
+        return left
 
     def finish(self, frame: ClientFrame) -> None:
         """The turn of an admitted frame is over (answered or failed)."""

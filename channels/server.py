@@ -10,6 +10,9 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   only with ``ServerOptions(public_metrics=True)`` (``kefu serve --public-metrics``): the counters (turns,
   hand-offs, safety blocks, errors) are the business's, not the public's, so by default they are on the staff
   console's port only.
+* ``GET /ready``: readiness for a load balancer: 200 while a new turn would be admitted, 503 (with ``Retry-After``)
+  while this worker's estimated queueing delay is over its admission budget (``ServerOptions.admission_budget``;
+  without one, always 200). The body says ``{"status": "ready" | "saturated", "queue_delay_ms", "budget_ms"}``.
 * ``/ws``: the chat WebSocket (wire protocol in :mod:`channels.protocol`). A conversation id is no credential:
   resuming one needs the secret issued with it (its sha256 is stored in the conversation row), and the
   conversation is created by its first message, not by ``hello``, within limits per client address and per
@@ -19,6 +22,12 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   (:meth:`~channels.backend.Backend.handoff_statuses`, one query) and reads the new events of those only
   (:meth:`~channels.backend.Backend.events_after`). Polling the store, not an in-process signal, is what makes
   it work when the console and the customer's socket live in different worker processes.
+
+Admission control (:mod:`channels.admission`): with ``admission_budget``, a customer message that would wait longer
+than the budget for the turns this worker already holds is answered at once with a ``busy`` frame (``retry_after_ms``)
+before it is acknowledged or queued, so nothing of it is stored and the client's retry, with the same message id, is
+the one that counts; later messages of that connection are held (``busy`` too) until the retry time, so none
+overtakes it. ``/metrics`` counts them (``kefu_shed_turns_total``).
 
 Usage::
 
@@ -53,6 +62,7 @@ from websockets.protocol import State
 from websockets.typing import Origin
 
 from channels import protocol as p
+from channels.admission import DEFAULT_RETRY_AFTER, Admission
 from channels.backend import Backend
 from channels.errors import ProtocolError, StaticFilesError, raised_at
 from channels.metrics import Metrics
@@ -120,6 +130,9 @@ class ServerOptions:
     each, not a connection; ``None``: no limit). ``public_metrics``: serve ``GET /metrics`` on this (public) port. ``compression``: negotiate permessage-deflate
     (off by default: chat frames are small, and compressing a frame with the resume secret in the same context as
     later text is the CRIME pattern; it also costs a zlib context per connection and CPU per frame under a flood).
+    ``admission_budget``: seconds of estimated queueing delay (:mod:`channels.admission`) above which a new customer
+    message is answered ``busy`` instead of being queued, and ``GET /ready`` answers 503 (``None`` or 0: never shed,
+    always ready). ``admission_retry_after``: (lowest, highest) seconds a shed client is told to wait.
     """
 
     max_frame_bytes: int = p.MAX_FRAME_BYTES
@@ -144,6 +157,8 @@ class ServerOptions:
     trusted_proxies: tuple[str, ...] = ()
     public_metrics: bool = False
     compression: bool = False
+    admission_budget: float | None = None
+    admission_retry_after: tuple[float, float] = DEFAULT_RETRY_AFTER
 
     def __post_init__(self) -> None:
         """Refuse bad limits when the options are made (``kefu serve`` reports them), not at the first customer."""
@@ -154,6 +169,7 @@ class ServerOptions:
             raise ValueError("conversations_per_connection must be >= 1 or None")
         if self.connections_per_address is not None and self.connections_per_address < 1:
             raise ValueError("connections_per_address must be >= 1 or None")
+        Admission(self.admission_budget, retry_after=self.admission_retry_after)  # ValueError names the field
 
 
 @dataclass(frozen=True)
@@ -233,6 +249,11 @@ class Server:
             if opts.conversation_rate is not None
             else None
         )
+        self.admission = Admission(
+            opts.admission_budget, retry_after=opts.admission_retry_after, now=time.monotonic()
+        )
+        self.metrics.admission_budget.set(self.admission.budget or 0.0)
+        self.metrics.queue_delay.set_function(lambda: self.admission.delay.estimate(time.monotonic()))
 
     def __repr__(self) -> str:
         return f"Server(host={self.host!r}, port={self.port if self._ws else self._requested_port})"
@@ -349,6 +370,8 @@ class Server:
         try:
             if path == "/healthz":
                 return self._json(http.HTTPStatus.OK, {"status": "ok"})
+            if path == "/ready":
+                return self._ready()
         except Exception as exc:  # noqa: BLE001 - the API boundary: any failure becomes a JSON error
             if not isinstance(exc, ProtocolError):
                 logger.warning("api %s failed: %s at %s", path.split("/")[2], type(exc).__name__, raised_at(exc))
@@ -360,6 +383,25 @@ class Server:
         if static.content_type.startswith("text/html"):
             extra["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return self._response(http.HTTPStatus.OK, static.body, static.content_type, extra)
+
+    def _ready(self) -> Response:
+        """``GET /ready``: 200 while a new turn would be admitted, else 503 with ``Retry-After`` (whole seconds)."""
+        now = time.monotonic()
+        admission = self.admission
+        delay = admission.delay.estimate(now)
+        body = {
+            "status": "ready",
+            "queue_delay_ms": round(delay * 1000.0, 1),
+            "budget_ms": None if admission.budget is None else round(admission.budget * 1000.0, 1),
+        }
+        if admission.ready(now):
+            return self._json(http.HTTPStatus.OK, body)
+        shed = admission.check(now)
+        retry = max(1, -(-(shed.retry_after_ms if shed is not None else 1000) // 1000))
+        return self._response(
+            http.HTTPStatus.SERVICE_UNAVAILABLE, p.encode_json({**body, "status": "saturated"}),
+            "application/json; charset=utf-8", {"Cache-Control": "no-store", "Retry-After": str(retry)},
+        )
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened), and with 429
@@ -482,6 +524,8 @@ class Server:
                     frame = p.parse_client_frame(data, max_bytes=self.options.max_frame_bytes)
                     if bucket is not None and not bucket.take(time.monotonic()):
                         raise p.rate_limited(frame)  # dropped: neither acknowledged nor queued
+                    if isinstance(frame, p.UserMessage) and await self._shed(ws, state, frame):
+                        continue  # answered busy: neither acknowledged nor queued
                     fresh = state.admit(frame)
                 except ProtocolError as exc:
                     error = exc
@@ -493,6 +537,8 @@ class Server:
                     await self._send(ws, p.ack_frame(frame.message_id))
                 if fresh:
                     self.metrics.pending.inc()
+                    if isinstance(frame, p.UserMessage):
+                        self.admission.admitted(time.monotonic())
                     queue.put_nowait(frame)
         except ConnectionClosed:
             pass  # abnormal closes (1007 invalid UTF-8, 1009 too big, dropped TCP) end this connection only
@@ -505,9 +551,27 @@ class Server:
             # Drop turns that have not started (the client resends them); the running one finishes and is stored,
             # so a resend after reconnecting is answered from the store.
             while not queue.empty():
-                if queue.get_nowait() is not _STOP:
+                dropped = queue.get_nowait()
+                if dropped is not _STOP:
                     self.metrics.pending.dec()
+                    if isinstance(dropped, p.UserMessage):
+                        self.admission.dropped(time.monotonic())
             queue.put_nowait(_STOP)
+
+    async def _shed(self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage) -> bool:
+        """Admission control, before a message is acknowledged or queued: ``True`` when it was answered ``busy``
+        (the worker is over its budget, or an earlier message of this connection was shed and its retry time has
+        not come). A resend of a message already pending here is never shed: it is only acknowledged."""
+        if state.in_flight(message.message_id):
+            return False
+        now = time.monotonic()
+        shed = self.admission.check(now, state.held(now))
+        if shed is None:
+            return False
+        state.hold(now, shed.retry_after)
+        self.metrics.shed.labels(shed.reason).inc()
+        await self._send(ws, p.busy_frame(message.message_id, shed.retry_after_ms, shed.reason))
+        return True
 
     def _client_address(self, ws: ServerConnection) -> str:
         """The address the per-address limits count (see :func:`channels.protocol.client_address`)."""
@@ -539,6 +603,8 @@ class Server:
             finally:
                 state.finish(frame)
                 self.metrics.pending.dec()
+                if isinstance(frame, p.UserMessage):
+                    self.admission.finished(time.monotonic())
 
     async def _resume(
         self, conversation_id: str, secret: str | None, user: str | None, language: str | None, reply_to: str | None

@@ -14,6 +14,8 @@ from rich.console import Console
 
 from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
 from kefu.config import ConfigError
+from kefu.flows_cli import app as flows_app
+from kefu.init_cli import init as init_command
 from kefu.retention_cli import app as conversations_app
 from kefu.users_cli import app as users_app
 
@@ -40,6 +42,8 @@ scenarios_app = typer.Typer(help="Replay scripted conversations (YAML).", no_arg
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(conversations_app, name="conversations")
 app.add_typer(users_app, name="users")
+app.add_typer(flows_app, name="flows")
+app.command("init")(init_command)
 
 console = Console(stderr=True)
 BotOption = Annotated[Path, typer.Option("--bot", help="The bot folder (holds bot.yml).")]
@@ -70,6 +74,7 @@ def serve(
     conversations_per_connection: Annotated[int | None, typer.Option(help="New chat conversations one WebSocket connection may create (0: no limit) [default: 3].")] = None,
     connections_per_address: Annotated[int | None, typer.Option(help="Open WebSocket connections one client address may hold before HTTP 429 (0: no limit) [default: 64].")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(help="IP/network of a reverse proxy whose X-Forwarded-For names the chat client (repeatable).")] = None,
+    admission_budget_ms: Annotated[float | None, typer.Option(min=0, help="Answer a new chat message `busy` (retry later) when it would wait longer than this many ms in this worker; GET /ready says 503 meanwhile (0: never) [default: bot.yml's admission_budget_ms].")] = None,
 ) -> None:
     """Serve the chat widget and WebSocket endpoint, and the staff console on its own port."""
     from kefu.logs import FORMATS, configure, console_to_log
@@ -101,6 +106,7 @@ def serve(
         raise _fail(f"invalid chat limits: {exc}") from exc
 
     async def main() -> None:
+        import dataclasses
         from contextlib import AsyncExitStack
 
         from channels.ops import OpsOptions, run_ops_server
@@ -109,8 +115,10 @@ def serve(
 
         async with AsyncExitStack() as stack:
             running = await stack.enter_async_context(running_bot(bot, store_url=store, generation=generation))
+            budget_ms = running.bot.config.admission_budget_ms if admission_budget_ms is None else admission_budget_ms
+            chat_options = dataclasses.replace(options, admission_budget=budget_ms / 1000.0 if budget_ms else None)
             server = await stack.enter_async_context(run_server(
-                ServingBackend(running.engine, metrics), host=host, port=port, options=options, metrics=metrics
+                ServingBackend(running.engine, metrics), host=host, port=port, options=chat_options, metrics=metrics
             ))
             say(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
             if not no_console:

@@ -69,6 +69,10 @@ class BotConfig(BaseModel):
     handoff_timeout_minutes: float = Field(
         15, gt=0, description="a conversation waiting longer for a human goes back to the bot at its next message"
     )
+    admission_budget_ms: float | None = Field(
+        None, ge=0, description="kefu serve answers a new message `busy` (retry later) when it would wait longer than "
+        "this many ms for the turns the worker holds, and GET /ready says 503 meanwhile; none or 0: never shed"
+    )
     nlu_training: dict[str, float | int] = Field(
         default_factory=dict, description="overrides of nlu.train.TrainConfig (epochs, patience, ...) for this bot"
     )

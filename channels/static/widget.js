@@ -14,6 +14,10 @@
  * resume_denied (a lost or stale secret), the widget forgets both and starts a new conversation.
  * Human agents: while one holds the conversation, their messages arrive as {"type": "message", "role": "agent"}
  * frames and {"type": "handoff", "status": "agent" | "bot"} says when they join or leave.
+ * Busy (admission control): {"type": "busy", "reply_to", "retry_after_ms"} means the message was not taken; the
+ * widget says so once, holds it and every later message, and resends them in order (same ids) after
+ * retry_after_ms plus up to 50% jitter (never sooner); after MAX_BUSY_RETRIES a message is marked not delivered,
+ * with a Retry button.
  */
 (function () {
   "use strict";
@@ -56,6 +60,8 @@
     return raw && /^[A-Za-z0-9_.:@+-]{1,255}$/.test(raw) ? raw : null;
   })();
   var MAX_CHARS = 2000;
+  var MAX_BUSY_RETRIES = 5; // busy answers one message may get before the widget gives up on it (Retry button)
+  var MAX_RETRY_AFTER_MS = 30000;
   var STORAGE_KEY = "kefu:conversation:" + BASE.origin + BASE.pathname;
   var SECRET_KEY = "kefu:secret:" + BASE.origin + BASE.pathname;
   var OPEN_KEY = "kefu:open:" + BASE.origin + BASE.pathname;
@@ -81,6 +87,8 @@
       retry: "Retry",
       tooLong: "Your message is too long (2000 characters at most).",
       failed: "Not delivered.",
+      busy: "Many customers are writing to us right now. Your message will be sent again in a moment.",
+      busyFailed: "We are very busy right now and could not deliver your message. Please retry in a moment.",
       log: "Conversation",
       errors: {
         busy: "We are still answering your previous messages. Please wait a moment and retry.",
@@ -112,6 +120,8 @@
       retry: "重试",
       tooLong: "消息太长了（最多2000个字符）。",
       failed: "发送失败。",
+      busy: "当前咨询人数较多，您的消息将在片刻后自动重新发送。",
+      busyFailed: "当前咨询人数过多，消息未能送达，请稍后重试。",
       log: "对话记录",
       errors: {
         busy: "我们还在处理您之前的消息，请稍候再试。",
@@ -371,7 +381,12 @@
   var conversationId = conversationSecret ? storageGet("localStorage", STORAGE_KEY) : null;
   var inSession = false;
   var handoffShown = false;
-  var pending = []; // [{id, text}] sent or to send, until the final message (or an error) answers them
+  // [{id, text, held, busy}] in the customer's order, sent or to send, until the final message (or an error) answers
+  // them. held: not sent yet because the server answered busy (this one or an earlier one); busy: busy answers so far.
+  var pending = [];
+  var retryTimer = null; // set while the server asked us to wait (busy): every message is held until it fires
+  var retryAt = 0;
+  var busyNoted = false; // the busy notice was shown, and some message it was about is still unanswered
 
   function frameOut(obj) {
     if (socket && socket.readyState === WebSocket.OPEN) {
@@ -381,10 +396,65 @@
     return false;
   }
 
+  function sendMessage(m) {
+    if (retryTimer) { // the server asked us to wait: send it after the held ones, in order
+      m.held = true;
+      var bubble = findById(m.id);
+      if (bubble) bubble.classList.add("kefu-busy");
+      return;
+    }
+    m.held = false;
+    if (inSession) frameOut({ type: "message", conversation_id: conversationId, message_id: m.id, text: m.text });
+  }
+
   function flushPending() {
+    pending.forEach(sendMessage);
+  }
+
+  function findPending(messageId) {
+    for (var i = 0; i < pending.length; i++) {
+      if (pending[i].id === messageId) return pending[i];
+    }
+    return null;
+  }
+
+  // The retry time came: resend the held messages, oldest first (the server keeps their order).
+  function resendHeld() {
+    retryTimer = null;
+    if (!inSession) return; // the next session frame sends every pending message
     pending.forEach(function (m) {
-      frameOut({ type: "message", conversation_id: conversationId, message_id: m.id, text: m.text });
+      if (m.held) sendMessage(m);
     });
+  }
+
+  function holdUntil(waitMs) {
+    var at = Date.now() + waitMs;
+    if (retryTimer && at <= retryAt) return;
+    clearTimeout(retryTimer);
+    retryAt = at;
+    retryTimer = setTimeout(resendHeld, waitMs);
+  }
+
+  function onBusy(frame) {
+    var m = findPending(frame.reply_to);
+    if (!m) return; // answered or given up meanwhile
+    m.held = true;
+    m.busy = (m.busy || 0) + 1;
+    var bubble = findById(m.id);
+    var wait = Math.min(MAX_RETRY_AFTER_MS, Math.max(0, Number(frame.retry_after_ms) || 1000));
+    wait = wait * (1 + Math.random() / 2); // jitter, never sooner than asked: shed customers do not return at once
+    if (m.busy > MAX_BUSY_RETRIES) {
+      if (bubble) bubble.classList.remove("kefu-busy");
+      failMessage(m.id, T.busyFailed);
+      if (pending.some(function (o) { return o.held; })) holdUntil(wait); // the later ones go on
+      return;
+    }
+    if (bubble) bubble.classList.add("kefu-busy");
+    holdUntil(wait);
+    if (!busyNoted) {
+      busyNoted = true;
+      addNote(T.busy, "busy");
+    }
   }
 
   function connect() {
@@ -447,6 +517,7 @@
 
   function dropPending(messageId) {
     pending = pending.filter(function (m) { return m.id !== messageId; });
+    if (!pending.some(function (m) { return m.busy > 0; })) busyNoted = false; // the next busy says so again
   }
 
   function onFrame(frame) {
@@ -462,7 +533,7 @@
         attempt = 0;
         setStatus(T.online, "online");
         root.setAttribute("data-conversation-id", conversationId);
-        flushPending(); // resend whatever was not answered before the reconnect (the server dedupes)
+        flushPending(); // resend whatever was not answered before the reconnect (the server dedupes), in order
         break;
       case "history":
         if (frame.conversation_id === conversationId && Array.isArray(frame.messages)) renderHistory(frame.messages);
@@ -488,7 +559,10 @@
         }
         dropPending(frame.reply_to);
         var asked = findById(frame.reply_to);
-        if (asked) asked.classList.remove("kefu-pending");
+        if (asked) {
+          asked.classList.remove("kefu-pending");
+          asked.classList.remove("kefu-busy");
+        }
         if (frame.text === "") silentReply(frame);
         else finalMessage(frame);
         break;
@@ -500,6 +574,9 @@
           handoffShown = false;
           addNote(T.agentLeft, "handoff");
         }
+        break;
+      case "busy":
+        onBusy(frame);
         break;
       case "error":
         onError(frame);
@@ -524,12 +601,16 @@
       if (!inSession && socket) socket.close();
       return;
     }
-    var m = null;
-    pending.forEach(function (p) { if (p.id === frame.reply_to) m = p; });
-    dropPending(frame.reply_to);
-    var streaming = findReply(frame.reply_to);
+    failMessage(frame.reply_to, text);
+  }
+
+  // A message that will not be answered: mark its bubble not delivered, with a Retry button, and say why.
+  function failMessage(messageId, text) {
+    var m = findPending(messageId);
+    dropPending(messageId);
+    var streaming = findReply(messageId);
     if (streaming && !streaming.classList.contains("kefu-final")) streaming.remove();
-    var bubble = findById(frame.reply_to);
+    var bubble = findById(messageId);
     if (bubble) {
       bubble.classList.remove("kefu-pending");
       bubble.classList.add("kefu-failed");
@@ -539,8 +620,9 @@
           retry.remove();
           bubble.classList.remove("kefu-failed");
           bubble.classList.add("kefu-pending");
+          m.busy = 0;
           pending.push(m); // same message id: the server answers it once
-          if (inSession) frameOut({ type: "message", conversation_id: conversationId, message_id: m.id, text: m.text });
+          sendMessage(m);
         });
         bubble.appendChild(retry);
       }
@@ -558,8 +640,9 @@
     }
     var id = newMessageId();
     addUser(text, id);
-    pending.push({ id: id, text: text });
-    if (inSession) frameOut({ type: "message", conversation_id: conversationId, message_id: id, text: text });
+    var m = { id: id, text: text, held: false, busy: 0 };
+    pending.push(m);
+    if (inSession) sendMessage(m); // held behind busy messages, if any
     else connect(); // sent on the session frame
     return true;
   }
