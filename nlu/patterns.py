@@ -75,11 +75,23 @@ def align(tokens: Sequence[str], text: str) -> list[tuple[int, int]] | None:
     return offsets
 
 
+_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
+
+
+def _scoped(item: str) -> str:
+    """``item`` as a group of an alternation: a leading global flag group (``(?i)cat``, as Rasa data often writes)
+    becomes a scoped one (``(?i:cat)``), since Python refuses global flags anywhere but at the very start."""
+    flags = _GLOBAL_FLAGS.match(item)
+    if flags is None:
+        return f"(?:{item})"
+    return f"(?{flags.group(1)}:{item[flags.end():]})"
+
+
 def compile_regex(items: Sequence[str]) -> re.Pattern[str]:
     """One alternation of a regex block's items; raises ``re.error`` on a bad item."""
     for item in items:
         re.compile(item)  # name the bad item, not the combined pattern
-    return re.compile("|".join(f"(?:{item})" for item in items))
+    return re.compile("|".join(_scoped(item) for item in items))
 
 
 class Matcher:

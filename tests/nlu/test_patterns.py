@@ -13,6 +13,7 @@ from nlu_testutil import FIXTURES
 from nlu.data import load_examples, read_rasa_nlu
 from nlu.errors import DataError
 from nlu.model import NLUConfig, Vocab, encode, featurise
+from nlu.patterns import compile_regex
 from nlu.patterns import Matcher, Pattern, align, detokenize
 from nlu.predict import NLUModel
 from nlu.tokenize import tokenize
@@ -172,3 +173,10 @@ def test_inference_path_with_patterns_matches_the_training_path() -> None:
         slow = net._encode_batch(encode(vocab, tokens, texts))
     mask = encode(vocab, tokens)["mask"]
     assert torch.allclose(fast[0][mask], slow[0][mask], atol=1e-5) and torch.allclose(fast[1], slow[1], atol=1e-5)
+
+
+def test_a_regex_item_with_leading_global_flags_keeps_them_to_itself() -> None:
+    """Rasa data often writes ``(?i)...``; Python refuses global flags inside an alternation, so they are scoped."""
+    pattern = compile_regex(["(?i)t-\\d{4}", "abc"])
+    assert pattern.search("ticket T-1234") and pattern.search("t-1234")
+    assert pattern.search("abc") and not pattern.search("ABC")
