@@ -13,8 +13,7 @@ from nlu_testutil import FIXTURES
 from nlu.data import load_examples, read_rasa_nlu
 from nlu.errors import DataError
 from nlu.model import NLUConfig, Vocab, encode, featurise
-from nlu.patterns import compile_regex
-from nlu.patterns import Matcher, Pattern, align, detokenize
+from nlu.patterns import Matcher, Pattern, align, compile_regex, detokenize
 from nlu.predict import NLUModel
 from nlu.tokenize import tokenize
 from nlu.train import TrainConfig, train
