@@ -247,9 +247,15 @@ class DialogueDefinition:
             self._machine.append(_compile(self))
         return self._machine[0]
 
+    def reopens(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Action -> its task's ``(slot, waiting state)`` pairs in order: when the action clears one of them (an
+        account that does not exist), the task waits for that slot again instead of ending, so the customer's
+        corrected value alone carries on."""
+        return {t.action: tuple((s.name, s.state) for s in t.slots) for t in self.tasks if t.slots}
+
     def flows(self) -> Flows:
         return Flows(machine=self.machine(), default_policy=self.default_policy, resets=self.resets(),
-                     definition=self)
+                     reopens=self.reopens(), definition=self)
 
     def transitions(self) -> list[tuple[str, str, str]]:
         """Every ``(source, action, target)`` of the compiled FSM (for drawing and for the reachability check)."""
@@ -561,8 +567,10 @@ def _task(c: _Checker, name: str, spec: dict[str, Any], answer_intents: tuple[st
             ft = c.mapping((*sat, "from_text"), s["from_text"] if s["from_text"] is not True else {})
             c.keys((*sat, "from_text"), ft, {"not_intent", "as_intent"})
             as_intent = ft.get("as_intent", answer_intents[0] if answer_intents else None)
+            # by default, another subject's intent is not an answer; the task's own is ("the router keeps dropping"
+            # describes a fault and reads like a request to report one)
             not_intent = (c.intents((*sat, "from_text", "not_intent"), ft["not_intent"]) if "not_intent" in ft
-                          else subject)
+                          else tuple(i for i in subject if i not in intents))
             from_text = FromText(slot, ask, frozenset(not_intent),
                                  c.intent((*sat, "from_text", "as_intent"), as_intent) if as_intent else None)
         elif slot not in c.domain.entities and not _filled_by_domain(c.domain, slot):

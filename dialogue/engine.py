@@ -500,6 +500,9 @@ class DialogueEngine:
             if slot in parts.domain.slots and slots.get(slot) != value:
                 slots[slot] = value
                 events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
+        if new_state == initial:  # the action refused a value of its task (cleared it): wait for that slot again
+            refused = {s for s, v in result.slot_updates.items() if v in (None, "")}
+            new_state = next((st for s, st in parts.flows.reopens.get(decision.action, ()) if s in refused), new_state)
         action_at = len(events)  # the action event goes here once the hand-off decision has settled the new state
         entered = new_state == HANDOFF_STATE and state != HANDOFF_STATE
         queued = status == HANDOFF_NONE and (entered or result.handoff or loop)

@@ -71,6 +71,7 @@ class Flows:
     machine: type[StateMachine]
     default_policy: Rule
     resets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # action -> slots cleared after it ran
+    reopens: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # action -> (slot, waiting state)
     definition: object | None = None  # the dialogue definition this was compiled from (dialogue.definition)
     _pool: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 

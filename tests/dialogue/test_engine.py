@@ -296,3 +296,15 @@ async def test_the_transcript_keeps_the_customers_punctuation_and_search_matches
     for query in ("有人吗？", "有人吗?", "10234，到哪了"):
         found = await engine.store.list_conversations(ConversationFilter(query=query), limit=1000)
         assert cid in [s.id for s in found.items], query
+
+
+async def test_a_value_the_action_refuses_sends_the_task_back_to_wait_for_it(engine: DialogueEngine) -> None:
+    """The order does not exist: the action clears the id, and the task waits for it again instead of ending, so the
+    corrected number alone carries the return on (it used to restart as an order-status request)."""
+    first = await engine.handle_message(None, mid(), "I want to return order 19999, it arrived broken")
+    assert first.action == "action_return"
+    conversation = await engine.get_conversation(first.conversation_id)
+    assert conversation is not None
+    assert conversation.state == "return_need_id" and not conversation.slots.get("order_id")
+    second = await engine.handle_message(first.conversation_id, mid(), "sorry, it's 10234")
+    assert second.action == "action_return" and "10234" in second.text
