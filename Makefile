@@ -1,11 +1,13 @@
 # Kefu: two commands matter.
 #   make run    set up the environment, train the demo bot's missing models, serve on 127.0.0.1:8000
 #               (staff console on 127.0.0.1:8001; first: .venv/bin/kefu users add NAME --role admin)
-#   make test   set up the environment, train the demo bot's missing models, run the test suite
+#   make test   set up the environment, train the example bots' missing models, run the test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 KEFU   := $(VENV)/bin/kefu
 BOT    ?= examples/shop
+# Every example bot the tests replay (the toxicity classifiers are shared: built once for all of them).
+BOTS   ?= examples/shop examples/bank examples/telecom
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 CONSOLE_PORT ?= 8001
@@ -27,9 +29,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 models: setup
-	$(KEFU) train --bot $(BOT)
+	for bot in $(BOTS); do $(KEFU) train --bot $$bot || exit 1; done
 
-run: models
+run: setup
+	$(KEFU) train --bot $(BOT)
 	$(KEFU) serve --bot $(BOT) --host $(HOST) --port $(PORT) --console-port $(CONSOLE_PORT)
 
 test: models
