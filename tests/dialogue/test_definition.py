@@ -234,9 +234,29 @@ def test_malformed_files_are_refused_not_crashed_on(tmp_path: Path, domain: Doma
         load_definition(write(tmp_path, text), domain, ACTIONS)
 
 
-def test_the_shop_compiles_to_its_stored_state_names() -> None:
+def test_the_shop_as_data_behaves_as_its_hand_written_fsm_did() -> None:
+    """Every state x intent x slots x this-message combination: the same mask, the same transitions and the same
+    default-policy choice as the Python flows module the shop had before its dialogue became data."""
+    import itertools
+
+    from dialogue.flows import load_flows
     from tests.conftest import SHOP, shop_dialogue
 
-    _domain, flows = shop_dialogue()
-    assert set(flows.states) == {IDLE, "status_need_id", "return_need_id", "return_need_reason", HANDOFF_STATE}
-    assert flows.definition is not None and not (SHOP / "flows.py").exists()
+    domain, new = shop_dialogue()
+    old = load_flows(Path(__file__).parent / "data" / "shop_flows.py")
+    assert new.definition is not None and not (SHOP / "flows.py").exists()
+    assert set(new.states) == set(old.states) and new.actions == old.actions
+    slot_sets = [(), ("order_id",), ("reason",), ("order_id", "reason")]
+    for state, intent, given in itertools.product(old.states, domain.intents, slot_sets):
+        for this in (frozenset(), frozenset(given)):
+            def context(s: str = state, i: str = intent, g: tuple[str, ...] = given,
+                        t: frozenset[str] = this) -> FlowContext:
+                return FlowContext(s, i, dict.fromkeys(g, "x"), t)
+            mask = old.allowed(context())
+            assert new.allowed(context()) == mask, (state, intent, given, this)
+            for action in mask:
+                assert new.advance(context(), action) == old.advance(context(), action)
+            for low, flags in itertools.product((False, True), ((), ("prompt_injection",))):
+                seen = Observation(state=state, intent=intent, confidence=0.9, filled_slots=frozenset(given),
+                                   low_confidence=low, flags=flags)
+                assert new.default_policy(seen, mask) == old.default_policy(seen, mask)

@@ -18,6 +18,8 @@ from dialogue.flows import Flows, load_flows
 from kefu.cli import app
 from tests.conftest import SHOP, shop_dialogue
 
+PYTHON_FLOWS = Path(__file__).parent / "data" / "shop_flows.py"  # the shop's dialogue as a Python module
+
 runner = CliRunner()
 
 
@@ -98,7 +100,7 @@ def test_the_summary_lists_each_states_actions_and_targets(shop_graph: FsmGraph)
 
 
 def test_the_python_flows_module_gives_the_same_picture(shop_graph: FsmGraph) -> None:
-    graph = graph_of(load_flows(SHOP / "flows.py"))
+    graph = graph_of(load_flows(PYTHON_FLOWS))
     assert set(graph.states) == set(shop_graph.states)
     assert graph.rows == (("status_need_id",), ("return_need_id", "return_need_reason"))  # guessed from the names
     assert group(graph).from_any.keys() == group(shop_graph).from_any.keys()
@@ -157,7 +159,8 @@ def _copy_shop(tmp_path: Path, *names: str) -> Path:
 
 
 def test_flows_show_draws_a_python_flows_module(tmp_path: Path) -> None:
-    bot = _copy_shop(tmp_path, "domain.yml", "flows.py")
+    bot = _copy_shop(tmp_path, "domain.yml")
+    shutil.copy(PYTHON_FLOWS, bot / "flows.py")
     (bot / "bot.yml").write_text("name: py\nnlu_data: []\nflows: flows.py\nactions: null\n", encoding="utf-8")
     result = runner.invoke(app, ["flows", "show", "--bot", str(bot)])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,8 @@
-"""The demo shop's flows (an FSM whose events are actions) and its hand-written default policy.
+"""The demo shop's flows as a Python flows module (an FSM whose events are actions) and its hand-written default policy.
+
+The shop itself now says this in ``examples/shop/dialogue.yml``; this module stays as the test of a bot that keeps
+Python flows (``flows: flows.py`` in ``bot.yml``) for what the data cannot say, and as the reference the compiled
+definition is checked against (``tests/dialogue/test_definition.py``).
 
 States say which task is open and which slot it still waits for. Conditions read the tracker
 (``FlowContext``: intent of this turn and the slots), so the enabled events are the actions that make
