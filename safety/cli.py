@@ -115,8 +115,9 @@ def train_injection(
     ] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    bot: Annotated[
-        Path | None, typer.Option(help="a bot folder: its NLU examples join the negatives (as `kefu train` does)")
+    extra_benign: Annotated[
+        Path | None, typer.Option(help="a UTF-8 text file, one customer message per line, added to the negatives "
+                                       "(`kefu train` adds the bot's NLU examples this way)")
     ] = None,
 ) -> None:
     """Train the learned prompt-injection detector; writes the model, report.json and curves.png to OUT."""
@@ -127,10 +128,8 @@ def train_injection(
     if epochs is not None:
         cfg.epochs = epochs
     extra: list[str] = []
-    if bot is not None:
-        from kefu.config import Bot
-
-        extra = Bot.load(bot).utterances()
+    if extra_benign is not None:
+        extra = [line.strip() for line in extra_benign.read_text(encoding="utf-8").splitlines() if line.strip()]
     report = run_train(out, data_dir or _data_root(), cfg, extra_benign=extra)
     typer.echo(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
