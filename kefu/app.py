@@ -385,10 +385,10 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         timings["injection"] = time.perf_counter() - t
 
     if wanted("policy", bot.policy_model / "model.safetensors"):
-        from policy.train import train as train_policy
+        from kefu.policy_cli import train_policy
 
         t = time.perf_counter()
-        train_policy(bot.root, bot.policy_model)  # against the user simulator, on top of the bot's flows
+        train_policy(bot.root, bot.policy_model)  # simulated users derived from the bot, the NLU's measured noise
         timings["policy"] = time.perf_counter() - t
 
     if cfg.knowledge and (only is None or "knowledge" in only):

@@ -16,6 +16,7 @@ from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
 from kefu.config import ConfigError
 from kefu.flows_cli import app as flows_app
 from kefu.init_cli import init as init_command
+from kefu.policy_cli import app as policy_app
 from kefu.retention_cli import app as conversations_app
 from kefu.users_cli import app as users_app
 
@@ -29,7 +30,6 @@ def _startup_errors() -> tuple[type[BaseException], ...]:
 
     return (MissingModel, ConfigError, DialogueError, NLUError, GenerationError, SafetyError)
 from nlu.cli import app as nlu_app
-from policy.cli import app as policy_app
 from runtime.cli import app as runtime_app
 from safety.cli import app as safety_app
 
