@@ -243,17 +243,11 @@ def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
 
 
 def gate_verdict(policy_dir: Path) -> tuple[bool, str]:
-    """Whether the policy in ``policy_dir`` passed its gate, and why not."""
-    try:
-        gate = json.loads((policy_dir / GATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return False, f"no readable {GATE_FILE} ({type(exc).__name__})"
-    if not isinstance(gate, dict):
-        return False, f"{GATE_FILE} is not an object"
-    if gate.get("passed") is True:
-        return True, ""
-    reasons = gate.get("reasons") or ["not passed"]
-    return False, "; ".join(str(r) for r in reasons)
+    """Whether the policy in ``policy_dir`` passed its gate (judged on these very weights), and why not."""
+    from policy.gate import gate_status
+
+    passed, why = gate_status(policy_dir)
+    return passed, "" if passed else why
 
 
 def scenario_gate(bot: Bot) -> dict[str, Any]:
@@ -384,7 +378,10 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         train_injection(bot.injection_model, shared_data(), extra_benign=bot.utterances())
         timings["injection"] = time.perf_counter() - t
 
-    if wanted("policy", bot.policy_model / "model.safetensors"):
+    if cfg.dialogue is None and (only is None or "policy" in only):
+        log.info("no learned policy for %s: its users are simulated from a dialogue.yml, and it has Python flows",
+                 cfg.name)
+    elif wanted("policy", bot.policy_model / "model.safetensors"):
         from kefu.policy_cli import train_policy
 
         t = time.perf_counter()

@@ -24,11 +24,14 @@ from kefu.users_cli import app as users_app
 def _startup_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the bot cannot start (bad config, missing/corrupt model, dead database): one clear line."""
     from dialogue.errors import DialogueError
+    from kefu.policy_cli import PolicySetupError
     from nlu.errors import NLUError
+    from policy.errors import PolicyError
     from runtime.errors import GenerationError
     from safety.errors import SafetyError
 
-    return (MissingModel, ConfigError, DialogueError, NLUError, GenerationError, SafetyError)
+    return (MissingModel, ConfigError, DialogueError, NLUError, GenerationError, SafetyError, PolicyError,
+            PolicySetupError)
 from nlu.cli import app as nlu_app
 from runtime.cli import app as runtime_app
 from safety.cli import app as safety_app

@@ -307,4 +307,7 @@ async def test_a_value_the_action_refuses_sends_the_task_back_to_wait_for_it(eng
     assert conversation is not None
     assert conversation.state == "return_need_id" and not conversation.slots.get("order_id")
     second = await engine.handle_message(first.conversation_id, mid(), "sorry, it's 10234")
+    assert second.action in ("action_return", "utter_ask_reason")  # still the return, not a status request
+    if second.action == "utter_ask_reason":  # the refusal cleared the reason too: asked again, then approved
+        second = await engine.handle_message(first.conversation_id, mid(), "I changed my mind")
     assert second.action == "action_return" and "10234" in second.text

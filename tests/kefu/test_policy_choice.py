@@ -13,6 +13,7 @@ from kefu.app import GATE_FILE, MissingModel, choose_policy, gate_verdict
 from kefu.config import Bot, BotConfig
 from policy import FSMPolicy
 from policy.features import FeatureSpace
+from policy.gate import write_gate
 from policy.learned import LearnedPolicy
 from policy.model import PolicyNetConfig, QNetwork
 
@@ -31,7 +32,9 @@ def save_policy(bot: Bot, actions: tuple[str, ...] = ACTIONS, gate: object | Non
     space = FeatureSpace(states=("idle",), intents=("greet",), slots=(), actions=actions)
     config = PolicyNetConfig(features=space, hidden=(4,))
     LearnedPolicy(QNetwork(config), config).save(bot.policy_model)
-    if gate is not None:
+    if isinstance(gate, dict):
+        write_gate(bot.policy_model, gate)  # records the digest of the weights it judged
+    elif gate is not None:
         (bot.policy_model / GATE_FILE).write_text(json.dumps(gate), encoding="utf-8")
 
 
@@ -56,8 +59,8 @@ def test_auto_serves_the_learned_policy_that_passed_its_gate(tmp_path: Path, fal
     ("gate", "why"),
     [
         ({"passed": False, "reasons": ["noise 0.3: learned 0.80 < fsm 0.85"]}, "noise 0.3: learned 0.80 < fsm 0.85"),
-        (None, "no readable gate.json"),
-        (["not", "an", "object"], "not an object"),
+        (None, "never gated"),
+        (["not", "an", "object"], "not a JSON object"),
     ],
 )
 def test_auto_falls_back_to_the_rules_and_logs_why(
@@ -70,6 +73,13 @@ def test_auto_falls_back_to_the_rules_and_logs_why(
     assert why in caplog.text and "did not pass its gate" in caplog.text
 
 
+def test_a_gate_judged_other_weights_does_not_count(tmp_path: Path, fallback: FSMPolicy) -> None:
+    bot = make_bot(tmp_path, "auto")
+    save_policy(bot, gate={"passed": True})
+    save_policy(bot)  # retrained after its gate: the old verdict is not this policy's
+    assert choose_policy(bot, FakeFlows(), fallback) is fallback
+
+
 def test_auto_without_a_policy_serves_the_rules(tmp_path: Path, fallback: FSMPolicy) -> None:
     assert choose_policy(make_bot(tmp_path, "auto"), FakeFlows(), fallback) is fallback
     with pytest.raises(MissingModel, match="has none"):
@@ -79,8 +89,9 @@ def test_auto_without_a_policy_serves_the_rules(tmp_path: Path, fallback: FSMPol
 def test_a_corrupt_checkpoint_is_named_not_a_traceback(tmp_path: Path, fallback: FSMPolicy,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     bot = make_bot(tmp_path, "auto")
-    save_policy(bot, gate={"passed": True})
+    save_policy(bot)
     (bot.policy_model / "model.safetensors").write_bytes(b"\x00garbage")
+    write_gate(bot.policy_model, {"passed": True})  # even a gate that vouches for these bytes cannot make them load
     with caplog.at_level(logging.WARNING, logger="kefu"):
         assert choose_policy(bot, FakeFlows(), fallback) is fallback
     assert "does not load" in caplog.text
@@ -97,5 +108,6 @@ def test_a_policy_for_other_actions_is_not_served(tmp_path: Path, fallback: FSMP
 
 
 def test_gate_verdict_reads_reasons(tmp_path: Path) -> None:
-    (tmp_path / GATE_FILE).write_text(json.dumps({"passed": False, "reasons": ["a", "b"]}), encoding="utf-8")
-    assert gate_verdict(tmp_path) == (False, "a; b")
+    bot = make_bot(tmp_path, "auto")
+    save_policy(bot, gate={"passed": False, "reasons": ["a", "b"]})
+    assert gate_verdict(bot.policy_model) == (False, "a; b")

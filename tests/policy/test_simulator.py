@@ -1,144 +1,182 @@
-"""The user simulator: goal completion, patience, and the noise channel's statistics."""
+"""The user simulator derived from a dialogue definition: goals, the user's reactions, dialogues with the FSM."""
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
+from collections import Counter
 
 import pytest
 
 from policy import FSMPolicy
-from policy.simulator import DialogueSimulation, Goal, NoiseChannel, ShopDomain, SimConfig, SimulatedUser, UserAct
+from policy.simulator import (
+    DialogueSimulation,
+    Goal,
+    SimBot,
+    SimConfig,
+    SimulatedUser,
+    SimulatorError,
+    UserAct,
+    Users,
+    Want,
+    draw_goal,
+    with_config,
+)
 
-BOT = Path(__file__).resolve().parents[2] / "examples" / "shop"
-ORDERS = frozenset({"10234", "10388"})
+BOOK = (("party_size", "4"), ("day", "friday"))
+FOOD = (("dish", "noodles"), ("note", "no peanuts"))
 
 
-@pytest.fixture(scope="module")
-def domain() -> ShopDomain:
-    return ShopDomain.from_bot(BOT)
+def booking(**kw: object) -> Want:
+    return Want("task", "book_table", "action_book", "booking", BOOK, **kw)  # type: ignore[arg-type]
 
 
-def user(kind: str, intent: str, **kw: object) -> SimulatedUser:
-    u = SimulatedUser(Goal(kind=kind, intent=intent, patience=2, **kw), ORDERS)  # type: ignore[arg-type]
+def user(tiny: SimBot, *wants: Want, patience: int = 2, opener: str | None = None) -> SimulatedUser:
+    u = SimulatedUser(Goal(tuple(wants), opener, patience), tiny)
     u.first_act()
     return u
 
 
-def test_domain_is_read_from_the_bot(domain: ShopDomain) -> None:
-    assert "10234" in domain.order_ids and "damaged" in domain.reasons
-    assert domain.flows.initial_state == "idle" and domain.confidence_threshold == 0.5
+def test_goals_come_from_the_definition(tiny: SimBot) -> None:
+    rng = random.Random(0)
+    goals = [draw_goal(tiny, SimConfig(), rng) for _ in range(600)]
+    wants = [w for g in goals for w in g.wants]
+    kinds = Counter(w.kind for w in wants)
+    assert set(kinds) == {"task", "ask", "handoff", "cancel"}
+    expects = {w.expects for w in wants}
+    assert {"action_book", "action_order_food", "action_answer_kb", "action_handoff", "utter_cancelled",
+            "utter_fallback", "utter_greet", "utter_goodbye"} <= expects
+    for g in goals:
+        if g.wants[0].kind == "task":  # values from the bot's data (a second task may say another one)
+            assert all(v in tiny.values[s] for s, v in g.wants[0].values)
+    for w in wants:
+        assert set(w.upfront) <= {"party_size", "day", "dish"}  # only what an entity extractor can read
+    assert any(len(g.wants) > 1 and g.wants[1].kind == "task" for g in goals)  # a second task
+    assert any(w.switch_from for w in wants) and any(w.wrong_first for w in wants) and any(w.interrupt for w in wants)
+    assert all(g.wants[-1].kind == "handoff" or all(w.kind != "handoff" for w in g.wants) for g in goals)
+    assert {g.patience for g in goals} == {2, 3, 4}
 
 
-def test_return_succeeds_only_with_the_right_order_and_reason() -> None:
-    u = user("return", "return_request", order_id="10234", reason="damaged")
-    assert u.react("action_return", {"order_id": "10234", "reason": "damaged"}) is None
-    assert u.success and u.failed is None
-    wrong_order = user("return", "return_request", order_id="10234", reason="damaged")
-    wrong_order.react("action_return", {"order_id": "10388", "reason": "damaged"})
-    assert not wrong_order.success and wrong_order.failed == "wrong_return"
-    wrong_reason = user("return", "return_request", order_id="10234", reason="damaged")
-    wrong_reason.react("action_return", {"order_id": "10234", "reason": "wrong size"})
-    assert wrong_reason.failed == "wrong_return"
+def test_a_second_task_reuses_what_the_bot_holds_or_says_the_new_value(tiny: SimBot) -> None:
+    cfg = SimConfig(goal_weights=(("task", 1.0),), p_second=1.0, p_same_value=0.0, p_switch=0, p_correct=0)
+    for seed in range(200):
+        g = draw_goal(tiny, cfg, random.Random(seed))
+        first, second = g.wants[0], g.wants[1]
+        if first.task == second.task == "food":  # food keeps its slots: another dish must be said up front
+            assert dict(second.values)["dish"] != dict(first.values)["dish"] and "dish" in second.upfront
 
 
-def test_order_status_needs_the_goal_order_and_never_a_strangers() -> None:
-    u = user("order_status", "order_status", order_id="10234")
-    assert u.react("action_order_status", {"order_id": "10234"}) is None and u.success
-    leak = user("order_status", "order_status", order_id="10234")
-    assert leak.react("action_order_status", {"order_id": "10388"}) is None
-    assert leak.failed == "wrong_order_disclosed"
-    missing = user("order_status", "order_status", order_id="10234")
-    again = missing.react("action_order_status", {"order_id": "12043"})  # not an order: "can't find it"
-    assert again == UserAct("order_status", (("order_id", "10234"),)) and not missing.done
-    ret = user("return", "return_request", order_id="10234", reason="damaged")  # its own order's status
-    assert ret.react("action_order_status", {"order_id": "10234"}) is not None
-    assert not ret.done and ret.frustration == 1
+def test_a_task_succeeds_with_the_goal_values_and_a_confirmation(tiny: SimBot) -> None:
+    u = user(tiny, booking())
+    assert u.react("utter_ask_party_size", {}) == UserAct("inform", (("party_size", "4"),))
+    assert u.react("utter_ask_day", {"party_size": "4"}) == UserAct("inform", (("day", "friday"),))
+    assert u.react("utter_confirm_booking", dict(BOOK)) == UserAct("affirm")
+    assert u.react("action_book", dict(BOOK)) is None and u.success and u.frustration == 0
 
 
-def test_handoff_is_success_only_for_complaints() -> None:
-    c = user("complaint", "complaint")
-    c.react("action_handoff", {})
-    assert c.success
-    s = user("order_status", "order_status", order_id="10234")
-    s.react("action_handoff", {})
-    assert s.failed == "unwanted_handoff"
+def test_wrong_values_are_refused_at_the_confirmation_and_fail_the_action(tiny: SimBot) -> None:
+    u = user(tiny, booking())
+    assert u.react("utter_confirm_booking", {"party_size": "4", "day": "sunday"}) == UserAct("deny")
+    again = u.react("utter_booking_cancelled", {})
+    assert again == UserAct("book_table", BOOK) and u.frustration == 1  # says it all again
+    wrong = user(tiny, booking())
+    assert wrong.react("action_book", {"party_size": "4", "day": "sunday"}) is None
+    assert wrong.failed == "wrong_values"
 
 
-def test_kb_answer_must_follow_the_question_and_user_answers_requests() -> None:
-    kb = user("kb", "shipping_question")
-    kb.react("action_answer_kb", {})
-    assert kb.success
-    r = user("return", "return_request", order_id="10234", reason="damaged")
-    assert r.react("utter_ask_order_id", {}) == UserAct("inform", (("order_id", "10234"),))
-    assert r.react("utter_ask_reason", {"order_id": "10234"}) == UserAct("inform", (("reason", "damaged"),))
-    assert r.frustration == 0  # nothing was asked twice
+def test_handoffs_unwanted_actions_and_patience(tiny: SimBot) -> None:
+    h = user(tiny, Want("handoff", "complain", "action_handoff"))
+    assert h.react("action_handoff", {}) is None and h.success
+    b = user(tiny, booking())
+    assert b.react("action_handoff", {}) is None and b.failed == "unwanted_handoff"
+    f = user(tiny, Want("task", "order_food", "action_order_food", "food", FOOD))
+    assert f.react("action_book", {"party_size": "9", "day": "monday"}) is None
+    assert f.failed == "unwanted_action"  # a booking nobody asked for, on values that are not the user's
+    p = user(tiny, booking(), patience=1)
+    assert p.react("utter_fallback", {}) == UserAct("book_table")  # not understood: says it again
+    assert p.react("utter_greet", {}) is None and p.failed == "patience"
 
 
-def test_patience_runs_out_after_unproductive_turns() -> None:
-    u = user("order_status", "order_status", order_id="10234")  # patience 2
-    assert u.react("utter_fallback", {}) is not None
-    assert u.react("utter_fallback", {}) is not None
-    assert u.react("utter_fallback", {}) is None
-    assert u.failed == "patience" and not u.success
+def test_a_user_whose_task_was_lost_restates_it(tiny: SimBot) -> None:
+    u = user(tiny, booking(upfront=("party_size",)))
+    assert u.react("utter_ask_dish", {"party_size": "4"}) == UserAct("book_table", (("party_size", "4"),))
+    assert u.frustration == 1
 
 
-def test_chitchat_needs_matching_replies() -> None:
-    u = SimulatedUser(Goal(kind="chitchat", intent="greet", smalltalk=("greet", "goodbye"), patience=1), ORDERS)
-    assert u.first_act() == UserAct("greet")
-    assert u.react("utter_greet", {}) == UserAct("goodbye")
+def test_switching_task_midway(tiny: SimBot) -> None:
+    u = user(tiny, booking(switch_from="order_food"))
+    assert u.last_act == UserAct("order_food")
+    assert u.react("utter_ask_dish", {}) == UserAct("book_table")  # "actually, I want a table"
+    assert u.react("utter_ask_party_size", {}) == UserAct("inform", (("party_size", "4"),)) and u.frustration == 0
+
+
+def test_correcting_a_value_at_the_next_answer(tiny: SimBot) -> None:
+    u = user(tiny, booking(wrong_first=("party_size", "2")))
+    assert u.react("utter_ask_party_size", {}) == UserAct("inform", (("party_size", "2"),))
+    fixed = u.react("utter_ask_day", {"party_size": "2"})
+    assert fixed == UserAct("inform", (("day", "friday"), ("party_size", "4")))
+
+
+def test_an_off_topic_question_before_the_answer(tiny: SimBot) -> None:
+    side = Want("ask", "opening_hours", "action_answer_kb")
+    u = user(tiny, booking(interrupt=side))
+    assert u.react("utter_ask_party_size", {}) == UserAct("opening_hours")
+    assert u.react("utter_ask_party_size", {}) == UserAct("opening_hours") and u.frustration == 1
+    assert u.react("action_answer_kb", {}) == UserAct("inform", (("party_size", "4"),))
+
+
+def test_from_text_answers_and_cancelling(tiny: SimBot) -> None:
+    f = user(tiny, Want("task", "order_food", "action_order_food", "food", FOOD, ("dish",)))
+    assert f.react("utter_ask_note", {"dish": "noodles"}) == UserAct("inform", (), (("note", "no peanuts"),))
+    c = user(tiny, Want("cancel", "book_table", "utter_cancelled", "booking"))
+    assert c.react("utter_ask_party_size", {}) == UserAct("cancel")
+    assert c.react("utter_cancelled", {}) is None and c.success
+
+
+def test_an_opener_then_closing_small_talk(tiny: SimBot) -> None:
+    u = user(tiny, Want("ask", "opening_hours", "action_answer_kb"), Want("ask", "goodbye", "utter_goodbye"),
+             opener="greet")
+    assert u.last_act == UserAct("greet")
+    assert u.react("utter_greet", {}) == UserAct("opening_hours")
+    assert u.react("action_answer_kb", {}) == UserAct("goodbye")
     assert u.react("utter_goodbye", {}) is None and u.success
 
 
-def test_closing_acts_after_the_task_and_out_of_scope_goals() -> None:
-    u = user("kb", "shipping_question", smalltalk=("thanks", "goodbye"))
-    assert u.react("action_answer_kb", {}) == UserAct("thanks") and not u.done
-    assert u.react("utter_goodbye", {}) == UserAct("thanks") and u.frustration == 1  # wrong reply: said again
-    assert u.react("utter_thanks", {}) == UserAct("goodbye")
-    assert u.react("action_handoff", {}) is None and u.failed == "unwanted_handoff"
-    oos = user("out_of_scope", "out_of_scope", smalltalk=("out_of_scope",))
-    assert oos.react("utter_greet", {}) == UserAct("out_of_scope")
-    assert oos.react("utter_fallback", {}) == UserAct("out_of_scope") and not oos.done
-    assert oos.react("utter_fallback", {}) is None and oos.success
+def test_closing_small_talk_costs_turns_but_not_the_success(tiny: SimBot) -> None:
+    bye = Want("ask", "goodbye", "utter_goodbye", courtesy=True)
+    u = user(tiny, Want("ask", "opening_hours", "action_answer_kb"), bye, patience=1)
+    assert u.react("action_answer_kb", {}) == UserAct("goodbye")
+    assert u.react("utter_fallback", {}) == UserAct("goodbye")
+    assert u.react("utter_fallback", {}) is None and u.success and u.failed is None
+    rude = user(tiny, Want("ask", "opening_hours", "action_answer_kb"), bye)
+    rude.react("action_answer_kb", {})
+    assert rude.react("action_handoff", {}) is None and rude.failed == "unwanted_handoff"
 
 
-def test_noise_channel_error_rate_and_confidence(domain: ShopDomain) -> None:
-    rng = random.Random(0)
-    act = UserAct("return_request", (("order_id", "10234"), ("reason", "damaged")))
-    clean = NoiseChannel(domain, SimConfig(), 0.0)
-    assert all(clean.parse(act, rng).correct for _ in range(300))
-    noisy = NoiseChannel(domain, SimConfig(), 0.3)
-    hyps = [noisy.parse(act, rng) for _ in range(4000)]
-    errors = [h for h in hyps if not h.correct]
-    assert 0.27 < len(errors) / len(hyps) < 0.33
-    assert any(h.intent != "return_request" for h in errors)
-    assert any(dict(h.entities).get("order_id") not in (None, "10234") for h in errors)
-    assert any("order_id" not in dict(h.entities) or "reason" not in dict(h.entities) for h in errors)
-    right = [h.confidence for h in hyps if h.correct]
-    wrong = [h.confidence for h in errors if h.intent != "return_request"]
-    assert sum(right) / len(right) > sum(wrong) / len(wrong) + 0.15  # errors are less confident ...
-    assert max(wrong) > sorted(right)[len(right) // 10]  # ... but they reach into the right ones' range
-    for h in hyps[:200]:
-        assert h.ranking[0] == (h.intent, h.confidence)
-        assert abs(sum(p for _, p in h.ranking) - 1.0) < 1e-6
-        assert all(p <= h.confidence for _, p in h.ranking)
+@pytest.mark.parametrize("config", [SimConfig(), SimConfig.held_out(),
+                                    SimConfig(p_switch=1, p_correct=1, p_offtopic=1, p_second=1, p_opener=1)])
+def test_the_fsm_completes_every_goal_without_noise(tiny: SimBot, trainees: Users, config: SimConfig) -> None:
+    sim = DialogueSimulation(tiny, with_config(trainees, **config.__dict__))
+    fsm = FSMPolicy(tiny.flows.default_policy)
+    episodes = [sim.run(fsm, 0.0, i) for i in range(300)]
+    failed = [(e.goal, e.actions, e.failure) for e in episodes if not e.success]
+    assert not failed, failed[:3]
+    noisy = [sim.run(fsm, 0.3, i) for i in range(300)]
+    assert 0.5 < sum(e.success for e in noisy) / len(noisy) < 0.97  # noise costs the rules something
 
 
-def test_same_seed_same_user_and_the_fsm_is_perfect_without_noise(domain: ShopDomain) -> None:
-    sim = DialogueSimulation(domain)
-    fsm = FSMPolicy(domain.flows.default_policy)
-    a, b = sim.run(fsm, 0.3, 7), sim.run(fsm, 0.3, 7)
-    assert (a.goal, a.actions, a.success) == (b.goal, b.actions, b.success)
-    clean = [sim.run(fsm, 0.0, i) for i in range(200)]
-    assert sum(e.success for e in clean) / len(clean) > 0.97
+def test_same_seed_same_user_whatever_the_policy_did_before(tiny: SimBot, trainees: Users) -> None:
+    sim = DialogueSimulation(tiny, trainees)
+    fsm = FSMPolicy(tiny.flows.default_policy)
+    a = sim.run(fsm, 0.3, 7)
+    for i in range(20):
+        sim.run(fsm, 0.15, i)
+    b = sim.run(fsm, 0.3, 7)
+    assert (a.goal, a.actions, a.success, a.reward) == (b.goal, b.actions, b.success, b.reward)
 
 
-@pytest.mark.skipif(not (BOT / "models" / "nlu" / "model.safetensors").is_file(), reason="needs the trained NLU")
-def test_calibration_measures_the_real_nlu_on_its_held_out_split() -> None:
-    from policy.calibrate import measure_nlu
+def test_a_definition_with_nothing_to_want_is_refused(tiny: SimBot, trainees: Users) -> None:
+    import dataclasses
 
-    m = measure_nlu(BOT)
-    assert m["n"] == m["right"] + m["wrong_intent"] + m["wrong_slots"] > 50
-    assert 0.0 <= m["semantic_error_rate"] < 0.5
-    a, b = m["conf_correct"]
-    assert a / (a + b) > 0.5  # right parses are confident on average
+    empty = dataclasses.replace(tiny.definition, tasks=(), small_talk=(), knowledge=None)  # type: ignore[type-var]
+    with pytest.raises(SimulatorError):
+        DialogueSimulation(dataclasses.replace(tiny, definition=empty), trainees)
