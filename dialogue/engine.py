@@ -528,7 +528,7 @@ class DialogueEngine:
         )
         timer.lap("action")
 
-        text, sources = await self._realise(result, slots, language, message_id, on_token)
+        text, sources, to_check = await self._realise(result, slots, language, message_id, on_token)
         timer.lap("generation")
         for slot in parts.flows.resets.get(decision.action, ()):  # the task ended: its next run asks again
             if slots.get(slot) is not None:
@@ -536,8 +536,8 @@ class DialogueEngine:
                 events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": None, "from": "reset"}))
 
         flags = list(verdict.flags)
-        if parts.output_filter is not None and text:
-            out = await asyncio.to_thread(parts.output_filter.check, text, language)
+        if parts.output_filter is not None and to_check:
+            out = await asyncio.to_thread(parts.output_filter.check, to_check, language)
             replaced = out.toxic
             if replaced:
                 text = self.generator.render_template(Act(SAFE_REPLY, {}, language))
@@ -637,9 +637,13 @@ class DialogueEngine:
 
     async def _realise(
         self, result: ActionResult, slots: dict[str, Any], language: str, message_id: str, on_token: OnToken | None
-    ) -> tuple[str, list[str]]:
+    ) -> tuple[str, list[str], str]:
+        """The reply, where each piece came from, and what the output classifier must read: a model's text and an
+        action's literal text whole, a template only for the values put into it (its author's words are trusted: a
+        benign greeting the classifier happens to dislike must not become the safe reply)."""
         pieces: list[str] = []
         sources: list[str] = []
+        checked: list[str] = []
         tracker_values = {k: str(v) for k, v in slots.items() if v not in (None, "")}
         for index, (response, values) in enumerate(result.responses):
             if index and on_token is not None:
@@ -648,9 +652,11 @@ class DialogueEngine:
             realised = await self.generator.realise(act, on_token)
             pieces.append(realised.text)
             sources.append(realised.source)
+            checked.extend(realised.inserted if realised.trusted else (realised.text,))
         pieces.extend(result.texts)
         sources.extend("action" for _ in result.texts)
-        return "\n".join(p for p in pieces if p), sources
+        checked.extend(result.texts)
+        return "\n".join(p for p in pieces if p), sources, "\n".join(c for c in checked if c)
 
 
 def _user_message(verdict: InputVerdict, message_id: str) -> dict[str, Any]:

@@ -137,6 +137,8 @@ class NLG:
             source="template",
             slot_errors=errors + missing,
             latency_ms=(time.perf_counter() - t0) * 1000,
+            inserted=tuple(str(act.slots[s]) for s in self.templates.expected_slots(act)),
+            trusted=True,
         )
 
     async def realise(self, act: Act, on_token: OnToken | None = None) -> Realisation:
@@ -175,14 +177,15 @@ class NLG:
         except GenerationError as exc:
             return self._template(act, t0, (f"engine:{type(exc).__name__}",))
         errors = early or check_slots(delex, expected)
-        if not errors:
-            variants = (delexicalise(v.text) for v in self.templates.variants(act.name, act.language))
-            if closeness(delex, variants) < FAITHFUL_MIN:
-                errors = ("unfaithful",)
+        variants = [delexicalise(v.text) for v in self.templates.variants(act.name, act.language)]
+        if not errors and closeness(delex, variants) < FAITHFUL_MIN:
+            errors = ("unfaithful",)
         if errors:
             return self._template(act, t0, errors)
         if on_token is not None and sent < len(delex):
             await on_token(lexicalise(delex[sent:], act.slots))
+        verbatim = delex.strip() in {v.strip() for v in variants}  # the author's words, as written
         return Realisation(
-            text=lexicalise(delex, act.slots), source="model", latency_ms=(time.perf_counter() - t0) * 1000
+            text=lexicalise(delex, act.slots), source="model", latency_ms=(time.perf_counter() - t0) * 1000,
+            inserted=tuple(str(act.slots[s]) for s in expected), trusted=verbatim,
         )

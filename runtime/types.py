@@ -30,6 +30,11 @@ class Realisation:
     source: str
     slot_errors: tuple[str, ...] = ()
     latency_ms: float = 0.0
+    # ``trusted``: the text is the bot author's template, rendered or reproduced word for word by the model; then
+    # only ``inserted`` (the values put into it: the customer's words, the bot's data) is the output classifier's
+    # business, not the author's own words.
+    inserted: tuple[str, ...] = ()
+    trusted: bool = False
 
     def __repr__(self) -> str:
         return f"Realisation(source={self.source!r}, chars={len(self.text)}, slot_errors={self.slot_errors!r})"

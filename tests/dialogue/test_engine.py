@@ -13,6 +13,7 @@ from dialogue.errors import ConcurrentUpdate, DialogueError, HandoffConflict, Tu
 from dialogue.handoff import fixed_staffing
 from dialogue.types import ConversationFilter, ConversationSummary
 from runtime.types import Act, Realisation
+from safety.types import OutputVerdict
 
 
 def mid() -> str:
@@ -311,3 +312,43 @@ async def test_a_value_the_action_refuses_sends_the_task_back_to_wait_for_it(eng
     if second.action == "utter_ask_reason":  # the refusal cleared the reason too: asked again, then approved
         second = await engine.handle_message(first.conversation_id, mid(), "I changed my mind")
     assert second.action == "action_return" and "10234" in second.text
+
+
+class Suspicious:
+    """An output classifier that finds every text it reads toxic, and remembers what it read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def check(self, text: str, language: str | None = None) -> OutputVerdict:
+        self.read.append(text)
+        return OutputVerdict(score=0.99, threshold=0.5, toxic=True, language=language or "en")
+
+
+class VerbatimGenerator:
+    """Realises every act as its template, as the NLG does in template mode (or when the model wrote it verbatim)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def realise(self, act: Act, on_token: Any = None) -> Realisation:
+        return Realisation(text=self.inner.render_template(act), source="template", trusted=True,
+                           inserted=tuple(str(v) for k, v in sorted(act.slots.items()) if k == "order_id"))
+
+    def render_template(self, act: Act) -> str:
+        return str(self.inner.render_template(act))
+
+
+async def test_the_output_classifier_reads_what_was_put_into_a_template_not_its_authors_words(
+    engine: DialogueEngine,
+) -> None:
+    """A greeting the classifier happens to dislike stays the greeting (the author wrote it); a value inserted into a
+    template is still read, and a flagged one still gets the safe reply."""
+    checker = Suspicious()
+    verbatim = DialogueEngine(engine.with_parts(output_filter=checker).parts, engine.store,
+                              VerbatimGenerator(engine.generator))
+    greeting = await verbatim.handle_message(None, mid(), "hello")
+    assert greeting.action == "utter_greet" and "toxic_reply" not in greeting.flags and checker.read == []
+    status = await verbatim.handle_message(None, mid(), "where is order 10234?")
+    assert status.action == "action_order_status" and "10234" in checker.read[-1]
+    assert "toxic_reply" in status.flags and "10234" not in status.text

@@ -196,3 +196,18 @@ def test_cli_train(tmp_path: Path) -> None:
 )
 def test_closeness(text: str, variants: list[str], low: float, high: float) -> None:
     assert low <= closeness(text, variants) <= high
+
+
+@pytest.mark.parametrize(
+    ("chunks", "trusted"),
+    [(["Order [order_id] is [status]. Expected delivery: [eta]."], True),  # the author's words, word for word
+     (["Order [order_id] is [status]. ETA: [eta]."], False)],  # the model's own words: the classifier reads them
+)
+async def test_a_reply_is_trusted_only_when_it_is_the_authors_template(
+    templates: Templates, chunks: list[str], trusted: bool
+) -> None:
+    real = await NLG(templates, FakeEngine(chunks)).realise(Act("utter_order_status", ORDER, "en"))  # type: ignore[arg-type]
+    assert real.source == "model" and real.trusted is trusted
+    assert real.inserted == ("Friday", "10234", "shipped")  # what the customer's words and the data put in
+    template = await NLG(templates, None, mode="template").realise(Act("utter_order_status", ORDER, "en"))
+    assert template.trusted and template.inserted == ("Friday", "10234", "shipped")
