@@ -348,7 +348,8 @@ class InProcessActions:
     ``module`` is a ``.py`` path or a dotted module name. Only classes defined in that module are registered
     (rasa-sdk's ``register_package`` would register every Action subclass in the process). Async ``run``
     methods are awaited on the loop; sync ones run in a worker thread. ``bot_dir``, when given, is exported as
-    ``KEFU_BOT_DIR`` (process-wide) for the actions to read. ``timeout_s`` bounds each run (a sync action's
+    ``KEFU_BOT_DIR`` (process-wide) for the actions to read, again before each run, so that a process that runs
+    several bots (the tests, a policy gate) gives each bot's actions their own folder. ``timeout_s`` bounds each run (a sync action's
     thread cannot be killed; its result is discarded).
     """
 
@@ -356,8 +357,9 @@ class InProcessActions:
         from rasa_sdk.executor import ActionExecutor
         from rasa_sdk.interfaces import Action
 
-        if bot_dir is not None:
-            os.environ["KEFU_BOT_DIR"] = str(Path(bot_dir).resolve())
+        self.bot_dir = str(Path(bot_dir).resolve()) if bot_dir is not None else None
+        if self.bot_dir is not None:
+            os.environ["KEFU_BOT_DIR"] = self.bot_dir
         self.source = str(module)
         self.timeout_s = timeout_s
         self._module = _load_module(module)
@@ -396,6 +398,8 @@ class InProcessActions:
 
         started = time.perf_counter()
         payload = _prepare_payload(action_name, call_payload)
+        if self.bot_dir is not None:  # actions read it when they run; a process running several bots (the tests,
+            os.environ["KEFU_BOT_DIR"] = self.bot_dir  # a gate) runs their turns one at a time, each in its own
         try:
             if self.timeout_s is None:
                 result = await self._executor.run(payload)

@@ -1,6 +1,7 @@
-"""Every example bot besides the shop (examples/*/ with a scenarios/ folder) passes its own scenarios with both
-policies: the FSM's rules compiled from its dialogue.yml, and its learned (deep-RL) policy. One test per file and
-policy; nothing here names a bot."""
+"""Every example bot besides the shop (examples/*/ with a scenarios/ folder) passes its own scenarios with the FSM's
+rules compiled from its dialogue.yml and with the policy it serves (``policy: auto``: its learned policy when that
+passed its gate, which replays these very scenarios, else the rules). One test per file and policy; nothing here names
+a bot."""
 
 from __future__ import annotations
 
@@ -45,19 +46,17 @@ async def example_bots() -> AsyncIterator[dict[Path, Any]]:
         yield running
 
 
-@pytest.fixture(params=["fsm", "learned"])
+@pytest.fixture(params=["fsm", "served"])
 def policy_name(request: pytest.FixtureRequest) -> Iterator[str]:
     yield str(request.param)
 
 
 @pytest.mark.parametrize(("bot", "path"), CASES, ids=[f"{b.name}-{p.stem}" for b, p in CASES])
 async def test_example_bot_scenario(example_bots: dict[Path, Any], policy_name: str, bot: Path, path: Path) -> None:
-    from policy.learned import LearnedPolicy
-
     parts = example_bots[bot].engine.parts
     original = parts.policy
-    parts.policy = (FSMPolicy(parts.flows.default_policy) if policy_name == "fsm"
-                    else LearnedPolicy.load(bot / "models" / "policy"))
+    if policy_name == "fsm":
+        parts.policy = FSMPolicy(parts.flows.default_policy)
     try:
         result = await run_scenario(example_bots[bot].engine, Scenario.load(path))
     finally:
