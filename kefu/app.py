@@ -299,7 +299,8 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
 def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, float]:
     cfg = bot.config
     timings: dict[str, float] = {}
-    bot_dialogue(bot, action_names(bot))  # an invalid dialogue definition is refused before minutes of training
+    if cfg.dialogue is not None:  # an invalid dialogue definition is refused before minutes of training
+        bot_dialogue(bot, action_names(bot))
 
     def wanted(part: str, path: Path, loads: Callable[[], object] | None = None) -> bool:
         """A part is (re)built when asked, missing, or when its saved model no longer loads."""

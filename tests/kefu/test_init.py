@@ -210,3 +210,17 @@ def test_the_template_ships_every_file_a_bot_needs() -> None:
     assert {"bot.yml", "domain.yml", "dialogue.yml", "actions.py", "README.md", "data/nlu.yml", "data/nlu_zh.yml",
             "data/kb.yml", "data/orders.yml"} <= set(files)
     assert yaml.safe_load(files["bot.yml"])["nlu_data"] == ["data/nlu.yml", "data/nlu_zh.yml"]
+
+
+def test_kefu_train_refuses_a_broken_dialogue_before_training_anything(tmp_path: Path) -> None:
+    from dialogue.definition import DefinitionError
+    from kefu.app import train_bot
+
+    bot = tmp_path / "bot"
+    scaffold(bot)
+    dialogue = bot / "dialogue.yml"
+    dialogue.write_text(dialogue.read_text(encoding="utf-8").replace("fallback: utter_fallback",
+                                                                     "fallback: utter_falback"), encoding="utf-8")
+    with pytest.raises(DefinitionError, match="did you mean 'utter_fallback'"):
+        train_bot(bot)
+    assert not (bot / "models").exists()  # refused before minutes of training
