@@ -21,7 +21,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ import shopdb  # sibling module: the action server runs from the bot folder; InP
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+
+from dialogue.stock_actions import AnswerFromKnowledge, HandOff, tracker_language
 
 logger = logging.getLogger("kefu.examples.shop.actions")
 
@@ -47,10 +48,6 @@ def bot_dir() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parent
 
 
-def tracker_language(tracker: Tracker) -> str:
-    """``"en"`` or ``"zh"``: slot ``language``, else the latest message's metadata, else English."""
-    lang = tracker.get_slot("language") or (tracker.latest_message or {}).get("metadata", {}).get("language") or "en"
-    return "zh" if str(lang).lower().startswith("zh") else "en"
 
 
 def requested_order_id(tracker: Tracker) -> str | None:
@@ -152,67 +149,17 @@ class ActionReturn(Action):
         return [SlotSet("order_id", order["order_id"]), SlotSet("reason", None)]
 
 
-_kb_lock = threading.Lock()
-_kb_cache: dict[Path, Any] = {}
-
-
-def _knowledge_base_blocking(kb_path: Path, cache_dir: Path) -> Any:
-    """One KnowledgeBase per kb file per process, loaded on first use (MiniLM embeddings are cached on disk)."""
-    with _kb_lock:
-        kb = _kb_cache.get(kb_path)
-        if kb is None:
-            from dialogue.knowledge import KnowledgeBase  # imported lazily: loads torch
-
-            kb = KnowledgeBase.load(kb_path, cache_dir)
-            _kb_cache[kb_path] = kb
-        return kb
-
-
-def _kb_best_hit_blocking(text: str, language: str) -> Any:
-    root = bot_dir()
-    kb = _knowledge_base_blocking(root / "data" / "kb.yml", root / "models" / "kb")
-    hits = kb.search(text, language, k=3)
-    return hits[0] if hits else None
-
-
-def kb_threshold() -> float:
-    try:
-        return float(os.environ.get("KEFU_KB_THRESHOLD", DEFAULT_KB_THRESHOLD))
-    except ValueError:
-        return DEFAULT_KB_THRESHOLD
-
-
-class ActionAnswerKB(Action):
+class ActionAnswerKB(AnswerFromKnowledge):
     """Answer the latest user message from the knowledge base, or fall back when nothing is similar enough."""
+
+    threshold = DEFAULT_KB_THRESHOLD
 
     def name(self) -> str:
         return "action_answer_kb"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        text = str((tracker.latest_message or {}).get("text") or "").strip()
-        if not text:
-            dispatcher.utter_message(response="utter_fallback")
-            return []
-        hit = await asyncio.to_thread(_kb_best_hit_blocking, text, tracker_language(tracker))
-        if hit is not None and float(hit.score) >= kb_threshold():
-            logger.info("kb answer entry=%s score=%.3f", hit.entry_id, float(hit.score))
-            dispatcher.utter_message(response="utter_kb_answer", answer=hit.answer)
-        else:
-            logger.info("kb no answer above threshold (best=%s)", None if hit is None else f"{float(hit.score):.3f}")
-            dispatcher.utter_message(response="utter_fallback")
-        return []
 
-
-class ActionHandoff(Action):
+class ActionHandoff(HandOff):
     """Hand the conversation to a human agent."""
 
     def name(self) -> str:
         return "action_handoff"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        dispatcher.utter_message(response="utter_handoff")
-        return [SlotSet("handoff", True)]

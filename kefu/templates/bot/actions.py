@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import yaml
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+
+from dialogue.stock_actions import AnswerFromKnowledge, HandOff
 
 logger = logging.getLogger("kefu.bot.actions")
 
@@ -72,58 +73,17 @@ class ActionOrderStatus(Action):
         return [SlotSet("order_id", order_id)]
 
 
-_kb_lock = threading.Lock()
-_kb: dict[Path, Any] = {}
-
-
-def _best_answer(text: str, language: str) -> Any:
-    """The knowledge base's best entry for ``text`` (loaded once per process; its embeddings are cached on disk)."""
-    root = bot_dir()
-    path = root / "data" / "kb.yml"
-    with _kb_lock:
-        if path not in _kb:
-            from dialogue.knowledge import KnowledgeBase  # imported when first needed: it loads torch
-
-            _kb[path] = KnowledgeBase.load(path, root / "models" / "kb")
-        kb = _kb[path]
-    hits = kb.search(text, language, k=1)
-    return hits[0] if hits else None
-
-
-def kb_threshold() -> float:
-    try:
-        return float(os.environ.get("KEFU_KB_THRESHOLD", KB_THRESHOLD))
-    except ValueError:
-        return KB_THRESHOLD
-
-
-class ActionAnswerKB(Action):
+class ActionAnswerKB(AnswerFromKnowledge):
     """Answer the latest message from data/kb.yml, or say what the bot can do when nothing there is close enough."""
+
+    threshold = KB_THRESHOLD
 
     def name(self) -> str:
         return "action_answer_kb"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        text = str((tracker.latest_message or {}).get("text") or "").strip()
-        hit = await asyncio.to_thread(_best_answer, text, language_of(tracker)) if text else None
-        if hit is not None and float(hit.score) >= kb_threshold():
-            logger.info("kb answer entry=%s score=%.3f", hit.entry_id, float(hit.score))
-            dispatcher.utter_message(response="utter_kb_answer", answer=hit.answer)
-        else:
-            dispatcher.utter_message(response="utter_fallback")
-        return []
 
-
-class ActionHandoff(Action):
-    """Ask for a colleague: ``SlotSet("handoff", True)`` queues the conversation for the staff console."""
+class ActionHandoff(HandOff):
+    """Hand the conversation to a human agent."""
 
     def name(self) -> str:
         return "action_handoff"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        dispatcher.utter_message(response="utter_handoff")
-        return [SlotSet("handoff", True)]
