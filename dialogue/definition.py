@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, reduce
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,6 @@ class DialogueDefinition:
     knowledge: Knowledge | None = None
     cancel: Cancel | None = None
     rules: tuple[Rule, ...] = ()
-    _machine: list[type[StateMachine]] = field(default_factory=list, compare=False, repr=False)
 
     # -- what the definition says --------------------------------------------------------------------------------
     @cached_property
@@ -241,11 +240,10 @@ class DialogueDefinition:
         return finish + [s.ask for s in reversed(task.slots)]
 
     # -- compiling -----------------------------------------------------------------------------------------------
+    @cached_property
     def machine(self) -> type[StateMachine]:
         """The python-statemachine class (built once per definition)."""
-        if not self._machine:
-            self._machine.append(_compile(self))
-        return self._machine[0]
+        return _compile(self)
 
     def reopens(self) -> dict[str, tuple[tuple[str, str], ...]]:
         """Action -> its task's ``(slot, waiting state)`` pairs in order: when the action clears one of them (an
@@ -254,26 +252,14 @@ class DialogueDefinition:
         return {t.action: tuple((s.name, s.state) for s in t.slots) for t in self.tasks if t.slots}
 
     def flows(self) -> Flows:
-        return Flows(machine=self.machine(), default_policy=self.default_policy, resets=self.resets(),
+        return Flows(machine=self.machine, default_policy=self.default_policy, resets=self.resets(),
                      reopens=self.reopens(), definition=self)
 
     def transitions(self) -> list[tuple[str, str, str]]:
         """Every ``(source, action, target)`` of the compiled FSM (for drawing and for the reachability check)."""
-        return [(t.source.id, t.event, t.target.id) for t in _iter_transitions(self.machine())]
-
-
-def _iter_transitions(machine: type[StateMachine]) -> Iterable[Any]:
-    for state in machine.states:  # type: ignore[attr-defined]
-        for transition in state.transitions:
-            for event in transition.events:
-                yield _Edge(transition.source, str(event), transition.target)
-
-
-@dataclass(frozen=True)
-class _Edge:
-    source: Any
-    event: str
-    target: Any
+        return [(transition.source.id, str(event), transition.target.id)
+                for state in self.machine.states  # type: ignore[attr-defined]
+                for transition in state.transitions for event in transition.events]
 
 
 def _compile(d: DialogueDefinition) -> type[StateMachine]:

@@ -90,13 +90,13 @@ class Running:
 
 def action_names(bot: Bot) -> list[str] | None:
     """The actions the bot's in-process module defines (None when they run in an action server we cannot list)."""
-    from dialogue.actions import InProcessActions
+    from dialogue.actions import action_runner
 
     cfg = bot.config
     if cfg.action_endpoint or not cfg.actions:
         return None
-    module: str | Path = bot.path(cfg.actions) if cfg.actions.endswith(".py") or "/" in cfg.actions else cfg.actions
-    return InProcessActions(module, bot_dir=bot.root).action_names
+    names: list[str] | None = getattr(action_runner(bot.root, actions=cfg.actions), "action_names", None)
+    return names
 
 
 def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
@@ -201,9 +201,6 @@ async def running_bot(
             await running.aclose()
 
 
-GATE_FILE = "gate.json"  # in models/policy: the training-time verdict that lets `policy: auto` serve the policy
-
-
 def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
     """The policy to serve. ``fsm``: the FSM's rules. ``learned``: the learned policy (it must exist and know the
     flows' actions). ``auto``: the learned policy only if it passed its gate at training time (``gate.json``: on
@@ -219,7 +216,9 @@ def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
         log.warning("serving the FSM's policy: no learned policy at %s (run kefu train)", path)
         return fallback
     if mode == "auto":
-        passed, why = gate_verdict(path)
+        from policy.gate import gate_status
+
+        passed, why = gate_status(path)
         if not passed:
             log.warning("serving the FSM's policy: the learned policy at %s did not pass its gate (%s)", path, why)
             return fallback
@@ -242,18 +241,11 @@ def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
     return learned
 
 
-def gate_verdict(policy_dir: Path) -> tuple[bool, str]:
-    """Whether the policy in ``policy_dir`` passed its gate (judged on these very weights), and why not."""
-    from policy.gate import gate_status
-
-    passed, why = gate_status(policy_dir)
-    return passed, "" if passed else why
-
-
 def scenario_gate(bot: Bot) -> dict[str, Any]:
     """Replay the bot's scripted scenarios (the files directly in its ``scenarios`` folder) with the learned policy
     and add the result to its gate: a policy that fails a scenario is not served by ``policy: auto``."""
     from dialogue.scenarios import Scenario, run_scenario
+    from policy.gate import GATE_FILE
     from policy.learned import LearnedPolicy
 
     folder = bot.path(bot.config.scenarios)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kefu.app import GATE_FILE, MissingModel, choose_policy, gate_verdict
+from kefu.app import MissingModel, choose_policy
 from kefu.config import Bot, BotConfig
 from policy import FSMPolicy
 from policy.features import FeatureSpace
-from policy.gate import write_gate
+from policy.gate import GATE_FILE, gate_status, write_gate
 from policy.learned import LearnedPolicy
 from policy.model import PolicyNetConfig, QNetwork
 
@@ -107,7 +107,7 @@ def test_a_policy_for_other_actions_is_not_served(tmp_path: Path, fallback: FSMP
         choose_policy(make_bot(tmp_path, "learned"), FakeFlows(), fallback)
 
 
-def test_gate_verdict_reads_reasons(tmp_path: Path) -> None:
+def test_gate_status_reads_reasons(tmp_path: Path) -> None:
     bot = make_bot(tmp_path, "auto")
     save_policy(bot, gate={"passed": False, "reasons": ["a", "b"]})
-    assert gate_verdict(bot.policy_model) == (False, "a; b")
+    assert gate_status(bot.policy_model) == (False, "a; b")
