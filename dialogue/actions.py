@@ -246,7 +246,7 @@ def parse_action_response(body: Any, *, known_slots: Iterable[str] = ()) -> Acti
     responses = [] if responses is None else responses
     if not isinstance(events, list) or not isinstance(responses, list):
         raise ActionError("action response 'events' and 'responses' must be lists")
-    result = ActionResult()
+    result = ActionResult(events=[dict(e) for e in events if isinstance(e, Mapping)])
     for message in responses:
         if not isinstance(message, Mapping):
             raise ActionError("each action response message must be an object")

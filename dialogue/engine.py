@@ -72,6 +72,7 @@ from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
     from dialogue.knowledge import Hit
+    from dialogue.rasa.turn import RasaDialogue
 
 log = logging.getLogger("kefu.dialogue")
 
@@ -133,6 +134,7 @@ class BotParts:
     knowledge_action: str | None = None  # the bot's action that answers from it (bot.yml knowledge_action)
     knowledge_threshold: float = 0.5
     handoff_timeout: dt.timedelta = DEFAULT_TIMEOUT
+    rasa: RasaDialogue | None = None  # an imported Rasa project's rules, forms and stories run the dialogue
 
 
 @dataclass
@@ -408,6 +410,8 @@ class DialogueEngine:
         timer.lap("nlu")
         if conversation.handoff_status == HANDOFF_AGENT:
             return await self._agent_turn(conversation, message_id, events, parse, language)
+        if parts.rasa is not None:
+            return await self._rasa_turn(conversation, message_id, events, parse, verdict, language, on_token, timer)
 
         slots = dict(conversation.slots)
         filled: set[str] = set()
@@ -528,14 +532,41 @@ class DialogueEngine:
         )
         timer.lap("action")
 
+        return await self._finish(
+            conversation, message_id, events, result, slots, language, on_token, timer,
+            parse=parse, action=decision.action, state=new_state, handed_off=handed_off, streak=streak,
+            flags=verdict.flags, resets=parts.flows.resets.get(decision.action, ()),
+        )
+
+    async def _finish(
+        self,
+        conversation: Conversation,
+        message_id: str,
+        events: list[NewEvent],
+        result: ActionResult,
+        slots: dict[str, Any],
+        language: str,
+        on_token: OnToken | None,
+        timer: _Timer,
+        *,
+        parse: Parse,
+        action: str,
+        state: str,
+        handed_off: bool,
+        streak: int,
+        flags: Sequence[str],
+        resets: Sequence[str] = (),
+    ) -> TurnReply:
+        """Say what the turn's actions asked for, check it, and commit every event of the turn in one transaction."""
+        parts = self.parts
         text, sources, to_check = await self._realise(result, slots, language, message_id, on_token)
         timer.lap("generation")
-        for slot in parts.flows.resets.get(decision.action, ()):  # the task ended: its next run asks again
+        for slot in resets:  # the task ended: its next run asks again
             if slots.get(slot) is not None:
                 slots[slot] = None
                 events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": None, "from": "reset"}))
 
-        flags = list(verdict.flags)
+        flags = list(flags)
         if parts.output_filter is not None and to_check:
             out = await asyncio.to_thread(parts.output_filter.check, to_check, language)
             replaced = out.toxic
@@ -558,13 +589,13 @@ class DialogueEngine:
             TurnUpdate(
                 conversation_id=conversation.id,
                 expected_version=conversation.version,
-                state=new_state,
+                state=state,
                 slots=slots,
                 language=language,
                 handed_off=handed_off,
                 events=tuple(events),
                 last_intent=parse.intent,
-                last_action=decision.action,
+                last_action=action,
                 fallback_streak=streak,
             )
         )
@@ -575,9 +606,51 @@ class DialogueEngine:
             text=text,
             intent=parse.intent,
             confidence=parse.confidence,
-            action=decision.action,
+            action=action,
             handed_off=handed_off,
             flags=tuple(flags),
+        )
+
+    async def _rasa_turn(
+        self,
+        conversation: Conversation,
+        message_id: str,
+        events: list[NewEvent],
+        parse: Parse,
+        verdict: InputVerdict,
+        language: str,
+        on_token: OnToken | None,
+        timer: _Timer,
+    ) -> TurnReply:
+        """A turn of an imported Rasa bot: its rules, forms and stories choose the actions (:mod:`dialogue.rasa`)."""
+        from dialogue.rasa.stories import EntityValue
+        from dialogue.rasa.tracker import NLU_FALLBACK
+
+        rasa = self.parts.rasa
+        assert rasa is not None
+        outcome = await rasa.turn(
+            conversation.state, conversation.slots,
+            intent=NLU_FALLBACK if verdict.blocked else parse.intent, confidence=parse.confidence,
+            ranking=parse.ranking, entities=[EntityValue(e.entity, e.value) for e in parse.entities],
+            text=None if verdict.blocked else verdict.text, run=self.parts.actions.run, sender_id=conversation.id,
+        )
+        timer.lap("policy")
+        before = conversation.slots
+        for slot, value in outcome.slots.items():
+            if before.get(slot) != value and not slot.startswith("_"):
+                events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
+        for action, why in outcome.actions:
+            events.append(NewEvent(ev.ACTION, {"name": action, "policy": f"rasa:{why}", "state_before": conversation.state,
+                                               "state_after": outcome.state, "failed": outcome.result.failed}))
+        timer.lap("action")
+        last = outcome.actions[-1][0] if outcome.actions else conversation.last_action or ""
+        queued = outcome.result.handoff and conversation.handoff_status == HANDOFF_NONE
+        if queued:
+            events.append(NewEvent(ev.HANDOFF, {"reason": parse.intent}))
+        return await self._finish(
+            conversation, message_id, events, outcome.result, dict(outcome.slots), language, on_token, timer,
+            parse=parse, action=last, state=outcome.state, handed_off=queued or conversation.handed_off, streak=0,
+            flags=verdict.flags,
         )
 
     async def _agent_turn(

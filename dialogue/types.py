@@ -260,6 +260,7 @@ class ActionResult:
     handoff: bool = False
     failed: bool = False
     error: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # the Rasa events as returned (imported Rasa bots)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,10 @@ def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
     from dialogue.flows import load_flows
 
     domain = Domain.load(bot.path(bot.config.domain))
+    if bot.config.rasa is not None:  # an imported Rasa project: its loops are the FSM (dialogue.rasa)
+        from dialogue.rasa.turn import loop_flows
+
+        return domain, loop_flows(rasa_dialogue(bot).project)
     if bot.config.dialogue is None:
         return domain, load_flows(bot.path(bot.config.flows))
     definition = load_definition(bot.path(bot.config.dialogue), domain, action_names)
@@ -120,6 +124,16 @@ def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
 def _require(path: Path, what: str) -> None:
     if not path.exists():
         raise MissingModel(f"{what} not found at {path}: run `kefu train --bot {path.parents[1]}` first")
+
+
+def rasa_dialogue(bot: Bot) -> Any:
+    """An imported Rasa bot's dialogue (:class:`dialogue.rasa.turn.RasaDialogue`), built from its ``rasa:`` folder."""
+    from dialogue.rasa.policy import load_policy
+    from dialogue.rasa.turn import RasaDialogue, action_server_domain
+
+    assert bot.config.rasa is not None
+    policy = load_policy(bot.path(bot.config.rasa))
+    return RasaDialogue(policy, action_server_domain(policy.project), frozenset(policy.project.actions))
 
 
 @asynccontextmanager
@@ -194,6 +208,7 @@ async def running_bot(
                 knowledge=knowledge,
                 knowledge_action=cfg.knowledge_action,
                 knowledge_threshold=cfg.knowledge_threshold,
+                rasa=await asyncio.to_thread(rasa_dialogue, bot) if cfg.rasa else None,
             )
             running.engine = DialogueEngine(parts, store, nlg)
             yield running
@@ -291,7 +306,7 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
 def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, float]:
     cfg = bot.config
     timings: dict[str, float] = {}
-    if cfg.dialogue is not None:  # an invalid dialogue definition is refused before minutes of training
+    if cfg.dialogue is not None or cfg.rasa is not None:  # an invalid dialogue is refused before minutes of training
         bot_dialogue(bot, action_names(bot))
 
     def wanted(part: str, path: Path, loads: Callable[[], object] | None = None) -> bool:

@@ -17,6 +17,7 @@ from kefu.config import ConfigError
 from kefu.flows_cli import app as flows_app
 from kefu.init_cli import init as init_command
 from kefu.policy_cli import app as policy_app
+from kefu.rasa_cli import import_app, test_app
 from kefu.retention_cli import app as conversations_app
 from kefu.users_cli import app as users_app
 
@@ -46,6 +47,8 @@ app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(conversations_app, name="conversations")
 app.add_typer(users_app, name="users")
 app.add_typer(flows_app, name="flows")
+app.add_typer(import_app, name="import")
+app.add_typer(test_app, name="test")
 app.command("init")(init_command)
 
 console = Console(stderr=True)

@@ -40,6 +40,10 @@ class BotConfig(BaseModel):
         None, description="the dialogue definition (docs/bots.md); when absent, `flows` names a Python flows module"
     )
     flows: str = "flows.py"
+    rasa: str | None = Field(
+        None, description="an imported Rasa project's folder (`kefu import rasa`): its rules, forms and stories are the "
+        "dialogue (docs/rasa.md); dialogue and flows are then unused"
+    )
     scenarios: str = Field(
         "scenarios", description="the bot's scripted scenarios (files directly in this folder gate the learned policy)"
     )
