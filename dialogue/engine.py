@@ -717,18 +717,25 @@ class DialogueEngine:
         pieces: list[str] = []
         sources: list[str] = []
         checked: list[str] = []
-        tracker_values = {k: str(v) for k, v in slots.items() if v not in (None, "")}
-        for index, (response, values) in enumerate(result.responses):
+        tracker_values = {k: str(v) for k, v in slots.items() if v not in (None, "") and not k.startswith("_")}
+        for index, message in enumerate(result.messages()):
+            if isinstance(message, str):  # an action's literal text: said as it is, checked whole
+                if index and on_token is not None:
+                    await on_token("\n")
+                if on_token is not None:
+                    await on_token(message)
+                pieces.append(message)
+                sources.append("action")
+                checked.append(message)
+                continue
             if index and on_token is not None:
                 await on_token("\n")
+            response, values = message
             act = Act(name=response, slots={**tracker_values, **values}, language=language)
             realised = await self.generator.realise(act, on_token)
             pieces.append(realised.text)
             sources.append(realised.source)
             checked.extend(realised.inserted if realised.trusted else (realised.text,))
-        pieces.extend(result.texts)
-        sources.extend("action" for _ in result.texts)
-        checked.extend(result.texts)
         return "\n".join(p for p in pieces if p), sources, "\n".join(c for c in checked if c)
 
 

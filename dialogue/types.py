@@ -261,6 +261,12 @@ class ActionResult:
     failed: bool = False
     error: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # the Rasa events as returned (imported Rasa bots)
+    ordered: list[tuple[str, dict[str, str]] | str] = field(default_factory=list)  # responses and texts as said
+
+    def messages(self) -> list[tuple[str, dict[str, str]] | str]:
+        """What to say, in order: ``ordered`` when an action interleaved responses and texts, else the responses
+        and then the texts."""
+        return self.ordered or [*self.responses, *self.texts]
 
 
 @dataclass(frozen=True)

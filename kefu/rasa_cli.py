@@ -51,13 +51,10 @@ def import_rasa(
     counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items())
     console.print(f"imported {report.project} (Rasa {report.version or '?'}, {report.language}) into {report.bot}: "
                   f"{counts}", highlight=False, soft_wrap=True)
-    if report.unsupported:
-        table = Table(title=f"not supported ({len(report.unsupported)}; also in {out / REPORT})")
-        for column in ("file", "key", "why"):
-            table.add_column(column, overflow="fold")
+    if report.unsupported:  # one line each, file: key: why (greppable, never folded)
+        console.print(f"not supported ({len(report.unsupported)}; also in {out / REPORT}):", highlight=False)
         for item in report.unsupported:
-            table.add_row(item.file, item.key, item.why)
-        console.print(table)
+            console.print(f"  {item.file}: {item.key}: {item.why}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"next: kefu train --bot {out}", highlight=False)
 
 

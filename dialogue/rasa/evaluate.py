@@ -3,8 +3,10 @@
 Like ``rasa test``, the replay follows the story (teacher forcing): each user step's text is parsed by the bot's NLU
 and compared with the story's intent and inline entities, each bot step compares the action the bot predicts with the
 story's, and then the story's own events (its intent, actions, ``active_loop`` and ``slot_was_set`` steps) are applied,
-so one mistake is counted once instead of derailing the rest. A story is right when every step is; the report gives
-conversation accuracy, action accuracy and F1, intent accuracy, and each failed story's steps side by side.
+so one mistake is counted once instead of derailing the rest. Where the story answers a message during a form with
+something else than the form, the form's rejection is emulated, as ``rasa test`` does. A story is right when every
+step is; the report gives conversation accuracy, action accuracy and F1, intent accuracy, and each failed story's
+steps side by side.
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ def replay(policy: RasaPolicy, story: Story, parse: Parse | None) -> StoryResult
 
     def expect_action(expected: str) -> None:
         prediction = policy.predict(tracker)
+        loop = tracker.active_loop
+        if prediction.action == loop and expected != loop:
+            # as `rasa test` does: the form may have rejected the message, so predict again as if it had
+            tracker.rejected = True
+            prediction = policy.predict(tracker, exclude=frozenset({loop}))
         result.steps.append(Step("action", expected, prediction.action, prediction.reason))
 
     for step in story.steps:

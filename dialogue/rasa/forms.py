@@ -1,9 +1,9 @@
 """Slot mappings and forms, as Rasa documents them.
 
 * :func:`extract_slots` is Rasa 3's ``action_extract_slots``: after every user message, each slot's mappings whose
-  conditions hold (``active_loop``, ``requested_slot``) and whose intent filters pass give the slot a value (an
-  entity, the text, an intent's value). Rasa 2.x form mappings arrive here already converted (the loader gives them
-  the condition ``active_loop: <form>``).
+  conditions hold (``active_loop``, ``requested_slot``) and whose intent filters pass (``intent``, ``not_intent``
+  and the active form's ``ignored_intents``) give the slot a value (an entity, the text, an intent's value). Rasa
+  2.x form mappings arrive here already converted (the loader gives them the condition ``active_loop: <form>``).
 * :func:`next_slot` and :func:`ask_action` are the form's loop: the first required slot without a value, and the
   action that asks for it (``action_ask_<form>_<slot>``, ``action_ask_<slot>``, ``utter_ask_<form>_<slot>``,
   ``utter_ask_<slot>``, in Rasa's order).
@@ -26,14 +26,21 @@ def condition_holds(condition: MappingCondition, tracker: Tracker, loop: str | N
     return condition.requested_slot is None or tracker.slots.get(REQUESTED_SLOT) == condition.requested_slot
 
 
-def mapping_value(mapping: SlotMapping, tracker: Tracker, *, loop: str | None, trigger: bool = False) -> Any:
-    """The value ``mapping`` gives from the latest message, or ``None`` when it does not apply."""
+def mapping_value(
+    mapping: SlotMapping, tracker: Tracker, *, loop: str | None, trigger: bool = False,
+    ignored_intents: Iterable[str] = (),
+) -> Any:
+    """The value ``mapping`` gives from the latest message, or ``None`` when it does not apply.
+
+    ``ignored_intents`` are the active form's: Rasa adds them to every mapping's ``not_intent``
+    (https://rasa.com/docs/rasa/forms#defining-a-form); an intent the mapping names explicitly still fills it.
+    """
     if mapping.conditions and not any(condition_holds(c, tracker, loop) for c in mapping.conditions):
         return None
     intent = tracker.intent or ""
     if mapping.intent and intent not in mapping.intent:
         return None
-    if intent in mapping.not_intent:
+    if intent in mapping.not_intent or (not mapping.intent and intent in ignored_intents):
         return None
     if mapping.type == "from_entity":
         values = [
@@ -60,12 +67,14 @@ def extract_slots(
 ) -> dict[str, Any]:
     """The slot values the latest message gives, as if ``loop`` were the active loop (list slots keep every value)."""
     wanted = set(only) if only is not None else None
+    form = project.forms.get(loop) if loop else None
+    ignored = frozenset(form.ignored_intents) if form is not None else frozenset()
     out: dict[str, Any] = {}
     for name, slot in project.slots.items():
         if wanted is not None and name not in wanted:
             continue
         for mapping in slot.mappings:
-            value = mapping_value(mapping, tracker, loop=loop, trigger=trigger)
+            value = mapping_value(mapping, tracker, loop=loop, trigger=trigger, ignored_intents=ignored)
             if value is None:
                 continue
             if slot.type != "list" and isinstance(value, list):

@@ -4,18 +4,24 @@ Rasa runs an ensemble (``RulePolicy``, ``MemoizationPolicy``, ``TEDPolicy``) and
 rules first. This module predicts the same way without training a network, so an imported project behaves as its
 author wrote it from the first minute:
 
-1. An action an action asked for (``FollowupAction``) runs next.
+1. An action an action asked for (``FollowupAction``) runs next; then RulePolicy's default intents (``/restart``,
+   ``/back``, ``/session_start``) run their default actions.
 2. A form that just asked for a slot waits for the user (``action_listen``).
-3. Rules (``rules:``): a rule is a sequence of partial states; it applies when its states are subsets of the
+3. An active form runs whenever it was not the last action (after each user message, or after an action activated
+   it), before any rule; when it cannot use the message (rejected), rules and stories answer instead, and the form
+   asks again afterwards (also after a rule that names no loop, as Rasa's RulePolicy returns to the loop).
+4. Rules (``rules:``): a rule is a sequence of partial states; it applies when its states are subsets of the
    tracker's latest states (its ``condition`` in its first state; a rule that names no ``active_loop`` only applies
-   when no loop is active, as in Rasa; ``conversation_start`` only on the first user message). The longest matching
-   rule wins; after a rule's last action the bot listens unless ``wait_for_user_input: false``.
-4. An active form runs on each user message (its happy path); when it cannot use the message (rejected), rules
-   that ignore the loop and stories answer instead, and the form asks again afterwards.
+   when no loop is active or the loop rejected the message; ``conversation_start`` only on the first user message;
+   actions before the rule's first user message are context, never predicted). The longest matching rule wins (more
+   states, then more features: a rule with a condition beats the same rule without); after a rule's last action the
+   bot listens unless ``wait_for_user_input: false``.
 5. Memoised stories: the tracker's last ``max_history`` states looked up in every story's states; when the
-   exact history is unknown it backs off to fewer states, then to states without slots, then to the bare skeleton
-   of previous actions and loops (Rasa's TED would generalise here; the back-off is what makes an unseen path still
-   follow the stories' local habits: "after the quote form, get the quote", whatever the last message said).
+   exact history is unknown it backs off to fewer states, then to states without slots, then without entities, then
+   to the bare skeleton of previous actions and loops (Rasa's TED would generalise here; the back-off is what makes an
+   unseen path still follow the stories' local habits: "after the quote form, get the quote", whatever the last
+   message said). The skeleton never answers a user message itself: a message no story knows goes to the core
+   fallback.
 6. Nothing applies: after a user message the core fallback action, otherwise ``action_listen``.
 
 Predictions come with the reason (``rule``, ``loop``, ``memo``, ``fallback``...) so a failed test story can say why.
@@ -31,8 +37,9 @@ from typing import Any
 
 from dialogue.rasa.project import RasaProject
 from dialogue.rasa.stories import ActionStep, LoopStep, SlotStep, Story, UserStep
-from dialogue.rasa.tracker import LISTEN, REQUESTED_SLOT, Tracker, slot_feature
+from dialogue.rasa.tracker import BACK, LISTEN, REQUESTED_SLOT, RESTART, SESSION_START, Tracker, slot_feature
 
+DEFAULT_INTENT_ACTIONS = {"restart": RESTART, "back": BACK, "session_start": SESSION_START}  # RulePolicy's defaults
 DEFAULT_HISTORY = 5  # Rasa 3's max_history for memoisation keys when config.yml gives none we can use
 MAJORITY = 2 / 3  # a memoised key whose stories disagree predicts only when this share agrees
 
@@ -40,7 +47,7 @@ MAJORITY = 2 / 3  # a memoised key whose stories disagree predicts only when thi
 @dataclass(frozen=True)
 class Prediction:
     action: str
-    reason: str  # followup | loop | rule | memo | fallback | listen
+    reason: str  # followup | default | loop | rule | memo | fallback | listen
     source: str = ""  # the rule's or the story's name
 
 
@@ -53,6 +60,11 @@ class _Snippet:
     rule: str
     conversation_start: bool
     ignores_loop: bool  # the rule names no active_loop: it applies only when no loop is active
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """Rasa applies the longest matching rule key: more states first, then more features (its conditions)."""
+        return len(self.states), sum(len(state) for state in self.states)
 
 
 @dataclass
@@ -80,15 +92,18 @@ class RasaPolicy:
         """The next action for ``tracker`` (``exclude``: actions already found not to apply this time)."""
         if tracker.followup and tracker.followup not in exclude:
             return Prediction(tracker.followup, "followup")
+        default = DEFAULT_INTENT_ACTIONS.get(tracker.intent or "")
+        if default and tracker.prev_action == LISTEN and default not in exclude:
+            return Prediction(default, "default")  # Rasa's RulePolicy: /restart, /back, /session_start
         loop = tracker.active_loop
         if loop and tracker.prev_action == loop and not tracker.rejected:
             return Prediction(LISTEN, "loop")  # the form asked its question
+        if loop and not tracker.rejected and tracker.prev_action != loop and loop not in exclude:
+            return Prediction(loop, "loop")  # a loop comes before rules: they answer only what it rejects
         states = tracker.states()
         rule = self._rule(tracker, states, loop_rejected=tracker.rejected, exclude=exclude)
         if rule is not None:
             return rule
-        if loop and not tracker.rejected and tracker.prev_action == LISTEN and loop not in exclude:
-            return Prediction(loop, "loop")
         memo = self._recall(states, exclude)
         if memo is not None:
             return memo
@@ -105,7 +120,7 @@ class RasaPolicy:
         for snippet in self.snippets:
             if snippet.action in exclude or len(snippet.states) > len(states):
                 continue
-            if best is not None and len(snippet.states) <= len(best.states):
+            if best is not None and snippet.specificity <= best.specificity:
                 continue
             if snippet.conversation_start and not _starts_conversation(tracker, states, len(snippet.states)):
                 continue
@@ -113,10 +128,16 @@ class RasaPolicy:
             if all(_matches(pattern, state, relax_loop=loop_rejected and snippet.ignores_loop)
                    for pattern, state in zip(snippet.states, window, strict=True)):
                 best = snippet
-        return Prediction(best.action, "rule", best.rule) if best is not None else None
+        if best is None:
+            return None
+        if best.action == LISTEN and best.ignores_loop and tracker.active_loop and loop_rejected:
+            return Prediction(tracker.active_loop, "loop", best.rule)  # Rasa: after a general rule, back to the loop
+        return Prediction(best.action, "rule", best.rule)
 
     def _recall(self, states: list[dict[str, Any]], exclude: frozenset[str]) -> Prediction | None:
         for level in _LEVELS:
+            if level == "skeleton" and states[-1].get("prev") == LISTEN:
+                break  # never answer a user message whatever it said: that is the core fallback's case
             for n in range(min(self.max_history, len(states)), 0, -1):
                 counts = self.memory.get(self._key(states[-n:], level))
                 if not counts:
@@ -157,17 +178,24 @@ class RasaPolicy:
 
     def _key(self, states: Sequence[Mapping[str, Any]], level: str) -> tuple[Any, ...]:
         """A memoisation key at a back-off ``level``: the states with the slots that influence the conversation
-        (``full``), without slots (``no_slots``), or only previous actions and loops (``skeleton``)."""
+        (``full``); without slots and with the user's message only where the bot had just listened (``no_slots``: a
+        story that starts with a bot action then applies whatever the user said before it); the same without entities
+        (``intents``: an entity no story wrote with that intent does not hide the intent); or only previous actions
+        and loops (``skeleton``)."""
 
-        def kept(key: str) -> bool:
+        def kept(key: str, state: Mapping[str, Any]) -> bool:
             if key.startswith("slot:"):
                 return level == "full" and key[5:] in self.influential
-            return level != "skeleton" or key in ("prev", "loop")
+            if key == "intent" or key.startswith("entity:"):
+                if level == "skeleton" or (level == "intents" and key != "intent"):
+                    return False
+                return level == "full" or state.get("prev") == LISTEN  # as TED sees a state: the message after listen
+            return True
 
-        return (level, *(tuple(sorted((k, repr(v)) for k, v in state.items() if kept(k))) for state in states))
+        return (level, *(tuple(sorted((k, repr(v)) for k, v in state.items() if kept(k, state))) for state in states))
 
 
-_LEVELS = ("full", "no_slots", "skeleton")
+_LEVELS = ("full", "no_slots", "intents", "skeleton")
 
 
 def _matches(pattern: tuple[tuple[str, Any], ...], state: Mapping[str, Any], *, relax_loop: bool) -> bool:
@@ -229,7 +257,8 @@ def _rule_snippets(project: RasaProject, rule: Story) -> list[_Snippet]:
                 current[f"entity:{entity.entity}"] = True
             last_action = LISTEN
         elif isinstance(step, ActionStep) and step.name:
-            close(step.name)
+            if last_action is not None:  # Rasa's rule snippet starts after a leading action: it is context only
+                close(step.name)
             current = {k: v for k, v in current.items() if k.startswith("slot:") or k == "loop"}
             current["prev"] = step.name
             last_action = step.name

@@ -74,6 +74,7 @@ class Tracker:
     rejected: bool = False  # the active loop could not use the latest message (Rasa's ActionExecutionRejection)
     events: list[dict[str, Any]] = field(default_factory=list)  # Rasa events, as the action server is sent them
     featurised_entities: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)  # intent -> use_entities
+    before_user: dict[str, Any] | None = None  # slots and loop before the latest user message (this turn only)
 
     @classmethod
     def start(cls, project: RasaProject) -> Tracker:
@@ -109,6 +110,7 @@ class Tracker:
         """A user message (Rasa's ``UserUttered``); a message that was not preceded by ``action_listen`` gets one."""
         if self.prev_action != LISTEN:
             self.act(LISTEN)
+        self.before_user = {"slots": copy.deepcopy(self.slots), "loop": self.active_loop}
         self.intent, self.entities, self.text = intent.split("/", 1)[0], tuple(entities), text
         self.retrieval = intent if "/" in intent else None
         self.user_turns += 1
@@ -123,6 +125,8 @@ class Tracker:
         """An action was executed (Rasa's ``ActionExecuted``): the state it was predicted from joins the history."""
         self.history.append(self.state())
         self.prev_action = action
+        if action == self.active_loop:
+            self.rejected = False  # as Rasa's tracker: the loop ran again, its rejection is over
         if self.followup == action:
             self.followup = None
         self.events.append({"event": "action", "name": action})
@@ -176,7 +180,12 @@ class Tracker:
         self.events.append({"event": "restart"})
 
     def _revert_user(self) -> None:
-        """Back to the state before the latest user message: its state and the actions after it leave the history."""
+        """Back to the state before the latest user message: its state and the actions after it leave the history,
+        and, for a message of this turn, the slots and loop it changed (Rasa replays the events without it)."""
+        if self.before_user is not None:
+            self.slots = self.before_user["slots"]
+            self.active_loop = self.before_user["loop"]
+            self.before_user = None
         while self.history and self.history[-1].get("prev") != LISTEN:
             self.history.pop()
         if self.history:

@@ -7,8 +7,9 @@ server in production, anything in tests), so this module does no I/O of its own.
 
 Rasa's default actions behave as documented: ``action_restart`` (``utter_restart`` when the domain has it, then a new
 conversation), ``action_default_fallback`` (``utter_default``, then the user message is reverted), ``action_deactivate_loop``,
-``action_two_stage_fallback`` (``utter_ask_rephrase``), ``action_back`` (``utter_back``; the last user message is
-reverted), ``action_session_start``; forms run their loop (:mod:`dialogue.rasa.forms`), calling ``validate_<form>``
+``action_two_stage_fallback`` (``utter_ask_rephrase``), ``action_back`` (``utter_back``; the ``/back`` message and
+the user message before it are reverted), ``action_session_start`` (a new session, the slots carried over when
+``carry_over_slots_to_new_session``); forms run their loop (:mod:`dialogue.rasa.forms`), calling ``validate_<form>``
 when the action server has it.
 """
 
@@ -38,7 +39,7 @@ from dialogue.rasa.tracker import (
 from dialogue.types import ActionResult
 
 MAX_ACTIONS = 10  # Rasa's max_number_of_predictions: a bot that never listens is stopped here
-ENDS_TURN = frozenset({DEFAULT_FALLBACK, TWO_STAGE_FALLBACK, RESTART, BACK})
+ENDS_TURN = frozenset({DEFAULT_FALLBACK, TWO_STAGE_FALLBACK, RESTART, BACK, SESSION_START})
 DEFAULT_ACTIONS = frozenset({LISTEN, SESSION_START, DEACTIVATE_LOOP, *ENDS_TURN, "action_unlikely_intent",
                              "action_extract_slots"})
 
@@ -146,11 +147,18 @@ def _default_action(project: RasaProject, action: str, tracker: Tracker, outcome
         outcome.utterances.append(Utterance(response=say))
     if action == RESTART:
         tracker.restart()
-    elif action in (DEFAULT_FALLBACK, BACK):
+    elif action == DEFAULT_FALLBACK:
+        tracker.apply({"event": "rewind"})
+    elif action == BACK:  # Rasa's ActionBack: the /back message and the user message before it are reverted
+        tracker.apply({"event": "rewind"})
         tracker.apply({"event": "rewind"})
     elif action == DEACTIVATE_LOOP:
         tracker.set_loop(None)
-    elif action == SESSION_START:
+    elif action == SESSION_START:  # a new session: the slots are carried over when the domain says so
+        slots = dict(tracker.slots)
+        tracker.restart()
+        if project.session_config.carry_over_slots_to_new_session:
+            tracker.slots.update(slots)
         tracker.apply({"event": "session_started"})
 
 
@@ -178,20 +186,27 @@ async def _run_form(
         given = extract_slots(project, tracker, loop=form_name, only=form.required_slots, trigger=True)
         for name, value in given.items():
             tracker.set_slot(name, value)
-    else:
-        requested = tracker.slots.get(REQUESTED_SLOT)
-        since_user = _slots_since_user(tracker)
-        if requested and tracker.prev_action == LISTEN and not (since_user & set(form.required_slots)):
-            tracker.rejected = True
-            return True
-    candidates = {name: tracker.slots.get(name) for name in _slots_since_user(tracker)}
-    tracker.act(form_name)
+    requested = tracker.slots.get(REQUESTED_SLOT)
+    might_reject = (not activating and bool(requested) and tracker.prev_action == LISTEN
+                    and not (_slots_since_user(tracker) & set(form.required_slots)))
     validator = f"validate_{form_name}"
     requested_next: Any = ...
-    if validator in custom:
+    if validator not in custom:
+        if might_reject:
+            tracker.rejected = True
+            return True
+        tracker.act(form_name)
+    else:
+        candidates = {name: tracker.slots.get(name) for name in _slots_since_user(tracker)}
+        probe = tracker.copy()  # the form's run as the validation action sees it; kept unless the form rejects
+        probe.act(form_name)
         for name, value in candidates.items():  # rasa-sdk validates the slot events that end the tracker's events
-            tracker.events.append({"event": "slot", "name": name, "value": value})
-        result = await execute(validator, tracker)
+            probe.events.append({"event": "slot", "name": name, "value": value})
+        result = await execute(validator, probe)
+        if not result.failed and _rejects(result, might_reject):
+            tracker.rejected = True  # Rasa drops the events and messages of a rejected form run
+            return True
+        tracker.__dict__.update(probe.__dict__)
         for event in result.events:
             if event.get("event") == "slot" and event.get("name") == REQUESTED_SLOT:
                 requested_next = event.get("value")
@@ -215,6 +230,16 @@ async def _run_form(
     else:
         _apply_result(tracker, await execute(ask, tracker), outcome, ask)
     return False
+
+
+def _rejects(validation: ActionResult, might_reject: bool) -> bool:
+    """Whether the form rejects the message, as https://rasa.com/docs/rasa/forms lists the cases ("unhappy form
+    paths"): the validation action rejected it, or a slot was requested and neither the message nor the validation
+    action (a custom extraction) set one."""
+    if any(e.get("event") == "action_execution_rejected" for e in validation.events):
+        return True
+    return might_reject and not any(e.get("event") == "slot" and e.get("name") != REQUESTED_SLOT
+                                    for e in validation.events)
 
 
 def _slots_since_user(tracker: Tracker) -> set[str]:
@@ -332,9 +357,12 @@ class RasaDialogue:
                               error=", ".join(outcome.failed) or None)
         for utterance in outcome.utterances:
             if utterance.response:
-                result.responses.append((utterance.response, {k: str(v) for k, v in utterance.values.items()}))
+                said = (utterance.response, {k: str(v) for k, v in utterance.values.items()})
+                result.responses.append(said)
+                result.ordered.append(said)
             elif utterance.text:
                 result.texts.append(utterance.text)
+                result.ordered.append(utterance.text)
         new_state, new_slots = self.store(tracker)
         return TurnResult(new_state, new_slots, outcome.actions, result)
 

@@ -140,8 +140,7 @@ async def test_the_imported_conversation_shows_in_the_ops_console(served: Any, t
         listed = (await http.get("/api/conversations")).json()["items"]
         assert cid in [c["id"] for c in listed]
         events = (await http.get(f"/api/conversations/{cid}/events")).json()
-    texts = [e["data"].get("text") for e in (events["items"] if isinstance(events, dict) else events)]
-    assert "I am a bot, powered by Rasa." in texts
+    assert "I am a bot, powered by Rasa." in [e["data"].get("text") for e in events["events"]]
 
 
 @pytest.mark.browser
