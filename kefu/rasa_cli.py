@@ -61,7 +61,7 @@ def import_rasa(
 def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
     from dialogue.rasa.evaluate import ParsedText
     from dialogue.rasa.stories import EntityValue
-    from dialogue.rasa.turn import nlu_intent
+    from dialogue.rasa.turn import nlu_intent, payload_intent
     from kefu.app import MissingModel
     from nlu.predict import NLUModel
 
@@ -70,6 +70,9 @@ def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
     model = NLUModel.load(bot.nlu_model)
 
     def parse(text: str) -> ParsedText:
+        given = payload_intent(project, text)
+        if given is not None:
+            return ParsedText(*given)
         result = model.parse(text.strip())
         intent = nlu_intent(project, result.intent, result.confidence, result.ranking)
         return ParsedText(intent, tuple(EntityValue(e.entity, e.value) for e in result.entities))

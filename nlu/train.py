@@ -55,6 +55,7 @@ class TrainConfig:
     prior: bool = True  # fit the n-gram sentence prior (nlu.prior) and add it where it helps on dev
     augment: float = 1.0  # augmented examples per training example (nlu.augment; 0 = off), made after the dev split
     augment_max: int = 5000  # no augmentation above this many training examples (public datasets need none)
+    refit: bool = False  # after early stopping on a held-out split, train again on train + dev for the best epochs
     progress: bool = True
 
 
@@ -260,6 +261,19 @@ class _MemberJob:
         return state
 
 
+def _run_jobs(jobs: list[_MemberJob], workers: int) -> list[tuple[dict[str, torch.Tensor], dict[str, object]]]:
+    """Train the members, ``workers`` at a time in worker processes (one: in this process)."""
+    if workers <= 1:
+        return [_member_job(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (forking a process whose OpenMP threads ran is not safe); like any
+    # spawn, a script calling train() with workers > 1 needs an `if __name__ == "__main__":` guard
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_member_job, jobs))
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the ensemble's worker processes)."""
     try:
@@ -401,16 +415,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
                        tc.max_minutes * 60 / tc.ensemble * workers,
                        f"member {k + 1}/{tc.ensemble} " if tc.ensemble > 1 else "", workers == 1)
             for k in range(tc.ensemble)]
-    if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: a fresh interpreter per worker (forking a process whose OpenMP threads ran is not safe); like any
-        # spawn, a script calling train() with workers > 1 needs an `if __name__ == "__main__":` guard
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_member_job, jobs))
-    else:
-        done = [_member_job(job) for job in jobs]
+    done = _run_jobs(jobs, workers)
     for state, member in done:
         net = JointBiLSTMCRF(cfg)
         net.load_state_dict(state)
@@ -439,6 +444,19 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     n_dev = sum(1 for ex in dev if ex.intent in vocab.intent_id)  # the OOS threshold is chosen on clean dev only
     oos_report = fit_oos_threshold(model, torch.softmax(logits[:n_dev] / model.temperature, -1), labels[:n_dev],
                                    tc.oos_tolerance)
+    refit: dict[str, object] = {}
+    if tc.refit and dev_source != "dev file" and dev:
+        # Small bot data: the held-out examples ("yes", "no"...) are too precious to leave out of the model. Each
+        # member trains again on train + dev for as many epochs as early stopping chose; the calibration fitted above
+        # on the held-out model is kept (fitted on data the final weights saw, it would make them overconfident).
+        full = examples + [ex for ex in dev if ex.intent in vocab.intent_id]
+        feats_full = featurise_examples(vocab, full) if workers == 1 else None
+        refit_jobs = [replace(job, examples=full, feats=feats_full, dev=[], name=f"{job.name}refit ",
+                              tc=replace(tc, epochs=max(1, int(str(m["best_epoch"]))), patience=tc.epochs + 1))
+                      for job, m in zip(jobs, members)]
+        for net, (state, _) in zip(nets, _run_jobs(refit_jobs, workers)):
+            net.load_state_dict(state)
+        refit = {"examples": len(full), "epochs": [job.tc.epochs for job in refit_jobs]}
     model.save(out)
     first = members[0]
     history = first["history"]
@@ -452,7 +470,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         "train_cpu_seconds": round(cpu_seconds, 1), "dev": final_dev, "temperature": model.temperature,
         "calibration_before": calibration(logits, labels, 1.0),
         "calibration_after": calibration(logits, labels, model.temperature),
-        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report, "prior": prior_report,
+        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report, "prior": prior_report, "refit": refit,
         "history": history, "config": asdict(cfg), "train_config": asdict(tc), "batch_size": batch_size,
         "threads": torch.get_num_threads(),
     }

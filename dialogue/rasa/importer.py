@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import yaml
 
 from dialogue.rasa.project import RasaProject, Unsupported, load_project
 from dialogue.rasa.stories import load_stories
+from dialogue.rasa.turn import conditional_key
 
 RASA_DIR = "rasa"
 REPORT = "import.json"
@@ -84,7 +86,7 @@ def import_project(
         "generation": "template",
         "policy": "fsm",
         "confidence_threshold": project.fallback_threshold if project.fallback_threshold is not None else 0.0,
-        "nlu_training": {"epochs": 40, "patience": 8},
+        "nlu_training": {"epochs": 40, "patience": 8, "refit": True},  # small data: every example counts
     }
     (out / "bot.yml").write_text(
         "# Imported from a Rasa project by `kefu import rasa` (docs/rasa.md). The dialogue runs from rasa/:\n"
@@ -130,25 +132,38 @@ def _nlu_blocks(project: RasaProject) -> list[Any]:
 
 
 def kefu_domain(project: RasaProject) -> dict[str, Any]:
-    """Kefu's ``domain.yml`` for the project (what the loader lists as unsupported in a response is left out)."""
+    """Kefu's ``domain.yml`` for the project (what the loader lists as unsupported in a response is left out).
+
+    A response's variations without a ``condition`` stay under its name; each conditional variation gets a name of
+    its own (:func:`dialogue.rasa.turn.conditional_key`) that the bot says instead when its condition holds. Variations
+    for another ``channel`` are left out unless the response has no other.
+    """
     responses: dict[str, list[dict[str, Any]]] = {}
     for key, variations in project.responses.items():
+        plain = [v for v in variations if not v.get("channel")] or list(variations)
         texts: list[dict[str, Any]] = []
-        for variation in variations:
-            text = variation.get("text")
-            if text is None:
+        for index, variation in enumerate(variations):
+            if variation not in plain or variation.get("text") is None:
                 continue
-            shown = str(text)
-            buttons = variation.get("buttons") or []
-            if buttons:  # the widget has no buttons yet: say the choices, so the customer can type one
-                titles = [str(b.get("title", "")) for b in buttons if isinstance(b, dict)]
-                shown += "\n" + " / ".join(t for t in titles if t)
-            texts.append({"text": shown})
+            shown = {"text": _shown(variation)}
+            if variation.get("condition"):
+                responses[conditional_key(key, index)] = [shown]
+            else:
+                texts.append(shown)
         responses[key] = texts or [{"text": ""}]
     slots = {name: {"type": "text" if slot.type not in ("bool", "float", "list") else slot.type}
              for name, slot in project.slots.items()}
     return {"intents": sorted(project.intents), "entities": list(project.entities), "slots": slots,
             "responses": responses}
+
+
+def _shown(variation: Mapping[str, Any]) -> str:
+    """A variation's text; with buttons, their titles under it (the widget has no buttons yet: the customer types one)."""
+    shown = str(variation["text"])
+    titles = [str(b.get("title", "")) for b in variation.get("buttons") or [] if isinstance(b, Mapping)]
+    if any(titles):
+        shown += "\n" + " / ".join(t for t in titles if t)
+    return shown
 
 
 def _write_yaml(path: Path, data: Any) -> None:

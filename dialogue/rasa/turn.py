@@ -15,6 +15,8 @@ when the action server has it.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +116,33 @@ async def _run_action(project: RasaProject, action: str, tracker: Tracker, outco
     _apply_result(tracker, result, outcome, action)
 
 
+def conditional_key(response: str, index: int) -> str:
+    """The name a conditional variation of ``response`` (its ``index``-th) has in an imported bot's domain."""
+    return f"{response}@{index}"
+
+
+def variation_key(project: RasaProject, response: str, slots: Mapping[str, Any]) -> str | None:
+    """Which of ``response``'s variations to say (Rasa's conditional response variations): the first conditional one
+    whose slot conditions all hold, else the unconditional ones (``response`` itself), else nothing (``None``)."""
+    variations = project.responses.get(response)
+    if not variations:
+        return response
+    for index, variation in enumerate(variations):
+        conditions = variation.get("condition")
+        if conditions and all(_condition_met(c, slots) for c in conditions):
+            return conditional_key(response, index)
+    return response if any(not v.get("condition") for v in variations) else None
+
+
+def _condition_met(condition: Any, slots: Mapping[str, Any]) -> bool:
+    if not isinstance(condition, Mapping) or condition.get("type", "slot") != "slot":
+        return False
+    value, wanted = slots.get(str(condition.get("name"))), condition.get("value")
+    if isinstance(wanted, str) and not isinstance(value, str) and value is not None:
+        return str(value).lower() == wanted.lower()
+    return bool(value == wanted)
+
+
 def retrieval_response(project: RasaProject, action: str, tracker: Tracker) -> str | None:
     """The response ``action`` says: itself, or for a retrieval intent's ``utter_faq`` the ``utter_faq/ask_x`` one."""
     if action in project.responses:
@@ -122,6 +151,29 @@ def retrieval_response(project: RasaProject, action: str, tracker: Tracker) -> s
         full = f"utter_{tracker.retrieval}"
         return full if full in project.responses else None
     return None
+
+
+_PAYLOAD = re.compile(r"^/(?P<intent>[^{@\s]+)(?:@[0-9.]+)?(?P<entities>\{.*\})?\s*$", re.DOTALL)
+
+
+def payload_intent(project: RasaProject, text: str | None) -> tuple[str, tuple[EntityValue, ...]] | None:
+    """A message written as Rasa's intent payload (``/inform{"size": "large"}``, what buttons send): its intent and
+    entities, taken as given without the NLU, as Rasa does; ``None`` for any other text (or an unknown intent)."""
+    match = _PAYLOAD.match((text or "").strip())
+    if match is None or match["intent"].split("/", 1)[0] not in project.intents:
+        return None
+    entities: list[EntityValue] = []
+    if match["entities"]:
+        try:
+            given = json.loads(match["entities"])
+        except ValueError:
+            return None
+        if not isinstance(given, dict):
+            return None
+        for name, value in given.items():
+            for one in value if isinstance(value, list) else [value]:
+                entities.append(EntityValue(str(name), one))
+    return match["intent"], tuple(entities)
 
 
 def nlu_intent(project: RasaProject, intent: str, confidence: float, ranking: Iterable[tuple[str, float]]) -> str:
@@ -349,15 +401,21 @@ class RasaDialogue:
         async def execute(action: str, current: Tracker) -> ActionResult:
             return await run(action, action_call(current, action, sender_id=sender_id, domain=self.domain))
 
+        given = payload_intent(self.project, text)
+        if given is not None:  # a button's payload: the intent and entities it names, as Rasa takes them
+            intent, entities = given
+        else:
+            intent = nlu_intent(self.project, intent, confidence, ranking)
         outcome = await respond(
-            self.policy, tracker, intent=nlu_intent(self.project, intent, confidence, ranking), entities=entities,
-            text=text, execute=execute, custom_actions=self.custom_actions,
+            self.policy, tracker, intent=intent, entities=entities, text=text, execute=execute,
+            custom_actions=self.custom_actions,
         )
         result = ActionResult(handoff=outcome.handoff, failed=bool(outcome.failed),
                               error=", ".join(outcome.failed) or None)
         for utterance in outcome.utterances:
-            if utterance.response:
-                said = (utterance.response, {k: str(v) for k, v in utterance.values.items()})
+            key = variation_key(self.project, utterance.response, tracker.slots) if utterance.response else None
+            if key:
+                said = (key, {k: str(v) for k, v in utterance.values.items()})
                 result.responses.append(said)
                 result.ordered.append(said)
             elif utterance.text:

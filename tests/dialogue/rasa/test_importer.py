@@ -231,3 +231,56 @@ def test_test_stories_needs_a_trained_nlu_unless_told_otherwise(project: Path, t
     import_project(project, out)
     result = CliRunner().invoke(app, ["test", "stories", "--bot", str(out)])
     assert result.exit_code == 2 and "kefu train" in result.output
+
+
+CONDITIONAL = """
+intents: [greet]
+slots:
+  logged_in:
+    type: bool
+    influence_conversation: false
+    mappings: [{type: custom}]
+  tier:
+    type: categorical
+    values: [gold, basic]
+    mappings: [{type: custom}]
+responses:
+  utter_welcome:
+    - text: Welcome back, gold member!
+      condition:
+        - {type: slot, name: logged_in, value: true}
+        - {type: slot, name: tier, value: gold}
+    - text: Welcome back!
+      condition:
+        - {type: slot, name: logged_in, value: true}
+    - text: Hello! Please log in.
+    - text: Hello from Slack!
+      channel: slack
+  utter_only_members:
+    - text: Your points are safe.
+      condition:
+        - {type: slot, name: logged_in, value: true}
+"""
+
+
+@pytest.mark.parametrize(
+    ("slots", "expected"),
+    [
+        ({"logged_in": True, "tier": "gold"}, ("utter_welcome@0", "Welcome back, gold member!")),
+        ({"logged_in": True, "tier": "basic"}, ("utter_welcome@1", "Welcome back!")),
+        ({"logged_in": False, "tier": "gold"}, ("utter_welcome", "Hello! Please log in.")),
+        ({"logged_in": None, "tier": None}, ("utter_welcome", "Hello! Please log in.")),
+    ],
+)
+def test_conditional_response_variations(tmp_path: Path, slots: dict[str, object], expected: tuple[str, str]) -> None:
+    from dialogue.rasa.importer import kefu_domain
+    from dialogue.rasa.turn import variation_key
+    from tests.dialogue.rasa.test_policy import write_project
+
+    project = write_project(tmp_path / "p", CONDITIONAL)
+    responses = kefu_domain(project)["responses"]
+    key, text = expected
+    assert variation_key(project, "utter_welcome", slots) == key
+    assert responses[key] == [{"text": text}]  # the Slack-only variation is not one of Kefu's choices
+    assert variation_key(project, "utter_only_members", slots) == (
+        "utter_only_members@0" if slots["logged_in"] else None)  # no variation applies: nothing is said

@@ -33,6 +33,7 @@ from dialogue.rasa.turn import (
     action_server_domain,
     loop_flows,
     nlu_intent,
+    payload_intent,
     respond,
 )
 from dialogue.types import ActionResult
@@ -631,6 +632,24 @@ def test_without_a_fallback_classifier_the_intent_is_kept(tmp_path: Path) -> Non
     - name: DIETClassifier
     """)
     assert nlu_intent(project, "greet", 0.01, [("greet", 0.01)]) == "greet"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/greet", ("greet", ())),
+        ('/inform{"size": "large"}', ("inform", (EntityValue("size", "large"),))),
+        ('/inform{"size": ["s", "m"]}', ("inform", (EntityValue("size", "s"), EntityValue("size", "m")))),
+        ("/faq/ask_hours", ("faq/ask_hours", ())),
+        ("/unknown_intent", None),  # not the project's: the NLU reads it
+        ('/inform{"size": ', None),  # malformed JSON
+        ("hello", None),
+        (None, None),
+    ],
+)
+def test_intent_payloads_are_taken_as_given(tmp_path: Path, text: str | None, expected: Any) -> None:
+    project = write_project(tmp_path, "intents: [greet, inform, faq]\nentities: [size]\n")
+    assert payload_intent(project, text) == expected
 
 
 # -------------------------------------------------------------------------------------------- RasaDialogue and storage
