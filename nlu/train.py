@@ -32,6 +32,7 @@ from nlu.patterns import Pattern
 from nlu.predict import NLUModel
 from nlu.pretrained import load_table
 from nlu.prior import NgramPrior
+from nlu.sentence import SentenceHead
 
 
 @dataclass
@@ -56,6 +57,11 @@ class TrainConfig:
     augment: float = 1.0  # augmented examples per training example (nlu.augment; 0 = off), made after the dev split
     augment_max: int = 5000  # no augmentation above this many training examples (public datasets need none)
     refit: bool = False  # after early stopping on a held-out split, train again on train + dev for the best epochs
+    sentence: bool = False  # add the sentence head (nlu.sentence: the frozen encoder's meaning), weighted on dev
+    # its weight; negative: chosen on dev as the n-gram prior's. 2.0: on 25 clinc150 intents x 12 examples (a small
+    # bot), held-out accuracy 0.912 -> 0.973 and 0.939 -> 0.977 (two samples; 0.5: 0.961/0.963, 4.0: 0.975/0.979),
+    # while a tiny dev set prefers 0 (its examples are near copies of the training ones)
+    sentence_weight: float = 2.0
     progress: bool = True
 
 
@@ -440,6 +446,11 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     if tc.prior and known:
         logits, prior_report = _attach_prior(model, examples, known, logits, labels, tc.seed)
         final_dev = _dev_metrics(model, dev)
+    sentence_report: dict[str, object] = {}
+    if tc.sentence and known:
+        logits, sentence_report = _attach_sentence(model, examples, known, logits, labels, tc.seed,
+                                                   tc.sentence_weight)
+        final_dev = _dev_metrics(model, dev)
     model.temperature = fit_temperature(logits, labels)
     n_dev = sum(1 for ex in dev if ex.intent in vocab.intent_id)  # the OOS threshold is chosen on clean dev only
     oos_report = fit_oos_threshold(model, torch.softmax(logits[:n_dev] / model.temperature, -1), labels[:n_dev],
@@ -456,6 +467,8 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
                       for job, m in zip(jobs, members)]
         for net, (state, _) in zip(nets, _run_jobs(refit_jobs, workers)):
             net.load_state_dict(state)
+        if model.sentence is not None:  # the head learns the held-out examples too
+            model.sentence = _fit_sentence(model.vocab, full, tc.seed)
         refit = {"examples": len(full), "epochs": [job.tc.epochs for job in refit_jobs]}
     model.save(out)
     first = members[0]
@@ -470,7 +483,8 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         "train_cpu_seconds": round(cpu_seconds, 1), "dev": final_dev, "temperature": model.temperature,
         "calibration_before": calibration(logits, labels, 1.0),
         "calibration_after": calibration(logits, labels, model.temperature),
-        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report, "prior": prior_report, "refit": refit,
+        "oos_threshold": model.oos_threshold, "oos_calibration": oos_report, "prior": prior_report, "sentence": sentence_report,
+        "refit": refit,
         "history": history, "config": asdict(cfg), "train_config": asdict(tc), "batch_size": batch_size,
         "threads": torch.get_num_threads(),
     }
@@ -507,6 +521,41 @@ def _attach_prior(model: NLUModel, examples: Sequence[Example], known: Sequence[
     model.prior, model.prior_weight = (prior, weight) if weight else (None, 0.0)
     return logits + weight * prior_logits, {"weight": weight, "candidates": rows,
                                             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+SENTENCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
+
+
+def _fit_sentence(vocab: Vocab, examples: Sequence[Example], seed: int) -> SentenceHead:
+    from nlu.encoder import shared_encoder
+
+    known = [ex for ex in examples if ex.intent in vocab.intent_id]
+    vectors = shared_encoder().encode([ex.text or " ".join(ex.tokens) for ex in known])
+    labels = torch.tensor([vocab.intent_id[ex.intent] for ex in known], dtype=torch.long)
+    return SentenceHead.fit(vectors, labels, len(vocab.intents), seed)
+
+
+def _attach_sentence(model: NLUModel, examples: Sequence[Example], known: Sequence[Example], logits: torch.Tensor,
+                     labels: torch.Tensor, seed: int, fixed: float = -1.0) -> tuple[torch.Tensor, dict[str, object]]:
+    """Fit the sentence head on the training examples and choose its weight on the calibration examples, as the
+    n-gram prior's (best accuracy, then lowest NLL after temperature scaling; 0 is a candidate)."""
+    from nlu.encoder import shared_encoder
+
+    t0 = time.perf_counter()
+    head = _fit_sentence(model.vocab, examples, seed)
+    with torch.inference_mode():
+        head_logits = head.logits(shared_encoder().encode([ex.text or " ".join(ex.tokens) for ex in known])).clone()
+    rows = []
+    for w in SENTENCE_WEIGHTS if fixed < 0 else (fixed,):
+        combined = logits + w * head_logits
+        t = fit_temperature(combined, labels)
+        acc = float((combined.argmax(-1) == labels).float().mean())
+        rows.append({"weight": w, "accuracy": acc, "nll": calibration(combined, labels, t)["nll"]})
+    best = max(rows, key=lambda r: (round(float(r["accuracy"]), 6), -float(r["nll"])))
+    weight = float(best["weight"])
+    model.sentence, model.sentence_weight = (head, weight) if weight else (None, 0.0)
+    return logits + weight * head_logits, {"weight": weight, "candidates": rows,
+                                           "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:

@@ -86,7 +86,8 @@ def import_project(
         "generation": "template",
         "policy": "fsm",
         "confidence_threshold": project.fallback_threshold if project.fallback_threshold is not None else 0.0,
-        "nlu_training": {"epochs": 40, "patience": 8, "refit": True},  # small data: every example counts
+        # small data: every example counts (refit), and the sentence encoder's sense of meaning (English) helps most
+        "nlu_training": {"epochs": 40, "patience": 8, "refit": True, "sentence": language == "en"},
     }
     (out / "bot.yml").write_text(
         "# Imported from a Rasa project by `kefu import rasa` (docs/rasa.md). The dialogue runs from rasa/:\n"
