@@ -59,8 +59,10 @@ Server -> client
     A streamed fragment (delta) of the reply to ``reply_to``; append fragments in order.
 ``{"type": "message", "conversation_id": str, "message_id": str, "reply_to": str, "text": str,
 "intent": str | null, "confidence": float | null, "action": str | null, "handed_off": bool,
-"quick_replies": [str], "replayed": bool}``
-    The final reply: replaces whatever was streamed for ``reply_to``.
+"quick_replies": [str], "buttons": [{"title": str, "payload": str}], "replayed": bool}``
+    The final reply: replaces whatever was streamed for ``reply_to``. A quick reply is sent back as it is written;
+    a button shows its ``title`` and sends its ``payload`` as the message text (an imported Rasa bot's
+    ``/intent{"entity": "value"}``: taken as given, without the NLU).
 ``{"type": "message", "role": "agent", "conversation_id": str, "message_id": str, "reply_to": null, "text": str,
 "intent": null, "confidence": null, "action": null, "handed_off": true, "quick_replies": [], "replayed": false}``
     A message written by a human agent in the ops console, pushed to every open connection that proved the
@@ -414,6 +416,7 @@ def message_frame(reply: TurnReply) -> dict[str, Any]:
         "action": reply.action,
         "handed_off": bool(reply.handed_off),
         "quick_replies": list(reply.quick_replies),
+        "buttons": [{"title": title, "payload": payload} for title, payload in reply.buttons],
         "replayed": bool(reply.replayed),
     }
 
@@ -489,14 +492,22 @@ def history_frame(conversation_id: str, events: Iterable[Event], limit: int = MA
 
 
 def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> list[dict[str, Any]]:
-    """User/bot/agent messages of ``events`` in order (the last ``limit``), as history-frame entries."""
+    """User/bot/agent messages of ``events`` in order (the last ``limit``), as history-frame entries; a customer's
+    click on a button shows as the button's title, as the widget showed it (the payload is what was stored)."""
     roles = {USER_MESSAGE: "user", BOT_MESSAGE: "bot", AGENT_MESSAGE: "agent"}
     messages: list[dict[str, Any]] = []
+    offered: dict[str, str] = {}  # payload -> title of the buttons under the latest bot message
     for event in sorted(events, key=lambda e: e.seq):
         role = roles.get(event.type)
         text = event.data.get("text")
         if role is None or not isinstance(text, str):
             continue
+        if role == "user":
+            text = offered.get(text, text)
+        elif role == "bot":
+            buttons = event.data.get("buttons")
+            offered = {str(b.get("payload")): str(b.get("title")) for b in buttons if isinstance(b, dict)} \
+                if isinstance(buttons, list) else {}
         reply_to = event.data.get("reply_to")
         messages.append(
             {

@@ -250,6 +250,10 @@ def parse_action_response(body: Any, *, known_slots: Iterable[str] = ()) -> Acti
     for message in responses:
         if not isinstance(message, Mapping):
             raise ActionError("each action response message must be an object")
+        buttons = message.get("buttons")
+        if isinstance(buttons, list):  # dispatcher.utter_message(buttons=[{"title": ..., "payload": ...}])
+            result.buttons = [(str(b["title"]), str(b.get("payload", b["title"]))) for b in buttons
+                              if isinstance(b, Mapping) and b.get("title")]
         key = message.get("response") or message.get("template")
         if key:
             kwargs = {str(k): str(v) for k, v in message.items() if k not in _MESSAGE_KEYS and v is not None}

@@ -577,11 +577,12 @@ class DialogueEngine:
         timer.lap("safety_out")
 
         bot_message_id = f"bot-{message_id}"
+        offered = {"buttons": [{"title": t, "payload": p} for t, p in result.buttons]} if result.buttons else {}
         events.append(
             NewEvent(
                 ev.BOT_MESSAGE,
                 {"text": text, "message_id": bot_message_id, "reply_to": message_id, "sources": sources,
-                 "latency_ms": timer.stages},
+                 "latency_ms": timer.stages, **offered},
                 message_id=bot_message_id,
             )
         )
@@ -609,6 +610,7 @@ class DialogueEngine:
             action=action,
             handed_off=handed_off,
             flags=tuple(flags),
+            buttons=tuple(result.buttons),
         )
 
     async def _rasa_turn(
@@ -766,4 +768,6 @@ def _replayed(conversation: Conversation, message_id: str, events: Sequence[Even
         handed_off=conversation.handed_off or with_agent,
         flags=(WITH_AGENT,) if with_agent else (),
         replayed=True,
+        buttons=tuple((str(b.get("title", "")), str(b.get("payload", ""))) for b in bot.data.get("buttons") or ()
+                      if isinstance(b, dict)) if bot else (),
     )

@@ -260,8 +260,9 @@ class ActionResult:
     handoff: bool = False
     failed: bool = False
     error: str | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)  # the Rasa events as returned (imported Rasa bots)
+    events: list[dict[str, Any]] = field(default_factory=list, compare=False)  # the Rasa events as returned
     ordered: list[tuple[str, dict[str, str]] | str] = field(default_factory=list)  # responses and texts as said
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (title, payload) offered with the reply
 
     def messages(self) -> list[tuple[str, dict[str, str]] | str]:
         """What to say, in order: ``ordered`` when an action interleaved responses and texts, else the responses
@@ -284,6 +285,7 @@ class TurnReply:
     flags: tuple[str, ...] = ()
     quick_replies: tuple[str, ...] = ()
     replayed: bool = False
+    buttons: tuple[tuple[str, str], ...] = ()  # (title, payload): the widget shows the title and sends the payload
 
     def __repr__(self) -> str:
         return f"TurnReply(conversation_id={self.conversation_id!r}, action={self.action!r}, chars={len(self.text)})"

@@ -128,12 +128,14 @@ def _require(path: Path, what: str) -> None:
 
 def rasa_dialogue(bot: Bot) -> Any:
     """An imported Rasa bot's dialogue (:class:`dialogue.rasa.turn.RasaDialogue`), built from its ``rasa:`` folder."""
+    from dialogue.rasa.entities import RegexEntities
     from dialogue.rasa.policy import load_policy
     from dialogue.rasa.turn import RasaDialogue, action_server_domain
 
     assert bot.config.rasa is not None
     policy = load_policy(bot.path(bot.config.rasa))
-    return RasaDialogue(policy, action_server_domain(policy.project), frozenset(policy.project.actions))
+    return RasaDialogue(policy, action_server_domain(policy.project), frozenset(policy.project.actions),
+                        RegexEntities.from_project(policy.project))
 
 
 @asynccontextmanager

@@ -59,6 +59,7 @@ def import_rasa(
 
 
 def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
+    from dialogue.rasa.entities import RegexEntities
     from dialogue.rasa.evaluate import ParsedText
     from dialogue.rasa.stories import EntityValue
     from dialogue.rasa.turn import nlu_intent, payload_intent
@@ -68,6 +69,7 @@ def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
     if not (bot.nlu_model / "model.safetensors").exists():
         raise MissingModel(f"no NLU model in {bot.nlu_model}: run `kefu train --bot {bot.root}` first")
     model = NLUModel.load(bot.nlu_model)
+    regex_entities = RegexEntities.from_project(project)
 
     def parse(text: str) -> ParsedText:
         given = payload_intent(project, text)
@@ -75,7 +77,7 @@ def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
             return ParsedText(*given)
         result = model.parse(text.strip())
         intent = nlu_intent(project, result.intent, result.confidence, result.ranking)
-        return ParsedText(intent, tuple(EntityValue(e.entity, e.value) for e in result.entities))
+        return ParsedText(intent, regex_entities.extract(text, [EntityValue(e.entity, e.value) for e in result.entities]))
 
     return parse
 

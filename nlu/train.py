@@ -56,7 +56,8 @@ class TrainConfig:
     prior: bool = True  # fit the n-gram sentence prior (nlu.prior) and add it where it helps on dev
     augment: float = 1.0  # augmented examples per training example (nlu.augment; 0 = off), made after the dev split
     augment_max: int = 5000  # no augmentation above this many training examples (public datasets need none)
-    refit: bool = False  # after early stopping on a held-out split, train again on train + dev for the best epochs
+    refit: bool = False  # after early stopping on a held-out split, train again on train + dev (see _refit_epochs)
+    fit_oos: bool = True  # choose an out-of-scope threshold on dev (False: `out_of_scope` is an intent like any other)
     sentence: bool = False  # add the sentence head (nlu.sentence: the frozen encoder's meaning), weighted on dev
     # its weight; negative: chosen on dev as the n-gram prior's. 2.0: on 25 clinc150 intents x 12 examples (a small
     # bot), held-out accuracy 0.912 -> 0.973 and 0.939 -> 0.977 (two samples; 0.5: 0.961/0.963, 4.0: 0.975/0.979),
@@ -225,6 +226,18 @@ def train(
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
+
+
+def _refit_epochs(member: dict[str, object], has_slots: bool, epochs: int) -> int:
+    """How long a refit trains: the last epoch that scored as well on dev as the best one (a small dev set ties
+    often, and its first perfect epoch is no sign the model has learned enough), and at least half the schedule."""
+    history = member["history"]
+    assert isinstance(history, list)
+    scores = [_dev_score({"intent_accuracy": row["dev_intent_accuracy"], "slot_f1": row["dev_slot_f1"]}, has_slots)
+              for row in history]
+    best = max(scores, default=0.0)
+    last_tie = max((i + 1 for i, s in enumerate(scores) if s >= best - 1e-9), default=1)
+    return max(last_tie, epochs // 2, 1)
 
 
 def _dev_score(metrics: dict[str, float], has_slots: bool) -> float:
@@ -454,7 +467,7 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
     model.temperature = fit_temperature(logits, labels)
     n_dev = sum(1 for ex in dev if ex.intent in vocab.intent_id)  # the OOS threshold is chosen on clean dev only
     oos_report = fit_oos_threshold(model, torch.softmax(logits[:n_dev] / model.temperature, -1), labels[:n_dev],
-                                   tc.oos_tolerance)
+                                   tc.oos_tolerance) if tc.fit_oos else {}
     refit: dict[str, object] = {}
     if tc.refit and dev_source != "dev file" and dev:
         # Small bot data: the held-out examples ("yes", "no"...) are too precious to leave out of the model. Each
@@ -462,8 +475,9 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
         # on the held-out model is kept (fitted on data the final weights saw, it would make them overconfident).
         full = examples + [ex for ex in dev if ex.intent in vocab.intent_id]
         feats_full = featurise_examples(vocab, full) if workers == 1 else None
+        has_slots = any(t != "O" for ex in dev for t in ex.tags)
         refit_jobs = [replace(job, examples=full, feats=feats_full, dev=[], name=f"{job.name}refit ",
-                              tc=replace(tc, epochs=max(1, int(str(m["best_epoch"]))), patience=tc.epochs + 1))
+                              tc=replace(tc, epochs=_refit_epochs(m, has_slots, tc.epochs), patience=tc.epochs + 1))
                       for job, m in zip(jobs, members)]
         for net, (state, _) in zip(nets, _run_jobs(refit_jobs, workers)):
             net.load_state_dict(state)

@@ -303,14 +303,19 @@
     scrollDown();
   }
 
-  function showQuickReplies(bubble, replies) {
+  function showQuickReplies(bubble, replies, buttons) {
     var old = list.querySelectorAll(".kefu-quick");
     for (var i = 0; i < old.length; i++) old[i].remove(); // only the latest reply offers choices
-    if (!replies || !replies.length) return;
+    var choices = (replies || []).map(function (r) { return { title: r, payload: r }; });
+    (buttons || []).forEach(function (b) {
+      if (b && b.title) choices.push({ title: String(b.title), payload: String(b.payload || b.title) });
+    });
+    if (!choices.length) return;
     var box = el("div", { "class": "kefu-quick", role: "group" });
-    replies.forEach(function (reply) {
-      var b = el("button", { type: "button", "class": "kefu-quick-reply" }, reply);
-      b.addEventListener("click", function () { sendText(reply); });
+    choices.forEach(function (choice) {
+      var b = el("button", { type: "button", "class": "kefu-quick-reply" }, choice.title);
+      // a button shows its title and sends its payload (e.g. an intent: /inform{"size": "large"})
+      b.addEventListener("click", function () { sendText(choice.payload, choice.title); });
       box.appendChild(b);
     });
     bubble.insertAdjacentElement("afterend", box);
@@ -324,7 +329,7 @@
     bubble.removeAttribute("aria-busy");
     bubble.setAttribute("data-message-id", frame.message_id);
     if (frame.intent) bubble.setAttribute("data-intent", frame.intent);
-    showQuickReplies(bubble, frame.quick_replies);
+    showQuickReplies(bubble, frame.quick_replies, frame.buttons);
     if (frame.handed_off && !handoffShown) {
       handoffShown = true;
       addNote(T.handoff, "handoff");
@@ -631,7 +636,7 @@
   }
 
   // ------------------------------------------------------------------------------------------------ actions
-  function sendText(raw) {
+  function sendText(raw, shown) {
     var text = String(raw).trim();
     if (!text) return false;
     if (text.length > MAX_CHARS) {
@@ -639,7 +644,7 @@
       return false;
     }
     var id = newMessageId();
-    addUser(text, id);
+    addUser(shown || text, id);
     var m = { id: id, text: text, held: false, busy: 0 };
     pending.push(m);
     if (inSession) sendMessage(m); // held behind busy messages, if any

@@ -33,6 +33,7 @@ from dialogue.rasa.turn import conditional_key
 
 RASA_DIR = "rasa"
 REPORT = "import.json"
+SAFE_REPLY = "utter_safe_reply"  # dialogue.engine.SAFE_REPLY: every Kefu bot has it
 DEFAULT_ENDPOINT = "http://localhost:5055/webhook"  # rasa run actions listens here unless endpoints.yml says otherwise
 _COPIED_FILES = ("config.yml", "endpoints.yml", "domain.yml", "actions.py")
 _COPIED_DIRS = ("data", "tests", "domain", "actions")
@@ -61,7 +62,7 @@ def import_project(
     rules = load_stories(project.rule_files, "rule")
     stories = load_stories(project.story_files, "story")
     tests = load_stories(project.test_files, "test")
-    unsupported = list(project.unsupported)
+    unsupported = [*project.unsupported, *_not_run(project, source)]
     language = project.language if project.language in ("en", "zh") else "en"
     if language != project.language:
         unsupported.append(Unsupported("config.yml", "language", f"{project.language!r}: Kefu's NLU reads en and zh; "
@@ -87,7 +88,9 @@ def import_project(
         "policy": "fsm",
         "confidence_threshold": project.fallback_threshold if project.fallback_threshold is not None else 0.0,
         # small data: every example counts (refit), and the sentence encoder's sense of meaning (English) helps most
-        "nlu_training": {"epochs": 40, "patience": 8, "refit": True, "sentence": language == "en"},
+        # and Rasa's out_of_scope is an intent like any other (its FallbackClassifier says nlu_fallback)
+        "nlu_training": {"epochs": 40, "patience": 8, "refit": True, "sentence": language == "en",
+                         "fit_oos": False},
     }
     (out / "bot.yml").write_text(
         "# Imported from a Rasa project by `kefu import rasa` (docs/rasa.md). The dialogue runs from rasa/:\n"
@@ -110,6 +113,23 @@ def import_project(
     )
     (out / REPORT).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
+
+
+def _not_run(project: RasaProject, source: Path) -> list[Unsupported]:
+    """What the project relies on that Kefu reads but does not run, listed so nobody is surprised."""
+    out: list[Unsupported] = []
+    if (source / "credentials.yml").is_file():
+        out.append(Unsupported("credentials.yml", "*", "Kefu serves its own channels (the widget and WebSocket "
+                                                       "server, docs/rasa.md); these are not started"))
+    if project.session_config.session_expiration_time > 0:
+        out.append(Unsupported("domain.yml", "session_config.session_expiration_time",
+                               "sessions do not expire by time: a conversation goes on where it was"))
+    for i, policy in enumerate(project.raw_config.get("policies") or ()):
+        name = policy.get("name") if isinstance(policy, Mapping) else None
+        if name in ("TEDPolicy", "UnexpecTEDIntentPolicy"):
+            out.append(Unsupported("config.yml", f"policies[{i}].{name}", "not trained: the stories are memoised and "
+                                   "looked up with back-off (docs/rasa.md); an unseen path gets the core fallback"))
+    return out
 
 
 def _copy_project(source: Path, target: Path) -> None:
@@ -152,6 +172,9 @@ def kefu_domain(project: RasaProject) -> dict[str, Any]:
             else:
                 texts.append(shown)
         responses[key] = texts or [{"text": ""}]
+    responses.setdefault(SAFE_REPLY, [  # what Kefu says instead of a reply its output classifier holds back
+        {"text": "Sorry, I can't help with that. Is there anything else I can do for you?", "language": "en"},
+        {"text": "抱歉，这个问题我暂时无法回答，还有其他可以帮您的吗？", "language": "zh"}])
     slots = {name: {"type": "text" if slot.type not in ("bool", "float", "list") else slot.type}
              for name, slot in project.slots.items()}
     return {"intents": sorted(project.intents), "entities": list(project.entities), "slots": slots,
@@ -159,12 +182,8 @@ def kefu_domain(project: RasaProject) -> dict[str, Any]:
 
 
 def _shown(variation: Mapping[str, Any]) -> str:
-    """A variation's text; with buttons, their titles under it (the widget has no buttons yet: the customer types one)."""
-    shown = str(variation["text"])
-    titles = [str(b.get("title", "")) for b in variation.get("buttons") or [] if isinstance(b, Mapping)]
-    if any(titles):
-        shown += "\n" + " / ".join(t for t in titles if t)
-    return shown
+    """A variation's text (its buttons go with the reply: the widget shows them under it)."""
+    return str(variation["text"])
 
 
 def _write_yaml(path: Path, data: Any) -> None:

@@ -135,17 +135,38 @@ class RasaPolicy:
         return Prediction(best.action, "rule", best.rule)
 
     def _recall(self, states: list[dict[str, Any]], exclude: frozenset[str]) -> Prediction | None:
+        after_user = states[-1].get("prev") == LISTEN
         for level in _LEVELS:
-            if level == "skeleton" and states[-1].get("prev") == LISTEN:
+            if level == "skeleton" and after_user:
                 break  # never answer a user message whatever it said: that is the core fallback's case
             for n in range(min(self.max_history, len(states)), 0, -1):
-                counts = self.memory.get(self._key(states[-n:], level))
-                if not counts:
-                    continue
-                action, count = counts.most_common(1)[0]
-                if action not in exclude and count / sum(counts.values()) >= MAJORITY:
-                    return Prediction(action, "memo")
+                if after_user and n == 1:
+                    # The message alone, the history forgotten (as AugmentedMemoization forgets): it may start what
+                    # a story starts; an action some story ran after it elsewhere may only be a response (saying
+                    # something out of context is recoverable, doing something - blocking a card - is not).
+                    found = self._lookup((_START, *self._key(states[-1:], level)), exclude)
+                    if found is None:
+                        found = self._lookup(self._key(states[-1:], level), exclude)
+                        if found is not None and not self._says(found.action):
+                            found = None
+                else:
+                    found = self._lookup(self._key(states[-n:], level), exclude)
+                if found is not None:
+                    return found
         return None
+
+    def _lookup(self, key: tuple[Any, ...], exclude: frozenset[str]) -> Prediction | None:
+        counts = self.memory.get(key)
+        if not counts:
+            return None
+        action, count = counts.most_common(1)[0]
+        if action in exclude or count / sum(counts.values()) < MAJORITY:
+            return None
+        return Prediction(action, "memo")
+
+    def _says(self, action: str) -> bool:
+        """Whether ``action`` only says something (a response, a retrieval intent's ``utter_faq``)."""
+        return action in self.project.responses or (action.startswith("utter_") and not action in self.project.actions)
 
     # -- training -------------------------------------------------------------------------------------------
     def _memorise(self, story: Story) -> None:
@@ -158,6 +179,8 @@ class RasaPolicy:
             for level in _LEVELS:
                 for n in range(1, min(self.max_history, len(states)) + 1):
                     self.memory.setdefault(self._key(states[-n:], level), Counter())[action] += 1
+                if len(states) == 1:  # how stories begin, for a conversation's first message
+                    self.memory.setdefault((_START, *self._key(states, level)), Counter())[action] += 1
 
         for step in story.steps:
             if isinstance(step, UserStep):
@@ -196,6 +219,7 @@ class RasaPolicy:
 
 
 _LEVELS = ("full", "no_slots", "intents", "skeleton")
+_START = "start"  # a memo key prefix: the first state of a story
 
 
 def _matches(pattern: tuple[tuple[str, Any], ...], state: Mapping[str, Any], *, relax_loop: bool) -> bool:

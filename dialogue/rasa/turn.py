@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialogue.flows import Flows
+from dialogue.rasa.entities import RegexEntities
 from dialogue.rasa.forms import ask_action, extract_slots, next_slot
 from dialogue.rasa.policy import RasaPolicy
 from dialogue.rasa.project import RasaProject
@@ -55,6 +56,7 @@ class Utterance:
     response: str | None = None
     text: str | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
+    buttons: tuple[Mapping[str, Any], ...] = ()  # an action's own buttons (dispatcher.utter_message(buttons=...))
 
 
 @dataclass
@@ -106,7 +108,7 @@ async def _run_action(project: RasaProject, action: str, tracker: Tracker, outco
     response = retrieval_response(project, action, tracker)
     if response is not None:
         tracker.act(action)
-        outcome.utterances.append(Utterance(response=response))
+        outcome.utterances.append(Utterance(response=response, values=dict(tracker.slots)))
         return
     if action in DEFAULT_ACTIONS:
         _default_action(project, action, tracker, outcome)
@@ -217,13 +219,19 @@ def _default_action(project: RasaProject, action: str, tracker: Tracker, outcome
 def _apply_result(tracker: Tracker, result: ActionResult, outcome: TurnOutcome, action: str) -> None:
     if result.failed:
         outcome.failed.append(action)
+    said_with = dict(tracker.slots)  # Rasa fills an action's responses from the tracker it was called with
     for event in result.events:
         if event.get("event") == "bot":
             continue  # its text is in result.texts
         tracker.apply(event)
     outcome.handoff = outcome.handoff or result.handoff
-    outcome.utterances.extend(Utterance(response=name, values=values) for name, values in result.responses)
+    outcome.utterances.extend(Utterance(response=name, values={**said_with, **values})
+                              for name, values in result.responses)
     outcome.utterances.extend(Utterance(text=t) for t in result.texts)
+    if result.buttons and outcome.utterances:
+        last = outcome.utterances[-1]
+        buttons = tuple({"title": t, "payload": p} for t, p in result.buttons)
+        outcome.utterances[-1] = Utterance(last.response, last.text, last.values, buttons)
 
 
 async def _run_form(
@@ -278,7 +286,7 @@ async def _run_form(
         outcome.failed.append(f"{form_name}: no utter_ask_{slot}")
         tracker.set_loop(None)
     elif ask in project.responses:
-        outcome.utterances.append(Utterance(response=ask))
+        outcome.utterances.append(Utterance(response=ask, values=dict(tracker.slots)))
     else:
         _apply_result(tracker, await execute(ask, tracker), outcome, ask)
     return False
@@ -356,6 +364,7 @@ class RasaDialogue:
     policy: RasaPolicy
     domain: Mapping[str, Any]  # the domain as the action server is sent it
     custom_actions: frozenset[str] = frozenset()
+    regex_entities: RegexEntities = field(default_factory=lambda: RegexEntities(()))  # RegexEntityExtractor, if any
 
     @property
     def project(self) -> RasaProject:
@@ -406,6 +415,7 @@ class RasaDialogue:
             intent, entities = given
         else:
             intent = nlu_intent(self.project, intent, confidence, ranking)
+            entities = self.regex_entities.extract(text or "", entities)
         outcome = await respond(
             self.policy, tracker, intent=intent, entities=entities, text=text, execute=execute,
             custom_actions=self.custom_actions,
@@ -413,16 +423,35 @@ class RasaDialogue:
         result = ActionResult(handoff=outcome.handoff, failed=bool(outcome.failed),
                               error=", ".join(outcome.failed) or None)
         for utterance in outcome.utterances:
-            key = variation_key(self.project, utterance.response, tracker.slots) if utterance.response else None
+            slots = {**tracker.slots, **utterance.values}  # as they were when it was said
+            key = variation_key(self.project, utterance.response, slots) if utterance.response else None
             if key:
-                said = (key, {k: str(v) for k, v in utterance.values.items()})
+                said = (key, {k: "" if v is None else str(v) for k, v in utterance.values.items()})
                 result.responses.append(said)
                 result.ordered.append(said)
             elif utterance.text:
                 result.texts.append(utterance.text)
                 result.ordered.append(utterance.text)
+        result.buttons = self._buttons(outcome.utterances, tracker.slots)
         new_state, new_slots = self.store(tracker)
         return TurnResult(new_state, new_slots, outcome.actions, result)
+
+    def _buttons(self, utterances: Sequence[Utterance], slots: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The buttons of the turn's last message (Rasa shows a response's buttons under it): its chosen variation's
+        (an unconditional response's first variation that has buttons), or those an action sent with its text."""
+        if not utterances:
+            return []
+        last = utterances[-1]
+        raw: Any = last.buttons
+        if last.response and not raw:
+            key = variation_key(self.project, last.response, {**slots, **last.values})
+            variations = self.project.responses.get(last.response) or ()
+            if key and "@" in key[len(last.response):]:
+                raw = variations[int(key.rsplit("@", 1)[1])].get("buttons")
+            else:
+                raw = next((v.get("buttons") for v in variations if v.get("buttons") and not v.get("condition")), None)
+        return [(str(b.get("title", "")), str(b.get("payload", b.get("title", ""))))
+                for b in raw or () if isinstance(b, Mapping) and b.get("title")]
 
 
 def action_server_domain(project: RasaProject) -> dict[str, Any]:

@@ -175,6 +175,7 @@ def test_message_frame_has_every_field() -> None:
         confidence=0.93,
         action="action_order_status",
         quick_replies=("thanks",),
+        buttons=(("Track it", "/order_status"),),
     )
     frame = json.loads(p.encode_frame(p.message_frame(reply)))
     assert frame == {
@@ -188,6 +189,7 @@ def test_message_frame_has_every_field() -> None:
         "action": "action_order_status",
         "handed_off": False,
         "quick_replies": ["thanks"],
+        "buttons": [{"title": "Track it", "payload": "/order_status"}],
         "replayed": False,
     }
     assert "订单" in p.encode_frame(p.message_frame(reply))  # UTF-8 kept, not \u-escaped
@@ -219,6 +221,17 @@ def test_history_keeps_visible_messages_in_order() -> None:
         {"role": "agent", "text": "Agent here", "message_id": None, "reply_to": None},
     ]
     assert [m["text"] for m in p.transcript(events, limit=1)] == ["Agent here"]
+
+
+def test_history_shows_a_clicked_button_by_its_title() -> None:
+    buttons = [{"title": "Large", "payload": '/inform{"size": "large"}'}]
+    events = [
+        ev(1, BOT_MESSAGE, {"text": "Which size?", "buttons": buttons}, "b0"),
+        ev(2, USER_MESSAGE, {"text": '/inform{"size": "large"}', "message_id": "m1"}, "m1"),
+        ev(3, BOT_MESSAGE, {"text": "Noted."}, "b1"),
+        ev(4, USER_MESSAGE, {"text": '/inform{"size": "large"}', "message_id": "m2"}, "m2"),  # typed, not offered
+    ]
+    assert [m["text"] for m in p.transcript(events)] == ["Which size?", "Large", "Noted.", '/inform{"size": "large"}']
 
 
 def test_api_json_rows() -> None:

@@ -41,8 +41,18 @@ def rasa_bot(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, action
     from dialogue.rasa.importer import import_project
     from kefu.app import train_bot
 
-    out = tmp_path_factory.mktemp("rasa") / "names"
-    import_project(shared_data / "rasa_projects" / PROJECT, out, action_endpoint=f"http://127.0.0.1:{action_port}/webhook")
+    import shutil
+
+    root = tmp_path_factory.mktemp("rasa")
+    source = root / "project"
+    shutil.copytree(shared_data / "rasa_projects" / PROJECT, source)
+    domain = source / "domain.yml"  # as its author might: buttons under the greeting (Rasa's `buttons:`)
+    domain.write_text(domain.read_text(encoding="utf-8").replace(
+        "  - text: Hey! How are you?\n",
+        "  - text: Hey! How are you?\n    buttons:\n    - title: Great, thanks\n      payload: /mood_great\n", 1),
+        encoding="utf-8")
+    out = root / "names"
+    import_project(source, out, action_endpoint=f"http://127.0.0.1:{action_port}/webhook")
     train_bot(out)
     return out
 
@@ -102,6 +112,7 @@ async def test_the_imported_form_runs_over_websocket_with_its_action_server(serv
         greet = await _say(ws, None, "hello there!")
         cid = greet["conversation_id"]
         assert greet["text"] == "Hey! How are you?"
+        assert greet["buttons"] == [{"title": "Great, thanks", "payload": "/mood_great"}]
         assert (await _say(ws, cid, "i want to give you my name"))["text"] == "What is your first name?"
         assert (await _say(ws, cid, "Vincent"))["text"] == "What is your last name?"
         # validate_name_form (the project's FormValidationAction, over HTTP) cleans the name before it is stored
@@ -145,13 +156,29 @@ async def test_the_imported_conversation_shows_in_the_ops_console(served: Any, t
 
 @pytest.mark.browser
 async def test_the_widget_talks_to_the_imported_bot(served: Any, browser: Any) -> None:
-    _, server = served
+    running, server = served
     context = await browser.new_context(locale="en-US")
     page = await context.new_page()
     await page.goto(server.url + "/")
     await page.click("#kefu-launcher")
     await page.fill("#kefu-input", "are you a bot?")
     await page.press("#kefu-input", "Enter")
-    await expect(page.locator(".kefu-msg.kefu-bot.kefu-final").last).to_have_text(
-        "I am a bot, powered by Rasa.", timeout=30_000)
+    final = page.locator(".kefu-msg.kefu-bot.kefu-final")
+    await expect(final.last).to_have_text("I am a bot, powered by Rasa.", timeout=30_000)
+    await page.fill("#kefu-input", "hello there!")
+    await page.press("#kefu-input", "Enter")
+    await expect(final).to_have_count(2, timeout=30_000)
+    button = page.locator(".kefu-quick-reply", has_text="Great, thanks")
+    await expect(button).to_be_visible()
+    await button.click()  # sends the payload /mood_great: the story's next step, whatever the NLU would say
+    await expect(final).to_have_count(3, timeout=30_000)
+    await expect(final.last).to_have_text("Great, carry on!")
+    await expect(page.locator(".kefu-msg.kefu-user").last).to_have_text("Great, thanks")  # the title, not the payload
+    cid = await page.evaluate("window.KefuWidget.conversationId()")
+    stored = [e.data["text"] for e in await running.engine.conversation_events(cid) if e.type == "user_message"]
+    assert stored[-1] == "/mood_great"  # what was clicked, as the console shows it
+    await page.reload()  # the history shows the click as the customer saw it
+    if await page.locator("#kefu-panel").is_hidden():
+        await page.click("#kefu-launcher")
+    await expect(page.locator(".kefu-msg.kefu-user").last).to_have_text("Great, thanks", timeout=10_000)
     await context.close()

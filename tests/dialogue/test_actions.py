@@ -245,6 +245,12 @@ def test_payload_without_parse() -> None:
             id="handoff-slot",
         ),
         pytest.param(
+            {"events": [], "responses": [{"text": "Which size?", "buttons": [
+                {"title": "Small", "payload": "/inform{\"size\": \"small\"}"}, {"title": "Other"}, {"payload": "/x"}]}]},
+            ActionResult(texts=["Which size?"], buttons=[("Small", '/inform{"size": "small"}'), ("Other", "Other")]),
+            id="buttons",
+        ),
+        pytest.param(
             {"events": [{"event": "reset_slots"}, {"event": "followup", "name": "x"}], "responses": []},
             ActionResult(slot_updates={"order_id": None, "reason": None}),
             id="reset-slots-and-ignored-event",

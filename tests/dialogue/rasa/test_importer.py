@@ -173,7 +173,7 @@ def test_import_writes_a_bot_folder_kefu_loads(project: Path, tmp_path: Path) ->
     assert isinstance(domain, Domain) and flows.initial_state == "idle" and "size_form" in flows.states
     templates = Templates.from_domain(yaml.safe_load((out / "domain.yml").read_text(encoding="utf-8")))
     assert "utter_faq/ask_hours" in templates
-    assert "Small / Large" in (out / "domain.yml").read_text(encoding="utf-8")  # buttons said as choices
+    assert "Small" not in (out / "domain.yml").read_text(encoding="utf-8")  # buttons go with the reply, not its text
     nlu = yaml.safe_load((out / "data" / "nlu.yml").read_text(encoding="utf-8"))["nlu"]
     assert {"synonym": "large", "examples": "- big\n"} in nlu
     assert report.counts["forms"] == 1 and report.counts["test_stories"] == 2
