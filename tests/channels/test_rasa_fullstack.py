@@ -38,10 +38,10 @@ def action_port() -> int:
 @pytest.fixture(scope="session")
 def rasa_bot(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, action_port: int) -> Path:
     """The project imported into a fresh bot folder and trained (NLU and injection detector of its own)."""
+    import shutil
+
     from dialogue.rasa.importer import import_project
     from kefu.app import train_bot
-
-    import shutil
 
     root = tmp_path_factory.mktemp("rasa")
     source = root / "project"

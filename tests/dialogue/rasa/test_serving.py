@@ -13,8 +13,8 @@ from dialogue.rasa.entities import RegexEntities
 from dialogue.rasa.stories import EntityValue
 from dialogue.rasa.tracker import Tracker
 from dialogue.types import ActionResult
-from tests.dialogue.rasa.test_policy import write_project
-from tests.dialogue.rasa.test_turn import Bot, make_bot, ran, said  # noqa: F401 - make_bot is a fixture
+from tests.dialogue.rasa.test_policy import build_policy, write_project
+from tests.dialogue.rasa.test_turn import Bot, ran, said
 
 NLU = """
 version: "3.1"
@@ -35,8 +35,20 @@ nlu:
 """
 
 
+@pytest.fixture
+def bots(tmp_path: Path) -> Callable[..., Bot]:
+    """Bots on small projects written here (a fresh folder each)."""
+    made: list[Bot] = []
+
+    def _make(domain: str, **files: str) -> Bot:
+        made.append(Bot(build_policy(write_project(tmp_path / f"bot{len(made)}", domain, **files))))
+        return made[-1]
+
+    return _make
+
+
 def _project(tmp_path: Path, extractor: str) -> object:
-    project = write_project(tmp_path, "intents: [inform]\nentities: [recipient, account_number]\n",
+    write_project(tmp_path, "intents: [inform]\nentities: [recipient, account_number]\n",
                             config=f"pipeline:\n- name: WhitespaceTokenizer\n{extractor}")
     (tmp_path / "data" / "nlu.yml").write_text(NLU, encoding="utf-8")
     from dialogue.rasa.project import load_project
@@ -88,8 +100,8 @@ actions: [action_transfer]
 """
 
 
-async def test_a_response_is_filled_from_the_tracker_the_action_was_called_with(make_bot: Callable[..., Bot]) -> None:
-    bot = make_bot(TRANSFER, rules="""
+async def test_a_response_is_filled_from_the_tracker_the_action_was_called_with(bots: Callable[..., Bot]) -> None:
+    bot = bots(TRANSFER, rules="""
     - rule: transfer
       steps:
       - intent: transfer
@@ -108,8 +120,8 @@ async def test_a_response_is_filled_from_the_tracker_the_action_was_called_with(
 ASKING = TRANSFER.replace("responses:\n", "responses:\n  utter_ask_recipient:\n  - text: To whom?\n")
 
 
-async def test_no_story_action_for_an_intent_out_of_the_blue(make_bot: Callable[..., Bot]) -> None:
-    bot = make_bot(ASKING, stories="""
+async def test_no_story_action_for_an_intent_out_of_the_blue(bots: Callable[..., Bot]) -> None:
+    bot = bots(ASKING, stories="""
     - story: transfer
       steps:
       - intent: transfer
@@ -119,7 +131,7 @@ async def test_no_story_action_for_an_intent_out_of_the_blue(make_bot: Callable[
     """)
     outcome = await bot.say("inform")  # the first message: no question was asked
     assert ran(outcome) == ["action_default_fallback"] and bot.server.called == []
-    second = make_bot(ASKING, stories="""
+    second = bots(ASKING, stories="""
     - story: transfer
       steps:
       - intent: transfer
@@ -131,10 +143,10 @@ async def test_no_story_action_for_an_intent_out_of_the_blue(make_bot: Callable[
     assert ran(await second.say("inform", recipient="Jo")) == ["action_transfer"]  # in context it runs
 
 
-async def test_the_buttons_of_the_last_message_go_with_the_reply(make_bot: Callable[..., Bot]) -> None:
+async def test_the_buttons_of_the_last_message_go_with_the_reply(bots: Callable[..., Bot]) -> None:
     from dialogue.rasa.turn import RasaDialogue, action_server_domain
 
-    bot = make_bot(TRANSFER, rules="""
+    bot = bots(TRANSFER, rules="""
     - rule: ask
       steps:
       - intent: transfer
