@@ -714,8 +714,9 @@ class DialogueEngine:
         self, result: ActionResult, slots: dict[str, Any], language: str, message_id: str, on_token: OnToken | None
     ) -> tuple[str, list[str], str]:
         """The reply, where each piece came from, and what the output classifier must read: a model's text and an
-        action's literal text whole, a template only for the values put into it (its author's words are trusted: a
-        benign greeting the classifier happens to dislike must not become the safe reply)."""
+        action's literal text whole, a template only when values were put into it, then whole (its author's words
+        alone are trusted: a benign greeting the classifier happens to dislike must not become the safe reply; a value
+        is read in its sentence, where a customer's "mom" is a payee, not the insult it reads as alone)."""
         pieces: list[str] = []
         sources: list[str] = []
         checked: list[str] = []
@@ -737,7 +738,8 @@ class DialogueEngine:
             realised = await self.generator.realise(act, on_token)
             pieces.append(realised.text)
             sources.append(realised.source)
-            checked.extend(realised.inserted if realised.trusted else (realised.text,))
+            if not realised.trusted or any(v.strip() for v in realised.inserted):
+                checked.append(realised.text)  # a value is judged in its sentence ("mom" alone reads as an insult)
         return "\n".join(p for p in pieces if p), sources, "\n".join(c for c in checked if c)
 
 
