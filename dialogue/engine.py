@@ -415,6 +415,13 @@ class DialogueEngine:
 
         slots = dict(conversation.slots)
         filled: set[str] = set()
+        # A message that answers the bot's question for a from_text slot keeps the task's other values: the customer
+        # answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it)
+        answering = {m.slot for m in parts.domain.from_text if m.takes(conversation.last_action, parse.intent, False)}
+        kept = tuple(e for e in parse.entities if not answering or e.entity in answering
+                     or slots.get(e.entity) in (None, ""))
+        if len(kept) < len(parse.entities):  # the actions read the message's entities too: they get the kept ones
+            parse = dataclasses.replace(parse, entities=kept)
         for entity in parse.entities:
             if entity.entity in parts.domain.slots:
                 filled.add(entity.entity)

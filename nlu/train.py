@@ -513,6 +513,20 @@ def _train(examples: list[Example], out: Path, dev: list[Example] | None, config
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
+def _choose_weight(logits: torch.Tensor, extra: torch.Tensor, labels: torch.Tensor, weights: Sequence[float]
+                   ) -> tuple[float, list[dict[str, float]]]:
+    """The weight of ``extra`` logits added to the model's that does best on the calibration examples: the best
+    accuracy, then the lowest NLL after temperature scaling; and every candidate's figures."""
+    rows = []
+    for w in weights:
+        combined = logits + w * extra
+        t = fit_temperature(combined, labels)
+        acc = float((combined.argmax(-1) == labels).float().mean())
+        rows.append({"weight": w, "accuracy": acc, "nll": calibration(combined, labels, t)["nll"]})
+    best = max(rows, key=lambda r: (round(float(r["accuracy"]), 6), -float(r["nll"])))
+    return float(best["weight"]), rows
+
+
 def _attach_prior(model: NLUModel, examples: Sequence[Example], known: Sequence[Example], logits: torch.Tensor,
                   labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, object]]:
     """Fit the n-gram prior on the training examples and choose its weight on the calibration examples (dev and its
@@ -524,14 +538,7 @@ def _attach_prior(model: NLUModel, examples: Sequence[Example], known: Sequence[
                            len(vocab.intents), seed, table=load_table(vocab.pretrained) if vocab.pretrained else None)
     with torch.inference_mode():
         prior_logits = prior.logits([ex.tokens for ex in known]).clone()
-    rows = []
-    for w in PRIOR_WEIGHTS:
-        combined = logits + w * prior_logits
-        t = fit_temperature(combined, labels)
-        acc = float((combined.argmax(-1) == labels).float().mean())
-        rows.append({"weight": w, "accuracy": acc, "nll": calibration(combined, labels, t)["nll"]})
-    best = max(rows, key=lambda r: (round(float(r["accuracy"]), 6), -float(r["nll"])))
-    weight = float(best["weight"])
+    weight, rows = _choose_weight(logits, prior_logits, labels, PRIOR_WEIGHTS)
     model.prior, model.prior_weight = (prior, weight) if weight else (None, 0.0)
     return logits + weight * prior_logits, {"weight": weight, "candidates": rows,
                                             "seconds": round(time.perf_counter() - t0, 2)}
@@ -559,14 +566,7 @@ def _attach_sentence(model: NLUModel, examples: Sequence[Example], known: Sequen
     head = _fit_sentence(model.vocab, examples, seed)
     with torch.inference_mode():
         head_logits = head.logits(shared_encoder().encode([ex.text or " ".join(ex.tokens) for ex in known])).clone()
-    rows = []
-    for w in SENTENCE_WEIGHTS if fixed < 0 else (fixed,):
-        combined = logits + w * head_logits
-        t = fit_temperature(combined, labels)
-        acc = float((combined.argmax(-1) == labels).float().mean())
-        rows.append({"weight": w, "accuracy": acc, "nll": calibration(combined, labels, t)["nll"]})
-    best = max(rows, key=lambda r: (round(float(r["accuracy"]), 6), -float(r["nll"])))
-    weight = float(best["weight"])
+    weight, rows = _choose_weight(logits, head_logits, labels, SENTENCE_WEIGHTS if fixed < 0 else (fixed,))
     model.sentence, model.sentence_weight = (head, weight) if weight else (None, 0.0)
     return logits + weight * head_logits, {"weight": weight, "candidates": rows,
                                            "seconds": round(time.perf_counter() - t0, 2)}

@@ -18,7 +18,7 @@ from typing import Any
 
 from dialogue.rasa.forms import extract_slots
 from dialogue.rasa.policy import RasaPolicy
-from dialogue.rasa.stories import ANY_VALUE, ActionStep, EntityValue, LoopStep, SlotStep, Story, UserStep
+from dialogue.rasa.stories import ActionStep, EntityValue, Story, UserStep
 from dialogue.rasa.tracker import LISTEN, Tracker
 
 
@@ -137,15 +137,10 @@ def replay(policy: RasaPolicy, story: Story, parse: Parse | None) -> StoryResult
             tracker.user(intent or "", entities, step.text)
             for name, value in extract_slots(policy.project, tracker, loop=tracker.active_loop).items():
                 tracker.slots[name] = value
-        elif isinstance(step, ActionStep):
-            if step.name:
+        else:
+            if isinstance(step, ActionStep) and step.name:
                 expect_action(step.name)
-                tracker.act(step.name)
-        elif isinstance(step, LoopStep):
-            tracker.set_loop(step.name)
-        elif isinstance(step, SlotStep):
-            for name, value in step.slots:
-                tracker.slots[name] = "set" if value is ANY_VALUE else value
+            tracker.follow(step)
     return result
 
 

@@ -187,14 +187,10 @@ class RasaPolicy:
                 if tracker.prev_action != LISTEN:
                     remember(LISTEN)
                 tracker.user(step.intent, step.entities, step.text)
-            elif isinstance(step, ActionStep) and step.name:
-                remember(step.name)
-                tracker.act(step.name)
-            elif isinstance(step, LoopStep):
-                tracker.set_loop(step.name)
-            elif isinstance(step, SlotStep):
-                for name, value in step.slots:
-                    tracker.slots[name] = value
+            else:
+                if isinstance(step, ActionStep) and step.name:
+                    remember(step.name)
+                tracker.follow(step)
         if tracker.prev_action != LISTEN:
             remember(LISTEN)
 

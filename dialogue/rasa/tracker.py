@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialogue.rasa.project import RasaProject, Slot
-from dialogue.rasa.stories import ANY_VALUE, EntityValue
+from dialogue.rasa.stories import ANY_VALUE, ActionStep, EntityValue, LoopStep, SlotStep
 
 LISTEN = "action_listen"
 SESSION_START = "action_session_start"
@@ -170,6 +170,17 @@ class Tracker:
             self.events.append({"event": "bot", "text": event.get("text"), "data": event.get("data") or {}})
         elif kind == "action_execution_rejected":
             self.rejected = True
+
+    def follow(self, step: ActionStep | LoopStep | SlotStep) -> None:
+        """Apply a story's bot-side step as it is written (training and replay follow the story, not a prediction)."""
+        if isinstance(step, ActionStep):
+            if step.name:
+                self.act(step.name)
+        elif isinstance(step, LoopStep):
+            self.set_loop(step.name)
+        else:
+            for name, value in step.slots:
+                self.slots[name] = SET if value is ANY_VALUE else value
 
     def restart(self) -> None:
         """``Restarted``: a new conversation (slots back to their initial values)."""
