@@ -632,7 +632,7 @@ class DialogueEngine:
         timer: _Timer,
     ) -> TurnReply:
         """A turn of an imported Rasa bot: its rules, forms and stories choose the actions (:mod:`dialogue.rasa`)."""
-        from dialogue.rasa.stories import EntityValue
+        from dialogue.rasa.entities import entity_values
         from dialogue.rasa.tracker import NLU_FALLBACK
 
         rasa = self.parts.rasa
@@ -640,7 +640,7 @@ class DialogueEngine:
         outcome = await rasa.turn(
             conversation.state, conversation.slots,
             intent=NLU_FALLBACK if verdict.blocked else parse.intent, confidence=parse.confidence,
-            ranking=parse.ranking, entities=[EntityValue(e.entity, e.value) for e in parse.entities],
+            ranking=parse.ranking, entities=entity_values((e.entity, e.value) for e in parse.entities),
             text=None if verdict.blocked else verdict.text, run=self.parts.actions.run, sender_id=conversation.id,
         )
         timer.lap("policy")

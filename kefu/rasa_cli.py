@@ -59,9 +59,8 @@ def import_rasa(
 
 
 def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
-    from dialogue.rasa.entities import RegexEntities
+    from dialogue.rasa.entities import RegexEntities, entity_values
     from dialogue.rasa.evaluate import ParsedText
-    from dialogue.rasa.stories import EntityValue
     from dialogue.rasa.turn import nlu_intent, payload_intent
     from kefu.app import MissingModel
     from nlu.predict import NLUModel
@@ -77,7 +76,8 @@ def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
             return ParsedText(*given)
         result = model.parse(text.strip())
         intent = nlu_intent(project, result.intent, result.confidence, result.ranking)
-        return ParsedText(intent, regex_entities.extract(text, [EntityValue(e.entity, e.value) for e in result.entities]))
+        found = entity_values((e.entity, e.value) for e in result.entities)
+        return ParsedText(intent, regex_entities.extract(text, found))
 
     return parse
 

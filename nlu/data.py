@@ -49,6 +49,16 @@ def bio_tags(tokens: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int, 
     return tags
 
 
+ROLE_MARK, GROUP_MARK = "#", "@"  # an entity label with a role or group: "city#departure", "topping@1"
+
+
+def split_label(label: str) -> tuple[str, str | None, str | None]:
+    """An entity label's entity, role and group (see :data:`ROLE_MARK`)."""
+    rest, _, group = label.partition(GROUP_MARK)
+    entity, _, role = rest.partition(ROLE_MARK)
+    return entity, role or None, group or None
+
+
 def parse_annotated(line: str, synonyms: dict[str, str] | None = None) -> tuple[str, list[Entity]]:
     """Strip Rasa entity annotations from one example line; returns plain text and entities.
 
@@ -73,6 +83,9 @@ def parse_annotated(line: str, synonyms: dict[str, str] | None = None) -> tuple[
             if not isinstance(spec, dict):
                 raise ValueError("JSON entity annotation must be an object")
             name, value = str(spec.get("entity", "")).strip(), str(spec.get("value", surface))
+            if name:  # Rasa's roles and groups are part of the label the tagger learns: city#departure, size@2
+                name += "".join(f"{mark}{str(spec[key]).strip()}" for key, mark in (("role", ROLE_MARK), ("group", GROUP_MARK))
+                                if spec.get(key) not in (None, ""))
         if not name:
             raise ValueError(f"entity annotation without entity name: {m.group()!r}")
         if synonyms:

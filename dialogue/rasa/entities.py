@@ -18,6 +18,7 @@ import yaml
 
 from dialogue.rasa.project import RasaProject
 from dialogue.rasa.stories import EntityValue
+from nlu.data import split_label
 
 EXTRACTOR = "RegexEntityExtractor"
 
@@ -64,6 +65,16 @@ class RegexEntities:
                 out.append(EntityValue(entity, match.group(0)))
                 have.add(entity)
         return tuple(out)
+
+
+def entity_values(found: Iterable[tuple[str, Any]]) -> tuple[EntityValue, ...]:
+    """The NLU's (label, value) pairs as entities: a label carries the role and group it was trained with
+    (``city#departure``, :func:`nlu.data.split_label`)."""
+    out = []
+    for label, value in found:
+        entity, role, group = split_label(label)
+        out.append(EntityValue(entity, value, role, group))
+    return tuple(out)
 
 
 def _blocks(project: RasaProject) -> list[Mapping[str, Any]]:

@@ -45,9 +45,7 @@ def mapping_value(
     if mapping.type == "from_entity":
         values = [
             e.value for e in tracker.entities
-            if e.entity == mapping.entity
-            and (mapping.role is None or e.role == mapping.role)
-            and (mapping.group is None or e.group == mapping.group)
+            if e.entity == mapping.entity and e.role == mapping.role and e.group == mapping.group  # as rasa-sdk
         ]
         if not values:
             return None

@@ -95,8 +95,8 @@ class Tracker:
             state["intent"] = self.intent
             allowed = self.featurised_entities.get(self.intent)
             for entity in self.entities:
-                if allowed is None or entity.entity in allowed:
-                    state[f"entity:{entity.entity}"] = True
+                if allowed is None or entity.entity in allowed:  # Rasa features a role as city#departure
+                    state[f"entity:{entity.entity}" + (f"#{entity.role}" if entity.role else "")] = True
         for name, value in self.slots.items():  # every slot: rules may name any; memoisation keeps the influential
             state[f"slot:{name}"] = value if name == REQUESTED_SLOT else slot_feature(self.project_slots.get(name), value)
         return state

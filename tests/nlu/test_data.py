@@ -72,7 +72,10 @@ def test_rasa_chinese_character_tags(rasa: list[Example]) -> None:
         ("[a b](x) c", "a b c", [Entity("x", "a b", 0, 3)]),
         ("pay by [visa card](payment_method:credit card)", "pay by visa card",
          [Entity("payment_method", "credit card", 7, 16)]),
-        ('[蓝牙耳机]{"entity": "product", "role": "item"}坏了', "蓝牙耳机坏了", [Entity("product", "蓝牙耳机", 0, 4)]),
+        # a role or group is part of the label the tagger learns (nlu.data.split_label takes it apart again)
+        ('[蓝牙耳机]{"entity": "product", "role": "item"}坏了', "蓝牙耳机坏了", [Entity("product#item", "蓝牙耳机", 0, 4)]),
+        ('[two]{"entity": "size", "group": "1"} pizzas', "two pizzas", [Entity("size@1", "two", 0, 3)]),
+        ('from [Berlin]{"entity": "city", "role": "from", "group": "2"}', "from Berlin", [Entity("city#from@2", "Berlin", 5, 11)]),
     ],
 )
 def test_parse_annotated(line: str, text: str, entities: list[Entity]) -> None:
@@ -141,3 +144,13 @@ def test_stratified_folds_partition_every_intent() -> None:
         assert sum(examples[i].intent == "a" for i in f) == 3
         assert sum(examples[i].intent == "b" for i in f) in (1, 2)
     assert folds == stratified_folds(examples, 3, seed=1) and folds != stratified_folds(examples, 3, seed=2)
+
+
+@pytest.mark.parametrize(("label", "parts"), [
+    ("city", ("city", None, None)), ("city#from", ("city", "from", None)), ("size@1", ("size", None, "1")),
+    ("city#from@2", ("city", "from", "2")),
+])
+def test_split_label(label: str, parts: tuple[str, str | None, str | None]) -> None:
+    from nlu.data import split_label
+
+    assert split_label(label) == parts

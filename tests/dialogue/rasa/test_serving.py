@@ -162,3 +162,47 @@ async def test_the_buttons_of_the_last_message_go_with_the_reply(bots: Callable[
     assert result.result.buttons == [("Checking", '/inform{"account": "checking"}'),
                                      ("Savings", '/inform{"account": "savings"}')]
     assert isinstance(Tracker.start(bot.project), Tracker)
+
+
+ROLES = """
+intents: [book]
+entities:
+  - city:
+      roles: [departure, destination]
+slots:
+  origin:
+    type: text
+    mappings:
+    - {type: from_entity, entity: city, role: departure}
+  destination:
+    type: text
+    mappings:
+    - {type: from_entity, entity: city, role: destination}
+  any_city:
+    type: text
+    mappings:
+    - {type: from_entity, entity: city}
+responses:
+  utter_ok:
+  - text: ok
+"""
+
+
+async def test_entity_roles_fill_their_own_slots(bots: Callable[..., Bot]) -> None:
+    from dialogue.rasa.entities import entity_values
+    from dialogue.rasa.turn import respond
+
+    bot = bots(ROLES, rules="""
+    - rule: book
+      steps:
+      - intent: book
+      - action: utter_ok
+    """)
+    found = entity_values([("city#departure", "Berlin"), ("city#destination", "Rome"), ("city", "Paris")])
+    assert found == (EntityValue("city", "Berlin", "departure"), EntityValue("city", "Rome", "destination"),
+                     EntityValue("city", "Paris"))
+    await respond(bot.policy, bot.tracker, intent="book", entities=found, execute=bot.server)
+    # as rasa-sdk: a mapping without a role takes only an entity without one
+    assert (bot.tracker.slots["origin"], bot.tracker.slots["destination"], bot.tracker.slots["any_city"]) == (
+        "Berlin", "Rome", "Paris")
+    assert {"entity:city#departure", "entity:city#destination", "entity:city"} <= set(bot.tracker.history[-1])
