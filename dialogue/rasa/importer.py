@@ -29,11 +29,10 @@ import yaml
 
 from dialogue.rasa.project import RasaProject, Unsupported, load_project
 from dialogue.rasa.stories import load_stories
-from dialogue.rasa.turn import conditional_key
+from dialogue.rasa.turn import SAFE_REPLY, conditional_key
 
 RASA_DIR = "rasa"
 REPORT = "import.json"
-SAFE_REPLY = "utter_safe_reply"  # dialogue.engine.SAFE_REPLY: every Kefu bot has it
 DEFAULT_ENDPOINT = "http://localhost:5055/webhook"  # rasa run actions listens here unless endpoints.yml says otherwise
 _COPIED_FILES = ("config.yml", "endpoints.yml", "domain.yml", "actions.py")
 _COPIED_DIRS = ("data", "tests", "domain", "actions")

@@ -338,6 +338,7 @@ def action_call(
     }
 
 
+SAFE_REPLY = "utter_safe_reply"  # every Kefu bot has it (the importer adds it to a Rasa project's domain)
 IDLE = "idle"  # the stored state of a conversation with no active loop (else the loop's name)
 TRACKER_SLOT = "_rasa_tracker"  # the stored slot holding what the policies remember between turns (no customer text)
 KEPT_STATES = 20  # states kept between turns: more than any rule or memoised story looks back
@@ -432,6 +433,10 @@ class RasaDialogue:
             elif utterance.text:
                 result.texts.append(utterance.text)
                 result.ordered.append(utterance.text)
+        if result.failed and not result.ordered:  # the action server is down or broke: say so, never nothing
+            said = ("utter_default" if "utter_default" in self.project.responses else SAFE_REPLY, {})
+            result.responses.append(said)
+            result.ordered.append(said)
         result.buttons = self._buttons(outcome.utterances, tracker.slots)
         new_state, new_slots = self.store(tracker)
         return TurnResult(new_state, new_slots, outcome.actions, result)

@@ -206,3 +206,23 @@ async def test_entity_roles_fill_their_own_slots(bots: Callable[..., Bot]) -> No
     assert (bot.tracker.slots["origin"], bot.tracker.slots["destination"], bot.tracker.slots["any_city"]) == (
         "Berlin", "Rome", "Paris")
     assert {"entity:city#departure", "entity:city#destination", "entity:city"} <= set(bot.tracker.history[-1])
+
+
+async def test_a_dead_action_server_gets_a_clear_reply_not_silence(bots: Callable[..., Bot]) -> None:
+    from dialogue.rasa.turn import RasaDialogue, action_server_domain
+
+    bot = bots(TRANSFER, rules="""
+    - rule: transfer
+      steps:
+      - intent: transfer
+      - action: action_transfer
+    """)
+    dialogue = RasaDialogue(bot.policy, action_server_domain(bot.project), frozenset({"action_transfer"}))
+
+    async def down(action: str, payload: dict[str, object]) -> ActionResult:
+        return ActionResult(failed=True, error="connection_error")  # what the remote runner returns when it is down
+
+    result = await dialogue.turn("idle", {}, intent="transfer", confidence=1.0, ranking=[], entities=[],
+                                 text="send money", run=down, sender_id="c1")
+    assert result.actions == [("action_transfer", "rule")] and result.result.failed
+    assert result.result.messages() == [("utter_safe_reply", {})]
