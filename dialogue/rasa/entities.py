@@ -14,9 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from dialogue.rasa.project import RasaProject
+from dialogue.rasa.project import RasaProject, nlu_blocks
 from dialogue.rasa.stories import EntityValue
 from nlu.data import split_label
 
@@ -39,7 +37,7 @@ class RegexEntities:
         lookups, regexes = options.get("use_lookup_tables", True), options.get("use_regexes", True)
         entities = set(project.entities)
         patterns: list[tuple[str, re.Pattern[str]]] = []
-        for block in _blocks(project):
+        for block in (b for b in nlu_blocks(project) if isinstance(b, Mapping)):
             name = block.get("lookup") if lookups else None
             items = _items(block.get("examples"))
             if name in entities and items:
@@ -75,14 +73,6 @@ def entity_values(found: Iterable[tuple[str, Any]]) -> tuple[EntityValue, ...]:
         entity, role, group = split_label(label)
         out.append(EntityValue(entity, value, role, group))
     return tuple(out)
-
-
-def _blocks(project: RasaProject) -> list[Mapping[str, Any]]:
-    blocks: list[Mapping[str, Any]] = []
-    for path in project.nlu_files:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        blocks.extend(b for b in data.get("nlu") or () if isinstance(b, Mapping))
-    return blocks
 
 
 def _items(examples: Any) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from dialogue.rasa.project import RasaProject, Unsupported, load_project
+from dialogue.rasa.project import RasaProject, Unsupported, load_project, nlu_blocks
 from dialogue.rasa.stories import load_stories
 from dialogue.rasa.turn import SAFE_REPLY, conditional_key
 
@@ -69,8 +69,8 @@ def import_project(
     out.mkdir(parents=True, exist_ok=True)
     _copy_project(source, out / RASA_DIR)
     (out / "data").mkdir(exist_ok=True)
-    nlu_blocks = _nlu_blocks(project)
-    _write_yaml(out / "data" / "nlu.yml", {"version": "3.1", "nlu": nlu_blocks})
+    blocks = nlu_blocks(project)
+    _write_yaml(out / "data" / "nlu.yml", {"version": "3.1", "nlu": blocks})
     _write_yaml(out / "domain.yml", kefu_domain(project))
     bot_name = name or source.resolve().name
     config: dict[str, Any] = {
@@ -106,7 +106,7 @@ def import_project(
         counts={
             "intents": len(project.intents), "entities": len(project.entities), "slots": len(project.slots),
             "forms": len(project.forms), "responses": len(project.responses), "actions": len(project.actions),
-            "nlu_blocks": len(nlu_blocks), "rules": len(rules), "stories": len(stories), "test_stories": len(tests),
+            "nlu_blocks": len(blocks), "rules": len(rules), "stories": len(stories), "test_stories": len(tests),
         },
         unsupported=unsupported,
     )
@@ -142,13 +142,6 @@ def _copy_project(source: Path, target: Path) -> None:
         if (source / name).is_dir():
             shutil.copytree(source / name, target / name, ignore=_IGNORED)
 
-
-def _nlu_blocks(project: RasaProject) -> list[Any]:
-    blocks: list[Any] = []
-    for path in project.nlu_files:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        blocks.extend(data.get("nlu") or [])
-    return blocks
 
 
 def kefu_domain(project: RasaProject) -> dict[str, Any]:

@@ -811,6 +811,15 @@ def _data_kinds(data: Any) -> set[str]:
     return {k for k in ("nlu", "stories", "rules", "responses") if data.get(k)}
 
 
+def nlu_blocks(project: RasaProject) -> list[Any]:
+    """Every block of the project's ``nlu:`` sections, in file order (intents, synonyms, lookups, regexes)."""
+    blocks: list[Any] = []
+    for path in project.nlu_files:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        blocks.extend(data.get("nlu") or [])
+    return blocks
+
+
 def load_project(path: str | Path) -> RasaProject:
     """Read a Rasa project folder. Raises :class:`RasaProjectError` naming the file when it cannot be read.
 
