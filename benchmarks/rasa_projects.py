@@ -39,9 +39,8 @@ def projects_under(folder: Path) -> list[Path]:
 def run_project(project: Path, out: Path) -> dict[str, Any]:
     from dialogue.rasa.evaluate import evaluate
     from dialogue.rasa.importer import import_project
-    from dialogue.rasa.policy import load_policy
     from dialogue.rasa.stories import load_stories
-    from kefu.app import train_bot
+    from kefu.app import rasa_dialogue, train_bot
     from kefu.config import Bot
     from kefu.rasa_cli import _nlu_parser
 
@@ -52,9 +51,9 @@ def run_project(project: Path, out: Path) -> dict[str, Any]:
     parts = train_bot(out)
     trained = time.perf_counter() - t
     bot = Bot.load(out)
-    policy = load_policy(bot.path("rasa"))
-    stories = load_stories(policy.project.test_files, "test")
-    summary = evaluate(policy, stories, _nlu_parser(bot, policy.project)).summary()
+    dialogue = rasa_dialogue(bot)
+    stories = load_stories(dialogue.project.test_files, "test")
+    summary = evaluate(dialogue.policy, stories, _nlu_parser(bot, dialogue)).summary()
     return {
         "project": str(project),
         "version": report.version,

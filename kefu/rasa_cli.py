@@ -19,7 +19,7 @@ from kefu.config import Bot, ConfigError
 
 if TYPE_CHECKING:
     from dialogue.rasa.evaluate import Parse
-    from dialogue.rasa.project import RasaProject
+    from dialogue.rasa.turn import RasaDialogue
 
 import_app = typer.Typer(help="Bring a bot over from another framework.", no_args_is_help=True)
 test_app = typer.Typer(help="Test a bot against conversations written for it.", no_args_is_help=True)
@@ -58,26 +58,21 @@ def import_rasa(
     console.print(f"next: kefu train --bot {out}", highlight=False)
 
 
-def _nlu_parser(bot: Bot, project: RasaProject) -> Parse:
-    from dialogue.rasa.entities import RegexEntities, entity_values
+def _nlu_parser(bot: Bot, dialogue: RasaDialogue) -> Parse:
+    """The bot's trained NLU, reading a story's text as the served bot reads a message (:meth:`RasaDialogue.read`)."""
+    from dialogue.rasa.entities import entity_values
     from dialogue.rasa.evaluate import ParsedText
-    from dialogue.rasa.turn import nlu_intent, payload_intent
     from kefu.app import MissingModel
     from nlu.predict import NLUModel
 
     if not (bot.nlu_model / "model.safetensors").exists():
         raise MissingModel(f"no NLU model in {bot.nlu_model}: run `kefu train --bot {bot.root}` first")
     model = NLUModel.load(bot.nlu_model)
-    regex_entities = RegexEntities.from_project(project)
 
     def parse(text: str) -> ParsedText:
-        given = payload_intent(project, text)
-        if given is not None:
-            return ParsedText(*given)
         result = model.parse(text.strip())
-        intent = nlu_intent(project, result.intent, result.confidence, result.ranking)
         found = entity_values((e.entity, e.value) for e in result.entities)
-        return ParsedText(intent, regex_entities.extract(text, found))
+        return ParsedText(*dialogue.read(text, result.intent, result.confidence, result.ranking, found))
 
     return parse
 
@@ -92,17 +87,17 @@ def test_stories(
     """Replay Rasa end-to-end test stories; report conversation, action and intent accuracy as `rasa test` does."""
     from dialogue.errors import DialogueError
     from dialogue.rasa.evaluate import evaluate
-    from dialogue.rasa.policy import load_policy
     from dialogue.rasa.stories import load_stories
-    from kefu.app import MissingModel
+    from kefu.app import MissingModel, rasa_dialogue
 
     try:
         loaded = Bot.load(bot)
         if not loaded.config.rasa:
             raise ConfigError(f"{bot / 'bot.yml'} has no `rasa:` folder: not an imported Rasa bot")
-        policy = load_policy(loaded.path(loaded.config.rasa))
+        dialogue = rasa_dialogue(loaded)
+        policy = dialogue.policy
         stories = load_stories(tuple(files) if files else policy.project.test_files, "test")
-        parse = None if no_nlu else _nlu_parser(loaded, policy.project)
+        parse = None if no_nlu else _nlu_parser(loaded, dialogue)
     except (ConfigError, DialogueError, MissingModel) as exc:
         raise _fail(f"{type(exc).__name__}: {exc}") from None
     summary = evaluate(policy, stories, parse).summary()

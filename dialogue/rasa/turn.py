@@ -371,6 +371,16 @@ class RasaDialogue:
     def project(self) -> RasaProject:
         return self.policy.project
 
+    def read(self, text: str | None, intent: str, confidence: float, ranking: Iterable[tuple[str, float]],
+             entities: Iterable[EntityValue]) -> tuple[str, tuple[EntityValue, ...]]:
+        """The intent and entities the bot acts on for a message the NLU read as ``intent`` / ``entities``: a
+        button's payload as it is given (as Rasa takes ``/intent{...}``); otherwise the intent through Rasa's
+        ``FallbackClassifier`` and the entities with the project's ``RegexEntityExtractor``'s added."""
+        given = payload_intent(self.project, text)
+        if given is not None:
+            return given
+        return nlu_intent(self.project, intent, confidence, ranking), self.regex_entities.extract(text or "", entities)
+
     def restore(self, state: str, slots: Mapping[str, Any]) -> Tracker:
         tracker = Tracker.start(self.project)
         stored = slots.get(TRACKER_SLOT)
@@ -411,12 +421,7 @@ class RasaDialogue:
         async def execute(action: str, current: Tracker) -> ActionResult:
             return await run(action, action_call(current, action, sender_id=sender_id, domain=self.domain))
 
-        given = payload_intent(self.project, text)
-        if given is not None:  # a button's payload: the intent and entities it names, as Rasa takes them
-            intent, entities = given
-        else:
-            intent = nlu_intent(self.project, intent, confidence, ranking)
-            entities = self.regex_entities.extract(text or "", entities)
+        intent, entities = self.read(text, intent, confidence, ranking, entities)
         outcome = await respond(
             self.policy, tracker, intent=intent, entities=entities, text=text, execute=execute,
             custom_actions=self.custom_actions,
