@@ -129,11 +129,19 @@ def variation_key(project: RasaProject, response: str, slots: Mapping[str, Any])
     variations = project.responses.get(response)
     if not variations:
         return response
-    for index, variation in enumerate(variations):
+    index = conditional_variation(project, response, slots)
+    if index is not None:
+        return conditional_key(response, index)
+    return response if any(not v.get("condition") for v in variations) else None
+
+
+def conditional_variation(project: RasaProject, response: str, slots: Mapping[str, Any]) -> int | None:
+    """The index of ``response``'s first conditional variation whose slot conditions all hold, if any."""
+    for index, variation in enumerate(project.responses.get(response) or ()):
         conditions = variation.get("condition")
         if conditions and all(_condition_met(c, slots) for c in conditions):
-            return conditional_key(response, index)
-    return response if any(not v.get("condition") for v in variations) else None
+            return index
+    return None
 
 
 def _condition_met(condition: Any, slots: Mapping[str, Any]) -> bool:
@@ -247,8 +255,9 @@ async def _run_form(
         for name, value in given.items():
             tracker.set_slot(name, value)
     requested = tracker.slots.get(REQUESTED_SLOT)
+    given_now = _slots_since_user(tracker)
     might_reject = (not activating and bool(requested) and tracker.prev_action == LISTEN
-                    and not (_slots_since_user(tracker) & set(form.required_slots)))
+                    and not (given_now & set(form.required_slots)))
     validator = f"validate_{form_name}"
     requested_next: Any = ...
     if validator not in custom:
@@ -257,7 +266,7 @@ async def _run_form(
             return True
         tracker.act(form_name)
     else:
-        candidates = {name: tracker.slots.get(name) for name in _slots_since_user(tracker)}
+        candidates = {name: tracker.slots.get(name) for name in given_now}
         probe = tracker.copy()  # the form's run as the validation action sees it; kept unless the form rejects
         probe.act(form_name)
         for name, value in candidates.items():  # rasa-sdk validates the slot events that end the tracker's events
@@ -454,10 +463,10 @@ class RasaDialogue:
         last = utterances[-1]
         raw: Any = last.buttons
         if last.response and not raw:
-            key = variation_key(self.project, last.response, {**slots, **last.values})
+            index = conditional_variation(self.project, last.response, {**slots, **last.values})
             variations = self.project.responses.get(last.response) or ()
-            if key and "@" in key[len(last.response):]:
-                raw = variations[int(key.rsplit("@", 1)[1])].get("buttons")
+            if index is not None:
+                raw = variations[index].get("buttons")
             else:
                 raw = next((v.get("buttons") for v in variations if v.get("buttons") and not v.get("condition")), None)
         return [(str(b.get("title", "")), str(b.get("payload", b.get("title", ""))))
