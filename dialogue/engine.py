@@ -729,17 +729,15 @@ class DialogueEngine:
         checked: list[str] = []
         tracker_values = {k: str(v) for k, v in slots.items() if v not in (None, "") and not k.startswith("_")}
         for index, message in enumerate(result.messages()):
+            if index and on_token is not None:
+                await on_token("\n")
             if isinstance(message, str):  # an action's literal text: said as it is, checked whole
-                if index and on_token is not None:
-                    await on_token("\n")
                 if on_token is not None:
                     await on_token(message)
                 pieces.append(message)
                 sources.append("action")
                 checked.append(message)
                 continue
-            if index and on_token is not None:
-                await on_token("\n")
             response, values = message
             act = Act(name=response, slots={**tracker_values, **values}, language=language)
             realised = await self.generator.realise(act, on_token)
