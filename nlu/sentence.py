@@ -3,8 +3,9 @@
 The BiLSTM-CRF reads words it has seen (plus characters and frozen word pieces); with a dozen examples per intent it
 has not seen "terrible" or "awful" and files them by their shape ("amazing" is a one-word mood too). The bundled
 sentence encoder (:mod:`nlu.encoder`, all-MiniLM-L6-v2) has: a multinomial logistic regression over its frozen
-sentence vectors, fitted on the training examples, gives logits that the model adds to its own with a weight chosen
-on held-out data (as the n-gram prior's). Opt-in (``TrainConfig.sentence``): it costs one encoder pass per message.
+sentence vectors, fitted on the training examples, gives log-probabilities that the model adds to its own with a
+fixed weight (``TrainConfig.sentence_weight``, measured by ``benchmarks/nlu_small_data.py``; a negative one is chosen
+on dev, as the n-gram prior's). Opt-in (``TrainConfig.sentence``): it costs one encoder pass per message.
 """
 
 from __future__ import annotations
