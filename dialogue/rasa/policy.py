@@ -144,9 +144,10 @@ class RasaPolicy:
                     # The message alone, the history forgotten (as AugmentedMemoization forgets): it may start what
                     # a story starts; an action some story ran after it elsewhere may only be a response (saying
                     # something out of context is recoverable, doing something - blocking a card - is not).
-                    found = self._lookup((_START, *self._key(states[-1:], level)), exclude)
+                    alone = self._key(states[-1:], level)
+                    found = self._lookup((_START, *alone), exclude)
                     if found is None:
-                        found = self._lookup(self._key(states[-1:], level), exclude)
+                        found = self._lookup(alone, exclude)
                         if found is not None and not self._says(found.action):
                             found = None
                 else:
@@ -166,7 +167,7 @@ class RasaPolicy:
 
     def _says(self, action: str) -> bool:
         """Whether ``action`` only says something (a response, a retrieval intent's ``utter_faq``)."""
-        return action in self.project.responses or (action.startswith("utter_") and not action in self.project.actions)
+        return action in self.project.responses or (action.startswith("utter_") and action not in self.project.actions)
 
     # -- training -------------------------------------------------------------------------------------------
     def _memorise(self, story: Story) -> None:
@@ -193,7 +194,6 @@ class RasaPolicy:
                 tracker.follow(step)
         if tracker.prev_action != LISTEN:
             remember(LISTEN)
-
 
     def _key(self, states: Sequence[Mapping[str, Any]], level: str) -> tuple[Any, ...]:
         """A memoisation key at a back-off ``level``: the states with the slots that influence the conversation
