@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from dialogue.canned import CannedReply, Rendered
 from dialogue.types import (
     Conversation,
     ConversationFilter,
@@ -75,7 +76,14 @@ class Backend(Protocol):
 
     async def handoff_statuses(self, conversation_ids: Sequence[str]) -> dict[str, str]:
         """``{conversation_id: handoff_status}`` for those of ``conversation_ids`` that are handed off
-        (``'waiting'`` or ``'agent'``); the others are left out. One query for many open sockets."""
+        (``'waiting'`` or ``'agent'``), or resolved and still to be rated (``'resolved'``); the others are left
+        out. One query for many open sockets."""
+        ...
+
+    async def rate(self, conversation_id: str, score: int, comment: str | None) -> Any:
+        """Store the customer's rating of the resolved conversation (score 1..5, optional comment). Raises
+        ``NotResolved`` / ``AlreadyRated`` (wire codes ``not_resolved`` / ``already_rated``) or ``InvalidQuery``
+        (``bad_frame``)."""
         ...
 
 
@@ -142,6 +150,32 @@ class ConsoleBackend(Protocol):
     async def agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event: ...
 
     async def hand_back(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    # -- resolution -----------------------------------------------------------------------------------------
+    async def resolve(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    async def reopen(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    # -- internal notes and canned replies ------------------------------------------------------------------
+    async def add_note(self, conversation_id: str, agent: str, text: str) -> Event:
+        """Record an internal note (a ``note`` event, redacted): staff only, never sent to the customer."""
+        ...
+
+    def languages(self) -> Sequence[str]:
+        """The bot's languages (what a canned reply may be written in)."""
+        ...
+
+    async def canned_replies(self, language: str | None = None) -> list[CannedReply]: ...
+
+    async def add_canned_reply(self, language: str, title: str, text: str, created_by: str) -> CannedReply: ...
+
+    async def update_canned_reply(self, reply_id: int, language: str, title: str, text: str) -> CannedReply: ...
+
+    async def delete_canned_reply(self, reply_id: int) -> bool: ...
+
+    async def render_canned_reply(self, conversation_id: str, reply_id: int) -> tuple[CannedReply, Rendered]:
+        """The canned reply filled from the conversation's current slots (:func:`dialogue.canned.render`)."""
+        ...
 
     # -- dashboard ------------------------------------------------------------------------------------------
     async def dashboard(self, days: int) -> DashboardStats: ...

@@ -79,6 +79,7 @@ from channels import auth
 from channels import protocol as p
 from channels.backend import ConsoleBackend
 from channels.errors import ChannelError, StaticFilesError
+from dialogue.canned import CannedReply, CannedReplyExists, CannedReplyInvalid, check_reply
 from dialogue.types import ConversationFilter, ConversationSummary, DashboardStats, Session, User
 
 if TYPE_CHECKING:
@@ -129,6 +130,15 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/conversations/{id}/takeover", auth.AGENT, "take_over"),
     ("POST", "/api/conversations/{id}/message", auth.AGENT, "agent_message"),
     ("POST", "/api/conversations/{id}/handback", auth.AGENT, "hand_back"),
+    ("POST", "/api/conversations/{id}/resolve", auth.AGENT, "resolve"),
+    ("POST", "/api/conversations/{id}/reopen", auth.AGENT, "reopen"),
+    ("POST", "/api/conversations/{id}/note", auth.AGENT, "add_note"),
+    ("GET", "/api/conversations/{id}/canned", auth.AGENT, "conversation_canned"),
+    ("GET", "/api/conversations/{id}/canned/render", auth.AGENT, "render_canned"),  # ?reply=<id>
+    ("GET", "/api/canned", auth.AGENT, "canned_replies"),
+    ("POST", "/api/canned", auth.ADMIN, "add_canned_reply"),
+    ("POST", "/api/canned/update", auth.ADMIN, "update_canned_reply"),  # {"id", "language", "title", "text"}
+    ("POST", "/api/canned/delete", auth.ADMIN, "delete_canned_reply"),  # {"id"}
     ("GET", "/api/handoff", auth.VIEWER, "handoff_queue"),
     ("GET", "/api/dashboard", auth.VIEWER, "dashboard"),
     ("GET", "/api/dashboard/{plot}.png", auth.VIEWER, "dashboard_png"),
@@ -192,6 +202,9 @@ ERROR_STATUS: dict[str, str] = {
     "InvalidQuery": "bad_request",
     "AuthError": "bad_request",
     "ReviewError": "unprocessable",
+    "CannedReplyInvalid": "bad_request",
+    "CannedReplyExists": "conflict",
+    "CannedReplyNotFound": "not_found",
 }
 
 _TAG_RE = re.compile(r"[^\s\x00-\x1f\x7f<>\"'`]{1,32}")
@@ -203,6 +216,8 @@ MAX_LIMIT: Final = 200
 DEFAULT_LIMIT: Final = 50
 MAX_QUERY_CHARS: Final = 200
 MAX_TAGS: Final = 10
+MAX_NOTE_CHARS: Final = 2000  # dialogue.store.MAX_NOTE_CHARS
+DUPLICATE_CANNED: Final = "A canned reply with this title already exists in that language."
 
 
 class ApiError(Exception):
@@ -256,6 +271,9 @@ def summary_json(s: ConversationSummary) -> dict[str, Any]:
         "safety_flags": s.safety_flags,
         "handoff_status": s.handoff_status,
         "agent": s.agent,
+        "resolved_at": s.resolved_at.isoformat() if s.resolved_at else None,
+        "resolved_by": s.resolved_by,
+        "rating": s.rating,
     }
 
 
@@ -265,6 +283,17 @@ def user_json(user: User) -> dict[str, Any]:
         "role": user.role,
         "disabled": bool(user.disabled),
         "created_at": user.created_at.isoformat() if user.created_at else None,
+    }
+
+
+def canned_json(reply: CannedReply) -> dict[str, Any]:
+    return {
+        "id": reply.id,
+        "language": reply.language,
+        "title": reply.title,
+        "text": reply.text,
+        "created_by": reply.created_by,
+        "created_at": reply.created_at.isoformat(),
     }
 
 
@@ -1130,6 +1159,22 @@ class OpsServer:
         logger.info("handback by %s of %s", request[USER].username, cid)
         return json_response({"conversation": summary_json(summary)})
 
+    # ------------------------------------------------------------------------------------- resolution (workspace)
+    async def _h_resolve(self, request: web.Request) -> web.StreamResponse:
+        """Resolve (ends a hand-off this agent holds or that waits; 409 when a colleague holds it)."""
+        cid = self._conversation_id(request)
+        await self._summary(cid)
+        summary = await self.backend.resolve(cid, request[USER].username)
+        logger.info("resolve by %s of %s", request[USER].username, cid)
+        return json_response({"conversation": summary_json(summary)})
+
+    async def _h_reopen(self, request: web.Request) -> web.StreamResponse:
+        cid = self._conversation_id(request)
+        await self._summary(cid)
+        summary = await self.backend.reopen(cid, request[USER].username)
+        logger.info("reopen by %s of %s", request[USER].username, cid)
+        return json_response({"conversation": summary_json(summary)})
+
     async def _h_agent_message(self, request: web.Request) -> web.StreamResponse:
         cid = self._conversation_id(request)
         body = await self._json_body(request)
@@ -1148,6 +1193,96 @@ class OpsServer:
             raise ApiError("conflict", "take the conversation over first")
         event = await self.backend.agent_message(cid, user.username, text, message_id)
         return json_response({"event": p.event_to_json(event)})
+
+    # ------------------------------------------------------------------------ internal notes and canned replies
+    async def _h_add_note(self, request: web.Request) -> web.StreamResponse:
+        """An internal note for colleagues: stored as a ``note`` event (redacted), shown in the console only; the
+        chat channel never pushes or replays it (it sends message events only)."""
+        cid = self._conversation_id(request)
+        body = await self._json_body(request)
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError("bad_request", "'text' must be a non-empty string")
+        text = text.strip()
+        if len(text) > MAX_NOTE_CHARS:
+            raise ApiError("too_large", f"a note is at most {MAX_NOTE_CHARS} characters")
+        await self._summary(cid)
+        event = await self.backend.add_note(cid, request[USER].username, text)
+        logger.info("note by %s on %s", request[USER].username, cid)
+        return json_response({"event": p.event_to_json(event)}, status=201)
+
+    @staticmethod
+    def _reply_id(raw: Any) -> int:
+        """A canned reply's id, from a body (an int) or a query (digits); ids never go into paths, so the route
+        table's role walk needs no id of its own."""
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 9:
+            return int(raw)
+        if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 10**9:
+            return raw
+        raise ApiError("bad_request", "'id' must be the id of a canned reply")
+
+    def _canned_fields(self, body: Mapping[str, Any]) -> tuple[str, str, str]:
+        """Checked here as well as in the store so the error names the rule (and 413 is never the answer)."""
+        try:
+            return check_reply(body.get("language"), body.get("title"), body.get("text"), self.backend.languages())
+        except CannedReplyInvalid as exc:
+            raise ApiError("bad_request", exc.reason) from None
+
+    async def _h_canned_replies(self, request: web.Request) -> web.StreamResponse:
+        language = request.query.get("language") or None
+        if language is not None and language not in self.backend.languages():
+            raise ApiError("bad_request", "'language' must be one of the bot's languages")
+        items = await self.backend.canned_replies(language)
+        return json_response({"items": [canned_json(r) for r in items], "languages": list(self.backend.languages())})
+
+    async def _h_add_canned_reply(self, request: web.Request) -> web.StreamResponse:
+        language, title, text = self._canned_fields(await self._json_body(request))
+        try:
+            reply = await self.backend.add_canned_reply(language, title, text, request[USER].username)
+        except CannedReplyExists:
+            raise ApiError("conflict", DUPLICATE_CANNED) from None
+        logger.info("canned reply %d (%s) added by %s", reply.id, reply.language, request[USER].username)
+        return json_response({"reply": canned_json(reply)}, status=201)
+
+    async def _h_update_canned_reply(self, request: web.Request) -> web.StreamResponse:
+        body = await self._json_body(request)
+        reply_id = self._reply_id(body.get("id"))
+        language, title, text = self._canned_fields(body)
+        try:
+            reply = await self.backend.update_canned_reply(reply_id, language, title, text)
+        except CannedReplyExists:
+            raise ApiError("conflict", DUPLICATE_CANNED) from None
+        logger.info("canned reply %d updated by %s", reply.id, request[USER].username)
+        return json_response({"reply": canned_json(reply)})
+
+    async def _h_delete_canned_reply(self, request: web.Request) -> web.StreamResponse:
+        reply_id = self._reply_id((await self._json_body(request)).get("id"))
+        if not await self.backend.delete_canned_reply(reply_id):
+            raise ApiError("not_found", "no such canned reply")
+        logger.info("canned reply %d deleted by %s", reply_id, request[USER].username)
+        return json_response({"deleted": reply_id})
+
+    async def _h_conversation_canned(self, request: web.Request) -> web.StreamResponse:
+        """The canned replies an agent may insert here: those of the conversation's language."""
+        summary = await self._summary(self._conversation_id(request))
+        items = await self.backend.canned_replies(summary.language)
+        return json_response({"language": summary.language, "items": [canned_json(r) for r in items]})
+
+    async def _h_render_canned(self, request: web.Request) -> web.StreamResponse:
+        """A canned reply filled from the conversation's slots (:func:`dialogue.canned.render`): ``missing`` names
+        the slots left as ``{name}`` for the agent to fill in before sending it through ``/message``."""
+        cid = self._conversation_id(request)
+        reply_id = self._reply_id(request.query.get("reply"))
+        await self._summary(cid)
+        reply, rendered = await self.backend.render_canned_reply(cid, reply_id)
+        return json_response(
+            {
+                "reply": canned_json(reply),
+                "text": rendered.text,  # may exceed a message's limit once filled: /message then says so
+                "filled": list(rendered.filled),
+                "missing": list(rendered.missing),
+            }
+        )
 
     # ---------------------------------------------------------------------------------------------- dashboard
     def _days(self, request: web.Request) -> int:

@@ -42,6 +42,13 @@ Client -> server
     ``secret`` and ``user`` (optional) are only read when the connection has no session yet (no ``hello``): then
     they prove the named conversation as in ``hello``.
 
+``{"type": "rating", "score": int, "comment": str | null}``
+    The customer's rating of the conversation staff resolved (after a ``resolved`` frame): ``score`` is an
+    integer 1..5, ``comment`` (optional) at most 1000 characters after stripping (PII is redacted before it is
+    stored). Needs a session (``hello`` first). Answered ``rating_ack``, or an ``error`` (``bad_frame``: no
+    session or a bad score; ``too_large``: the comment; ``not_resolved``; ``already_rated``); the connection stays
+    open either way.
+
 Server -> client
 ----------------
 ``{"type": "session", "conversation_id": str, "secret": str}``
@@ -73,6 +80,11 @@ Server -> client
     is true (it only confirms delivery: show nothing).
 ``{"type": "handoff", "conversation_id": str, "status": "agent" | "bot"}``
     A human agent took the conversation over (``"agent"``) or handed it back to the bot (``"bot"``).
+``{"type": "resolved", "conversation_id": str}``
+    Staff marked the conversation resolved (pushed like agent messages, to every proven connection): the widget
+    may ask for a ``rating``. A later customer message reopens the conversation.
+``{"type": "rating_ack", "conversation_id": str, "score": int}``
+    The ``rating`` was stored.
 ``{"type": "busy", "reply_to": message_id, "retry_after_ms": int, "reason": "overloaded" | "held"}``
     Admission control (when the server runs with an admission budget, :mod:`channels.admission`): the message
     ``reply_to`` was **not** accepted, queued or stored (no ``ack`` came, none will); resend it, with the same
@@ -100,6 +112,8 @@ Server -> client
     ``timeout``            the bot did not answer in time
     ``not_found``          the conversation does not exist
     ``store_unavailable``  the conversation store is down; retry later
+    ``not_resolved``       a ``rating`` for a conversation that is not (or no longer) resolved
+    ``already_rated``      a second ``rating`` of the same resolution (the first one stands)
     ``internal``           any other server-side failure
 
 Limits: frames over 64 KiB are refused by the WebSocket layer, which closes the connection with code 1009
@@ -136,6 +150,7 @@ from dialogue.types import (
     AGENT_MESSAGE,
     BOT_MESSAGE,
     HANDBACK,
+    RESOLVED,
     TAKEOVER,
     USER_MESSAGE,
     Conversation,
@@ -152,6 +167,8 @@ MAX_MESSAGE_ID_CHARS: Final = 64
 MAX_CONVERSATION_ID_CHARS: Final = 128
 DEFAULT_MAX_PENDING: Final = 8
 MAX_HISTORY_MESSAGES: Final = 100
+MAX_RATING_COMMENT_CHARS: Final = 1000
+RATING_SCORES: Final = range(1, 6)
 
 MESSAGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONVERSATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -170,9 +187,11 @@ TIMEOUT: Final = "timeout"
 NOT_FOUND: Final = "not_found"
 STORE_UNAVAILABLE: Final = "store_unavailable"
 INTERNAL: Final = "internal"
+NOT_RESOLVED: Final = "not_resolved"
+ALREADY_RATED: Final = "already_rated"
 ERROR_CODES: Final = (
     BAD_JSON, BAD_FRAME, TOO_LARGE, BUSY, RATE_LIMITED, RESUME_DENIED, TIMEOUT, NOT_FOUND, STORE_UNAVAILABLE,
-    INTERNAL,
+    INTERNAL, NOT_RESOLVED, ALREADY_RATED,
 )
 
 #: Generic, customer-safe English message for each code (the widget shows its own localised strings).
@@ -187,6 +206,8 @@ ERROR_MESSAGES: Final[Mapping[str, str]] = {
     NOT_FOUND: "The conversation does not exist.",
     STORE_UNAVAILABLE: "The service is temporarily unavailable; please retry.",
     INTERNAL: "Something went wrong on our side.",
+    NOT_RESOLVED: "This conversation is not resolved, so it cannot be rated.",
+    ALREADY_RATED: "This conversation was already rated.",
 }
 
 #: Exception class name -> wire error code. :func:`error_code_for` walks the exception's MRO, so subclasses
@@ -196,6 +217,8 @@ EXCEPTION_CODES: dict[str, str] = {
     "ConversationNotFound": NOT_FOUND,
     "ConcurrentUpdate": BUSY,
     "TimeoutError": TIMEOUT,
+    "NotResolved": NOT_RESOLVED,
+    "AlreadyRated": ALREADY_RATED,
 }
 
 #: Wire error code -> HTTP status for the JSON API.
@@ -210,6 +233,8 @@ HTTP_STATUS_FOR_CODE: Final[Mapping[str, int]] = {
     NOT_FOUND: 404,
     STORE_UNAVAILABLE: 503,
     INTERNAL: 500,
+    NOT_RESOLVED: 409,
+    ALREADY_RATED: 409,
 }
 
 
@@ -264,7 +289,19 @@ class UserMessage:
         )
 
 
-ClientFrame = Hello | UserMessage
+@dataclass(frozen=True)
+class Rating:
+    """``{"type": "rating"}``: the customer's score (1..5) of a resolved conversation and an optional comment
+    (stripped; ``None`` when absent or empty)."""
+
+    score: int
+    comment: str | None = None
+
+    def __repr__(self) -> str:  # the comment is customer text
+        return f"Rating(score={self.score}, comment={'set' if self.comment else None})"
+
+
+ClientFrame = Hello | UserMessage | Rating
 
 
 def _bad(reason: str, reply_to: str | None = None) -> ProtocolError:
@@ -346,6 +383,22 @@ def _parse_message(obj: Mapping[str, Any]) -> UserMessage:
     )
 
 
+def _parse_rating(obj: Mapping[str, Any]) -> Rating:
+    score = obj.get("score")
+    if isinstance(score, bool) or not isinstance(score, int) or score not in RATING_SCORES:
+        raise _bad("field 'score' must be an integer 1..5")
+    comment = obj.get("comment")
+    if comment is not None:
+        if not isinstance(comment, str):
+            raise _bad("field 'comment' must be a string or null")
+        if not _encodable(comment):
+            raise _bad("field 'comment' holds a lone surrogate (not valid Unicode)")
+        comment = comment.strip() or None
+        if comment is not None and len(comment) > MAX_RATING_COMMENT_CHARS:
+            raise ProtocolError(TOO_LARGE, f"field 'comment' is longer than {MAX_RATING_COMMENT_CHARS} characters")
+    return Rating(score=score, comment=comment)
+
+
 def _encodable(text: str) -> bool:
     """``False`` when ``text`` holds a lone surrogate (JSON allows ``"\\ud800"``; UTF-8 storage does not)."""
     try:
@@ -355,7 +408,9 @@ def _encodable(text: str) -> bool:
     return True
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {"hello": _parse_hello, "message": _parse_message}
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
+    "hello": _parse_hello, "message": _parse_message, "rating": _parse_rating,
+}
 
 
 def parse_client_frame(data: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> ClientFrame:
@@ -445,9 +500,19 @@ def handoff_frame(conversation_id: str, status: str) -> dict[str, Any]:
     return {"type": "handoff", "conversation_id": conversation_id, "status": status}
 
 
+def resolved_frame(conversation_id: str) -> dict[str, Any]:
+    """``{"type": "resolved"}``: staff resolved the conversation; the widget asks for a rating."""
+    return {"type": "resolved", "conversation_id": conversation_id}
+
+
+def rating_ack_frame(conversation_id: str, score: int) -> dict[str, Any]:
+    """``{"type": "rating_ack"}``: the customer's rating was stored."""
+    return {"type": "rating_ack", "conversation_id": conversation_id, "score": int(score)}
+
+
 def push_frames(events: Iterable[Event], after_seq: int) -> tuple[list[dict[str, Any]], int]:
-    """Frames to push to a customer for ``events`` with ``seq > after_seq`` (agent messages, takeover, handback;
-    everything else reached the customer as a turn's reply) and the highest ``seq`` seen."""
+    """Frames to push to a customer for ``events`` with ``seq > after_seq`` (agent messages, takeover, handback,
+    resolution; everything else reached the customer as a turn's reply) and the highest ``seq`` seen."""
     frames: list[dict[str, Any]] = []
     last = after_seq
     for event in sorted(events, key=lambda e: e.seq):
@@ -460,6 +525,8 @@ def push_frames(events: Iterable[Event], after_seq: int) -> tuple[list[dict[str,
             frames.append(handoff_frame(event.conversation_id, "agent"))
         elif event.type == HANDBACK:
             frames.append(handoff_frame(event.conversation_id, "bot"))
+        elif event.type == RESOLVED:
+            frames.append(resolved_frame(event.conversation_id))
     return frames, last
 
 
@@ -721,6 +788,13 @@ class ConnectionState:
             and frame.conversation_id != self.conversation_id
         ):
             raise _bad("conversation_id does not match this connection's session; send hello first", frame.message_id)
+
+    def rating_target(self) -> str:
+        """The conversation a ``rating`` frame rates: this connection's proven session, once its row exists
+        (raises ``bad_frame`` before: there is nothing to rate)."""
+        if self.session is None or not self.stored:
+            raise _bad("a rating needs the connection's conversation; send hello first")
+        return self.session.id
 
     def open(self, session: NewConversation, *, stored: bool, last_seq: int = 0) -> bool:
         """Record a proven session; ``True`` when the conversation changed. ``stored``: its row exists (a resumed

@@ -21,7 +21,9 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   ``push_interval`` seconds one task asks the backend which of those conversations are handed off
   (:meth:`~channels.backend.Backend.handoff_statuses`, one query) and reads the new events of those only
   (:meth:`~channels.backend.Backend.events_after`). Polling the store, not an in-process signal, is what makes
-  it work when the console and the customer's socket live in different worker processes.
+  it work when the console and the customer's socket live in different worker processes. A conversation staff
+  resolved is polled the same way until it is rated, so its ``resolved`` frame (the rating prompt) is pushed;
+  the widget's ``rating`` frame is answered ``rating_ack`` or an ``error`` frame.
 
 Admission control (:mod:`channels.admission`): with ``admission_budget``, a customer message that would wait longer
 than the budget for the turns this worker already holds is answered at once with a ``busy`` frame (``retry_after_ms``)
@@ -596,6 +598,8 @@ class Server:
             try:
                 if isinstance(frame, p.Hello):
                     await self._open(ws, state, frame)
+                elif isinstance(frame, p.Rating):
+                    await self._rate(ws, state, frame)
                 else:
                     await self._turn(ws, state, frame, address)
             except ConnectionClosed:
@@ -715,6 +719,25 @@ class Server:
         state.mark_stored(reply.conversation_id)
         await self._send(ws, p.typing_frame(False))
         await self._send(ws, p.message_frame(reply))
+
+    async def _rate(self, ws: ServerConnection, state: p.ConnectionState, rating: p.Rating) -> None:
+        """``rating``: store the customer's score of the resolved conversation; ``rating_ack`` or an ``error``
+        frame (never a close: a refused rating is the customer's mistake or a race with staff reopening)."""
+        try:
+            cid = state.rating_target()
+            await self._with_timeout(self.backend.rate(cid, rating.score, rating.comment))
+        except ConnectionClosed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an error frame
+            code = p.error_code_for(exc)
+            if code in (p.INTERNAL, p.STORE_UNAVAILABLE, p.TIMEOUT):
+                logger.warning(
+                    "rating failed: %s at %s", type(exc).__name__, raised_at(exc),
+                    extra={"conversation_id": state.conversation_id},
+                )
+            await self._send(ws, p.error_frame_for(exc))
+            return
+        await self._send(ws, p.rating_ack_frame(cid, rating.score))
 
     async def _with_timeout(self, awaitable: Awaitable[Any]) -> Any:
         if self.options.turn_timeout is None:

@@ -120,6 +120,14 @@ class HandoffConflict(StoreError):
         super().__init__(f"conversation is {what}", operation=operation, conversation_id=conversation_id)
 
 
+class NotResolved(StoreError):
+    """A customer rating for a conversation that staff have not resolved (or that was reopened since)."""
+
+
+class AlreadyRated(StoreError):
+    """A second rating of the same resolution: the first one stands (see :meth:`dialogue.store.Store.rate`)."""
+
+
 class UserExists(StoreError):
     """``add_user`` was given a username that is taken."""
 

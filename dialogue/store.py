@@ -62,13 +62,21 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dialogue import types as ev
+from dialogue.canned import (
+    CannedReply,
+    CannedReplyExists,
+    CannedReplyNotFound,
+    check_reply,
+)
 from dialogue.errors import (
+    AlreadyRated,
     ConcurrentUpdate,
     ConversationExists,
     ConversationNotFound,
     DuplicateMessage,
     HandoffConflict,
     InvalidQuery,
+    NotResolved,
     StoreError,
     StoreUnavailable,
     UserExists,
@@ -105,6 +113,9 @@ _MAX_LIST = 1000
 SEARCH_CAP = 32_000  # characters of text kept per conversation for search (the beginning of long ones)
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 32
+MAX_NOTE_CHARS = 2000  # an internal note: as long as a message may be
+MAX_RATING_COMMENT = 1000  # characters of a customer's rating comment
+RESOLVED_STATUS = "resolved"  # handoff_statuses' value for a resolved conversation still to be rated
 
 # Table definitions mirror migrations/versions/*.py (the migrations own the schema; these are for queries).
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -140,6 +151,22 @@ conversations = sa.Table(
     sa.Column("fallback_streak", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("search_text", sa.Text(), nullable=False, server_default=""),
     sa.Column("secret_hash", sa.String(64), nullable=True),  # migration 0005: sha256 of the chat resume secret
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),  # migration 0008: the workspace
+    sa.Column("resolved_by", sa.String(64), nullable=True),
+    sa.Column("rating", sa.Integer(), nullable=True),
+    sa.Column("rating_comment", sa.Text(), nullable=True),
+    sa.Column("first_agent_reply_at", sa.DateTime(timezone=True), nullable=True),
+)
+canned_replies = sa.Table(  # migration 0008: the team's saved answers per language
+    "canned_replies",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("title", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("language", "title", name="uq_canned_replies_language_title"),
 )
 conversation_intents = sa.Table(
     "conversation_intents",
@@ -269,7 +296,7 @@ _c = conversations.c
 _SUMMARY_COLUMNS = (
     _c.id, _c.language, _c.turn_count, _c.handed_off, _c.state, _c.created_at, _c.updated_at, _c.last_intent,
     _c.last_action, _c.reviewed, _c.flagged, _c.tags, _c.min_confidence, _c.fallbacks, _c.safety_flags,
-    _c.handoff_status, _c.agent, _c.handoff_at, _c.handoffs,
+    _c.handoff_status, _c.agent, _c.handoff_at, _c.handoffs, _c.resolved_at, _c.resolved_by, _c.rating,
 )
 
 
@@ -295,6 +322,9 @@ def _row_to_summary(row: Any) -> ConversationSummary:  # a Row of _SUMMARY_COLUM
         last_action=m["last_action"],
         handoff_at=_aware(m["handoff_at"]) if m["handoff_at"] is not None else None,
         handoffs=m["handoffs"],
+        resolved_at=_aware(m["resolved_at"]) if m["resolved_at"] is not None else None,
+        resolved_by=m["resolved_by"],
+        rating=m["rating"],
     )
 
 
@@ -319,6 +349,16 @@ def _row_to_session(row: sa.Row[Any]) -> Session:
         created_at=_aware(m["created_at"]),
         expires_at=_aware(m["expires_at"]),
     )
+
+
+def _median(values: Sequence[float]) -> float | None:
+    """The median of ``values`` (the mean of the middle two for an even count), ``None`` for none."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return None
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 # ---------------------------------------------------------------------- cursors
@@ -429,6 +469,26 @@ def _check_agent(agent: str, operation: str) -> None:
 def _check_role(role: str, operation: str) -> None:
     if role not in ROLES:
         raise StoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}", operation=operation)
+
+
+def _clean_canned(language: str, title: str, text: str, languages: Sequence[str]) -> tuple[str, str, str]:
+    """A canned reply's fields checked (:func:`dialogue.canned.check_reply`) and redacted like all staff text; a
+    redaction that makes the title too long (a placeholder is longer than what it hides) is refused too."""
+    language, title, text = check_reply(language, title, text, languages)
+    title, text = redact_verbatim(title)[0], redact_verbatim(text)[0]
+    return check_reply(language, title, text, languages)
+
+
+def _row_to_canned(row: sa.Row[Any]) -> CannedReply:
+    m = row._mapping
+    return CannedReply(
+        id=int(m["id"]),
+        language=m["language"],
+        title=m["title"],
+        text=m["text"],
+        created_by=m["created_by"],
+        created_at=_aware(m["created_at"]),
+    )
 
 
 def _row_to_event(row: sa.Row[Any]) -> Event:
@@ -868,17 +928,22 @@ class Store:
             return [str(v) for v in (await conn.execute(query)).scalars()]
 
     async def handoff_statuses(self, conversation_ids: Sequence[str]) -> dict[str, str]:
-        """``{id: handoff_status}`` for those of ``conversation_ids`` that are ``waiting`` or with an ``agent``
-        (others are left out): one query for every open socket of a chat server, which then polls only these."""
+        """``{id: handoff_status}`` for those of ``conversation_ids`` that are ``waiting`` or with an ``agent``,
+        and ``{id: "resolved"}`` for those resolved and not yet rated (their ``resolved`` event is what the widget
+        turns into a rating prompt); others are left out: one query for every open socket of a chat server, which
+        then polls only these."""
         ids = list(dict.fromkeys(conversation_ids))
         if not ids:
             return {}
         if len(ids) > _MAX_LIST:
             raise InvalidQuery(f"at most {_MAX_LIST} ids per call", operation="handoff_statuses")
         c = conversations.c
-        query = sa.select(c.id, c.handoff_status).where(c.id.in_(ids), c.handoff_status != HANDOFF_NONE)
+        awaiting_rating = sa.and_(c.resolved_at.is_not(None), c.rating.is_(None))
+        query = sa.select(c.id, c.handoff_status).where(
+            c.id.in_(ids), sa.or_(c.handoff_status != HANDOFF_NONE, awaiting_rating)
+        )
         async with self._read("handoff_statuses") as conn:
-            return {str(i): str(st) for i, st in (await conn.execute(query)).all()}
+            return {str(i): str(st) or RESOLVED_STATUS for i, st in (await conn.execute(query)).all()}
 
     async def handoff_queue(self, limit: int = 100) -> list[ConversationSummary]:
         """Conversations that need or have a human: waiting ones first (longest waiting first), then those an
@@ -936,10 +1001,22 @@ class Store:
             .order_by(n.desc(), ci.intent)
             .limit(10)
         )
+        csat, resolution_times, first_response = self._team_queries(window)
         async with self._read("dashboard") as conn:
             count, turns, resolved_n, handoffs, fallbacks, blocks, redactions = (await conn.execute(totals)).one()
             by_day = {str(d): int(k) for d, k in (await conn.execute(per_day)).all()}
             top_intents = [(str(i), int(k)) for i, k in (await conn.execute(top)).all()]
+            ratings, rating_sum, satisfied = (await conn.execute(csat)).one()
+            resolution_seconds = [
+                (_aware(done) - _aware(created)).total_seconds()
+                for created, done in (await conn.execute(resolution_times)).all()
+            ]
+            response_seconds = [
+                (_aware(replied) - _aware(started)).total_seconds()
+                for replied, started in (await conn.execute(first_response)).all()
+                if started is not None
+            ]
+        ratings = int(ratings)
         count, turns = int(count), int(turns)
         return DashboardStats(
             days=days,
@@ -956,7 +1033,40 @@ class Store:
             safety_blocks=int(blocks),
             redactions=int(redactions),
             top_intents=top_intents,
+            ratings=ratings,
+            csat_mean=float(rating_sum) / ratings if ratings else None,
+            csat_satisfied=int(satisfied) / ratings if ratings else None,
+            first_response_median=_median([max(0.0, v) for v in response_seconds]),
+            resolution_median=_median([max(0.0, v) for v in resolution_seconds]),
         )
+
+    @staticmethod
+    def _team_queries(window: sa.ColumnElement[bool]) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+        """The dashboard's workspace queries (CSAT, resolution times, first-response times) over ``window``.
+
+        Medians are computed in Python from the per-conversation durations: PostgreSQL has
+        ``percentile_cont`` but SQLite has nothing alike, and the rows are two timestamps per resolved (or
+        answered) conversation of the window. The first response starts at the conversation's *first*
+        ``handoff`` or ``takeover`` event, not at ``handoff_at``: a take-over rewrites that column and a hand-back
+        or resolution clears it, so by the time a conversation is resolved it no longer says when the customer
+        began to wait. The events are read through the ``(conversation_id, type, message_id)`` index, and only for
+        conversations an agent wrote to (``first_agent_reply_at`` set).
+        """
+        c = conversations.c
+        e = events.c
+        csat = sa.select(
+            sa.func.count(c.rating),
+            sa.func.coalesce(sa.func.sum(c.rating), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((c.rating >= 4, 1), else_=0)), 0),
+        ).where(window, c.rating.is_not(None))
+        resolution_times = sa.select(c.created_at, c.resolved_at).where(window, c.resolved_at.is_not(None))
+        first_response = (
+            sa.select(c.first_agent_reply_at, sa.func.min(e.timestamp))
+            .select_from(conversations.join(events, e.conversation_id == c.id))
+            .where(window, c.first_agent_reply_at.is_not(None), e.type.in_((ev.HANDOFF, ev.TAKEOVER)))
+            .group_by(c.id, c.first_agent_reply_at)
+        )
+        return csat, resolution_times, first_response
 
     # ------------------------------------------------------------------ writes
 
@@ -967,7 +1077,9 @@ class Store:
         snapshot gets the update's state/slots/language/handoff/last_intent, ``turn_count + 1`` and
         ``version + 1``, and the console's columns are derived from the events in the same transaction: lowest
         confidence, fallback and safety turn counts, every intent, the search text, and ``handoff_status``
-        ``"waiting"`` when the turn carries a ``handoff`` event (unless an agent already holds it).
+        ``"waiting"`` when the turn carries a ``handoff`` event (unless an agent already holds it). A customer
+        message on a resolved conversation reopens it (a ``reopened`` event with reason ``customer`` follows the
+        turn's events, and is returned with them): the customer is not done after all.
         Raises :class:`~dialogue.errors.ConversationNotFound`,
         :class:`~dialogue.errors.ConcurrentUpdate` (someone committed since ``expected_version`` was read:
         nothing is written) or :class:`~dialogue.errors.DuplicateMessage` (an event's ``(type, message_id)``
@@ -1004,6 +1116,10 @@ class Store:
                 values.update(handoff_status=HANDOFF_NONE, handoff_at=None)
             if facts.handoff and status == HANDOFF_NONE:
                 values.update(handoff_status=HANDOFF_WAITING, handoff_at=now, handoffs=row.handoffs + 1)
+            if row.resolved_at is not None and any(e.type == ev.USER_MESSAGE for e in update.events):
+                reopened = NewEvent(ev.REOPENED, {"agent": None, "reason": "customer"})
+                stored += await self._insert_events(conn, cid, turn, [reopened], now, "commit_turn")
+                values.update(resolved_at=None, resolved_by=None)
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == cid, conversations.c.version == update.expected_version)
@@ -1230,7 +1346,8 @@ class Store:
         """Store a message of the agent who holds the conversation (``agent_message`` event).
 
         :class:`~dialogue.errors.HandoffConflict` unless ``agent`` holds it; a reused ``message_id`` raises
-        :class:`~dialogue.errors.DuplicateMessage` (answer from :meth:`find_events_by_message_id`).
+        :class:`~dialogue.errors.DuplicateMessage` (answer from :meth:`find_events_by_message_id`). The first agent
+        message of a conversation sets ``first_agent_reply_at`` (the dashboard's first-response time).
         """
         cid = conversation_id
         _check_agent(agent, "append_agent_message")
@@ -1243,8 +1360,101 @@ class Store:
             row = await self._lock_row(conn, cid, "append_agent_message")
             if row.handoff_status != HANDOFF_AGENT or row.agent != agent:
                 raise HandoffConflict(cid, row.agent, row.handoff_status, operation="append_agent_message")
-            (stored,) = await self._append(conn, row, [new], "append_agent_message", activity=True)
+            first = {"first_agent_reply_at": _now()} if row.first_agent_reply_at is None else {}
+            (stored,) = await self._append(conn, row, [new], "append_agent_message", activity=True, **first)
         return stored
+
+    # ------------------------------------------------------------------ workspace: resolution and rating
+    # (migration 0008; the customer's rating arrives over the chat protocol, resolve/reopen from the console)
+
+    async def resolve(
+        self, conversation_id: str, agent: str, initial_state: str | None = None
+    ) -> ConversationSummary:
+        """Staff mark the conversation resolved (``resolved`` event, ``resolved_at`` / ``resolved_by``); the widget
+        then asks the customer for a rating, so a rating of an earlier resolution is cleared.
+
+        A pending or active hand-off ends with it, as :meth:`hand_back` ends one (a ``handback`` event first; the
+        bot restarts at ``initial_state`` when given): "resolved" means nobody owes the customer an answer, so
+        leaving the conversation in the queue, or held by an agent, would contradict it, and refusing would only
+        make every agent click "hand back" before "resolve". A conversation another agent holds is refused
+        (:class:`~dialogue.errors.HandoffConflict`): closing a colleague's live conversation is their call.
+        Resolving a resolved conversation changes nothing (two agents clicking at once get one resolution).
+        """
+        cid = conversation_id
+        _check_agent(agent, "resolve")
+        async with self._write("resolve", cid) as conn:
+            row = await self._lock_row(conn, cid, "resolve")
+            if row.resolved_at is None:
+                status = row.handoff_status
+                if status == HANDOFF_AGENT and row.agent != agent:
+                    raise HandoffConflict(cid, row.agent, status, operation="resolve")
+                new = [NewEvent(ev.RESOLVED, {"agent": agent})]
+                values: dict[str, Any] = {
+                    "resolved_at": _now(), "resolved_by": agent, "rating": None, "rating_comment": None,
+                }
+                if status != HANDOFF_NONE:
+                    new.insert(0, NewEvent(ev.HANDBACK, {"agent": agent}))
+                    values.update(handoff_status=HANDOFF_NONE, agent=None, handed_off=False, handoff_at=None,
+                                  fallback_streak=0)
+                    if initial_state is not None:
+                        values["state"] = initial_state
+                await self._append(conn, row, new, "resolve", activity=True, **values)
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s resolved", cid)
+        return summary
+
+    async def reopen(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """Staff reopen a resolved conversation (``reopened`` event with reason ``agent``; ``resolved_at`` /
+        ``resolved_by`` cleared). The rating of the past resolution stays until the next one. Reopening an open
+        conversation changes nothing. A customer message reopens one too (see :meth:`commit_turn`)."""
+        cid = conversation_id
+        _check_agent(agent, "reopen")
+        async with self._write("reopen", cid) as conn:
+            row = await self._lock_row(conn, cid, "reopen")
+            if row.resolved_at is not None:
+                await self._append(
+                    conn, row, [NewEvent(ev.REOPENED, {"agent": agent, "reason": "agent"})], "reopen",
+                    activity=True, resolved_at=None, resolved_by=None,
+                )
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s reopened", cid)
+        return summary
+
+    async def rate(self, conversation_id: str, score: int, comment: str | None = None) -> ConversationSummary:
+        """Store the customer's rating of the current resolution: ``score`` 1..5 and an optional ``comment`` (at
+        most 1000 characters after trimming; PII redacted like all staff-visible text), on the row and as a
+        ``rating`` event.
+
+        Once per resolution: a second rating raises :class:`~dialogue.errors.AlreadyRated` and the first stands,
+        so a score cannot be rewritten (or a CSAT figure pumped) by resending frames; a reopened and again
+        resolved conversation can be rated anew. :class:`~dialogue.errors.NotResolved` when the conversation is
+        not resolved, :class:`~dialogue.errors.InvalidQuery` for a bad score or comment. Neither ``version`` nor
+        ``updated_at`` moves: a rating is not a turn, and must not reorder the list an agent is reading.
+        """
+        cid = conversation_id
+        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+            raise InvalidQuery("a rating is an integer score 1..5", operation="rate", conversation_id=cid)
+        text: str | None = None
+        if comment is not None:
+            if not isinstance(comment, str):
+                raise InvalidQuery("a rating comment is text", operation="rate", conversation_id=cid)
+            if len(comment.strip()) > MAX_RATING_COMMENT:
+                raise InvalidQuery(f"a rating comment is at most {MAX_RATING_COMMENT} characters",
+                                   operation="rate", conversation_id=cid)
+            text = redact_verbatim(comment.strip())[0] or None
+        async with self._write("rate", cid) as conn:
+            row = await self._lock_row(conn, cid, "rate")
+            if row.resolved_at is None:
+                raise NotResolved("the conversation is not resolved", operation="rate", conversation_id=cid)
+            if row.rating is not None:
+                raise AlreadyRated("this resolution is already rated", operation="rate", conversation_id=cid)
+            await self._append(
+                conn, row, [NewEvent(ev.RATING, {"score": score, "comment": text})], "rate", activity=False,
+                rating=score, rating_comment=text,
+            )
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s rated", cid)
+        return summary
 
     async def _insert_events(
         self,
@@ -1446,6 +1656,92 @@ class Store:
         async with self._write("purge_sessions") as conn:
             result = await conn.execute(sessions.delete().where(sessions.c.expires_at <= _aware(now)))
         return int(result.rowcount or 0)
+
+    # ------------------------------------------------------------------ internal notes and canned replies
+
+    async def add_note(self, conversation_id: str, agent: str, text: str) -> Event:
+        """Record an internal note by staff (a ``note`` event): for colleagues only, never sent to the customer.
+
+        The text is trimmed, 1..:data:`MAX_NOTE_CHARS` characters (:class:`~dialogue.errors.InvalidQuery`
+        otherwise), and its PII redacted like every staff text before it is stored. A note is bookkeeping: it
+        neither bumps ``version`` (a customer's turn is not retried for it) nor moves ``updated_at``, nor joins
+        the search text or any message count.
+        """
+        cid = conversation_id
+        _check_agent(agent, "add_note")
+        value = text.strip() if isinstance(text, str) else ""
+        if not value or len(value) > MAX_NOTE_CHARS:
+            raise InvalidQuery(f"a note must be 1..{MAX_NOTE_CHARS} characters", operation="add_note",
+                               conversation_id=cid)
+        new = NewEvent(ev.NOTE, {"agent": agent, "text": redact_verbatim(value)[0]})
+        async with self._write("add_note", cid) as conn:
+            row = await self._lock_row(conn, cid, "add_note")
+            (stored,) = await self._append(conn, row, [new], "add_note", activity=False)
+        return stored
+
+    async def list_canned_replies(self, language: str | None = None) -> list[CannedReply]:
+        """The team's canned replies (of one ``language``, or all), ordered by language then title."""
+        c = canned_replies.c
+        query = canned_replies.select().order_by(c.language, c.title, c.id)
+        if language is not None:
+            query = query.where(c.language == language)
+        async with self._read("list_canned_replies") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_row_to_canned(r) for r in rows]
+
+    async def get_canned_reply(self, reply_id: int) -> CannedReply | None:
+        async with self._read("get_canned_reply") as conn:
+            row = (await conn.execute(canned_replies.select().where(canned_replies.c.id == int(reply_id)))).first()
+        return _row_to_canned(row) if row is not None else None
+
+    async def add_canned_reply(
+        self, language: str, title: str, text: str, created_by: str, *, languages: Sequence[str] = ()
+    ) -> CannedReply:
+        """Save a canned reply (checked by :func:`dialogue.canned.check_reply` against the bot's ``languages``;
+        title and text redacted like all staff text). :class:`~dialogue.canned.CannedReplyExists` when its
+        language already has that title."""
+        _check_agent(created_by, "add_canned_reply")
+        language, title, text = _clean_canned(language, title, text, languages)
+        now = _now()
+        async with self._write("add_canned_reply") as conn:
+            try:
+                result = await conn.execute(
+                    canned_replies.insert().values(
+                        language=language, title=title, text=text, created_by=created_by, created_at=now
+                    )
+                )
+            except sa_exc.IntegrityError:
+                raise CannedReplyExists("a canned reply with this title exists", operation="add_canned_reply") \
+                    from None
+            reply_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return CannedReply(reply_id, language, title, text, created_by, now)
+
+    async def update_canned_reply(
+        self, reply_id: int, language: str, title: str, text: str, *, languages: Sequence[str] = ()
+    ) -> CannedReply:
+        """Replace a canned reply's language, title and text (same rules as :meth:`add_canned_reply`; its author
+        and creation time stay). :class:`~dialogue.canned.CannedReplyNotFound` for an unknown id."""
+        language, title, text = _clean_canned(language, title, text, languages)
+        c = canned_replies.c
+        async with self._write("update_canned_reply") as conn:
+            try:
+                result = await conn.execute(
+                    canned_replies.update().where(c.id == int(reply_id)).values(language=language, title=title,
+                                                                               text=text)
+                )
+            except sa_exc.IntegrityError:
+                raise CannedReplyExists("a canned reply with this title exists", operation="update_canned_reply") \
+                    from None
+            if not result.rowcount:
+                raise CannedReplyNotFound("no such canned reply", operation="update_canned_reply")
+            row = (await conn.execute(canned_replies.select().where(c.id == int(reply_id)))).one()
+        return _row_to_canned(row)
+
+    async def delete_canned_reply(self, reply_id: int) -> bool:
+        """Delete a canned reply; ``False`` when there was none with that id."""
+        async with self._write("delete_canned_reply") as conn:
+            result = await conn.execute(canned_replies.delete().where(canned_replies.c.id == int(reply_id)))
+        return bool(result.rowcount)
 
     # ------------------------------------------------------------------ event reads
 

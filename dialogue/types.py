@@ -21,9 +21,13 @@ TAKEOVER = "takeover"  # data: {"agent"}
 HANDBACK = "handback"  # data: {"agent"}
 REVIEW = "review"  # data: {"by", "flagged"?, "reviewed"?, "tags_added"?, "tags_removed"?}
 CORRECTION = "correction"  # data: {"by", "seq", "text", "intent", "entities": [{"entity", "value", "start", "end"}]}
+RESOLVED = "resolved"  # data: {"agent"}: staff marked the conversation resolved (the widget then asks for a rating)
+REOPENED = "reopened"  # data: {"agent": str | None, "reason": "agent" | "customer"}: resolved no more
+RATING = "rating"  # data: {"score": 1..5, "comment": str | None (redacted)}: the customer rated a resolution
+NOTE = "note"  # data: {"agent", "text" (redacted)}: an internal note by staff; never sent or shown to the customer
 EVENT_TYPES = (
     USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, HANDOFF_END, AGENT_MESSAGE,
-    TAKEOVER, HANDBACK, REVIEW, CORRECTION,
+    TAKEOVER, HANDBACK, REVIEW, CORRECTION, RESOLVED, REOPENED, RATING, NOTE,
 )
 
 # Names the store reads in events to keep its per-conversation counters (the engine writes them).
@@ -114,7 +118,9 @@ class ConversationSummary:
     ``fallbacks`` / ``safety_flags`` count turns answered with the fallback (or out of scope) / turns where a
     safety filter blocked, redacted or replaced something. ``handoff_status`` is ``""``, ``"waiting"`` or
     ``"agent"`` (then ``agent`` names who holds it); ``handoff_at`` is when it entered that status (the queue's
-    order) and ``handoffs`` how many times the conversation was ever queued or taken over.
+    order) and ``handoffs`` how many times the conversation was ever queued or taken over. ``resolved_at`` /
+    ``resolved_by``: when and by whom staff resolved it (``None`` while open); ``rating``: the customer's 1-5
+    score of the latest resolution (``None``: not rated; its comment is not here, it is customer text).
     """
 
     id: str
@@ -136,6 +142,9 @@ class ConversationSummary:
     last_action: str | None = None
     handoff_at: dt.datetime | None = None
     handoffs: int = 0
+    resolved_at: dt.datetime | None = None
+    resolved_by: str | None = None
+    rating: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,12 @@ class DashboardStats:
     turns whose message was blocked or whose reply was replaced; ``redactions``: turns with PII redacted (counted
     apart: a redaction is not a block); ``top_intents``: the 10 intents seen in most conversations. Rates are 0.0
     when there is nothing to divide.
+
+    The team's figures (the workspace, migration 0008), over the same conversations: ``ratings`` rated
+    resolutions, ``csat_mean`` their mean score and ``csat_satisfied`` the share scoring 4 or 5 (``None`` without
+    ratings); ``first_response_median`` the median seconds from a conversation's first hand-off (queued or taken
+    over) to the first agent message, over the conversations an agent wrote to; ``resolution_median`` the median
+    seconds from creation to resolution, over the resolved ones (``None`` when there are none).
     """
 
     days: int
@@ -205,6 +220,11 @@ class DashboardStats:
     safety_blocks: int
     top_intents: list[tuple[str, int]]
     redactions: int = 0
+    ratings: int = 0
+    csat_mean: float | None = None
+    csat_satisfied: float | None = None
+    first_response_median: float | None = None
+    resolution_median: float | None = None
 
 
 @dataclass(frozen=True)

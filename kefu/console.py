@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from dialogue import staff_throttle
+from dialogue.canned import CannedReply, CannedReplyNotFound, Rendered, render
+from dialogue.errors import ConversationNotFound
 from dialogue.staff_throttle import LoginAdmission
 from dialogue.types import ConversationFilter, ConversationPage, ConversationSummary, DashboardStats, Event
 from kefu.config import Bot
+
+SUPPORTED_LANGUAGES = ("en", "zh")  # bot.yml's languages may name these (kefu.config)
 
 
 def nlu_files(bot: Bot) -> dict[str, Path]:
@@ -129,6 +133,56 @@ class Console:
     async def hand_back(self, conversation_id: str, agent: str) -> ConversationSummary:
         summary: ConversationSummary = await self.engine.hand_back(conversation_id, agent)
         return summary
+
+    # -- resolution (the workspace) ----------------------------------------------------------------------------
+    async def resolve(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """Resolve; a hand-off it ends restarts the bot's flow at its initial state, as a hand-back does."""
+        summary: ConversationSummary = await self.store.resolve(
+            conversation_id, agent, self.engine.parts.flows.initial_state
+        )
+        return summary
+
+    async def reopen(self, conversation_id: str, agent: str) -> ConversationSummary:
+        summary: ConversationSummary = await self.store.reopen(conversation_id, agent)
+        return summary
+
+    # -- internal notes and canned replies (straight to the store, which redacts and checks) -----------------
+    async def add_note(self, conversation_id: str, agent: str, text: str) -> Event:
+        event: Event = await self.store.add_note(conversation_id, agent, text)
+        return event
+
+    def languages(self) -> Sequence[str]:
+        """The bot's languages: those its training files are chosen for (:func:`nlu_files` keys them by
+        ``bot.yml`` ``languages``), else every language Kefu speaks."""
+        return tuple(self.training_files) or SUPPORTED_LANGUAGES
+
+    async def canned_replies(self, language: str | None = None) -> list[CannedReply]:
+        return list(await self.store.list_canned_replies(language))
+
+    async def add_canned_reply(self, language: str, title: str, text: str, created_by: str) -> CannedReply:
+        reply: CannedReply = await self.store.add_canned_reply(
+            language, title, text, created_by, languages=self.languages()
+        )
+        return reply
+
+    async def update_canned_reply(self, reply_id: int, language: str, title: str, text: str) -> CannedReply:
+        reply: CannedReply = await self.store.update_canned_reply(
+            reply_id, language, title, text, languages=self.languages()
+        )
+        return reply
+
+    async def delete_canned_reply(self, reply_id: int) -> bool:
+        return bool(await self.store.delete_canned_reply(reply_id))
+
+    async def render_canned_reply(self, conversation_id: str, reply_id: int) -> tuple[CannedReply, Rendered]:
+        """Fill the reply from the conversation's slots as they are now (the snapshot row: no event replay)."""
+        reply: CannedReply | None = await self.store.get_canned_reply(reply_id)
+        if reply is None:
+            raise CannedReplyNotFound("no such canned reply", operation="render_canned_reply")
+        conversation = await self.store.get(conversation_id)
+        if conversation is None:
+            raise ConversationNotFound(conversation_id, operation="render_canned_reply")
+        return reply, render(reply.text, conversation.slots)
 
     # -- dashboard ------------------------------------------------------------------------------------------
     async def dashboard(self, days: int) -> DashboardStats:

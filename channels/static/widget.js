@@ -90,6 +90,12 @@
       busy: "Many customers are writing to us right now. Your message will be sent again in a moment.",
       busyFailed: "We are very busy right now and could not deliver your message. Please retry in a moment.",
       log: "Conversation",
+      ratePrompt: "Was this helpful? Rate us",
+      rateScore: "Rate {n} of 5",
+      rateComment: "Anything to add? (optional)",
+      rateSend: "Send rating",
+      rateThanks: "Thank you for your feedback!",
+      rateFailed: "Your rating could not be saved.",
       errors: {
         busy: "We are still answering your previous messages. Please wait a moment and retry.",
         rate_limited: "You are sending messages very fast. Please wait a moment and retry.",
@@ -123,6 +129,12 @@
       busy: "当前咨询人数较多，您的消息将在片刻后自动重新发送。",
       busyFailed: "当前咨询人数过多，消息未能送达，请稍后重试。",
       log: "对话记录",
+      ratePrompt: "本次服务对您有帮助吗？请评分",
+      rateScore: "评 {n} 分（满分5分）",
+      rateComment: "还有什么想说的吗？（选填）",
+      rateSend: "提交评价",
+      rateThanks: "感谢您的评价！",
+      rateFailed: "评价未能保存。",
       errors: {
         busy: "我们还在处理您之前的消息，请稍候再试。",
         rate_limited: "您发送消息太快了，请稍候再试。",
@@ -580,15 +592,77 @@
           addNote(T.agentLeft, "handoff");
         }
         break;
+      case "resolved":
+        if (frame.conversation_id === conversationId) showRating();
+        break;
+      case "rating_ack":
+        ratingDone(T.rateThanks, "rated");
+        break;
       case "busy":
         onBusy(frame);
         break;
       case "error":
+        if (ratingBox && ratingBox.getAttribute("data-sending") && !frame.reply_to) {
+          ratingDone(frame.code === "already_rated" ? T.rateThanks : T.rateFailed, "error");
+          break;
+        }
         onError(frame);
         break;
       default:
         break; // newer server: ignore unknown frames
     }
+  }
+
+  // --------------------------------------------------------------------- rating (after staff resolve the chat)
+  var ratingBox = null;
+  function showRating() {
+    if (ratingBox) return;
+    var score = 0;
+    ratingBox = el("form", { "class": "kefu-rating", id: "kefu-rating", novalidate: "" });
+    ratingBox.appendChild(el("p", { "class": "kefu-rating-prompt" }, T.ratePrompt));
+    var scores = el("div", { "class": "kefu-rating-scores", role: "group", "aria-label": T.ratePrompt });
+    [1, 2, 3, 4, 5].forEach(function (n) {
+      var b = el("button", {
+        type: "button", "class": "kefu-rating-score", "data-score": String(n), "aria-pressed": "false",
+        "aria-label": T.rateScore.replace("{n}", String(n))
+      }, String(n));
+      b.addEventListener("click", function () {
+        score = n;
+        Array.prototype.forEach.call(scores.children, function (x) {
+          x.setAttribute("aria-pressed", String(x === b));
+        });
+        send.disabled = false;
+      });
+      scores.appendChild(b);
+    });
+    var comment = el("textarea", {
+      "class": "kefu-rating-comment", rows: "2", maxlength: "1000", placeholder: T.rateComment, "aria-label": T.rateComment
+    });
+    var send = el("button", { type: "submit", "class": "kefu-rating-send" }, T.rateSend);
+    send.disabled = true;
+    ratingBox.appendChild(scores);
+    ratingBox.appendChild(comment);
+    ratingBox.appendChild(send);
+    ratingBox.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!score) return;
+      var text = comment.value.trim();
+      if (frameOut({ type: "rating", score: score, comment: text || null })) {
+        ratingBox.setAttribute("data-sending", "1");
+        send.disabled = true;
+      }
+    });
+    list.appendChild(ratingBox);
+    scrollDown();
+  }
+
+  function ratingDone(text, kind) {
+    if (!ratingBox) return;
+    var box = ratingBox;
+    box.textContent = "";
+    box.removeAttribute("data-sending");
+    box.appendChild(el("p", { "class": "kefu-rating-" + kind, role: "status" }, text));
+    scrollDown();
   }
 
   function onError(frame) {

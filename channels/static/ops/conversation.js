@@ -24,6 +24,10 @@
   var replyForm = document.getElementById("conv-reply");
   var replyText = document.getElementById("conv-reply-text");
   var tagForm = document.getElementById("conv-tag-form");
+  var noteForm = document.getElementById("conv-note-form");
+  var noteText = document.getElementById("conv-note-text");
+  var cannedSelect = document.getElementById("conv-canned");
+  var cannedStatus = document.getElementById("conv-canned-status");
 
   var conversation = null;
   var events = [];
@@ -136,6 +140,8 @@
         if (bl.children.length) li.appendChild(bl);
       } else if (e.type === "agent_message") {
         li.appendChild(message("agent", "Agent " + (d.agent || ""), d.text));
+      } else if (e.type === "note") {  // staff only: the customer never receives a note
+        li.appendChild(message("note", "Internal note by " + (d.agent || "?"), d.text));
       } else if (e.type === "slot_set") {
         li.appendChild(el("div", "ops-system", "slot " + d.slot + " = " + JSON.stringify(d.value)));
       } else if (e.type === "handoff") {
@@ -148,6 +154,14 @@
         li.appendChild(el("div", "ops-system", (d.agent || "An agent") + " took the conversation over"));
       } else if (e.type === "handback") {
         li.appendChild(el("div", "ops-system", (d.agent || "The agent") + " handed the conversation back to the bot"));
+      } else if (e.type === "resolved") {  // the workspace: resolution and the customer's rating
+        li.appendChild(el("div", "ops-system ops-resolved", (d.agent || "An agent") + " resolved the conversation"));
+      } else if (e.type === "reopened") {
+        li.appendChild(el("div", "ops-system", d.reason === "customer" ? "The customer wrote again: reopened"
+          : (d.agent || "An agent") + " reopened the conversation"));
+      } else if (e.type === "rating") {
+        li.appendChild(el("div", "ops-system ops-rating", "Customer rated " + d.score + "/5" +
+          (d.comment ? ": " + d.comment : "")));
       } else if (e.type === "review") {
         var parts = [];
         if (d.reviewed !== undefined && d.reviewed !== null) parts.push(d.reviewed ? "marked reviewed" : "unmarked reviewed");
@@ -317,11 +331,33 @@
     takeoverBtn.disabled = c.handoff_status === "agent";
     handbackBtn.hidden = !agent || !mine;
     replyForm.hidden = !mine;
+    noteForm.hidden = !agent;
     agentNote.textContent = mine ? "You are talking to the customer; the bot is paused."
       : c.handoff_status === "agent" ? c.agent + " is talking to the customer."
         : c.handoff_status === "waiting" ? "The customer is waiting for an agent."
           : agent ? "The bot is answering. Take over to answer yourself." : "The bot is answering.";
+    renderResolution(c, agent);
   }
+
+  // The workspace's resolution: status, rating, Resolve / Reopen (agent and admin).
+  var resolveBtn = document.getElementById("conv-resolve");
+  var reopenBtn = document.getElementById("conv-reopen");
+  function renderResolution(c, agent) {
+    detail(facts, "Status", c.resolved_at ? "resolved by " + (c.resolved_by || "?") : "open", "ops-resolution");
+    detail(facts, "Rating", c.rating ? c.rating + "/5" : "–", "ops-rating-fact");
+    resolveBtn.hidden = !agent || !!c.resolved_at;
+    resolveBtn.disabled = c.handoff_status === "agent" && c.agent !== K.user().username;
+    reopenBtn.hidden = !agent || !c.resolved_at;
+    document.getElementById("conv-resolution").textContent = c.resolved_at
+      ? "Resolved " + K.when(c.resolved_at) + (c.rating ? "; rated " + c.rating + "/5." : "; the customer may rate it.")
+      : "Open.";
+  }
+  resolveBtn.addEventListener("click", function () {
+    act(K.api("POST", base + "/resolve"), "Resolved: the customer is asked for a rating.");
+  });
+  reopenBtn.addEventListener("click", function () {
+    act(K.api("POST", base + "/reopen"), "Reopened.");
+  });
 
   function render() {
     var groups = {};
@@ -443,9 +479,51 @@
     }
   });
 
+  // ------------------------------------------------------------------------- notes and canned replies
+  noteForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = noteText.value.trim();
+    if (!text) return;
+    var add = document.getElementById("conv-note-add");
+    add.disabled = true;
+    K.api("POST", base + "/note", { text: text }).then(function () {
+      add.disabled = false;
+      noteText.value = "";
+      K.setStatus(actionStatus, "Note added (staff only).");
+      poll();
+    }, function (e) {
+      add.disabled = false;
+      K.setStatus(actionStatus, "Note not added (" + e.message + ")", true);
+    });
+  });
+
+  function loadCanned() {  // the replies of this conversation's language
+    return K.api("GET", base + "/canned").then(function (data) {
+      while (cannedSelect.options.length > 1) cannedSelect.remove(1);
+      data.items.forEach(function (r) {
+        var option = el("option", null, r.title);
+        option.value = String(r.id);
+        cannedSelect.appendChild(option);
+      });
+      K.setStatus(cannedStatus, data.items.length ? "" : "No canned replies for " + data.language + " yet.");
+    }, function (e) { K.setStatus(cannedStatus, "Could not load canned replies (" + e.message + ")", true); });
+  }
+
+  document.getElementById("conv-canned-insert").addEventListener("click", function () {
+    if (!cannedSelect.value) return;
+    K.api("GET", base + "/canned/render?reply=" + encodeURIComponent(cannedSelect.value)).then(function (data) {
+      var start = replyText.selectionStart, end = replyText.selectionEnd, old = replyText.value;
+      replyText.value = old.slice(0, start) + data.text + old.slice(end);  // at the cursor, replacing a selection
+      replyText.focus();
+      K.setStatus(cannedStatus, data.missing.length ? "Fill in before sending: " +
+        data.missing.map(function (n) { return "{" + n + "}"; }).join(", ") : "", data.missing.length > 0);
+    }, function (e) { K.setStatus(cannedStatus, "Could not insert (" + e.message + ")", true); });
+  });
+
   K.onReady(function () {
     K.api("GET", "/api/meta").then(function (m) { meta = m; }, function () { /* corrections need it only */ })
       .then(load)
+      .then(function () { if (K.can("agent")) loadCanned(); })
       .then(function () { window.setInterval(poll, 1500); }, function () { /* shown by load */ });
   });
 })();

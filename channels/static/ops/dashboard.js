@@ -15,6 +15,14 @@
     return box;
   }
 
+  function duration(seconds) {
+    if (typeof seconds !== "number") return "–";
+    if (seconds < 60) return Math.round(seconds) + " s";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min";
+    if (seconds < 86400) return (seconds / 3600).toFixed(1) + " h";
+    return (seconds / 86400).toFixed(1) + " d";
+  }
+
   function load() {
     var n = days.value;
     K.setStatus(status, "Loading…");
@@ -26,6 +34,12 @@
       kpis.appendChild(kpi(K.pct(d.fallback_rate), "of turns answered with the fallback"));
       kpis.appendChild(kpi(d.safety_blocks, "turns blocked or replies replaced by safety"));
       kpis.appendChild(kpi(d.redactions, "turns with personal data redacted"));
+      // The team's figures (the workspace): CSAT, first response, resolution.
+      kpis.appendChild(kpi(d.ratings ? d.csat_mean.toFixed(1) + " / 5" : "–", "CSAT (" + d.ratings + " rating" +
+        (d.ratings === 1 ? "" : "s") + ")"));
+      kpis.appendChild(kpi(d.ratings ? K.pct(d.csat_satisfied) : "–", "of ratings 4 or 5"));
+      kpis.appendChild(kpi(duration(d.first_response_median), "median first response of an agent"));
+      kpis.appendChild(kpi(duration(d.resolution_median), "median time to resolution"));
       K.setStatus(status, "");
       PLOTS.forEach(function (name) {
         document.getElementById("plot-" + name).src = "/api/dashboard/" + name + ".png?days=" + encodeURIComponent(n);

@@ -45,6 +45,8 @@
     if (c.safety_flags) cell.appendChild(K.badge(c.safety_flags + " safety", "bad"));
     if (c.flagged) cell.appendChild(K.badge("flagged", "bad"));
     if (c.reviewed) cell.appendChild(K.badge("reviewed", "ok"));
+    if (c.resolved_at) cell.appendChild(K.badge("resolved", "ok"));  // the workspace: open conversations show none
+    if (c.rating) cell.appendChild(K.badge("rated " + c.rating + "/5", c.rating >= 4 ? "ok" : "warn"));
     return cell;
   }
 
