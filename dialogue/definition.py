@@ -166,6 +166,24 @@ class DialogueDefinition:
     def task_of_state(self, state: str) -> Task | None:
         return next((t for t in self.tasks if state in t.states), None)
 
+    def opening(self, intent: str) -> tuple[Task, frozenset[str], frozenset[str]] | None:
+        """The task ``intent`` starts, its small-talk intents and the bot's other intents (cancel, knowledge, other
+        tasks): what :func:`dialogue.clauses.detail` may leave out of the message that starts the task."""
+        task = next((t for t in self.tasks if intent in t.intents), None)
+        if task is None:
+            return None
+        others = {i for t in self.tasks for i in t.intents} | set(self.knowledge.intents if self.knowledge else ())
+        others |= set(self.cancel.intents if self.cancel else ())
+        return task, frozenset(talk.intent for talk in self.small_talk), frozenset(others - set(task.intents))
+
+    def claims(self, intent: str, values: Collection[str]) -> bool:
+        """Whether a message read as ``intent`` that gave values for the slots ``values`` is about one of the tasks:
+        a value of a slot of the task ``intent`` starts, or an answer intent with a value a task starts on."""
+        given = set(values)
+        if any(intent in t.intents and given & set(t.slot_names) for t in self.tasks):
+            return True
+        return intent in self.answer_intents and any(given & set(t.starts_on) for t in self.tasks)
+
     def wants(self, ctx: FlowContext, task: Task) -> bool:
         """Whether this turn asks for ``task`` (docs/bots.md, "What compiles to what")."""
         if ctx.intent in task.intents:

@@ -21,8 +21,9 @@ class FromText:
 
     ``domain.yml``: ``reason: {type: text, from_text: {when_asked_by: utter_ask_reason, not_intent: [order_status],
     as_intent: inform}}``. Rasa's ``from_text`` mapping with a ``requested_slot`` condition, for bots without forms:
-    the bot's previous action was ``when_asked_by``, the message's intent is none of ``not_intent`` (a customer who
-    changes the subject is not answering), and no entity filled the slot. The flows and the policy then see the turn
+    the bot's previous action was ``when_asked_by`` (or the conversation still waits for the slot: the customer asked
+    something in between, got the answer, and now answers the question), the message's intent is none of
+    ``not_intent`` (a customer who changes the subject is not answering), and no entity filled the slot. The flows and the policy then see the turn
     as ``as_intent`` (when given): the message answered the question, whatever the NLU filed it under ("dont need it
     anymore" reads like a goodbye, and is a reason for a return).
     """
@@ -32,8 +33,10 @@ class FromText:
     not_intent: frozenset[str] = frozenset()
     as_intent: str | None = None
 
-    def takes(self, last_action: str | None, intent: str, filled: bool) -> bool:
-        return last_action == self.when_asked_by and intent not in self.not_intent and not filled
+    def takes(self, last_action: str | None, intent: str, filled: bool, awaited: frozenset[str] = frozenset()) -> bool:
+        """``awaited``: the slots the conversation's state waits for (:meth:`dialogue.flows.Flows.awaited`)."""
+        asked = last_action == self.when_asked_by or self.slot in awaited
+        return asked and intent not in self.not_intent and not filled
 
 
 @dataclass(frozen=True)

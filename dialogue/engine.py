@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dialogue import types as ev
+from dialogue.clauses import MAX_CLAUSES, Reading, detail, split_clauses
+from dialogue.definition import DialogueDefinition
 from dialogue.domain import Domain
 from dialogue.errors import ConcurrentUpdate, ConversationExists, DialogueError, DuplicateMessage, TurnContention
 from dialogue.flows import FlowContext, Flows
@@ -339,6 +341,11 @@ class DialogueEngine:
         """Give the conversation back to the bot, restarting its flow at the initial state (slots are kept)."""
         return await self.store.hand_back(conversation_id, agent, self.parts.flows.initial_state)
 
+    async def rate(self, conversation_id: str, score: int, comment: str | None) -> ConversationSummary:
+        """The customer's rating of a resolved conversation (``channels.backend.Backend.rate``; see
+        :meth:`dialogue.store.Store.rate`, which validates and redacts)."""
+        return await self.store.rate(conversation_id, score, comment)
+
     # -- the turn --------------------------------------------------------------------------------
     async def handle_message(
         self,
@@ -388,6 +395,42 @@ class DialogueEngine:
                 conversation, seen = await self.store.get_for_message(conversation.id, message_id)
         raise TurnContention(conversation.id if conversation else str(conversation_id), self.max_attempts)
 
+    def _in_scope_by_value(self, parse: Parse, filled: set[str]) -> Parse:
+        """An order number is the bot's business. A message the NLU turned away as out of scope (its best in-scope
+        intent fell below the threshold chosen on dev), but which gave a value of a slot of the task that intent
+        starts ("where's order 19999"), or an answer with a value a task starts on ("17532 这单咋样了"), is read as
+        that intent with its own probability; the bot's confidence threshold still applies to it."""
+        definition = self.parts.flows.definition
+        if parse.intent != ev.OUT_OF_SCOPE or not filled or not isinstance(definition, DialogueDefinition):
+            return parse
+        best = next(((i, p) for i, p in parse.ranking if i != ev.OUT_OF_SCOPE), None)
+        if best is None or not definition.claims(best[0], filled):
+            return parse
+        return dataclasses.replace(parse, intent=best[0], confidence=best[1])
+
+    async def _unasked_detail(self, text: str, intent: str, slots: dict[str, Any], state: str) -> tuple[str, str] | None:
+        """A ``from_text`` slot's value said in the message that starts its task, before the bot asked for it
+        (``dialogue.clauses``): ``(slot, value)``, or ``None``. Costs one NLU parse per clause, and only for a
+        message that starts a task with such a slot still empty."""
+        parts = self.parts
+        definition = parts.flows.definition
+        found = definition.opening(intent) if isinstance(definition, DialogueDefinition) else None
+        if found is None or state in found[0].states:  # no task, or the task is open: its questions take the answers
+            return None
+        task, small_talk, others = found
+        mapping = next((m for m in parts.domain.from_text
+                        if m.slot in task.slot_names and slots.get(m.slot) in (None, "")), None)
+        clauses = split_clauses(text)
+        if mapping is None or not 2 <= len(clauses) <= MAX_CLAUSES:
+            return None
+        parses = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
+        slot = mapping.slot
+        readings = [Reading(c, p.intent, p.confidence >= parts.confidence_threshold,
+                            any(e.entity in task.slot_names and e.entity != slot for e in p.entities))
+                    for c, p in zip(clauses, parses)]
+        value = detail(readings, frozenset(task.intents), small_talk, others)
+        return None if value is None else (slot, value[:MAX_TEXT_SLOT])
+
     async def _turn(
         self, conversation: Conversation, message_id: str, verdict: InputVerdict, on_token: OnToken | None
     ) -> TurnReply:
@@ -417,7 +460,9 @@ class DialogueEngine:
         filled: set[str] = set()
         # A message that answers the bot's question for a from_text slot keeps the task's other values: the customer
         # answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it)
-        answering = {m.slot for m in parts.domain.from_text if m.takes(conversation.last_action, parse.intent, False)}
+        awaited = parts.flows.awaited(conversation.state)
+        answering = {m.slot for m in parts.domain.from_text
+                     if m.takes(conversation.last_action, parse.intent, False, awaited)}
         kept = tuple(e for e in parse.entities if not answering or e.entity in answering
                      or slots.get(e.entity) in (None, ""))
         if len(kept) < len(parse.entities):  # the actions read the message's entities too: they get the kept ones
@@ -428,6 +473,7 @@ class DialogueEngine:
                 if slots.get(entity.entity) != entity.value:
                     slots[entity.entity] = entity.value
                     events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
+        parse = self._in_scope_by_value(parse, filled)
         intent, low_confidence = parse.intent, parse.confidence < parts.confidence_threshold
         answered = False  # a from_text slot took this message as the answer to the bot's question
         searched: list[Hit | None] = []  # the turn's one retrieval, made when first needed
@@ -439,7 +485,8 @@ class DialogueEngine:
             return hit if hit is not None and float(hit.score) >= bar else None
 
         answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
-        takers = [m for m in parts.domain.from_text if m.takes(conversation.last_action, parse.intent, m.slot in filled)]
+        takers = [m for m in parts.domain.from_text
+                  if m.takes(conversation.last_action, parse.intent, m.slot in filled, awaited)]
         if takers and answer and await knowledge_hit(TASK_KNOWLEDGE_MIN) is not None:
             takers = []  # a question the knowledge base answers confidently is a question, not the answer asked for
         for mapping in takers if answer else ():
@@ -447,6 +494,15 @@ class DialogueEngine:
             filled.add(mapping.slot)
             events.append(NewEvent(ev.SLOT_SET, {"slot": mapping.slot, "value": answer, "from": "text"}))
             intent, low_confidence, answered = mapping.as_intent or intent, False, True
+        if low_confidence and filled & awaited:  # the bot asked "which city?" and the message names one: an answer,
+            answers = getattr(parts.flows.definition, "answer_intents", ())  # however unsure the intent classifier was
+            intent, low_confidence, answered = answers[0] if answers else intent, False, True
+        if not answered and answer and not low_confidence:  # said before it was asked: "return 10976, it broke"
+            unasked = await self._unasked_detail(answer, intent, slots, conversation.state)
+            if unasked is not None:
+                slots[unasked[0]] = unasked[1]
+                filled.add(unasked[0])
+                events.append(NewEvent(ev.SLOT_SET, {"slot": unasked[0], "value": unasked[1], "from": "text"}))
 
         def decide(state: str) -> tuple[FlowContext, Decision]:
             context = FlowContext(state=state, intent=intent, slots=dict(slots), filled=frozenset(filled))
@@ -512,7 +568,9 @@ class DialogueEngine:
                 slots[slot] = value
                 events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
         if new_state == initial:  # the action refused a value of its task (cleared it): wait for that slot again
-            refused = {s for s, v in result.slot_updates.items() if v in (None, "")}
+            # (a slot the task resets when it completes is cleared because the task is done, not refused)
+            reset = set(parts.flows.resets.get(decision.action, ()))
+            refused = {s for s, v in result.slot_updates.items() if v in (None, "") and s not in reset}
             new_state = next((st for s, st in parts.flows.reopens.get(decision.action, ()) if s in refused), new_state)
         action_at = len(events)  # the action event goes here once the hand-off decision has settled the new state
         entered = new_state == HANDOFF_STATE and state != HANDOFF_STATE

@@ -87,6 +87,11 @@ class Flows:
     def actions(self) -> tuple[str, ...]:
         return tuple(sorted(e.id for e in self.machine.events))  # type: ignore[attr-defined]
 
+    def awaited(self, state: str) -> frozenset[str]:
+        """The slots a task waits for in ``state`` (its slots' waiting states, from :attr:`reopens`): an answer may
+        come a turn later than the question, after a question of the customer's own was answered in between."""
+        return frozenset(slot for pairs in self.reopens.values() for slot, waiting in pairs if waiting == state)
+
     def allowed(self, context: FlowContext) -> list[str]:
         """The actions enabled in ``context.state`` given the intent and slots (conditions checked)."""
         return self._with_machine(context, lambda machine: sorted(e.id for e in machine.enabled_events()))

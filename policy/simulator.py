@@ -62,7 +62,7 @@ class FromTextLike(Protocol):
     @property
     def slot(self) -> str: ...
 
-    def takes(self, last_action: str | None, intent: str, filled: bool) -> bool: ...
+    def takes(self, last_action: str | None, intent: str, filled: bool, awaited: frozenset[str] = ...) -> bool: ...
 
     @property
     def as_intent(self) -> str | None: ...
@@ -191,6 +191,8 @@ class FlowsLike(Protocol):
     def allowed(self, context: Any) -> list[str]: ...
 
     def advance(self, context: Any, action: str) -> str: ...
+
+    def awaited(self, state: str) -> frozenset[str]: ...
 
 
 @dataclass
@@ -780,7 +782,8 @@ class DialogueSimulation:
                     slots[slot] = value
                     filled.add(slot)
             intent, low = hyp.intent, hyp.confidence < bot.confidence_threshold
-            takers = [m for m in bot.from_text if m.takes(last_action, intent, m.slot in filled)]
+            awaited = bot.flows.awaited(state)
+            takers = [m for m in bot.from_text if m.takes(last_action, intent, m.slot in filled, awaited)]
             if act.intent in self.knowledge_intents:
                 takers = []  # the engine's retriever reads a question the knowledge base answers: not an answer
             texts = dict(act.texts)

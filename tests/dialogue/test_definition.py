@@ -135,6 +135,33 @@ def test_task_end_resets_its_slots_and_from_text_joins_the_domain(bank: Dialogue
                                                  ("recipient", "transfer_need_recipient"))
 
 
+def test_awaited_slots_are_those_of_the_waiting_state(flows: Flows) -> None:
+    assert flows.awaited("transfer_need_recipient") == frozenset({"recipient"})
+    assert flows.awaited("balance_need_account") == frozenset({"account"})
+    assert flows.awaited(IDLE) == frozenset() and flows.awaited("transfer_confirm") == frozenset()
+
+
+def test_opening_names_the_task_and_its_asides(bank: DialogueDefinition) -> None:
+    opening = bank.opening("transfer_money")
+    assert opening is not None
+    task, small_talk, others = opening
+    assert task.name == "transfer"
+    assert small_talk == frozenset({"greet", "goodbye"})
+    assert others == frozenset({"check_balance", "ask_fees", "cancel"})
+    assert bank.opening("greet") is None
+
+
+@pytest.mark.parametrize(("intent", "values", "claimed"), [
+    ("transfer_money", {"amount"}, True),  # a value of the task the intent starts
+    ("check_balance", {"amount"}, False),  # a value of another task
+    ("inform", {"account"}, True),  # an answer with a value a task starts on
+    ("inform", {"amount"}, False),  # an answer with a value no task starts on
+    ("greet", {"account"}, False),
+])
+def test_claims(bank: DialogueDefinition, intent: str, values: set[str], claimed: bool) -> None:
+    assert bank.claims(intent, values) is claimed
+
+
 def test_starts_on_a_bare_value_only_from_idle_and_only_when_this_message_gave_it(flows: Flows) -> None:
     assert "action_balance" in allowed(flows, IDLE, "inform", account="savings")
     remembered = FlowContext(IDLE, "inform", {"account": "savings"}, frozenset())  # known from earlier, not now

@@ -34,3 +34,93 @@ async def test_a_new_value_outside_an_answer_still_replaces_the_old_one(store: A
     await say(engine, first.conversation_id, "and order 55555?")
     conversation = await engine.get_conversation(first.conversation_id)
     assert conversation.slots["order_id"] == "55555"
+
+
+# -- the answer said before the question, after an aside, or with only a value as evidence ---------------------------
+async def test_a_reason_said_in_the_request_is_not_asked_for_again(store: Any) -> None:
+    engine = light_engine(store)
+    reply = await say(engine, None, "I want to return order 10234, the zip broke")
+    conversation = await engine.get_conversation(reply.conversation_id)
+    assert reply.action == "action_return"
+    assert conversation.slots.get("reason") in (None, "the zip broke")  # reset once the return is done
+
+
+@pytest.mark.parametrize("text", [
+    "hello, I want to return order 10234",  # a greeting is an aside, not a reason
+    "I want to return order 10234",  # one clause: nothing besides the request
+    "the zip broke, order 10234",  # no request clause: the message is left to the question
+])
+async def test_no_reason_is_made_up_from_the_request(store: Any, text: str) -> None:
+    engine = light_engine(store)
+    reply = await say(engine, None, text)
+    assert reply.action in ("utter_ask_reason", "action_order_status", "utter_fallback")
+    assert (await engine.get_conversation(reply.conversation_id)).slots.get("reason") in (None, "")
+
+
+async def test_the_answer_may_come_after_an_aside(store: Any) -> None:
+    engine = light_engine(store)
+    asked = await say(engine, None, "I want to return order 10234")
+    assert asked.action == "utter_ask_reason"
+    aside = await say(engine, asked.conversation_id, "thank you")  # small talk: not the reason
+    assert aside.action == "utter_thanks"
+    answered = await say(engine, asked.conversation_id, "the zip broke")
+    assert answered.action == "action_return"
+
+
+async def test_a_finished_task_no_longer_waits_for_its_reset_slot(store: Any) -> None:
+    engine = light_engine(store)
+    done = await say(engine, None, "I want to return order 10234, the zip broke")
+    assert done.action == "action_return"
+    after = await say(engine, done.conversation_id, "what colours are there")
+    assert after.action != "action_return"
+    assert (await engine.get_conversation(done.conversation_id)).state == "idle"
+
+
+class _ThresholdNLU:
+    """The keyword parser, except that "where's ..." is turned away as out of scope by a threshold, the way the trained
+    model turns away a message it is unsure of while its best in-scope intent is still ranked second."""
+
+    def __init__(self) -> None:
+        from tests.channels.conftest import KeywordNLU
+
+        self.inner = KeywordNLU()
+
+    def parse(self, text: str) -> Any:
+        import dataclasses
+
+        parse = self.inner.parse(text)
+        if text.startswith("where's"):
+            return dataclasses.replace(parse, intent="out_of_scope", confidence=0.35,
+                                       ranking=(("out_of_scope", 0.35), ("order_status", 0.65), ("inform", 0.3)))
+        return parse
+
+
+@pytest.mark.parametrize(("text", "action"), [
+    ("where's 19999", "action_order_status"),  # a value of the order task's slot: the bot's business
+    ("where's the nearest cinema", "utter_fallback"),  # no value: out of scope stays out of scope
+])
+async def test_a_value_of_a_task_keeps_a_doubtful_message_in_scope(store: Any, text: str, action: str) -> None:
+    engine = light_engine(store)
+    engine.parts.nlu = _ThresholdNLU()
+    assert (await say(engine, None, text)).action == action
+
+
+async def test_a_value_asked_for_is_an_answer_however_unsure_the_intent(store: Any) -> None:
+    engine = light_engine(store)
+    asked = await say(engine, None, "where is my order")
+    assert asked.action == "utter_ask_order_id"
+    engine.parts.nlu = _DoubtfulNLU()
+    answered = await say(engine, asked.conversation_id, "umm 10234 i think")
+    assert answered.action == "action_order_status"
+    doubtful = await say(engine, None, "umm 10234 i think")  # asked nothing: a doubtful message stays doubtful
+    assert doubtful.action == "utter_fallback"
+
+
+class _DoubtfulNLU(_ThresholdNLU):
+    """Every message read as a greeting at 0.3, whatever order id it carries: the classifier is unsure of it."""
+
+    def parse(self, text: str) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(self.inner.parse(text), intent="greet", confidence=0.3,
+                                   ranking=(("greet", 0.3), ("thanks", 0.2)))
