@@ -15,6 +15,7 @@ in Chinese also spaces, which separate clauses there, not words), each clause is
   which the whole message's parse already filled;
 * an aside is left out: a short greeting or thanks ("hi", "谢谢"), or a question about something else the bot does
   ("do you ship to canada?"), each read confidently;
+* so is a clause too short to say anything ("收到了，但是我想退掉": I got it, but I want to send it back);
 * what is left is the detail. It counts only when the message also had a request clause: a message that is all
   detail ("the strap broke") is left to the question that follows. Clauses are short, and the NLU reads fragments
   less well than messages ("鞋底断了" was read as goodbye, "耳机有杂音" as a product question): so only short small
@@ -46,6 +47,12 @@ class Clause:
     def short(self) -> bool:
         han = len(_HAN.findall(self.text))
         return (han or len(_WORDS.findall(self.text))) <= SHORT_TALK
+
+    @property
+    def substantive(self) -> bool:
+        """Long enough to be a detail: at least 3 words, or 4 Chinese characters ("鞋底断了" is, "收到了" is not)."""
+        han = len(_HAN.findall(self.text))
+        return han >= 4 if han else len(_WORDS.findall(self.text)) >= 3
 
 
 def split_clauses(text: str) -> list[Clause]:
@@ -85,7 +92,7 @@ def detail(readings: Sequence[Reading], request: frozenset[str], small_talk: fro
         aside = r.confident and ((r.intent in small_talk and c.short) or (r.intent in others and c.question))
         if r.intent in request:
             requested = True
-        elif not r.has_value and not aside:
+        elif not r.has_value and not aside and c.substantive:
             kept.append(c.text)
     if not requested or not kept:
         return None

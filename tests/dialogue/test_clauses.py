@@ -43,12 +43,13 @@ def read(text: str, intent: str, confident: bool = True, has_value: bool = False
       read("not what i expected", "complaint"), read("can i send them back", "return_request", question=True)],
      "not what i expected"),  # a complaint in a request is its detail
     ([read("我要退货", "return_request"), read("鞋底断了", "goodbye")], "鞋底断了"),  # a misread fragment: not short talk
-    ([read("退货", "return_request"), read("耳机有杂音", "shipping_question"), read("鞋子也小", "inform", False)],
-     "耳机有杂音，鞋子也小"),  # not a question: a detail, whatever the NLU filed it under
+    ([read("退货", "return_request"), read("耳机有杂音", "shipping_question"), read("鞋子也太小了", "inform", False)],
+     "耳机有杂音，鞋子也太小了"),  # not a question: a detail, whatever the NLU filed it under
     ([read("return 12345", "return_request", has_value=True), read("do you ship to canada", "shipping_question",
                                                                      question=True)], None),  # a question aside
     ([read("hello there", "greet"), read("i want to return it", "return_request")], None),  # short small talk
     ([read("the strap broke", "out_of_scope", False), read("order 12345", "inform", has_value=True)], None),  # no request
+    ([read("收到了", "inform"), read("但是我想退掉", "return_request")], None),  # too short to be a reason
     ([read("return it", "return_request")], None),  # one clause
     ([read("return it", "return_request")] + [read(f"detail {i}", "inform") for i in range(MAX_CLAUSES)], None),
 ])
