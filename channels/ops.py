@@ -133,6 +133,11 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/conversations/{id}/resolve", auth.AGENT, "resolve"),
     ("POST", "/api/conversations/{id}/reopen", auth.AGENT, "reopen"),
     ("POST", "/api/conversations/{id}/note", auth.AGENT, "add_note"),
+    ("POST", "/api/conversations/{id}/claim", auth.AGENT, "claim"),
+    ("POST", "/api/conversations/{id}/assign", auth.AGENT, "assign"),  # {"username": str | null}
+    ("GET", "/api/assignees", auth.VIEWER, "assignees"),
+    ("GET", "/api/conversations/{id}/typing", auth.VIEWER, "typing_state"),  # in memory, no store query
+    ("POST", "/api/conversations/{id}/typing", auth.AGENT, "agent_typing"),  # {"state": bool}
     ("GET", "/api/conversations/{id}/canned", auth.AGENT, "conversation_canned"),
     ("GET", "/api/conversations/{id}/canned/render", auth.AGENT, "render_canned"),  # ?reply=<id>
     ("GET", "/api/canned", auth.AGENT, "canned_replies"),
@@ -259,8 +264,19 @@ def error_response(code: str, reason: str | None = None, headers: Mapping[str, s
     return json_response({"error": {"code": code, "message": reason or message}}, status, headers)
 
 
-def summary_json(s: ConversationSummary) -> dict[str, Any]:
-    """One conversation row of the console API (the chat protocol's row plus the review/handoff fields)."""
+def customer_name(s: ConversationSummary) -> str:
+    """What the inbox calls the customer: the widget's ``data-user`` when the shop passed one, else "Visitor" and
+    the first characters of the conversation id (enough to tell two visitors apart on one screen)."""
+    return s.sender.strip()[:64] if s.sender and s.sender.strip() else f"Visitor {s.id[:6]}"
+
+
+def summary_json(s: ConversationSummary, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One conversation row of the console API (the chat protocol's row plus the review/handoff fields and the
+    inbox's: customer name, last message preview, assignee, unread, and ``waiting_seconds`` while queued, measured
+    with the server's clock ``now`` so a console on a skewed laptop clock still shows the right wait)."""
+    waiting = None
+    if s.handoff_status == "waiting" and s.handoff_at is not None:
+        waiting = max(0, int(((now or dt.datetime.now(dt.UTC)) - s.handoff_at).total_seconds()))
     return {
         **p.summary_to_json(s),
         "reviewed": s.reviewed,
@@ -274,7 +290,30 @@ def summary_json(s: ConversationSummary) -> dict[str, Any]:
         "resolved_at": s.resolved_at.isoformat() if s.resolved_at else None,
         "resolved_by": s.resolved_by,
         "rating": s.rating,
+        "customer": customer_name(s),
+        "preview": s.preview,
+        "preview_by": s.preview_by,
+        "handoff_at": s.handoff_at.isoformat() if s.handoff_at else None,
+        "waiting_seconds": waiting,
+        "assignee": s.assignee,
+        "assigned_at": s.assigned_at.isoformat() if s.assigned_at else None,
+        "unread": s.unread,
     }
+
+
+VIEWS: Final = ("all", "mine", "unassigned")  # the inbox's tabs (?view=)
+
+
+def view_filter(raw: str | None, username: str) -> dict[str, Any]:
+    """``?view=`` -> the :class:`ConversationFilter` fields that narrow a list or the queue to it."""
+    view = raw or "all"
+    if view not in VIEWS:
+        raise ApiError("bad_request", "'view' must be all, mine or unassigned")
+    if view == "mine":
+        return {"assignee": username}
+    if view == "unassigned":
+        return {"assigned": False}
+    return {}
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -351,7 +390,7 @@ def _when(raw: str | None, name: str, *, end_of_day: bool = False) -> dt.datetim
 
 FILTER_PARAMS: Final = frozenset(
     {"since", "until", "created_since", "created_until", "language", "intent", "low_confidence", "fallback", "safety",
-     "handoff", "tag", "reviewed", "flagged", "q", "limit", "cursor"}
+     "handoff", "tag", "reviewed", "flagged", "q", "limit", "cursor", "view"}
 )
 
 
@@ -673,8 +712,10 @@ class OpsServer:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         metrics: Metrics | None = None,
+        typing: p.TypingBoard | None = None,
     ) -> None:
         self.backend = backend
+        self.typing = typing if typing is not None else p.TYPING_BOARD  # shared with this process's chat server
         self.host = host
         self._requested_port = port
         self.options = options or OpsOptions()
@@ -1051,31 +1092,50 @@ class OpsServer:
     async def _h_conversations(self, request: web.Request) -> web.StreamResponse:
         query = {name: request.query.getall(name) for name in set(request.query.keys())}
         filt, limit, cursor = parse_conversation_query(query)
+        filt = dataclasses.replace(filt, **view_filter(_one(query, "view"), request[USER].username))
         page = await self.backend.list_conversations(filt, limit, cursor)
-        return json_response({"items": [summary_json(s) for s in page.items], "next_cursor": page.next_cursor})
+        now = self._now()
+        return json_response(
+            {"items": [summary_json(s, now) for s in page.items], "next_cursor": page.next_cursor,
+             "now": now.isoformat()}
+        )
 
     async def _h_conversation(self, request: web.Request) -> web.StreamResponse:
         cid = self._conversation_id(request)
         summary = await self._summary(cid)
         events = await self.backend.events(cid)
+        last_seq = events[-1].seq if events else 0
+        summary = await self._seen(request, summary, last_seq)
         return json_response(
             {
-                "conversation": summary_json(summary),
+                "conversation": summary_json(summary, self._now()),
                 "events": [p.event_to_json(e) for e in events],
-                "last_seq": events[-1].seq if events else 0,
+                "last_seq": last_seq,
             }
         )
+
+    async def _seen(self, request: web.Request, summary: ConversationSummary, seq: int) -> ConversationSummary:
+        """The assignee reading the conversation (its page loads it, then polls its events) clears its unread
+        marker, up to the last event sent. Done on these reads rather than by a POST from the page: the page
+        polls anyway, nothing but the reader's own marker changes (so no CSRF question), and it is written only
+        when the row is unread for this very reader (one conditional UPDATE, not one per poll)."""
+        if not summary.unread or summary.assignee != request[USER].username or seq < 1:
+            return summary
+        await self.backend.mark_seen(summary.id, request[USER].username, seq)
+        return dataclasses.replace(summary, unread=False)
 
     async def _h_conversation_events(self, request: web.Request) -> web.StreamResponse:
         cid = self._conversation_id(request)
         after = _int(request.query.get("after"), "after", 0, 0, 10**9)
         summary = await self._summary(cid)
         events = await self.backend.events(cid, after)
+        last_seq = events[-1].seq if events else after
+        summary = await self._seen(request, summary, last_seq)
         return json_response(
             {
-                "conversation": summary_json(summary),
+                "conversation": summary_json(summary, self._now()),
                 "events": [p.event_to_json(e) for e in events],
-                "last_seq": events[-1].seq if events else after,
+                "last_seq": last_seq,
             }
         )
 
@@ -1142,8 +1202,49 @@ class OpsServer:
 
     # ------------------------------------------------------------------------------------------------ handoff
     async def _h_handoff_queue(self, request: web.Request) -> web.StreamResponse:
-        items = await self.backend.handoff_queue(self.options.queue_limit)
-        return json_response({"items": [summary_json(s) for s in items]})
+        """The queue (``?view=all|mine|unassigned``): what the queue page polls every two seconds, so one indexed
+        query on ``handoff_status`` of at most ``queue_limit`` rows, with the server's ``now``."""
+        unknown = set(request.query.keys()) - {"view"}
+        if unknown:
+            raise ApiError("bad_request", "unknown query parameter(s)")
+        filt = ConversationFilter(**view_filter(request.query.get("view"), request[USER].username))
+        items = await self.backend.handoff_queue(self.options.queue_limit, filt)
+        now = self._now()
+        return json_response({"items": [summary_json(s, now) for s in items], "now": now.isoformat()})
+
+    async def _h_claim(self, request: web.Request) -> web.StreamResponse:
+        """Assign the conversation to oneself: 409 when a colleague has it (assigned or taken over)."""
+        cid = self._conversation_id(request)
+        await self._summary(cid)
+        summary = await self.backend.claim(cid, request[USER].username)
+        logger.info("claim by %s of %s", request[USER].username, cid)
+        return json_response({"conversation": summary_json(summary, self._now())})
+
+    async def _h_assign(self, request: web.Request) -> web.StreamResponse:
+        """``{"username": name}`` assigns to a colleague (an enabled agent or admin; 400 for anyone else),
+        ``{"username": null}`` unassigns; 409 while another colleague holds it after a take-over."""
+        cid = self._conversation_id(request)
+        body = await self._json_body(request)
+        if "username" not in body:
+            raise ApiError("bad_request", "'username' must be a colleague's username or null")
+        username = body["username"]
+        if username is not None:
+            if not isinstance(username, str) or not auth.USERNAME_RE.fullmatch(username.strip()):
+                raise ApiError("bad_request", "'username' must be a colleague's username or null")
+            username = username.strip()
+            account = await self.backend.get_user(username)
+            if account is None or account.disabled or account.role not in (auth.AGENT, auth.ADMIN):
+                raise ApiError("bad_request", "assign to an enabled agent or admin account")
+        await self._summary(cid)
+        summary = await self.backend.assign(cid, username, request[USER].username)
+        logger.info("assign by %s of %s to %s", request[USER].username, cid, username or "nobody")
+        return json_response({"conversation": summary_json(summary, self._now())})
+
+    async def _h_assignees(self, request: web.Request) -> web.StreamResponse:
+        """Who a conversation can be assigned to (enabled agents and admins): the assign menu's choices."""
+        users = await self.backend.list_users()
+        names = [u.username for u in users if not u.disabled and u.role in (auth.AGENT, auth.ADMIN)]
+        return json_response({"items": sorted(names), "me": request[USER].username})
 
     async def _h_take_over(self, request: web.Request) -> web.StreamResponse:
         cid = self._conversation_id(request)
@@ -1193,6 +1294,28 @@ class OpsServer:
             raise ApiError("conflict", "take the conversation over first")
         event = await self.backend.agent_message(cid, user.username, text, message_id)
         return json_response({"event": p.event_to_json(event)})
+
+    # ------------------------------------------------------------------------------------------ typing presence
+    async def _h_typing_state(self, request: web.Request) -> web.StreamResponse:
+        """``{"customer": bool}``: whether the customer is typing, from the in-memory board of this process (no store
+        query: the conversation page polls it every 1.5 s). See :class:`channels.protocol.TypingBoard`."""
+        cid = self._conversation_id(request)
+        return json_response({"customer": self.typing.customer_typing(cid, time.monotonic())})
+
+    async def _h_agent_typing(self, request: web.Request) -> web.StreamResponse:
+        """``{"state": bool}`` from the agent holding the conversation: pushed to the customer's widget as
+        ``agent_typing`` (with the agent's name and initials), never stored."""
+        cid = self._conversation_id(request)
+        body = await self._json_body(request)
+        state = body.get("state")
+        if not isinstance(state, bool):
+            raise ApiError("bad_request", "'state' must be true or false")
+        summary = await self._summary(cid)
+        user = request[USER]
+        if summary.handoff_status != "agent" or summary.agent != user.username:
+            raise ApiError("conflict", "take the conversation over first")
+        pushed = self.typing.agent(cid, user.username, state, time.monotonic())
+        return json_response({"pushed": pushed})
 
     # ------------------------------------------------------------------------ internal notes and canned replies
     async def _h_add_note(self, request: web.Request) -> web.StreamResponse:
@@ -1428,10 +1551,11 @@ async def run_ops_server(
     *,
     clock: Callable[[], dt.datetime] | None = None,
     metrics: Metrics | None = None,
+    typing: p.TypingBoard | None = None,
 ) -> AsyncIterator[OpsServer]:
     """Start an ops server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit. ``metrics``:
     the process's chat metrics, served as ``GET /metrics``."""
-    server = OpsServer(backend, host, port, options, clock=clock, metrics=metrics)
+    server = OpsServer(backend, host, port, options, clock=clock, metrics=metrics, typing=typing)
     await server.start()
     try:
         yield server

@@ -49,6 +49,18 @@ Client -> server
     session or a bad score; ``too_large``: the comment; ``not_resolved``; ``already_rated``); the connection stays
     open either way.
 
+``{"type": "typing", "state": bool}``
+    The customer is typing (``true``) or stopped (``false``: sent on send, blur, or 5 s idle). Clients send at most
+    one ``true`` every 2 s while the customer types (a repeated ``true`` keeps the state alive), and the server
+    expires a ``true`` after :data:`TYPING_TTL` (6 s) without another. ``state`` must be a JSON boolean (anything
+    else is ``bad_frame``). Each connection may send :data:`TYPING_RATE` typing frames a second on average with
+    bursts of :data:`TYPING_BURST` (a token bucket of its own, on top of the connection's frame limit); beyond
+    that they are answered ``rate_limited`` and dropped. Nothing is answered otherwise, and a typing frame
+    without a session is ignored. The state is kept **in memory only** (:class:`TypingBoard`: never stored, no
+    text, only "typing since when"), for the staff console of the same process (``GET
+    /api/conversations/<id>/typing``): with several worker processes a console sees the typing of the customers
+    whose socket is on the worker that answers its request.
+
 Server -> client
 ----------------
 ``{"type": "session", "conversation_id": str, "secret": str}``
@@ -71,13 +83,23 @@ Server -> client
     a button shows its ``title`` and sends its ``payload`` as the message text (an imported Rasa bot's
     ``/intent{"entity": "value"}``: taken as given, without the NLU).
 ``{"type": "message", "role": "agent", "conversation_id": str, "message_id": str, "reply_to": null, "text": str,
-"intent": null, "confidence": null, "action": null, "handed_off": true, "quick_replies": [], "replayed": false}``
+"intent": null, "confidence": null, "action": null, "handed_off": true, "quick_replies": [], "replayed": false,
+"agent": {"name": str, "avatar": str}}``
     A message written by a human agent in the ops console, pushed to every open connection that proved the
     conversation's secret (or was issued it) while an agent holds it (the server polls the store about every
     0.5 s, so it reaches the customer whichever worker process the agent's console talks to). Bot replies carry
     no ``role`` (or ``"role": "bot"``). While an agent holds the conversation the bot does not answer: a customer
     ``message`` is still stored and answered with a ``message`` frame whose ``text`` is empty and ``handed_off``
-    is true (it only confirms delivery: show nothing).
+    is true (it only confirms delivery: show nothing). ``agent`` (absent in frames of older servers, and for
+    messages stored without an agent) says who wrote it: ``name`` is the agent's display name (their console
+    username, at most 64 characters) and ``avatar`` 1-2 initials of it (:func:`agent_card`) for the client to draw
+    in a coloured circle: never a URL. Both are plain text: insert them as text, never as HTML. History entries
+    of agent messages carry the same ``agent`` field.
+``{"type": "agent_typing", "state": bool, "agent": {"name": str, "avatar": str}}``
+    The human agent holding the conversation is typing in the console (``true``; repeated about every 2 s while
+    they type) or stopped (``false``). Pushed at once to every proven connection of the conversation on the
+    worker process the console talks to (in memory, like the customer's ``typing``; nothing is stored). Show
+    "<name> is typing…"; clear it on the agent's ``message``, on ``false``, or 6 s after the last ``true``.
 ``{"type": "handoff", "conversation_id": str, "status": "agent" | "bot"}``
     A human agent took the conversation over (``"agent"``) or handed it back to the bot (``"bot"``).
 ``{"type": "resolved", "conversation_id": str}``
@@ -132,6 +154,7 @@ connections.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -169,6 +192,10 @@ DEFAULT_MAX_PENDING: Final = 8
 MAX_HISTORY_MESSAGES: Final = 100
 MAX_RATING_COMMENT_CHARS: Final = 1000
 RATING_SCORES: Final = range(1, 6)
+TYPING_TTL: Final = 6.0  # seconds a customer's or agent's "typing" lasts without a refresh
+TYPING_RATE: Final = 1.0  # typing frames per second and connection, on average
+TYPING_BURST: Final = 5
+MAX_AGENT_NAME_CHARS: Final = 64
 
 MESSAGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONVERSATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -301,7 +328,15 @@ class Rating:
         return f"Rating(score={self.score}, comment={'set' if self.comment else None})"
 
 
-ClientFrame = Hello | UserMessage | Rating
+@dataclass(frozen=True)
+class Typing:
+    """``{"type": "typing"}``: the customer is typing (``state=True``) or stopped. Never stored: see
+    :class:`TypingBoard`."""
+
+    state: bool
+
+
+ClientFrame = Hello | UserMessage | Rating | Typing
 
 
 def _bad(reason: str, reply_to: str | None = None) -> ProtocolError:
@@ -399,6 +434,13 @@ def _parse_rating(obj: Mapping[str, Any]) -> Rating:
     return Rating(score=score, comment=comment)
 
 
+def _parse_typing(obj: Mapping[str, Any]) -> Typing:
+    state = obj.get("state")
+    if not isinstance(state, bool):  # not 0/1 or "true": a client that sends those has a bug worth seeing
+        raise _bad("field 'state' must be true or false")
+    return Typing(state=state)
+
+
 def _encodable(text: str) -> bool:
     """``False`` when ``text`` holds a lone surrogate (JSON allows ``"\\ud800"``; UTF-8 storage does not)."""
     try:
@@ -409,7 +451,7 @@ def _encodable(text: str) -> bool:
 
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
-    "hello": _parse_hello, "message": _parse_message, "rating": _parse_rating,
+    "hello": _parse_hello, "message": _parse_message, "rating": _parse_rating, "typing": _parse_typing,
 }
 
 
@@ -476,9 +518,32 @@ def message_frame(reply: TurnReply) -> dict[str, Any]:
     }
 
 
+def agent_initials(name: str) -> str:
+    """1-2 upper-case initials of a display name, for the widget's avatar circle: the first letter of its first two
+    words (``"amy.lee"`` -> ``"AL"``, ``"amy"`` -> ``"A"``, ``"王小明"`` -> ``"王"``); ``"?"`` when it has none."""
+    words = [w for w in re.split(r"[\W_]+", name) if w]
+    return "".join(w[0] for w in words[:2]).upper() or "?"
+
+
+def agent_card(name: str) -> dict[str, str]:
+    """``{"name", "avatar"}`` of a staff member as customers see them: the display name (the console username, cut
+    to :data:`MAX_AGENT_NAME_CHARS`) and its initials (no picture, no URL: nothing the widget loads from elsewhere).
+    Plain text; the widget inserts it with ``textContent``."""
+    shown = " ".join(name.split())[:MAX_AGENT_NAME_CHARS] or "?"
+    return {"name": shown, "avatar": agent_initials(shown)}
+
+
+def agent_typing_frame(state: bool, agent: str) -> dict[str, Any]:
+    """``{"type": "agent_typing"}``: the agent holding the conversation is typing (``state``) or stopped."""
+    return {"type": "agent_typing", "state": bool(state), "agent": agent_card(agent)}
+
+
 def agent_message_frame(event: Event) -> dict[str, Any]:
-    """The pushed ``message`` frame (``"role": "agent"``) of a stored AGENT_MESSAGE event."""
+    """The pushed ``message`` frame (``"role": "agent"``) of a stored AGENT_MESSAGE event; with ``agent`` (who
+    wrote it) when the event names them."""
     message_id = event.message_id or event.data.get("message_id") or f"agent-{event.seq}"
+    agent = event.data.get("agent")
+    extra = {"agent": agent_card(agent)} if isinstance(agent, str) and agent else {}
     return {
         "type": "message",
         "role": "agent",
@@ -492,6 +557,7 @@ def agent_message_frame(event: Event) -> dict[str, Any]:
         "handed_off": True,
         "quick_replies": [],
         "replayed": False,
+        **extra,
     }
 
 
@@ -576,14 +642,16 @@ def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> li
             offered = {str(b.get("payload")): str(b.get("title")) for b in buttons if isinstance(b, dict)} \
                 if isinstance(buttons, list) else {}
         reply_to = event.data.get("reply_to")
-        messages.append(
-            {
-                "role": role,
-                "text": text,
-                "message_id": event.message_id or event.data.get("message_id"),
-                "reply_to": reply_to if isinstance(reply_to, str) else None,
-            }
-        )
+        entry: dict[str, Any] = {
+            "role": role,
+            "text": text,
+            "message_id": event.message_id or event.data.get("message_id"),
+            "reply_to": reply_to if isinstance(reply_to, str) else None,
+        }
+        agent = event.data.get("agent")
+        if role == "agent" and isinstance(agent, str) and agent:
+            entry["agent"] = agent_card(agent)
+        messages.append(entry)
     return messages[-limit:] if limit > 0 else []
 
 
@@ -879,6 +947,11 @@ class TokenBucket:
         return False
 
 
+def typing_rate_limited() -> ProtocolError:
+    """The ``rate_limited`` error of a typing frame over the connection's typing bucket (it is dropped)."""
+    return ProtocolError(RATE_LIMITED, f"more than {TYPING_RATE:g} typing frames per second; slow down")
+
+
 def rate_limited(frame: ClientFrame | None) -> ProtocolError:
     """The ``rate_limited`` error for a dropped frame (``reply_to`` is the message id when it could be read)."""
     reply_to = frame.message_id if isinstance(frame, UserMessage) else None
@@ -973,3 +1046,89 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
     if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+# ------------------------------------------------------------------------------------------------- typing board
+TypingListener = Callable[[str, dict[str, Any]], None]
+
+
+class TypingBoard:
+    """Who is typing, in memory only (no I/O, no clock of its own: callers pass monotonic ``now`` seconds).
+
+    Typing is ephemeral presence, not conversation data: it is never written to the store (no event, no text; only
+    "since when"), so nothing of it survives a restart or reaches an export. The chat server records the customer's
+    ``typing`` frames here (:meth:`customer`) and the console reads them (:meth:`customer_typing`, expired after
+    ``ttl``); the console records its agent's typing (:meth:`agent`), and every subscribed chat server pushes the
+    ``agent_typing`` frame to the conversation's proven connections. Both servers of one ``kefu serve`` process
+    share :data:`TYPING_BOARD`; separate worker processes do not share it (a console sees the typing of customers
+    connected to its own worker, and its agents' typing reaches those only; messages still reach everyone, through
+    the store). At most ``max_conversations`` entries of each kind are kept (the least recently updated go first).
+    Repeats of an agent's state within ``min_interval`` seconds are not pushed again (a flood of console requests
+    does not become a flood of frames).
+    """
+
+    def __init__(
+        self, ttl: float = TYPING_TTL, *, max_conversations: int = 100_000, min_interval: float = 1.0
+    ) -> None:
+        if not ttl > 0:
+            raise ValueError("ttl must be > 0")
+        if max_conversations < 1:
+            raise ValueError("max_conversations must be >= 1")
+        self.ttl = float(ttl)
+        self.max_conversations = max_conversations
+        self.min_interval = float(min_interval)
+        self._customers: OrderedDict[str, float] = OrderedDict()  # conversation id -> when "typing" was last said
+        self._agents: OrderedDict[str, tuple[str, bool, float]] = OrderedDict()  # id -> last pushed (agent, state, at)
+        self._listeners: list[TypingListener] = []
+
+    def __repr__(self) -> str:
+        return f"TypingBoard(customers={len(self._customers)}, agents={len(self._agents)})"
+
+    def _bound(self, table: OrderedDict[str, Any]) -> None:
+        while len(table) > self.max_conversations:
+            table.popitem(last=False)
+
+    def customer(self, conversation_id: str, state: bool, now: float) -> None:
+        """The customer of ``conversation_id`` is typing (``state``) or stopped, at ``now``."""
+        self._customers.pop(conversation_id, None)
+        if state:
+            self._customers[conversation_id] = now
+            self._bound(self._customers)
+
+    def customer_typing(self, conversation_id: str, now: float) -> bool:
+        """Whether the customer said "typing" less than ``ttl`` seconds before ``now`` (and not "stopped" since)."""
+        since = self._customers.get(conversation_id)
+        if since is None:
+            return False
+        if now - since >= self.ttl:
+            del self._customers[conversation_id]
+            return False
+        return True
+
+    def agent(self, conversation_id: str, agent: str, state: bool, now: float) -> bool:
+        """The agent ``agent`` holding ``conversation_id`` is typing (``state``) or stopped: tell the listeners
+        (``agent_typing`` frame), unless it repeats the last state within ``min_interval``. ``True`` when told."""
+        last = self._agents.get(conversation_id)
+        if last is not None and last[0] == agent and last[1] == state and now - last[2] < self.min_interval:
+            return False
+        self._agents.pop(conversation_id, None)
+        self._agents[conversation_id] = (agent, state, now)
+        self._bound(self._agents)
+        frame = agent_typing_frame(state, agent)
+        for listener in list(self._listeners):
+            listener(conversation_id, frame)
+        return True
+
+    def subscribe(self, listener: TypingListener) -> Callable[[], None]:
+        """Call ``listener(conversation_id, frame)`` for each agent typing change; returns the unsubscribe call."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+
+#: The board of this process: the chat server and the console of one ``kefu serve`` share it (unless given another).
+TYPING_BOARD: Final = TypingBoard()

@@ -24,6 +24,12 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   it work when the console and the customer's socket live in different worker processes. A conversation staff
   resolved is polled the same way until it is rated, so its ``resolved`` frame (the rating prompt) is pushed;
   the widget's ``rating`` frame is answered ``rating_ack`` or an ``error`` frame.
+* Typing, both ways, in memory only (:class:`channels.protocol.TypingBoard`, shared with the console of this
+  process): a customer's ``typing`` frame (its own token bucket per connection) is recorded on the board, never in
+  the store; a customer message or a closed socket clears it. The board's agent typing changes (the console's
+  ``POST /api/conversations/<id>/typing``) are pushed at once as ``agent_typing`` frames to the conversation's
+  proven connections on this process. With several worker processes, typing reaches only the sockets and consoles
+  of the same worker (messages still reach everyone, through the store): a cosmetic gap, not a lost message.
 
 Admission control (:mod:`channels.admission`): with ``admission_budget``, a customer message that would wait longer
 than the budget for the turns this worker already holds is answered at once with a ``busy`` frame (``retry_after_ms``)
@@ -226,8 +232,12 @@ class Server:
         options: ServerOptions | None = None,
         *,
         metrics: Metrics | None = None,
+        typing: p.TypingBoard | None = None,
     ) -> None:
         self.backend = backend
+        self.typing = typing if typing is not None else p.TYPING_BOARD  # shared with this process's console
+        self._unsubscribe_typing: Callable[[], None] | None = None
+        self._typing_sends: set[asyncio.Task[None]] = set()
         self.host = host
         self._requested_port = port
         self.static_dir = Path(static_dir) if static_dir is not None else STATIC_DIR
@@ -297,12 +307,16 @@ class Server:
         )
         if opts.push_interval is not None:
             self._pusher = asyncio.create_task(self._push_loop(opts.push_interval))
+        self._unsubscribe_typing = self.typing.subscribe(self._push_agent_typing)
         logger.info("kefu channel server listening on %s", self.url)
 
     async def close(self) -> None:
         """Stop accepting, close connections (1001), let running turns finish for ``close_grace`` seconds."""
         if self._ws is None:
             return
+        if self._unsubscribe_typing is not None:
+            self._unsubscribe_typing()
+            self._unsubscribe_typing = None
         if self._pusher is not None:
             self._pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -505,6 +519,28 @@ class Server:
                         sent += 1
         return sent
 
+    def _push_agent_typing(self, conversation_id: str, frame: dict[str, Any]) -> None:
+        """A :class:`~channels.protocol.TypingBoard` listener: send ``frame`` (``agent_typing``) to the open, proven
+        connections of ``conversation_id`` on this process (tasks: the console's request does not wait for them)."""
+        for ws, state in list(self._live.items()):
+            if state.conversation_id == conversation_id and ws.state is State.OPEN:
+                task = asyncio.create_task(self._send_quietly(ws, frame))
+                self._typing_sends.add(task)
+                task.add_done_callback(self._typing_sends.discard)
+
+    async def _send_quietly(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed, asyncio.TimeoutError):
+            await asyncio.wait_for(self._send(ws, frame), timeout=5.0)
+
+    def _customer_typing(self, state: p.ConnectionState, frame: p.Typing, bucket: p.TokenBucket) -> None:
+        """A ``typing`` frame: within the connection's typing bucket (raises ``rate_limited``), recorded for the
+        console on the in-memory board only. Without a session there is nothing to show it on: ignored."""
+        now = time.monotonic()
+        if not bucket.take(now):
+            raise p.typing_rate_limited()
+        if state.conversation_id is not None:
+            self.typing.customer(state.conversation_id, frame.state, now)
+
     async def _handle_connection(self, ws: ServerConnection) -> None:
         """Reader: parse frames, answer protocol errors, ack and queue turns for this connection's worker."""
         state = p.ConnectionState(self.options.max_pending, self.options.conversations_per_connection)
@@ -518,6 +554,7 @@ class Server:
         self.metrics.connections.inc()
         opts = self.options
         bucket = p.TokenBucket(opts.rate, opts.burst, now=time.monotonic()) if opts.rate is not None else None
+        typing_bucket = p.TokenBucket(p.TYPING_RATE, p.TYPING_BURST, now=time.monotonic())
         try:
             async for data in ws:
                 self.metrics.messages.inc()
@@ -526,6 +563,9 @@ class Server:
                     frame = p.parse_client_frame(data, max_bytes=self.options.max_frame_bytes)
                     if bucket is not None and not bucket.take(time.monotonic()):
                         raise p.rate_limited(frame)  # dropped: neither acknowledged nor queued
+                    if isinstance(frame, p.Typing):
+                        self._customer_typing(state, frame, typing_bucket)
+                        continue  # presence, not a turn: no ack, no queue, no store
                     if isinstance(frame, p.UserMessage) and await self._shed(ws, state, frame):
                         continue  # answered busy: neither acknowledged nor queued
                     fresh = state.admit(frame)
@@ -536,6 +576,8 @@ class Server:
                     await self._send(ws, p.error_frame_for(error))
                     continue
                 if isinstance(frame, p.UserMessage):
+                    if state.conversation_id is not None:  # sent: no longer typing (whatever the widget says next)
+                        self.typing.customer(state.conversation_id, False, time.monotonic())
                     await self._send(ws, p.ack_frame(frame.message_id))
                 if fresh:
                     self.metrics.pending.inc()
@@ -545,6 +587,8 @@ class Server:
         except ConnectionClosed:
             pass  # abnormal closes (1007 invalid UTF-8, 1009 too big, dropped TCP) end this connection only
         finally:
+            if state.conversation_id is not None:
+                self.typing.customer(state.conversation_id, False, time.monotonic())
             self.connections -= 1
             self._live.pop(ws, None)
             self._send_locks.pop(ws, None)
@@ -754,9 +798,11 @@ async def run_server(
     options: ServerOptions | None = None,
     *,
     metrics: Metrics | None = None,
+    typing: p.TypingBoard | None = None,
 ) -> AsyncIterator[Server]:
-    """Start a server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit."""
-    server = Server(backend, host, port, static_dir, options, metrics=metrics)
+    """Start a server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit. ``typing``: the
+    board shared with the console (default: this process's :data:`~channels.protocol.TYPING_BOARD`)."""
+    server = Server(backend, host, port, static_dir, options, metrics=metrics, typing=typing)
     await server.start()
     try:
         yield server

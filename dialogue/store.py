@@ -115,6 +115,9 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 32
 MAX_NOTE_CHARS = 2000  # an internal note: as long as a message may be
 MAX_RATING_COMMENT = 1000  # characters of a customer's rating comment
+PREVIEW_CHARS = 200  # characters of the last message kept for the inbox (migration 0009)
+ASSIGNABLE_ROLES = ("agent", "admin")  # who a conversation can be assigned to
+_MESSAGE_AUTHORS = {ev.USER_MESSAGE: "customer", ev.BOT_MESSAGE: "bot", ev.AGENT_MESSAGE: "agent"}
 RESOLVED_STATUS = "resolved"  # handoff_statuses' value for a resolved conversation still to be rated
 
 # Table definitions mirror migrations/versions/*.py (the migrations own the schema; these are for queries).
@@ -156,6 +159,12 @@ conversations = sa.Table(
     sa.Column("rating", sa.Integer(), nullable=True),
     sa.Column("rating_comment", sa.Text(), nullable=True),
     sa.Column("first_agent_reply_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("assignee", sa.String(64), nullable=True),  # migration 0009: the inbox
+    sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_message", sa.Text(), nullable=False, server_default=""),
+    sa.Column("last_message_by", sa.String(16), nullable=False, server_default=""),
+    sa.Column("last_customer_seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("assignee_seen_seq", sa.Integer(), nullable=False, server_default="0"),
 )
 canned_replies = sa.Table(  # migration 0008: the team's saved answers per language
     "canned_replies",
@@ -297,6 +306,8 @@ _SUMMARY_COLUMNS = (
     _c.id, _c.language, _c.turn_count, _c.handed_off, _c.state, _c.created_at, _c.updated_at, _c.last_intent,
     _c.last_action, _c.reviewed, _c.flagged, _c.tags, _c.min_confidence, _c.fallbacks, _c.safety_flags,
     _c.handoff_status, _c.agent, _c.handoff_at, _c.handoffs, _c.resolved_at, _c.resolved_by, _c.rating,
+    _c.assignee, _c.assigned_at, _c.sender, _c.last_message, _c.last_message_by,
+    (_c.last_customer_seq > _c.assignee_seen_seq).label("unread"),
 )
 
 
@@ -325,7 +336,36 @@ def _row_to_summary(row: Any) -> ConversationSummary:  # a Row of _SUMMARY_COLUM
         resolved_at=_aware(m["resolved_at"]) if m["resolved_at"] is not None else None,
         resolved_by=m["resolved_by"],
         rating=m["rating"],
+        assignee=m["assignee"],
+        assigned_at=_aware(m["assigned_at"]) if m["assigned_at"] is not None else None,
+        unread=bool(m["unread"]),
+        sender=m["sender"],
+        preview=m["last_message"] or "",
+        preview_by=m["last_message_by"] or "",
     )
+
+
+def _assignment(row: Any, assignee: str) -> dict[str, Any]:
+    """The column values that assign the (locked) row to ``assignee``; nothing when it already is. A new assignee
+    has seen nothing yet (``assignee_seen_seq`` 0: unread while any customer message exists)."""
+    if row.assignee == assignee:
+        return {}
+    return {"assignee": assignee, "assigned_at": _now(), "assignee_seen_seq": 0}
+
+
+def _inbox_values(stored: Sequence[Event]) -> dict[str, Any]:
+    """The inbox columns a batch of stored events changes: the last message's text (as stored, so redacted) and
+    author, and the ``seq`` of the last customer message (what makes the conversation unread for its assignee)."""
+    values: dict[str, Any] = {}
+    for event in stored:
+        author = _MESSAGE_AUTHORS.get(event.type)
+        if author is None:
+            continue
+        text = event.data.get("text")
+        values.update(last_message=(text if isinstance(text, str) else "")[:PREVIEW_CHARS], last_message_by=author)
+        if author == "customer":
+            values["last_customer_seq"] = event.seq
+    return values
 
 
 def _row_to_user(row: sa.Row[Any]) -> User:
@@ -898,6 +938,10 @@ class Store:
             where.append(c.reviewed.is_(f.reviewed))
         if f.flagged is not None:
             where.append(c.flagged.is_(f.flagged))
+        if f.assignee is not None:
+            where.append(c.assignee == f.assignee)
+        if f.assigned is not None:
+            where.append(c.assignee.is_not(None) if f.assigned else c.assignee.is_(None))
         if f.query is not None and f.query.strip():
             # search_text is stored lower-cased (Unicode-aware, in Python), so LIKE on it is case-insensitive
             # everywhere; autoescape makes % and _ in the query literal.
@@ -945,16 +989,19 @@ class Store:
         async with self._read("handoff_statuses") as conn:
             return {str(i): str(st) or RESOLVED_STATUS for i, st in (await conn.execute(query)).all()}
 
-    async def handoff_queue(self, limit: int = 100) -> list[ConversationSummary]:
+    async def handoff_queue(
+        self, limit: int = 100, filter: ConversationFilter | None = None
+    ) -> list[ConversationSummary]:
         """Conversations that need or have a human: waiting ones first (longest waiting first), then those an
-        agent holds (oldest take-over first)."""
+        agent holds (oldest take-over first). ``filter`` narrows it (the inbox's views: ``assignee`` /
+        ``assigned``); its ``handoff`` cannot widen it."""
         if not 1 <= limit <= _MAX_LIST:
             raise InvalidQuery(f"limit must be in 1..{_MAX_LIST}, got {limit}", operation="handoff_queue")
         c = conversations.c
         waiting_first = sa.case((c.handoff_status == HANDOFF_WAITING, 0), else_=1)
         query = (
             sa.select(*_SUMMARY_COLUMNS)
-            .where(c.handoff_status.in_((HANDOFF_WAITING, HANDOFF_AGENT)))
+            .where(c.handoff_status.in_((HANDOFF_WAITING, HANDOFF_AGENT)), *self._conditions(filter, 0.5))
             .order_by(waiting_first, c.handoff_at.asc(), c.id)
             .limit(limit)
         )
@@ -1116,6 +1163,7 @@ class Store:
                 values.update(handoff_status=HANDOFF_NONE, handoff_at=None)
             if facts.handoff and status == HANDOFF_NONE:
                 values.update(handoff_status=HANDOFF_WAITING, handoff_at=now, handoffs=row.handoffs + 1)
+            values.update(_inbox_values(stored))
             if row.resolved_at is not None and any(e.type == ev.USER_MESSAGE for e in update.events):
                 reopened = NewEvent(ev.REOPENED, {"agent": None, "reason": "customer"})
                 stored += await self._insert_events(conn, cid, turn, [reopened], now, "commit_turn")
@@ -1197,6 +1245,7 @@ class Store:
         facts = _turn_facts(new_events)
         if facts.texts:
             values["search_text"] = facts.search_text(row.search_text or "")
+        values.update(_inbox_values(stored))
         if activity:
             values.update(version=conversations.c.version + 1, updated_at=now)
         if values:
@@ -1300,7 +1349,9 @@ class Store:
         """An agent takes the conversation: the bot stops answering until :meth:`hand_back`.
 
         Works from the queue (``waiting``) and on a conversation the bot still handles. Taking over again by the
-        same agent changes nothing; :class:`~dialogue.errors.HandoffConflict` when another agent holds it.
+        same agent changes nothing; :class:`~dialogue.errors.HandoffConflict` when another agent holds it. The
+        conversation is then assigned to ``agent`` too (whoever talks to the customer owns it in the inbox), also
+        when it was assigned to a colleague who had not taken it over: someone covering for them answers.
         """
         cid = conversation_id
         _check_agent(agent, "take_over")
@@ -1314,6 +1365,7 @@ class Store:
                     conn, row, [NewEvent(ev.TAKEOVER, {"agent": agent})], "take_over", activity=True,
                     handoff_status=HANDOFF_AGENT, agent=agent, handed_off=True, handoff_at=_now(),
                     handoffs=row.handoffs + (1 if row.handoff_status == HANDOFF_NONE else 0),
+                    **_assignment(row, agent),
                 )
             summary = await self._summary_in(conn, cid)
         log.info("conversation %s taken over", cid)
@@ -1336,7 +1388,7 @@ class Store:
             await self._append(
                 conn, row, [NewEvent(ev.HANDBACK, {"agent": agent})], "hand_back", activity=True,
                 handoff_status=HANDOFF_NONE, agent=None, handed_off=False, handoff_at=None, state=initial_state,
-                fallback_streak=0,
+                fallback_streak=0, assignee=None, assigned_at=None,
             )
             summary = await self._summary_in(conn, cid)
         log.info("conversation %s handed back", cid)
@@ -1363,6 +1415,80 @@ class Store:
             first = {"first_agent_reply_at": _now()} if row.first_agent_reply_at is None else {}
             (stored,) = await self._append(conn, row, [new], "append_agent_message", activity=True, **first)
         return stored
+
+    # ------------------------------------------------------------------ the inbox: assignment and unread (0009)
+    # Assignment is the ``assignee`` column, not ``agent``: ``agent`` is who holds the conversation after a
+    # take-over (the bot is paused, their messages reach the customer); an assignment only says whose it is in the
+    # inbox, and may come first (claimed from the queue, given to a busy colleague) without pausing the bot or
+    # letting the assignee write. A take-over assigns too; a hand-back or a resolution ends the assignment.
+
+    async def claim(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """``agent`` takes an unassigned conversation for themselves. Claiming one's own again changes nothing;
+        :class:`~dialogue.errors.HandoffConflict` (``holder`` = the colleague) when it is assigned to, or held after a
+        take-over by, someone else: two agents clicking "claim" at once get one claim and one 409."""
+        cid = conversation_id
+        _check_agent(agent, "claim")
+        async with self._write("claim", cid) as conn:
+            row = await self._lock_row(conn, cid, "claim")
+            other = row.assignee if row.assignee not in (None, agent) else None
+            if other is None and row.handoff_status == HANDOFF_AGENT and row.agent != agent:
+                other = row.agent
+            if other is not None:
+                raise HandoffConflict(cid, other, row.handoff_status, operation="claim")
+            values = _assignment(row, agent)
+            if values:
+                await conn.execute(conversations.update().where(conversations.c.id == cid).values(**values))
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s claimed", cid)
+        return summary
+
+    async def assign(self, conversation_id: str, assignee: str | None, by: str) -> ConversationSummary:
+        """Assign the conversation to ``assignee`` (``None``: unassign), on behalf of ``by``.
+
+        ``assignee`` must be an enabled account of role agent or admin (a viewer cannot answer customers):
+        :class:`~dialogue.errors.InvalidQuery` otherwise. While a colleague holds the conversation after a
+        take-over it can only be assigned to them (:class:`~dialogue.errors.HandoffConflict`): the assignment
+        would name someone who cannot write to the customer until the holder hands it back. Reassigning resets
+        the unread marker to the new assignee's view (they have seen nothing of it yet).
+        """
+        cid = conversation_id
+        _check_agent(by, "assign")
+        async with self._write("assign", cid) as conn:
+            if assignee is not None:
+                _check_agent(assignee, "assign")
+                account = (await conn.execute(
+                    sa.select(users.c.role, users.c.disabled).where(users.c.username == assignee)
+                )).first()
+                if account is None or account.disabled or account.role not in ASSIGNABLE_ROLES:
+                    raise InvalidQuery("assign to an enabled agent or admin account", operation="assign",
+                                       conversation_id=cid)
+            row = await self._lock_row(conn, cid, "assign")
+            if row.handoff_status == HANDOFF_AGENT and row.agent not in (None, assignee):
+                raise HandoffConflict(cid, row.agent, row.handoff_status, operation="assign")
+            values = (
+                _assignment(row, assignee) if assignee is not None
+                else {"assignee": None, "assigned_at": None} if row.assignee is not None else {}
+            )
+            if values:
+                await conn.execute(conversations.update().where(conversations.c.id == cid).values(**values))
+            summary = await self._summary_in(conn, cid)
+        log.info("conversation %s assigned by %s", cid, by)
+        return summary
+
+    async def mark_seen(self, conversation_id: str, username: str, seq: int) -> bool:
+        """The assignee ``username`` has seen the conversation up to event ``seq``: its unread marker clears if no
+        customer message is newer. Anyone else viewing it changes nothing (unread is the assignee's). One
+        conditional UPDATE, no lock and no version change: the console calls it on reads, and it must neither
+        block nor retry a customer's turn. True when something changed."""
+        c = conversations.c
+        query = (
+            conversations.update()
+            .where(c.id == conversation_id, c.assignee == username, c.assignee_seen_seq < seq)
+            .values(assignee_seen_seq=seq)
+        )
+        async with self._write("mark_seen", conversation_id) as conn:
+            result = await conn.execute(query)
+        return bool(result.rowcount)
 
     # ------------------------------------------------------------------ workspace: resolution and rating
     # (migration 0008; the customer's rating arrives over the chat protocol, resolve/reopen from the console)
@@ -1398,6 +1524,7 @@ class Store:
                                   fallback_streak=0)
                     if initial_state is not None:
                         values["state"] = initial_state
+                values.update(assignee=None, assigned_at=None)  # nobody owes the customer an answer now
                 await self._append(conn, row, new, "resolve", activity=True, **values)
             summary = await self._summary_in(conn, cid)
         log.info("conversation %s resolved", cid)

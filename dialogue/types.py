@@ -121,6 +121,12 @@ class ConversationSummary:
     order) and ``handoffs`` how many times the conversation was ever queued or taken over. ``resolved_at`` /
     ``resolved_by``: when and by whom staff resolved it (``None`` while open); ``rating``: the customer's 1-5
     score of the latest resolution (``None``: not rated; its comment is not here, it is customer text).
+
+    The inbox (migration 0009): ``assignee`` is the colleague the conversation is assigned to (claimed or assigned;
+    not the same as ``agent``, who holds it after a take-over), ``assigned_at`` since when; ``unread``: a customer
+    message arrived after the last one the assignee saw. ``sender`` (the widget's ``data-user``) and ``preview``
+    (the last message, redacted as stored, at most 200 characters; ``preview_by`` is ``customer``, ``bot`` or
+    ``agent``) are customer data: they are left out of ``repr`` and must not be logged.
     """
 
     id: str
@@ -145,6 +151,12 @@ class ConversationSummary:
     resolved_at: dt.datetime | None = None
     resolved_by: str | None = None
     rating: int | None = None
+    assignee: str | None = None
+    assigned_at: dt.datetime | None = None
+    unread: bool = False
+    sender: str | None = field(default=None, repr=False)
+    preview: str = field(default="", repr=False)
+    preview_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,8 @@ class ConversationFilter:
     reviewed: bool | None = None
     flagged: bool | None = None
     query: str | None = None
+    assignee: str | None = None  # assigned to this username (the inbox's "mine")
+    assigned: bool | None = None  # False: nobody's yet (the inbox's "unassigned"); True: somebody's
 
     def __repr__(self) -> str:  # the search query may be customer text
         shown = {k: v for k, v in self.__dict__.items() if v is not None and k != "query"}

@@ -119,8 +119,22 @@ class Console:
         return tuple(self.engine.parts.domain.entities)
 
     # -- handoff --------------------------------------------------------------------------------------------
-    async def handoff_queue(self, limit: int) -> list[ConversationSummary]:
-        return list(await self.store.handoff_queue(limit))
+    async def handoff_queue(
+        self, limit: int, filter: ConversationFilter | None = None
+    ) -> list[ConversationSummary]:
+        return list(await self.store.handoff_queue(limit, filter))
+
+    # -- the inbox: assignment and unread (straight to the store, which checks the accounts) -----------------
+    async def claim(self, conversation_id: str, agent: str) -> ConversationSummary:
+        summary: ConversationSummary = await self.store.claim(conversation_id, agent)
+        return summary
+
+    async def assign(self, conversation_id: str, assignee: str | None, by: str) -> ConversationSummary:
+        summary: ConversationSummary = await self.store.assign(conversation_id, assignee, by)
+        return summary
+
+    async def mark_seen(self, conversation_id: str, username: str, seq: int) -> bool:
+        return bool(await self.store.mark_seen(conversation_id, username, seq))
 
     async def take_over(self, conversation_id: str, agent: str) -> ConversationSummary:
         summary: ConversationSummary = await self.engine.take_over(conversation_id, agent)

@@ -13,7 +13,12 @@
  * the conversation id and sends both in hello (the id alone resumes nothing). When the server answers
  * resume_denied (a lost or stale secret), the widget forgets both and starts a new conversation.
  * Human agents: while one holds the conversation, their messages arrive as {"type": "message", "role": "agent"}
- * frames and {"type": "handoff", "status": "agent" | "bot"} says when they join or leave.
+ * frames and {"type": "handoff", "status": "agent" | "bot"} says when they join or leave. An agent message's optional
+ * "agent": {"name", "avatar"} (older servers omit it) is shown above it: the initials in a CSS circle and the name,
+ * as text. {"type": "agent_typing", "state", "agent"} shows "<name> is typing…" until the agent's message, a false
+ * state, or 6 s without a refresh.
+ * Typing: while the customer types, the widget sends {"type": "typing", "state": true} at most once every 2 s, and
+ * {"state": false} when the message is sent, the input loses focus or after 5 s without a key (nothing of the text).
  * Busy (admission control): {"type": "busy", "reply_to", "retry_after_ms"} means the message was not taken; the
  * widget says so once, holds it and every later message, and resends them in order (same ids) after
  * retry_after_ms plus up to 50% jitter (never sooner); after MAX_BUSY_RETRIES a message is marked not delivered,
@@ -81,6 +86,7 @@
       welcome: "Hi! Ask us about an order, a return, shipping or payment.",
       handoff: "You are being connected to a human agent.",
       agent: "Agent",
+      agentTyping: "{name} is typing…",
       agentJoined: "A human agent joined the chat.",
       agentLeft: "The agent left the chat; the assistant is back.",
       restarted: "Your previous conversation could not be restored here; this is a new one.",
@@ -120,6 +126,7 @@
       welcome: "您好！订单查询、退货、配送、支付问题都可以问我。",
       handoff: "正在为您转接人工客服。",
       agent: "人工客服",
+      agentTyping: "{name} 正在输入…",
       agentJoined: "人工客服已加入对话。",
       agentLeft: "人工客服已离开，智能助手继续为您服务。",
       restarted: "无法在此恢复之前的对话，已为您开始新的对话。",
@@ -235,6 +242,10 @@
   typing.appendChild(dots);
   typing.appendChild(el("span", { "class": "kefu-sr" }, T.typing));
 
+  // "<name> is typing…" while a human agent types in the console (agent_typing frames).
+  var agentTyping = el("div", { id: "kefu-agent-typing", "class": "kefu-agent-typing", role: "status" });
+  agentTyping.hidden = true;
+
   var form = el("form", { id: "kefu-form", "class": "kefu-form", novalidate: "" });
   var input = el("textarea", {
     id: "kefu-input", "class": "kefu-input", rows: "1", maxlength: String(MAX_CHARS),
@@ -247,6 +258,7 @@
   panel.appendChild(header);
   panel.appendChild(list);
   panel.appendChild(typing);
+  panel.appendChild(agentTyping);
   panel.appendChild(form);
   root.appendChild(panel);
   root.appendChild(launcher);
@@ -349,11 +361,26 @@
     scrollDown();
   }
 
-  function agentBubble(text, messageId, extraClass) {
+  // The agent as the server describes them ({"name", "avatar"}: plain text, cut short), or null (older servers).
+  function agentCard(agent) {
+    if (!agent || typeof agent !== "object" || typeof agent.name !== "string" || !agent.name) return null;
+    var avatar = typeof agent.avatar === "string" && agent.avatar ? agent.avatar : agent.name.charAt(0);
+    return { name: agent.name.slice(0, 64), avatar: Array.from(avatar).slice(0, 2).join("").toUpperCase() };
+  }
+
+  // Initials in a CSS circle (no picture, nothing loaded from elsewhere) and the name; text only, never markup.
+  function agentHead(card) {
+    var head = el("span", { "class": "kefu-agent-head" });
+    head.appendChild(el("span", { "class": "kefu-avatar", "aria-hidden": "true" }, card ? card.avatar : "?"));
+    head.appendChild(el("span", { "class": "kefu-sender" }, card ? card.name : T.agent));
+    return head;
+  }
+
+  function agentBubble(text, messageId, extraClass, agent) {
     if (messageId && findById(messageId)) return null; // already shown (a push, then a reconnect's history)
     var bubble = el("div", { "class": "kefu-msg kefu-bot kefu-agent kefu-final" + (extraClass || "") });
     if (messageId) bubble.setAttribute("data-message-id", messageId);
-    bubble.appendChild(el("span", { "class": "kefu-sender" }, T.agent));
+    bubble.appendChild(agentHead(agentCard(agent)));
     bubble.appendChild(el("span", { "class": "kefu-text" }, text));
     list.appendChild(bubble);
     return bubble;
@@ -363,7 +390,7 @@
     messages.forEach(function (m) {
       if (m.message_id && findById(m.message_id)) return; // already on screen (reconnect without reload)
       if (m.role === "agent") {
-        agentBubble(m.text, m.message_id, " kefu-history");
+        agentBubble(m.text, m.message_id, " kefu-history", m.agent);
         return;
       }
       var cls = m.role === "user" ? "kefu-user" : "kefu-bot";
@@ -504,6 +531,8 @@
       socket = null;
       inSession = false;
       typing.hidden = true;
+      hideAgentTyping();
+      typingSent = false; // the server forgot it with the socket
       if (wanted) scheduleReconnect();
     });
   }
@@ -570,7 +599,8 @@
       case "message":
         typing.hidden = true;
         if (frame.role === "agent") {
-          agentBubble(String(frame.text || ""), frame.message_id);
+          hideAgentTyping();
+          agentBubble(String(frame.text || ""), frame.message_id, "", frame.agent);
           scrollDown();
           break;
         }
@@ -592,6 +622,10 @@
           addNote(T.agentLeft, "handoff");
         }
         break;
+      case "agent_typing":
+        if (frame.state === true) showAgentTyping(agentCard(frame.agent));
+        else hideAgentTyping();
+        break;
       case "resolved":
         if (frame.conversation_id === conversationId) showRating();
         break;
@@ -611,6 +645,54 @@
       default:
         break; // newer server: ignore unknown frames
     }
+  }
+
+  // ------------------------------------------------------------------------------------------------ typing
+  var AGENT_TYPING_MS = 6000; // an agent_typing true lasts this long without a refresh
+  var TYPING_EVERY_MS = 2000; // at most one typing true this often while the customer types
+  var TYPING_IDLE_MS = 5000; // no key for this long: stopped typing
+  var agentTypingTimer = null;
+  var typingSent = false; // the server was told "typing" and not "stopped" since
+  var typingSentAt = 0;
+  var typingIdleTimer = null;
+
+  function showAgentTyping(card) {
+    agentTyping.textContent = "";
+    agentTyping.appendChild(agentHead(card));
+    agentTyping.appendChild(el("span", { "class": "kefu-agent-typing-text" },
+      T.agentTyping.replace("{name}", card ? card.name : T.agent)));
+    agentTyping.hidden = false;
+    clearTimeout(agentTypingTimer);
+    agentTypingTimer = setTimeout(hideAgentTyping, AGENT_TYPING_MS);
+    scrollDown();
+  }
+
+  function hideAgentTyping() {
+    clearTimeout(agentTypingTimer);
+    agentTypingTimer = null;
+    agentTyping.hidden = true;
+  }
+
+  function typingStopped() {
+    clearTimeout(typingIdleTimer);
+    typingIdleTimer = null;
+    if (typingSent) frameOut({ type: "typing", state: false });
+    typingSent = false;
+    typingSentAt = 0;
+  }
+
+  function onTyping() {
+    if (!input.value.trim()) {
+      typingStopped();
+      return;
+    }
+    var now = Date.now();
+    if (inSession && now - typingSentAt >= TYPING_EVERY_MS && frameOut({ type: "typing", state: true })) {
+      typingSent = true;
+      typingSentAt = now;
+    }
+    clearTimeout(typingIdleTimer);
+    typingIdleTimer = setTimeout(typingStopped, TYPING_IDLE_MS);
   }
 
   // --------------------------------------------------------------------- rating (after staff resolve the chat)
@@ -727,6 +809,7 @@
   }
 
   function submit() {
+    typingStopped();
     if (sendText(input.value)) {
       input.value = "";
       autoGrow();
@@ -773,6 +856,8 @@
     }
   });
   input.addEventListener("input", autoGrow);
+  input.addEventListener("input", onTyping);
+  input.addEventListener("blur", typingStopped);
   panel.addEventListener("keydown", function (event) {
     if (event.key === "Escape") {
       event.preventDefault();

@@ -218,7 +218,8 @@ def test_history_keeps_visible_messages_in_order() -> None:
     assert frame["messages"] == [
         {"role": "user", "text": "hello", "message_id": "m1", "reply_to": None},
         {"role": "bot", "text": "Hi!", "message_id": "b1", "reply_to": "m1"},
-        {"role": "agent", "text": "Agent here", "message_id": None, "reply_to": None},
+        {"role": "agent", "text": "Agent here", "message_id": None, "reply_to": None,
+         "agent": {"name": "amy", "avatar": "A"}},  # who wrote it (the widget shows the name and initials)
     ]
     assert [m["text"] for m in p.transcript(events, limit=1)] == ["Agent here"]
 
@@ -259,7 +260,7 @@ def test_push_frames_pick_agent_messages_takeover_and_handback() -> None:
     assert frames[1] == {
         "type": "message", "role": "agent", "conversation_id": "c1", "message_id": "a1", "reply_to": None,
         "text": "<b>Hi</b>, Amy here", "intent": None, "confidence": None, "action": None, "handed_off": True,
-        "quick_replies": [], "replayed": False,
+        "quick_replies": [], "replayed": False, "agent": {"name": "amy", "avatar": "A"},
     }
     assert frames[2] == {"type": "handoff", "conversation_id": "c1", "status": "bot"}
     assert len(frames) == 3  # the customer's own message and the bot reply came with the turn

@@ -4,6 +4,9 @@
  * safety verdict and the latency of each stage. Agents review (reviewed / flag / tags), correct a parse (it becomes
  * a training example), take the conversation over, reply to the customer and hand it back.
  * New events are polled every 1.5 s (GET /api/conversations/<id>/events?after=<last seq>).
+ * Typing (in memory on the server, never stored): while an agent holds the conversation, GET .../typing is polled
+ * every 1.5 s and shows "Customer is typing…"; the agent's own typing is POSTed (at most once every 2 s while
+ * typing, false on send, blur or 5 s idle) and shown in the customer's widget with the agent's name.
  */
 (function () {
   "use strict";
@@ -28,6 +31,11 @@
   var noteText = document.getElementById("conv-note-text");
   var cannedSelect = document.getElementById("conv-canned");
   var cannedStatus = document.getElementById("conv-canned-status");
+  var customerTyping = el("p", "ops-typing", "Customer is typing…");
+  customerTyping.id = "conv-customer-typing";
+  customerTyping.setAttribute("role", "status");
+  customerTyping.hidden = true;
+  turnsList.insertAdjacentElement("afterend", customerTyping);
 
   var conversation = null;
   var events = [];
@@ -420,6 +428,53 @@
     }, function () { polling = false; });
   }
 
+  // ------------------------------------------------------------------------------------------------ typing
+  var typingPolling = false;
+  function pollTyping() {  // only while an agent holds it: nobody answers the customer live otherwise
+    if (typingPolling || !conversation || conversation.handoff_status !== "agent") {
+      customerTyping.hidden = true;
+      return;
+    }
+    typingPolling = true;
+    K.api("GET", base + "/typing").then(function (data) {
+      typingPolling = false;
+      customerTyping.hidden = !data.customer;
+    }, function () {
+      typingPolling = false;
+      customerTyping.hidden = true;
+    });
+  }
+
+  var TYPING_EVERY_MS = 2000, TYPING_IDLE_MS = 5000;
+  var agentTypingAt = 0, agentTyping = false, agentIdle = null;
+  function sendAgentTyping(state) {
+    K.api("POST", base + "/typing", { state: state }).then(null, function () { /* cosmetic: never in the way */ });
+  }
+  function agentStopped() {
+    window.clearTimeout(agentIdle);
+    agentIdle = null;
+    if (agentTyping) sendAgentTyping(false);
+    agentTyping = false;
+    agentTypingAt = 0;
+  }
+  function onAgentInput() {
+    var mine = conversation && conversation.handoff_status === "agent" && conversation.agent === K.user().username;
+    if (!mine || !replyText.value.trim()) {
+      agentStopped();
+      return;
+    }
+    var now = Date.now();
+    if (now - agentTypingAt >= TYPING_EVERY_MS) {
+      agentTyping = true;
+      agentTypingAt = now;
+      sendAgentTyping(true);
+    }
+    window.clearTimeout(agentIdle);
+    agentIdle = window.setTimeout(agentStopped, TYPING_IDLE_MS);
+  }
+  replyText.addEventListener("input", onAgentInput);
+  replyText.addEventListener("blur", agentStopped);
+
   function act(promise, done) {
     K.setStatus(actionStatus, "Working…");
     return promise.then(function (data) {
@@ -459,6 +514,7 @@
     event.preventDefault();
     var text = replyText.value.trim();
     if (!text) return;
+    agentStopped();
     var send = document.getElementById("conv-reply-send");
     send.disabled = true;
     var id = "agent-" + (window.crypto && window.crypto.randomUUID ? window.crypto.randomUUID() : String(Date.now()));
@@ -524,6 +580,9 @@
     K.api("GET", "/api/meta").then(function (m) { meta = m; }, function () { /* corrections need it only */ })
       .then(load)
       .then(function () { if (K.can("agent")) loadCanned(); })
-      .then(function () { window.setInterval(poll, 1500); }, function () { /* shown by load */ });
+      .then(function () {
+        window.setInterval(poll, 1500);
+        window.setInterval(pollTyping, 1500);
+      }, function () { /* shown by load */ });
   });
 })();

@@ -5,7 +5,11 @@
 (function () {
   "use strict";
   var K = window.KefuOps;
+  var I = window.KefuInbox;
   var el = K.el;
+  var actionStatus = document.getElementById("list-action-status");
+  var POLL_MS = 2000;  // the first page is refreshed while no older page was loaded (the inbox stays live)
+  var pages = 0;
   var form = document.getElementById("filters");
   var rows = document.getElementById("list-rows");
   var status = document.getElementById("list-status");
@@ -26,6 +30,8 @@
 
   function query() {
     var params = new URLSearchParams();
+    var view = I.currentView();
+    if (view !== "all") params.set("view", view);
     FIELDS.forEach(function (name) {
       var value = form.elements[name].value.trim();
       if (value) params.set(name, value);
@@ -53,10 +59,9 @@
   function row(c) {
     var tr = el("tr");
     tr.setAttribute("data-id", c.id);
-    var id = el("td", "ops-id");
-    id.appendChild(K.conversationLink(c.id));
-    id.title = c.id;
-    tr.appendChild(id);
+    if (c.unread) tr.className = "ops-row-unread";
+    tr.appendChild(I.customerCell(c));
+    tr.appendChild(I.assigneeCell(c, actionStatus, function () { load(false, true); }));
     var updated = el("td", null, K.when(c.updated_at, true));
     updated.title = c.updated_at;
     tr.appendChild(updated);
@@ -73,12 +78,16 @@
     return tr;
   }
 
-  function load(append) {
+  var seq = 0;
+  function load(append, quiet) {
     var params = query();
     params.set("limit", "50");
     if (append && nextCursor) params.set("cursor", nextCursor);
-    K.setStatus(status, "Loading…");
+    if (!quiet) K.setStatus(status, "Loading…");
+    var mine = ++seq;
     K.api("GET", "/api/conversations?" + params.toString()).then(function (page) {
+      if (mine !== seq || (quiet && I.busy(rows))) return;
+      pages = append ? pages + 1 : 1;
       if (!append) rows.textContent = "";
       page.items.forEach(function (c) { rows.appendChild(row(c)); });
       nextCursor = page.next_cursor;
@@ -110,15 +119,18 @@
   });
   document.getElementById("f-clear").addEventListener("click", function () {
     form.reset();
-    window.history.replaceState(null, "", "/console");
+    var view = I.currentView();  // the tab stays
+    window.history.replaceState(null, "", "/console" + (view !== "all" ? "?view=" + view : ""));
     load(false);
   });
   more.addEventListener("click", function () { load(true); });
 
   K.onReady(function () {
+    I.tabs(document.getElementById("list-tabs"), function () { load(false); });
     loadIntents().then(function () {
       fromUrl();
       load(false);
+      window.setInterval(function () { if (pages <= 1) load(false, true); }, POLL_MS);
     });
   });
 })();

@@ -1,10 +1,18 @@
-/* Kefu console: the handoff queue (waiting customers first, oldest first; then those with an agent). Polls every 3 s. */
+/*
+ * Kefu console: the handoff queue (waiting customers first, longest waiting first; then those with an agent), in
+ * the inbox's views (mine / unassigned / all). Polls GET /api/handoff?view= every 2 s and re-renders, so a newly
+ * queued customer appears without a reload, with a notification and a beep (window.KefuInbox).
+ */
 (function () {
   "use strict";
   var K = window.KefuOps;
+  var I = window.KefuInbox;
   var el = K.el;
   var rows = document.getElementById("queue-rows");
   var status = document.getElementById("queue-status");
+  var actionStatus = document.getElementById("queue-action-status");
+  var POLL_MS = 2000;
+  var seq = 0;  // a response older than the latest request is dropped (a view change while a poll is in flight)
 
   function takeOver(id, button) {
     button.disabled = true;
@@ -12,7 +20,7 @@
       window.location.assign("/console/c/" + encodeURIComponent(id));
     }, function (e) {
       button.disabled = false;
-      K.setStatus(status, e.status === 409 ? "Another agent took it first." : "Could not take over (" + e.message + ")", true);
+      K.setStatus(actionStatus, e.status === 409 ? "Another agent took it first." : "Could not take over (" + e.message + ")", true);
       load();
     });
   }
@@ -20,19 +28,20 @@
   function row(c) {
     var tr = el("tr");
     tr.setAttribute("data-id", c.id);
-    var id = el("td", "ops-id");
-    id.appendChild(K.conversationLink(c.id));
-    tr.appendChild(id);
+    if (c.unread) tr.className = "ops-row-unread";
+    tr.appendChild(I.customerCell(c));
     var st = el("td");
     st.appendChild(c.handoff_status === "waiting" ? K.badge("waiting", "warn") : K.badge("with " + (c.agent || "agent"), "ok"));
     tr.appendChild(st);
-    tr.appendChild(el("td", null, K.when(c.updated_at, true)));
+    var wait = el("td", "ops-waiting", c.handoff_status === "waiting" ? I.waitText(c.waiting_seconds) : "–");
+    wait.title = c.handoff_at || "";
+    tr.appendChild(wait);
     tr.appendChild(el("td", null, c.language));
     tr.appendChild(el("td", null, c.last_intent || "–"));
-    tr.appendChild(el("td", null, c.turns));
+    tr.appendChild(I.assigneeCell(c, actionStatus, load));
     var actions = el("td");
-    if (K.can("agent") && c.handoff_status === "waiting") {
-      var b = el("button", "ops-primary", "Take over");
+    if (K.can("agent") && c.handoff_status === "waiting" && (!c.assignee || c.assignee === K.user().username)) {
+      var b = el("button", null, "Take over");
       b.type = "button";
       b.setAttribute("aria-label", "Take over conversation " + c.id);
       b.addEventListener("click", function () { takeOver(c.id, b); });
@@ -43,19 +52,26 @@
   }
 
   function load() {
-    K.api("GET", "/api/handoff").then(function (data) {
+    var mine = ++seq;
+    var view = I.currentView();
+    K.api("GET", "/api/handoff" + (view === "all" ? "" : "?view=" + view)).then(function (data) {
+      if (mine !== seq) return;
+      if (view !== "mine") I.watch(data.items);  // alerts: new arrivals (unassigned by definition)
+      if (I.busy(rows)) return;
       rows.textContent = "";
       data.items.forEach(function (c) { rows.appendChild(row(c)); });
       var waiting = data.items.filter(function (c) { return c.handoff_status === "waiting"; }).length;
       K.setStatus(status, data.items.length ? waiting + " waiting, " + (data.items.length - waiting) + " with an agent"
         : "Nobody is waiting for an agent.");
     }, function (e) {
-      K.setStatus(status, "Could not load the queue (" + e.message + ")", true);
+      if (mine === seq) K.setStatus(status, "Could not load the queue (" + e.message + ")", true);
     });
   }
 
   K.onReady(function () {
+    I.tabs(document.getElementById("queue-tabs"), function () { load(); });
+    I.alertsButton(document.getElementById("queue-alerts"));
     load();
-    window.setInterval(load, 3000);
+    window.setInterval(load, POLL_MS);
   });
 })();
