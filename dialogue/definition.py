@@ -569,14 +569,17 @@ def _task(c: _Checker, name: str, spec: dict[str, Any], answer_intents: tuple[st
         from_text = None
         if s.get("from_text") is not None:
             ft = c.mapping((*sat, "from_text"), s["from_text"] if s["from_text"] is not True else {})
-            c.keys((*sat, "from_text"), ft, {"not_intent", "as_intent"})
+            c.keys((*sat, "from_text"), ft, {"not_intent", "as_intent", "in_request"})
+            if not isinstance(ft.get("in_request", False), bool):
+                c.fail((*sat, "from_text", "in_request"), "in_request is true or false")
             as_intent = ft.get("as_intent", answer_intents[0] if answer_intents else None)
             # by default, another subject's intent is not an answer; the task's own is ("the router keeps dropping"
             # describes a fault and reads like a request to report one)
             not_intent = (c.intents((*sat, "from_text", "not_intent"), ft["not_intent"]) if "not_intent" in ft
                           else tuple(i for i in subject if i not in intents))
             from_text = FromText(slot, ask, frozenset(not_intent),
-                                 c.intent((*sat, "from_text", "as_intent"), as_intent) if as_intent else None)
+                                 c.intent((*sat, "from_text", "as_intent"), as_intent) if as_intent else None,
+                                 ft.get("in_request") is True)
         elif slot not in c.domain.entities and not _filled_by_domain(c.domain, slot):
             c.fail(sat, f"no mapping can fill slot {slot!r}: it is not an entity of domain.yml and has no from_text "
                    "(add the entity and annotate it in the NLU data, or add from_text: {})")

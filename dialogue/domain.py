@@ -32,6 +32,9 @@ class FromText:
     when_asked_by: str
     not_intent: frozenset[str] = frozenset()
     as_intent: str | None = None
+    # the value may come unasked in the message that starts the slot's task ("return 10976, it broke"): for free
+    # text such as a reason or a description, never for a typed value a clause could be mistaken for
+    in_request: bool = False
 
     def takes(self, last_action: str | None, intent: str, filled: bool, awaited: frozenset[str] = frozenset()) -> bool:
         """``awaited``: the slots the conversation's state waits for (:meth:`dialogue.flows.Flows.awaited`)."""
@@ -81,9 +84,11 @@ def _from_text(path: Path, slot: str, spec: dict[str, Any], intents: tuple[str, 
     where = f"domain {path}, slots.{slot}.from_text"
     if not isinstance(raw, dict) or not isinstance(raw.get("when_asked_by"), str):
         raise DomainError(f"{where}: needs when_asked_by: <the response or action that asks for {slot}>")
-    unknown = set(raw) - {"when_asked_by", "not_intent", "as_intent"}
+    unknown = set(raw) - {"when_asked_by", "not_intent", "as_intent", "in_request"}
     if unknown:
-        raise DomainError(f"{where}: unknown keys {sorted(unknown)} (when_asked_by, not_intent, as_intent)")
+        raise DomainError(f"{where}: unknown keys {sorted(unknown)} (when_asked_by, not_intent, as_intent, in_request)")
+    if not isinstance(raw.get("in_request", False), bool):
+        raise DomainError(f"{where}: in_request is true or false")
     not_intent = raw.get("not_intent") or []
     as_intent = raw.get("as_intent")
     for name in [*not_intent, *([as_intent] if as_intent else [])]:
@@ -91,4 +96,4 @@ def _from_text(path: Path, slot: str, spec: dict[str, Any], intents: tuple[str, 
             raise DomainError(f"{where}: {name!r} is not an intent of the domain (intents: {', '.join(intents)})")
     if raw["when_asked_by"].startswith("utter_") and raw["when_asked_by"] not in responses:
         raise DomainError(f"{where}: no response {raw['when_asked_by']!r} in the domain")
-    return FromText(slot, raw["when_asked_by"], frozenset(not_intent), as_intent)
+    return FromText(slot, raw["when_asked_by"], frozenset(not_intent), as_intent, bool(raw.get("in_request", False)))

@@ -419,7 +419,7 @@ class DialogueEngine:
             return None
         task, small_talk, others = found
         mapping = next((m for m in parts.domain.from_text
-                        if m.slot in task.slot_names and slots.get(m.slot) in (None, "")), None)
+                        if m.in_request and m.slot in task.slot_names and slots.get(m.slot) in (None, "")), None)
         clauses = split_clauses(text)
         if mapping is None or not 2 <= len(clauses) <= MAX_CLAUSES:
             return None
@@ -460,7 +460,11 @@ class DialogueEngine:
         filled: set[str] = set()
         # A message that answers the bot's question for a from_text slot keeps the task's other values: the customer
         # answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it)
-        awaited = parts.flows.awaited(conversation.state)
+        # the slots the task still waits for, when the bot's last word was an aside (a question of the customer's
+        # answered, small talk): right after the task's own action, a wait means a value was refused or reset, and
+        # the next message is a new request or value, not the answer to an earlier question
+        after_task = conversation.last_action in parts.flows.reopens
+        awaited = frozenset() if after_task else parts.flows.awaited(conversation.state)
         answering = {m.slot for m in parts.domain.from_text
                      if m.takes(conversation.last_action, parse.intent, False, awaited)}
         kept = tuple(e for e in parse.entities if not answering or e.entity in answering
@@ -568,9 +572,7 @@ class DialogueEngine:
                 slots[slot] = value
                 events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
         if new_state == initial:  # the action refused a value of its task (cleared it): wait for that slot again
-            # (a slot the task resets when it completes is cleared because the task is done, not refused)
-            reset = set(parts.flows.resets.get(decision.action, ()))
-            refused = {s for s, v in result.slot_updates.items() if v in (None, "") and s not in reset}
+            refused = {s for s, v in result.slot_updates.items() if v in (None, "")}
             new_state = next((st for s, st in parts.flows.reopens.get(decision.action, ()) if s in refused), new_state)
         action_at = len(events)  # the action event goes here once the hand-off decision has settled the new state
         entered = new_state == HANDOFF_STATE and state != HANDOFF_STATE

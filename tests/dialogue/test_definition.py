@@ -135,6 +135,14 @@ def test_task_end_resets_its_slots_and_from_text_joins_the_domain(bank: Dialogue
                                                  ("recipient", "transfer_need_recipient"))
 
 
+def test_in_request_is_off_unless_asked_for(tmp_path: Path, domain: Domain, bank: DialogueDefinition) -> None:
+    (plain,) = bank.from_text()
+    assert plain.in_request is False  # a typed value (an amount, card digits) is never guessed from a clause
+    path = write(tmp_path, BANK.replace("        from_text: {}\n", "        from_text: {in_request: true}\n", 1))
+    (free,) = load_definition(path, domain, ACTIONS).from_text()
+    assert free.in_request is True
+
+
 def test_awaited_slots_are_those_of_the_waiting_state(flows: Flows) -> None:
     assert flows.awaited("transfer_need_recipient") == frozenset({"recipient"})
     assert flows.awaited("balance_need_account") == frozenset({"account"})
@@ -225,6 +233,7 @@ def test_author_rules_come_first(tmp_path: Path, domain: Domain) -> None:
          ("'action_transfr' is neither a response of domain.yml nor an action of the bot's actions (did you mean "
          "'action_transfer'?)")),
         ("        from_text: {}\n", "", 6, "no mapping can fill slot 'recipient'"),
+        ("        from_text: {}\n", "        from_text: {in_request: maybe}\n", 8, "in_request is true or false"),
         ("    reset: [amount, recipient]", "    resett: [amount, recipient]", 11, "unknown key 'resett' (did you mean 'reset'?"),
         ("starts_on: [account]", "starts_on: [amount]", 16, "'amount' is not one of the task's slots (account)"),
         ("fallback: utter_fallback", "fallback: utter_greet", 21, "'utter_greet' is already the fallback"),
