@@ -24,9 +24,11 @@ Client -> server
       the user) is created by the connection's first ``message``.
     * a ``conversation_id``: resuming needs its ``secret`` (16-128 characters of ``[A-Za-z0-9_-]``), and when the
       conversation was created with a ``user``, the same ``user``. The server answers ``session`` (without
-      ``secret``: the client keeps its own), then a ``history`` frame when the conversation has messages. A
-      missing or wrong secret, or another user, is answered with the error ``resume_denied`` and nothing else
-      (no session, no history): the id alone is no credential. A session that never got its first message (no
+      ``secret``: the client keeps its own), then a ``history`` frame when the conversation has messages, then
+      a ``resolved`` frame when staff resolved it and it is not rated (nor reopened) since, so a customer who
+      reloads the page is asked for the rating again (:func:`resume_frames`). A missing or wrong secret, or
+      another user, is answered with the error ``resume_denied`` and nothing else (no session, no history): the
+      id alone is no credential. A session that never got its first message (no
       conversation yet) resumes the same way, so a message resent after a reconnect lands in one conversation.
 
     A client may skip ``hello``: its first ``message`` then opens a new conversation (``conversation_id:
@@ -104,7 +106,9 @@ Server -> client
     A human agent took the conversation over (``"agent"``) or handed it back to the bot (``"bot"``).
 ``{"type": "resolved", "conversation_id": str}``
     Staff marked the conversation resolved (pushed like agent messages, to every proven connection): the widget
-    may ask for a ``rating``. A later customer message reopens the conversation.
+    may ask for a ``rating``. Sent again after ``history`` on every resume while that resolution is unrated, so a
+    client may get it more than once for one resolution: show one prompt. A later customer message reopens the
+    conversation.
 ``{"type": "rating_ack", "conversation_id": str, "score": int}``
     The ``rating`` was stored.
 ``{"type": "busy", "reply_to": message_id, "retry_after_ms": int, "reason": "overloaded" | "held"}``
@@ -173,6 +177,8 @@ from dialogue.types import (
     AGENT_MESSAGE,
     BOT_MESSAGE,
     HANDBACK,
+    RATING,
+    REOPENED,
     RESOLVED,
     TAKEOVER,
     USER_MESSAGE,
@@ -622,6 +628,33 @@ def error_frame_for(exc: BaseException, *, reply_to: str | None = None) -> dict[
 def history_frame(conversation_id: str, events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> dict[str, Any]:
     """The ``history`` frame: the visible transcript (user, bot and agent messages) of ``events``."""
     return {"type": "history", "conversation_id": conversation_id, "messages": transcript(events, limit)}
+
+
+def awaiting_rating(events: Iterable[Event]) -> bool:
+    """Whether the latest ``resolved`` of ``events`` is neither rated nor reopened since (by staff, or by a customer
+    message): the same rule as the store's ``resolved_at`` / ``rating`` columns, read from the events the server
+    already loads to resume, so resuming costs no extra query."""
+    waiting = False
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.type == RESOLVED:
+            waiting = True
+        elif event.type in (RATING, REOPENED):
+            waiting = False
+    return waiting
+
+
+def resume_frames(conversation_id: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The frames after ``session`` on a proven resume of a stored conversation: its ``history`` (when it has
+    visible messages), then its ``resolved`` frame again while the resolution awaits a rating. The live
+    ``resolved`` frame reached only the sockets open when staff resolved it (and a resumed client's pushes start
+    after the events it was sent), so without this a customer who reloaded the page would never be asked."""
+    frames: list[dict[str, Any]] = []
+    history = history_frame(conversation_id, events)
+    if history["messages"]:
+        frames.append(history)
+    if awaiting_rating(events):
+        frames.append(resolved_frame(conversation_id))
+    return frames
 
 
 def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> list[dict[str, Any]]:

@@ -22,8 +22,9 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   (:meth:`~channels.backend.Backend.handoff_statuses`, one query) and reads the new events of those only
   (:meth:`~channels.backend.Backend.events_after`). Polling the store, not an in-process signal, is what makes
   it work when the console and the customer's socket live in different worker processes. A conversation staff
-  resolved is polled the same way until it is rated, so its ``resolved`` frame (the rating prompt) is pushed;
-  the widget's ``rating`` frame is answered ``rating_ack`` or an ``error`` frame.
+  resolved is polled the same way until it is rated, so its ``resolved`` frame (the rating prompt) is pushed, and
+  a resume (``hello`` with the secret) sends it again after the history while it is unrated, so a reloaded page
+  asks too; the widget's ``rating`` frame is answered ``rating_ack`` or an ``error`` frame.
 * Typing, both ways, in memory only (:class:`channels.protocol.TypingBoard`, shared with the console of this
   process): a customer's ``typing`` frame (its own token bucket per connection) is recorded on the board, never in
   the store; a customer message or a closed socket clears it. The board's agent typing changes (the console's
@@ -686,10 +687,8 @@ class Server:
             return
         state.open(session, stored=events is not None, last_seq=max((e.seq for e in events or ()), default=0))
         await self._send(ws, p.session_frame(session.id))
-        if events:
-            history = p.history_frame(session.id, events)
-            if history["messages"]:
-                await self._send(ws, history)
+        for frame in p.resume_frames(session.id, events or ()):  # history; resolved again while unrated
+            await self._send(ws, frame)
 
     async def _session_for(self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage) -> None:
         """A message on a connection without ``hello``: a new session, or the proven one it names."""

@@ -26,13 +26,16 @@ import pytest
 import pytest_asyncio
 
 from channels.server import Server, ServerOptions, run_server
-from dialogue.errors import ConversationNotFound
+from dialogue.errors import AlreadyRated, ConversationNotFound, InvalidQuery, NotResolved
 from dialogue.types import (
     ACTION,
     AGENT_MESSAGE,
     BOT_MESSAGE,
     HANDBACK,
     NLU_PARSE,
+    RATING,
+    REOPENED,
+    RESOLVED,
     TAKEOVER,
     USER_MESSAGE,
     Conversation,
@@ -64,7 +67,9 @@ class EchoBackend:
     """An honest in-memory :class:`channels.backend.Backend` for channel tests: replies with the upper-cased text,
     streamed word by word; deduplicates by message id (replays the stored reply); records events like the real
     store does; creates a conversation on its first message as ``create`` says (id, secret hash, language,
-    sender), like the engine. ``gate`` (an Event) holds turns until set; ``fail`` makes the next turns raise it."""
+    sender), like the engine. ``gate`` (an Event) holds turns until set; ``fail`` makes the next turns raise it.
+    Resolution and rating follow the store's rules: :meth:`resolve` (a simulated agent) opens a resolution,
+    :meth:`rate` is refused unless one is open and unrated, and a customer message reopens it."""
 
     def __init__(self, token_delay: float = 0.0) -> None:
         self.token_delay = token_delay
@@ -74,6 +79,7 @@ class EchoBackend:
         self.fail: BaseException | None = None
         self.started: list[str] = []  # message ids, in the order turns started
         self.handoff: dict[str, str] = {}  # conversation id -> "agent" while a (simulated) agent holds it
+        self.resolutions: dict[str, int | None] = {}  # id -> the resolution's score (None: unrated) while resolved
 
     def _new(self, create: NewConversation | None = None) -> str:
         conversation_id = create.id if create is not None else uuid.uuid4().hex
@@ -128,6 +134,9 @@ class EchoBackend:
         conv = self.conversations[conversation_id]
         conv["turns"] += 1
         self._event(conversation_id, USER_MESSAGE, {"text": text, "message_id": message_id}, message_id)
+        if conversation_id in self.resolutions:  # the customer wrote again: reopened
+            del self.resolutions[conversation_id]
+            self._event(conversation_id, REOPENED, {"agent": None, "reason": "customer"}, None)
         self._event(conversation_id, NLU_PARSE, {"intent": "echo", "confidence": 1.0, "entities": []}, None)
         self._event(conversation_id, ACTION, {"name": "utter_echo", "allowed": ["utter_echo"]}, None)
         reply_text = text.upper()
@@ -167,12 +176,40 @@ class EchoBackend:
         self.handoff.pop(conversation_id, None)
         self._event(conversation_id, HANDBACK, {"agent": agent}, None)
 
+    def resolve(self, conversation_id: str, agent: str = "amy") -> None:
+        """Staff resolve it (a hand-off ends with it, as in the store); resolving a resolved one changes nothing."""
+        if conversation_id in self.resolutions:
+            return
+        if self.handoff.pop(conversation_id, None) is not None:
+            self._event(conversation_id, HANDBACK, {"agent": agent}, None)
+        self._event(conversation_id, RESOLVED, {"agent": agent}, None)
+        self.resolutions[conversation_id] = None
+
+    async def rate(self, conversation_id: str, score: int, comment: str | None) -> None:
+        """The customer's rating, once per resolution: ``NotResolved`` unless :meth:`resolve` opened one (and no
+        message reopened it since), ``AlreadyRated`` for a second one; the comment is redacted like the store's."""
+        from safety.pii import redact_verbatim
+
+        if conversation_id not in self.conversations:
+            raise ConversationNotFound(conversation_id, operation="rate")
+        if isinstance(score, bool) or not 1 <= score <= 5:
+            raise InvalidQuery("a rating is an integer score 1..5", operation="rate", conversation_id=conversation_id)
+        if conversation_id not in self.resolutions:
+            raise NotResolved("the conversation is not resolved", operation="rate", conversation_id=conversation_id)
+        if self.resolutions[conversation_id] is not None:
+            raise AlreadyRated("this resolution is already rated", operation="rate", conversation_id=conversation_id)
+        text = redact_verbatim(comment)[0] if comment else None
+        self._event(conversation_id, RATING, {"score": score, "comment": text}, None)
+        self.resolutions[conversation_id] = score
+
     async def events_after(self, conversation_id: str, seq: int) -> list[Event]:
         conv = self.conversations.get(conversation_id)
         return [e for e in conv["events"] if e.seq > seq] if conv else []
 
     async def handoff_statuses(self, conversation_ids: Any) -> dict[str, str]:
-        return {cid: self.handoff[cid] for cid in conversation_ids if cid in self.handoff}
+        unrated = [cid for cid in conversation_ids if cid in self.resolutions and self.resolutions[cid] is None]
+        statuses = dict.fromkeys(unrated, "resolved")
+        return statuses | {cid: self.handoff[cid] for cid in conversation_ids if cid in self.handoff}
 
     async def conversation_events(self, conversation_id: str) -> list[Event]:
         conv = self.conversations.get(conversation_id)
