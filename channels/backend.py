@@ -207,6 +207,10 @@ class ConsoleBackend(Protocol):
 
     async def disable_user(self, username: str, disabled: bool = True) -> Any: ...
 
+    async def set_locale(self, username: str, locale: str | None) -> Any:
+        """Remember the console language the staff member chose (``None``: follow the browser)."""
+        ...
+
     async def erase_customer(self, user: str) -> Any:
         """Delete every conversation whose sender is ``user``; returns a report with ``conversations`` and
         ``rows`` (per table)."""

@@ -80,7 +80,14 @@ from channels import protocol as p
 from channels.backend import ConsoleBackend
 from channels.errors import ChannelError, StaticFilesError
 from dialogue.canned import CannedReply, CannedReplyExists, CannedReplyInvalid, check_reply
-from dialogue.types import ConversationFilter, ConversationSummary, DashboardStats, Session, User
+from dialogue.types import (
+    CONSOLE_LOCALES,
+    ConversationFilter,
+    ConversationSummary,
+    DashboardStats,
+    Session,
+    User,
+)
 
 if TYPE_CHECKING:
     from channels.metrics import Metrics
@@ -115,6 +122,7 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/login", None, "login"),
     ("POST", "/api/logout", auth.VIEWER, "logout"),
     ("GET", "/api/me", auth.VIEWER, "me"),
+    ("POST", "/api/me/locale", auth.VIEWER, "set_locale"),  # {"locale": "en" | "zh" | null}
     ("GET", "/console", auth.VIEWER, "page_list"),
     ("GET", "/console/c/{id}", auth.VIEWER, "page_conversation"),
     ("GET", "/console/queue", auth.VIEWER, "page_queue"),
@@ -1068,8 +1076,22 @@ class OpsServer:
                 "user": user_json(request[USER]),
                 "csrf_token": session.csrf_token,
                 "expires_at": session.expires_at.isoformat(),
+                "locale": request[USER].locale,  # the console language chosen; null: the browser's
             }
         )
+
+    async def _h_set_locale(self, request: web.Request) -> web.StreamResponse:
+        """The console's language switch: remembered with the account (every role may choose its own language;
+        ``null`` forgets the choice and the pages follow the browser again). Only the caller's own account."""
+        body = await self._json_body(request)
+        if "locale" not in body:
+            raise ApiError("bad_request", "'locale' must be one of en, zh or null")
+        locale = body["locale"]
+        if locale is not None and (not isinstance(locale, str) or locale not in CONSOLE_LOCALES):
+            raise ApiError("bad_request", "'locale' must be one of en, zh or null")
+        user = await self.backend.set_locale(request[USER].username, locale)
+        logger.info("locale of %s set to %s", request[USER].username, locale or "browser")
+        return json_response({"locale": user.locale})
 
     # ------------------------------------------------------------------------------------------ conversations
     def _conversation_id(self, request: web.Request) -> str:
@@ -1246,35 +1268,29 @@ class OpsServer:
         names = [u.username for u in users if not u.disabled and u.role in (auth.AGENT, auth.ADMIN)]
         return json_response({"items": sorted(names), "me": request[USER].username})
 
-    async def _h_take_over(self, request: web.Request) -> web.StreamResponse:
+    async def _staff_step(
+        self, request: web.Request, verb: str, step: Callable[[str, str], Awaitable[ConversationSummary]]
+    ) -> web.StreamResponse:
+        """One staff step on a conversation (take over, hand back, resolve, reopen): 404 first, then the step."""
         cid = self._conversation_id(request)
         await self._summary(cid)
-        summary = await self.backend.take_over(cid, request[USER].username)
-        logger.info("takeover by %s of %s", request[USER].username, cid)
+        summary = await step(cid, request[USER].username)
+        logger.info("%s by %s of %s", verb, request[USER].username, cid)
         return json_response({"conversation": summary_json(summary)})
 
+    async def _h_take_over(self, request: web.Request) -> web.StreamResponse:
+        return await self._staff_step(request, "takeover", self.backend.take_over)
+
     async def _h_hand_back(self, request: web.Request) -> web.StreamResponse:
-        cid = self._conversation_id(request)
-        await self._summary(cid)
-        summary = await self.backend.hand_back(cid, request[USER].username)
-        logger.info("handback by %s of %s", request[USER].username, cid)
-        return json_response({"conversation": summary_json(summary)})
+        return await self._staff_step(request, "handback", self.backend.hand_back)
 
     # ------------------------------------------------------------------------------------- resolution (workspace)
     async def _h_resolve(self, request: web.Request) -> web.StreamResponse:
         """Resolve (ends a hand-off this agent holds or that waits; 409 when a colleague holds it)."""
-        cid = self._conversation_id(request)
-        await self._summary(cid)
-        summary = await self.backend.resolve(cid, request[USER].username)
-        logger.info("resolve by %s of %s", request[USER].username, cid)
-        return json_response({"conversation": summary_json(summary)})
+        return await self._staff_step(request, "resolve", self.backend.resolve)
 
     async def _h_reopen(self, request: web.Request) -> web.StreamResponse:
-        cid = self._conversation_id(request)
-        await self._summary(cid)
-        summary = await self.backend.reopen(cid, request[USER].username)
-        logger.info("reopen by %s of %s", request[USER].username, cid)
-        return json_response({"conversation": summary_json(summary)})
+        return await self._staff_step(request, "reopen", self.backend.reopen)
 
     async def _h_agent_message(self, request: web.Request) -> web.StreamResponse:
         cid = self._conversation_id(request)
@@ -1533,7 +1549,7 @@ def load_ops_static(static_dir: Path) -> dict[str, tuple[bytes, str]]:
         content_type = STATIC_TYPES.get(path.suffix.lower())
         if content_type is not None and path.is_file():
             files[path.name] = (path.read_bytes(), content_type)
-    for name in (*PAGES.values(), "forbidden.html", "ops.js", "ops.css"):
+    for name in (*PAGES.values(), "forbidden.html", "ops.js", "ops.css", "i18n.js"):
         if name not in files:
             raise StaticFilesError("required ops file missing", path=str(static_dir / name))
     favicon = static_dir.parent / "favicon.svg"

@@ -83,6 +83,7 @@ from dialogue.errors import (
     UserNotFound,
 )
 from dialogue.types import (
+    CONSOLE_LOCALES,
     EVENT_TYPES,
     HANDOFF_AGENT,
     HANDOFF_FILTERS,
@@ -193,6 +194,7 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("disabled", sa.Boolean(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locale", sa.String(16), nullable=True),  # migration 0010
 )
 sessions = sa.Table(
     "sessions",
@@ -377,6 +379,7 @@ def _row_to_user(row: sa.Row[Any]) -> User:
         disabled=bool(m["disabled"]),
         created_at=_aware(m["created_at"]),
         password_hash=m["password_hash"],
+        locale=m["locale"],
     )
 
 
@@ -1703,6 +1706,13 @@ class Store:
         their agents."""
         return await self._update_user(username, "disable_user", end_sessions=disabled, disabled=disabled)
 
+    async def set_locale(self, username: str, locale: str | None) -> User:
+        """Remember the console language a staff member chose (one of ``CONSOLE_LOCALES``), or forget it
+        (``None``: the console follows the browser again). Sessions continue: every page reads it on load."""
+        if locale is not None and locale not in CONSOLE_LOCALES:
+            raise StoreError(f"locale must be one of {', '.join(CONSOLE_LOCALES)} or None", operation="set_locale")
+        return await self._update_user(username, "set_locale", end_sessions=False, locale=locale)
+
     async def create_session(
         self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime
     ) -> Session:
@@ -1742,6 +1752,7 @@ class Store:
             disabled=bool(m[users.c.disabled]),
             created_at=_aware(m[users.c.created_at]),
             password_hash=m[users.c.password_hash],
+            locale=m[users.c.locale],
         )
         if user.disabled:
             return None

@@ -40,6 +40,8 @@ HANDOFF_FILTERS = ("waiting", "agent", "any", "none")  # ConversationFilter.hand
 
 # Staff roles, least privileged first (ordering is what the ops server's role checks compare).
 ROLES = ("viewer", "agent", "admin")
+# Languages of the ops console's own interface (channels/static/ops/i18n.js has one dictionary per code).
+CONSOLE_LOCALES = ("en", "zh")
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ class User:
     role: str
     disabled: bool
     created_at: dt.datetime
+    locale: str | None = None  # the console language chosen (CONSOLE_LOCALES); None: follow the browser
 
 
 @dataclass(frozen=True)

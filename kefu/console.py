@@ -222,6 +222,9 @@ class Console:
     async def disable_user(self, username: str, disabled: bool = True) -> Any:
         return await self.store.disable_user(username, disabled)
 
+    async def set_locale(self, username: str, locale: str | None) -> Any:
+        return await self.store.set_locale(username, locale)
+
     async def erase_customer(self, user: str) -> Any:
         from dialogue.retention import delete_user
 

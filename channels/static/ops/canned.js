@@ -20,7 +20,9 @@
 
   function edit(reply) {
     editing = reply ? reply.id : null;
-    formTitle.textContent = reply ? "Edit “" + reply.title + "”" : "New canned reply";
+    formTitle.textContent = "";
+    formTitle.appendChild(reply ? K.node("canned.editing", { title: K.raw(reply.title) })
+      : document.createTextNode(K.t("canned.new")));
     if (reply) {
       language.value = reply.language;
       title.value = reply.title;
@@ -36,23 +38,23 @@
   function row(reply) {
     var tr = el("tr");
     tr.setAttribute("data-id", reply.id);
-    tr.appendChild(el("td", null, reply.language));
-    tr.appendChild(el("td", null, reply.title));
-    tr.appendChild(el("td", "ops-canned-text", reply.text));
+    tr.appendChild(el("td", null, K.raw(reply.language)));
+    tr.appendChild(el("td", null, K.raw(reply.title)));
+    tr.appendChild(el("td", "ops-canned-text", K.raw(reply.text)));
     var actions = el("td");
-    var editBtn = el("button", null, "Edit");
+    var editBtn = el("button", null, K.t("canned.edit"));
     editBtn.type = "button";
-    editBtn.setAttribute("aria-label", "Edit " + reply.title + " (" + reply.language + ")");
+    editBtn.setAttribute("aria-label", K.t("canned.editLabel", { title: reply.title, language: reply.language }));
     editBtn.addEventListener("click", function () { edit(reply); });
-    var del = el("button", "ops-danger", "Delete");
+    var del = el("button", "ops-danger", K.t("canned.delete"));
     del.type = "button";
-    del.setAttribute("aria-label", "Delete " + reply.title + " (" + reply.language + ")");
+    del.setAttribute("aria-label", K.t("canned.deleteLabel", { title: reply.title, language: reply.language }));
     del.addEventListener("click", function () {
       K.api("POST", "/api/canned/delete", { id: reply.id }).then(function () {
-        K.setStatus(status, "Deleted " + reply.title + ".");
+        K.setStatus(status, K.node("canned.deleted", { title: K.raw(reply.title) }));
         if (editing === reply.id) edit(null);
         load();
-      }, function (e) { K.setStatus(status, "Not deleted (" + e.message + ")", true); });
+      }, function (e) { K.setStatus(status, K.t("canned.notDeleted", { error: K.errorText(e) }), true); });
     });
     actions.appendChild(editBtn);
     actions.appendChild(del);
@@ -66,13 +68,14 @@
         data.languages.forEach(function (code) {
           var option = el("option", null, code);
           option.value = code;
+          option.setAttribute("data-raw", "");  // a language code of the bot
           language.appendChild(option);
         });
       }
       rows.textContent = "";
       data.items.forEach(function (r) { rows.appendChild(row(r)); });
-      if (!data.items.length) K.setStatus(status, "No canned replies yet.");
-    }, function (e) { K.setStatus(status, "Could not load the canned replies (" + e.message + ")", true); });
+      if (!data.items.length) K.setStatus(status, K.t("canned.none"));
+    }, function (e) { K.setStatus(status, K.t("canned.loadFailed", { error: K.errorText(e) }), true); });
   }
 
   form.addEventListener("submit", function (event) {
@@ -84,10 +87,10 @@
       body.id = editing;
     }
     K.api("POST", url, body).then(function (data) {
-      K.setStatus(status, "Saved " + data.reply.title + ".");
+      K.setStatus(status, K.node("canned.saved", { title: K.raw(data.reply.title) }));
       edit(null);
       load();
-    }, function (e) { K.setStatus(formStatus, "Not saved (" + e.message + ")", true); });
+    }, function (e) { K.setStatus(formStatus, K.t("canned.notSaved", { error: K.errorText(e) }), true); });
   });
   cancel.addEventListener("click", function () { edit(null); });
 

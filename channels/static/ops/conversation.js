@@ -31,7 +31,8 @@
   var noteText = document.getElementById("conv-note-text");
   var cannedSelect = document.getElementById("conv-canned");
   var cannedStatus = document.getElementById("conv-canned-status");
-  var customerTyping = el("p", "ops-typing", "Customer is typing…");
+  var customerTyping = el("p", "ops-typing", K.t("conv.customerTyping"));
+  var R = K.raw;  // a value from the data (intent, action, username, slot...) inside interface text
   customerTyping.id = "conv-customer-typing";
   customerTyping.setAttribute("role", "status");
   customerTyping.hidden = true;
@@ -45,8 +46,13 @@
   var openForms = {}; // turn number -> true while a correction form is open (do not re-render under the user)
   var stale = {}; // turn number -> true when new events arrived while its form was open
 
-  document.getElementById("conv-title").textContent = "Conversation " + cid;
-  document.title = "Conversation " + cid + " · Kefu console";
+  K.onReady(function () {  // in the account's language, known once /api/me answered
+    var title = document.getElementById("conv-title");
+    title.removeAttribute("data-i18n");
+    title.textContent = "";
+    title.appendChild(K.node("conv.titleId", { id: R(cid) }));
+    document.title = K.t("title.conversationId", { id: cid });
+  });
   var exportLink = document.getElementById("conv-export");
   exportLink.href = base + "/scenario.yml";
   exportLink.setAttribute("download", "conversation_" + cid.replace(/[^A-Za-z0-9_.-]/g, "_") + ".yml");
@@ -64,7 +70,9 @@
   function message(role, label, text) {
     var box = el("div", "ops-msg ops-msg-" + role);
     box.appendChild(el("span", "ops-who-label", label));
-    box.appendChild(el("span", "ops-msg-text", text));
+    var body = el("span", "ops-msg-text", text);
+    body.setAttribute("data-raw", "");  // what the customer, the bot or a colleague wrote
+    box.appendChild(body);
     return box;
   }
 
@@ -81,7 +89,7 @@
     li.textContent = "";
     li.setAttribute("data-turn", turn);
     var head = el("div", "ops-turn-head");
-    head.appendChild(el("span", null, turn ? "Turn " + turn : "Before the first turn"));
+    head.appendChild(el("span", null, turn ? K.t("conv.turn", { n: K.number(turn) }) : K.t("conv.beforeFirst")));
     head.appendChild(el("span", null, list.length ? K.when(list[0].timestamp) : ""));
     li.appendChild(head);
 
@@ -95,91 +103,121 @@
     list.forEach(function (e) {
       var d = e.data || {};
       if (e.type === "user_message") {
-        var m = message("user", "Customer", d.text);
+        var m = message("user", K.t("conv.customer"), d.text);
         m.setAttribute("data-seq", e.seq);
         li.appendChild(m);
         var dl = el("dl", "ops-detail");
         if (safetyIn) {
           var sd = safetyIn.data || {};
-          var verdict = (sd.blocked ? "BLOCKED" : "passed") +
-            (sd.redactions && sd.redactions.length ? " · " + sd.redactions.length + " redaction(s): " +
-              sd.redactions.map(function (r) { return r.kind; }).join(", ") : "") +
-            (sd.flags && sd.flags.length ? " · flags: " + sd.flags.join(", ") : "");
-          detail(dl, "Input safety", verdict, sd.blocked || (sd.flags && sd.flags.length) ? "ops-low" : null);
+          var verdict = el("span", null, K.t(sd.blocked ? "conv.blocked" : "conv.passed"));
+          if (sd.redactions && sd.redactions.length) {
+            verdict.appendChild(K.node("conv.redactions", { n: K.number(sd.redactions.length),
+              kinds: R(sd.redactions.map(function (r) { return r.kind; }).join(", ")) }));
+          }
+          if (sd.flags && sd.flags.length) verdict.appendChild(K.node("conv.flags", { flags: R(sd.flags.join(", ")) }));
+          detail(dl, K.t("conv.inputSafety"), verdict, sd.blocked || (sd.flags && sd.flags.length) ? "ops-low" : null);
         }
         if (parse) {
           var pd = parse.data || {};
           var intent = el("span", "ops-intent", pd.intent);
+          intent.setAttribute("data-raw", "");
           var wrap = el("span");
           wrap.appendChild(intent);
           wrap.appendChild(document.createTextNode(" "));
           wrap.appendChild(el("span", pd.confidence < 0.5 ? "ops-confidence ops-low" : "ops-confidence", K.pct(pd.confidence)));
-          detail(dl, "Intent", wrap).className = "ops-parse";
-          detail(dl, "Entities", entitiesText(pd.entities), "ops-entities");
+          detail(dl, K.t("conv.intent"), wrap).className = "ops-parse";
+          detail(dl, K.t("conv.entities"), R(entitiesText(pd.entities) || "–"), "ops-entities");
           var ranking = (pd.ranking || []).slice(0, 3).map(function (r) { return r[0] + " " + K.pct(r[1]); }).join(" · ");
-          if (ranking) detail(dl, "Ranking", ranking);
+          if (ranking) detail(dl, K.t("conv.ranking"), R(ranking));
         }
         if (action) {
           var ad = action.data || {};
-          detail(dl, "Action", ad.name + (typeof ad.score === "number" ? " (score " + ad.score.toFixed(2) + ")" : "") +
-            (ad.policy ? " · " + ad.policy : "") + (ad.failed ? " · FAILED " + (ad.error || "") : ""), "ops-action");
-          detail(dl, "Allowed", (ad.allowed || []).join(", "), "ops-allowed");
-          detail(dl, "State", (ad.state_before || "?") + " → " + (ad.state_after || "?"));
+          var two = { minimumFractionDigits: 2, maximumFractionDigits: 2 };
+          var act = el("span", null, R(ad.name));
+          if (typeof ad.score === "number") act.appendChild(K.node("conv.score", { score: K.number(ad.score, two) }));
+          if (ad.policy) {
+            act.appendChild(document.createTextNode(" · "));
+            act.appendChild(R(ad.policy));
+          }
+          if (ad.failed) act.appendChild(K.node("conv.failedAction", { error: R(ad.error || "") }));
+          detail(dl, K.t("conv.action"), act, "ops-action");
+          detail(dl, K.t("conv.allowed"), R((ad.allowed || []).join(", ") || "–"), "ops-allowed");
+          detail(dl, K.t("conv.state"), R((ad.state_before || "?") + " → " + (ad.state_after || "?")));
           if (ad.knowledge) {  // knowledge first: the entry that answered, whatever the intent said
-            detail(dl, "Knowledge", ad.knowledge.entry + " (score " + Number(ad.knowledge.score).toFixed(2) + ")",
-              "ops-knowledge");
+            var known = el("span", null, R(ad.knowledge.entry));
+            known.appendChild(K.node("conv.score", { score: K.number(Number(ad.knowledge.score), two) }));
+            detail(dl, K.t("conv.knowledge"), known, "ops-knowledge");
           }
         }
         if (dl.children.length) li.appendChild(dl);
         if (parse && K.can("agent")) li.appendChild(correctButton(turn, e, parse));
       } else if (e.type === "bot_message") {
-        li.appendChild(message("bot", "Bot", d.text));
+        li.appendChild(message("bot", K.t("conv.bot"), d.text));
         var bl = el("dl", "ops-detail");
         if (safetyOut) {
           var od = safetyOut.data || {};
-          detail(bl, "Reply safety", (od.toxic ? "TOXIC" : "ok") + " · score " + od.score + " / " + od.threshold +
-            (od.replaced ? " · replaced by the safe reply" : ""), od.toxic ? "ops-low" : null);
+          detail(bl, K.t("conv.replySafety"), K.t(od.toxic ? "conv.toxic" : "conv.ok") +
+            K.t("conv.toxicScore", { score: K.number(od.score), threshold: K.number(od.threshold) }) +
+            (od.replaced ? K.t("conv.replaced") : ""), od.toxic ? "ops-low" : null);
         }
-        if (d.sources && d.sources.length) detail(bl, "Written by", d.sources.join(", "));
+        if (d.sources && d.sources.length) detail(bl, K.t("conv.writtenBy"), R(d.sources.join(", ")));
         if (d.latency_ms) {
-          var stages = Object.keys(d.latency_ms).map(function (k) { return k + " " + d.latency_ms[k] + " ms"; });
-          detail(bl, "Latency", stages.join(" · "), "ops-latency");
+          var stages = el("span");
+          Object.keys(d.latency_ms).forEach(function (k, i) {
+            if (i) stages.appendChild(document.createTextNode(" · "));
+            stages.appendChild(R(k));
+            stages.appendChild(document.createTextNode(" " + K.t("conv.ms", { n: K.number(d.latency_ms[k]) })));
+          });
+          detail(bl, K.t("conv.latency"), stages, "ops-latency");
         }
         if (bl.children.length) li.appendChild(bl);
       } else if (e.type === "agent_message") {
-        li.appendChild(message("agent", "Agent " + (d.agent || ""), d.text));
+        li.appendChild(message("agent", K.node("conv.agent", { agent: R(d.agent || "") }), d.text));
       } else if (e.type === "note") {  // staff only: the customer never receives a note
-        li.appendChild(message("note", "Internal note by " + (d.agent || "?"), d.text));
+        li.appendChild(message("note", K.node("conv.noteBy", { agent: R(d.agent || "?") }), d.text));
       } else if (e.type === "slot_set") {
-        li.appendChild(el("div", "ops-system", "slot " + d.slot + " = " + JSON.stringify(d.value)));
+        li.appendChild(el("div", "ops-system", K.node("conv.slot", { slot: R(d.slot), value: R(JSON.stringify(d.value)) })));
       } else if (e.type === "handoff") {
-        li.appendChild(el("div", "ops-system", "Bot handed off (" + (d.reason || "?") + "): waiting for an agent"));
+        li.appendChild(el("div", "ops-system", K.node("conv.handoff", { reason: R(d.reason || "?") })));
       } else if (e.type === "handoff_end") {
-        var why = {offline: "nobody could answer", timeout: "the wait timed out", customer: "the customer went back to the bot"};
-        li.appendChild(el("div", "ops-system", (d.wanted ? "Hand-off wanted (" + d.wanted + ") but " : "Wait ended: ") +
-          (why[d.reason] || d.reason || "?") + "; the bot answers"));
+        var why = { offline: "conv.whyOffline", timeout: "conv.whyTimeout", customer: "conv.whyCustomer" };
+        var reason = why[d.reason] ? K.t(why[d.reason]) : R(d.reason || "?");
+        li.appendChild(el("div", "ops-system", d.wanted ? K.node("conv.handoffWanted", { wanted: R(d.wanted), why: reason })
+          : K.node("conv.waitEnded", { why: reason })));
       } else if (e.type === "takeover") {
-        li.appendChild(el("div", "ops-system", (d.agent || "An agent") + " took the conversation over"));
+        li.appendChild(el("div", "ops-system", K.node("conv.tookOver", { agent: d.agent ? R(d.agent) : K.t("conv.anAgent") })));
       } else if (e.type === "handback") {
-        li.appendChild(el("div", "ops-system", (d.agent || "The agent") + " handed the conversation back to the bot"));
+        li.appendChild(el("div", "ops-system", K.node("conv.handedBack", { agent: d.agent ? R(d.agent) : K.t("conv.theAgent") })));
       } else if (e.type === "resolved") {  // the workspace: resolution and the customer's rating
-        li.appendChild(el("div", "ops-system ops-resolved", (d.agent || "An agent") + " resolved the conversation"));
+        li.appendChild(el("div", "ops-system ops-resolved", K.node("conv.resolvedBy",
+          { agent: d.agent ? R(d.agent) : K.t("conv.anAgent") })));
       } else if (e.type === "reopened") {
-        li.appendChild(el("div", "ops-system", d.reason === "customer" ? "The customer wrote again: reopened"
-          : (d.agent || "An agent") + " reopened the conversation"));
+        li.appendChild(el("div", "ops-system", d.reason === "customer" ? K.t("conv.customerReopened")
+          : K.node("conv.reopenedBy", { agent: d.agent ? R(d.agent) : K.t("conv.anAgent") })));
       } else if (e.type === "rating") {
-        li.appendChild(el("div", "ops-system ops-rating", "Customer rated " + d.score + "/5" +
-          (d.comment ? ": " + d.comment : "")));
+        li.appendChild(el("div", "ops-system ops-rating", d.comment
+          ? K.node("conv.ratedComment", { score: d.score, comment: R(d.comment) }) : K.t("conv.rated", { score: d.score })));
       } else if (e.type === "review") {
         var parts = [];
-        if (d.reviewed !== undefined && d.reviewed !== null) parts.push(d.reviewed ? "marked reviewed" : "unmarked reviewed");
-        if (d.flagged !== undefined && d.flagged !== null) parts.push(d.flagged ? "flagged" : "unflagged");
-        if (d.tags_added && d.tags_added.length) parts.push("tagged " + d.tags_added.join(", "));
-        if (d.tags_removed && d.tags_removed.length) parts.push("untagged " + d.tags_removed.join(", "));
-        li.appendChild(el("div", "ops-system", (d.by || "?") + " " + (parts.join(", ") || "reviewed")));
+        if (d.reviewed !== undefined && d.reviewed !== null) {
+          parts.push(K.t(d.reviewed ? "conv.reviewMarked" : "conv.reviewUnmarked"));
+        }
+        if (d.flagged !== undefined && d.flagged !== null) parts.push(K.t(d.flagged ? "conv.reviewFlagged" : "conv.reviewUnflagged"));
+        if (d.tags_added && d.tags_added.length) parts.push(K.node("conv.reviewTagged", { tags: R(d.tags_added.join(", ")) }));
+        if (d.tags_removed && d.tags_removed.length) {
+          parts.push(K.node("conv.reviewUntagged", { tags: R(d.tags_removed.join(", ")) }));
+        }
+        var what = el("span");
+        parts.forEach(function (part, i) {
+          if (i) what.appendChild(document.createTextNode(", "));
+          what.appendChild(part instanceof Node ? part : document.createTextNode(part));
+        });
+        if (!parts.length) what.textContent = K.t("conv.reviewed");
+        li.appendChild(el("div", "ops-system", K.node("conv.reviewBy", { by: R(d.by || "?"), what: what })));
       } else if (e.type === "correction") {
-        li.appendChild(el("div", "ops-system ops-correction", (d.by || "?") + " corrected #" + d.seq + " to " + d.intent +
-          (d.entities && d.entities.length ? " (" + entitiesText(d.entities) + ")" : "")));
+        li.appendChild(el("div", "ops-system ops-correction", K.node(
+          d.entities && d.entities.length ? "conv.correctedEntities" : "conv.corrected",
+          { by: R(d.by || "?"), seq: d.seq, intent: R(d.intent), entities: R(entitiesText(d.entities)) })));
       }
     });
     return li;
@@ -188,7 +226,7 @@
   // ------------------------------------------------------------------------------------------- corrections
   function correctButton(turn, userEvent, parse) {
     var box = el("div");
-    var btn = el("button", "ops-correct-open", "Correct the parse");
+    var btn = el("button", "ops-correct-open", K.t("conv.correct"));
     btn.type = "button";
     btn.addEventListener("click", function () {
       btn.hidden = true;
@@ -210,9 +248,9 @@
   function correctForm(turn, userEvent, parse, done) {
     var text = (userEvent.data || {}).text || "";
     var form = el("form", "ops-correct");
-    form.setAttribute("aria-label", "Correct the parse of turn " + turn);
+    form.setAttribute("aria-label", K.t("conv.correctLabel", { n: turn }));
     var id = "fix-" + userEvent.seq;
-    var label = el("label", null, "Intent ");
+    var label = el("label", null, K.t("conv.correctIntent"));
     label.setAttribute("for", id + "-intent");
     var select = el("select", "ops-correct-intent");
     select.id = id + "-intent";
@@ -225,14 +263,15 @@
     label.appendChild(select);
     form.appendChild(label);
     var rowsBox = el("div");
-    form.appendChild(el("span", "ops-status", "Entities (the value must appear in the message as written):"));
+    form.appendChild(el("span", "ops-status", K.t("conv.correctEntities")));
     form.appendChild(rowsBox);
 
     function entityRow(entity, value) {
       var row = el("div", "ops-entity-row");
       var n = rowsBox.children.length + 1;
       var sel = el("select", "ops-entity-name");
-      sel.setAttribute("aria-label", "Entity " + n + " name");
+      sel.setAttribute("aria-label", K.t("conv.entityName", { n: n }));
+      sel.setAttribute("data-raw", "");  // entity names
       meta.entities.forEach(function (name) {
         var option = el("option", null, name);
         option.value = name;
@@ -240,11 +279,11 @@
         sel.appendChild(option);
       });
       var input = el("input", "ops-entity-value");
-      input.setAttribute("aria-label", "Entity " + n + " value");
+      input.setAttribute("aria-label", K.t("conv.entityValue", { n: n }));
       input.value = value || "";
-      var remove = el("button", null, "Remove");
+      var remove = el("button", null, K.t("common.remove"));
       remove.type = "button";
-      remove.setAttribute("aria-label", "Remove entity " + n);
+      remove.setAttribute("aria-label", K.t("conv.removeEntity", { n: n }));
       remove.addEventListener("click", function () { row.remove(); });
       row.appendChild(sel);
       row.appendChild(input);
@@ -252,12 +291,12 @@
       rowsBox.appendChild(row);
     }
     ((parse.data || {}).entities || []).forEach(function (x) { entityRow(x.entity, x.value); });
-    var add = el("button", null, "Add entity");
+    var add = el("button", null, K.t("conv.addEntity"));
     add.type = "button";
     add.addEventListener("click", function () { entityRow(meta.entities[0], ""); });
-    var save = el("button", "ops-primary", "Save as training example");
+    var save = el("button", "ops-primary", K.t("conv.saveExample"));
     save.type = "submit";
-    var cancel = el("button", null, "Cancel");
+    var cancel = el("button", null, K.t("common.cancel"));
     cancel.type = "button";
     var msg = el("p", "ops-status");
     msg.setAttribute("role", "status");
@@ -279,7 +318,7 @@
         var value = row.querySelector(".ops-entity-value").value;
         if (!value) return;
         var start = text.indexOf(value);
-        if (start < 0) problem = "“" + value + "” does not appear in the message.";
+        if (start < 0) problem = K.node("conv.notInMessage", { value: R(value) });
         else entities.push({ entity: row.querySelector(".ops-entity-name").value, value: value, start: start, end: start + value.length });
       });
       if (problem) {
@@ -289,12 +328,12 @@
       save.disabled = true;
       K.api("POST", base + "/correct", { seq: userEvent.seq, intent: select.value, entities: entities }).then(function () {
         form.remove();
-        K.setStatus(actionStatus, "Correction saved: it is now a training example.");
+        K.setStatus(actionStatus, K.t("conv.correctionSaved"));
         done();
         poll();
       }, function (e) {
         save.disabled = false;
-        K.setStatus(msg, "Not saved (" + e.message + ")", true);
+        K.setStatus(msg, K.t("conv.notSaved", { error: K.errorText(e) }), true);
       });
     });
     return form;
@@ -304,46 +343,47 @@
   function renderFacts() {
     var c = conversation;
     facts.textContent = "";
-    detail(facts, "Language", c.language);
-    detail(facts, "State", c.state);
-    detail(facts, "Turns", c.turns);
-    detail(facts, "Started", K.when(c.created_at));
-    detail(facts, "Last activity", K.when(c.updated_at));
-    detail(facts, "Lowest conf.", K.pct(c.min_confidence));
-    detail(facts, "Fallbacks", c.fallbacks);
-    detail(facts, "Safety flags", c.safety_flags);
-    detail(facts, "Handoff", c.handoff_status === "agent" ? "with " + c.agent : c.handoff_status === "waiting"
-      ? "waiting for an agent" : "no", "ops-handoff");
-    detail(facts, "Reviewed", c.reviewed ? "yes" : "no", "ops-reviewed");
-    detail(facts, "Flagged", c.flagged ? "yes" : "no", "ops-flagged");
+    detail(facts, K.t("conv.factLanguage"), R(c.language));
+    detail(facts, K.t("conv.factState"), R(c.state));
+    detail(facts, K.t("conv.factTurns"), K.number(c.turns));
+    detail(facts, K.t("conv.factStarted"), K.when(c.created_at));
+    detail(facts, K.t("conv.factLast"), K.when(c.updated_at));
+    detail(facts, K.t("conv.factLowest"), K.pct(c.min_confidence));
+    detail(facts, K.t("conv.factFallbacks"), K.number(c.fallbacks));
+    detail(facts, K.t("conv.factSafety"), K.number(c.safety_flags));
+    detail(facts, K.t("conv.factHandoff"), c.handoff_status === "agent" ? K.node("conv.handoffWith", { agent: R(c.agent) })
+      : K.t(c.handoff_status === "waiting" ? "conv.handoffWaiting" : "common.no"), "ops-handoff");
+    detail(facts, K.t("conv.factReviewed"), K.t(c.reviewed ? "common.yes" : "common.no"), "ops-reviewed");
+    detail(facts, K.t("conv.factFlagged"), K.t(c.flagged ? "common.yes" : "common.no"), "ops-flagged");
     var tags = el("span", "ops-tags");
     (c.tags || []).forEach(function (t) {
-      var b = K.badge(t, "tag");
+      var b = K.badge(R(t), "tag");
       if (K.can("agent")) {
         var x = el("button", "ops-untag", "×");
         x.type = "button";
-        x.setAttribute("aria-label", "Remove tag " + t);
+        x.setAttribute("aria-label", K.t("conv.removeTag", { tag: t }));
         x.addEventListener("click", function () { review({ remove_tags: [t] }); });
         b.appendChild(x);
       }
       tags.appendChild(b);
     });
-    detail(facts, "Tags", (c.tags || []).length ? tags : "–");
+    detail(facts, K.t("conv.factTags"), (c.tags || []).length ? tags : "–");
 
     var agent = K.can("agent");
     var mine = c.handoff_status === "agent" && c.agent === K.user().username;
-    reviewedBtn.textContent = c.reviewed ? "Unmark reviewed" : "Mark reviewed";
-    flagBtn.textContent = c.flagged ? "Unflag" : "Flag";
+    reviewedBtn.textContent = K.t(c.reviewed ? "conv.unmarkReviewed" : "conv.markReviewed");
+    flagBtn.textContent = K.t(c.flagged ? "conv.unflag" : "conv.flag");
     reviewedBtn.hidden = flagBtn.hidden = tagForm.hidden = !agent;
     takeoverBtn.hidden = !agent || mine;
     takeoverBtn.disabled = c.handoff_status === "agent";
     handbackBtn.hidden = !agent || !mine;
     replyForm.hidden = !mine;
     noteForm.hidden = !agent;
-    agentNote.textContent = mine ? "You are talking to the customer; the bot is paused."
-      : c.handoff_status === "agent" ? c.agent + " is talking to the customer."
-        : c.handoff_status === "waiting" ? "The customer is waiting for an agent."
-          : agent ? "The bot is answering. Take over to answer yourself." : "The bot is answering.";
+    agentNote.textContent = "";
+    agentNote.appendChild(mine ? document.createTextNode(K.t("conv.noteMine"))
+      : c.handoff_status === "agent" ? K.node("conv.noteOther", { agent: R(c.agent) })
+        : document.createTextNode(K.t(c.handoff_status === "waiting" ? "conv.noteWaiting"
+          : agent ? "conv.noteBotAgent" : "conv.noteBot")));
     renderResolution(c, agent);
   }
 
@@ -351,20 +391,21 @@
   var resolveBtn = document.getElementById("conv-resolve");
   var reopenBtn = document.getElementById("conv-reopen");
   function renderResolution(c, agent) {
-    detail(facts, "Status", c.resolved_at ? "resolved by " + (c.resolved_by || "?") : "open", "ops-resolution");
-    detail(facts, "Rating", c.rating ? c.rating + "/5" : "–", "ops-rating-fact");
+    detail(facts, K.t("conv.factStatus"), c.resolved_at ? K.node("conv.statusResolved", { agent: R(c.resolved_by || "?") })
+      : K.t("conv.statusOpen"), "ops-resolution");
+    detail(facts, K.t("conv.factRating"), c.rating ? K.t("conv.ratingValue", { score: c.rating }) : "–", "ops-rating-fact");
     resolveBtn.hidden = !agent || !!c.resolved_at;
     resolveBtn.disabled = c.handoff_status === "agent" && c.agent !== K.user().username;
     reopenBtn.hidden = !agent || !c.resolved_at;
     document.getElementById("conv-resolution").textContent = c.resolved_at
-      ? "Resolved " + K.when(c.resolved_at) + (c.rating ? "; rated " + c.rating + "/5." : "; the customer may rate it.")
-      : "Open.";
+      ? K.t(c.rating ? "conv.resolvedAt" : "conv.resolvedAtUnrated", { when: K.when(c.resolved_at), score: c.rating })
+      : K.t("conv.open");
   }
   resolveBtn.addEventListener("click", function () {
-    act(K.api("POST", base + "/resolve"), "Resolved: the customer is asked for a rating.");
+    act(K.api("POST", base + "/resolve"), K.t("conv.resolvedDone"));
   });
   reopenBtn.addEventListener("click", function () {
-    act(K.api("POST", base + "/reopen"), "Reopened.");
+    act(K.api("POST", base + "/reopen"), K.t("conv.reopenedDone"));
   });
 
   function render() {
@@ -393,12 +434,12 @@
         turnsList.appendChild(li);
       }
     });
-    K.setStatus(status, events.length ? "" : "No messages yet.");
+    K.setStatus(status, events.length ? "" : K.t("conv.noMessages"));
   }
 
   // ------------------------------------------------------------------------------------------------ network
   function load() {
-    K.setStatus(status, "Loading…");
+    K.setStatus(status, K.t("common.loading"));
     return K.api("GET", base).then(function (data) {
       conversation = data.conversation;
       events = data.events;
@@ -406,7 +447,7 @@
       renderFacts();
       render();
     }, function (e) {
-      K.setStatus(status, e.status === 404 ? "No such conversation." : "Could not load (" + e.message + ")", true);
+      K.setStatus(status, e.status === 404 ? K.t("conv.notFound") : K.t("conv.loadFailed", { error: K.errorText(e) }), true);
       throw e;
     });
   }
@@ -476,7 +517,7 @@
   replyText.addEventListener("blur", agentStopped);
 
   function act(promise, done) {
-    K.setStatus(actionStatus, "Working…");
+    K.setStatus(actionStatus, K.t("common.working"));
     return promise.then(function (data) {
       if (data.conversation) {
         conversation = data.conversation;
@@ -485,14 +526,14 @@
       K.setStatus(actionStatus, done);
       poll();
     }, function (e) {
-      K.setStatus(actionStatus, e.status === 409 ? "Someone else got there first: " + e.message
-        : "Failed (" + e.message + ")", true);
+      K.setStatus(actionStatus, e.status === 409 ? K.t("conv.firstThere", { error: K.errorText(e) })
+        : K.t("conv.failed", { error: K.errorText(e) }), true);
       poll();
     });
   }
 
   function review(body) {
-    return act(K.api("POST", base + "/review", body), "Saved.");
+    return act(K.api("POST", base + "/review", body), K.t("common.saved"));
   }
 
   reviewedBtn.addEventListener("click", function () { review({ reviewed: !conversation.reviewed }); });
@@ -505,10 +546,10 @@
     review({ add_tags: [tag] }).then(function () { input.value = ""; });
   });
   takeoverBtn.addEventListener("click", function () {
-    act(K.api("POST", base + "/takeover"), "You took the conversation over.").then(function () { replyText.focus(); });
+    act(K.api("POST", base + "/takeover"), K.t("conv.tookOverDone")).then(function () { replyText.focus(); });
   });
   handbackBtn.addEventListener("click", function () {
-    act(K.api("POST", base + "/handback"), "Handed back to the bot.");
+    act(K.api("POST", base + "/handback"), K.t("conv.handedBackDone"));
   });
   replyForm.addEventListener("submit", function (event) {
     event.preventDefault();
@@ -521,11 +562,11 @@
     K.api("POST", base + "/message", { text: text, message_id: id }).then(function () {
       send.disabled = false;
       replyText.value = "";
-      K.setStatus(actionStatus, "Sent.");
+      K.setStatus(actionStatus, K.t("conv.sent"));
       poll();
     }, function (e) {
       send.disabled = false;
-      K.setStatus(actionStatus, "Not sent (" + e.message + ")", true);
+      K.setStatus(actionStatus, K.t("conv.notSent", { error: K.errorText(e) }), true);
     });
   });
   replyText.addEventListener("keydown", function (event) {
@@ -545,11 +586,11 @@
     K.api("POST", base + "/note", { text: text }).then(function () {
       add.disabled = false;
       noteText.value = "";
-      K.setStatus(actionStatus, "Note added (staff only).");
+      K.setStatus(actionStatus, K.t("conv.noteAdded"));
       poll();
     }, function (e) {
       add.disabled = false;
-      K.setStatus(actionStatus, "Note not added (" + e.message + ")", true);
+      K.setStatus(actionStatus, K.t("conv.noteNotAdded", { error: K.errorText(e) }), true);
     });
   });
 
@@ -559,10 +600,11 @@
       data.items.forEach(function (r) {
         var option = el("option", null, r.title);
         option.value = String(r.id);
+        option.setAttribute("data-raw", "");  // a canned reply's title
         cannedSelect.appendChild(option);
       });
-      K.setStatus(cannedStatus, data.items.length ? "" : "No canned replies for " + data.language + " yet.");
-    }, function (e) { K.setStatus(cannedStatus, "Could not load canned replies (" + e.message + ")", true); });
+      K.setStatus(cannedStatus, data.items.length ? "" : K.node("conv.noCanned", { language: R(data.language) }));
+    }, function (e) { K.setStatus(cannedStatus, K.t("conv.cannedFailed", { error: K.errorText(e) }), true); });
   }
 
   document.getElementById("conv-canned-insert").addEventListener("click", function () {
@@ -571,9 +613,9 @@
       var start = replyText.selectionStart, end = replyText.selectionEnd, old = replyText.value;
       replyText.value = old.slice(0, start) + data.text + old.slice(end);  // at the cursor, replacing a selection
       replyText.focus();
-      K.setStatus(cannedStatus, data.missing.length ? "Fill in before sending: " +
-        data.missing.map(function (n) { return "{" + n + "}"; }).join(", ") : "", data.missing.length > 0);
-    }, function (e) { K.setStatus(cannedStatus, "Could not insert (" + e.message + ")", true); });
+      K.setStatus(cannedStatus, data.missing.length ? K.node("conv.fillIn", { slots:
+        R(data.missing.map(function (n) { return "{" + n + "}"; }).join(", ")) }) : "", data.missing.length > 0);
+    }, function (e) { K.setStatus(cannedStatus, K.t("conv.insertFailed", { error: K.errorText(e) }), true); });
   });
 
   K.onReady(function () {

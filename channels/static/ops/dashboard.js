@@ -17,35 +17,36 @@
 
   function duration(seconds) {
     if (typeof seconds !== "number") return "–";
-    if (seconds < 60) return Math.round(seconds) + " s";
-    if (seconds < 3600) return Math.round(seconds / 60) + " min";
-    if (seconds < 86400) return (seconds / 3600).toFixed(1) + " h";
-    return (seconds / 86400).toFixed(1) + " d";
+    var one = { minimumFractionDigits: 1, maximumFractionDigits: 1 };
+    if (seconds < 60) return K.t("dur.s", { n: K.number(Math.round(seconds)) });
+    if (seconds < 3600) return K.t("dur.min", { n: K.number(Math.round(seconds / 60)) });
+    if (seconds < 86400) return K.t("dur.h", { n: K.number(seconds / 3600, one) });
+    return K.t("dur.d", { n: K.number(seconds / 86400, one) });
   }
 
   function load() {
     var n = days.value;
-    K.setStatus(status, "Loading…");
+    K.setStatus(status, K.t("common.loading"));
     K.api("GET", "/api/dashboard?days=" + encodeURIComponent(n)).then(function (d) {
       kpis.textContent = "";
-      kpis.appendChild(kpi(d.conversations, "conversations (" + d.turns + " customer turns)"));
-      kpis.appendChild(kpi(K.pct(d.resolution_rate), "resolved by the bot"));
-      kpis.appendChild(kpi(K.pct(d.handoff_rate), "handed to a human"));
-      kpis.appendChild(kpi(K.pct(d.fallback_rate), "of turns answered with the fallback"));
-      kpis.appendChild(kpi(d.safety_blocks, "turns blocked or replies replaced by safety"));
-      kpis.appendChild(kpi(d.redactions, "turns with personal data redacted"));
+      kpis.appendChild(kpi(K.number(d.conversations), K.t("dash.conversations", { turns: K.number(d.turns) })));
+      kpis.appendChild(kpi(K.pct(d.resolution_rate), K.t("dash.resolvedBot")));
+      kpis.appendChild(kpi(K.pct(d.handoff_rate), K.t("dash.handedHuman")));
+      kpis.appendChild(kpi(K.pct(d.fallback_rate), K.t("dash.fallback")));
+      kpis.appendChild(kpi(K.number(d.safety_blocks), K.t("dash.safety")));
+      kpis.appendChild(kpi(K.number(d.redactions), K.t("dash.redactions")));
       // The team's figures (the workspace): CSAT, first response, resolution.
-      kpis.appendChild(kpi(d.ratings ? d.csat_mean.toFixed(1) + " / 5" : "–", "CSAT (" + d.ratings + " rating" +
-        (d.ratings === 1 ? "" : "s") + ")"));
-      kpis.appendChild(kpi(d.ratings ? K.pct(d.csat_satisfied) : "–", "of ratings 4 or 5"));
-      kpis.appendChild(kpi(duration(d.first_response_median), "median first response of an agent"));
-      kpis.appendChild(kpi(duration(d.resolution_median), "median time to resolution"));
+      kpis.appendChild(kpi(d.ratings ? K.t("dash.csatValue", { value: K.number(d.csat_mean,
+        { minimumFractionDigits: 1, maximumFractionDigits: 1 }) }) : "–", K.tn("dash.csat", d.ratings)));
+      kpis.appendChild(kpi(d.ratings ? K.pct(d.csat_satisfied) : "–", K.t("dash.satisfied")));
+      kpis.appendChild(kpi(duration(d.first_response_median), K.t("dash.firstResponse")));
+      kpis.appendChild(kpi(duration(d.resolution_median), K.t("dash.resolution")));
       K.setStatus(status, "");
       PLOTS.forEach(function (name) {
         document.getElementById("plot-" + name).src = "/api/dashboard/" + name + ".png?days=" + encodeURIComponent(n);
       });
     }, function (e) {
-      K.setStatus(status, "Could not load the dashboard (" + e.message + ")", true);
+      K.setStatus(status, K.t("dash.failed", { error: K.errorText(e) }), true);
     });
   }
 

@@ -8,7 +8,7 @@
   "use strict";
   var K = window.KefuOps;
   var el = K.el;
-  var VIEWS = [["mine", "Mine"], ["unassigned", "Unassigned"], ["all", "All"]];
+  var VIEWS = [["mine", "inbox.mine"], ["unassigned", "inbox.unassigned"], ["all", "inbox.all"]];  // [view, message id]
   var PREVIEW = 80;
   var assignees = null;  // a promise of the usernames a conversation can be assigned to
   var audio = null;
@@ -22,9 +22,9 @@
   function tabs(container, onChange) {
     container.textContent = "";
     container.setAttribute("role", "tablist");
-    container.setAttribute("aria-label", "Inbox view");
+    container.setAttribute("aria-label", K.t("inbox.viewLabel"));
     VIEWS.forEach(function (v) {
-      var b = el("button", "ops-tab", v[1]);
+      var b = el("button", "ops-tab", K.t(v[1]));
       b.type = "button";
       b.setAttribute("role", "tab");
       b.setAttribute("data-view", v[0]);
@@ -50,28 +50,33 @@
 
   function customerCell(c) {
     var td = el("td", "ops-customer");
-    var name = el("a", "ops-customer-name", c.customer || c.id);
+    // The server names a customer without a name "Visitor " + the id's first characters: said in our language.
+    var visitor = c.customer === "Visitor " + String(c.id).slice(0, 6);
+    var name = el("a", "ops-customer-name", visitor ? K.node("inbox.visitor", { id: K.raw(String(c.id).slice(0, 6)) })
+      : K.raw(c.customer || c.id));
     name.href = "/console/c/" + encodeURIComponent(c.id);
     name.title = c.id;
     if (c.unread) {
-      var dot = el("span", "ops-unread", "new");
-      dot.title = "Customer messages the assignee has not seen";
+      var dot = el("span", "ops-unread", K.t("inbox.new"));
+      dot.title = K.t("inbox.newTitle");
       td.appendChild(dot);
     }
     td.appendChild(name);
     if (c.preview) {
-      var who = c.preview_by === "customer" ? "" : (c.preview_by === "agent" ? "Agent: " : "Bot: ");
-      td.appendChild(el("div", "ops-preview", who + truncate(c.preview, PREVIEW)));
+      var preview = el("div", "ops-preview");
+      if (c.preview_by !== "customer") preview.textContent = K.t(c.preview_by === "agent" ? "inbox.byAgent" : "inbox.byBot");
+      preview.appendChild(K.raw(truncate(c.preview, PREVIEW)));
+      td.appendChild(preview);
     }
     return td;
   }
 
   function waitText(seconds) {
     if (typeof seconds !== "number") return "–";
-    if (seconds < 60) return seconds + " s";
+    if (seconds < 60) return K.t("wait.s", { n: K.number(seconds) });
     var minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return minutes + " min";
-    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+    if (minutes < 60) return K.t("wait.min", { n: K.number(minutes) });
+    return K.t("wait.hmin", { h: K.number(Math.floor(minutes / 60)), m: K.number(minutes % 60) });
   }
 
   function loadAssignees() {
@@ -85,7 +90,7 @@
   // Assignee name (or "unassigned"), and for agents: Claim (unassigned, nobody else holds it) and an Assign menu.
   function assigneeCell(c, statusNode, reload) {
     var td = el("td", "ops-assignee");
-    td.appendChild(el("span", "ops-assignee-name", c.assignee || "unassigned"));
+    td.appendChild(el("span", "ops-assignee-name", c.assignee ? K.raw(c.assignee) : K.t("inbox.nobody")));
     if (!K.can("agent")) return td;
     var me = K.user() && K.user().username;
     var heldByOther = c.handoff_status === "agent" && c.agent && c.agent !== me;
@@ -94,24 +99,25 @@
         K.setStatus(statusNode, done);
         reload();
       }, function (e) {
-        K.setStatus(statusNode, e.status === 409 ? "A colleague has it already." : "Not changed (" + e.message + ")", true);
+        K.setStatus(statusNode, e.status === 409 ? K.t("inbox.taken")
+          : K.t("inbox.notChanged", { error: K.errorText(e) }), true);
         reload();
       });
     }
     if (!c.assignee && !heldByOther) {
-      var claim = el("button", "ops-primary", "Claim");
+      var claim = el("button", "ops-primary", K.t("inbox.claim"));
       claim.type = "button";
-      claim.setAttribute("aria-label", "Claim conversation " + c.id);
+      claim.setAttribute("aria-label", K.t("inbox.claimLabel", { id: c.id }));
       claim.addEventListener("click", function () {
         claim.disabled = true;
-        post("/claim", {}, "Claimed: it is in your inbox.");
+        post("/claim", {}, K.t("inbox.claimed"));
       });
       td.appendChild(claim);
     }
     if (!heldByOther) {
       var select = el("select", "ops-assign");
-      select.setAttribute("aria-label", "Assign conversation " + c.id);
-      var first = el("option", null, "Assign to…");
+      select.setAttribute("aria-label", K.t("inbox.assignLabel", { id: c.id }));
+      var first = el("option", null, K.t("inbox.assignTo"));
       first.value = "";
       select.appendChild(first);
       loadAssignees().then(function (names) {
@@ -119,13 +125,14 @@
           if (n === c.assignee) return;
           var o = el("option", null, n);
           o.value = n;
+          o.setAttribute("data-raw", "");  // a username
           select.appendChild(o);
         });
       });
       select.addEventListener("change", function () {
         if (!select.value) return;
         select.disabled = true;
-        post("/assign", { username: select.value }, "Assigned to " + select.value + ".");
+        post("/assign", { username: select.value }, K.node("inbox.assigned", { name: K.raw(select.value) }));
       });
       td.appendChild(select);
     }
@@ -158,8 +165,9 @@
     if (!("Notification" in window) || window.Notification.permission !== "granted") return;
     try {
       var first = fresh[0];
-      new window.Notification("Kefu: a customer is waiting", {
-        body: fresh.length > 1 ? fresh.length + " new conversations in the queue" : (first.customer || "Visitor"),
+      new window.Notification(K.t("inbox.notifyTitle"), {
+        body: fresh.length > 1 ? K.t("inbox.notifyMany", { n: K.number(fresh.length) })
+          : (first.customer || K.t("inbox.notifyVisitor")),
         tag: "kefu-queue"
       });
     } catch (e) { /* some browsers allow notifications from service workers only */ }
@@ -182,7 +190,7 @@
     var Ctx = window.AudioContext || window.webkitAudioContext;
     function label() {
       var granted = "Notification" in window && window.Notification.permission === "granted";
-      button.textContent = granted ? "Alerts on" : "Enable alerts";
+      button.textContent = K.t(granted ? "inbox.alertsOn" : "inbox.alertsEnable");
     }
     label();
     button.addEventListener("click", function () {

@@ -45,14 +45,16 @@
 
   function signals(c) {
     var cell = el("td");
-    if (c.handoff_status === "waiting") cell.appendChild(K.badge("waiting for agent", "warn"));
-    else if (c.handoff_status === "agent") cell.appendChild(K.badge("with " + (c.agent || "agent"), "warn"));
-    if (c.fallbacks) cell.appendChild(K.badge(c.fallbacks + " fallback" + (c.fallbacks > 1 ? "s" : ""), "bad"));
-    if (c.safety_flags) cell.appendChild(K.badge(c.safety_flags + " safety", "bad"));
-    if (c.flagged) cell.appendChild(K.badge("flagged", "bad"));
-    if (c.reviewed) cell.appendChild(K.badge("reviewed", "ok"));
-    if (c.resolved_at) cell.appendChild(K.badge("resolved", "ok"));  // the workspace: open conversations show none
-    if (c.rating) cell.appendChild(K.badge("rated " + c.rating + "/5", c.rating >= 4 ? "ok" : "warn"));
+    if (c.handoff_status === "waiting") cell.appendChild(K.badge(K.t("badge.waiting"), "warn"));
+    else if (c.handoff_status === "agent") {
+      cell.appendChild(K.badge(K.node("badge.with", { agent: c.agent ? K.raw(c.agent) : K.t("role.agent") }), "warn"));
+    }
+    if (c.fallbacks) cell.appendChild(K.badge(K.tn("badge.fallbacks", c.fallbacks), "bad"));
+    if (c.safety_flags) cell.appendChild(K.badge(K.t("badge.safety", { n: K.number(c.safety_flags) }), "bad"));
+    if (c.flagged) cell.appendChild(K.badge(K.t("badge.flagged"), "bad"));
+    if (c.reviewed) cell.appendChild(K.badge(K.t("badge.reviewed"), "ok"));
+    if (c.resolved_at) cell.appendChild(K.badge(K.t("badge.resolved"), "ok"));  // the workspace: open ones show none
+    if (c.rating) cell.appendChild(K.badge(K.t("badge.rated", { score: c.rating }), c.rating >= 4 ? "ok" : "warn"));
     return cell;
   }
 
@@ -65,15 +67,15 @@
     var updated = el("td", null, K.when(c.updated_at, true));
     updated.title = c.updated_at;
     tr.appendChild(updated);
-    tr.appendChild(el("td", null, c.language));
-    tr.appendChild(el("td", null, c.turns));
-    tr.appendChild(el("td", null, c.last_intent || "–"));
+    tr.appendChild(el("td", null, K.raw(c.language)));
+    tr.appendChild(el("td", null, K.number(c.turns)));
+    tr.appendChild(el("td", null, c.last_intent ? K.raw(c.last_intent) : "–"));
     var conf = el("td", typeof c.min_confidence === "number" && c.min_confidence < 0.5 ? "ops-low" : null,
       K.pct(c.min_confidence));
     tr.appendChild(conf);
     tr.appendChild(signals(c));
     var tags = el("td");
-    (c.tags || []).forEach(function (t) { tags.appendChild(K.badge(t, "tag")); });
+    (c.tags || []).forEach(function (t) { tags.appendChild(K.badge(K.raw(t), "tag")); });
     tr.appendChild(tags);
     return tr;
   }
@@ -83,7 +85,7 @@
     var params = query();
     params.set("limit", "50");
     if (append && nextCursor) params.set("cursor", nextCursor);
-    if (!quiet) K.setStatus(status, "Loading…");
+    if (!quiet) K.setStatus(status, K.t("common.loading"));
     var mine = ++seq;
     K.api("GET", "/api/conversations?" + params.toString()).then(function (page) {
       if (mine !== seq || (quiet && I.busy(rows))) return;
@@ -93,10 +95,9 @@
       nextCursor = page.next_cursor;
       more.hidden = !nextCursor;
       var shown = rows.children.length;
-      K.setStatus(status, shown ? shown + " conversation" + (shown > 1 ? "s" : "") + (nextCursor ? " (more below)" : "")
-        : "No conversation matches.");
+      K.setStatus(status, shown ? K.tn(nextCursor ? "list.countMore" : "list.count", shown) : K.t("list.empty"));
     }, function (e) {
-      K.setStatus(status, "Could not load conversations (" + e.message + ")", true);
+      K.setStatus(status, K.t("list.failed", { error: K.errorText(e) }), true);
     });
   }
 
@@ -106,6 +107,7 @@
       meta.intents.forEach(function (name) {
         var option = el("option", null, name);
         option.value = name;
+        option.setAttribute("data-raw", "");  // an intent's name
         select.appendChild(option);
       });
     }, function () { /* the filter still works without the list */ });

@@ -17,18 +17,18 @@
     var username = document.getElementById("login-username").value.trim();
     var password = document.getElementById("login-password").value;
     if (!username || !password) {
-      K.setStatus(status, "Enter your username and password.", true);
+      K.setStatus(status, K.t("login.missing"), true);
       return;
     }
     submit.disabled = true;
-    K.setStatus(status, "Logging in…");
+    K.setStatus(status, K.t("login.progress"));
     K.api("POST", "/api/login", { username: username, password: password }).then(function () {
       window.location.assign(nextUrl());
     }, function (e) {
       submit.disabled = false;
       document.getElementById("login-password").value = "";
-      var text = e.status === 429 ? "Too many failed logins. Wait a few minutes and try again."
-        : e.status === 401 ? "Wrong username or password." : "Could not log in (" + e.message + ")";
+      var text = e.status === 429 ? K.t("login.throttled")
+        : e.status === 401 ? K.t("login.wrong") : K.t("login.failed", { error: K.errorText(e) });
       K.setStatus(status, text, true);
       document.getElementById("login-password").focus();
     });

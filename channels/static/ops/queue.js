@@ -20,7 +20,8 @@
       window.location.assign("/console/c/" + encodeURIComponent(id));
     }, function (e) {
       button.disabled = false;
-      K.setStatus(actionStatus, e.status === 409 ? "Another agent took it first." : "Could not take over (" + e.message + ")", true);
+      K.setStatus(actionStatus, e.status === 409 ? K.t("queue.takenFirst")
+        : K.t("queue.takeOverFailed", { error: K.errorText(e) }), true);
       load();
     });
   }
@@ -31,19 +32,20 @@
     if (c.unread) tr.className = "ops-row-unread";
     tr.appendChild(I.customerCell(c));
     var st = el("td");
-    st.appendChild(c.handoff_status === "waiting" ? K.badge("waiting", "warn") : K.badge("with " + (c.agent || "agent"), "ok"));
+    st.appendChild(c.handoff_status === "waiting" ? K.badge(K.t("queue.waiting"), "warn")
+      : K.badge(K.node("badge.with", { agent: c.agent ? K.raw(c.agent) : K.t("role.agent") }), "ok"));
     tr.appendChild(st);
     var wait = el("td", "ops-waiting", c.handoff_status === "waiting" ? I.waitText(c.waiting_seconds) : "–");
     wait.title = c.handoff_at || "";
     tr.appendChild(wait);
-    tr.appendChild(el("td", null, c.language));
-    tr.appendChild(el("td", null, c.last_intent || "–"));
+    tr.appendChild(el("td", null, K.raw(c.language)));
+    tr.appendChild(el("td", null, c.last_intent ? K.raw(c.last_intent) : "–"));
     tr.appendChild(I.assigneeCell(c, actionStatus, load));
     var actions = el("td");
     if (K.can("agent") && c.handoff_status === "waiting" && (!c.assignee || c.assignee === K.user().username)) {
-      var b = el("button", null, "Take over");
+      var b = el("button", null, K.t("queue.takeOver"));
       b.type = "button";
-      b.setAttribute("aria-label", "Take over conversation " + c.id);
+      b.setAttribute("aria-label", K.t("queue.takeOverLabel", { id: c.id }));
       b.addEventListener("click", function () { takeOver(c.id, b); });
       actions.appendChild(b);
     }
@@ -61,10 +63,10 @@
       rows.textContent = "";
       data.items.forEach(function (c) { rows.appendChild(row(c)); });
       var waiting = data.items.filter(function (c) { return c.handoff_status === "waiting"; }).length;
-      K.setStatus(status, data.items.length ? waiting + " waiting, " + (data.items.length - waiting) + " with an agent"
-        : "Nobody is waiting for an agent.");
+      K.setStatus(status, data.items.length ? K.t("queue.summary", { waiting: K.number(waiting),
+        agent: K.number(data.items.length - waiting) }) : K.t("queue.empty"));
     }, function (e) {
-      if (mine === seq) K.setStatus(status, "Could not load the queue (" + e.message + ")", true);
+      if (mine === seq) K.setStatus(status, K.t("queue.failed", { error: K.errorText(e) }), true);
     });
   }
 

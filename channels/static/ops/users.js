@@ -11,10 +11,10 @@
 
   function update(username, body) {
     K.api("POST", "/api/users/" + encodeURIComponent(username), body).then(function () {
-      K.setStatus(status, "Saved " + username + ".");
+      K.setStatus(status, K.node("users.saved", { name: K.raw(username) }));
       load();
     }, function (e) {
-      K.setStatus(status, "Not saved (" + e.message + ")", true);
+      K.setStatus(status, K.t("users.notSaved", { error: K.errorText(e) }), true);
       load();
     });
   }
@@ -22,12 +22,12 @@
   function row(u) {
     var tr = el("tr");
     tr.setAttribute("data-username", u.username);
-    tr.appendChild(el("td", null, u.username));
+    tr.appendChild(el("td", null, K.raw(u.username)));
     var roleCell = el("td");
     var select = el("select");
-    select.setAttribute("aria-label", "Role of " + u.username);
+    select.setAttribute("aria-label", K.t("users.roleOf", { name: u.username }));
     ROLES.forEach(function (r) {
-      var option = el("option", null, r);
+      var option = el("option", null, K.t("role." + r));
       option.value = r;
       if (r === u.role) option.selected = true;
       select.appendChild(option);
@@ -37,13 +37,13 @@
     select.addEventListener("change", function () { update(u.username, { role: select.value }); });
     roleCell.appendChild(select);
     tr.appendChild(roleCell);
-    tr.appendChild(el("td", null, u.disabled ? "disabled" : "active"));
+    tr.appendChild(el("td", null, K.t(u.disabled ? "users.disabled" : "users.active")));
     tr.appendChild(el("td", null, K.when(u.created_at, true)));
     var actions = el("td");
     if (!self) {
-      var b = el("button", u.disabled ? null : "ops-danger", u.disabled ? "Enable" : "Disable");
+      var b = el("button", u.disabled ? null : "ops-danger", K.t(u.disabled ? "users.enable" : "users.disable"));
       b.type = "button";
-      b.setAttribute("aria-label", (u.disabled ? "Enable " : "Disable ") + u.username);
+      b.setAttribute("aria-label", K.t(u.disabled ? "users.enableLabel" : "users.disableLabel", { name: u.username }));
       b.addEventListener("click", function () { update(u.username, { disabled: !u.disabled }); });
       actions.appendChild(b);
     }
@@ -56,7 +56,7 @@
       rows.textContent = "";
       data.items.forEach(function (u) { rows.appendChild(row(u)); });
     }, function (e) {
-      K.setStatus(status, "Could not load the accounts (" + e.message + ")", true);
+      K.setStatus(status, K.t("users.loadFailed", { error: K.errorText(e) }), true);
     });
   }
 
@@ -69,10 +69,10 @@
     };
     K.api("POST", "/api/users", body).then(function () {
       form.reset();
-      K.setStatus(formStatus, "Added " + body.username + ".");
+      K.setStatus(formStatus, K.node("users.added", { name: K.raw(body.username) }));
       load();
     }, function (e) {
-      K.setStatus(formStatus, "Not added (" + e.message + ")", true);
+      K.setStatus(formStatus, K.t("users.notAdded", { error: K.errorText(e) }), true);
     });
   });
 
