@@ -460,11 +460,7 @@ class DialogueEngine:
         filled: set[str] = set()
         # A message that answers the bot's question for a from_text slot keeps the task's other values: the customer
         # answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it)
-        # the slots the task still waits for, when the bot's last word was an aside (a question of the customer's
-        # answered, small talk): right after the task's own action, a wait means a value was refused or reset, and
-        # the next message is a new request or value, not the answer to an earlier question
-        after_task = conversation.last_action in parts.flows.reopens
-        awaited = frozenset() if after_task else parts.flows.awaited(conversation.state)
+        awaited = parts.flows.awaited(conversation.state, conversation.last_action)  # an answer after an aside
         answering = {m.slot for m in parts.domain.from_text
                      if m.takes(conversation.last_action, parse.intent, False, awaited)}
         kept = tuple(e for e in parse.entities if not answering or e.entity in answering

@@ -87,9 +87,13 @@ class Flows:
     def actions(self) -> tuple[str, ...]:
         return tuple(sorted(e.id for e in self.machine.events))  # type: ignore[attr-defined]
 
-    def awaited(self, state: str) -> frozenset[str]:
-        """The slots a task waits for in ``state`` (its slots' waiting states, from :attr:`reopens`): an answer may
-        come a turn later than the question, after a question of the customer's own was answered in between."""
+    def awaited(self, state: str, last_action: str | None) -> frozenset[str]:
+        """The slots a task waits for in ``state`` (its slots' waiting states, from :attr:`reopens`) while the bot's
+        last word was an aside: an answer may come a turn after the question, once a question of the customer's own
+        was answered. Right after the task's own action, a wait means a value was refused or reset, and the next
+        message is a new request or value, not the answer to an earlier question: nothing is awaited then."""
+        if last_action in self.reopens:
+            return frozenset()
         return frozenset(slot for pairs in self.reopens.values() for slot, waiting in pairs if waiting == state)
 
     def allowed(self, context: FlowContext) -> list[str]:

@@ -192,7 +192,7 @@ class FlowsLike(Protocol):
 
     def advance(self, context: Any, action: str) -> str: ...
 
-    def awaited(self, state: str) -> frozenset[str]: ...
+    def awaited(self, state: str, last_action: str | None) -> frozenset[str]: ...
 
 
 @dataclass
@@ -782,7 +782,7 @@ class DialogueSimulation:
                     slots[slot] = value
                     filled.add(slot)
             intent, low = hyp.intent, hyp.confidence < bot.confidence_threshold
-            awaited = bot.flows.awaited(state)
+            awaited = bot.flows.awaited(state, last_action)
             takers = [m for m in bot.from_text if m.takes(last_action, intent, m.slot in filled, awaited)]
             if act.intent in self.knowledge_intents:
                 takers = []  # the engine's retriever reads a question the knowledge base answers: not an answer
