@@ -494,8 +494,8 @@ class DialogueEngine:
             filled.add(mapping.slot)
             events.append(NewEvent(ev.SLOT_SET, {"slot": mapping.slot, "value": answer, "from": "text"}))
             intent, low_confidence, answered = mapping.as_intent or intent, False, True
-        if low_confidence and filled & awaited:  # the bot asked "which city?" and the message names one: an answer,
-            answers = getattr(parts.flows.definition, "answer_intents", ())  # however unsure the intent classifier was
+        if (low_confidence or intent == ev.OUT_OF_SCOPE) and filled & awaited:  # asked "which city?", told one:
+            answers = getattr(parts.flows.definition, "answer_intents", ())  # an answer, whatever the classifier said
             intent, low_confidence, answered = answers[0] if answers else intent, False, True
         if not answered and answer and not low_confidence:  # said before it was asked: "return 10976, it broke"
             unasked = await self._unasked_detail(answer, intent, slots, conversation.state)

@@ -115,6 +115,24 @@ async def test_a_value_asked_for_is_an_answer_however_unsure_the_intent(store: A
     assert doubtful.action == "utter_fallback"
 
 
+async def test_a_value_asked_for_is_an_answer_even_read_as_out_of_scope(store: Any) -> None:
+    engine = light_engine(store)
+    asked = await say(engine, None, "where is my order")
+    engine.parts.nlu = _OutOfScopeNLU()
+    answered = await say(engine, asked.conversation_id, "the thing, 10234")
+    assert answered.action == "action_order_status"
+
+
+class _OutOfScopeNLU(_ThresholdNLU):
+    """Every message read confidently as out of scope (0.7), an order id tagged in it all the same."""
+
+    def parse(self, text: str) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(self.inner.parse(text), intent="out_of_scope", confidence=0.7,
+                                   ranking=(("out_of_scope", 0.7), ("greet", 0.3)))
+
+
 class _DoubtfulNLU(_ThresholdNLU):
     """Every message read as a greeting at 0.3, whatever order id it carries: the classifier is unsure of it."""
 
