@@ -1,7 +1,12 @@
-"""The unscripted conversations (scenarios/unscripted/: written by someone who never read the NLU data) replayed against
-the real demo bot with the policy it serves: a pass rate per language, not one test each, because they measure how well
-the bot generalises rather than script it. The floor is what the bot reaches today (README, "Unscripted conversations");
-the issue's target is 0.90 in each language."""
+"""The unscripted conversations replayed against the real demo bot with the policy it serves: a pass rate per set and
+language, not one test each, because they measure how well the bot generalises rather than script it.
+
+* ``scenarios/unscripted/``: written by someone who never read the NLU data; the failures in it guided fixes.
+* ``scenarios/heldout/``: written later the same way, by another writer, to measure on text no fix was made for
+  (one fix was made after its first measurement; README, "Unscripted conversations").
+
+The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
+tests run, and differ a little by machine), so that a regression fails CI; the issue's target is 0.90."""
 
 from __future__ import annotations
 
@@ -12,19 +17,24 @@ import pytest
 from dialogue.scenarios import Scenario, run_scenario
 from tests.conftest import SCENARIOS
 
-UNSCRIPTED = sorted((SCENARIOS / "unscripted").glob("*.yml"))
-FLOOR = {"en": 0.85, "zh": 0.82}
+FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.82, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.65}
 
 
-def test_the_set_covers_both_languages() -> None:
-    languages = [Scenario.load(p).language for p in UNSCRIPTED]
-    assert languages.count("en") >= 50 and languages.count("zh") >= 50
+def files(name: str) -> list[Any]:
+    return sorted((SCENARIOS / name).glob("*.yml"))
 
 
-@pytest.mark.parametrize("language", ["en", "zh"])
-async def test_unscripted_pass_rate(shop: Any, language: str) -> None:
-    scenarios = [s for s in map(Scenario.load, UNSCRIPTED) if s.language == language]
+@pytest.mark.parametrize(("name", "least"), [("unscripted", 50), ("heldout", 40)])
+def test_the_set_covers_both_languages(name: str, least: int) -> None:
+    languages = [Scenario.load(p).language for p in files(name)]
+    assert languages.count("en") >= least and languages.count("zh") >= least
+
+
+@pytest.mark.parametrize(("name", "language"), sorted(FLOOR))
+async def test_pass_rate(shop: Any, name: str, language: str) -> None:
+    scenarios = [s for s in map(Scenario.load, files(name)) if s.language == language]
     results = [await run_scenario(shop.engine, s) for s in scenarios]
     failed = [r for r in results if not r.passed]
     rate = 1 - len(failed) / len(results)
-    assert rate >= FLOOR[language], f"{rate:.3f} < {FLOOR[language]}\n" + "\n".join(r.describe() for r in failed)
+    floor = FLOOR[(name, language)]
+    assert rate >= floor, f"{rate:.3f} < {floor}\n" + "\n".join(r.describe() for r in failed)
