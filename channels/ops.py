@@ -333,6 +333,16 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
+def _staff_text(body: Mapping[str, Any], cap: int) -> str:
+    """The ``text`` of a staff request (an agent's message, a note): trimmed, non-empty, at most ``cap`` characters."""
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError("bad_request", "'text' must be a non-empty string")
+    if len(text.strip()) > cap:
+        raise ApiError("too_large", f"'text' is longer than {cap} characters")
+    return text.strip()
+
+
 def canned_json(reply: CannedReply) -> dict[str, Any]:
     return {
         "id": reply.id,
@@ -1295,12 +1305,7 @@ class OpsServer:
     async def _h_agent_message(self, request: web.Request) -> web.StreamResponse:
         cid = self._conversation_id(request)
         body = await self._json_body(request)
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError("bad_request", "'text' must be a non-empty string")
-        text = text.strip()
-        if len(text) > p.MAX_TEXT_CHARS:
-            raise ApiError("too_large", f"'text' is longer than {p.MAX_TEXT_CHARS} characters")
+        text = _staff_text(body, p.MAX_TEXT_CHARS)
         message_id = body.get("message_id") or f"agent-{uuid.uuid4().hex}"
         if not isinstance(message_id, str) or not p.MESSAGE_ID_RE.fullmatch(message_id):
             raise ApiError("bad_request", "'message_id' must be 1-64 characters of [A-Za-z0-9_-]")
@@ -1338,13 +1343,7 @@ class OpsServer:
         """An internal note for colleagues: stored as a ``note`` event (redacted), shown in the console only; the
         chat channel never pushes or replays it (it sends message events only)."""
         cid = self._conversation_id(request)
-        body = await self._json_body(request)
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError("bad_request", "'text' must be a non-empty string")
-        text = text.strip()
-        if len(text) > MAX_NOTE_CHARS:
-            raise ApiError("too_large", f"a note is at most {MAX_NOTE_CHARS} characters")
+        text = _staff_text(await self._json_body(request), MAX_NOTE_CHARS)
         await self._summary(cid)
         event = await self.backend.add_note(cid, request[USER].username, text)
         logger.info("note by %s on %s", request[USER].username, cid)
