@@ -177,6 +177,7 @@ from dialogue.types import (
     AGENT_MESSAGE,
     BOT_MESSAGE,
     HANDBACK,
+    MAX_RATING_COMMENT,
     RATING,
     REOPENED,
     RESOLVED,
@@ -196,7 +197,6 @@ MAX_MESSAGE_ID_CHARS: Final = 64
 MAX_CONVERSATION_ID_CHARS: Final = 128
 DEFAULT_MAX_PENDING: Final = 8
 MAX_HISTORY_MESSAGES: Final = 100
-MAX_RATING_COMMENT_CHARS: Final = 1000
 RATING_SCORES: Final = range(1, 6)
 TYPING_TTL: Final = 6.0  # seconds a customer's or agent's "typing" lasts without a refresh
 TYPING_RATE: Final = 1.0  # typing frames per second and connection, on average
@@ -435,8 +435,8 @@ def _parse_rating(obj: Mapping[str, Any]) -> Rating:
         if not _encodable(comment):
             raise _bad("field 'comment' holds a lone surrogate (not valid Unicode)")
         comment = comment.strip() or None
-        if comment is not None and len(comment) > MAX_RATING_COMMENT_CHARS:
-            raise ProtocolError(TOO_LARGE, f"field 'comment' is longer than {MAX_RATING_COMMENT_CHARS} characters")
+        if comment is not None and len(comment) > MAX_RATING_COMMENT:
+            raise ProtocolError(TOO_LARGE, f"field 'comment' is longer than {MAX_RATING_COMMENT} characters")
     return Rating(score=score, comment=comment)
 
 
@@ -539,6 +539,12 @@ def agent_card(name: str) -> dict[str, str]:
     return {"name": shown, "avatar": agent_initials(shown)}
 
 
+def _agent_of(event: Event) -> dict[str, Any]:
+    """``{"agent": card}`` of an agent message event that names its agent (:func:`agent_card`), else ``{}``."""
+    agent = event.data.get("agent")
+    return {"agent": agent_card(agent)} if isinstance(agent, str) and agent else {}
+
+
 def agent_typing_frame(state: bool, agent: str) -> dict[str, Any]:
     """``{"type": "agent_typing"}``: the agent holding the conversation is typing (``state``) or stopped."""
     return {"type": "agent_typing", "state": bool(state), "agent": agent_card(agent)}
@@ -548,8 +554,7 @@ def agent_message_frame(event: Event) -> dict[str, Any]:
     """The pushed ``message`` frame (``"role": "agent"``) of a stored AGENT_MESSAGE event; with ``agent`` (who
     wrote it) when the event names them."""
     message_id = event.message_id or event.data.get("message_id") or f"agent-{event.seq}"
-    agent = event.data.get("agent")
-    extra = {"agent": agent_card(agent)} if isinstance(agent, str) and agent else {}
+    extra = _agent_of(event)
     return {
         "type": "message",
         "role": "agent",
@@ -681,9 +686,8 @@ def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> li
             "message_id": event.message_id or event.data.get("message_id"),
             "reply_to": reply_to if isinstance(reply_to, str) else None,
         }
-        agent = event.data.get("agent")
-        if role == "agent" and isinstance(agent, str) and agent:
-            entry["agent"] = agent_card(agent)
+        if role == "agent":
+            entry.update(_agent_of(event))
         messages.append(entry)
     return messages[-limit:] if limit > 0 else []
 

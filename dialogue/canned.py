@@ -1,9 +1,9 @@
 """Canned replies: the support team's saved answers, and how one is filled in for a conversation (pure, no I/O).
 
-A canned reply's text may name the conversation's slots in braces (``Your order {order_id} is on its way``). When an
+A canned reply's text may name the conversation's slots in braces (``Your request {ref} is on its way``). When an
 agent inserts one, :func:`render` fills each named slot from the conversation's current slots. A slot that is
-unknown or empty is left *as written* (``{order_id}``) and reported in :attr:`Rendered.missing`: the agent sees
-exactly what is still to be filled in, and the reply box never silently sends "Your order  is on its way". The text
+unknown or empty is left *as written* (``{ref}``) and reported in :attr:`Rendered.missing`: the agent sees
+exactly what is still to be filled in, and the reply box never silently sends "Your request  is on its way". The text
 is scanned once, so a slot value that itself contains braces is inserted literally and never expanded again.
 
 Validation (:func:`check_reply`) is here too, so the ops API and the store agree on one rule: a title of 1-64
@@ -11,8 +11,8 @@ characters, a text of 1-2000, a language the bot speaks.
 
 Usage::
 
-    rendered = render("Hi, order {order_id} ships {eta}.", {"order_id": "10234"})
-    rendered.text     # 'Hi, order 10234 ships {eta}.'
+    rendered = render("Hi, request {ref} is done by {eta}.", {"ref": "R-17"})
+    rendered.text     # 'Hi, request R-17 is done by {eta}.'
     rendered.missing  # ('eta',)
 """
 

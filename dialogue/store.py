@@ -89,6 +89,7 @@ from dialogue.types import (
     HANDOFF_FILTERS,
     HANDOFF_NONE,
     HANDOFF_WAITING,
+    MAX_RATING_COMMENT,
     ROLES,
     Conversation,
     ConversationFilter,
@@ -115,7 +116,6 @@ SEARCH_CAP = 32_000  # characters of text kept per conversation for search (the 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 32
 MAX_NOTE_CHARS = 2000  # an internal note: as long as a message may be
-MAX_RATING_COMMENT = 1000  # characters of a customer's rating comment
 PREVIEW_CHARS = 200  # characters of the last message kept for the inbox (migration 0009)
 ASSIGNABLE_ROLES = ("agent", "admin")  # who a conversation can be assigned to
 _MESSAGE_AUTHORS = {ev.USER_MESSAGE: "customer", ev.BOT_MESSAGE: "bot", ev.AGENT_MESSAGE: "agent"}

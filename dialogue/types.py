@@ -24,6 +24,7 @@ CORRECTION = "correction"  # data: {"by", "seq", "text", "intent", "entities": [
 RESOLVED = "resolved"  # data: {"agent"}: staff marked the conversation resolved (the widget then asks for a rating)
 REOPENED = "reopened"  # data: {"agent": str | None, "reason": "agent" | "customer"}: resolved no more
 RATING = "rating"  # data: {"score": 1..5, "comment": str | None (redacted)}: the customer rated a resolution
+MAX_RATING_COMMENT = 1000  # characters of a rating's comment (after stripping): the chat protocol and the store agree
 NOTE = "note"  # data: {"agent", "text" (redacted)}: an internal note by staff; never sent or shown to the customer
 EVENT_TYPES = (
     USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, HANDOFF_END, AGENT_MESSAGE,
