@@ -188,6 +188,7 @@ from dialogue.types import (
     Event,
     NewConversation,
     TurnReply,
+    stored_buttons,
 )
 
 # ---------------------------------------------------------------------------------------------------------- limits
@@ -676,9 +677,7 @@ def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> li
         if role == "user":
             text = offered.get(text, text)
         elif role == "bot":
-            buttons = event.data.get("buttons")
-            offered = {str(b.get("payload")): str(b.get("title")) for b in buttons if isinstance(b, dict)} \
-                if isinstance(buttons, list) else {}
+            offered = {payload: title for title, payload in stored_buttons(event.data)}
         reply_to = event.data.get("reply_to")
         entry: dict[str, Any] = {
             "role": role,

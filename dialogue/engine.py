@@ -831,6 +831,5 @@ def _replayed(conversation: Conversation, message_id: str, events: Sequence[Even
         handed_off=conversation.handed_off or with_agent,
         flags=(WITH_AGENT,) if with_agent else (),
         replayed=True,
-        buttons=tuple((str(b.get("title", "")), str(b.get("payload", ""))) for b in bot.data.get("buttons") or ()
-                      if isinstance(b, dict)) if bot else (),
+        buttons=ev.stored_buttons(bot.data) if bot else (),
     )

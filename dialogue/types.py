@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ NLU_PARSE = "nlu_parse"  # data: Parse.to_dict()
 SAFETY_INPUT = "safety_input"  # data: InputVerdict.to_dict()
 SLOT_SET = "slot_set"  # data: {"slot", "value"}
 ACTION = "action"  # data: {"name", "score", "allowed", "policy", "state_before", "state_after"}
-BOT_MESSAGE = "bot_message"  # data: {"text", "message_id", "response", "source", "reply_to"}
+BOT_MESSAGE = "bot_message"  # data: {"text", "message_id", "response", "source", "reply_to", "buttons"?}
 SAFETY_OUTPUT = "safety_output"  # data: OutputVerdict.to_dict() (+ "replaced": bool)
 HANDOFF = "handoff"  # data: {"reason"}: the bot queued the conversation for a human (intent | "low_confidence_loop")
 HANDOFF_END = "handoff_end"  # data: {"reason": "offline" | "timeout" | "customer", "wanted"?}: a wait ended or never began
@@ -327,3 +328,12 @@ class TurnReply:
 
     def __repr__(self) -> str:
         return f"TurnReply(conversation_id={self.conversation_id!r}, action={self.action!r}, chars={len(self.text)})"
+
+
+def stored_buttons(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The ``(title, payload)`` buttons of a stored ``bot_message`` event's data (``"buttons": [{"title",
+    "payload"}]``, written by the engine's turn), for whoever replays or shows it."""
+    buttons = data.get("buttons")
+    if not isinstance(buttons, list):
+        return ()
+    return tuple((str(b.get("title", "")), str(b.get("payload", ""))) for b in buttons if isinstance(b, dict))
