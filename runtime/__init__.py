@@ -8,22 +8,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import EngineClosed, GenerationError, ModelLoadError, QueueFull, RemoteError, TemplateError
-from runtime.types import Act, Realisation
+from runtime.errors import (
+    APIError,
+    EngineClosed,
+    GenerationError,
+    ModelLoadError,
+    QueueFull,
+    RemoteError,
+    TemplateError,
+)
+from runtime.types import Act, OnToken, Realisation
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine, SamplingParams
+    from runtime.engine import Engine
     from runtime.model import GeneratorConfig
     from runtime.nlg import NLG, check_slots
     from runtime.openai_api import create_app
     from runtime.remote import OpenAIEngine
+    from runtime.sampling import SamplingParams
     from runtime.scheduler import Scheduler, StepOutputs, StepPlan
     from runtime.templates import Templates
     from runtime.train import train_generator
 
 _LAZY = {
     "Engine": "runtime.engine",
-    "SamplingParams": "runtime.engine",
+    "SamplingParams": "runtime.sampling",
     "GeneratorConfig": "runtime.model",
     "NLG": "runtime.nlg",
     "check_slots": "runtime.nlg",
@@ -38,12 +47,14 @@ _LAZY = {
 
 __all__ = [
     "NLG",
+    "APIError",
     "Act",
     "Engine",
     "EngineClosed",
     "GenerationError",
     "GeneratorConfig",
     "ModelLoadError",
+    "OnToken",
     "OpenAIEngine",
     "QueueFull",
     "Realisation",

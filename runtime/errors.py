@@ -46,3 +46,19 @@ class RemoteError(GenerationError):
     @property
     def busy(self) -> bool:
         return self.status in (429, 503)
+
+
+class APIError(GenerationError):
+    """A request to the OpenAI-compatible server (:mod:`runtime.openai_api`) that is answered with an error:
+    the HTTP ``status`` and OpenAI's error fields (``message``, ``type``, ``code``, ``param``).
+
+    Defined here, under the package's root, so a caller that catches :class:`GenerationError` catches every
+    runtime failure; the server turns it into its JSON answer (:meth:`body`)."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI-style JSON error body."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

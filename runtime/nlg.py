@@ -17,16 +17,15 @@ import contextlib
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from runtime.errors import GenerationError
 from runtime.model import build_prompt
 from runtime.templates import DELEX_RE, PLACEHOLDER_RE, Templates, delexicalise, lexicalise
-from runtime.types import Act, Realisation
+from runtime.types import Act, OnToken, Realisation
 
-OnToken = Callable[[str], Awaitable[None]]
 _PARTIAL = re.compile(r"\[[A-Za-z0-9_]*$")
 
 

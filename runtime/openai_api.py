@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from runtime.engine import Engine, SamplingParams
-from runtime.errors import EngineClosed, GenerationError, QueueFull
+from runtime.errors import APIError, EngineClosed, GenerationError, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,9 @@ ROLE_STOPS = ("\nuser:", "\nsystem:", "\nassistant:")
 _MAX_STOPS = 4
 
 
-class APIError(Exception):
-    """An error answered as an OpenAI-style JSON body."""
-
-    def __init__(self, status: int, message: str, type_: str, code: str | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
-
-    def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return web.json_response(body, status=self.status)
+def _error_response(err: APIError) -> web.Response:
+    """``err`` as an OpenAI-style JSON error answer."""
+    return web.json_response(err.body(), status=err.status)
 
 
 def _invalid(message: str, param: str | None = None) -> APIError:
@@ -187,7 +180,7 @@ class OpenAIServer:
             params = sampling_from_body(body, self.default_max_tokens)
             return await self._run(request, body, prompt, params, chat=False)
         except APIError as err:
-            return err.response()
+            return _error_response(err)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -196,7 +189,7 @@ class OpenAIServer:
             params = sampling_from_body(body, default_max_tokens=1024, extra_stops=stops)
             return await self._run(request, body, prompt, params, chat=True)
         except APIError as err:
-            return err.response()
+            return _error_response(err)
 
     # ------------------------------------------------------------------ helpers
     async def _body(self, request: web.Request) -> dict[str, Any]:
@@ -319,10 +312,10 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except APIError as err:
-        return err.response()
+        return _error_response(err)
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return APIError(exc.status, exc.reason, "invalid_request_error").response()
+            return _error_response(APIError(exc.status, exc.reason, "invalid_request_error"))
         raise
 
 

@@ -1,8 +1,17 @@
-"""Dataclasses that cross into and out of the runtime package."""
+"""Types that cross into and out of the runtime package: the act to verbalise, the finished reply, and the
+callback that receives a reply's text as it streams.
+
+Why here: runtime is the lowest layer, so the packages above (dialogue, channels, kefu) take these names from it
+instead of each defining its own copy.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+#: Receives each piece of a reply's text as it is generated (streaming to the customer's channel).
+OnToken = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import torch
 
 from runtime.engine import Engine, SamplingParams
 from runtime.errors import EngineClosed, GenerationError, ModelLoadError, QueueFull
+from runtime.kv_cache import KVCache, PromptCache
 
 PROMPTS = [
     "<en> utter_order_status ( eta order_id status ) =>",
@@ -41,6 +42,12 @@ def tiny_model(kind: str, tok: Any) -> Any:
         )  # fmt: skip
         model = LlamaForCausalLM(LlamaConfig(**common)) if kind == "llama" else Qwen2ForCausalLM(Qwen2Config(**common))
     return model.eval()
+
+
+def prompt_cache(engine: Engine) -> PromptCache:
+    """The engine's prompt cache (a slab-cached model's)."""
+    assert isinstance(engine.runner.cache, KVCache)
+    return engine.runner.cache.prompts
 
 
 def reference(model: Any, tok: Any, prompt: str, n: int) -> str:
@@ -237,7 +244,7 @@ async def test_repeated_prompts_come_from_the_prompt_cache(kind: str, tiny_token
     engine = Engine(model, tiny_tokenizer, max_batch=8)
     params = SamplingParams(max_tokens=n)
     assert await asyncio.gather(*[engine.generate(p, params) for p in PROMPTS]) == refs
-    assert engine.stats["prompt_cache_hits"] == 0 and len(engine._prompt_cache) == len(PROMPTS)
+    assert engine.stats["prompt_cache_hits"] == 0 and len(prompt_cache(engine)) == len(PROMPTS)
     forwards = engine.stats["prefill_forwards"]
     again = await asyncio.gather(*[engine.generate(p, params) for p in [*PROMPTS[::-1], PROMPTS[0]]])
     assert again == [*refs[::-1], refs[0]]
@@ -267,12 +274,12 @@ async def test_repeated_prompts_come_from_the_prompt_cache(kind: str, tiny_token
     small = Engine(model, tiny_tokenizer, prompt_cache_mb=0.03)  # room for a few short prompts only
     for p in PROMPTS:
         await small.generate(p, SamplingParams(max_tokens=2))
-    assert 0 < small._prompt_cache.nbytes <= 0.03 * 2**20 and len(small._prompt_cache) < len(PROMPTS)
+    assert 0 < prompt_cache(small).nbytes <= 0.03 * 2**20 and len(prompt_cache(small)) < len(PROMPTS)
     await small.aclose()
     off = Engine(model, tiny_tokenizer, prompt_cache_mb=0)
     for _ in range(2):
         assert await off.generate(PROMPTS[0], params) == refs[0]
-    assert off.stats["prompt_cache_hits"] == 0 and len(off._prompt_cache) == 0
+    assert off.stats["prompt_cache_hits"] == 0 and len(prompt_cache(off)) == 0
     await off.aclose()
 
 
