@@ -1,7 +1,23 @@
-"""Kefu chat wire protocol: a pure core (no I/O, no asyncio) that parses client frames and builds server frames.
+"""Kefu chat wire protocol: the wire spec (this docstring) and the per-connection state machine
+(:class:`ConnectionState`), at the centre of a pure core (no I/O, no asyncio) that the asyncio shell in
+:mod:`channels.server` drives.
 
-The asyncio shell in :mod:`channels.server` drives it; everything here is plain functions and small classes, so
-it can be tested (and reused by another transport) without a socket.
+The rest of the core lives in modules named for their concept, each plain functions and small classes that can be
+tested (and reused by another transport) without a socket:
+
+* :mod:`channels.frames`: client frames (types, parsing, validation), server frames (builders, :func:`encode_frame`)
+  and the wire's limits on sizes and identifiers;
+* :mod:`channels.error_codes`: the ``error`` codes, their customer-safe messages, the code of an exception;
+* :mod:`channels.transcript`: what a customer sees of stored events (``history`` and the rating prompt on a resume,
+  the frames pushed while an agent holds the conversation);
+* :mod:`channels.resume`: the resume secret (new sessions, proving a resume);
+* :mod:`channels.limits`: token buckets, the client address they count, the open-connection slots;
+* :mod:`channels.presence`: typing presence (:class:`TypingBoard`);
+* :mod:`channels.json_api`: the JSON of the HTTP APIs.
+
+What those define for callers is re-exported here (``from channels import protocol as p``, then ``p.X``), so this
+module stays the one import of the protocol. This docstring is long on purpose: it is the wire spec that clients
+are written against (the README points here), kept as one text rather than split over the modules implementing it.
 
 Wire protocol
 =============
@@ -158,647 +174,115 @@ connections.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
-import hmac
-import ipaddress
-import json
-import re
-import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
-from channels.auth import new_token, token_hash
+from channels.error_codes import (
+    ALREADY_RATED,
+    BAD_FRAME,
+    BAD_JSON,
+    BUSY,
+    ERROR_CODES,
+    ERROR_MESSAGES,
+    EXCEPTION_CODES,
+    HTTP_STATUS_FOR_CODE,
+    INTERNAL,
+    NOT_FOUND,
+    NOT_RESOLVED,
+    RATE_LIMITED,
+    RESUME_DENIED,
+    STORE_UNAVAILABLE,
+    TIMEOUT,
+    TOO_LARGE,
+    error_code_for,
+)
 from channels.errors import ProtocolError
-from dialogue.types import (
-    AGENT_MESSAGE,
-    BOT_MESSAGE,
-    HANDBACK,
-    MAX_RATING_COMMENT,
-    RATING,
-    REOPENED,
-    RESOLVED,
-    TAKEOVER,
-    USER_MESSAGE,
-    Conversation,
-    ConversationSummary,
-    Event,
-    NewConversation,
-    TurnReply,
-    stored_buttons,
+from channels.frames import (
+    CONVERSATION_ID_RE,
+    LANGUAGES,
+    MAX_AGENT_NAME_CHARS,
+    MAX_CONVERSATION_ID_CHARS,
+    MAX_FRAME_BYTES,
+    MAX_MESSAGE_ID_CHARS,
+    MAX_TEXT_CHARS,
+    MESSAGE_ID_RE,
+    RATING_SCORES,
+    SECRET_RE,
+    USER_ID_RE,
+    ClientFrame,
+    Hello,
+    Rating,
+    Typing,
+    UserMessage,
+    ack_frame,
+    agent_card,
+    agent_initials,
+    agent_message_frame,
+    agent_typing_frame,
+    bad_frame_error,
+    busy_frame,
+    encode_frame,
+    error_frame,
+    error_frame_for,
+    handoff_frame,
+    message_frame,
+    parse_client_frame,
+    rating_ack_frame,
+    resolved_frame,
+    session_frame,
+    token_frame,
+    typing_frame,
 )
+from channels.json_api import encode_json, event_to_json, summary_to_json
+from channels.limits import (
+    DEFAULT_BURST,
+    DEFAULT_RATE,
+    AddressLimiter,
+    IPNetwork,
+    TokenBucket,
+    client_address,
+    new_conversations_limited,
+    parse_networks,
+    rate_limited,
+)
+from channels.presence import (
+    TYPING_BOARD,
+    TYPING_BURST,
+    TYPING_RATE,
+    TYPING_TTL,
+    TypingBoard,
+    TypingListener,
+    typing_rate_limited,
+)
+from channels.resume import DENIED_REASON, conversation_id_for, new_secret, new_session, secret_hash, verify_resume
+from channels.transcript import (
+    MAX_HISTORY_MESSAGES,
+    awaiting_rating,
+    history_frame,
+    push_frames,
+    resume_frames,
+    transcript,
+)
+from dialogue.types import NewConversation
 
-# ---------------------------------------------------------------------------------------------------------- limits
-MAX_FRAME_BYTES: Final = 64 * 1024
-MAX_TEXT_CHARS: Final = 2000
-MAX_MESSAGE_ID_CHARS: Final = 64
-MAX_CONVERSATION_ID_CHARS: Final = 128
+__all__ = [  # the re-exports: every name callers use as ``p.X`` (grep the repo before dropping one)
+    "ALREADY_RATED", "BAD_FRAME", "BAD_JSON", "BUSY", "CONVERSATION_ID_RE", "DEFAULT_BURST", "DEFAULT_MAX_PENDING",
+    "DEFAULT_RATE", "DENIED_REASON", "ERROR_CODES", "ERROR_MESSAGES", "EXCEPTION_CODES", "HTTP_STATUS_FOR_CODE",
+    "INTERNAL", "LANGUAGES", "MAX_AGENT_NAME_CHARS", "MAX_CONVERSATION_ID_CHARS", "MAX_FRAME_BYTES",
+    "MAX_HISTORY_MESSAGES", "MAX_MESSAGE_ID_CHARS", "MAX_TEXT_CHARS", "MESSAGE_ID_RE", "NOT_FOUND", "NOT_RESOLVED",
+    "RATE_LIMITED", "RATING_SCORES", "RESUME_DENIED", "SECRET_RE", "STORE_UNAVAILABLE", "TIMEOUT", "TOO_LARGE",
+    "TYPING_BOARD", "TYPING_BURST", "TYPING_RATE", "TYPING_TTL", "USER_ID_RE", "AddressLimiter", "ClientFrame",
+    "ConnectionState", "Hello", "IPNetwork", "Rating", "TokenBucket", "Typing", "TypingBoard", "TypingListener",
+    "UserMessage", "ack_frame", "agent_card", "agent_initials", "agent_message_frame", "agent_typing_frame",
+    "awaiting_rating", "busy_frame", "client_address", "conversation_id_for", "encode_frame", "encode_json",
+    "error_code_for", "error_frame", "error_frame_for", "event_to_json", "handoff_frame", "history_frame",
+    "message_frame", "new_conversations_limited", "new_secret", "new_session", "parse_client_frame", "parse_networks",
+    "push_frames", "rate_limited", "rating_ack_frame", "resolved_frame", "resume_frames", "secret_hash",
+    "session_frame", "summary_to_json", "token_frame", "transcript", "typing_frame", "typing_rate_limited",
+    "verify_resume",
+]
+
 DEFAULT_MAX_PENDING: Final = 8
-MAX_HISTORY_MESSAGES: Final = 100
-RATING_SCORES: Final = range(1, 6)
-TYPING_TTL: Final = 6.0  # seconds a customer's or agent's "typing" lasts without a refresh
-TYPING_RATE: Final = 1.0  # typing frames per second and connection, on average
-TYPING_BURST: Final = 5
-MAX_AGENT_NAME_CHARS: Final = 64
-
-MESSAGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-CONVERSATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:@+-]{1,255}")
-SECRET_RE: Final = re.compile(r"[A-Za-z0-9_-]{16,128}")
-LANGUAGES: Final = ("en", "zh")
-
-# ----------------------------------------------------------------------------------------------------- error codes
-BAD_JSON: Final = "bad_json"
-BAD_FRAME: Final = "bad_frame"
-TOO_LARGE: Final = "too_large"
-BUSY: Final = "busy"
-RATE_LIMITED: Final = "rate_limited"
-RESUME_DENIED: Final = "resume_denied"
-TIMEOUT: Final = "timeout"
-NOT_FOUND: Final = "not_found"
-STORE_UNAVAILABLE: Final = "store_unavailable"
-INTERNAL: Final = "internal"
-NOT_RESOLVED: Final = "not_resolved"
-ALREADY_RATED: Final = "already_rated"
-ERROR_CODES: Final = (
-    BAD_JSON, BAD_FRAME, TOO_LARGE, BUSY, RATE_LIMITED, RESUME_DENIED, TIMEOUT, NOT_FOUND, STORE_UNAVAILABLE,
-    INTERNAL, NOT_RESOLVED, ALREADY_RATED,
-)
-
-#: Generic, customer-safe English message for each code (the widget shows its own localised strings).
-ERROR_MESSAGES: Final[Mapping[str, str]] = {
-    BAD_JSON: "The frame is not valid JSON.",
-    BAD_FRAME: "The frame is not a valid Kefu frame.",
-    TOO_LARGE: "The message is too long.",
-    BUSY: "Too many messages are pending; please wait and retry.",
-    RATE_LIMITED: "Messages are arriving too fast; please slow down and resend.",
-    RESUME_DENIED: "This conversation cannot be resumed here; start a new one.",
-    TIMEOUT: "The assistant did not answer in time; please retry.",
-    NOT_FOUND: "The conversation does not exist.",
-    STORE_UNAVAILABLE: "The service is temporarily unavailable; please retry.",
-    INTERNAL: "Something went wrong on our side.",
-    NOT_RESOLVED: "This conversation is not resolved, so it cannot be rated.",
-    ALREADY_RATED: "This conversation was already rated.",
-}
-
-#: Exception class name -> wire error code. :func:`error_code_for` walks the exception's MRO, so subclasses
-#: match too. Names, not classes, so this module does not import the dialogue engine's internals.
-EXCEPTION_CODES: dict[str, str] = {
-    "StoreUnavailable": STORE_UNAVAILABLE,
-    "ConversationNotFound": NOT_FOUND,
-    "ConcurrentUpdate": BUSY,
-    "TimeoutError": TIMEOUT,
-    "NotResolved": NOT_RESOLVED,
-    "AlreadyRated": ALREADY_RATED,
-}
-
-#: Wire error code -> HTTP status for the JSON API.
-HTTP_STATUS_FOR_CODE: Final[Mapping[str, int]] = {
-    BAD_JSON: 400,
-    BAD_FRAME: 400,
-    TOO_LARGE: 413,
-    BUSY: 429,
-    RATE_LIMITED: 429,
-    RESUME_DENIED: 403,
-    TIMEOUT: 504,
-    NOT_FOUND: 404,
-    STORE_UNAVAILABLE: 503,
-    INTERNAL: 500,
-    NOT_RESOLVED: 409,
-    ALREADY_RATED: 409,
-}
-
-
-def error_code_for(exc: BaseException, mapping: Mapping[str, str] | None = None) -> str:
-    """The wire error code for an exception raised while serving a client.
-
-    A :class:`ProtocolError` carries its own code; otherwise the first class in ``type(exc).__mro__`` whose name
-    is in ``mapping`` (default :data:`EXCEPTION_CODES`) decides; anything else is ``internal``.
-    """
-    if isinstance(exc, ProtocolError):
-        return exc.code
-    table = EXCEPTION_CODES if mapping is None else mapping
-    for cls in type(exc).__mro__:
-        code = table.get(cls.__name__)
-        if code is not None:
-            return code
-    return INTERNAL
-
-
-# --------------------------------------------------------------------------------------------------- client frames
-@dataclass(frozen=True)
-class Hello:
-    """``{"type": "hello"}``: open or resume a conversation (``secret`` proves the resumed one)."""
-
-    conversation_id: str | None
-    language: str | None = None
-    user: str | None = None
-    secret: str | None = None
-
-    def __repr__(self) -> str:  # never the secret (it is a credential)
-        return (
-            f"Hello(conversation_id={self.conversation_id!r}, language={self.language!r}, "
-            f"user={'set' if self.user else None}, secret={'set' if self.secret else None})"
-        )
-
-
-@dataclass(frozen=True)
-class UserMessage:
-    """``{"type": "message"}``: a customer message (``text`` is stripped). ``secret``/``user`` prove the named
-    conversation when the connection has no session yet (no ``hello``)."""
-
-    conversation_id: str | None
-    message_id: str
-    text: str
-    secret: str | None = None
-    user: str | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"UserMessage(conversation_id={self.conversation_id!r}, message_id={self.message_id!r}, "
-            f"chars={len(self.text)})"
-        )
-
-
-@dataclass(frozen=True)
-class Rating:
-    """``{"type": "rating"}``: the customer's score (1..5) of a resolved conversation and an optional comment
-    (stripped; ``None`` when absent or empty)."""
-
-    score: int
-    comment: str | None = None
-
-    def __repr__(self) -> str:  # the comment is customer text
-        return f"Rating(score={self.score}, comment={'set' if self.comment else None})"
-
-
-@dataclass(frozen=True)
-class Typing:
-    """``{"type": "typing"}``: the customer is typing (``state=True``) or stopped. Never stored: see
-    :class:`TypingBoard`."""
-
-    state: bool
-
-
-ClientFrame = Hello | UserMessage | Rating | Typing
-
-
-def _bad(reason: str, reply_to: str | None = None) -> ProtocolError:
-    return ProtocolError(BAD_FRAME, reason, reply_to=reply_to)
-
-
-def _conversation_id(obj: Mapping[str, Any], reply_to: str | None) -> str | None:
-    value = obj.get("conversation_id")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _bad("field 'conversation_id' must be a string or null", reply_to)
-    if not CONVERSATION_ID_RE.fullmatch(value):
-        raise _bad("field 'conversation_id' must be 1-128 characters of [A-Za-z0-9_.:-]", reply_to)
-    return value
-
-
-def _user(obj: Mapping[str, Any], reply_to: str | None) -> str | None:
-    user = obj.get("user")
-    if user is None:
-        return None
-    if not isinstance(user, str):
-        raise _bad("field 'user' must be a string or null", reply_to)
-    if not USER_ID_RE.fullmatch(user):
-        raise _bad("field 'user' must be 1-255 characters of [A-Za-z0-9_.:@+-]", reply_to)
-    return user
-
-
-def _secret(obj: Mapping[str, Any], reply_to: str | None) -> str | None:
-    secret = obj.get("secret")
-    if secret is None:
-        return None
-    if not isinstance(secret, str) or not SECRET_RE.fullmatch(secret):
-        raise _bad("field 'secret' must be null or 16-128 characters of [A-Za-z0-9_-]", reply_to)
-    return secret
-
-
-def _parse_hello(obj: Mapping[str, Any]) -> Hello:
-    conversation_id = _conversation_id(obj, None)
-    language = obj.get("language")
-    if language is not None:
-        if not isinstance(language, str):
-            raise _bad("field 'language' must be a string or null")
-        # Accept browser tags like "zh-CN" / "en-GB": the primary subtag decides; unknown languages are dropped.
-        primary = language.split("-", 1)[0].split("_", 1)[0].lower()
-        language = primary if primary in LANGUAGES else None
-    return Hello(
-        conversation_id=conversation_id, language=language, user=_user(obj, None), secret=_secret(obj, None)
-    )
-
-
-def _parse_message(obj: Mapping[str, Any]) -> UserMessage:
-    if "message_id" not in obj:
-        raise _bad("missing field 'message_id'")
-    message_id = obj["message_id"]
-    if not isinstance(message_id, str):
-        raise _bad("field 'message_id' must be a string")
-    if not MESSAGE_ID_RE.fullmatch(message_id):
-        raise _bad("field 'message_id' must be 1-64 characters of [A-Za-z0-9_-]")
-    conversation_id = _conversation_id(obj, message_id)
-    if "text" not in obj:
-        raise _bad("missing field 'text'", message_id)
-    text = obj["text"]
-    if not isinstance(text, str):
-        raise _bad("field 'text' must be a string", message_id)
-    if not _encodable(text):
-        raise _bad("field 'text' holds a lone surrogate (not valid Unicode)", message_id)
-    text = text.strip()
-    if not text:
-        raise _bad("field 'text' is empty", message_id)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(TOO_LARGE, f"field 'text' is longer than {MAX_TEXT_CHARS} characters", reply_to=message_id)
-    return UserMessage(
-        conversation_id=conversation_id,
-        message_id=message_id,
-        text=text,
-        secret=_secret(obj, message_id),
-        user=_user(obj, message_id),
-    )
-
-
-def _parse_rating(obj: Mapping[str, Any]) -> Rating:
-    score = obj.get("score")
-    if isinstance(score, bool) or not isinstance(score, int) or score not in RATING_SCORES:
-        raise _bad("field 'score' must be an integer 1..5")
-    comment = obj.get("comment")
-    if comment is not None:
-        if not isinstance(comment, str):
-            raise _bad("field 'comment' must be a string or null")
-        if not _encodable(comment):
-            raise _bad("field 'comment' holds a lone surrogate (not valid Unicode)")
-        comment = comment.strip() or None
-        if comment is not None and len(comment) > MAX_RATING_COMMENT:
-            raise ProtocolError(TOO_LARGE, f"field 'comment' is longer than {MAX_RATING_COMMENT} characters")
-    return Rating(score=score, comment=comment)
-
-
-def _parse_typing(obj: Mapping[str, Any]) -> Typing:
-    state = obj.get("state")
-    if not isinstance(state, bool):  # not 0/1 or "true": a client that sends those has a bug worth seeing
-        raise _bad("field 'state' must be true or false")
-    return Typing(state=state)
-
-
-def _encodable(text: str) -> bool:
-    """``False`` when ``text`` holds a lone surrogate (JSON allows ``"\\ud800"``; UTF-8 storage does not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
-    "hello": _parse_hello, "message": _parse_message, "rating": _parse_rating, "typing": _parse_typing,
-}
-
-
-def parse_client_frame(data: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> ClientFrame:
-    """Parse and validate one client frame.
-
-    ``data`` is what the WebSocket layer delivered: ``str`` for a text frame, ``bytes`` for a binary frame
-    (always refused with ``bad_frame``). Raises :class:`ProtocolError` with the wire code to send back.
-    """
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        raise _bad("binary frames are not supported; send JSON in a text frame")
-    if len(data) > max_bytes or len(data.encode("utf-8", "surrogatepass")) > max_bytes:
-        raise ProtocolError(TOO_LARGE, f"frame is larger than {max_bytes} bytes")
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
-        raise ProtocolError(BAD_JSON, "frame is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise _bad("frame must be a JSON object")
-    frame_type = obj.get("type")
-    if not isinstance(frame_type, str):
-        raise _bad("field 'type' must be a string")
-    parser = _PARSERS.get(frame_type)
-    if parser is None:
-        raise _bad("unknown frame type")
-    return parser(obj)
-
-
-# --------------------------------------------------------------------------------------------------- server frames
-def session_frame(conversation_id: str, secret: str | None = None) -> dict[str, Any]:
-    """``{"type": "session"}``; ``secret`` only when the server issued a new conversation (see the wire spec)."""
-    frame: dict[str, Any] = {"type": "session", "conversation_id": conversation_id}
-    if secret is not None:
-        frame["secret"] = secret
-    return frame
-
-
-def ack_frame(message_id: str) -> dict[str, Any]:
-    return {"type": "ack", "message_id": message_id}
-
-
-def typing_frame(on: bool) -> dict[str, Any]:
-    return {"type": "typing", "on": on}
-
-
-def token_frame(reply_to: str, text: str) -> dict[str, Any]:
-    return {"type": "token", "reply_to": reply_to, "text": text}
-
-
-def message_frame(reply: TurnReply) -> dict[str, Any]:
-    return {
-        "type": "message",
-        "conversation_id": reply.conversation_id,
-        "message_id": reply.message_id,
-        "reply_to": reply.reply_to,
-        "text": reply.text,
-        "intent": reply.intent,
-        "confidence": None if reply.confidence is None else float(reply.confidence),
-        "action": reply.action,
-        "handed_off": bool(reply.handed_off),
-        "quick_replies": list(reply.quick_replies),
-        "buttons": [{"title": title, "payload": payload} for title, payload in reply.buttons],
-        "replayed": bool(reply.replayed),
-    }
-
-
-def agent_initials(name: str) -> str:
-    """1-2 upper-case initials of a display name, for the widget's avatar circle: the first letter of its first two
-    words (``"amy.lee"`` -> ``"AL"``, ``"amy"`` -> ``"A"``, ``"王小明"`` -> ``"王"``); ``"?"`` when it has none."""
-    words = [w for w in re.split(r"[\W_]+", name) if w]
-    return "".join(w[0] for w in words[:2]).upper() or "?"
-
-
-def agent_card(name: str) -> dict[str, str]:
-    """``{"name", "avatar"}`` of a staff member as customers see them: the display name (the console username, cut
-    to :data:`MAX_AGENT_NAME_CHARS`) and its initials (no picture, no URL: nothing the widget loads from elsewhere).
-    Plain text; the widget inserts it with ``textContent``."""
-    shown = " ".join(name.split())[:MAX_AGENT_NAME_CHARS] or "?"
-    return {"name": shown, "avatar": agent_initials(shown)}
-
-
-def _agent_of(event: Event) -> dict[str, Any]:
-    """``{"agent": card}`` of an agent message event that names its agent (:func:`agent_card`), else ``{}``."""
-    agent = event.data.get("agent")
-    return {"agent": agent_card(agent)} if isinstance(agent, str) and agent else {}
-
-
-def agent_typing_frame(state: bool, agent: str) -> dict[str, Any]:
-    """``{"type": "agent_typing"}``: the agent holding the conversation is typing (``state``) or stopped."""
-    return {"type": "agent_typing", "state": bool(state), "agent": agent_card(agent)}
-
-
-def agent_message_frame(event: Event) -> dict[str, Any]:
-    """The pushed ``message`` frame (``"role": "agent"``) of a stored AGENT_MESSAGE event; with ``agent`` (who
-    wrote it) when the event names them."""
-    message_id = event.message_id or event.data.get("message_id") or f"agent-{event.seq}"
-    extra = _agent_of(event)
-    return {
-        "type": "message",
-        "role": "agent",
-        "conversation_id": event.conversation_id,
-        "message_id": str(message_id),
-        "reply_to": None,
-        "text": str(event.data.get("text", "")),
-        "intent": None,
-        "confidence": None,
-        "action": None,
-        "handed_off": True,
-        "quick_replies": [],
-        "replayed": False,
-        **extra,
-    }
-
-
-def handoff_frame(conversation_id: str, status: str) -> dict[str, Any]:
-    """``{"type": "handoff", "status": "agent" | "bot"}``: an agent took the conversation over / handed it back."""
-    return {"type": "handoff", "conversation_id": conversation_id, "status": status}
-
-
-def resolved_frame(conversation_id: str) -> dict[str, Any]:
-    """``{"type": "resolved"}``: staff resolved the conversation; the widget asks for a rating."""
-    return {"type": "resolved", "conversation_id": conversation_id}
-
-
-def rating_ack_frame(conversation_id: str, score: int) -> dict[str, Any]:
-    """``{"type": "rating_ack"}``: the customer's rating was stored."""
-    return {"type": "rating_ack", "conversation_id": conversation_id, "score": int(score)}
-
-
-def push_frames(events: Iterable[Event], after_seq: int) -> tuple[list[dict[str, Any]], int]:
-    """Frames to push to a customer for ``events`` with ``seq > after_seq`` (agent messages, takeover, handback,
-    resolution; everything else reached the customer as a turn's reply) and the highest ``seq`` seen."""
-    frames: list[dict[str, Any]] = []
-    last = after_seq
-    for event in sorted(events, key=lambda e: e.seq):
-        if event.seq <= after_seq:
-            continue
-        last = max(last, event.seq)
-        if event.type == AGENT_MESSAGE and isinstance(event.data.get("text"), str):
-            frames.append(agent_message_frame(event))
-        elif event.type == TAKEOVER:
-            frames.append(handoff_frame(event.conversation_id, "agent"))
-        elif event.type == HANDBACK:
-            frames.append(handoff_frame(event.conversation_id, "bot"))
-        elif event.type == RESOLVED:
-            frames.append(resolved_frame(event.conversation_id))
-    return frames, last
-
-
-def busy_frame(reply_to: str, retry_after_ms: int, reason: str) -> dict[str, Any]:
-    """``{"type": "busy"}``: the message ``reply_to`` was shed by admission control, not stored; resend it after
-    ``retry_after_ms`` (see the wire spec). Not an ``error`` frame: nothing failed, and old clients that ignore
-    unknown frames resend it on their next reconnect."""
-    return {"type": "busy", "reply_to": reply_to, "retry_after_ms": int(retry_after_ms), "reason": reason}
-
-
-def error_frame(code: str, message: str | None = None, *, reply_to: str | None = None) -> dict[str, Any]:
-    """An ``error`` frame; ``message`` defaults to the generic text for ``code`` (never customer text)."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message or ERROR_MESSAGES.get(code, code)}
-    if reply_to is not None:
-        frame["reply_to"] = reply_to
-    return frame
-
-
-def error_frame_for(exc: BaseException, *, reply_to: str | None = None) -> dict[str, Any]:
-    """The ``error`` frame for an exception: a :class:`ProtocolError` keeps its reason (it names fields only);
-    any other exception gets the generic message of its code, so exception text never reaches the client."""
-    if isinstance(exc, ProtocolError):
-        return error_frame(exc.code, exc.reason, reply_to=exc.reply_to if exc.reply_to is not None else reply_to)
-    return error_frame(error_code_for(exc), reply_to=reply_to)
-
-
-def history_frame(conversation_id: str, events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> dict[str, Any]:
-    """The ``history`` frame: the visible transcript (user, bot and agent messages) of ``events``."""
-    return {"type": "history", "conversation_id": conversation_id, "messages": transcript(events, limit)}
-
-
-def awaiting_rating(events: Iterable[Event]) -> bool:
-    """Whether the latest ``resolved`` of ``events`` is neither rated nor reopened since (by staff, or by a customer
-    message): the same rule as the store's ``resolved_at`` / ``rating`` columns, read from the events the server
-    already loads to resume, so resuming costs no extra query."""
-    waiting = False
-    for event in sorted(events, key=lambda e: e.seq):
-        if event.type == RESOLVED:
-            waiting = True
-        elif event.type in (RATING, REOPENED):
-            waiting = False
-    return waiting
-
-
-def resume_frames(conversation_id: str, events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The frames after ``session`` on a proven resume of a stored conversation: its ``history`` (when it has
-    visible messages), then its ``resolved`` frame again while the resolution awaits a rating. The live
-    ``resolved`` frame reached only the sockets open when staff resolved it (and a resumed client's pushes start
-    after the events it was sent), so without this a customer who reloaded the page would never be asked."""
-    frames: list[dict[str, Any]] = []
-    history = history_frame(conversation_id, events)
-    if history["messages"]:
-        frames.append(history)
-    if awaiting_rating(events):
-        frames.append(resolved_frame(conversation_id))
-    return frames
-
-
-def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> list[dict[str, Any]]:
-    """User/bot/agent messages of ``events`` in order (the last ``limit``), as history-frame entries; a customer's
-    click on a button shows as the button's title, as the widget showed it (the payload is what was stored)."""
-    roles = {USER_MESSAGE: "user", BOT_MESSAGE: "bot", AGENT_MESSAGE: "agent"}
-    messages: list[dict[str, Any]] = []
-    offered: dict[str, str] = {}  # payload -> title of the buttons under the latest bot message
-    for event in sorted(events, key=lambda e: e.seq):
-        role = roles.get(event.type)
-        text = event.data.get("text")
-        if role is None or not isinstance(text, str):
-            continue
-        if role == "user":
-            text = offered.get(text, text)
-        elif role == "bot":
-            offered = {payload: title for title, payload in stored_buttons(event.data)}
-        reply_to = event.data.get("reply_to")
-        entry: dict[str, Any] = {
-            "role": role,
-            "text": text,
-            "message_id": event.message_id or event.data.get("message_id"),
-            "reply_to": reply_to if isinstance(reply_to, str) else None,
-        }
-        if role == "agent":
-            entry.update(_agent_of(event))
-        messages.append(entry)
-    return messages[-limit:] if limit > 0 else []
-
-
-def encode_frame(frame: Mapping[str, Any]) -> str:
-    """Serialise a server frame (compact JSON, UTF-8 characters kept as is)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-
-
-# -------------------------------------------------------------------------------------------------------- JSON API
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
-def summary_to_json(summary: ConversationSummary) -> dict[str, Any]:
-    """The core fields of a conversation row of the ops console's ``GET /api/conversations``."""
-    return {
-        "id": summary.id,
-        "language": summary.language,
-        "turns": summary.turn_count,
-        "state": summary.state,
-        "handed_off": summary.handed_off,
-        "last_intent": summary.last_intent,
-        "created_at": summary.created_at.isoformat(),
-        "updated_at": summary.updated_at.isoformat(),
-    }
-
-
-def event_to_json(event: Event) -> dict[str, Any]:
-    """One event of the ops console's ``GET /api/conversations/<id>``."""
-    return {
-        "seq": event.seq,
-        "turn": event.turn,
-        "type": event.type,
-        "message_id": event.message_id,
-        "timestamp": event.timestamp.isoformat(),
-        "data": event.data,
-    }
-
-
-def encode_json(value: Any) -> bytes:
-    """Serialise a JSON API body."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode("utf-8")
-
-
-# ---------------------------------------------------------------------------------------------- resume secret
-#: Domain separation: a conversation id is derived from its secret with another prefix than the stored hash.
-_ID_PREFIX: Final = b"kefu.conversation-id\x00"
-DENIED_REASON: Final = "conversation_id, secret and user do not match a conversation this client may resume"
-
-
-# A resume secret is a token like the console's session tokens (256 random bits, base64url), and the store keeps
-# what it keeps of those: the sha256, hex (a dump of the database resumes nothing). One definition serves both.
-new_secret = new_token
-secret_hash = token_hash
-
-
-def conversation_id_for(secret: str) -> str:
-    """The conversation id of a secret: a UUID made of another sha256 of it.
-
-    Deriving the id from the secret lets the server check a session whose conversation does not exist yet (a
-    ``hello`` creates nothing) without storing anything: only the holder of the secret can claim its id, so a
-    leaked id cannot be squatted before the first message, and clients cannot choose ids. The id reveals nothing
-    of the secret (a one-way hash of 256 random bits).
-    """
-    digest = hashlib.sha256(_ID_PREFIX + secret.encode("ascii")).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
-
-
-def new_session(language: str | None = None, user: str | None = None) -> tuple[NewConversation, str]:
-    """A new conversation for a client (nothing stored yet) and its secret, for the ``session`` frame."""
-    secret = new_secret()
-    return NewConversation(conversation_id_for(secret), secret_hash(secret), language, user), secret
-
-
-def verify_resume(
-    conversation_id: str,
-    secret: str | None,
-    user: str | None,
-    stored: Conversation | None,
-    *,
-    language: str | None = None,
-    reply_to: str | None = None,
-) -> NewConversation:
-    """Check a client's claim to resume ``conversation_id``; return the session to open (raises ``resume_denied``).
-
-    ``stored`` is the conversation's row (``None``: not created yet). An existing conversation needs the secret
-    whose sha256 is stored (constant-time comparison; a row without hash, from before migration 0005, is never
-    resumable) and, when it was created for a ``user``, that user. A conversation not created yet needs a secret
-    whose derived id (:func:`conversation_id_for`) is ``conversation_id``; it will be created with ``language``
-    and ``user``. Every refusal has the same reason, so the answer does not tell which part was wrong or whether
-    the id exists.
-    """
-    denied = ProtocolError(RESUME_DENIED, DENIED_REASON, reply_to=reply_to)
-    if secret is None:
-        raise denied
-    hashed = secret_hash(secret)
-    if stored is not None:
-        if stored.id != conversation_id or stored.secret_hash is None:
-            raise denied
-        if not hmac.compare_digest(hashed, stored.secret_hash):
-            raise denied
-        if stored.sender is not None and not hmac.compare_digest((user or "").encode(), stored.sender.encode()):
-            raise denied
-        return NewConversation(stored.id, stored.secret_hash, stored.language, stored.sender)
-    if not hmac.compare_digest(conversation_id_for(secret), conversation_id):
-        raise denied
-    return NewConversation(conversation_id, hashed, language, user)
 
 
 # -------------------------------------------------------------------------------------------- per-connection state
@@ -891,13 +375,15 @@ class ConnectionState:
             and self.conversation_id is not None
             and frame.conversation_id != self.conversation_id
         ):
-            raise _bad("conversation_id does not match this connection's session; send hello first", frame.message_id)
+            raise bad_frame_error(
+                "conversation_id does not match this connection's session; send hello first", frame.message_id
+            )
 
     def rating_target(self) -> str:
         """The conversation a ``rating`` frame rates: this connection's proven session, once its row exists
         (raises ``bad_frame`` before: there is nothing to rate)."""
         if self.session is None or not self.stored:
-            raise _bad("a rating needs the connection's conversation; send hello first")
+            raise bad_frame_error("a rating needs the connection's conversation; send hello first")
         return self.session.id
 
     def open(self, session: NewConversation, *, stored: bool, last_seq: int = 0) -> bool:
@@ -935,236 +421,3 @@ class ConnectionState:
         if conversation_id == self.conversation_id:
             self.stored = True
             self._paid = True
-
-
-def new_conversations_limited(scope: str, reply_to: str | None) -> ProtocolError:
-    """The ``rate_limited`` error of a first message over a limit on new conversations (``scope`` names it)."""
-    return ProtocolError(RATE_LIMITED, f"too many new conversations {scope}; resend later", reply_to=reply_to)
-
-
-# ------------------------------------------------------------------------------------------------------ rate limit
-DEFAULT_RATE: Final = 10.0
-DEFAULT_BURST: Final = 20
-
-
-class TokenBucket:
-    """A token bucket (no I/O, no clock of its own: the caller passes monotonic ``now`` seconds).
-
-    It holds at most ``burst`` tokens and gains ``rate`` tokens per second; :meth:`take` spends one token and says
-    whether there was one. The server keeps one per connection: every incoming frame costs a token, and a frame
-    that finds the bucket empty is answered with ``rate_limited`` and dropped.
-    """
-
-    def __init__(self, rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST, *, now: float = 0.0) -> None:
-        if not rate > 0:
-            raise ValueError("rate must be > 0")
-        if burst < 1:
-            raise ValueError("burst must be >= 1")
-        self.rate = float(rate)
-        self.burst = int(burst)
-        self.tokens = float(burst)
-        self._last = now
-
-    def __repr__(self) -> str:
-        return f"TokenBucket(rate={self.rate}, burst={self.burst}, tokens={self.tokens:.2f})"
-
-    def full(self, now: float) -> bool:
-        """Whether the bucket will have refilled completely at ``now`` (then it is the same as a new one)."""
-        return self.tokens + max(0.0, now - self._last) * self.rate >= self.burst
-
-    def take(self, now: float) -> bool:
-        """Spend one token at time ``now``; ``False`` (nothing spent) when the bucket is empty."""
-        if now > self._last:
-            self.tokens = min(float(self.burst), self.tokens + (now - self._last) * self.rate)
-            self._last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-def typing_rate_limited() -> ProtocolError:
-    """The ``rate_limited`` error of a typing frame over the connection's typing bucket (it is dropped)."""
-    return ProtocolError(RATE_LIMITED, f"more than {TYPING_RATE:g} typing frames per second; slow down")
-
-
-def rate_limited(frame: ClientFrame | None) -> ProtocolError:
-    """The ``rate_limited`` error for a dropped frame (``reply_to`` is the message id when it could be read)."""
-    reply_to = frame.message_id if isinstance(frame, UserMessage) else None
-    return ProtocolError(RATE_LIMITED, "rate limit exceeded; resend later", reply_to=reply_to)
-
-
-class AddressLimiter:
-    """One :class:`TokenBucket` per client address (new conversations per address), bounded in memory.
-
-    Buckets live in least-recently-used order; a bucket that has refilled completely is the same as no bucket,
-    so :meth:`take` forgets those at the old end, and beyond ``max_addresses`` it forgets the least recently used
-    one (its address starts again with a full bucket: harmless, since an attacker with that many addresses is
-    not slowed by a per-address limit anyway).
-    """
-
-    def __init__(self, rate: float, burst: int, *, max_addresses: int = 100_000) -> None:
-        TokenBucket(rate, burst)  # validates rate and burst
-        if max_addresses < 1:
-            raise ValueError("max_addresses must be >= 1")
-        self.rate = float(rate)
-        self.burst = int(burst)
-        self.max_addresses = max_addresses
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def __repr__(self) -> str:
-        return f"AddressLimiter(rate={self.rate}, burst={self.burst}, addresses={len(self._buckets)})"
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, address: str, now: float) -> bool:
-        """Spend one token of ``address``'s bucket at monotonic time ``now``; ``False`` when it is empty."""
-        bucket = self._buckets.pop(address, None)
-        if bucket is None:
-            bucket = TokenBucket(self.rate, self.burst, now=now)
-        allowed = bucket.take(now)
-        self._buckets[address] = bucket
-        while self._buckets:
-            oldest = next(iter(self._buckets.values()))
-            if len(self._buckets) <= self.max_addresses and not oldest.full(now):
-                break
-            self._buckets.popitem(last=False)
-        return allowed
-
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """``("10.0.0.1", "10.1.0.0/16", "::1")`` as networks (a bare address is a /32 or /128); raises
-    :class:`ValueError` naming the value that is neither."""
-    networks: list[IPNetwork] = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {value!r}") from None
-    return tuple(networks)
-
-
-def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(value.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]) -> str:
-    """The key the per-address limits count: the client's IPv4 address, or its IPv6 /64 network.
-
-    The client is the TCP peer, unless the peer is a trusted proxy (``trusted``, e.g. the load balancer in front
-    of the workers): then ``X-Forwarded-For`` (``forwarded_for``: the header's values, in order) is read from
-    the right, skipping trusted proxies, and its first other entry is the client. Entries left of it are the
-    client's own claims and are never believed, and without ``trusted`` the header is ignored altogether (any
-    client can send it). IPv6 counts per /64 because one customer line usually holds a whole /64.
-    """
-    address = _ip(peer) if peer else None
-    if address is not None and any(address in network for network in trusted):
-        hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
-        for hop in reversed(hops):
-            hop_address = _ip(hop)
-            if hop_address is None:
-                break  # a malformed chain: count the proxy itself (conservative: its clients share a bucket)
-            if not any(hop_address in network for network in trusted):
-                address = hop_address
-                break
-    if address is None:
-        return peer or "unknown"
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
-
-
-# ------------------------------------------------------------------------------------------------- typing board
-TypingListener = Callable[[str, dict[str, Any]], None]
-
-
-class TypingBoard:
-    """Who is typing, in memory only (no I/O, no clock of its own: callers pass monotonic ``now`` seconds).
-
-    Typing is ephemeral presence, not conversation data: it is never written to the store (no event, no text; only
-    "since when"), so nothing of it survives a restart or reaches an export. The chat server records the customer's
-    ``typing`` frames here (:meth:`customer`) and the console reads them (:meth:`customer_typing`, expired after
-    ``ttl``); the console records its agent's typing (:meth:`agent`), and every subscribed chat server pushes the
-    ``agent_typing`` frame to the conversation's proven connections. Both servers of one ``kefu serve`` process
-    share :data:`TYPING_BOARD`; separate worker processes do not share it (a console sees the typing of customers
-    connected to its own worker, and its agents' typing reaches those only; messages still reach everyone, through
-    the store). At most ``max_conversations`` entries of each kind are kept (the least recently updated go first).
-    Repeats of an agent's state within ``min_interval`` seconds are not pushed again (a flood of console requests
-    does not become a flood of frames).
-    """
-
-    def __init__(
-        self, ttl: float = TYPING_TTL, *, max_conversations: int = 100_000, min_interval: float = 1.0
-    ) -> None:
-        if not ttl > 0:
-            raise ValueError("ttl must be > 0")
-        if max_conversations < 1:
-            raise ValueError("max_conversations must be >= 1")
-        self.ttl = float(ttl)
-        self.max_conversations = max_conversations
-        self.min_interval = float(min_interval)
-        self._customers: OrderedDict[str, float] = OrderedDict()  # conversation id -> when "typing" was last said
-        self._agents: OrderedDict[str, tuple[str, bool, float]] = OrderedDict()  # id -> last pushed (agent, state, at)
-        self._listeners: list[TypingListener] = []
-
-    def __repr__(self) -> str:
-        return f"TypingBoard(customers={len(self._customers)}, agents={len(self._agents)})"
-
-    def _bound(self, table: OrderedDict[str, Any]) -> None:
-        while len(table) > self.max_conversations:
-            table.popitem(last=False)
-
-    def customer(self, conversation_id: str, state: bool, now: float) -> None:
-        """The customer of ``conversation_id`` is typing (``state``) or stopped, at ``now``."""
-        self._customers.pop(conversation_id, None)
-        if state:
-            self._customers[conversation_id] = now
-            self._bound(self._customers)
-
-    def customer_typing(self, conversation_id: str, now: float) -> bool:
-        """Whether the customer said "typing" less than ``ttl`` seconds before ``now`` (and not "stopped" since)."""
-        since = self._customers.get(conversation_id)
-        if since is None:
-            return False
-        if now - since >= self.ttl:
-            del self._customers[conversation_id]
-            return False
-        return True
-
-    def agent(self, conversation_id: str, agent: str, state: bool, now: float) -> bool:
-        """The agent ``agent`` holding ``conversation_id`` is typing (``state``) or stopped: tell the listeners
-        (``agent_typing`` frame), unless it repeats the last state within ``min_interval``. ``True`` when told."""
-        last = self._agents.get(conversation_id)
-        if last is not None and last[0] == agent and last[1] == state and now - last[2] < self.min_interval:
-            return False
-        self._agents.pop(conversation_id, None)
-        self._agents[conversation_id] = (agent, state, now)
-        self._bound(self._agents)
-        frame = agent_typing_frame(state, agent)
-        for listener in list(self._listeners):
-            listener(conversation_id, frame)
-        return True
-
-    def subscribe(self, listener: TypingListener) -> Callable[[], None]:
-        """Call ``listener(conversation_id, frame)`` for each agent typing change; returns the unsubscribe call."""
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return unsubscribe
-
-
-#: The board of this process: the chat server and the console of one ``kefu serve`` share it (unless given another).
-TYPING_BOARD: Final = TypingBoard()

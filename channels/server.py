@@ -25,7 +25,7 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   resolved is polled the same way until it is rated, so its ``resolved`` frame (the rating prompt) is pushed, and
   a resume (``hello`` with the secret) sends it again after the history while it is unrated, so a reloaded page
   asks too; the widget's ``rating`` frame is answered ``rating_ack`` or an ``error`` frame.
-* Typing, both ways, in memory only (:class:`channels.protocol.TypingBoard`, shared with the console of this
+* Typing, both ways, in memory only (:class:`channels.presence.TypingBoard`, shared with the console of this
   process): a customer's ``typing`` frame (its own token bucket per connection) is recorded on the board, never in
   the store; a customer message or a closed socket clears it. The board's agent typing changes (the console's
   ``POST /api/conversations/<id>/typing``) are pushed at once as ``agent_typing`` frames to the conversation's
@@ -37,6 +37,15 @@ than the budget for the turns this worker already holds is answered at once with
 before it is acknowledged or queued, so nothing of it is stored and the client's retry, with the same message id, is
 the one that counts; later messages of that connection are held (``busy`` too) until the retry time, so none
 overtakes it. ``/metrics`` counts them (``kefu_shed_turns_total``).
+
+This module is the I/O shell only: sockets, tasks, clocks and the backend. What it decides with is pure and lives
+elsewhere: the wire protocol and each connection's state (:mod:`channels.protocol` and the modules it re-exports),
+the HTTP routes' responses and headers (:mod:`channels.chat_http`), the connection slots and token buckets
+(:mod:`channels.limits`), admission control (:mod:`channels.admission`) and the options
+(:mod:`channels.chat_options`; ``ServerOptions`` and ``CONTENT_SECURITY_POLICY`` are still importable from here).
+It stays over 600 lines on purpose: the shell is one :class:`Server` whose parts (handshakes, readers, turn workers,
+pushes, typing) share its table of live connections and their send locks; split up, they would pass that state
+around instead of owning it.
 
 Usage::
 
@@ -50,164 +59,70 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import http
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server as _WSServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as _ws_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Origin
 
 from channels import protocol as p
-from channels.admission import DEFAULT_RETRY_AFTER, Admission
+from channels.admission import Admission
 from channels.backend import Backend
+from channels.chat_http import (
+    CONTENT_SECURITY_POLICY,
+    STATIC_DIR,
+    StaticFile,
+    error_body,
+    json_response,
+    page_response,
+    ready_response,
+    refusal_response,
+    request_path,
+    response,
+    static_content_type,
+    static_routes,
+    wants_websocket,
+)
+from channels.chat_options import ServerOptions
 from channels.errors import ProtocolError, StaticFilesError, raised_at
+from channels.limits import ConnectionSlots
 from channels.metrics import Metrics
 from dialogue.types import Event, NewConversation
 
+__all__ = [  # the server, and the names that moved out of this module but are still imported from it
+    "CONTENT_SECURITY_POLICY", "STATIC_DIR", "Server", "ServerOptions", "StaticFile", "load_static", "run_server",
+    "serve",
+]
+
 logger = logging.getLogger("kefu.channels")
-
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-REQUIRED_STATIC = ("index.html", "widget.js")
-
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".json": "application/json; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-}
-_STATIC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-# Static route aliases (besides "/<file name>").
-ROUTE_ALIASES = {"/": "index.html"}
-
-
-DEFAULT_CONVERSATION_RATE = 0.5  # new conversations per second and client address, on average (30 a minute)
-DEFAULT_CONVERSATION_BURST = 10
-DEFAULT_CONVERSATIONS_PER_CONNECTION = 3  # a widget creates one (two when an old id could not be resumed)
-DEFAULT_CONNECTIONS_PER_ADDRESS = 64  # open sockets from one address: a shop's office NAT has fewer tabs open
-
-#: The CSP of served HTML. Nothing in it comes from the request: ``connect-src 'self'`` covers the page's own
-#: ``ws:``/``wss:`` origin in current browsers (CSP Level 3), so the ``Host`` header (client-chosen) is not needed.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Limits of one server.
-
-    ``max_frame_bytes``: largest incoming frame; larger ones close the connection with 1009 (websockets'
-    ``max_size``). ``max_pending``: turns queued or running per connection before ``busy``.
-    ``write_limit``: (high, low) watermarks of websockets' outgoing buffer: ``send`` waits (back-pressure reaching
-    the backend's token stream) while more than ``high`` bytes are unsent, until below ``low``.
-    ``max_queue``: (high, low) watermarks of websockets' incoming frame queue: reading from the socket pauses
-    above ``high``. ``turn_timeout``: seconds a turn may take (``None``: no limit) before ``timeout``.
-    ``push_interval``: seconds between two polls for agent messages to push (``None``: no pushing).
-    ``origins``: allowed ``Origin`` headers for ``/ws`` (``None``: any origin, since the widget is embedded in
-    other sites' pages). ``close_grace``: seconds ``close()`` lets running turns finish before cancelling them.
-    ``rate``/``burst``: each connection's token bucket (frames per second, bucket size; ``rate=None``: no limit);
-    a frame over it gets ``rate_limited`` and is dropped. ``max_connections``: open WebSocket connections beyond
-    which a new handshake is refused with HTTP 503 (``None``: no limit). ``reuse_port``: bind with SO_REUSEPORT so
-    several worker processes share one port (the kernel spreads new connections over them).
-    ``conversation_rate``/``conversation_burst``: new conversations per client address (a token bucket per
-    address: per second, bucket size; ``None``: no limit), ``conversations_per_connection``: new conversations
-    one connection may create (``None``: no limit); a first message over either gets ``rate_limited`` and creates
-    nothing. Each worker process counts on its own (N workers admit N times the rate). ``trusted_proxies``: IP
-    addresses or networks of the reverse proxies in front of the server; only for a peer among them is the client
-    address read from ``X-Forwarded-For`` (behind a proxy, set it, or every customer shares the proxy's bucket).
-    ``connections_per_address``: open WebSocket connections one client address may hold; a handshake beyond it
-    is refused with HTTP 429 before any WebSocket work (a flood of sockets from one address costs an HTTP parse
-    each, not a connection; ``None``: no limit). ``public_metrics``: serve ``GET /metrics`` on this (public) port. ``compression``: negotiate permessage-deflate
-    (off by default: chat frames are small, and compressing a frame with the resume secret in the same context as
-    later text is the CRIME pattern; it also costs a zlib context per connection and CPU per frame under a flood).
-    ``admission_budget``: seconds of estimated queueing delay (:mod:`channels.admission`) above which a new customer
-    message is answered ``busy`` instead of being queued, and ``GET /ready`` answers 503 (``None`` or 0: never shed,
-    always ready). ``admission_retry_after``: (lowest, highest) seconds a shed client is told to wait.
-    """
-
-    max_frame_bytes: int = p.MAX_FRAME_BYTES
-    max_pending: int = p.DEFAULT_MAX_PENDING
-    write_limit: tuple[int, int] = (64 * 1024, 16 * 1024)
-    max_queue: tuple[int, int] = (16, 4)
-    turn_timeout: float | None = 120.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    origins: tuple[str | None, ...] | None = None
-    close_grace: float = 5.0
-    push_interval: float | None = 0.5
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    rate: float | None = p.DEFAULT_RATE
-    burst: int = p.DEFAULT_BURST
-    max_connections: int | None = 10_000
-    connections_per_address: int | None = DEFAULT_CONNECTIONS_PER_ADDRESS
-    reuse_port: bool = False
-    conversation_rate: float | None = DEFAULT_CONVERSATION_RATE
-    conversation_burst: int = DEFAULT_CONVERSATION_BURST
-    conversations_per_connection: int | None = DEFAULT_CONVERSATIONS_PER_CONNECTION
-    trusted_proxies: tuple[str, ...] = ()
-    public_metrics: bool = False
-    compression: bool = False
-    admission_budget: float | None = None
-    admission_retry_after: tuple[float, float] = DEFAULT_RETRY_AFTER
-
-    def __post_init__(self) -> None:
-        """Refuse bad limits when the options are made (``kefu serve`` reports them), not at the first customer."""
-        p.parse_networks(self.trusted_proxies)  # ValueError names the entry
-        if self.conversation_rate is not None:
-            p.TokenBucket(self.conversation_rate, self.conversation_burst)
-        if self.conversations_per_connection is not None and self.conversations_per_connection < 1:
-            raise ValueError("conversations_per_connection must be >= 1 or None")
-        if self.connections_per_address is not None and self.connections_per_address < 1:
-            raise ValueError("connections_per_address must be >= 1 or None")
-        Admission(self.admission_budget, retry_after=self.admission_retry_after)  # ValueError names the field
-
-
-@dataclass(frozen=True)
-class StaticFile:
-    body: bytes
-    content_type: str
 
 
 def load_static(static_dir: Path | str) -> dict[str, StaticFile]:
-    """Read the flat ``static_dir`` into memory: ``{"/name": StaticFile}`` plus :data:`ROUTE_ALIASES`.
+    """Read the flat ``static_dir`` into memory: ``{"/name": StaticFile}`` plus the route aliases.
 
     Only plain files with a known extension and a simple name are served (no sub-directories, so no path
-    traversal). Raises :class:`StaticFilesError` when the directory or a required file is missing.
+    traversal; :func:`channels.chat_http.static_content_type`). Raises :class:`StaticFilesError` when the directory
+    or a required file is missing. File I/O, once at start-up (in a thread).
     """
     root = Path(static_dir)
     if not root.is_dir():
         raise StaticFilesError("static directory not found", path=str(root))
     files: dict[str, StaticFile] = {}
     for path in sorted(root.iterdir()):
-        content_type = CONTENT_TYPES.get(path.suffix.lower())
-        if content_type is None or not path.is_file() or not _STATIC_NAME_RE.fullmatch(path.name):
+        content_type = static_content_type(path.name)
+        if content_type is None or not path.is_file():
             continue
-        files["/" + path.name] = StaticFile(path.read_bytes(), content_type)
-    for name in REQUIRED_STATIC:
-        if "/" + name not in files:
-            raise StaticFilesError("required static file missing", path=str(root / name))
-    for route, name in ROUTE_ALIASES.items():
-        files[route] = files["/" + name]
-    return files
+        files[path.name] = StaticFile(path.read_bytes(), content_type)
+    return static_routes(files, root)
 
 
 _STOP = object()
@@ -252,11 +167,11 @@ class Server:
         self._handed_off: set[str] = set()  # conversations handed off at the last poll
         self._pusher: asyncio.Task[None] | None = None
         self.metrics = metrics if metrics is not None else Metrics()
-        self._by_address: dict[str, set[ServerConnection]] = {}  # open /ws connections per client address
-        self._address: dict[ServerConnection, str] = {}
-        self._ws_admitted: set[ServerConnection] = set()  # /ws handshakes let through, not yet ended
         self._trusted = p.parse_networks(self.options.trusted_proxies)
         opts = self.options
+        self._slots: ConnectionSlots[ServerConnection] = ConnectionSlots(  # /ws handshakes let through, not yet ended
+            opts.max_connections, opts.connections_per_address, lambda connection: connection.state is State.CLOSED
+        )
         self._new_conversations = (  # per client address; None: no limit
             p.AddressLimiter(opts.conversation_rate, opts.conversation_burst)
             if opts.conversation_rate is not None
@@ -350,117 +265,39 @@ class Server:
     def _response(
         self, status: http.HTTPStatus, body: bytes, content_type: str, extra: dict[str, str] | None = None
     ) -> Response:
-        headers = Headers(
-            [
-                ("Date", email.utils.formatdate(usegmt=True)),
-                ("Connection", "close"),
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(body))),
-                ("X-Content-Type-Options", "nosniff"),
-                ("Referrer-Policy", "no-referrer"),
-            ]
+        return response(
+            status, body, content_type, date=time.time(), site_headers=self.options.extra_headers, extra=extra
         )
-        for name, value in {**self.options.extra_headers, **(extra or {})}.items():
-            headers[name] = value
-        return Response(status.value, status.phrase, headers, body)
 
     def _json(self, status: http.HTTPStatus, value: Any) -> Response:
-        return self._response(
-            status, p.encode_json(value), "application/json; charset=utf-8", {"Cache-Control": "no-store"}
-        )
-
-    def _json_error(self, exc: BaseException) -> Response:
-        code = p.error_code_for(exc)
-        status = http.HTTPStatus(p.HTTP_STATUS_FOR_CODE.get(code, 500))
-        frame = p.error_frame_for(exc)
-        return self._json(status, {"error": {"code": frame["code"], "message": frame["message"]}})
+        return json_response(status, value, date=time.time(), site_headers=self.options.extra_headers)
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path.partition("?")[0]).path or "/"
+        path = request_path(request.path)
         if path == "/ws":  # None: let websockets perform (or refuse) the WebSocket handshake
             return self._admit(connection, request)
         if path == "/metrics" and self.options.public_metrics:
             body, content_type = self.metrics.render()
             return self._response(http.HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store"})
-        if "websocket" in request.headers.get("Upgrade", "").lower():
-            return self._json(http.HTTPStatus.NOT_FOUND, {"error": {"code": "not_found", "message": "use /ws"}})
-        try:
-            if path == "/healthz":
-                return self._json(http.HTTPStatus.OK, {"status": "ok"})
-            if path == "/ready":
-                return self._ready()
-        except Exception as exc:  # noqa: BLE001 - the API boundary: any failure becomes a JSON error
-            if not isinstance(exc, ProtocolError):
-                logger.warning("api %s failed: %s at %s", path.split("/")[2], type(exc).__name__, raised_at(exc))
-            return self._json_error(exc)
-        static = self._static.get(path)
-        if static is None:
-            return self._json(http.HTTPStatus.NOT_FOUND, {"error": {"code": "not_found", "message": "no such page"}})
-        extra = {"Cache-Control": "no-cache"}
-        if static.content_type.startswith("text/html"):
-            extra["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        return self._response(http.HTTPStatus.OK, static.body, static.content_type, extra)
-
-    def _ready(self) -> Response:
-        """``GET /ready``: 200 while a new turn would be admitted, else 503 with ``Retry-After`` (whole seconds)."""
-        now = time.monotonic()
-        admission = self.admission
-        delay = admission.delay.estimate(now)
-        body = {
-            "status": "ready",
-            "queue_delay_ms": round(delay * 1000.0, 1),
-            "budget_ms": None if admission.budget is None else round(admission.budget * 1000.0, 1),
-        }
-        if admission.ready(now):
-            return self._json(http.HTTPStatus.OK, body)
-        shed = admission.check(now)
-        retry = max(1, -(-(shed.retry_after_ms if shed is not None else 1000) // 1000))
-        return self._response(
-            http.HTTPStatus.SERVICE_UNAVAILABLE, p.encode_json({**body, "status": "saturated"}),
-            "application/json; charset=utf-8", {"Cache-Control": "no-store", "Retry-After": str(retry)},
-        )
+        if wants_websocket(request.headers):
+            return self._json(http.HTTPStatus.NOT_FOUND, error_body("not_found", "use /ws"))
+        site_headers = self.options.extra_headers
+        if path == "/ready":
+            return ready_response(self.admission, time.monotonic(), date=time.time(), site_headers=site_headers)
+        return page_response(path, self._static, date=time.time(), site_headers=site_headers)
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened), and with 429
         when the client's address already holds ``connections_per_address``."""
-        limit = self.options.max_connections
-        admitted = self._ws_admitted
-        if limit is not None and len(admitted) >= limit:  # forget handshakes that failed after being admitted
-            admitted.difference_update([c for c in admitted if c.state is State.CLOSED])
-        if limit is not None and len(admitted) >= limit:
-            self.metrics.refused.labels("max_connections").inc()
-            return self._json(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                {"error": {"code": "unavailable", "message": "too many connections; retry later"}},
-            )
-        per_address = self.options.connections_per_address
-        if per_address is not None:
-            address = self._address_of(connection, request)
-            mine = self._by_address.setdefault(address, set())
-            if len(mine) >= per_address:  # forget handshakes that failed after being admitted
-                for closed in [c for c in mine if c.state is State.CLOSED]:
-                    mine.discard(closed)
-                    self._address.pop(closed, None)
-            if len(mine) >= per_address:
-                self.metrics.refused.labels("connections_per_address").inc()
-                return self._json(
-                    http.HTTPStatus.TOO_MANY_REQUESTS,
-                    {"error": {"code": "rate_limited", "message": "too many connections from this address"}},
-                )
-            mine.add(connection)
-            self._address[connection] = address
-        admitted.add(connection)
-        return None
+        refused = self._slots.admit(connection, lambda: self._address_of(connection, request))
+        if refused is None:
+            return None
+        self.metrics.refused.labels(refused).inc()
+        return refusal_response(refused, date=time.time(), site_headers=self.options.extra_headers)
 
     def _forget(self, connection: ServerConnection) -> None:
         """A connection ended: it no longer counts against the limits."""
-        self._ws_admitted.discard(connection)
-        address = self._address.pop(connection, None)
-        mine = self._by_address.get(address) if address is not None else None
-        if mine is not None:
-            mine.discard(connection)
-            if not mine:
-                del self._by_address[address]  # type: ignore[arg-type]
+        self._slots.forget(connection)
 
     # ---------------------------------------------------------------------------------------------- WebSocket
     async def _send(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
@@ -521,7 +358,7 @@ class Server:
         return sent
 
     def _push_agent_typing(self, conversation_id: str, frame: dict[str, Any]) -> None:
-        """A :class:`~channels.protocol.TypingBoard` listener: send ``frame`` (``agent_typing``) to the open, proven
+        """A :class:`~channels.presence.TypingBoard` listener: send ``frame`` (``agent_typing``) to the open, proven
         connections of ``conversation_id`` on this process (tasks: the console's request does not wait for them)."""
         for ws, state in list(self._live.items()):
             if state.conversation_id == conversation_id and ws.state is State.OPEN:
@@ -621,8 +458,8 @@ class Server:
         return True
 
     def _client_address(self, ws: ServerConnection) -> str:
-        """The address the per-address limits count (see :func:`channels.protocol.client_address`)."""
-        known = self._address.get(ws)
+        """The address the per-address limits count (see :func:`channels.limits.client_address`)."""
+        known = self._slots.address(ws)
         if known is not None:
             return known
         return self._address_of(ws, ws.request)
@@ -800,7 +637,7 @@ async def run_server(
     typing: p.TypingBoard | None = None,
 ) -> AsyncIterator[Server]:
     """Start a server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit. ``typing``: the
-    board shared with the console (default: this process's :data:`~channels.protocol.TYPING_BOARD`)."""
+    board shared with the console (default: this process's :data:`~channels.presence.TYPING_BOARD`)."""
     server = Server(backend, host, port, static_dir, options, metrics=metrics, typing=typing)
     await server.start()
     try:
