@@ -2,15 +2,16 @@
 engine and its store; tests use small in-memory doubles or a real store).
 
 * :class:`Backend`: the public chat server (:mod:`channels.server`). ``DialogueEngine`` implements it as is.
-* :class:`ConsoleBackend`: the staff-only ops server (:mod:`channels.ops`). ``kefu.app.Console`` implements it over
-  the engine and its store.
+* :class:`ConsoleBackend`: the staff-only ops server (:mod:`channels.ops`). ``kefu.console.Console`` implements it:
+  the store's and the engine's operations (:class:`ConsoleStore`, :class:`ConsoleEngine`) forwarded as they are,
+  and what needs the bot (its intents, training files, flow) itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from dialogue.canned import CannedReply, Rendered
 from dialogue.types import (
@@ -41,7 +42,7 @@ class Backend(Protocol):
     by the first message of a session, with the id and secret hash the server issued (``create``).
 
     Exceptions raised by these methods are mapped to wire error codes by
-    :func:`channels.protocol.error_code_for` (by class name: ``StoreUnavailable`` -> ``store_unavailable``,
+    :func:`channels.protocol.error_code_for` (``StoreUnavailable`` -> ``store_unavailable``,
     ``ConversationNotFound`` -> ``not_found``, anything else -> ``internal``); their text never reaches clients.
     """
 
@@ -87,12 +88,10 @@ class Backend(Protocol):
         ...
 
 
-@runtime_checkable
-class ConsoleBackend(Protocol):
-    """What :mod:`channels.ops` needs: conversations for review, the handoff desk, the dashboard, staff accounts.
-
-    Errors are mapped to HTTP statuses by class name (see ``channels.ops.ERROR_STATUS``); their text never reaches
-    the browser.
+class ConsoleStore(Protocol):
+    """The console's reads and writes that the conversation store does as they are: same names, same signatures
+    (``dialogue.store.Store`` has every one). The composition root hands these to the store unchanged
+    (:data:`STORE_OPERATIONS`): no layer in between restates them.
     """
 
     # -- conversations ------------------------------------------------------------------------------------
@@ -113,36 +112,11 @@ class ConsoleBackend(Protocol):
         reviewed: bool | None = None,
         add_tags: Sequence[str] = (),
         remove_tags: Sequence[str] = (),
-    ) -> ConversationSummary: ...
-
-    async def correct(
-        self,
-        conversation_id: str,
-        *,
-        by: str,
-        seq: int,
-        text: str,
-        intent: str,
-        entities: Sequence[dict[str, Any]],
-        language: str,
-    ) -> tuple[Event, dict[str, Any]]:
-        """Add the corrected example to the bot's training data and record a CORRECTION event; returns the event
-        and what happened to the training data (JSON-ready: ``{"added", "file", "conflicts"}``)."""
+    ) -> ConversationSummary:
+        """Set the review flags and tags (a ``review`` event records who changed what)."""
         ...
 
-    async def scenario(self, conversation_id: str, name: str) -> str:
-        """The conversation as a scenario YAML that ``kefu scenarios run`` replays."""
-        ...
-
-    def intents(self) -> Sequence[str]:
-        """The bot's intents (what a correction may choose)."""
-        ...
-
-    def entities(self) -> Sequence[str]:
-        """The bot's entity names."""
-        ...
-
-    # -- handoff --------------------------------------------------------------------------------------------
+    # -- the inbox and the hand-off desk ----------------------------------------------------------------------
     async def handoff_queue(
         self, limit: int, filter: ConversationFilter | None = None
     ) -> list[ConversationSummary]: ...
@@ -159,42 +133,32 @@ class ConsoleBackend(Protocol):
         """The assignee has seen the conversation up to ``seq`` (clears its unread marker)."""
         ...
 
-    async def take_over(self, conversation_id: str, agent: str) -> ConversationSummary: ...
-
-    async def agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event: ...
-
-    async def hand_back(self, conversation_id: str, agent: str) -> ConversationSummary: ...
-
-    # -- resolution -----------------------------------------------------------------------------------------
-    async def resolve(self, conversation_id: str, agent: str) -> ConversationSummary: ...
-
     async def reopen(self, conversation_id: str, agent: str) -> ConversationSummary: ...
 
-    # -- internal notes and canned replies ------------------------------------------------------------------
     async def add_note(self, conversation_id: str, agent: str, text: str) -> Event:
         """Record an internal note (a ``note`` event, redacted): staff only, never sent to the customer."""
         ...
 
-    def languages(self) -> Sequence[str]:
-        """The bot's languages (what a canned reply may be written in)."""
+    # -- canned replies -------------------------------------------------------------------------------------
+    async def list_canned_replies(self, language: str | None = None) -> list[CannedReply]: ...
+
+    async def add_canned_reply(
+        self, language: str, title: str, text: str, created_by: str, *, languages: Sequence[str] = ()
+    ) -> CannedReply:
+        """Save a canned reply, checked against the bot's ``languages`` (``CannedReplyExists`` for a title taken
+        in that language)."""
         ...
 
-    async def canned_replies(self, language: str | None = None) -> list[CannedReply]: ...
-
-    async def add_canned_reply(self, language: str, title: str, text: str, created_by: str) -> CannedReply: ...
-
-    async def update_canned_reply(self, reply_id: int, language: str, title: str, text: str) -> CannedReply: ...
+    async def update_canned_reply(
+        self, reply_id: int, language: str, title: str, text: str, *, languages: Sequence[str] = ()
+    ) -> CannedReply: ...
 
     async def delete_canned_reply(self, reply_id: int) -> bool: ...
-
-    async def render_canned_reply(self, conversation_id: str, reply_id: int) -> tuple[CannedReply, Rendered]:
-        """The canned reply filled from the conversation's current slots (:func:`dialogue.canned.render`)."""
-        ...
 
     # -- dashboard ------------------------------------------------------------------------------------------
     async def dashboard(self, days: int) -> DashboardStats: ...
 
-    # -- accounts -------------------------------------------------------------------------------------------
+    # -- accounts and sessions ------------------------------------------------------------------------------
     async def add_user(self, username: str, password_hash: str, role: str) -> User: ...
 
     async def get_user(self, username: str) -> User | None: ...
@@ -207,13 +171,8 @@ class ConsoleBackend(Protocol):
 
     async def disable_user(self, username: str, disabled: bool = True) -> Any: ...
 
-    async def set_locale(self, username: str, locale: str | None) -> Any:
+    async def set_locale(self, username: str, locale: str | None) -> User:
         """Remember the console language the staff member chose (``None``: follow the browser)."""
-        ...
-
-    async def erase_customer(self, user: str) -> Any:
-        """Delete every conversation whose sender is ``user``; returns a report with ``conversations`` and
-        ``rows`` (per table)."""
         ...
 
     async def create_session(self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime) -> Any: ...
@@ -222,9 +181,81 @@ class ConsoleBackend(Protocol):
 
     async def touch_session(self, token_hash: str, expires_at: dt.datetime) -> Any: ...
 
-    async def delete_session(self, token_hash: str) -> None: ...
+    async def delete_session(self, token_hash: str) -> Any: ...
 
     async def purge_sessions(self, now: dt.datetime) -> Any: ...
+
+
+class ConsoleEngine(Protocol):
+    """Staff steps on a live conversation that the dialogue engine does as they are (``DialogueEngine`` has every
+    one, same names, same signatures): they change what the customer's widget shows or what the bot does next.
+    The composition root hands these to the engine unchanged (:data:`ENGINE_OPERATIONS`).
+    """
+
+    async def take_over(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    async def agent_message(self, conversation_id: str, agent: str, text: str, message_id: str) -> Event: ...
+
+    async def hand_back(self, conversation_id: str, agent: str) -> ConversationSummary: ...
+
+    async def correct(
+        self,
+        conversation_id: str,
+        *,
+        by: str,
+        seq: int,
+        text: str,
+        intent: str,
+        entities: Sequence[Mapping[str, Any]] = (),
+    ) -> Event:
+        """Record a reviewer's corrected parse of the customer message at ``seq`` (a ``correction`` event, its
+        text redacted). The training data is :meth:`ConsoleBackend.add_training_example`'s."""
+        ...
+
+
+@runtime_checkable
+class ConsoleBackend(ConsoleStore, ConsoleEngine, Protocol):
+    """What :mod:`channels.ops` needs: the store's and the engine's console operations as they are (the two bases),
+    and what needs the bot itself: its intents, entities and languages, its training files, its flow's start.
+
+    Errors are mapped to HTTP statuses by exception class (``channels.ops.api.ERROR_STATUS``: the dialogue layer's
+    errors); their text never reaches the browser.
+    """
+
+    # -- the bot ---------------------------------------------------------------------------------------------
+    def intents(self) -> Sequence[str]:
+        """The bot's intents (what a correction may choose)."""
+        ...
+
+    def entities(self) -> Sequence[str]:
+        """The bot's entity names."""
+        ...
+
+    def languages(self) -> Sequence[str]:
+        """The bot's languages (what a canned reply may be written in)."""
+        ...
+
+    async def add_training_example(
+        self, language: str, text: str, intent: str, entities: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """Add a corrected example to the bot's training file for ``language`` (nothing when it has none) and
+        say what happened, JSON-ready: ``{"added", "file", "conflicts"}``. Raises ``ReviewError`` (the file is then
+        unchanged) when the example cannot be written; called before :meth:`correct`, so such a correction records
+        nothing."""
+        ...
+
+    async def resolve(self, conversation_id: str, agent: str) -> ConversationSummary:
+        """Resolve; a hand-off it ends restarts the bot's flow at its initial state (as a hand-back does)."""
+        ...
+
+    async def render_canned_reply(self, conversation_id: str, reply_id: int) -> tuple[CannedReply, Rendered]:
+        """The canned reply filled from the conversation's current slots (:func:`dialogue.canned.render`)."""
+        ...
+
+    async def erase_customer(self, user: str) -> Any:
+        """Delete every conversation whose sender is ``user``; returns a report with ``conversations`` and
+        ``rows`` (per table)."""
+        ...
 
     # Login throttling, shared by every worker through the database (dialogue.staff_throttle).
     async def begin_login_attempt(
@@ -236,3 +267,12 @@ class ConsoleBackend(Protocol):
     ) -> None: ...
 
     async def purge_login_attempts(self, before: dt.datetime) -> int: ...
+
+
+def _operations(protocol: type) -> frozenset[str]:
+    return frozenset(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+
+
+#: The names a console backend forwards to the store / the engine unchanged.
+STORE_OPERATIONS: Final = _operations(ConsoleStore)
+ENGINE_OPERATIONS: Final = _operations(ConsoleEngine)
