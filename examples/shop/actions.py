@@ -146,7 +146,10 @@ class ActionReturn(Action):
                 dispatcher.utter_message(response="utter_return_accepted", order_id=order["order_id"], reason=reason)
             else:
                 dispatcher.utter_message(response="utter_return_denied", order_id=order["order_id"], days=days)
-        return [SlotSet("order_id", order["order_id"]), SlotSet("reason", None)]
+        # The reason is not cleared here: the task's ``reset`` (dialogue.yml) clears it once the return ended. An
+        # action that clears a value of its task tells the engine the value was refused, and the task would wait for
+        # it again (docs/bots.md).
+        return [SlotSet("order_id", order["order_id"])]
 
 
 class ActionAnswerKB(AnswerFromKnowledge):
