@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dialogue.errors import DialogueError, StoreError
+from dialogue.store import ConversationStore
 
 __all__ = ["RetentionError", "RetentionReport", "child_columns", "delete_conversations", "delete_user", "expire",
            "expire_every"]
@@ -88,7 +89,7 @@ async def _reflect(conn: Any) -> sa.MetaData:
 
 
 async def _delete_batch(
-    store: Any, where: Any, operation: str, report: RetentionReport, schema: dict[str, sa.MetaData]
+    store: ConversationStore, where: Any, operation: str, report: RetentionReport, schema: dict[str, sa.MetaData]
 ) -> int:
     """Delete up to :data:`BATCH` conversations matching ``where(conversations_table)``; returns how many.
 
@@ -124,7 +125,7 @@ async def _delete_batch(
         return len(ids)
 
 
-async def _delete_where(store: Any, where: Any, operation: str) -> RetentionReport:
+async def _delete_where(store: ConversationStore, where: Any, operation: str) -> RetentionReport:
     report = RetentionReport()
     schema: dict[str, sa.MetaData] = {}
     while True:
@@ -136,14 +137,14 @@ async def _delete_where(store: Any, where: Any, operation: str) -> RetentionRepo
     return report
 
 
-async def delete_user(store: Any, user: str) -> RetentionReport:
+async def delete_user(store: ConversationStore, user: str) -> RetentionReport:
     """Erase every conversation whose ``sender`` is ``user``, from every table."""
     if not isinstance(user, str) or not user.strip():
         raise RetentionError("a user id is required")
     return await _delete_where(store, lambda c: c.c.sender == user, "delete_user")
 
 
-async def delete_conversations(store: Any, conversation_ids: Sequence[str]) -> RetentionReport:
+async def delete_conversations(store: ConversationStore, conversation_ids: Sequence[str]) -> RetentionReport:
     """Erase the given conversations (unknown ids are ignored), from every table."""
     ids = sorted({str(i) for i in conversation_ids})
     report = RetentionReport()
@@ -154,7 +155,7 @@ async def delete_conversations(store: Any, conversation_ids: Sequence[str]) -> R
     return report
 
 
-async def expire(store: Any, days: float, *, now: dt.datetime | None = None) -> RetentionReport:
+async def expire(store: ConversationStore, days: float, *, now: dt.datetime | None = None) -> RetentionReport:
     """Erase every conversation whose last activity (``updated_at``) is more than ``days`` days before ``now``."""
     if not days >= 0:
         raise RetentionError(f"days must be >= 0, got {days}")
@@ -162,7 +163,7 @@ async def expire(store: Any, days: float, *, now: dt.datetime | None = None) -> 
     return await _delete_where(store, lambda c: c.c.updated_at < cutoff, "expire")
 
 
-async def expire_every(store: Any, days: float, interval_s: float = 3600.0) -> None:
+async def expire_every(store: ConversationStore, days: float, interval_s: float = 3600.0) -> None:
     """Run :func:`expire` now and then every ``interval_s`` seconds until cancelled: the expiry policy of a
     running server. A failed run (database down) is logged and retried at the next tick, never fatal; several
     workers doing it at once is harmless (each batch locks its rows, and a deleted row is not deleted twice)."""
