@@ -45,6 +45,11 @@ answered ``busy``), ``turns_shed`` (answered ``busy`` at least once), ``turns_sh
 until answered), ``busy_frames`` (every ``busy`` frame, by reason in ``busy_by_reason``) and ``busy_retry_after_ms``.
 A shed message is not stored, so the store checks below hold for shed and retried turns too. ``--worker lite`` serves a model-free stand-in of the bot (every message
 is a greeting, replies from templates; same server, engine and store) for the harness's own quick tests.
+
+The report's statistics (percentiles, admission counts, what a fault cost, the store check's comparison) are
+:mod:`benchmarks.load_report`'s, pure. What stays here is one harness and stays one file (~800 lines): PostgreSQL,
+the workers, the customers, the fault schedule, the lite worker and the command line are the parts of one run, and
+``benchmarks/security_*.py`` and ``tests/kefu/test_faults.py`` load or run it by its path as one module.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this folder comes first on sys.path, and benchmarks/nlu.py would shadow the nlu package.
 sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.load_report import (  # the report's statistics (pure); security_*.py use them through this module
+    Stats,
+    Turn,
+    admission_counts,
+    kill_report,
+    percentile,
+    restart_report,
+    store_check,
+    summary_ms,
+)
 
 SCENARIOS = ROOT / "scenarios"
 DEFAULT_BOT = ROOT / "examples" / "shop"
@@ -83,47 +99,10 @@ def note(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary_ms(seconds: list[float]) -> dict[str, float | None]:
-    def r(v: float | None) -> float | None:
-        return None if v is None else round(v * 1000.0, 1)
-
-    return {
-        "p50": r(percentile(seconds, 50)),
-        "p95": r(percentile(seconds, 95)),
-        "p99": r(percentile(seconds, 99)),
-        "max": r(max(seconds) if seconds else None),
-        "mean": r(sum(seconds) / len(seconds) if seconds else None),
-        "n": len(seconds),
-    }
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def longest_increasing(positions: list[int]) -> int:
-    """Length of the longest strictly increasing subsequence (patience sorting)."""
-    import bisect
-
-    tails: list[int] = []
-    for p in positions:
-        i = bisect.bisect_left(tails, p)
-        if i == len(tails):
-            tails.append(p)
-        else:
-            tails[i] = p
-    return len(tails)
 
 
 # ------------------------------------------------------------------------------------------------------ scripts
@@ -348,41 +327,6 @@ def worker_env() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------------- customers
-@dataclass
-class Turn:
-    message_id: str
-    text: str
-    first_sent: float = 0.0
-    last_sent: float = 0.0
-    done_at: float | None = None
-    reply: str | None = None
-    replayed: bool = False
-    attempts: int = 0
-    busy: int = 0  # busy frames (admission control) that answered this turn's sends
-
-    @property
-    def latency(self) -> float | None:
-        return None if self.done_at is None else self.done_at - self.first_sent
-
-
-@dataclass
-class Stats:
-    """Shared by every customer: error frames and their times (for the fault timelines)."""
-
-    errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    error_times: list[tuple[float, str]] = field(default_factory=list)
-    reconnects: int = 0
-    connect_failures: int = 0
-    conversation_changed: int = 0
-    http_refusals: int = 0
-    busy: collections.Counter[str] = field(default_factory=collections.Counter)  # busy frames by reason
-    retry_after: list[float] = field(default_factory=list)  # their retry_after_ms, in seconds
-
-    def error(self, code: str) -> None:
-        self.errors[code] += 1
-        self.error_times.append((time.monotonic(), code))
-
-
 class Customer:
     """One simulated customer: one conversation, messages in order, resends until answered."""
 
@@ -520,20 +464,6 @@ class Customer:
                 self.ws = None
 
 
-def admission_counts(turns: list[Turn], stats: Stats) -> dict[str, Any]:
-    """How admission control treated the run's turns: admitted at once vs answered ``busy`` (then retried)."""
-    answered = [t for t in turns if t.done_at is not None]
-    shed = [t for t in turns if t.busy]
-    return {
-        "turns_admitted": sum(1 for t in answered if not t.busy),
-        "turns_shed": len(shed),
-        "turns_shed_then_answered": sum(1 for t in shed if t.done_at is not None),
-        "busy_frames": sum(stats.busy.values()),
-        "busy_by_reason": dict(stats.busy),
-        "busy_retry_after_ms": summary_ms(stats.retry_after),
-    }
-
-
 # --------------------------------------------------------------------------------------------------------- check
 async def check_store(dsn: str, customers: list[Customer]) -> dict[str, Any]:
     """Compare every customer's transcript with what the store holds."""
@@ -555,43 +485,7 @@ async def check_store(dsn: str, customers: list[Customer]) -> dict[str, Any]:
             "SELECT id, sender FROM conversations WHERE id = ANY($1::text[])", ids)}
     finally:
         await conn.close()
-    users: dict[str, list[str]] = collections.defaultdict(list)
-    bots: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-    for r in rows:
-        if r["type"] == "user_message":
-            users[r["conversation_id"]].append(r["message_id"])
-        else:
-            bots[r["conversation_id"]][r["reply_to"] or ""].append(r["text"] or "")
-    lost = duplicated = reordered = mismatched = wrong_sender = 0
-    for c in customers:
-        if c.conversation_id is None:
-            continue
-        stored = users.get(c.conversation_id, [])
-        counts = collections.Counter(stored)
-        duplicated += sum(n - 1 for n in counts.values() if n > 1)
-        replies = bots.get(c.conversation_id, {})
-        duplicated += sum(len(v) - 1 for v in replies.values() if len(v) > 1)
-        answered = [t for t in c.turns if t.done_at is not None]
-        for t in answered:
-            if t.message_id not in counts or t.message_id not in replies:
-                lost += 1
-            elif t.reply is not None and replies[t.message_id][0] != t.reply:
-                mismatched += 1
-        order = {t.message_id: k for k, t in enumerate(c.turns)}
-        positions = [order[m] for m in dict.fromkeys(stored) if m in order]
-        reordered += len(positions) - longest_increasing(positions)
-        if senders.get(c.conversation_id) != c.user:
-            wrong_sender += 1
-    stages: dict[str, list[float]] = collections.defaultdict(list)
-    for r in stage_rows:
-        latency = json.loads(r["latency"]) if isinstance(r["latency"], str) else r["latency"]
-        for stage, ms in (latency or {}).items():
-            if isinstance(ms, (int, float)):
-                stages[stage].append(float(ms) / 1000.0)
-    return {"lost": lost, "duplicated": duplicated, "reordered": reordered, "mismatched": mismatched,
-            "wrong_sender": wrong_sender, "stored_user_messages": sum(len(v) for v in users.values()),
-            "engine_stage_ms": {k: {q: v for q, v in summary_ms(x).items() if q in ("p50", "p99", "max")}
-                                for k, x in sorted(stages.items())}}
+    return store_check(customers, rows, stage_rows, senders)
 
 
 # ----------------------------------------------------------------------------------------------------------- run
@@ -782,25 +676,10 @@ async def run(cfg: Config) -> dict[str, Any]:
             conversation_changed=stats.conversation_changed,
         )
         if "killed_worker_at_s" in fault:
-            killed_at = t0 + fault["killed_worker_at_s"]
-            resent = [t for t in done if t.first_sent <= killed_at <= (t.done_at or 0)]
-            fault["turns_in_flight_at_kill"] = len(resent)
-            fault["max_latency_across_kill_ms"] = round(max((t.latency or 0) for t in resent) * 1000, 1) if resent \
-                else None
-            report["kill"] = fault
+            report["kill"] = kill_report(done, t0, fault)
         if "pg_ready" in fault:
             down, up = fault.pop("pg_restart_started"), fault.pop("pg_ready")
-            window = [(ts, code) for ts, code in stats.error_times if ts >= down]
-            after = [t for t in done if t.last_sent >= up]
-            first_ok = min((t.done_at for t in after if t.done_at is not None), default=None)
-            errors_after_up = [ts for ts, _ in window if ts >= up]
-            report["postgres_restart"] = {
-                "restart_at_s": round(down - t0, 2),
-                "down_s": round(up - down, 2),
-                "errors_by_code": dict(collections.Counter(code for _, code in window)),
-                "first_turn_ok_after_ready_s": None if first_ok is None else round(first_ok - up, 2),
-                "last_error_after_ready_s": round(max(errors_after_up) - up, 2) if errors_after_up else 0.0,
-            }
+            report["postgres_restart"] = restart_report(done, stats, t0, down, up)
 
         note("checking the store against every transcript")
         report.update(await check_store(db.dsn, customers))

@@ -23,6 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from safety.shared_data import shared_data_dir
+
 
 def run(seed: int, n_intents: int, per_intent: int, weights: list[float], data: Path) -> dict[str, Any]:
     from nlu.data import load_examples
@@ -53,7 +55,7 @@ def run(seed: int, n_intents: int, per_intent: int, weights: list[float], data: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "clinc150")
+    parser.add_argument("--data", type=Path, default=shared_data_dir() / "clinc150")
     parser.add_argument("--intents", type=int, default=25)
     parser.add_argument("--per-intent", type=int, default=12)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

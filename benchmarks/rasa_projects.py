@@ -1,6 +1,6 @@
 """Rasa projects on Kefu: import, train and replay each project's own end-to-end test stories.
 
-For every Rasa project folder under ``--projects`` (default ``../shared/data/rasa_projects``; a folder holding a
+For every Rasa project folder under ``--projects`` (default ``$KEFU_SHARED_DATA/rasa_projects``; a folder holding a
 ``domain.yml`` or ``domain/``), this runs what a team moving over would run::
 
     kefu import rasa PROJECT --out BOT
@@ -28,6 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from safety.shared_data import shared_data_dir
 
 
 def projects_under(folder: Path) -> list[Path]:
@@ -70,7 +72,7 @@ def run_project(project: Path, out: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--projects", type=Path, default=ROOT.parent / "shared" / "data" / "rasa_projects")
+    parser.add_argument("--projects", type=Path, default=shared_data_dir() / "rasa_projects")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = parser.parse_args()
 

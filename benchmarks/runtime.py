@@ -143,7 +143,7 @@ async def bench_runtime(
     ttft: list[float] = []
 
     async def one(p: str, t0: float) -> str:
-        parts = []
+        parts: list[str] = []
         async for delta in engine.stream(p, params):
             if not parts:
                 ttft.append((time.perf_counter() - t0) * 1000)
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     rt_s, rt_tok, ttft, rt_texts, stats = asyncio.run(
         bench_runtime(model, tok, prompts, args.new_tokens, max_batch=args.requests)
     )
-    tps: dict[str, float | None] = {"runtime": round(rt_tok / rt_s, 2)}
+    tps: dict[str, float] = {"runtime": round(rt_tok / rt_s, 2)}
     seconds: dict[str, float | None] = {"runtime": round(rt_s, 2)}
     result["ttft_ms"] = {"p50": round(percentile(ttft, 50), 1), "p99": round(percentile(ttft, 99), 1)}
     result["runtime_stats"] = stats

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from safety import InputFilter
 from safety.injection import InjectionDetector
+from safety.jsonl import read_rows
+from safety.shared_data import shared_data_dir
 from safety.suites import (
     DEFAULT_BANNED_TERMS,
     INJECTION_FRESH,
@@ -42,7 +44,6 @@ from safety.suites import (
     pii_negatives,
     pii_positives,
     score_pii,
-    shared_data_dir,
 )
 
 EN_REPLIES = (
@@ -76,9 +77,7 @@ BLIND = Path(__file__).resolve().parents[1] / "safety" / "data" / "injection_bli
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    # file iteration, not str.splitlines(): that would also split inside strings at U+2028 and friends
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return [row for _, row in read_rows(path)]
 
 
 def injection_sets(public_attacks: Path | None) -> dict[str, list[tuple[str, bool]]]:

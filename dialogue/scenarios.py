@@ -2,7 +2,7 @@
 
 A scenario names the user turns and, for each, what must happen: the intent the NLU finds, the action
 the policy takes, slot values after the turn, a regular expression the reply must contain (``reply``) or must
-not contain (``not_reply``), and the safety/turn flags the reply must carry (``flags``, e.g. ``pii_redacted``,
+not contain (``not_reply``), and the safety/turn flags the reply must carry (``flags``, e.g. ``pii``,
 ``prompt_injection``, ``toxic_reply``).
 
 ``staffing`` (top level: ``online``, the default, or ``offline``) says whether a colleague can take a hand-off during

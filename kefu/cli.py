@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
-from kefu.config import ConfigError
+from kefu.errors import KefuError
 from kefu.flows_cli import app as flows_app
 from kefu.init_cli import init as init_command
 from kefu.policy_cli import app as policy_app
@@ -25,14 +25,12 @@ from kefu.users_cli import app as users_app
 def _startup_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the bot cannot start (bad config, missing/corrupt model, dead database): one clear line."""
     from dialogue.errors import DialogueError
-    from kefu.policy_cli import PolicySetupError
     from nlu.errors import NLUError
     from policy.errors import PolicyError
     from runtime.errors import GenerationError
     from safety.errors import SafetyError
 
-    return (MissingModel, ConfigError, DialogueError, NLUError, GenerationError, SafetyError, PolicyError,
-            PolicySetupError)
+    return (MissingModel, KefuError, DialogueError, NLUError, GenerationError, SafetyError, PolicyError)
 from nlu.cli import app as nlu_app
 from runtime.cli import app as runtime_app
 from safety.cli import app as safety_app

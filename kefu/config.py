@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dialogue.handoff import HandoffConfigError, OfficeHours
+from kefu.errors import ConfigError
 
 _CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -23,10 +24,6 @@ def shared_models() -> Path:
     if (_CHECKOUT / "pyproject.toml").is_file():
         return _CHECKOUT / ".kefu" / "models"
     return Path.home() / ".cache" / "kefu" / "models"
-
-
-class ConfigError(Exception):
-    """``bot.yml`` is missing or invalid; the message names the file and the field."""
 
 
 class BotConfig(BaseModel):

@@ -34,6 +34,7 @@ import typer
 import yaml
 
 from kefu.config import Bot
+from kefu.errors import PolicySetupError
 
 log = logging.getLogger("kefu.policy")
 
@@ -41,10 +42,6 @@ app = typer.Typer(help="Train, gate and evaluate the deep-RL dialogue policy aga
                   no_args_is_help=True)
 
 USERS = ("training", "held-out")
-
-
-class PolicySetupError(Exception):
-    """The bot lacks what its policy needs (a dialogue definition, a trained NLU, measured noise)."""
 
 
 # -- the simulator's view of a bot -------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
+from kefu.errors import ScaffoldError
+
 LANGUAGES = ("en", "zh")
 NAME = "__BOT_NAME__"
 _MARK = "#%%"
@@ -29,10 +31,6 @@ _NAME_RE = re.compile(r"^\w[\w .-]{0,62}$")
 _SKIP = re.compile(r"(^|/)(__pycache__|\.mypy_cache|\.ruff_cache)(/|$)|\.pyc$|~$")
 # names a package (a wheel, an sdist) may drop or mangle: stored without their dot, written with it
 _DOTFILES = {"gitignore": ".gitignore"}
-
-
-class ScaffoldError(Exception):
-    """The bot folder cannot be written (not empty, a bad name or language); the message says what to do."""
 
 
 def template_root() -> Traversable:

@@ -211,11 +211,14 @@ def _add_pattern(patterns: list[Pattern], new: Pattern) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[Example]:
-    """Read JSONL lines ``{"text", "intent", ["tokens", "tags"]}``; without tokens/tags, tokenize and tag all ``O``."""
+    """Read JSONL lines ``{"text", "intent", ["tokens", "tags"]}``; without tokens/tags, tokenize and tag all ``O``.
+
+    The NLU's one JSONL reader (safety has its own, :mod:`safety.jsonl`: the two packages may not import each other).
+    Lines are the file's own (``\\n``), not ``str.splitlines()``'s, which would also split inside a string at U+2028."""
     path = Path(path)
     examples: list[Example] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, 0, f"cannot read file: {exc}") from None
     for no, line in enumerate(lines, 1):

@@ -509,7 +509,7 @@ class JointBiLSTMCRF(nn.Module):
 
     def _inference_weights(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Per layer: both directions' input weights ``[8H, D_in]`` and summed biases ``[8H]``, and the recurrent
-        weights transposed ``[2, H, 4H]``, cell-gate rows doubled (see :meth:`_bilstm_inference`). Cached until a
+        weights transposed ``[2, H, 4H]``, cell-gate rows doubled (see :func:`bilstm_inference`). Cached until a
         weight changes in place (tensor versions) or the module is switched to training, so one utterance does not pay
         for re-laying out ~1M weights."""
         lstm = self.lstm

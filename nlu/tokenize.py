@@ -45,7 +45,10 @@ def tokenize(text: str) -> list[Token]:
 
 
 def detect_language(text: str) -> str:
-    """``"zh"`` when CJK characters dominate (at least as many CJK chars as Latin words), else ``"en"``."""
+    """``"zh"`` when CJK characters dominate (at least as many CJK chars as Latin words), else ``"en"``.
+
+    The one rule that reads a language off a text (a parse's language, the augmenter's pools); a conversation's turn
+    uses :func:`clear_language`, and the safety filters take the language the engine decided instead of guessing."""
     n_cjk = len(_CJK_RE.findall(text)) - len(_KANA_RE.findall(text))
     if n_cjk == 0:
         return "en"

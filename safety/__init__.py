@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from safety.errors import InputTooLongError, SafetyDataError, SafetyError, ToxicityModelError
-from safety.filters import BannedTerms, InputFilter, OutputFilter, TermMatch, detect_injection
+from safety.filters import DEFAULT_BANNED_TERMS, BannedTerms, InputFilter, OutputFilter, TermMatch, detect_injection
 from safety.normalize import Normalized, normalize
 from safety.pii import find_pii, redact
 from safety.types import InputVerdict, OutputVerdict, Redaction
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from safety.train import TrainConfig
 
 __all__ = [
+    "DEFAULT_BANNED_TERMS",
     "BannedTerms",
     "InputFilter",
     "InputTooLongError",

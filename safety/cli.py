@@ -13,7 +13,7 @@ app = typer.Typer(help="Safety filters: toxicity classifier training and evaluat
 
 
 def _data_root() -> Path:
-    from safety.suites import shared_data_dir
+    from safety.shared_data import shared_data_dir
 
     return shared_data_dir()
 

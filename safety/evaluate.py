@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from safety.errors import SafetyDataError
+from safety.jsonl import read_rows
 
 METRIC_KEYS = ("roc_auc", "recall_at_1pct_fpr", "accuracy", "f1", "threshold", "n")
 
@@ -18,24 +18,15 @@ def read_jsonl(path: str | Path, max_examples: int | None = None, seed: int = 0)
     p = Path(path)
     texts: list[str] = []
     labels: list[int] = []
-    try:
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    text, label = row["text"], int(row["label"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    raise SafetyDataError(p, lineno, f"expected a JSON object with text and label: {exc}") from exc
-                if not isinstance(text, str) or label not in (0, 1):
-                    raise SafetyDataError(p, lineno, "text must be a string and label 0 or 1")
-                texts.append(text)
-                labels.append(label)
-    except FileNotFoundError:
-        raise SafetyDataError(p, 0, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SafetyDataError(p, 0, f"unreadable: {exc}") from exc
+    for lineno, row in read_rows(p):
+        try:
+            text, label = row["text"], int(row["label"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SafetyDataError(p, lineno, f"expected a JSON object with text and label: {exc}") from exc
+        if not isinstance(text, str) or label not in (0, 1):
+            raise SafetyDataError(p, lineno, "text must be a string and label 0 or 1")
+        texts.append(text)
+        labels.append(label)
     if not texts:
         raise SafetyDataError(p, 0, "no examples")
     if max_examples is not None and max_examples < len(texts):

@@ -326,6 +326,17 @@ def detect_injection(text: str) -> bool:
     return detect_injection_skeleton(norm, skeleton(norm, vocabulary=INJECTION_VOCABULARY))
 
 
+# --- banned terms ------------------------------------------------------------------------------------------
+# The per-language banned terms a bot gets when its bot.yml names none (the evaluation suites use them too).
+DEFAULT_BANNED_TERMS: dict[str, list[str]] = {
+    "en": [
+        "idiot", "moron", "stupid bitch", "bitch", "asshole", "ass", "fuck", "fucking", "fuck you", "shit",
+        "bullshit", "dumbass", "retard", "kill yourself", "scumbag", "bastard", "cunt", "motherfucker",
+    ],
+    "zh": ["傻逼", "傻B", "煞笔", "去死", "白痴", "脑残", "滚蛋", "混蛋", "王八蛋", "贱人", "他妈的", "操你妈", "废物"],
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TermMatch:
     """A banned term found in a text: the term as configured, its language list key, and the matched span."""

@@ -15,10 +15,11 @@ score the ``dev``/``test`` splits and the held-out sets honestly.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from safety.jsonl import read_texts
 
 # ------------------------------------------------------------------------------------------ English attacks
 _EN_OPEN = ("", "", "", "Hey bot, ", "OK. ", "Okay, ", "Before we continue, ", "Important: ", "Attention assistant: ",
@@ -414,8 +415,7 @@ def _public_train_texts(data_dir: Path, per_set: int, rng: random.Random) -> Ite
         path = data_dir / name / "train.jsonl"
         if not path.is_file():
             continue
-        with path.open(encoding="utf-8") as fh:
-            texts = [json.loads(line)["text"] for line in fh if line.strip()]
+        texts = read_texts(path)
         rng.shuffle(texts)
         yield from texts[:per_set]
 

@@ -231,26 +231,18 @@ class ToxicityClassifier:
         return OutputVerdict(score=score, threshold=thr, toxic=score >= thr, language=language)
 
 
-def detect_language(text: str, default: str = "en") -> str:
-    """``zh`` when at least a fifth of the letters are CJK ideographs, else ``default``."""
-    cjk = letters = 0
-    for ch in text:
-        if ch.isalpha():
-            letters += 1
-            o = ord(ch)
-            if 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
-                cjk += 1
-    return "zh" if letters and cjk * 5 >= letters else default
-
-
 class ToxicityRouter:
     """One toxicity model per language, chosen by the reply's language; models load on first use.
 
     Layout: ``root/<lang>/`` model dirs (``root/en``, ``root/zh``; the language is read from each dir's
     ``toxicity.json``), or a single model dir at ``root`` (the older flat layout: its ``toxicity.json``
     languages, e.g. ``["en"]``), or both (a flat English model at ``root`` plus ``root/zh``: training the
-    Chinese model into ``models/toxicity/zh`` is the whole migration). A language with no model of its own (``"fr"``, or ``None``) is routed by
-    script: Chinese characters go to ``zh`` when there is one, the rest to ``default_language``.
+    Chinese model into ``models/toxicity/zh`` is the whole migration). A language with no model of its own (``"fr"``,
+    or ``None``) goes to ``default_language``'s model.
+
+    The router never guesses the language from the reply's text: the caller names it, and the engine decides a turn's
+    language once (the conversation's, or the one the customer clearly switched to: :func:`nlu.tokenize.clear_language`)
+    for the NLU, the reply and this check alike. A second detector here could only disagree with that decision.
     """
 
     def __init__(
@@ -310,8 +302,8 @@ class ToxicityRouter:
                 router.classifier_for(lang)
         return router
 
-    def route(self, language: str | None, text: str = "") -> str:
-        """The language whose model scores ``text``."""
+    def route(self, language: str | None) -> str:
+        """The language whose model scores a reply in ``language`` (``zh-CN`` -> ``zh``; no model: the default's)."""
         langs = set(self.languages)
         if language:
             lang = language.lower().replace("_", "-")
@@ -319,11 +311,10 @@ class ToxicityRouter:
                 return lang
             if lang.split("-")[0] in langs:
                 return lang.split("-")[0]
-        guess = detect_language(text, self.default_language)
-        return guess if guess in langs else self.default_language
+        return self.default_language
 
-    def classifier_for(self, language: str | None, text: str = "") -> ToxicityClassifier:
-        lang = self.route(language, text)
+    def classifier_for(self, language: str | None) -> ToxicityClassifier:
+        lang = self.route(language)
         with self._lock:
             clf = self._classifiers.get(lang)
             if clf is None:
@@ -336,14 +327,14 @@ class ToxicityRouter:
             return clf
 
     def score(self, texts: Sequence[str], language: str | None = None) -> list[float]:
-        return self.classifier_for(language, texts[0] if texts else "").score(texts)
+        return self.classifier_for(language).score(texts)
 
     def check(self, text: str, language: str | None = "en", threshold: float | None = None) -> OutputVerdict:
         """Toxicity verdict on one reply with the model of its language (blocking; use ``asyncio.to_thread``).
 
         The threshold is ``threshold``, else the router's, else the chosen model's own (its ``toxicity.json``).
         """
-        clf = self.classifier_for(language, text)
+        clf = self.classifier_for(language)
         thr = threshold if threshold is not None else self.threshold
-        verdict = clf.check(text, self.route(language, text), threshold=thr)
+        verdict = clf.check(text, self.route(language), threshold=thr)
         return verdict

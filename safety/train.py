@@ -20,6 +20,7 @@ from typing import Any
 
 from safety.errors import SafetyDataError, SafetyError
 from safety.evaluate import best_f1_threshold, compute_metrics, read_jsonl
+from safety.jsonl import read_rows
 from safety.normalize import normalize
 from safety.toxicity import CONFIG_NAME, DEFAULT_THRESHOLD, ToxicityClassifier, ToxicityConfig, set_offline
 
@@ -117,19 +118,12 @@ def read_clean_texts(path: str | Path, holdout: float) -> tuple[list[str], list[
     the first ``1 - holdout`` share for training, the rest held out."""
     p = Path(path)
     rows: list[list[str]] = []
-    try:
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    texts = [t["text"] for t in row["turns"]] if "turns" in row else [row["text"]]
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise SafetyDataError(p, lineno, f"expected {{text}} or {{turns: [{{text}}]}}: {exc}") from exc
-                rows.append([t for t in texts if isinstance(t, str) and t.strip()])
-    except FileNotFoundError:
-        raise SafetyDataError(p, 0, "file not found") from None
+    for lineno, row in read_rows(p):
+        try:
+            texts = [t["text"] for t in row["turns"]] if "turns" in row else [row["text"]]
+        except (KeyError, TypeError) as exc:
+            raise SafetyDataError(p, lineno, f"expected {{text}} or {{turns: [{{text}}]}}: {exc}") from exc
+        rows.append([t for t in texts if isinstance(t, str) and t.strip()])
     cut = int(len(rows) * (1 - holdout))
     return [t for r in rows[:cut] for t in r], [t for r in rows[cut:] for t in r]
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import pytest_asyncio
 
+from safety.shared_data import shared_data_dir
 from tests.stores import store, store_target  # noqa: F401 - fixtures for every test package
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop"
 SCENARIOS = ROOT / "scenarios"
-SHARED_DATA = Path(os.environ.get("KEFU_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+SHARED_DATA = shared_data_dir()  # $KEFU_SHARED_DATA, else ../shared/data (one definition: safety.shared_data)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

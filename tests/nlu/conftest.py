@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nlu_testutil import TINY, shared_data_dir
+from nlu_testutil import TINY
 
 
 @pytest.fixture(scope="session")
-def snips_dir() -> Path:
-    d = shared_data_dir() / "snips"
+def snips_dir(shared_data: Path) -> Path:
+    d = shared_data / "snips"
     if not (d / "train.jsonl").is_file():
         pytest.skip(f"SNIPS data not found at {d} (set KEFU_SHARED_DATA to the shared data folder)")
     return d

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "data"
 TINY = {"word_dim": 48, "char_dim": 16, "char_filters": 32, "shape_dim": 8, "hidden": 96}
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("KEFU_SHARED_DATA")
-    return Path(env) if env else (HERE.parents[1] / ".." / "shared" / "data").resolve()
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -8,6 +8,7 @@ from nlu_testutil import FIXTURES, write_jsonl
 from typer.testing import CliRunner
 
 from nlu.cli import app
+from nlu.data import read_jsonl
 
 runner = CliRunner()
 REQUIRED = {"n", "intent_accuracy", "slot_f1", "sentence_accuracy", "utterances_per_second"}
@@ -61,7 +62,7 @@ def test_evaluate_report_dir(tiny_model_dir: Path, snips_subset: dict[str, Path]
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     per_intent = json.loads((out / "intent_report.json").read_text())
-    gold = [json.loads(line)["intent"] for line in snips_subset["heldout"].read_text().splitlines()]
+    gold = [e.intent for e in read_jsonl(snips_subset["heldout"])]
     for intent in set(gold):
         assert per_intent[intent]["support"] == gold.count(intent)
     assert per_intent["macro avg"]["f1"] == pytest.approx(metrics["intent_macro_f1"], abs=1e-9)

@@ -13,6 +13,7 @@ from safety import InputFilter
 from safety.errors import InjectionModelError, SafetyError
 from safety.injection import CONFIG_NAME, WEIGHTS_NAME, InjectionConfig, InjectionDetector, feature_ids, tokens, windows
 from safety.injection_data import generated, training_corpus
+from safety.jsonl import read_texts
 from safety.suites import INJECTION_HELDOUT, benign_texts, injection_suite
 
 SMALL = InjectionConfig(
@@ -64,8 +65,7 @@ def test_training_corpus_excludes_every_evaluation_text(shared_data: Path) -> No
     held_out = {c.text for c in injection_suite()} | {t for t, _ in INJECTION_HELDOUT}
     assert not corpus & held_out
     blind = Path(__file__).resolve().parents[2] / "safety" / "data" / "injection_blind.jsonl"
-    with blind.open(encoding="utf-8") as fh:
-        blind_texts = {json.loads(line)["text"] for line in fh if line.strip()}
+    blind_texts = set(read_texts(blind))
     assert not corpus & blind_texts
     # public negatives come from train splits only: dev/test stay unseen for the benchmark and the threshold
     dev_test = {t for _, t in benign_texts(shared_data, splits=("dev", "test"))}

@@ -8,6 +8,7 @@ import pytest
 
 from safety import InputFilter
 from safety.pii import cn_id_valid, find_pii, iban_valid
+from safety.shared_data import shared_data_dir
 from safety.suites import (
     DEFAULT_BANNED_TERMS,
     INJECTION_UNSEEN,
@@ -16,7 +17,6 @@ from safety.suites import (
     pii_negatives,
     pii_positives,
     score_pii,
-    shared_data_dir,
 )
 
 DATA = shared_data_dir()

@@ -14,6 +14,7 @@ import pytest
 
 from kefu.config import shared_models
 from safety.evaluate import read_jsonl
+from safety.jsonl import read_rows
 from safety.train import AUGMENT_EN, PROBE_EN, TrainConfig, _key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ def _words(text: str) -> set[str]:
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in read_rows(path)]
 
 
 def test_probe_set_is_well_formed_and_balanced() -> None:

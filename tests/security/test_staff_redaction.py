@@ -14,6 +14,7 @@ import pytest_asyncio
 from channels import auth
 from channels.ops import OpsOptions, run_ops_server
 from dialogue.review import add_training_example, redact_example
+from dialogue.store import ConversationStore
 from nlu.data import read_rasa_nlu
 from tests.channels.conftest import ConsoleEnv, console_env, light_engine  # noqa: F401 - console_env: a fixture
 from tests.channels.test_ops import Staff, as_role
@@ -110,7 +111,7 @@ async def test_tags_are_redacted_and_filtered_alike(staff: Staff, console_env: C
     _assert_clean(await _all_events(console_env, cid))
 
 
-async def test_engine_correct_redacts_on_every_store(store: Any) -> None:
+async def test_engine_correct_redacts_on_every_store(store: ConversationStore) -> None:
     engine = light_engine(store)
     reply = await engine.handle_message(None, "m1", "where is my order 10234")
     cid = reply.conversation_id
