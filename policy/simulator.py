@@ -18,7 +18,10 @@ The ``dialogue`` objects satisfy the protocols below structurally; this package 
   give values up front (some or all), answers the bot's questions for them, says yes to a confirmation that shows
   the goal's values and no to one that does not, and may: switch task midway (ask for another task first and change
   their mind once the bot asks for its slot), correct a value (give a wrong one first and put it right at the next
-  answer), ask an off-topic question instead of the first answer (and answer once the bot has answered it);
+  answer), ask an off-topic question instead of the first answer (and answer once the bot has answered it),
+  change their mind at the confirmation (say no: the task's cancelled reply fulfils the want, its action fails it),
+  or give a value the completing action refuses (a card that does not match, an order that does not exist: see
+  *refusals* below);
 - a question for the knowledge action (which reads the text: it must answer right after the question), an
   off-topic request (``out_of_scope``: the fallback says what the bot can do), small talk (its reply), a hand-off
   intent (the hand-off; it ends the conversation), giving up a task (the cancel reply);
@@ -31,9 +34,14 @@ for, patience run out (every bot turn that does not move the user forward costs 
 reply, being asked again for something already said), or ``max_turns``. **Success**: every want fulfilled in order
 (closing small talk after the goal excepted: a user whose thanks went unanswered leaves with what they came for).
 
+**Refusals**: the simulator plays the completing action's result for a goal with a refused value as the engine
+handles an action that clears a value of its task: the refused slot (or, as a verification that does not say which
+value was wrong, every slot of the task) is cleared and the task waits for the first cleared slot again
+(``FlowsLike.reopens``). The user, who believed the value right, then gives the right one. Any other run of a
+completing action succeeds or fails on its values alone.
+
 Not simulated: the engine's knowledge-first retrieval and its low-confidence loop hand-off (they act on top of
-whichever policy serves), the results of actions (a lookup that finds nothing): the user judges the action and the
-values it ran with.
+whichever policy serves).
 """
 
 from __future__ import annotations
@@ -186,6 +194,9 @@ class FlowsLike(Protocol):
     def resets(self) -> Mapping[str, tuple[str, ...]]: ...
 
     @property
+    def reopens(self) -> Mapping[str, tuple[tuple[str, str], ...]]: ...
+
+    @property
     def default_policy(self) -> Callable[..., str]: ...
 
     def allowed(self, context: Any) -> list[str]: ...
@@ -250,6 +261,8 @@ class SimConfig:
     p_switch: float = 0.1  # a task goal opens with another task and switches when the bot asks for its slot
     p_correct: float = 0.1  # a task goal gives one value wrong first and corrects it at the next answer
     p_offtopic: float = 0.1  # a task goal asks an off-topic question instead of the first answer
+    p_decline: float = 0.1  # a task goal with a confirmation says no to it (changed their mind)
+    p_refused: float = 0.1  # a task goal gives a value its completing action refuses, then the right one
     p_all_upfront: float = 0.2  # every value the NLU can extract is in the opening request
     p_slot_upfront: float = 0.4  # otherwise each of them is, independently
     p_same_value: float = 0.7  # a second task reuses the first one's value of a shared slot
@@ -264,7 +277,8 @@ class SimConfig:
     @classmethod
     def held_out(cls) -> SimConfig:
         """Users no training ever met: other patience, more up-front values, more switching and side questions."""
-        return cls(p_second=0.35, p_switch=0.2, p_correct=0.15, p_offtopic=0.15, p_all_upfront=0.35,
+        return cls(p_second=0.35, p_switch=0.2, p_correct=0.15, p_offtopic=0.15, p_decline=0.15, p_refused=0.15,
+                   p_all_upfront=0.35,
                    p_slot_upfront=0.25, p_same_value=0.5, p_opener=0.45, p_closing=0.35, patience=(1, 5))
 
 
@@ -291,6 +305,9 @@ class Want:
     switch_from: str | None = None  # another task's intent, asked for first
     interrupt: Want | None = None  # asked instead of the first answer
     courtesy: bool = False  # closing small talk after the goal: an unanswered one costs turns, not the success
+    decline: bool = False  # says no at the task's confirmation: fulfilled by its cancelled reply, failed by its action
+    refused: tuple[str, str] | None = None  # (slot, value the action refuses), believed right until it is refused
+    refuse_all: bool = False  # the refusal clears every slot of the task (a verification that says no more)
 
 
 @dataclass(frozen=True)
@@ -391,9 +408,18 @@ class _GoalMaker:
         interrupt = None
         if len(upfront) < len(names) and rng.random() < cfg.p_offtopic:
             interrupt = self.side_question(rng)
+        decline = task.confirm is not None and task.confirm.cancelled is not None and rng.random() < cfg.p_decline
+        refused: tuple[str, str] | None = None
+        refuse_all = False
+        refusable = [n for n in names if n in entities and n not in forced and n not in known
+                     and (wrong is None or wrong[0] != n)]
+        if not decline and refusable and rng.random() < cfg.p_refused:
+            slot = rng.choice(refusable)
+            refused = (slot, other_value(values[slot], self.bot.values.get(slot, ()), rng))
+            refuse_all = rng.random() < 0.5
         return Want("task", rng.choice(list(task.intents)), task.action, task.name,
                     tuple((n, values[n]) for n in names), tuple(n for n in names if n in upfront), wrong, switch,
-                    interrupt)
+                    interrupt, decline=decline, refused=refused, refuse_all=refuse_all)
 
     def want(self, kind: str, rng: random.Random, earlier: Sequence[Want]) -> Want:
         d = self.bot.definition
@@ -475,8 +501,10 @@ class SimulatedUser:
         self.text_slots = {m.slot for m in bot.from_text}
         self.entity_slots = set(bot.entities)
         self.answer_intent = d.answer_intents[0] if d.answer_intents else None
-        self.own = {(s, v) for w in goal.wants for s, v in w.values} | {w.wrong_first for w in goal.wants
-                                                                         if w.wrong_first}
+        self.own = ({(s, v) for w in goal.wants for s, v in w.values}
+                    | {w.wrong_first for w in goal.wants if w.wrong_first}
+                    | {w.refused for w in goal.wants if w.refused})
+        self.clears: tuple[str, ...] = ()  # slots the action the bot just ran refused (the simulation clears them)
         self.index = 0
         self.frustration = 0
         self.greeted = goal.opener is None
@@ -492,6 +520,7 @@ class SimulatedUser:
         self.wrong_given = False
         self.corrected = False
         self.denied = False
+        self.refusal_done = False
         self.cancel_said = False
         self.interrupt = "pending"  # pending | asked | done
         self.pending_slot: str | None = None
@@ -513,7 +542,16 @@ class SimulatedUser:
         if w.wrong_first and w.wrong_first[0] == slot and not self.corrected:
             self.wrong_given = True
             return w.wrong_first[1]
+        if w.refused and w.refused[0] == slot and not self.refusal_done:
+            return w.refused[1]
         return dict(w.values)[slot]
+
+    def _expected(self, w: Want) -> dict[str, str]:
+        """The values the user believes right now: the goal's, with a value the action has not refused yet."""
+        values = dict(w.values)
+        if w.refused and not self.refusal_done:
+            values[w.refused[0]] = w.refused[1]
+        return values
 
     def _carry(self, slot: str, value: str) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
         """The value as the NLU can read it (an entity) and as the whole message would be taken (from_text)."""
@@ -529,7 +567,7 @@ class SimulatedUser:
         given = [s for s, _ in w.values if s in self.entity_slots] if everything else list(w.upfront)
         ents: list[tuple[str, str]] = []
         for slot in given:
-            value = self._value(w, slot) if not everything else dict(w.values)[slot]
+            value = self._value(w, slot) if not everything else self._expected(w)[slot]
             self.said[slot] = value
             ents.append((slot, value))
         if everything:
@@ -579,7 +617,7 @@ class SimulatedUser:
         w = self.want
         if restate and w.kind == "task" and self.greeted and (not w.switch_from or self.switched):
             given = [s for s, _ in w.values if s in self.entity_slots and (s in self.said or s in w.upfront)]
-            values = dict(w.values)
+            values = self._expected(w)
             self.corrected = self.corrected or self.wrong_given  # a slip is put right when saying it all again
             for s in given:
                 self.said[s] = values[s]
@@ -599,6 +637,7 @@ class SimulatedUser:
     def react(self, action: str, slots: Mapping[str, Any]) -> UserAct | None:
         """The user's next act after the bot's ``action`` (``slots``: the tracker's, as the action saw them);
         None when the dialogue is over (see :attr:`success` and :attr:`failed`)."""
+        self.clears = ()
         if self.done:
             return None
         d, w = self.definition, self.want
@@ -638,6 +677,10 @@ class SimulatedUser:
         w = self.want
         seen = {s.name: slots.get(s.name) for s in task.slots}
         if w.kind == "task" and w.task == task.name and self.greeted and (not w.switch_from or self.switched):
+            if w.decline:
+                return self._fail("declined_action_run")
+            if w.refused and not self.refusal_done and all(seen[s] == v for s, v in self._expected(w).items()):
+                return self._refused(w, task)
             if all(seen[s] == v for s, v in w.values):
                 return self._fulfilled()
             return self._fail("wrong_values")
@@ -645,11 +688,24 @@ class SimulatedUser:
             return self._annoyed(restate=True)  # the user's own data, but not what they asked for now
         return self._fail("unwanted_action")
 
+    def _refused(self, w: Want, task: TaskLike) -> UserAct | None:
+        """The action refused the value the user believed right (the simulation clears ``self.clears`` and reopens the
+        wait); the user gives the right value of the first cleared slot at once, as a customer answers "that card
+        does not match"."""
+        assert w.refused is not None
+        self.refusal_done = True
+        self.clears = tuple(s.name for s in task.slots) if w.refuse_all else (w.refused[0],)
+        for slot in self.clears:
+            self.said.pop(slot, None)
+        return self._say(self._answer(w, self.clears[0]))
+
     def _confirm(self, task: TaskLike, slots: Mapping[str, Any]) -> UserAct | None:
         w = self.want
         assert task.confirm is not None
         if w.kind == "task" and w.task == task.name and (not w.switch_from or self.switched):
-            if all(slots.get(s) == v for s, v in w.values):
+            if self.denied and self._annoyed() is None:  # asked again after saying no
+                return None
+            if not w.decline and all(slots.get(s) == v for s, v in self._expected(w).items()):
                 return self._say(UserAct(task.confirm.yes[0]))
             self.denied = True
             return self._say(UserAct(task.confirm.no[0]))
@@ -663,6 +719,8 @@ class SimulatedUser:
         d = self.definition
         if w.kind == "cancel" and self.cancel_said and d.cancel is not None and action == d.cancel.reply:
             return self._fulfilled()
+        if w.kind == "task" and w.decline and self.denied and task is not None and task.name == w.task:
+            return self._fulfilled()  # the user said no, and the bot dropped the task
         if self._annoyed() is None:  # a detour, even when the user said no to wrong values
             return None
         self.denied = False
@@ -809,6 +867,10 @@ class DialogueSimulation:
             for slot in bot.flows.resets.get(decision.action, ()):
                 slots[slot] = None
             act = user.react(decision.action, seen)
+            if user.clears:  # the action refused a value: the task waits for it again (the engine's reopening)
+                for slot in user.clears:
+                    slots[slot] = None
+                state = next(st for s, st in bot.flows.reopens.get(decision.action, ()) if s in user.clears)
             if act is None and not user.done:
                 user.failed = "patience"
             if act is not None and turns >= cfg.max_turns:

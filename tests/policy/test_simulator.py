@@ -52,6 +52,8 @@ def test_goals_come_from_the_definition(tiny: SimBot) -> None:
         assert set(w.upfront) <= {"party_size", "day", "dish"}  # only what an entity extractor can read
     assert any(len(g.wants) > 1 and g.wants[1].kind == "task" for g in goals)  # a second task
     assert any(w.switch_from for w in wants) and any(w.wrong_first for w in wants) and any(w.interrupt for w in wants)
+    assert any(w.decline for w in wants) and any(w.refused for w in wants)
+    assert all(not w.decline or w.task == "booking" for w in wants)  # only a task with a confirmation
     assert all(g.wants[-1].kind == "handoff" or all(w.kind != "handoff" for w in g.wants) for g in goals)
     assert {g.patience for g in goals} == {2, 3, 4}
 
@@ -81,6 +83,48 @@ def test_wrong_values_are_refused_at_the_confirmation_and_fail_the_action(tiny: 
     wrong = user(tiny, booking())
     assert wrong.react("action_book", {"party_size": "4", "day": "sunday"}) is None
     assert wrong.failed == "wrong_values"
+
+
+def test_asking_again_after_a_no_costs_patience(tiny: SimBot) -> None:
+    u = user(tiny, booking())
+    assert u.react("utter_confirm_booking", {"party_size": "4", "day": "sunday"}) == UserAct("deny")
+    assert u.react("utter_confirm_booking", {"party_size": "4", "day": "sunday"}) == UserAct("deny")
+    assert u.frustration == 1  # "I said no"
+
+
+def test_a_user_who_changes_their_mind_at_the_confirmation(tiny: SimBot) -> None:
+    u = user(tiny, booking(decline=True))
+    assert u.react("utter_confirm_booking", dict(BOOK)) == UserAct("deny")  # the right values, and still no
+    assert u.react("utter_booking_cancelled", {}) is None and u.success and u.frustration == 0
+    ran = user(tiny, booking(decline=True))
+    ran.react("utter_confirm_booking", dict(BOOK))
+    assert ran.react("action_book", dict(BOOK)) is None and ran.failed == "declined_action_run"
+
+
+@pytest.mark.parametrize("refuse_all", [False, True])
+def test_a_value_the_action_refuses_then_the_right_one(tiny: SimBot, refuse_all: bool) -> None:
+    u = user(tiny, booking(refused=("day", "sunday"), refuse_all=refuse_all))
+    assert u.react("utter_ask_party_size", {}) == UserAct("inform", (("party_size", "4"),))
+    assert u.react("utter_ask_day", {"party_size": "4"}) == UserAct("inform", (("day", "sunday"),))
+    believed = {"party_size": "4", "day": "sunday"}
+    assert u.react("utter_confirm_booking", believed) == UserAct("affirm")  # the user thinks it right
+    first = "party_size" if refuse_all else "day"
+    assert u.react("action_book", believed) == UserAct("inform", ((first, dict(BOOK)[first]),))
+    assert u.clears == (("party_size", "day") if refuse_all else ("day",)) and not u.done
+    if refuse_all:
+        assert u.react("utter_ask_day", {"party_size": "4"}) == UserAct("inform", (("day", "friday"),))
+    assert u.react("action_book", dict(BOOK)) is None and u.success and u.frustration == 0
+
+
+def test_the_simulation_reopens_the_wait_for_a_refused_value(tiny: SimBot, trainees: Users) -> None:
+    cfg = SimConfig(goal_weights=(("task", 1.0),), p_refused=1.0, p_second=0, p_switch=0, p_correct=0,
+                    p_offtopic=0, p_decline=0, p_opener=0, p_closing=0)
+    sim = DialogueSimulation(tiny, with_config(trainees, **cfg.__dict__))
+    fsm = FSMPolicy(tiny.flows.default_policy)
+    refused = [e for e in (sim.run(fsm, 0.0, i) for i in range(100)) if e.goal.wants[0].refused]
+    assert refused and all(e.success for e in refused)
+    for e in refused:  # the completing action ran twice: refused, then with the right values
+        assert e.actions.count(e.goal.wants[0].expects) == 2
 
 
 def test_handoffs_unwanted_actions_and_patience(tiny: SimBot) -> None:
@@ -153,7 +197,8 @@ def test_closing_small_talk_costs_turns_but_not_the_success(tiny: SimBot) -> Non
 
 
 @pytest.mark.parametrize("config", [SimConfig(), SimConfig.held_out(),
-                                    SimConfig(p_switch=1, p_correct=1, p_offtopic=1, p_second=1, p_opener=1)])
+                                    SimConfig(p_switch=1, p_correct=1, p_offtopic=1, p_second=1, p_opener=1),
+                                    SimConfig(p_decline=1, p_refused=1)])
 def test_the_fsm_completes_every_goal_without_noise(tiny: SimBot, trainees: Users, config: SimConfig) -> None:
     sim = DialogueSimulation(tiny, with_config(trainees, **config.__dict__))
     fsm = FSMPolicy(tiny.flows.default_policy)
