@@ -243,6 +243,7 @@ def evaluate_policy(bot_dir: Path, policy_dir: Path | None = None, *, episodes: 
                     noise: tuple[float, ...] = (0.0, 0.15, 0.3), population: str = "training", seed: int = 0,
                     progress: bool = True, details: bool = False) -> dict[str, Any]:
     from policy.evaluate import evaluate
+    from policy.fsm import FSMPolicy
     from policy.learned import LearnedPolicy
     from policy.noise import NOISE_FILE, read_noise
 
@@ -254,7 +255,9 @@ def evaluate_policy(bot_dir: Path, policy_dir: Path | None = None, *, episodes: 
                                "`kefu policy calibrate`) first")
     stored = read_noise(path)
     measured = {"training": stored["training"], "held_out": stored["held_out"]}
-    return evaluate(sim_bot(bot), LearnedPolicy.load(policy_dir), users(measured, population), episodes=episodes,
+    simulated = sim_bot(bot)
+    learned = LearnedPolicy.load(policy_dir, rules=FSMPolicy(simulated.flows.default_policy))
+    return evaluate(simulated, learned, users(measured, population), episodes=episodes,
                     noise=noise, seed=seed, progress=progress, details=details)
 
 

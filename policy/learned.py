@@ -1,4 +1,11 @@
-"""``LearnedPolicy``: the trained Q-network behind the ``Policy`` protocol, never outside the mask."""
+"""``LearnedPolicy``: the trained Q-network behind the ``Policy`` protocol, never outside the mask.
+
+The FSM trained further, not replaced: given the bot's hand-written rules (``rules``) and a ``deviation_margin``
+chosen at training time (kept in the checkpoint's config), the policy takes the rules' action unless the network
+values its own choice more than ``margin`` above it. Where the two are near-equal in value, the network's preference
+is noise in its estimates (a few dialogues per thousand), and the rules are what the bot's author tested; where the
+network is sure, it leaves them. A margin of None is the plain greedy policy (older checkpoints, ablations).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from policy.base import Decision, Observation, check_allowed
+from policy.base import Decision, Observation, Policy, check_allowed
 from policy.errors import PolicyError
 from policy.model import PolicyNetConfig, QNetwork, masked
 
@@ -26,10 +33,14 @@ class LearnedPolicy:
 
     name = "learned"
 
-    def __init__(self, net: QNetwork, config: PolicyNetConfig) -> None:
+    def __init__(self, net: QNetwork, config: PolicyNetConfig, rules: Policy | None = None,
+                 margin: float | None = None) -> None:
         self.net = net.eval()
         self.config = config
         self.space = config.features
+        self.rules = rules
+        stored = config.meta.get("deviation_margin")
+        self.margin = margin if margin is not None else (float(stored) if stored is not None else None)
         self._warned = False
 
     def __repr__(self) -> str:
@@ -54,6 +65,12 @@ class LearnedPolicy:
             log.warning("learned policy called without Observation.last_action after turn 1; decisions degrade")
         q = masked(self.q_values(observation, mask_t), mask)
         index = int(torch.argmax(q))
+        if self.rules is not None and self.margin is not None:
+            rule = self.rules.choose(observation, mask_t).action
+            if rule in self.space.actions:
+                r = self.space.actions.index(rule)
+                if float(q[index]) - float(q[r]) <= self.margin:
+                    index = r
         return Decision(action=self.space.actions[index], score=float(q[index]), allowed=mask_t, policy=self.name)
 
     def save(self, out_dir: str | Path) -> None:
@@ -63,11 +80,12 @@ class LearnedPolicy:
         (out / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> LearnedPolicy:
+    def load(cls, model_dir: str | Path, rules: Policy | None = None) -> LearnedPolicy:
+        """The checkpoint in ``model_dir``; ``rules`` (the bot's FSM policy) enables its deviation margin."""
         path = Path(model_dir)
         if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
             raise PolicyError(f"no learned policy at {path} (need {WEIGHTS} and {CONFIG})")
         config = PolicyNetConfig.from_dict(json.loads((path / CONFIG).read_text(encoding="utf-8")))
         net = QNetwork(config)
         net.load_state_dict(load_file(str(path / WEIGHTS)))
-        return cls(net, config)
+        return cls(net, config, rules)

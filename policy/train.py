@@ -78,6 +78,10 @@ class TrainConfig:
     rule_margin: float = 1.0
     rule_margin_weight: float = 0.3
     explore_rules: float = 0.5  # an exploring step takes the rules' action this often (else a random allowed one)
+    # Candidate margins by which the network must value its choice above the rules' to leave them (LearnedPolicy);
+    # the one kept is chosen on the validation users (never the gate's): the best worst-level success difference to
+    # the rules, then the best mean success, then the smallest margin. Empty: the plain greedy policy.
+    deviation_margins: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     threads: int = 1
     progress: bool = True
 
@@ -250,8 +254,10 @@ def _train(bot: SimBot, users: Users, out: Path, cfg: TrainConfig) -> dict[str, 
     assert best is not None
     online.load_state_dict(best[1])
     online.eval()
-    meta = {"env_steps": env_steps, "best_env_steps": best[2], "seed": cfg.seed, "users": users.name}
-    policy = LearnedPolicy(online, PolicyNetConfig(features=space, hidden=tuple(cfg.hidden), meta=meta))
+    margin, candidates = choose_margin(online, net_cfg, rules, sim, cfg, fsm_valid)
+    meta = {"env_steps": env_steps, "best_env_steps": best[2], "seed": cfg.seed, "users": users.name,
+            "deviation_margin": margin}
+    policy = LearnedPolicy(online, PolicyNetConfig(features=space, hidden=tuple(cfg.hidden), meta=meta), rules)
     policy.save(out)
     gate = run_gate(sim, policy, fsm, cfg.eval_noise, cfg.gate_episodes, GATE_SEED_BASE, progress=cfg.progress)
     write_gate(out, gate)
@@ -264,6 +270,8 @@ def _train(bot: SimBot, users: Users, out: Path, cfg: TrainConfig) -> dict[str, 
         "grad_steps": grad_steps,
         "best_env_steps": best[2],
         "best_valid_mean_reward": round(best[0][1], 3),
+        "deviation_margin": margin,
+        "deviation_margins": candidates,
         "fsm_valid": fsm_valid,
         "gate": gate,
         "history": history,
@@ -276,6 +284,22 @@ def _train(bot: SimBot, users: Users, out: Path, cfg: TrainConfig) -> dict[str, 
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     plot_curves(history, fsm_valid, out / "curves.png")
     return report
+
+
+def choose_margin(net: QNetwork, net_cfg: PolicyNetConfig, rules: Policy, sim: DialogueSimulation, cfg: TrainConfig,
+                  fsm_valid: dict[str, dict[str, float]]) -> tuple[float | None, list[dict[str, Any]]]:
+    """The deviation margin to keep (see :class:`TrainConfig`), and every candidate's validation figures."""
+    if not cfg.deviation_margins:
+        return None, []
+    rows: list[dict[str, Any]] = []
+    for margin in cfg.deviation_margins:
+        policy = LearnedPolicy(net, net_cfg, rules, margin)
+        valid = validate(policy, sim, cfg.eval_noise, cfg.eval_episodes, VALID_SEED_BASE)
+        diffs = [valid[k]["success_rate"] - fsm_valid[k]["success_rate"] for k in valid]
+        rows.append({"margin": margin, "valid": valid, "worst_diff": round(min(diffs), 4),
+                     "mean_success": round(float(np.mean([v["success_rate"] for v in valid.values()])), 4)})
+    best = max(rows, key=lambda r: (r["worst_diff"], r["mean_success"], -r["margin"]))
+    return float(best["margin"]), rows
 
 
 def plot_curves(history: list[dict[str, Any]], fsm_valid: dict[str, dict[str, float]], path: Path) -> None:

@@ -93,3 +93,20 @@ def test_save_load_round_trip_gives_identical_decisions(tiny: SimBot, trainees: 
         sim.run(Recorder(), 0.3, i)
     assert len(seen) > 100
     assert all(first.choose(obs, allowed) == second.choose(obs, allowed) for obs, allowed in seen)
+
+
+@pytest.mark.parametrize(("margin", "expected"), [(None, "utter_greet"), (0.5, "utter_greet"), (3.0, "utter_fallback")])
+def test_the_rules_hold_unless_the_network_is_sure_by_the_margin(tiny: SimBot, margin: float | None,
+                                                                 expected: str, tmp_path: Path) -> None:
+    """The network prefers utter_greet by 2.0 over the rules' choice: it leaves the rules only under a smaller margin."""
+    from policy import FSMPolicy
+
+    obs = Observation(state="idle", intent="greet", confidence=0.9)
+    allowed = ["utter_fallback", "utter_greet"]
+    rules = FSMPolicy(lambda observation, mask: "utter_fallback")
+    inner = policy_with_bias(tiny, {"utter_greet": 1.0, "utter_fallback": -1.0})
+    meta = {} if margin is None else {"deviation_margin": margin}
+    config = PolicyNetConfig(features=inner.config.features, hidden=inner.config.hidden, meta=meta)
+    LearnedPolicy(inner.net, config).save(tmp_path)
+    assert LearnedPolicy.load(tmp_path, rules=rules).choose(obs, allowed).action == expected
+    assert LearnedPolicy.load(tmp_path).choose(obs, allowed).action == "utter_greet"  # no rules given: greedy
