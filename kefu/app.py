@@ -242,7 +242,7 @@ def choose_policy(bot: Bot, flows: Any, fallback: Any) -> Any:
     from policy.learned import LearnedPolicy
 
     try:
-        learned = LearnedPolicy.load(path)
+        learned = LearnedPolicy.load(path, rules=fallback)  # the rules its deviation margin falls back on
     except Exception as exc:  # a corrupt or partial checkpoint: name it, never a traceback
         if mode == "learned":
             raise MissingModel(f"the learned policy at {path} does not load ({type(exc).__name__}): run "
@@ -262,6 +262,7 @@ def scenario_gate(bot: Bot) -> dict[str, Any]:
     """Replay the bot's scripted scenarios (the files directly in its ``scenarios`` folder) with the learned policy
     and add the result to its gate: a policy that fails a scenario is not served by ``policy: auto``."""
     from dialogue.scenarios import Scenario, run_scenario
+    from policy import FSMPolicy
     from policy.gate import GATE_FILE
     from policy.learned import LearnedPolicy
 
@@ -272,7 +273,8 @@ def scenario_gate(bot: Bot) -> dict[str, Any]:
     async def replay() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             async with running_bot(bot.root, store_url=f"sqlite+aiosqlite:///{tmp}/gate.db") as running:
-                running.engine.parts.policy = LearnedPolicy.load(bot.policy_model)
+                rules = FSMPolicy(running.engine.parts.flows.default_policy)
+                running.engine.parts.policy = LearnedPolicy.load(bot.policy_model, rules=rules)
                 for path in files:
                     result = await run_scenario(running.engine, Scenario.load(path))
                     if not result.passed:
