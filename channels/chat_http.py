@@ -1,6 +1,7 @@
 """The chat port's small HTTP side, without I/O: which static files are served and how, the responses of its
 plain routes (``/healthz``, ``/ready``, the widget's files, 404), their headers and Content-Security-Policy, and
-the answers that refuse a ``/ws`` handshake.
+the answers that refuse a ``/ws`` handshake, and a customer's attachment download (``GET /attachments/<id>?token=``,
+headers from :func:`channels.uploads.download_headers`).
 
 Every function takes what it decides on (the request path, the loaded files, the admission state, ``now``) and
 returns a ``websockets`` :class:`~websockets.http11.Response` (a plain value of websockets' sans-I/O layer); the
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Response
@@ -26,6 +27,7 @@ from channels.admission import Admission
 from channels.errors import StaticFilesError
 from channels.json_api import encode_json
 from channels.limits import CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS
+from channels.uploads import ATTACHMENT_ID_RE, download_headers
 
 # ---------------------------------------------------------------------------------------------------- static files
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -88,6 +90,25 @@ def static_routes(files: Mapping[str, StaticFile], root: Path) -> dict[str, Stat
 def request_path(target: str) -> str:
     """The path of a request target (``/ready?x=1`` -> ``/ready``; ``/`` when empty)."""
     return urlsplit(target.partition("?")[0]).path or "/"
+
+
+ATTACHMENTS_PREFIX: Final = "/attachments/"
+
+
+def attachment_request(target: str) -> tuple[str, str | None] | None:
+    """``(attachment id, token)`` of a download request target (``/attachments/<id>?token=<token>``); ``None`` when
+    the path is not a well-formed download path (the caller answers 404)."""
+    path = request_path(target)
+    if not path.startswith(ATTACHMENTS_PREFIX):
+        return None
+    attachment_id = path[len(ATTACHMENTS_PREFIX):]
+    if not ATTACHMENT_ID_RE.fullmatch(attachment_id):
+        return None
+    try:
+        tokens = parse_qs(urlsplit(target).query, max_num_fields=4).get("token")
+    except ValueError:  # more fields than a download has
+        tokens = None
+    return attachment_id, tokens[0] if tokens else None
 
 
 def wants_websocket(headers: Headers) -> bool:
@@ -154,6 +175,17 @@ def page_response(
     return response(
         http.HTTPStatus.OK, static.body, static.content_type, date=date, site_headers=site_headers, extra=extra
     )
+
+
+def attachment_response(
+    content_type: str, filename: str, data: bytes, *, date: float, site_headers: Mapping[str, str]
+) -> Response:
+    """A stored attachment's download (its type re-checked against its bytes; inline only for images; never HTML;
+    ``nosniff`` and a sandboxing CSP: :func:`channels.uploads.download_headers`)."""
+    headers = download_headers(content_type, filename, data)
+    served = headers.pop("Content-Type")
+    headers.pop("X-Content-Type-Options")  # every response of this port has it already (a second would repeat it)
+    return response(http.HTTPStatus.OK, data, served, date=date, site_headers=site_headers, extra=headers)
 
 
 def ready_response(

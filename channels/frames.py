@@ -28,6 +28,7 @@ MAX_MESSAGE_ID_CHARS: Final = 64
 MAX_CONVERSATION_ID_CHARS: Final = 128
 RATING_SCORES: Final = range(1, 6)
 MAX_AGENT_NAME_CHARS: Final = 64
+MAX_DECLARED_TYPE_CHARS: Final = 100  # an upload's declared media type
 
 MESSAGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONVERSATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -91,7 +92,22 @@ class Typing:
     state: bool
 
 
-ClientFrame = Hello | UserMessage | Rating | Typing
+@dataclass(frozen=True)
+class UploadStart:
+    """``{"type": "upload"}``: the customer is about to send a file of ``size`` bytes in binary frames. What it
+    declares is checked by :func:`channels.uploads.check_declared` (limits), then the bytes by
+    :func:`channels.uploads.check_upload` (content): here only the fields' shapes."""
+
+    upload_id: str
+    filename: str | None
+    content_type: str
+    size: int
+
+    def __repr__(self) -> str:  # the name is the customer's
+        return f"UploadStart(upload_id={self.upload_id!r}, content_type={self.content_type!r}, size={self.size})"
+
+
+ClientFrame = Hello | UserMessage | Rating | Typing | UploadStart
 
 
 def bad_frame_error(reason: str, reply_to: str | None = None) -> ProtocolError:
@@ -206,8 +222,25 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _parse_upload(obj: Mapping[str, Any]) -> UploadStart:
+    upload_id = obj.get("upload_id")
+    if not isinstance(upload_id, str) or not MESSAGE_ID_RE.fullmatch(upload_id):
+        raise bad_frame_error("field 'upload_id' must be 1-64 characters of [A-Za-z0-9_-]")
+    filename = obj.get("filename")
+    if filename is not None and (not isinstance(filename, str) or not _encodable(filename)):
+        raise bad_frame_error("field 'filename' must be a string or null")
+    content_type = obj.get("content_type")
+    if not isinstance(content_type, str) or len(content_type) > MAX_DECLARED_TYPE_CHARS:
+        raise bad_frame_error(f"field 'content_type' must be a string of at most {MAX_DECLARED_TYPE_CHARS} characters")
+    size = obj.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise bad_frame_error("field 'size' must be a non-negative integer")
+    return UploadStart(upload_id=upload_id, filename=filename, content_type=content_type, size=size)
+
+
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
     "hello": _parse_hello, "message": _parse_message, "rating": _parse_rating, "typing": _parse_typing,
+    "upload": _parse_upload,
 }
 
 
@@ -321,6 +354,55 @@ def agent_message_frame(event: Event) -> dict[str, Any]:
         "replayed": False,
         **extra,
     }
+
+
+def attachment_json(data: Mapping[str, Any], url: str | None) -> dict[str, Any]:
+    """The wire's view of a stored attachment (an ``attachment`` event's data): id, name, type, size, whether it is
+    an image (shown as a picture) and ``url``, the customer's download link relative to the server's base URL
+    (absent when the server has none to give)."""
+    content_type = str(data.get("content_type", ""))
+    out: dict[str, Any] = {
+        "id": str(data.get("id", "")),
+        "filename": str(data.get("filename", "")),
+        "content_type": content_type,
+        "size": int(data.get("size") or 0),
+        "image": content_type.startswith("image/"),
+    }
+    if url is not None:
+        out["url"] = url
+    return out
+
+
+def upload_ready_frame(upload_id: str) -> dict[str, Any]:
+    """``{"type": "upload_ready"}``: the declared upload is accepted; send its bytes in binary frames now."""
+    return {"type": "upload_ready", "upload_id": upload_id}
+
+
+def upload_ack_frame(upload_id: str, attachment: dict[str, Any], message_id: str | None = None) -> dict[str, Any]:
+    """``{"type": "upload_ack"}``: the file is stored; ``attachment`` is what :func:`attachment_json` says of it."""
+    return {"type": "upload_ack", "upload_id": upload_id, "message_id": message_id or upload_id,
+            "attachment": attachment}
+
+
+def upload_error_frame(upload_id: str | None, code: str, message: str) -> dict[str, Any]:
+    """``{"type": "upload_error"}``: the upload is refused and nothing of it is stored (``code`` says why; the
+    widget shows its own text for it, ``message`` is the server's English explanation)."""
+    return {"type": "upload_error", "upload_id": upload_id, "code": code, "message": message}
+
+
+def attachment_frame(event: Event, url: str | None) -> dict[str, Any]:
+    """The pushed ``attachment`` frame of an agent's stored ``attachment`` event (with ``agent``, who sent it)."""
+    agent = event.data.get("agent")
+    frame: dict[str, Any] = {
+        "type": "attachment",
+        "role": "agent",
+        "conversation_id": event.conversation_id,
+        "message_id": event.message_id or f"attachment-{event.seq}",
+        "attachment": attachment_json(event.data, url),
+    }
+    if isinstance(agent, str) and agent:
+        frame["agent"] = agent_card(agent)
+    return frame
 
 
 def handoff_frame(conversation_id: str, status: str) -> dict[str, Any]:

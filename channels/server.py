@@ -32,6 +32,19 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   proven connections on this process. With several worker processes, typing reaches only the sockets and consoles
   of the same worker (messages still reach everyone, through the store): a cosmetic gap, not a lost message.
 
+* Attachments (:mod:`channels.uploads`): a customer sends a file over the socket it already proved, so no second
+  credential, no CORS and no HTTP body parser on this port (``websockets`` serves ``GET`` only): an ``upload`` frame
+  declares it (checked at once: size, type, one upload at a time per connection, ``UploadLimits.rate`` per
+  connection, ``UploadLimits.max_pending_bytes`` of unfinished uploads per process), ``upload_ready`` answers, the
+  bytes follow in binary frames (at most ``max_frame_bytes`` each, outside the frame rate: the declared size bounds
+  them) within ``UploadLimits.timeout``; the whole file is then checked (type by magic bytes against the declared
+  one, structure, active content) and stored, in the connection's turn order, through the
+  :class:`~channels.backend.AttachmentStore` (``upload_ack``), or refused (``upload_error``) with nothing stored.
+  ``GET /attachments/<id>?token=`` serves a file to the customer with the download token the frames gave (an HMAC
+  keyed with the conversation's secret hash: :func:`channels.uploads.download_token`), with
+  :func:`channels.uploads.download_headers`; anything wrong is one and the same 404. An agent's file (the console)
+  is pushed like an agent message, as an ``attachment`` frame, and both kinds are in the resumed history.
+
 Admission control (:mod:`channels.admission`): with ``admission_budget``, a customer message that would wait longer
 than the budget for the turns this worker already holds is answered at once with a ``busy`` frame (``retry_after_ms``)
 before it is acknowledged or queued, so nothing of it is stored and the client's retry, with the same message id, is
@@ -63,6 +76,7 @@ import http
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -75,12 +89,15 @@ from websockets.protocol import State
 from websockets.typing import Origin
 
 from channels import protocol as p
+from channels import uploads as up
 from channels.admission import Admission
-from channels.backend import Backend
+from channels.backend import AttachmentStore, Backend
 from channels.chat_http import (
     CONTENT_SECURITY_POLICY,
     STATIC_DIR,
     StaticFile,
+    attachment_request,
+    attachment_response,
     error_body,
     json_response,
     page_response,
@@ -94,8 +111,17 @@ from channels.chat_http import (
 )
 from channels.chat_options import ServerOptions
 from channels.errors import ProtocolError, StaticFilesError, raised_at
+from channels.frames import (
+    UploadStart,
+    attachment_json,
+    upload_ack_frame,
+    upload_error_frame,
+    upload_ready_frame,
+)
 from channels.limits import ConnectionSlots
 from channels.metrics import Metrics
+from channels.transcript import AttachmentUrl
+from dialogue.errors import ConversationNotFound
 from dialogue.types import Event, NewConversation
 
 __all__ = [  # the server, and the names that moved out of this module but are still imported from it
@@ -128,6 +154,40 @@ def load_static(static_dir: Path | str) -> dict[str, StaticFile]:
 _STOP = object()
 
 
+@dataclass
+class _Upload:
+    """One connection's upload in progress: its bytes so far, the bytes it reserved of the process's budget, and
+    the timer that drops it when it stalls."""
+
+    assembler: up.UploadAssembler
+    reserved: int
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(frozen=True)
+class _CompletedUpload:
+    """All the bytes of an upload, queued for the connection's worker (stored in turn order, after the message that
+    may create the conversation)."""
+
+    upload_id: str
+    filename: str | None
+    content_type: str
+    data: bytes = field(repr=False)
+    reserved: int
+
+
+#: The ``upload_error`` codes of this shell (besides :mod:`channels.uploads`' refusals), with their English text.
+NO_CONVERSATION = "no_conversation"
+UNAVAILABLE = "unavailable"
+_UPLOAD_ERRORS: dict[str, str] = {
+    NO_CONVERSATION: "Send a message first: files join an existing conversation.",
+    UNAVAILABLE: "This server does not take attachments.",
+    p.BUSY: "Too many files are being uploaded right now; retry in a moment.",
+    p.RATE_LIMITED: "Files are arriving too fast; wait a moment.",
+    p.TIMEOUT: "The file took too long to arrive.",
+}
+
+
 class _NoPayloadLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The logger handed to ``websockets``: its DEBUG output includes frame payloads (customer text), so DEBUG is
     never enabled for it, whatever the logging configuration; INFO and above pass through."""
@@ -149,8 +209,16 @@ class Server:
         *,
         metrics: Metrics | None = None,
         typing: p.TypingBoard | None = None,
+        attachments: AttachmentStore | None = None,
+        uploads: up.UploadLimits | None = None,
     ) -> None:
         self.backend = backend
+        # Where files go: given, or the backend's own store (the engine's, through kefu's serving backend).
+        store = attachments if attachments is not None else getattr(backend, "store", None)
+        self.attachments: AttachmentStore | None = store if isinstance(store, AttachmentStore) else None
+        self.uploads = uploads or up.UploadLimits()
+        self._uploading: dict[ServerConnection, _Upload] = {}
+        self._upload_bytes = 0  # reserved by unfinished uploads (and completed ones not stored yet), this process
         self.typing = typing if typing is not None else p.TYPING_BOARD  # shared with this process's console
         self._unsubscribe_typing: Callable[[], None] | None = None
         self._typing_sends: set[asyncio.Task[None]] = set()
@@ -284,7 +352,33 @@ class Server:
         site_headers = self.options.extra_headers
         if path == "/ready":
             return ready_response(self.admission, time.monotonic(), date=time.time(), site_headers=site_headers)
+        if path.startswith("/attachments/"):
+            return await self._download(request.path)
         return page_response(path, self._static, date=time.time(), site_headers=site_headers)
+
+    async def _download(self, target: str) -> Response:
+        """``GET /attachments/<id>?token=``: the file, to whoever holds its download token. No such file, another
+        conversation's token or none: one and the same 404, so the answer tells nothing of what exists."""
+        not_found = self._json(http.HTTPStatus.NOT_FOUND, error_body("not_found", "no such attachment"))
+        asked = attachment_request(target)
+        if asked is None or asked[1] is None or self.attachments is None:
+            return not_found
+        attachment_id, token = asked
+        try:
+            found = await self.attachments.get_attachment(attachment_id)
+            conversation = (
+                await self.backend.get_conversation(found[0].conversation_id) if found is not None else None
+            )
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: a failed read is a 503, never a trace
+            logger.warning("attachment download failed: %s at %s", type(exc).__name__, raised_at(exc))
+            return self._json(http.HTTPStatus.SERVICE_UNAVAILABLE, error_body("unavailable", "retry later"))
+        if found is None or conversation is None or not up.token_ok(conversation.secret_hash, attachment_id, token):
+            return not_found
+        attachment, data = found
+        return attachment_response(
+            attachment.content_type, attachment.filename, data, date=time.time(),
+            site_headers=self.options.extra_headers,
+        )
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened), and with 429
@@ -350,7 +444,9 @@ class Server:
             for ws, state in targets:
                 if state.conversation_id != cid:
                     continue  # the connection moved on while we read
-                frames, state.last_seq = p.push_frames(events, state.last_seq)
+                frames, state.last_seq = p.push_frames(
+                    events, state.last_seq, attachment_url=self._attachment_url(state)
+                )
                 for frame in frames:
                     with contextlib.suppress(ConnectionClosed):
                         await asyncio.wait_for(self._send(ws, frame), timeout=5.0)
@@ -393,9 +489,13 @@ class Server:
         opts = self.options
         bucket = p.TokenBucket(opts.rate, opts.burst, now=time.monotonic()) if opts.rate is not None else None
         typing_bucket = p.TokenBucket(p.TYPING_RATE, p.TYPING_BURST, now=time.monotonic())
+        upload_bucket = p.TokenBucket(self.uploads.rate, self.uploads.burst, now=time.monotonic())
         try:
             async for data in ws:
                 self.metrics.messages.inc()
+                if isinstance(data, bytes) and ws in self._uploading:
+                    await self._upload_chunk(ws, data, queue)  # bounded by the declared size, not the frame rate
+                    continue
                 frame: p.ClientFrame | None = None
                 try:
                     frame = p.parse_client_frame(data, max_bytes=self.options.max_frame_bytes)
@@ -404,6 +504,9 @@ class Server:
                     if isinstance(frame, p.Typing):
                         self._customer_typing(state, frame, typing_bucket)
                         continue  # presence, not a turn: no ack, no queue, no store
+                    if isinstance(frame, UploadStart):
+                        await self._upload_start(ws, state, frame, upload_bucket)
+                        continue  # the bytes follow; the whole file is queued once they are all there
                     if isinstance(frame, p.UserMessage) and await self._shed(ws, state, frame):
                         continue  # answered busy: neither acknowledged nor queued
                     fresh = state.admit(frame)
@@ -425,6 +528,7 @@ class Server:
         except ConnectionClosed:
             pass  # abnormal closes (1007 invalid UTF-8, 1009 too big, dropped TCP) end this connection only
         finally:
+            self._drop_upload(ws)
             if state.conversation_id is not None:
                 self.typing.customer(state.conversation_id, False, time.monotonic())
             self.connections -= 1
@@ -436,7 +540,9 @@ class Server:
             # so a resend after reconnecting is answered from the store.
             while not queue.empty():
                 dropped = queue.get_nowait()
-                if dropped is not _STOP:
+                if isinstance(dropped, _CompletedUpload):
+                    self._release(dropped.reserved)  # never stored: the client resends it (same upload id)
+                elif dropped is not _STOP:
                     self.metrics.pending.dec()
                     if isinstance(dropped, p.UserMessage):
                         self.admission.dropped(time.monotonic())
@@ -477,6 +583,14 @@ class Server:
             frame = await queue.get()
             if frame is _STOP:
                 return
+            if isinstance(frame, _CompletedUpload):
+                try:
+                    await self._attach(ws, state, frame)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    self._release(frame.reserved)
+                continue
             try:
                 if isinstance(frame, p.Hello):
                     await self._open(ws, state, frame)
@@ -524,7 +638,8 @@ class Server:
             return
         state.open(session, stored=events is not None, last_seq=max((e.seq for e in events or ()), default=0))
         await self._send(ws, p.session_frame(session.id))
-        for frame in p.resume_frames(session.id, events or ()):  # history; resolved again while unrated
+        # history; resolved again while unrated
+        for frame in p.resume_frames(session.id, events or (), attachment_url=self._attachment_url(state)):
             await self._send(ws, frame)
 
     async def _session_for(self, ws: ServerConnection, state: p.ConnectionState, message: p.UserMessage) -> None:
@@ -619,6 +734,112 @@ class Server:
             return
         await self._send(ws, p.rating_ack_frame(cid, rating.score))
 
+    # -------------------------------------------------------------------------------------------- attachments
+    def _attachment_url(self, state: p.ConnectionState) -> AttachmentUrl | None:
+        """How this connection's frames link an attachment: with the download token of its proven session."""
+        secret_hash = state.session.secret_hash if state.session is not None else None
+        if secret_hash is None or self.attachments is None:
+            return None
+        return lambda attachment_id: up.download_path(attachment_id, up.download_token(secret_hash, attachment_id))
+
+    async def _upload_error(self, ws: ServerConnection, upload_id: str | None, code: str, reason: str) -> None:
+        logger.info("upload refused: %s", code, extra={"upload_id": upload_id})
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(ws, upload_error_frame(upload_id, code, reason))
+
+    async def _upload_start(
+        self, ws: ServerConnection, state: p.ConnectionState, frame: UploadStart, bucket: p.TokenBucket
+    ) -> None:
+        """An ``upload`` frame: refuse it at once (``upload_error``: nothing is kept) or reserve its bytes and
+        answer ``upload_ready``."""
+        uid = frame.upload_id
+        if self.attachments is None:
+            return await self._upload_error(ws, uid, UNAVAILABLE, _UPLOAD_ERRORS[UNAVAILABLE])
+        if state.session is None:
+            return await self._upload_error(ws, uid, NO_CONVERSATION, _UPLOAD_ERRORS[NO_CONVERSATION])
+        if ws in self._uploading:
+            return await self._upload_error(ws, uid, up.BAD_UPLOAD, "one upload at a time: finish the last one")
+        try:
+            content_type = up.check_declared(frame.filename, frame.content_type, frame.size, self.uploads)
+        except up.UploadRefused as exc:  # costs the frame's token only: nothing is reserved
+            return await self._upload_error(ws, uid, exc.code, exc.reason)
+        if not bucket.take(time.monotonic()):
+            return await self._upload_error(ws, uid, p.RATE_LIMITED, _UPLOAD_ERRORS[p.RATE_LIMITED])
+        if self._upload_bytes + frame.size > self.uploads.max_pending_bytes:
+            return await self._upload_error(ws, uid, p.BUSY, _UPLOAD_ERRORS[p.BUSY])
+        self._upload_bytes += frame.size
+        upload = _Upload(up.UploadAssembler(uid, frame.filename, content_type, frame.size), frame.size)
+        upload.timer = asyncio.get_running_loop().call_later(self.uploads.timeout, self._upload_timed_out, ws, upload)
+        self._uploading[ws] = upload
+        await self._send(ws, upload_ready_frame(uid))
+
+    async def _upload_chunk(self, ws: ServerConnection, chunk: bytes, queue: asyncio.Queue[Any]) -> None:
+        """A binary frame of the connection's upload: all the bytes there queue the file for the worker."""
+        upload = self._uploading[ws]
+        assembler = upload.assembler
+        try:
+            complete = assembler.add(chunk)
+        except up.UploadRefused as exc:
+            self._drop_upload(ws)
+            return await self._upload_error(ws, assembler.upload_id, exc.code, exc.reason)
+        if not complete:
+            return
+        self._drop_upload(ws, release=False)  # the reservation goes with the bytes, until they are stored
+        queue.put_nowait(_CompletedUpload(
+            assembler.upload_id, assembler.filename, assembler.content_type, assembler.data(), upload.reserved
+        ))
+
+    def _upload_timed_out(self, ws: ServerConnection, upload: _Upload) -> None:
+        if self._uploading.get(ws) is not upload:
+            return
+        self._drop_upload(ws)
+        task = asyncio.create_task(
+            self._upload_error(ws, upload.assembler.upload_id, p.TIMEOUT, _UPLOAD_ERRORS[p.TIMEOUT])
+        )
+        self._typing_sends.add(task)
+        task.add_done_callback(self._typing_sends.discard)
+
+    def _drop_upload(self, ws: ServerConnection, *, release: bool = True) -> None:
+        """End the connection's upload in progress (if any): its timer, and its reservation unless it moves on."""
+        upload = self._uploading.pop(ws, None)
+        if upload is None:
+            return
+        if upload.timer is not None:
+            upload.timer.cancel()
+        if release:
+            self._release(upload.reserved)
+
+    def _release(self, reserved: int) -> None:
+        self._upload_bytes = max(0, self._upload_bytes - reserved)
+
+    async def _attach(self, ws: ServerConnection, state: p.ConnectionState, upload: _CompletedUpload) -> None:
+        """Check a complete file and store it (``upload_ack``), or refuse it (``upload_error``): nothing of a
+        refused file is stored. A resend with the same upload id is answered with the stored file."""
+        uid = upload.upload_id
+        try:
+            checked = up.check_upload(upload.data, upload.content_type, upload.filename, self.uploads)
+        except up.UploadRefused as exc:
+            return await self._upload_error(ws, uid, exc.code, exc.reason)
+        cid = state.conversation_id
+        if cid is None or self.attachments is None:
+            return await self._upload_error(ws, uid, NO_CONVERSATION, _UPLOAD_ERRORS[NO_CONVERSATION])
+        try:
+            _, event = await self._with_timeout(self.attachments.add_attachment(
+                cid, direction="customer", filename=checked.filename, content_type=checked.content_type,
+                data=checked.data, message_id=uid,
+            ))
+        except ConversationNotFound:
+            return await self._upload_error(ws, uid, NO_CONVERSATION, _UPLOAD_ERRORS[NO_CONVERSATION])
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an upload_error
+            code = p.error_code_for(exc)
+            if code in (p.INTERNAL, p.STORE_UNAVAILABLE):
+                logger.warning("upload failed: %s at %s", type(exc).__name__, raised_at(exc),
+                               extra={"conversation_id": cid})
+            return await self._upload_error(ws, uid, code, p.ERROR_MESSAGES.get(code, code))
+        link = self._attachment_url(state)
+        attachment = attachment_json(event.data, link(str(event.data["id"])) if link is not None else None)
+        await self._send(ws, upload_ack_frame(uid, attachment, event.message_id))
+
     async def _with_timeout(self, awaitable: Awaitable[Any]) -> Any:
         if self.options.turn_timeout is None:
             return await awaitable
@@ -635,10 +856,17 @@ async def run_server(
     *,
     metrics: Metrics | None = None,
     typing: p.TypingBoard | None = None,
+    attachments: AttachmentStore | None = None,
+    uploads: up.UploadLimits | None = None,
 ) -> AsyncIterator[Server]:
     """Start a server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit. ``typing``: the
-    board shared with the console (default: this process's :data:`~channels.presence.TYPING_BOARD`)."""
-    server = Server(backend, host, port, static_dir, options, metrics=metrics, typing=typing)
+    board shared with the console (default: this process's :data:`~channels.presence.TYPING_BOARD`).
+    ``attachments``: where customers' files go (default: the backend's ``store``, when it has one); ``uploads``:
+    their limits."""
+    server = Server(
+        backend, host, port, static_dir, options, metrics=metrics, typing=typing, attachments=attachments,
+        uploads=uploads,
+    )
     await server.start()
     try:
         yield server

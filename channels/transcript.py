@@ -3,14 +3,27 @@ on a resume, and the frames pushed while an agent holds (or staff resolved) the 
 
 Pure functions of :class:`~dialogue.types.Event` sequences, no I/O: the shell (:mod:`channels.server`) loads the
 events and sends the frames. The frames themselves are built by :mod:`channels.frames`.
+
+Attachments (``attachment`` events, :mod:`dialogue.store.attachments`) appear in the history as entries of their
+sender's role with an ``attachment`` object, and an agent's are pushed as ``attachment`` frames; their download
+link is the caller's ``attachment_url(id)`` (the shell makes it with the connection's download token, see
+:func:`channels.uploads.download_token`): without one, the entry has no ``url``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from channels.frames import agent_field, agent_message_frame, handoff_frame, resolved_frame
+from channels.frames import (
+    agent_card,
+    agent_field,
+    agent_message_frame,
+    attachment_frame,
+    attachment_json,
+    handoff_frame,
+    resolved_frame,
+)
 from dialogue.types import (
     AGENT_MESSAGE,
     BOT_MESSAGE,
@@ -25,11 +38,25 @@ from dialogue.types import (
 )
 
 MAX_HISTORY_MESSAGES: Final = 100
+ATTACHMENT: Final = "attachment"  # the event type of dialogue.store.attachments (dialogue.store.ATTACHMENT)
+
+#: ``attachment_url(attachment_id)``: the customer's download link of an attachment, or ``None``.
+AttachmentUrl = Callable[[str], str | None]
 
 
-def push_frames(events: Iterable[Event], after_seq: int) -> tuple[list[dict[str, Any]], int]:
-    """Frames to push to a customer for ``events`` with ``seq > after_seq`` (agent messages, takeover, handback,
-    resolution; everything else reached the customer as a turn's reply) and the highest ``seq`` seen."""
+def _url(attachment_url: AttachmentUrl | None, event: Event) -> str | None:
+    attachment_id = event.data.get("id")
+    if attachment_url is None or not isinstance(attachment_id, str) or not attachment_id:
+        return None
+    return attachment_url(attachment_id)
+
+
+def push_frames(
+    events: Iterable[Event], after_seq: int, *, attachment_url: AttachmentUrl | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Frames to push to a customer for ``events`` with ``seq > after_seq`` (agent messages and attachments,
+    takeover, handback, resolution; everything else reached the customer as a turn's reply or an upload's ack) and
+    the highest ``seq`` seen."""
     frames: list[dict[str, Any]] = []
     last = after_seq
     for event in sorted(events, key=lambda e: e.seq):
@@ -44,12 +71,23 @@ def push_frames(events: Iterable[Event], after_seq: int) -> tuple[list[dict[str,
             frames.append(handoff_frame(event.conversation_id, "bot"))
         elif event.type == RESOLVED:
             frames.append(resolved_frame(event.conversation_id))
+        elif event.type == ATTACHMENT and event.data.get("direction") == "agent":
+            frames.append(attachment_frame(event, _url(attachment_url, event)))
     return frames, last
 
 
-def history_frame(conversation_id: str, events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> dict[str, Any]:
-    """The ``history`` frame: the visible transcript (user, bot and agent messages) of ``events``."""
-    return {"type": "history", "conversation_id": conversation_id, "messages": transcript(events, limit)}
+def history_frame(
+    conversation_id: str,
+    events: Iterable[Event],
+    limit: int = MAX_HISTORY_MESSAGES,
+    *,
+    attachment_url: AttachmentUrl | None = None,
+) -> dict[str, Any]:
+    """The ``history`` frame: the visible transcript (user, bot and agent messages, attachments) of ``events``."""
+    return {
+        "type": "history", "conversation_id": conversation_id,
+        "messages": transcript(events, limit, attachment_url=attachment_url),
+    }
 
 
 def awaiting_rating(events: Iterable[Event]) -> bool:
@@ -65,13 +103,15 @@ def awaiting_rating(events: Iterable[Event]) -> bool:
     return waiting
 
 
-def resume_frames(conversation_id: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+def resume_frames(
+    conversation_id: str, events: Sequence[Event], *, attachment_url: AttachmentUrl | None = None
+) -> list[dict[str, Any]]:
     """The frames after ``session`` on a proven resume of a stored conversation: its ``history`` (when it has
     visible messages), then its ``resolved`` frame again while the resolution awaits a rating. The live
     ``resolved`` frame reached only the sockets open when staff resolved it (and a resumed client's pushes start
     after the events it was sent), so without this a customer who reloaded the page would never be asked."""
     frames: list[dict[str, Any]] = []
-    history = history_frame(conversation_id, events)
+    history = history_frame(conversation_id, events, attachment_url=attachment_url)
     if history["messages"]:
         frames.append(history)
     if awaiting_rating(events):
@@ -79,13 +119,36 @@ def resume_frames(conversation_id: str, events: Sequence[Event]) -> list[dict[st
     return frames
 
 
-def transcript(events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES) -> list[dict[str, Any]]:
-    """User/bot/agent messages of ``events`` in order (the last ``limit``), as history-frame entries; a customer's
-    click on a button shows as the button's title, as the widget showed it (the payload is what was stored)."""
+def _attachment_entry(event: Event, attachment_url: AttachmentUrl | None) -> dict[str, Any]:
+    """The history entry of an ``attachment`` event: its sender's role, the file name as ``text`` (what a client
+    that knows no attachments shows), and the ``attachment`` object."""
+    agent = event.data.get("direction") == "agent"
+    entry: dict[str, Any] = {
+        "role": "agent" if agent else "user",
+        "text": str(event.data.get("filename", "")),
+        "message_id": event.message_id or f"attachment-{event.seq}",
+        "reply_to": None,
+        "attachment": attachment_json(event.data, _url(attachment_url, event)),
+    }
+    name = event.data.get("agent")
+    if agent and isinstance(name, str) and name:
+        entry["agent"] = agent_card(name)
+    return entry
+
+
+def transcript(
+    events: Iterable[Event], limit: int = MAX_HISTORY_MESSAGES, *, attachment_url: AttachmentUrl | None = None
+) -> list[dict[str, Any]]:
+    """User/bot/agent messages and attachments of ``events`` in order (the last ``limit``), as history-frame
+    entries; a customer's click on a button shows as the button's title, as the widget showed it (the payload is
+    what was stored)."""
     roles = {USER_MESSAGE: "user", BOT_MESSAGE: "bot", AGENT_MESSAGE: "agent"}
     messages: list[dict[str, Any]] = []
     offered: dict[str, str] = {}  # payload -> title of the buttons under the latest bot message
     for event in sorted(events, key=lambda e: e.seq):
+        if event.type == ATTACHMENT:
+            messages.append(_attachment_entry(event, attachment_url))
+            continue
         role = roles.get(event.type)
         text = event.data.get("text")
         if role is None or not isinstance(text, str):

@@ -23,6 +23,13 @@
  * widget says so once, holds it and every later message, and resends them in order (same ids) after
  * retry_after_ms plus up to 50% jitter (never sooner); after MAX_BUSY_RETRIES a message is marked not delivered,
  * with a Retry button.
+ * Attachments: the paper clip picks a PNG, JPEG, GIF, WebP or PDF of at most 5 MB (checked here for a quick answer;
+ * the server checks the bytes). The widget sends {"type": "upload", "upload_id", "filename", "content_type", "size"}
+ * on its proven socket, waits for "upload_ready", then sends the file in binary frames of UPLOAD_CHUNK bytes;
+ * "upload_ack" carries the stored attachment, "upload_error" a code shown in the customer's language. An attachment
+ * ({"id", "filename", "content_type", "size", "image", "url"}: url relative to the server, with a download token
+ * for this one file) is shown as a thumbnail for images and a download link for PDFs; an agent's file arrives as
+ * {"type": "attachment", "role": "agent", "attachment", "agent"} and both come back in the history.
  */
 (function () {
   "use strict";
@@ -67,6 +74,9 @@
   var MAX_CHARS = 2000;
   var MAX_BUSY_RETRIES = 5; // busy answers one message may get before the widget gives up on it (Retry button)
   var MAX_RETRY_AFTER_MS = 30000;
+  var MAX_UPLOAD_BYTES = 5 * 1024 * 1024; // the server's default limit (it checks again, and says so if lower)
+  var UPLOAD_CHUNK = 32 * 1024; // binary frames well under the server's 64 KiB frame limit
+  var UPLOAD_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"];
   var STORAGE_KEY = "kefu:conversation:" + BASE.origin + BASE.pathname;
   var SECRET_KEY = "kefu:secret:" + BASE.origin + BASE.pathname;
   var OPEN_KEY = "kefu:open:" + BASE.origin + BASE.pathname;
@@ -102,6 +112,25 @@
       rateSend: "Send rating",
       rateThanks: "Thank you for your feedback!",
       rateFailed: "Your rating could not be saved.",
+      attach: "Attach an image or PDF",
+      attachment: "Attachment",
+      image: "Image {name}",
+      download: "Download {name}",
+      uploading: "Sending…",
+      uploadErrors: {
+        too_large: "This file is too large (5 MB at most).",
+        empty: "This file is empty.",
+        unsupported_type: "Only images (PNG, JPEG, GIF, WebP) and PDF files can be sent.",
+        type_mismatch: "This file's content does not match its type.",
+        malformed: "This file is damaged or incomplete.",
+        active_content: "PDF files with scripts or embedded files cannot be sent.",
+        no_conversation: "Please send us a message first, then attach the file.",
+        busy: "Too many files are being sent right now. Please retry in a moment.",
+        rate_limited: "You are sending files very fast. Please wait a moment.",
+        timeout: "The file took too long to send. Please retry.",
+        unavailable: "Files cannot be sent in this chat.",
+        other: "Sorry, the file could not be sent."
+      },
       errors: {
         busy: "We are still answering your previous messages. Please wait a moment and retry.",
         rate_limited: "You are sending messages very fast. Please wait a moment and retry.",
@@ -142,6 +171,25 @@
       rateSend: "提交评价",
       rateThanks: "感谢您的评价！",
       rateFailed: "评价未能保存。",
+      attach: "发送图片或 PDF 文件",
+      attachment: "附件",
+      image: "图片 {name}",
+      download: "下载 {name}",
+      uploading: "正在发送…",
+      uploadErrors: {
+        too_large: "文件太大了（最大 5 MB）。",
+        empty: "文件是空的。",
+        unsupported_type: "只能发送图片（PNG、JPEG、GIF、WebP）和 PDF 文件。",
+        type_mismatch: "文件内容与文件类型不符。",
+        malformed: "文件已损坏或不完整。",
+        active_content: "不能发送含有脚本或嵌入文件的 PDF。",
+        no_conversation: "请先发送一条消息，再发送文件。",
+        busy: "当前发送文件的人较多，请稍后重试。",
+        rate_limited: "您发送文件太快了，请稍候。",
+        timeout: "文件发送超时，请重试。",
+        unavailable: "此对话不能发送文件。",
+        other: "抱歉，文件未能发送。"
+      },
       errors: {
         busy: "我们还在处理您之前的消息，请稍候再试。",
         rate_limited: "您发送消息太快了，请稍候再试。",
@@ -206,6 +254,25 @@
     return svg;
   }
 
+  function clipIcon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "20");
+    svg.setAttribute("height", "20");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("stroke-linecap", "round");
+    path.setAttribute("d", "M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4" +
+      "l7.9-7.9");
+    svg.appendChild(path);
+    return svg;
+  }
+
   var css = el("link", { rel: "stylesheet", href: new URL("widget.css", BASE).toString() });
   document.head.appendChild(css);
 
@@ -252,6 +319,16 @@
     placeholder: T.placeholder, "aria-label": T.inputLabel, autocomplete: "off"
   });
   var sendBtn = el("button", { id: "kefu-send", "class": "kefu-send", type: "submit", "aria-label": T.send }, T.send);
+  var attachBtn = el("button", {
+    id: "kefu-attach", "class": "kefu-attach", type: "button", "aria-label": T.attach, title: T.attach
+  });
+  attachBtn.appendChild(clipIcon());
+  var fileInput = el("input", {
+    id: "kefu-file", "class": "kefu-sr", type: "file", accept: UPLOAD_TYPES.join(","), tabindex: "-1",
+    "aria-hidden": "true"
+  });
+  form.appendChild(attachBtn);
+  form.appendChild(fileInput);
   form.appendChild(input);
   form.appendChild(sendBtn);
 
@@ -386,9 +463,69 @@
     return bubble;
   }
 
+  // ------------------------------------------------------------------------------------------- attachments
+  // A download link of the server's (relative to BASE, same origin only), or null.
+  function attachmentUrl(att) {
+    if (!att || typeof att.url !== "string") return null;
+    try {
+      var u = new URL(att.url, BASE);
+      return u.origin === BASE.origin ? u.toString() : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function sizeText(n) {
+    n = Number(n) || 0;
+    return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(n / 1024)) + " KB";
+  }
+
+  // An image as a thumbnail linking to the file, anything else (a PDF) as a download link; text only, never markup.
+  function attachmentNode(att) {
+    var name = String(att.filename || T.attachment);
+    var url = attachmentUrl(att);
+    var box = el("span", { "class": "kefu-attachment" });
+    if (!url) {
+      box.appendChild(el("span", { "class": "kefu-file-name" }, name));
+      return box;
+    }
+    var link = el("a", { href: url, target: "_blank", rel: "noopener noreferrer", "class": "kefu-file" });
+    if (att.image) {
+      link.setAttribute("aria-label", T.image.replace("{name}", name));
+      link.appendChild(el("img", { src: url, alt: name, "class": "kefu-thumb", loading: "lazy" }));
+    } else {
+      link.setAttribute("download", name);
+      link.setAttribute("aria-label", T.download.replace("{name}", name));
+      link.appendChild(el("span", { "class": "kefu-file-icon", "aria-hidden": "true" }, "PDF"));
+      link.appendChild(el("span", { "class": "kefu-file-name" }, name));
+      link.appendChild(el("span", { "class": "kefu-file-size" }, sizeText(att.size)));
+    }
+    box.appendChild(link);
+    return box;
+  }
+
+  function attachmentBubble(role, att, messageId, extraClass, agent) {
+    if (messageId && findById(messageId)) return null; // already shown
+    var bubble;
+    if (role === "agent") {
+      bubble = el("div", { "class": "kefu-msg kefu-bot kefu-agent kefu-final kefu-with-file" + (extraClass || "") });
+      bubble.appendChild(agentHead(agentCard(agent)));
+    } else {
+      bubble = el("div", { "class": "kefu-msg kefu-user kefu-final kefu-with-file" + (extraClass || "") });
+    }
+    if (messageId) bubble.setAttribute("data-message-id", messageId);
+    bubble.appendChild(attachmentNode(att));
+    list.appendChild(bubble);
+    return bubble;
+  }
+
   function renderHistory(messages) {
     messages.forEach(function (m) {
       if (m.message_id && findById(m.message_id)) return; // already on screen (reconnect without reload)
+      if (m.attachment && typeof m.attachment === "object") {
+        attachmentBubble(m.role, m.attachment, m.message_id, " kefu-history", m.agent);
+        return;
+      }
       if (m.role === "agent") {
         agentBubble(m.text, m.message_id, " kefu-history", m.agent);
         return;
@@ -533,6 +670,7 @@
       typing.hidden = true;
       hideAgentTyping();
       typingSent = false; // the server forgot it with the socket
+      if (upload) uploadFailed(upload.id, "other"); // the server dropped it with the socket
       if (wanted) scheduleReconnect();
     });
   }
@@ -634,6 +772,22 @@
         break;
       case "busy":
         onBusy(frame);
+        break;
+      case "upload_ready":
+        sendUploadBytes(frame.upload_id);
+        break;
+      case "upload_ack":
+        uploadDone(frame);
+        break;
+      case "upload_error":
+        uploadFailed(frame.upload_id, frame.code);
+        break;
+      case "attachment":
+        if (frame.attachment && typeof frame.attachment === "object") {
+          hideAgentTyping();
+          attachmentBubble("agent", frame.attachment, frame.message_id, "", frame.agent);
+          scrollDown();
+        }
         break;
       case "error":
         if (ratingBox && ratingBox.getAttribute("data-sending") && !frame.reply_to) {
@@ -791,6 +945,70 @@
     addNote(text, "error");
   }
 
+  // ------------------------------------------------------------------------------------------------ uploads
+  var upload = null; // {id, file, bubble} while a file is on its way (one at a time, like the server)
+
+  function uploadProblem(code) {
+    addNote(T.uploadErrors[code] || T.uploadErrors.other, "error");
+  }
+
+  function startUpload(file) {
+    if (!file) return;
+    if (UPLOAD_TYPES.indexOf(file.type) < 0) return uploadProblem("unsupported_type");
+    if (!file.size) return uploadProblem("empty");
+    if (file.size > MAX_UPLOAD_BYTES) return uploadProblem("too_large");
+    if (upload) return uploadProblem("busy");
+    if (!inSession) return uploadProblem("other");
+    var id = newMessageId().replace(/[^A-Za-z0-9_-]/g, "");
+    var bubble = el("div", { "class": "kefu-msg kefu-user kefu-pending kefu-with-file", "data-message-id": id });
+    var pendingName = el("span", { "class": "kefu-attachment" });
+    pendingName.appendChild(el("span", { "class": "kefu-file-name" }, file.name));
+    pendingName.appendChild(el("span", { "class": "kefu-file-size" }, T.uploading));
+    bubble.appendChild(pendingName);
+    list.appendChild(bubble);
+    scrollDown();
+    upload = { id: id, file: file, bubble: bubble };
+    if (!frameOut({ type: "upload", upload_id: id, filename: file.name, content_type: file.type, size: file.size })) {
+      uploadFailed(id, "other");
+    }
+  }
+
+  function sendUploadBytes(uploadId) {
+    var current = upload;
+    if (!current || current.id !== uploadId) return;
+    current.file.arrayBuffer().then(function (buffer) {
+      if (upload !== current || !socket || socket.readyState !== WebSocket.OPEN) return;
+      for (var offset = 0; offset < buffer.byteLength; offset += UPLOAD_CHUNK) {
+        socket.send(buffer.slice(offset, offset + UPLOAD_CHUNK)); // binary frames, in order
+      }
+    }, function () {
+      uploadFailed(uploadId, "other");
+    });
+  }
+
+  function uploadDone(frame) {
+    if (!upload || upload.id !== frame.upload_id) return;
+    var bubble = upload.bubble;
+    upload = null;
+    bubble.textContent = "";
+    bubble.classList.remove("kefu-pending");
+    bubble.classList.add("kefu-final");
+    if (frame.message_id) bubble.setAttribute("data-message-id", frame.message_id);
+    bubble.appendChild(attachmentNode(frame.attachment || {}));
+    scrollDown();
+  }
+
+  function uploadFailed(uploadId, code) {
+    if (!upload || (uploadId && upload.id !== uploadId)) return;
+    var bubble = upload.bubble;
+    upload = null;
+    bubble.classList.remove("kefu-pending");
+    bubble.classList.add("kefu-failed");
+    var status = bubble.querySelector(".kefu-file-size");
+    if (status) status.textContent = T.failed;
+    uploadProblem(code);
+  }
+
   // ------------------------------------------------------------------------------------------------ actions
   function sendText(raw, shown) {
     var text = String(raw).trim();
@@ -845,6 +1063,12 @@
     else close();
   });
   closeBtn.addEventListener("click", close);
+  attachBtn.addEventListener("click", function () { fileInput.click(); });
+  fileInput.addEventListener("change", function () {
+    var file = fileInput.files && fileInput.files[0];
+    fileInput.value = ""; // the same file may be chosen again
+    startUpload(file);
+  });
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     submit();
@@ -875,6 +1099,7 @@
     open: open,
     close: close,
     send: sendText,
+    attach: startUpload,
     conversationId: function () { return conversationId; },
     language: LANG
   };

@@ -7,6 +7,9 @@
  * Typing (in memory on the server, never stored): while an agent holds the conversation, GET .../typing is polled
  * every 1.5 s and shows "Customer is typing…"; the agent's own typing is POSTed (at most once every 2 s while
  * typing, false on send, blur or 5 s idle) and shown in the customer's widget with the agent's name.
+ * Attachments: "attachment" events show the file (a thumbnail for images, a download link for PDFs) from
+ * GET /api/attachments/<file id>; the agent holding the conversation sends one with the file control of the reply
+ * form (POST .../attachments, JSON with the file as base64; the server checks the bytes, the type and the size).
  */
 (function () {
   "use strict";
@@ -73,6 +76,41 @@
     var body = el("span", "ops-msg-text", text);
     body.setAttribute("data-raw", "");  // what the customer, the bot or a colleague wrote
     box.appendChild(body);
+    return box;
+  }
+
+  // ----------------------------------------------------------------------------------------- attachments
+  var ATTACH_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"];
+  var ATTACH_MAX_BYTES = 5 * 1024 * 1024;  // the server's default limit; it checks again
+
+  function attachmentMessage(d) {
+    var agent = d.direction === "agent";
+    var box = el("div", "ops-msg ops-msg-" + (agent ? "agent" : "user") + " ops-msg-file");
+    box.appendChild(el("span", "ops-who-label", agent ? K.node("conv.agent", { agent: R(d.agent || "") })
+      : K.t("conv.customer")));
+    var url = "/api/attachments/" + encodeURIComponent(String(d.id || ""));
+    var link = el("a", "ops-file");
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    var name = el("span", "ops-file-name", String(d.filename || ""));
+    name.setAttribute("data-raw", "");  // the file's name, as the sender chose it (sanitised)
+    if (String(d.content_type || "").indexOf("image/") === 0) {
+      link.setAttribute("aria-label", K.t("conv.attachmentImage", { name: String(d.filename || "") }));
+      var img = el("img", "ops-thumb");
+      img.src = url;
+      img.alt = String(d.filename || "");
+      img.style.display = "block";  // CSSOM (allowed by the CSP's style-src 'self'): ops.css has no thumbnail rule
+      img.style.maxWidth = "240px";
+      img.style.maxHeight = "180px";
+      link.appendChild(img);
+    } else {
+      link.setAttribute("download", String(d.filename || "attachment"));
+      link.setAttribute("aria-label", K.t("conv.attachmentDownload", { name: String(d.filename || "") }));
+    }
+    link.appendChild(name);
+    box.appendChild(link);
+    box.appendChild(el("span", "ops-file-size", K.t("conv.fileSize", { kb: K.number(Math.max(1, Math.round((d.size || 0) / 1024))) })));
     return box;
   }
 
@@ -173,6 +211,8 @@
         if (bl.children.length) li.appendChild(bl);
       } else if (e.type === "agent_message") {
         li.appendChild(message("agent", K.node("conv.agent", { agent: R(d.agent || "") }), d.text));
+      } else if (e.type === "attachment") {  // a file the customer or an agent sent (its bytes: GET /api/attachments/<id>)
+        li.appendChild(attachmentMessage(d));
       } else if (e.type === "note") {  // staff only: the customer never receives a note
         li.appendChild(message("note", K.node("conv.noteBy", { agent: R(d.agent || "?") }), d.text));
       } else if (e.type === "slot_set") {
@@ -574,6 +614,56 @@
       event.preventDefault();
       replyForm.requestSubmit();
     }
+  });
+
+  // ----------------------------------------------------------------------------- sending a file (agents)
+  var attachBox = el("div", "ops-attach");
+  var attachLabel = el("label", null, K.t("conv.attachLabel"));
+  attachLabel.setAttribute("for", "conv-attach");
+  var attachInput = el("input");
+  attachInput.type = "file";
+  attachInput.id = "conv-attach";
+  attachInput.accept = ATTACH_TYPES.join(",");
+  attachBox.appendChild(attachLabel);
+  attachBox.appendChild(attachInput);
+  replyForm.insertBefore(attachBox, document.getElementById("conv-reply-send"));
+  K.onReady(function () { attachLabel.textContent = K.t("conv.attachLabel"); });  // in the account's language
+
+  function sendFile(file) {
+    if (ATTACH_TYPES.indexOf(file.type) < 0) {
+      K.setStatus(actionStatus, K.t("conv.fileType"), true);
+      return;
+    }
+    if (file.size > ATTACH_MAX_BYTES) {
+      K.setStatus(actionStatus, K.t("conv.fileTooLarge"), true);
+      return;
+    }
+    attachInput.disabled = true;
+    K.setStatus(actionStatus, K.t("conv.fileSending"));
+    var reader = new FileReader();
+    reader.onerror = function () {
+      attachInput.disabled = false;
+      K.setStatus(actionStatus, K.t("conv.fileNotSent", { error: K.t("error.unexpected") }), true);
+    };
+    reader.onload = function () {
+      var data = String(reader.result).replace(/^data:[^,]*,/, "");  // the base64 after the data: URL's header
+      var id = "agent-file-" + (window.crypto && window.crypto.randomUUID ? window.crypto.randomUUID() : String(Date.now()));
+      K.api("POST", base + "/attachments", { filename: file.name, content_type: file.type, data: data, message_id: id })
+        .then(function () {
+          attachInput.disabled = false;
+          attachInput.value = "";
+          K.setStatus(actionStatus, K.t("conv.fileSent"));
+          poll();
+        }, function (e) {
+          attachInput.disabled = false;
+          attachInput.value = "";
+          K.setStatus(actionStatus, K.t("conv.fileNotSent", { error: K.errorText(e) }), true);
+        });
+    };
+    reader.readAsDataURL(file);
+  }
+  attachInput.addEventListener("change", function () {
+    if (attachInput.files && attachInput.files[0]) sendFile(attachInput.files[0]);
   });
 
   // ------------------------------------------------------------------------- notes and canned replies
