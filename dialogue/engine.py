@@ -1,9 +1,13 @@
 """The turn: one user message in, one reply out, every event committed in one transaction.
 
-The engine is the pure-ish core of the bot. Everything with I/O or weights comes in as a parameter —
-the store, the NLU parser, the reply generator, the action runner, the safety filters — so the same
-turn logic runs behind the WebSocket server, in scenario replays and in tests. Blocking work (torch,
-sqlite in actions) runs in worker threads; the store is async.
+The engine sequences a turn's awaits: load the conversation, parse, ask the policy, run the action, realise the
+reply, check it, commit. Every decision between them (slot values, the actions allowed, retrieval, the
+misunderstanding streak, hand-offs, what the turn counts as) is a pure function of :mod:`dialogue.turn`, tested
+without a database. Everything with I/O or weights comes in as a parameter — the store, the NLU parser, the reply
+generator, the action runner, the safety filters — so the same turn runs behind the WebSocket server, in scenario
+replays and in tests. Blocking work (torch: the NLU, a learned policy; sqlite in actions) runs in worker threads;
+the store is async. The reply carries the turn's stage timings and its :class:`~dialogue.types.TurnFacts` (the
+server records both as metrics); the facts also go to the store with the turn's update, for the console's columns.
 
 Hand-off to a human has three states (``Conversation.handoff_status``):
 
@@ -29,16 +33,15 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dialogue import turn
 from dialogue import types as ev
-from dialogue.clauses import MAX_CLAUSES, Reading, detail, split_clauses
-from dialogue.definition import DialogueDefinition
 from dialogue.domain import Domain
 from dialogue.errors import ConcurrentUpdate, ConversationExists, DialogueError, DuplicateMessage, TurnContention
-from dialogue.flows import FlowContext, Flows
+from dialogue.flows import Flows
 from dialogue.handoff import (
     ALWAYS_STAFFED,
     DEFAULT_TIMEOUT,
@@ -47,14 +50,12 @@ from dialogue.handoff import (
     END_TIMEOUT,
     Staffing,
     StaffingProbe,
-    offline_responses,
     wait_expired,
 )
 from dialogue.review import redact_example
 from dialogue.store import Store
 from dialogue.types import (
     HANDOFF_AGENT,
-    HANDOFF_NONE,
     HANDOFF_WAITING,
     ActionResult,
     Conversation,
@@ -63,12 +64,10 @@ from dialogue.types import (
     NewConversation,
     NewEvent,
     TurnReply,
-    TurnUpdate,
 )
-from nlu.tokenize import clear_language
 from nlu.types import Parse
-from policy import Decision, Observation, Policy
-from runtime.types import Act, Realisation
+from policy import Decision, FSMPolicy, Policy
+from runtime import Act, OnToken, Realisation
 from safety.pii import redact_verbatim
 from safety.types import InputVerdict, OutputVerdict
 
@@ -78,16 +77,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kefu.dialogue")
 
-OnToken = Callable[[str], Awaitable[None]]
-FALLBACK = ev.FALLBACK_ACTION
-SAFE_REPLY = "utter_safe_reply"
-HANDOFF_STATE = "handed_off"
-LOW_CONFIDENCE_LOOP = "low_confidence_loop"  # HANDOFF reason when the bot gave up after repeated misunderstandings
-LOOP_TURNS = 2  # consecutive low-confidence/fallback turns that queue a conversation for a human
-MAX_TEXT_SLOT = 200  # characters of a message kept as a from_text slot value
-SMALL_TALK_TRUST = 0.8  # small talk the NLU is at least this sure of is not second-guessed by retrieval
-TASK_KNOWLEDGE_MIN = 0.8  # the least retrieval score that takes a turn from a task (or marks a question, not an answer)
-WITH_AGENT = "with_agent"  # TurnReply flag: an agent holds the conversation; the bot did not answer
+FALLBACK = turn.FALLBACK
 
 
 class Parser(Protocol):
@@ -180,45 +170,6 @@ class DialogueEngine:
             max_attempts=self.max_attempts, clock=self.clock,
         )
 
-    def _knowledge_bar(
-        self, context: FlowContext, decision: Decision, parse: Parse, low_confidence: bool, *, exempt: bool
-    ) -> float | None:
-        """The retrieval score a knowledge answer needs to take this turn, or ``None`` when retrieval stays out.
-
-        Retrieval scores every turn that is not a confident task, and a confident match answers whatever the
-        intent said: a misunderstood turn (low confidence, out of scope, the fallback) needs the bot's threshold;
-        small talk (a reply that leaves the flow where it was) too, unless the NLU is sure of it (short greetings
-        such as 在吗 share characters with many Chinese entries, so the NLU's certainty is the better judge); a task
-        keeps its turn when its slots say so (an entity in the message) or its confidence is at least the match's
-        score ("what's your return policy" is a question, "I want to return order 10234" a task).
-        """
-        parts = self.parts
-        action = parts.knowledge_action
-        if parts.knowledge is None or not action or exempt or action not in decision.allowed:
-            return None  # exempt: a blocked message, or one that answered the bot's question
-        if decision.action == action:
-            return None  # the flows already chose the knowledge action: it searches by itself
-        if low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE:
-            return parts.knowledge_threshold
-        if parse.entities:
-            return None  # an order id, a product...: the message is about the bot's task, not a general question
-        if decision.action.startswith("utter_") and self._would_reach(context, decision.action) == context.state:
-            return parts.knowledge_threshold if parse.confidence < SMALL_TALK_TRUST else None
-        return max(parts.knowledge_threshold, TASK_KNOWLEDGE_MIN, parse.confidence)
-
-    def _would_reach(self, context: FlowContext, action: str) -> str:
-        """The state ``action`` leads to, without moving ``context`` (:meth:`Flows.advance` updates what it gets)."""
-        probe = FlowContext(context.state, context.intent, dict(context.slots), context.filled)
-        return self.parts.flows.advance(probe, action)
-
-    async def _knowledge_top(self, text: str, language: str) -> Hit | None:
-        """The best knowledge-base entry for ``text`` (one MiniLM encode, in a worker thread), whatever its score."""
-        knowledge = self.parts.knowledge
-        if knowledge is None or not text.strip():
-            return None
-        hits = await asyncio.to_thread(knowledge.search, text, language, 1)
-        return hits[0] if hits else None
-
     async def _staffing(self, now: dt.datetime) -> Staffing:
         """Whether a human can answer now (asked only on hand-off turns: no cost on the others)."""
         return ALWAYS_STAFFED if self.parts.staffing is None else await self.parts.staffing(now)
@@ -280,11 +231,6 @@ class DialogueEngine:
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         return await self.store.get(conversation_id)
-
-    async def list_conversations(self, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
-        """The chat server's old list (``channels.backend.Backend``); the console pages with
-        :meth:`dialogue.store.Store.list_conversations` and its cursors."""
-        return (await self.store.list_conversations(limit=limit, offset=offset)).items
 
     async def conversation_events(self, conversation_id: str) -> list[Event]:
         return await self.store.events(conversation_id)
@@ -384,7 +330,7 @@ class DialogueEngine:
             if seen:
                 replay = await self.store.find_events_by_message_id(conversation.id, message_id)
                 if replay:
-                    return _replayed(conversation, message_id, replay)
+                    return turn.replayed_reply(conversation, message_id, replay)
             try:
                 return await self._turn(conversation, message_id, verdict, on_token if attempt == 0 else None)
             except DuplicateMessage:
@@ -395,286 +341,134 @@ class DialogueEngine:
                 conversation, seen = await self.store.get_for_message(conversation.id, message_id)
         raise TurnContention(conversation.id if conversation else str(conversation_id), self.max_attempts)
 
-    def _in_scope_by_value(self, parse: Parse, filled: set[str]) -> Parse:
-        """An order number is the bot's business. A message the NLU turned away as out of scope (its best in-scope
-        intent fell below the threshold chosen on dev), but which gave a value of a slot of the task that intent
-        starts ("where's order 19999"), or an answer with a value a task starts on ("17532 这单咋样了"), is read as
-        that intent with its own probability; the bot's confidence threshold still applies to it."""
-        definition = self.parts.flows.definition
-        if parse.intent != ev.OUT_OF_SCOPE or not filled or not isinstance(definition, DialogueDefinition):
-            return parse
-        best = next(((i, p) for i, p in parse.ranking if i != ev.OUT_OF_SCOPE), None)
-        if best is None or not definition.claims(best[0], filled):
-            return parse
-        return dataclasses.replace(parse, intent=best[0], confidence=best[1])
-
-    async def _unasked_detail(self, text: str, intent: str, slots: dict[str, Any], state: str) -> tuple[str, str] | None:
-        """A ``from_text`` slot's value said in the message that starts its task, before the bot asked for it
-        (``dialogue.clauses``): ``(slot, value)``, or ``None``. Costs one NLU parse per clause, and only for a
-        message that starts a task with such a slot still empty."""
+    def _rules(self) -> turn.TurnRules:
+        """What the turn's decisions read of the bot, from its parts as they are now (tests and the learned policy's
+        gate replace parts on a live engine)."""
         parts = self.parts
-        definition = parts.flows.definition
-        found = definition.opening(intent) if isinstance(definition, DialogueDefinition) else None
-        if found is None or state in found[0].states:  # no task, or the task is open: its questions take the answers
-            return None
-        task, small_talk, others = found
-        mapping = next((m for m in parts.domain.from_text
-                        if m.in_request and m.slot in task.slot_names and slots.get(m.slot) in (None, "")), None)
-        clauses = split_clauses(text)
-        if mapping is None or not 2 <= len(clauses) <= MAX_CLAUSES:
-            return None
-        parses = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
-        slot = mapping.slot
-        readings = [Reading(c, p.intent, p.confidence >= parts.confidence_threshold,
-                            any(e.entity in task.slot_names and e.entity != slot for e in p.entities))
-                    for c, p in zip(clauses, parses)]
-        value = detail(readings, frozenset(task.intents), small_talk, others)
-        return None if value is None else (slot, value[:MAX_TEXT_SLOT])
+        return turn.TurnRules(
+            domain=parts.domain, flows=parts.flows, confidence_threshold=parts.confidence_threshold,
+            knowledge_action=parts.knowledge_action if parts.knowledge is not None else None,
+            knowledge_threshold=parts.knowledge_threshold,
+        )
+
+    async def _choose(self, situation: turn.Situation) -> Decision:
+        """The policy's choice. The FSM's rules are plain Python and cheap: they run here. Any other policy (the learned
+        one's torch forward pass) runs in a worker thread, like the NLU, so that it never stalls the event loop."""
+        policy = self.parts.policy
+        if isinstance(policy, FSMPolicy):
+            return policy.choose(situation.observation, situation.allowed)
+        return await asyncio.to_thread(policy.choose, situation.observation, situation.allowed)
 
     async def _turn(
         self, conversation: Conversation, message_id: str, verdict: InputVerdict, on_token: OnToken | None
     ) -> TurnReply:
-        parts = self.parts
-        timer = _Timer()
-        events: list[NewEvent] = [
-            NewEvent(ev.SAFETY_INPUT, verdict.to_dict()),
-            NewEvent(ev.USER_MESSAGE, _user_message(verdict, message_id), message_id=message_id),
-        ]
+        """One turn's awaits, in order; every decision between them is :mod:`dialogue.turn`'s."""
+        parts, rules, timer = self.parts, self._rules(), _Timer()
+        events = turn.message_events(verdict, message_id)
         timer.lap("safety_in")
-
-        # The conversation's language is the conversation's: only a message clearly written in the other language
-        # changes it (a Chinese customer's "14388", emoji or phone number does not).
-        language = clear_language(verdict.text) or conversation.language
+        language = turn.language_of(verdict.text, conversation.language)
         if verdict.blocked:
-            parse = Parse(text=verdict.text, intent="out_of_scope", confidence=1.0, language=language)
+            parse = turn.blocked_parse(verdict, language)
         else:
             parse = await asyncio.to_thread(parts.nlu.parse, verdict.text)
         events.append(NewEvent(ev.NLU_PARSE, parse.to_dict()))
         timer.lap("nlu")
         if conversation.handoff_status == HANDOFF_AGENT:
-            return await self._agent_turn(conversation, message_id, events, parse, language)
+            return await self._agent_turn(conversation, message_id, events, parse, verdict, language)
         if parts.rasa is not None:
             return await self._rasa_turn(conversation, message_id, events, parse, verdict, language, on_token, timer)
 
-        slots = dict(conversation.slots)
-        filled: set[str] = set()
-        # A message that answers the bot's question for a from_text slot keeps the task's other values: the customer
-        # answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it)
-        awaited = parts.flows.awaited(conversation.state, conversation.last_action)  # an answer after an aside
-        answering = {m.slot for m in parts.domain.from_text
-                     if m.takes(conversation.last_action, parse.intent, False, awaited)}
-        kept = tuple(e for e in parse.entities if not answering or e.entity in answering
-                     or slots.get(e.entity) in (None, ""))
-        if len(kept) < len(parse.entities):  # the actions read the message's entities too: they get the kept ones
-            parse = dataclasses.replace(parse, entities=kept)
-        for entity in parse.entities:
-            if entity.entity in parts.domain.slots:
-                filled.add(entity.entity)
-                if slots.get(entity.entity) != entity.value:
-                    slots[entity.entity] = entity.value
-                    events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
-        parse = self._in_scope_by_value(parse, filled)
-        intent, low_confidence = parse.intent, parse.confidence < parts.confidence_threshold
-        answered = False  # a from_text slot took this message as the answer to the bot's question
-        searched: list[Hit | None] = []  # the turn's one retrieval, made when first needed
+        search = _Search(parts.knowledge, parse.text, language)
+        understanding = turn.understand(rules, conversation, parse, verdict)
+        question = bool(understanding.takers) and await search.hit(turn.TASK_KNOWLEDGE_MIN) is not None
+        understanding = turn.take_answer(rules, understanding, question=question)
+        query = turn.unasked_query(rules, understanding, conversation.state)
+        if query is not None:  # one NLU parse per clause, in a worker thread
+            clauses = query.clauses
+            parses = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
+            understanding = turn.take_unasked(rules, understanding, query, parses)
 
-        async def knowledge_hit(bar: float) -> Hit | None:
-            if not searched:
-                searched.append(await self._knowledge_top(parse.text, language))
-            hit = searched[0]
-            return hit if hit is not None and float(hit.score) >= bar else None
+        def situation(state: str) -> turn.Situation:
+            return turn.situation(rules, understanding, conversation, state, verdict, language)
 
-        answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
-        takers = [m for m in parts.domain.from_text
-                  if m.takes(conversation.last_action, parse.intent, m.slot in filled, awaited)]
-        if takers and answer and await knowledge_hit(TASK_KNOWLEDGE_MIN) is not None:
-            takers = []  # a question the knowledge base answers confidently is a question, not the answer asked for
-        for mapping in takers if answer else ():
-            slots[mapping.slot] = answer  # the customer answered the bot's question: the answer is the value
-            filled.add(mapping.slot)
-            events.append(NewEvent(ev.SLOT_SET, {"slot": mapping.slot, "value": answer, "from": "text"}))
-            intent, low_confidence, answered = mapping.as_intent or intent, False, True
-        if (low_confidence or intent == ev.OUT_OF_SCOPE) and filled & awaited:  # asked "which city?", told one:
-            answers = getattr(parts.flows.definition, "answer_intents", ())  # an answer, whatever the classifier said
-            intent, low_confidence, answered = answers[0] if answers else intent, False, True
-        if not answered and answer and not low_confidence:  # said before it was asked: "return 10976, it broke"
-            unasked = await self._unasked_detail(answer, intent, slots, conversation.state)
-            if unasked is not None:
-                slots[unasked[0]] = unasked[1]
-                filled.add(unasked[0])
-                events.append(NewEvent(ev.SLOT_SET, {"slot": unasked[0], "value": unasked[1], "from": "text"}))
-
-        def decide(state: str) -> tuple[FlowContext, Decision]:
-            context = FlowContext(state=state, intent=intent, slots=dict(slots), filled=frozenset(filled))
-            allowed = parts.flows.allowed(context)
-            if verdict.blocked and FALLBACK in allowed:
-                # A blocked message (injection, too long) is never acted on, whatever a policy learned: safety outranks it.
-                allowed = [FALLBACK]
-            observation = Observation(
-                state=state,
-                intent=intent,
-                confidence=parse.confidence,
-                filled_slots=frozenset(k for k, v in slots.items() if v not in (None, "")),
-                ranking=parse.ranking,
-                turn=conversation.turn_count + 1,
-                last_action=conversation.last_action,
-                low_confidence=low_confidence,
-                flags=verdict.flags,
-                language=language,
-            )
-            return context, parts.policy.choose(observation, allowed)
-
-        initial = parts.flows.initial_state
-        state, status = conversation.state, conversation.handoff_status
-        notices: list[tuple[str, dict[str, Any]]] = []  # said before the answer (the wait ended)
-        decided: tuple[FlowContext, Decision] | None = None
-        if status == HANDOFF_WAITING:  # the hand-off's life cycle (dialogue.handoff)
-            now = self.clock()
-            expired = wait_expired(conversation.handoff_at, now, parts.handoff_timeout)
-            end = END_TIMEOUT if expired else None if (await self._staffing(now)).available else END_OFFLINE
-            if end is None and state == HANDOFF_STATE and not low_confidence:
-                context0, decision0 = decide(initial)  # would the bot act on this from the start? then it is back
-                after = self._would_reach(context0, decision0.action)
-                acts = decision0.action != FALLBACK and after != HANDOFF_STATE
-                if acts and (after != initial or not decision0.action.startswith("utter_")):
-                    end, decided = END_CUSTOMER, (context0, decision0)
-            if end is not None:
-                events.append(NewEvent(ev.HANDOFF_END, {"reason": end}))
-                status = HANDOFF_NONE
-                state = initial if state == HANDOFF_STATE else state
-                if end != END_CUSTOMER:
-                    notices = offline_responses(parts.domain.responses, FALLBACK)
-        context, decision = decided or decide(state)
-        knowledge: dict[str, Any] | None = None
-        bar = self._knowledge_bar(context, decision, parse, low_confidence, exempt=verdict.blocked or answered)
-        if bar is not None:
-            hit = await knowledge_hit(bar)
-            if hit is not None:  # a confident match answers, whatever the intent said
-                decision = Decision(parts.knowledge_action or "", float(hit.score), decision.allowed, "knowledge")
-                knowledge = {"entry": hit.entry_id, "score": round(float(hit.score), 4)}
-        # Two misunderstood turns in a row inside a task: the bot is not getting anywhere, so queue the conversation
-        # for a human. Small talk and questions outside a task never escalate: the fallback says what the bot can do.
-        low = low_confidence or decision.action == FALLBACK or intent == ev.OUT_OF_SCOPE
-        in_task = state not in (initial, HANDOFF_STATE)
-        streak = conversation.fallback_streak + 1 if low and in_task else 0
-        loop = streak >= LOOP_TURNS
-        new_state = parts.flows.advance(context, decision.action)
+        wait, back = await self._wait(rules, conversation, understanding, situation)
+        chosen = back[0] if back else situation(wait.state)
+        decision = back[1] if back else await self._choose(chosen)
+        bar = turn.knowledge_bar(rules, understanding, chosen.context, decision, blocked=verdict.blocked)
+        plan = turn.decide(rules, understanding, conversation, wait, chosen, decision,
+                           None if bar is None else await search.hit(bar))
         timer.lap("policy")
 
-        result = await self._run_action(decision.action, conversation, slots, parse, language)
-        result.responses[:0] = notices
-        for slot, value in result.slot_updates.items():
-            if slot in parts.domain.slots and slots.get(slot) != value:
-                slots[slot] = value
-                events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
-        if new_state == initial:  # the action refused a value of its task (cleared it): wait for that slot again
-            refused = {s for s, v in result.slot_updates.items() if v in (None, "")}
-            new_state = next((st for s, st in parts.flows.reopens.get(decision.action, ()) if s in refused), new_state)
-        action_at = len(events)  # the action event goes here once the hand-off decision has settled the new state
-        entered = new_state == HANDOFF_STATE and state != HANDOFF_STATE
-        queued = status == HANDOFF_NONE and (entered or result.handoff or loop)
-        if queued:
-            reason = parse.intent if entered or result.handoff else LOW_CONFIDENCE_LOOP
-            streak = 0
-            if (await self._staffing(self.clock())).available:
-                events.append(NewEvent(ev.HANDOFF, {"reason": reason}))
-            else:  # nobody can answer: say so, and stay with the bot rather than wait for no one
-                queued = False
-                events.append(NewEvent(ev.HANDOFF_END, {"reason": END_OFFLINE, "wanted": reason}))
-                offline = offline_responses(parts.domain.responses, FALLBACK)
-                result.responses[:] = offline if entered or result.handoff else [*result.responses, *offline]
-                new_state = initial if new_state == HANDOFF_STATE else new_state
-        handed_off = new_state == HANDOFF_STATE or queued or status != HANDOFF_NONE
-        events.insert(
-            action_at,
-            NewEvent(
-                ev.ACTION,
-                {**decision.to_dict(), "state_before": conversation.state, "state_after": new_state,
-                 "failed": result.failed, "error": result.error, **({"knowledge": knowledge} if knowledge else {})},
-            ),
-        )
+        result = await self._run_action(plan.action, conversation, plan.slots, understanding.parse, language)
+        settled = turn.settle(rules, plan, result)
+        staffed = settled.wanted is not None and (await self._staffing(self.clock())).available
+        outcome = turn.conclude(rules, settled, staffed=staffed)
         timer.lap("action")
+        return await self._finish(conversation, message_id, events, outcome, language, on_token, timer,
+                                  parse=understanding.parse, nlu=parse, verdict=verdict, actions=(outcome.action,))
 
-        return await self._finish(
-            conversation, message_id, events, result, slots, language, on_token, timer,
-            parse=parse, action=decision.action, state=new_state, handed_off=handed_off, streak=streak,
-            flags=verdict.flags, resets=parts.flows.resets.get(decision.action, ()),
-        )
+    async def _wait(
+        self,
+        rules: turn.TurnRules,
+        conversation: Conversation,
+        understanding: turn.Understanding,
+        situation: Callable[[str], turn.Situation],
+    ) -> tuple[turn.Wait, tuple[turn.Situation, Decision] | None]:
+        """The hand-off's life cycle (:mod:`dialogue.handoff`): a wait for a human ends at its time-out, when nobody is
+        left to answer, or when the customer asks the bot something it can act on from the start (then the policy's
+        choice from there is the turn's, returned with the wait)."""
+        if conversation.handoff_status != HANDOFF_WAITING:
+            return turn.end_wait(rules, conversation, None), None
+        now = self.clock()
+        if wait_expired(conversation.handoff_at, now, self.parts.handoff_timeout):
+            return turn.end_wait(rules, conversation, END_TIMEOUT), None
+        if not (await self._staffing(now)).available:
+            return turn.end_wait(rules, conversation, END_OFFLINE), None
+        if turn.may_come_back(understanding, conversation.state):
+            back = situation(rules.initial_state)  # would the bot act on this from the start? then it is back
+            decision = await self._choose(back)
+            if turn.comes_back(rules, back, decision):
+                return turn.end_wait(rules, conversation, END_CUSTOMER), (back, decision)
+        return turn.end_wait(rules, conversation, None), None
 
     async def _finish(
         self,
         conversation: Conversation,
         message_id: str,
         events: list[NewEvent],
-        result: ActionResult,
-        slots: dict[str, Any],
+        outcome: turn.Outcome,
         language: str,
         on_token: OnToken | None,
         timer: _Timer,
         *,
         parse: Parse,
-        action: str,
-        state: str,
-        handed_off: bool,
-        streak: int,
-        flags: Sequence[str],
-        resets: Sequence[str] = (),
+        nlu: Parse,
+        verdict: InputVerdict,
+        actions: Sequence[str],
     ) -> TurnReply:
-        """Say what the turn's actions asked for, check it, and commit every event of the turn in one transaction."""
-        parts = self.parts
-        text, sources, to_check = await self._realise(result, slots, language, message_id, on_token)
+        """Say what the turn's actions asked for, check it, and commit every event of the turn in one transaction.
+        ``parse`` is the turn's reading of the message (entities kept, brought in scope), ``nlu`` the NLU's as stored
+        in the turn's ``nlu_parse`` event (what the turn counts as)."""
+        parts, result = self.parts, outcome.result
+        text, sources, to_check = await self._realise(result, outcome.reply_slots, language, message_id, on_token)
         timer.lap("generation")
-        for slot in resets:  # the task ended: its next run asks again
-            if slots.get(slot) is not None:
-                slots[slot] = None
-                events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": None, "from": "reset"}))
-
-        flags = list(flags)
+        events = [*events, *outcome.events]
+        flags = list(verdict.flags)
+        out: OutputVerdict | None = None
         if parts.output_filter is not None and to_check:
             out = await asyncio.to_thread(parts.output_filter.check, to_check, language)
-            replaced = out.toxic
-            if replaced:
-                text = self.generator.render_template(Act(SAFE_REPLY, {}, language))
-                flags.append("toxic_reply")
-            events.append(NewEvent(ev.SAFETY_OUTPUT, {**out.to_dict(), "replaced": replaced}))
+            if out.toxic:  # replaced by the bot's safe reply
+                text = self.generator.render_template(Act(turn.SAFE_REPLY, {}, language))
+                flags.append(turn.TOXIC_REPLY)
+            events.append(NewEvent(ev.SAFETY_OUTPUT, {**out.to_dict(), "replaced": out.toxic}))
         timer.lap("safety_out")
 
-        bot_message_id = f"bot-{message_id}"
-        offered = {"buttons": [{"title": t, "payload": p} for t, p in result.buttons]} if result.buttons else {}
-        events.append(
-            NewEvent(
-                ev.BOT_MESSAGE,
-                {"text": text, "message_id": bot_message_id, "reply_to": message_id, "sources": sources,
-                 "latency_ms": timer.stages, **offered},
-                message_id=bot_message_id,
-            )
-        )
-        await self.store.commit_turn(
-            TurnUpdate(
-                conversation_id=conversation.id,
-                expected_version=conversation.version,
-                state=state,
-                slots=slots,
-                language=language,
-                handed_off=handed_off,
-                events=tuple(events),
-                last_intent=parse.intent,
-                last_action=action,
-                fallback_streak=streak,
-            )
-        )
-        return TurnReply(
-            conversation_id=conversation.id,
-            message_id=bot_message_id,
-            reply_to=message_id,
-            text=text,
-            intent=parse.intent,
-            confidence=parse.confidence,
-            action=action,
-            handed_off=handed_off,
-            flags=tuple(flags),
-            buttons=tuple(result.buttons),
-        )
+        reply = turn.bot_message(message_id, text, sources, timer.stages, result.buttons)
+        facts = turn.turn_facts(verdict, nlu, actions, output=out, handoff=outcome.handoff,
+                                handoff_end=outcome.handoff_end)
+        await self.store.commit_turn(turn.committed(conversation, outcome, [*events, reply], language, parse, facts))
+        return turn.answered(conversation, message_id, text, outcome, parse, flags=flags, stages=timer.stages,
+                             facts=facts)
 
     async def _rasa_turn(
         self,
@@ -693,59 +487,31 @@ class DialogueEngine:
 
         rasa = self.parts.rasa
         assert rasa is not None
-        outcome = await rasa.turn(
+        found = await rasa.turn(
             conversation.state, conversation.slots,
             intent=NLU_FALLBACK if verdict.blocked else parse.intent, confidence=parse.confidence,
             ranking=parse.ranking, entities=entity_values((e.entity, e.value) for e in parse.entities),
             text=None if verdict.blocked else verdict.text, run=self.parts.actions.run, sender_id=conversation.id,
         )
         timer.lap("policy")
-        before = conversation.slots
-        for slot, value in outcome.slots.items():
-            if before.get(slot) != value and not slot.startswith("_"):
-                events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
-        for action, why in outcome.actions:
-            events.append(NewEvent(ev.ACTION, {"name": action, "policy": f"rasa:{why}", "state_before": conversation.state,
-                                               "state_after": outcome.state, "failed": outcome.result.failed}))
+        outcome = turn.rasa_outcome(conversation, found, parse.intent)
         timer.lap("action")
-        last = outcome.actions[-1][0] if outcome.actions else conversation.last_action or ""
-        queued = outcome.result.handoff and conversation.handoff_status == HANDOFF_NONE
-        if queued:
-            events.append(NewEvent(ev.HANDOFF, {"reason": parse.intent}))
-        return await self._finish(
-            conversation, message_id, events, outcome.result, dict(outcome.slots), language, on_token, timer,
-            parse=parse, action=last, state=outcome.state, handed_off=queued or conversation.handed_off, streak=0,
-            flags=verdict.flags,
-        )
+        return await self._finish(conversation, message_id, events, outcome, language, on_token, timer,
+                                  parse=parse, nlu=parse, verdict=verdict, actions=[name for name, _ in found.actions])
 
     async def _agent_turn(
-        self, conversation: Conversation, message_id: str, events: list[NewEvent], parse: Parse, language: str
+        self,
+        conversation: Conversation,
+        message_id: str,
+        events: list[NewEvent],
+        parse: Parse,
+        verdict: InputVerdict,
+        language: str,
     ) -> TurnReply:
         """An agent holds the conversation: store the message (and its parse, for review) and do not answer."""
-        await self.store.commit_turn(
-            TurnUpdate(
-                conversation_id=conversation.id,
-                expected_version=conversation.version,
-                state=conversation.state,
-                slots=dict(conversation.slots),
-                language=language,
-                handed_off=True,
-                events=tuple(events),
-                last_intent=parse.intent,
-                last_action=conversation.last_action,
-            )
-        )
-        return TurnReply(
-            conversation_id=conversation.id,
-            message_id=f"bot-{message_id}",
-            reply_to=message_id,
-            text="",
-            intent=parse.intent,
-            confidence=parse.confidence,
-            action=None,
-            handed_off=True,
-            flags=(WITH_AGENT,),
-        )
+        update, reply = turn.with_agent(conversation, message_id, events, parse, verdict, language)
+        await self.store.commit_turn(update)
+        return reply
 
     async def _run_action(
         self, action: str, conversation: Conversation, slots: dict[str, Any], parse: Parse, language: str
@@ -804,32 +570,27 @@ class DialogueEngine:
         return "\n".join(p for p in pieces if p), sources, "\n".join(c for c in checked if c)
 
 
-def _user_message(verdict: InputVerdict, message_id: str) -> dict[str, Any]:
-    """The stored customer message: the redacted text with the customer's punctuation (people read it), plus the
-    normalised form the models read when it differs, so that a console search matches either."""
-    data: dict[str, Any] = {"text": verdict.shown, "message_id": message_id}
-    if verdict.display:
-        data["normalized"] = verdict.text
-    return data
+class _Search:
+    """The turn's one retrieval from the knowledge base, made when first needed (one MiniLM encode, in a worker
+    thread), whatever its score; each step then asks whether it reaches its own bar."""
 
+    def __init__(self, knowledge: Retriever | None, text: str, language: str) -> None:
+        self._knowledge, self._text, self._language = knowledge, text, language
+        self._searched: list[Hit | None] = []
 
-def _replayed(conversation: Conversation, message_id: str, events: Sequence[Event]) -> TurnReply:
-    """Rebuild the reply of an already-processed message from its stored events."""
-    by_type = {e.type: e for e in events if e.type != ev.BOT_MESSAGE}
-    bot = next((e for e in events if e.type == ev.BOT_MESSAGE and e.data.get("reply_to") == message_id), None)
-    parse = by_type.get(ev.NLU_PARSE)
-    action = by_type.get(ev.ACTION)
-    with_agent = bot is None and action is None and ev.USER_MESSAGE in by_type  # stored for an agent, unanswered
-    return TurnReply(
-        conversation_id=conversation.id,
-        message_id=str(bot.data.get("message_id")) if bot else f"bot-{message_id}",
-        reply_to=message_id,
-        text=str(bot.data.get("text", "")) if bot else "",
-        intent=str(parse.data.get("intent")) if parse else None,
-        confidence=float(parse.data.get("confidence", 0.0)) if parse else None,
-        action=str(action.data.get("name")) if action else None,
-        handed_off=conversation.handed_off or with_agent,
-        flags=(WITH_AGENT,) if with_agent else (),
-        replayed=True,
-        buttons=ev.stored_buttons(bot.data) if bot else (),
-    )
+    def __repr__(self) -> str:  # the text is customer text
+        return f"_Search(searched={bool(self._searched)})"
+
+    async def hit(self, bar: float) -> Hit | None:
+        """The best entry if it scores at least ``bar``, else ``None``."""
+        if not self._searched:
+            self._searched.append(await self._top())
+        hit = self._searched[0]
+        return hit if hit is not None and float(hit.score) >= bar else None
+
+    async def _top(self) -> Hit | None:
+        knowledge = self._knowledge
+        if knowledge is None or not self._text.strip():
+            return None
+        hits = await asyncio.to_thread(knowledge.search, self._text, self._language, 1)
+        return hits[0] if hits else None

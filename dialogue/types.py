@@ -27,9 +27,10 @@ REOPENED = "reopened"  # data: {"agent": str | None, "reason": "agent" | "custom
 RATING = "rating"  # data: {"score": 1..5, "comment": str | None (redacted)}: the customer rated a resolution
 MAX_RATING_COMMENT = 1000  # characters of a rating's comment (after stripping): the chat protocol and the store agree
 NOTE = "note"  # data: {"agent", "text" (redacted)}: an internal note by staff; never sent or shown to the customer
+ATTACHMENT = "attachment"  # data: {"id", "filename", "content_type", "size", "direction", "agent"?}: never the bytes
 EVENT_TYPES = (
     USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, HANDOFF_END, AGENT_MESSAGE,
-    TAKEOVER, HANDBACK, REVIEW, CORRECTION, RESOLVED, REOPENED, RATING, NOTE,
+    TAKEOVER, HANDBACK, REVIEW, CORRECTION, RESOLVED, REOPENED, RATING, NOTE, ATTACHMENT,
 )
 
 # Names the store reads in events to keep its per-conversation counters (the engine writes them).
@@ -270,6 +271,34 @@ class Session:
 
 
 @dataclass(frozen=True)
+class TurnFacts:
+    """What one turn counts as, decided once by the turn (:func:`dialogue.turn.turn_facts`) for whoever counts it: the
+    console's columns (the store) and the server's metrics.
+
+    ``intent`` and ``confidence`` are the NLU's, as stored in the turn's ``nlu_parse`` event (``None``: no parse).
+    A *fallback* turn is one the bot answered (an action ran) with the fallback reply, or whose message was out of
+    scope; a *safety* turn one where an input filter blocked, redacted or flagged something or the output classifier
+    found the reply toxic (and replaced it: ``reply_replaced``). ``handoff``: the turn queued the conversation for a
+    human; ``handoff_end``: a wait for one ended, or a hand-off could not begin (nobody to answer).
+    """
+
+    intent: str | None = None
+    confidence: float | None = None
+    fallback: bool = False
+    safety: bool = False
+    input_blocked: bool = False
+    reply_replaced: bool = False
+    redacted: bool = False
+    handoff: bool = False
+    handoff_end: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        """The message was blocked or the reply replaced (the console's "safety blocks")."""
+        return self.input_blocked or self.reply_replaced
+
+
+@dataclass(frozen=True)
 class TurnUpdate:
     """Everything one turn changes, committed by the store in one transaction."""
 
@@ -283,6 +312,7 @@ class TurnUpdate:
     last_intent: str | None = None
     last_action: str | None = None
     fallback_streak: int | None = None  # None keeps the stored value
+    facts: TurnFacts | None = None  # what the turn counts as (the engine's turns); None: derived from the events
 
 
 @dataclass
@@ -325,6 +355,11 @@ class TurnReply:
     quick_replies: tuple[str, ...] = ()
     replayed: bool = False
     buttons: tuple[tuple[str, str], ...] = ()  # (title, payload): the widget shows the title and sends the payload
+    # What the server measures, not what the customer is sent (left out of equality): the bot's reply's stage
+    # timings in milliseconds (safety_in, nlu, policy, action, generation, safety_out; empty when the bot did not
+    # answer), and what the turn counted as (None for a replayed reply: nothing ran this time).
+    stages: Mapping[str, float] = field(default_factory=dict, compare=False, repr=False)
+    facts: TurnFacts | None = field(default=None, compare=False, repr=False)
 
     def __repr__(self) -> str:
         return f"TurnReply(conversation_id={self.conversation_id!r}, action={self.action!r}, chars={len(self.text)})"

@@ -12,8 +12,9 @@ logic) and adds what serving many customers from several processes needs:
   reaches a customer as an error. Retries are safe: the engine answers an already-committed client ``message_id``
   from the store. (A database that is restarting needs nothing here: the store raises
   :class:`~dialogue.errors.StoreUnavailable` for it, which customers see as ``store_unavailable``, "retry later".)
-* **metrics**: every committed turn's events feed :class:`channels.metrics.Metrics` (per-stage latency, safety
-  blocks, handoffs), observed on the store so the engine stays untouched.
+* **metrics**: every turn the engine ran feeds :class:`channels.metrics.Metrics` from the reply it returns (its
+  stage timings and what the turn counted as: a safety block, a hand-off); a replayed reply ran nothing and counts
+  nothing.
 
 Anything else (new engine methods the channels call) is delegated to the engine unchanged.
 """
@@ -23,40 +24,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from channels.metrics import Metrics
 from dialogue.errors import ConcurrentUpdate, TurnContention
-from dialogue.types import Event, NewConversation, TurnReply, TurnUpdate
+from dialogue.types import Event, NewConversation, TurnReply
+from runtime import OnToken
 
 log = logging.getLogger("kefu.serving")
-
-OnToken = Callable[[str], Awaitable[None]]
-
-
-class ObservedStore:
-    """A transparent proxy of the conversation store that reports each committed turn's events to ``metrics``."""
-
-    def __init__(self, store: Any, metrics: Metrics) -> None:
-        self._store = store
-        self._metrics = metrics
-
-    def __repr__(self) -> str:
-        return f"ObservedStore({self._store!r})"
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    @property
-    def wrapped(self) -> Any:
-        return self._store
-
-    async def commit_turn(self, update: TurnUpdate, *args: Any, **kwargs: Any) -> Any:
-        result = await self._store.commit_turn(update, *args, **kwargs)
-        self._metrics.observe_turn_events(update.events)
-        return result
 
 
 class _ConversationLocks:
@@ -107,8 +84,6 @@ class ServingBackend:
         self._rng = rng or random.Random()
         self._locks = _ConversationLocks()
         self.retries = 0  # turns re-run here after the engine gave up on a race (for tests and logs)
-        if metrics is not None and not isinstance(engine.store, ObservedStore):
-            engine.store = ObservedStore(engine.store, metrics)
 
     def __repr__(self) -> str:
         return f"ServingBackend({self.engine!r})"
@@ -156,6 +131,7 @@ class ServingBackend:
                     reply: TurnReply = await self.engine.handle_message(
                         conversation_id, message_id, text, on_token if attempt == 0 else None, create=create
                     )
+                    self._observe(reply)
                     return reply
                 except (TurnContention, ConcurrentUpdate):
                     # The engine gave up after its own attempts (ConcurrentUpdate only from an engine that lets it
@@ -169,3 +145,18 @@ class ServingBackend:
                 log.info("turn raced another worker, retrying", extra={"conversation_id": conversation_id,
                                                                         "attempt": attempt})
                 await asyncio.sleep(self._rng.uniform(0.0, min(self.max_backoff, 0.005 * 2**attempt)))
+
+    def _observe(self, reply: TurnReply) -> None:
+        """Record a turn the engine ran (and committed) in the metrics: its stages, a blocked message or replaced
+        reply, a hand-off. A replayed reply (``facts`` is ``None``) ran nothing this time."""
+        metrics, facts = self.metrics, reply.facts
+        if metrics is None or facts is None or reply.replayed:
+            return
+        if reply.stages:
+            metrics.observe_stages(reply.stages)
+        if facts.input_blocked:
+            metrics.safety_blocks.labels("input").inc()
+        if facts.reply_replaced:
+            metrics.safety_blocks.labels("output").inc()
+        if facts.handoff:
+            metrics.handoffs.inc()

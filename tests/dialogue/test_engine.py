@@ -188,7 +188,6 @@ async def test_the_console_columns_follow_the_turns(engine: DialogueEngine) -> N
     found = await engine.store.list_conversations(ConversationFilter(query="[email]", safety=True), limit=1000)
     assert cid in [s.id for s in found.items]
     assert not (await engine.store.list_conversations(ConversationFilter(query="jane.doe"), limit=1000)).items
-    assert cid in [s.id for s in await engine.list_conversations(limit=1000)]  # the old Backend listing
 
 
 # ---------------------------------------------------------------- senders, store reads per turn, lost races

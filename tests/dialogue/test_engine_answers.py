@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dialogue.store import ConversationStore
 from tests.channels.conftest import light_engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -17,7 +18,7 @@ async def say(engine: Any, conversation_id: str | None, text: str) -> Any:
     return await engine.handle_message(conversation_id, uuid.uuid4().hex, text)
 
 
-async def test_an_answer_keeps_the_values_given_before(store: Any) -> None:
+async def test_an_answer_keeps_the_values_given_before(store: ConversationStore) -> None:
     engine = light_engine(store)
     asked = await say(engine, None, "I want to return order 10234")
     assert asked.action == "utter_ask_reason"
@@ -28,7 +29,7 @@ async def test_an_answer_keeps_the_values_given_before(store: Any) -> None:
     assert answered.action == "action_return"
 
 
-async def test_a_new_value_outside_an_answer_still_replaces_the_old_one(store: Any) -> None:
+async def test_a_new_value_outside_an_answer_still_replaces_the_old_one(store: ConversationStore) -> None:
     engine = light_engine(store)
     first = await say(engine, None, "where is my order 10234")
     await say(engine, first.conversation_id, "and order 55555?")
@@ -37,7 +38,7 @@ async def test_a_new_value_outside_an_answer_still_replaces_the_old_one(store: A
 
 
 # -- the answer said before the question, after an aside, or with only a value as evidence ---------------------------
-async def test_a_reason_said_in_the_request_is_not_asked_for_again(store: Any) -> None:
+async def test_a_reason_said_in_the_request_is_not_asked_for_again(store: ConversationStore) -> None:
     engine = light_engine(store)
     reply = await say(engine, None, "I want to return order 10234, the zip broke")
     conversation = await engine.get_conversation(reply.conversation_id)
@@ -50,14 +51,14 @@ async def test_a_reason_said_in_the_request_is_not_asked_for_again(store: Any) -
     "I want to return order 10234",  # one clause: nothing besides the request
     "the zip broke, order 10234",  # no request clause: the message is left to the question
 ])
-async def test_no_reason_is_made_up_from_the_request(store: Any, text: str) -> None:
+async def test_no_reason_is_made_up_from_the_request(store: ConversationStore, text: str) -> None:
     engine = light_engine(store)
     reply = await say(engine, None, text)
     assert reply.action in ("utter_ask_reason", "action_order_status", "utter_fallback")
     assert (await engine.get_conversation(reply.conversation_id)).slots.get("reason") in (None, "")
 
 
-async def test_the_answer_may_come_after_an_aside(store: Any) -> None:
+async def test_the_answer_may_come_after_an_aside(store: ConversationStore) -> None:
     engine = light_engine(store)
     asked = await say(engine, None, "I want to return order 10234")
     assert asked.action == "utter_ask_reason"
@@ -67,7 +68,7 @@ async def test_the_answer_may_come_after_an_aside(store: Any) -> None:
     assert answered.action == "action_return"
 
 
-async def test_the_message_after_a_finished_task_is_not_taken_as_its_answer(store: Any) -> None:
+async def test_the_message_after_a_finished_task_is_not_taken_as_its_answer(store: ConversationStore) -> None:
     engine = light_engine(store)
     done = await say(engine, None, "I want to return order 10234, the zip broke")
     assert done.action == "action_return"
@@ -98,13 +99,13 @@ class _ThresholdNLU:
     ("where's 19999", "action_order_status"),  # a value of the order task's slot: the bot's business
     ("where's the nearest cinema", "utter_fallback"),  # no value: out of scope stays out of scope
 ])
-async def test_a_value_of_a_task_keeps_a_doubtful_message_in_scope(store: Any, text: str, action: str) -> None:
+async def test_a_value_of_a_task_keeps_a_doubtful_message_in_scope(store: ConversationStore, text: str, action: str) -> None:
     engine = light_engine(store)
     engine.parts.nlu = _ThresholdNLU()
     assert (await say(engine, None, text)).action == action
 
 
-async def test_a_value_asked_for_is_an_answer_however_unsure_the_intent(store: Any) -> None:
+async def test_a_value_asked_for_is_an_answer_however_unsure_the_intent(store: ConversationStore) -> None:
     engine = light_engine(store)
     asked = await say(engine, None, "where is my order")
     assert asked.action == "utter_ask_order_id"
@@ -115,7 +116,7 @@ async def test_a_value_asked_for_is_an_answer_however_unsure_the_intent(store: A
     assert doubtful.action == "utter_fallback"
 
 
-async def test_a_value_asked_for_is_an_answer_even_read_as_out_of_scope(store: Any) -> None:
+async def test_a_value_asked_for_is_an_answer_even_read_as_out_of_scope(store: ConversationStore) -> None:
     engine = light_engine(store)
     asked = await say(engine, None, "where is my order")
     engine.parts.nlu = _OutOfScopeNLU()

@@ -17,7 +17,7 @@ from dialogue.engine import BotParts, DialogueEngine
 from dialogue.store import Store
 from dialogue.types import BOT_MESSAGE, USER_MESSAGE
 from kefu.logs import JsonFormatter, configure, console_to_log
-from kefu.serving import ObservedStore, ServingBackend
+from kefu.serving import ServingBackend
 from nlu.types import Parse
 from policy import FSMPolicy
 from runtime.nlg import NLG
@@ -54,7 +54,7 @@ async def test_user_becomes_sender_and_metrics_see_committed_turns(store_target:
     try:
         metrics = Metrics()
         backend = ServingBackend(build_engine(store), metrics)
-        assert isinstance(backend.engine.store, ObservedStore)
+        assert backend.engine.store is store  # metrics come from the turn's reply, not from a proxy of the store
         cid = await backend.open_conversation(None, "en", user="cust-7")
         assert (await store.get(cid)).sender == "cust-7"  # type: ignore[union-attr]
         assert await backend.open_conversation(cid, "en", user="someone-else") == cid  # resumed, not re-owned

@@ -1,0 +1,635 @@
+"""The decisions of one turn, with no I/O: what a message fills, what the policy may choose, where the flows go,
+when a conversation is queued for a human, and what the turn counts as (:class:`~dialogue.types.TurnFacts`).
+
+:class:`dialogue.engine.DialogueEngine` runs a turn as a sequence of awaits (load the conversation, parse, ask the
+policy, search the knowledge base, run the action, realise the reply, check it, commit); every choice between them
+is a function here, so that it can be read in one place and tested without a database, a model or an event loop.
+A step returns what the next await needs to know: :attr:`Understanding.takers` says whether the knowledge base must
+be asked if the message is a question, :func:`unasked_query` which clauses to parse, :func:`knowledge_bar` whether
+retrieval may take the turn, :attr:`Settled.wanted` whether staffing must be asked. In order::
+
+    understanding = understand(rules, conversation, parse, verdict)      # entities, a value that brings it in scope
+    understanding = take_answer(rules, understanding, question=...)      # the answer to the bot's question
+    understanding = take_unasked(rules, understanding, query, parses)    # a detail said before it was asked
+    wait = end_wait(rules, conversation, end)                             # a wait for a human that ends, or not
+    chosen = situation(rules, understanding, conversation, wait.state, ...)  # what the policy chooses from
+    plan = decide(rules, understanding, conversation, wait, chosen, decision, hit)  # after the policy, retrieval
+    settled = settle(rules, plan, action_result)                          # the action's slots, a reopened wait
+    outcome = conclude(rules, settled, staffed=...)                       # the hand-off, the events, the slots
+    facts = turn_facts(verdict, parse, actions, ...)                      # what the console and metrics count
+
+Each function copies what it changes: its inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dialogue import types as ev
+from dialogue.clauses import MAX_CLAUSES, Clause, Reading, detail, split_clauses
+from dialogue.definition import DialogueDefinition
+from dialogue.domain import Domain, FromText
+from dialogue.flows import FlowContext, Flows
+from dialogue.handoff import END_CUSTOMER, END_OFFLINE, offline_responses
+from dialogue.types import (
+    HANDOFF_NONE,
+    ActionResult,
+    Conversation,
+    Event,
+    NewEvent,
+    TurnFacts,
+    TurnReply,
+    TurnUpdate,
+)
+from nlu.tokenize import clear_language
+from nlu.types import Parse
+from policy import Decision, Observation
+from safety.types import InputVerdict, OutputVerdict
+
+if TYPE_CHECKING:
+    from dialogue.knowledge import Hit
+    from dialogue.rasa.turn import TurnResult as RasaTurn
+
+FALLBACK = ev.FALLBACK_ACTION
+SAFE_REPLY = "utter_safe_reply"
+HANDOFF_STATE = "handed_off"
+LOW_CONFIDENCE_LOOP = "low_confidence_loop"  # HANDOFF reason when the bot gave up after repeated misunderstandings
+LOOP_TURNS = 2  # consecutive low-confidence/fallback turns that queue a conversation for a human
+MAX_TEXT_SLOT = 200  # characters of a message kept as a from_text slot value
+SMALL_TALK_TRUST = 0.8  # small talk the NLU is at least this sure of is not second-guessed by retrieval
+TASK_KNOWLEDGE_MIN = 0.8  # the least retrieval score that takes a turn from a task (or marks a question, not an answer)
+WITH_AGENT = "with_agent"  # TurnReply flag: an agent holds the conversation; the bot did not answer
+TOXIC_REPLY = "toxic_reply"  # TurnReply flag: the output classifier replaced the reply
+
+
+@dataclass(frozen=True)
+class TurnRules:
+    """What the decisions read of one bot: :class:`dialogue.engine.BotParts` without the parts that do I/O."""
+
+    domain: Domain
+    flows: Flows
+    confidence_threshold: float = 0.5
+    knowledge_action: str | None = None  # None: no knowledge base, or no action that answers from it
+    knowledge_threshold: float = 0.5
+
+    @property
+    def initial_state(self) -> str:
+        return self.flows.initial_state
+
+
+# -- reading the message ---------------------------------------------------------------------------------------------
+def language_of(text: str, current: str) -> str:
+    """The conversation's language is the conversation's: only a message clearly written in the other language
+    changes it (a Chinese customer's "14388", emoji or phone number does not)."""
+    return clear_language(text) or current
+
+
+def blocked_parse(verdict: InputVerdict, language: str) -> Parse:
+    """The parse a blocked message gets instead of the NLU's: out of scope, for certain (it is never acted on)."""
+    return Parse(text=verdict.text, intent=ev.OUT_OF_SCOPE, confidence=1.0, language=language)
+
+
+def message_events(verdict: InputVerdict, message_id: str) -> list[NewEvent]:
+    """The turn's first events: the input filter's verdict, then the stored customer message (the redacted text
+    with the customer's punctuation, which people read, plus the normalised form the models read when it differs,
+    so that a console search matches either)."""
+    data: dict[str, Any] = {"text": verdict.shown, "message_id": message_id}
+    if verdict.display:
+        data["normalized"] = verdict.text
+    return [NewEvent(ev.SAFETY_INPUT, verdict.to_dict()), NewEvent(ev.USER_MESSAGE, data, message_id=message_id)]
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What one message says to the dialogue once read against the conversation.
+
+    ``parse`` keeps only the entities the turn takes (the actions read them too) and may be an out-of-scope
+    reading brought back in scope by a value; ``intent`` and ``low_confidence`` are what the flows and the policy
+    see (an answer to the bot's question is the question's intent, whatever the NLU filed it under); ``filled`` are
+    the slots this very message gave and ``events`` their ``slot_set`` events; ``answer`` the message as a
+    ``from_text`` value (``""`` for a blocked one); ``awaited`` the slots the state still waits for; ``takers`` the
+    ``from_text`` slots that would take the message as their answer: unless the knowledge base answers it
+    confidently (then it is a question), see :func:`take_answer`.
+    """
+
+    parse: Parse
+    intent: str
+    low_confidence: bool
+    slots: dict[str, Any]
+    filled: frozenset[str]
+    events: tuple[NewEvent, ...]
+    answer: str
+    awaited: frozenset[str]
+    takers: tuple[FromText, ...] = ()
+    answered: bool = False  # a from_text slot took this message as the answer to the bot's question
+
+    def __repr__(self) -> str:  # the slots and the answer are customer text
+        return f"Understanding(intent={self.intent!r}, filled={sorted(self.filled)}, answered={self.answered})"
+
+    def with_text(self, slot: str, value: str) -> Understanding:
+        """This understanding with the ``from_text`` slot ``slot`` set to ``value``, the message's own words."""
+        event = NewEvent(ev.SLOT_SET, {"slot": slot, "value": value, "from": "text"})
+        return dataclasses.replace(self, slots={**self.slots, slot: value}, filled=self.filled | {slot},
+                                   events=(*self.events, event))
+
+
+def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdict: InputVerdict) -> Understanding:
+    """The message's entities merged into the slots, and an out-of-scope reading taken back by a value.
+
+    A message that answers the bot's question for a ``from_text`` slot keeps the task's other values: the customer
+    answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it).
+    """
+    domain, last_action = rules.domain, conversation.last_action
+    awaited = rules.flows.awaited(conversation.state, last_action)  # an answer after an aside
+    slots = dict(conversation.slots)
+    answering = {m.slot for m in domain.from_text if m.takes(last_action, parse.intent, False, awaited)}
+    kept = tuple(e for e in parse.entities if not answering or e.entity in answering or slots.get(e.entity) in (None, ""))
+    if len(kept) < len(parse.entities):  # the actions read the message's entities too: they get the kept ones
+        parse = dataclasses.replace(parse, entities=kept)
+    filled: set[str] = set()
+    events: list[NewEvent] = []
+    for entity in parse.entities:
+        if entity.entity in domain.slots:
+            filled.add(entity.entity)
+            if slots.get(entity.entity) != entity.value:
+                slots[entity.entity] = entity.value
+                events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
+    parse = in_scope_by_value(rules, parse, filled)
+    answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
+    takers = tuple(m for m in domain.from_text if m.takes(last_action, parse.intent, m.slot in filled, awaited))
+    return Understanding(
+        parse=parse, intent=parse.intent, low_confidence=parse.confidence < rules.confidence_threshold, slots=slots,
+        filled=frozenset(filled), events=tuple(events), answer=answer, awaited=awaited, takers=takers if answer else (),
+    )
+
+
+def in_scope_by_value(rules: TurnRules, parse: Parse, filled: set[str] | frozenset[str]) -> Parse:
+    """An order number is the bot's business. A message the NLU turned away as out of scope (its best in-scope
+    intent fell below the threshold chosen on dev), but which gave a value of a slot of the task that intent
+    starts ("where's order 19999"), or an answer with a value a task starts on ("17532 这单咋样了"), is read as
+    that intent with its own probability; the bot's confidence threshold still applies to it."""
+    definition = rules.flows.definition
+    if parse.intent != ev.OUT_OF_SCOPE or not filled or not isinstance(definition, DialogueDefinition):
+        return parse
+    best = next(((i, p) for i, p in parse.ranking if i != ev.OUT_OF_SCOPE), None)
+    if best is None or not definition.claims(best[0], filled):
+        return parse
+    return dataclasses.replace(parse, intent=best[0], confidence=best[1])
+
+
+def take_answer(rules: TurnRules, understanding: Understanding, *, question: bool) -> Understanding:
+    """The message as the answer to the bot's question: the ``takers`` get the message as their value (unless it is a
+    ``question`` the knowledge base answers with at least :data:`TASK_KNOWLEDGE_MIN`), and the turn reads as their
+    ``as_intent``; a low-confidence or out-of-scope message that gave an awaited slot ("which city?" "Paris") is an
+    answer too, whatever the classifier said."""
+    found = understanding
+    for mapping in () if question else understanding.takers:
+        found = found.with_text(mapping.slot, understanding.answer)
+        found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
+    if (found.low_confidence or found.intent == ev.OUT_OF_SCOPE) and found.filled & found.awaited:
+        answers = getattr(rules.flows.definition, "answer_intents", ())
+        found = dataclasses.replace(found, intent=answers[0] if answers else found.intent, low_confidence=False,
+                                    answered=True)
+    return dataclasses.replace(found, takers=())
+
+
+@dataclass(frozen=True)
+class UnaskedQuery:
+    """The clauses of a message that starts a task whose ``from_text`` slot is still empty ("return 10976, it broke"):
+    each is parsed on its own (:func:`dialogue.clauses.detail` then finds the clause that is the detail)."""
+
+    slot: str
+    clauses: tuple[Clause, ...]
+    task_slots: frozenset[str]
+    request: frozenset[str]  # the intents of the task
+    small_talk: frozenset[str]
+    others: frozenset[str]
+
+    def __repr__(self) -> str:  # the clauses are customer text
+        return f"UnaskedQuery(slot={self.slot!r}, clauses={len(self.clauses)})"
+
+
+def unasked_query(rules: TurnRules, understanding: Understanding, state: str) -> UnaskedQuery | None:
+    """What to parse to find a ``from_text`` value said before it was asked, or ``None`` (costs one NLU parse per
+    clause, so only a confident message, not an answer, that starts a task with such a slot still empty asks)."""
+    if understanding.answered or not understanding.answer or understanding.low_confidence:
+        return None
+    definition = rules.flows.definition
+    found = definition.opening(understanding.intent) if isinstance(definition, DialogueDefinition) else None
+    if found is None or state in found[0].states:  # no task, or the task is open: its questions take the answers
+        return None
+    task, small_talk, others = found
+    slots = understanding.slots
+    mapping = next((m for m in rules.domain.from_text
+                    if m.in_request and m.slot in task.slot_names and slots.get(m.slot) in (None, "")), None)
+    clauses = split_clauses(understanding.answer)
+    if mapping is None or not 2 <= len(clauses) <= MAX_CLAUSES:
+        return None
+    return UnaskedQuery(mapping.slot, tuple(clauses), frozenset(task.slot_names), frozenset(task.intents),
+                        small_talk, others)
+
+
+def take_unasked(
+    rules: TurnRules, understanding: Understanding, query: UnaskedQuery, parses: Sequence[Parse]
+) -> Understanding:
+    """The detail the clauses' ``parses`` (in clause order) point at, as the query's slot's value, if there is one."""
+    readings = [Reading(c, p.intent, p.confidence >= rules.confidence_threshold,
+                        any(e.entity in query.task_slots and e.entity != query.slot for e in p.entities))
+                for c, p in zip(query.clauses, parses, strict=True)]
+    value = detail(readings, query.request, query.small_talk, query.others)
+    return understanding if value is None else understanding.with_text(query.slot, value[:MAX_TEXT_SLOT])
+
+
+# -- the policy's choice -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Situation:
+    """What the policy chooses from in one state: the flows' context, its observation and the allowed actions."""
+
+    context: FlowContext
+    observation: Observation
+    allowed: list[str]
+
+    def __repr__(self) -> str:
+        return f"Situation(state={self.context.state!r}, intent={self.context.intent!r}, allowed={self.allowed})"
+
+
+def situation(
+    rules: TurnRules, understanding: Understanding, conversation: Conversation, state: str, verdict: InputVerdict,
+    language: str,
+) -> Situation:
+    """The policy's question in ``state``. A blocked message (injection, too long) is never acted on, whatever a
+    policy learned: safety outranks it, so the fallback is all it allows."""
+    slots = understanding.slots
+    context = FlowContext(state=state, intent=understanding.intent, slots=dict(slots), filled=understanding.filled)
+    allowed = rules.flows.allowed(context)
+    if verdict.blocked and FALLBACK in allowed:
+        allowed = [FALLBACK]
+    observation = Observation(
+        state=state,
+        intent=understanding.intent,
+        confidence=understanding.parse.confidence,
+        filled_slots=frozenset(k for k, v in slots.items() if v not in (None, "")),
+        ranking=understanding.parse.ranking,
+        turn=conversation.turn_count + 1,
+        last_action=conversation.last_action,
+        low_confidence=understanding.low_confidence,
+        flags=verdict.flags,
+        language=language,
+    )
+    return Situation(context, observation, allowed)
+
+
+def would_reach(rules: TurnRules, context: FlowContext, action: str) -> str:
+    """The state ``action`` leads to, without moving ``context`` (:meth:`Flows.advance` updates what it gets)."""
+    probe = FlowContext(context.state, context.intent, dict(context.slots), context.filled)
+    return rules.flows.advance(probe, action)
+
+
+# -- a wait for a human ------------------------------------------------------------------------------------------------
+def may_come_back(understanding: Understanding, state: str) -> bool:
+    """Whether a staffed wait in the flows' hand-off state asks the policy if the bot can act on this message from the
+    start (see :func:`comes_back`): a misunderstood one never ends the wait."""
+    return state == HANDOFF_STATE and not understanding.low_confidence
+
+
+def comes_back(rules: TurnRules, back: Situation, decision: Decision) -> bool:
+    """Whether the bot, asked from the flows' initial state (``back``), would act on the message: a task or an
+    action, not the fallback, the hand-off again, or small talk that leaves the bot where it was. Then the customer
+    ended the wait themselves."""
+    after = would_reach(rules, back.context, decision.action)
+    acts = decision.action != FALLBACK and after != HANDOFF_STATE
+    return acts and (after != rules.initial_state or not decision.action.startswith("utter_"))
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Where the turn starts once a wait for a human is settled: ``end`` names why it ended (``None``: it goes on,
+    or there was none), ``notices`` are said before the answer (nobody will come)."""
+
+    state: str
+    status: str
+    end: str | None = None
+    events: tuple[NewEvent, ...] = ()
+    notices: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+def end_wait(rules: TurnRules, conversation: Conversation, end: str | None) -> Wait:
+    """The conversation's wait (if any) ended for ``end`` (a ``dialogue.handoff`` ``END_*`` reason), or not (``None``):
+    an ended wait is back with the bot, at the flows' initial state when it was in the hand-off state."""
+    state, status = conversation.state, conversation.handoff_status
+    if end is None:
+        return Wait(state, status)
+    notices = () if end == END_CUSTOMER else tuple(offline_responses(rules.domain.responses, FALLBACK))
+    return Wait(rules.initial_state if state == HANDOFF_STATE else state, HANDOFF_NONE, end,
+                (NewEvent(ev.HANDOFF_END, {"reason": end}),), notices)
+
+
+# -- the decision ------------------------------------------------------------------------------------------------------
+def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowContext, decision: Decision,
+                  *, blocked: bool) -> float | None:
+    """The retrieval score a knowledge answer needs to take this turn, or ``None`` when retrieval stays out.
+
+    Retrieval scores every turn that is not a confident task, and a confident match answers whatever the
+    intent said: a misunderstood turn (low confidence, out of scope, the fallback) needs the bot's threshold;
+    small talk (a reply that leaves the flow where it was) too, unless the NLU is sure of it (short greetings
+    such as 在吗 share characters with many Chinese entries, so the NLU's certainty is the better judge); a task
+    keeps its turn when its slots say so (an entity in the message) or its confidence is at least the match's
+    score ("what's your return policy" is a question, "I want to return order 10234" a task). A blocked message,
+    and one that answered the bot's question, are exempt.
+    """
+    action, parse = rules.knowledge_action, understanding.parse
+    if not action or blocked or understanding.answered or action not in decision.allowed:
+        return None
+    if decision.action == action:
+        return None  # the flows already chose the knowledge action: it searches by itself
+    if understanding.low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE:
+        return rules.knowledge_threshold
+    if parse.entities:
+        return None  # an order id, a product...: the message is about the bot's task, not a general question
+    if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:
+        return rules.knowledge_threshold if parse.confidence < SMALL_TALK_TRUST else None
+    return max(rules.knowledge_threshold, TASK_KNOWLEDGE_MIN, parse.confidence)
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """What the turn decided before its action runs: the action (``decision``), where the flows go (``state`` ->
+    ``state_after``), the misunderstanding streak and whether it is a loop, the knowledge entry that took the turn,
+    and the slots, events and notices so far."""
+
+    decision: Decision
+    state: str
+    status: str
+    state_after: str
+    streak: int
+    loop: bool
+    slots: dict[str, Any]
+    events: tuple[NewEvent, ...]
+    notices: tuple[tuple[str, dict[str, Any]], ...] = ()
+    knowledge: Mapping[str, Any] | None = None
+    state_before: str = ""  # the conversation's stored state (before a wait ended)
+    parse_intent: str = ""  # the NLU's intent (brought in scope by a value): a hand-off's reason
+    wait_end: str | None = None  # why a wait for a human ended this turn (Wait.end)
+
+    def __repr__(self) -> str:
+        return f"TurnPlan(action={self.decision.action!r}, state={self.state!r}->{self.state_after!r})"
+
+    @property
+    def action(self) -> str:
+        return self.decision.action
+
+
+def decide(
+    rules: TurnRules, understanding: Understanding, conversation: Conversation, wait: Wait, chosen: Situation,
+    decision: Decision, hit: Hit | None = None,
+) -> TurnPlan:
+    """The turn's plan once the policy chose ``decision`` in ``chosen``: ``hit`` (a knowledge entry that scored at
+    least :func:`knowledge_bar`) answers instead, whatever the intent said. Two misunderstood turns in a row inside a
+    task queue the conversation for a human (a loop): the bot is not getting anywhere. Small talk and questions outside
+    a task never escalate: the fallback says what the bot can do."""
+    knowledge: dict[str, Any] | None = None
+    if hit is not None:
+        decision = Decision(rules.knowledge_action or "", float(hit.score), decision.allowed, "knowledge")
+        knowledge = {"entry": hit.entry_id, "score": round(float(hit.score), 4)}
+    low = understanding.low_confidence or decision.action == FALLBACK or understanding.intent == ev.OUT_OF_SCOPE
+    in_task = wait.state not in (rules.initial_state, HANDOFF_STATE)
+    streak = conversation.fallback_streak + 1 if low and in_task else 0
+    return TurnPlan(
+        decision=decision, state=wait.state, status=wait.status,
+        state_after=would_reach(rules, chosen.context, decision.action), streak=streak, loop=streak >= LOOP_TURNS,
+        slots=understanding.slots, events=(*understanding.events, *wait.events), notices=wait.notices,
+        knowledge=knowledge, state_before=conversation.state, parse_intent=understanding.parse.intent,
+        wait_end=wait.end,
+    )
+
+
+# -- after the action --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settled:
+    """The plan with its action's result: ``result`` says the notices first, ``slots`` hold the action's values,
+    ``state_after`` is a reopened wait when the action refused a value of its task, and ``wanted`` the hand-off
+    reason when the turn wants a human (then staffing decides, :func:`conclude`)."""
+
+    plan: TurnPlan
+    result: ActionResult
+    slots: dict[str, Any]
+    events: tuple[NewEvent, ...]
+    state_after: str
+    wanted: str | None
+    entered: bool  # the flows entered their hand-off state (not a loop, not an action's request)
+
+    def __repr__(self) -> str:
+        return f"Settled(action={self.plan.action!r}, state_after={self.state_after!r}, wanted={self.wanted!r})"
+
+
+def settle(rules: TurnRules, plan: TurnPlan, result: ActionResult) -> Settled:
+    """The action's slot values, a reopened wait (the action refused a value of its task, so the task waits for that
+    slot again) and the hand-off it wants: the flows entered their hand-off state, the action asked for a human, or
+    the turn closed a misunderstanding loop, while the conversation is not already waiting or held."""
+    slots = dict(plan.slots)
+    events = list(plan.events)
+    for slot, value in result.slot_updates.items():
+        if slot in rules.domain.slots and slots.get(slot) != value:
+            slots[slot] = value
+            events.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}))
+    state_after = plan.state_after
+    if state_after == rules.initial_state:
+        refused = {s for s, v in result.slot_updates.items() if v in (None, "")}
+        state_after = next((st for s, st in rules.flows.reopens.get(plan.action, ()) if s in refused), state_after)
+    entered = state_after == HANDOFF_STATE and plan.state != HANDOFF_STATE
+    wanted: str | None = None
+    if plan.status == HANDOFF_NONE and (entered or result.handoff or plan.loop):
+        wanted = plan.parse_intent if entered or result.handoff else LOW_CONFIDENCE_LOOP
+    said = dataclasses.replace(result, responses=[*plan.notices, *result.responses])
+    return Settled(plan, said, slots, tuple(events), state_after, wanted, entered)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the turn did, ready to be said and committed: ``result`` is what to say, with ``reply_slots`` (the slots
+    before the task's reset); ``slots``, ``state``, ``streak`` and ``handed_off`` are stored; ``events`` run from the
+    message's slot values to the task's reset (the engine adds the output check and the reply). ``handoff``: the
+    conversation was queued for a human; ``handoff_end``: a wait ended, or a hand-off could not begin."""
+
+    action: str
+    result: ActionResult
+    reply_slots: dict[str, Any]
+    slots: dict[str, Any]
+    events: tuple[NewEvent, ...]
+    state: str
+    streak: int
+    handed_off: bool
+    handoff: bool = False
+    handoff_end: bool = False
+
+    def __repr__(self) -> str:
+        return f"Outcome(action={self.action!r}, state={self.state!r}, handed_off={self.handed_off})"
+
+
+def conclude(rules: TurnRules, settled: Settled, *, staffed: bool) -> Outcome:
+    """The hand-off the turn wanted (``settled.wanted``) happens when a human can answer (``staffed``); otherwise the
+    bot says so and stays with the customer rather than wait for no one (the flows leave their hand-off state). Then
+    the action event (placed after the action's slot values, before the hand-off), and the task's reset: a task that
+    ended asks again next time."""
+    plan, result, state_after = settled.plan, settled.result, settled.state_after
+    after: list[NewEvent] = []
+    queued = settled.wanted is not None
+    offline = False
+    if settled.wanted is not None:
+        if staffed:
+            after.append(NewEvent(ev.HANDOFF, {"reason": settled.wanted}))
+        else:
+            queued, offline = False, True
+            after.append(NewEvent(ev.HANDOFF_END, {"reason": END_OFFLINE, "wanted": settled.wanted}))
+            sorry = offline_responses(rules.domain.responses, FALLBACK)
+            said = sorry if settled.entered or result.handoff else [*result.responses, *sorry]
+            result = dataclasses.replace(result, responses=said)
+            state_after = rules.initial_state if state_after == HANDOFF_STATE else state_after
+    action = NewEvent(
+        ev.ACTION,
+        {**plan.decision.to_dict(), "state_before": plan.state_before, "state_after": state_after,
+         "failed": result.failed, "error": result.error, **({"knowledge": plan.knowledge} if plan.knowledge else {})},
+    )
+    slots = dict(settled.slots)
+    for slot in rules.flows.resets.get(plan.action, ()):
+        if slots.get(slot) is not None:
+            slots[slot] = None
+            after.append(NewEvent(ev.SLOT_SET, {"slot": slot, "value": None, "from": "reset"}))
+    return Outcome(
+        action=plan.action, result=result, reply_slots=settled.slots, slots=slots,
+        events=(*settled.events, action, *after), state=state_after,
+        streak=0 if settled.wanted is not None else plan.streak,
+        handed_off=state_after == HANDOFF_STATE or queued or plan.status != HANDOFF_NONE,
+        handoff=queued, handoff_end=plan.wait_end is not None or offline,
+    )
+
+
+# -- the reply and what the turn counts as -----------------------------------------------------------------------------
+def bot_message(
+    message_id: str, text: str, sources: Sequence[str], stages: Mapping[str, float], buttons: Sequence[tuple[str, str]]
+) -> NewEvent:
+    """The stored reply to ``message_id``: its text, where each piece came from, the stage timings, the buttons."""
+    bot_id = f"bot-{message_id}"
+    offered = {"buttons": [{"title": t, "payload": p} for t, p in buttons]} if buttons else {}
+    return NewEvent(
+        ev.BOT_MESSAGE,
+        {"text": text, "message_id": bot_id, "reply_to": message_id, "sources": list(sources),
+         "latency_ms": dict(stages), **offered},
+        message_id=bot_id,
+    )
+
+
+def turn_facts(
+    verdict: InputVerdict,
+    parse: Parse | None,
+    actions: Sequence[str],
+    *,
+    output: OutputVerdict | None = None,
+    handoff: bool = False,
+    handoff_end: bool = False,
+) -> TurnFacts:
+    """What the turn counts as (see :class:`~dialogue.types.TurnFacts`): ``actions`` are the actions that answered it
+    (none while an agent holds the conversation), ``output`` the output classifier's verdict on the reply (a toxic
+    reply is replaced)."""
+    replaced = output is not None and output.toxic
+    intent = parse.intent if parse is not None else None
+    return TurnFacts(
+        intent=intent,
+        confidence=round(parse.confidence, 4) if parse is not None else None,  # as the nlu_parse event stores it
+        fallback=bool(actions) and (FALLBACK in actions or intent == ev.OUT_OF_SCOPE),
+        safety=bool(verdict.blocked or verdict.redactions or verdict.flags) or replaced,
+        input_blocked=verdict.blocked,
+        reply_replaced=replaced,
+        redacted=bool(verdict.redactions),
+        handoff=handoff,
+        handoff_end=handoff_end,
+    )
+
+
+def replayed_reply(conversation: Conversation, message_id: str, events: Sequence[Event]) -> TurnReply:
+    """The reply of an already-processed message, rebuilt from its stored events."""
+    by_type = {e.type: e for e in events if e.type != ev.BOT_MESSAGE}
+    bot = next((e for e in events if e.type == ev.BOT_MESSAGE and e.data.get("reply_to") == message_id), None)
+    parse = by_type.get(ev.NLU_PARSE)
+    action = by_type.get(ev.ACTION)
+    with_agent = bot is None and action is None and ev.USER_MESSAGE in by_type  # stored for an agent, unanswered
+    return TurnReply(
+        conversation_id=conversation.id,
+        message_id=str(bot.data.get("message_id")) if bot else f"bot-{message_id}",
+        reply_to=message_id,
+        text=str(bot.data.get("text", "")) if bot else "",
+        intent=str(parse.data.get("intent")) if parse else None,
+        confidence=float(parse.data.get("confidence", 0.0)) if parse else None,
+        action=str(action.data.get("name")) if action else None,
+        handed_off=conversation.handed_off or with_agent,
+        flags=(WITH_AGENT,) if with_agent else (),
+        replayed=True,
+        buttons=ev.stored_buttons(bot.data) if bot else (),
+    )
+
+
+def rasa_outcome(conversation: Conversation, found: RasaTurn, parse_intent: str) -> Outcome:
+    """An imported Rasa bot's turn (:meth:`dialogue.rasa.turn.RasaDialogue.turn`) as the engine stores it: the slots
+    it changed (not its private ``_`` ones), one action event per action it ran, and a hand-off it asked for."""
+    before = conversation.slots
+    events = [NewEvent(ev.SLOT_SET, {"slot": slot, "value": value}) for slot, value in found.slots.items()
+              if before.get(slot) != value and not slot.startswith("_")]
+    events += [NewEvent(ev.ACTION, {"name": action, "policy": f"rasa:{why}", "state_before": conversation.state,
+                                    "state_after": found.state, "failed": found.result.failed})
+               for action, why in found.actions]
+    queued = found.result.handoff and conversation.handoff_status == HANDOFF_NONE
+    if queued:
+        events.append(NewEvent(ev.HANDOFF, {"reason": parse_intent}))
+    slots = dict(found.slots)
+    return Outcome(
+        action=found.actions[-1][0] if found.actions else conversation.last_action or "", result=found.result,
+        reply_slots=slots, slots=slots, events=tuple(events), state=found.state, streak=0,
+        handed_off=queued or conversation.handed_off, handoff=queued,
+    )
+
+
+def committed(
+    conversation: Conversation, outcome: Outcome, events: Sequence[NewEvent], language: str, parse: Parse,
+    facts: TurnFacts,
+) -> TurnUpdate:
+    """Everything the turn changes, for the store to commit in one transaction (``events``: all of them, in order)."""
+    return TurnUpdate(
+        conversation_id=conversation.id, expected_version=conversation.version, state=outcome.state,
+        slots=outcome.slots, language=language, handed_off=outcome.handed_off, events=tuple(events),
+        last_intent=parse.intent, last_action=outcome.action, fallback_streak=outcome.streak, facts=facts,
+    )
+
+
+def answered(
+    conversation: Conversation, message_id: str, text: str, outcome: Outcome, parse: Parse, *,
+    flags: Sequence[str], stages: Mapping[str, float], facts: TurnFacts,
+) -> TurnReply:
+    """The reply the channel sends for the turn (``text`` as said and checked)."""
+    return TurnReply(
+        conversation_id=conversation.id, message_id=f"bot-{message_id}", reply_to=message_id, text=text,
+        intent=parse.intent, confidence=parse.confidence, action=outcome.action, handed_off=outcome.handed_off,
+        flags=tuple(flags), buttons=tuple(outcome.result.buttons), stages=dict(stages), facts=facts,
+    )
+
+
+def with_agent(
+    conversation: Conversation, message_id: str, events: Sequence[NewEvent], parse: Parse, verdict: InputVerdict,
+    language: str,
+) -> tuple[TurnUpdate, TurnReply]:
+    """A turn while an agent holds the conversation: the message (and its parse, for review) is stored and the bot
+    does not answer; state, slots and the misunderstanding streak stay as they are."""
+    facts = turn_facts(verdict, parse, ())
+    update = TurnUpdate(
+        conversation_id=conversation.id, expected_version=conversation.version, state=conversation.state,
+        slots=dict(conversation.slots), language=language, handed_off=True, events=tuple(events),
+        last_intent=parse.intent, last_action=conversation.last_action, facts=facts,
+    )
+    reply = TurnReply(
+        conversation_id=conversation.id, message_id=f"bot-{message_id}", reply_to=message_id, text="",
+        intent=parse.intent, confidence=parse.confidence, action=None, handed_off=True, flags=(WITH_AGENT,),
+        facts=facts,
+    )
+    return update, reply
