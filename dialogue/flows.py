@@ -94,6 +94,12 @@ class Flows:
         message is a new request or value, not the answer to an earlier question: nothing is awaited then."""
         if last_action in self.reopens:
             return frozenset()
+        return self.waiting(state)
+
+    def waiting(self, state: str) -> frozenset[str]:
+        """The slots a task waits for in ``state``, whatever the bot said last: after the task's own action refused a
+        value, a message the tagger read that very slot's value in is its correction ("that plan isn't available"
+        "then Fibre 1000"), however unsure the intent classifier was."""
         return frozenset(slot for pairs in self.reopens.values() for slot, waiting in pairs if waiting == state)
 
     def allowed(self, context: FlowContext) -> list[str]:

@@ -124,6 +124,7 @@ class Understanding:
     answer: str
     awaited: frozenset[str]
     takers: tuple[FromText, ...] = ()
+    waiting: frozenset[str] = frozenset()  # the slots the state waits for, even right after the task's own action
     answered: bool = False  # a from_text slot took this message as the answer to the bot's question
 
     def __repr__(self) -> str:  # the slots and the answer are customer text
@@ -163,6 +164,7 @@ def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdi
     return Understanding(
         parse=parse, intent=parse.intent, low_confidence=parse.confidence < rules.confidence_threshold, slots=slots,
         filled=frozenset(filled), events=tuple(events), answer=answer, awaited=awaited, takers=takers if answer else (),
+        waiting=rules.flows.waiting(conversation.state),
     )
 
 
@@ -183,13 +185,13 @@ def in_scope_by_value(rules: TurnRules, parse: Parse, filled: set[str] | frozens
 def take_answer(rules: TurnRules, understanding: Understanding, *, question: bool) -> Understanding:
     """The message as the answer to the bot's question: the ``takers`` get the message as their value (unless it is a
     ``question`` the knowledge base answers with at least :data:`TASK_KNOWLEDGE_MIN`), and the turn reads as their
-    ``as_intent``; a low-confidence or out-of-scope message that gave an awaited slot ("which city?" "Paris") is an
-    answer too, whatever the classifier said."""
+    ``as_intent``; a low-confidence or out-of-scope message that gave a value of a slot the state waits for ("which
+    city?" "Paris"; a refused plan, then "Fibre 1000 then") is an answer too, whatever the classifier said."""
     found = understanding
     for mapping in () if question else understanding.takers:
         found = found.with_text(mapping.slot, understanding.answer)
         found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
-    if (found.low_confidence or found.intent == ev.OUT_OF_SCOPE) and found.filled & found.awaited:
+    if (found.low_confidence or found.intent == ev.OUT_OF_SCOPE) and found.filled & (found.awaited | found.waiting):
         answers = getattr(rules.flows.definition, "answer_intents", ())
         found = dataclasses.replace(found, intent=answers[0] if answers else found.intent, low_confidence=False,
                                     answered=True)

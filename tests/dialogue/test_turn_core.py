@@ -117,6 +117,17 @@ def test_a_value_the_state_waits_for_is_an_answer(intent: str, confidence: float
     assert (found.intent, found.low_confidence) == (expected, low)
 
 
+def test_a_corrected_value_right_after_the_action_refused_it_is_an_answer() -> None:
+    """The return action found no order 19999 and reopened the wait; "then 18830" with an unsure intent corrects it."""
+    refused = conv("return_need_id", {}, "action_return")
+    unsure = dataclasses.replace(parse("then 18830", "return_request", 0.4, order_id="18830"), ranking=())
+    found = understood(refused, unsure)
+    assert (found.intent, found.low_confidence, found.slots["order_id"]) == ("inform", False, "18830")
+    assert not found.awaited  # not the answer to an earlier question: a from_text slot would not take it
+    nothing = understood(refused, parse("hmm", "return_request", 0.4))
+    assert nothing.low_confidence  # no value: still unsure
+
+
 @pytest.mark.parametrize(("entities", "expected"), [
     ({"order_id": "19999"}, ("order_status", 0.3)),  # a value of the task the best intent starts: in scope
     ({}, ("out_of_scope", 0.6)),
