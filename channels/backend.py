@@ -5,6 +5,8 @@ engine and its store; tests use small in-memory doubles or a real store).
 * :class:`ConsoleBackend`: the staff-only ops server (:mod:`channels.ops`). ``kefu.console.Console`` implements it:
   the store's and the engine's operations (:class:`ConsoleStore`, :class:`ConsoleEngine`) forwarded as they are,
   and what needs the bot (its intents, training files, flow) itself.
+* :class:`AttachmentStore`: where the chat server keeps the files customers upload and reads the ones they download
+  (``dialogue.store.Store`` implements it as is; the server finds it as its backend's ``store`` unless given one).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from dialogue.canned import CannedReply, Rendered
+from dialogue.handoff import AgentPresence
 from dialogue.types import (
     Conversation,
     ConversationFilter,
@@ -29,6 +32,7 @@ from dialogue.types import (
 
 if TYPE_CHECKING:
     from dialogue.staff_throttle import LoginAdmission
+    from dialogue.store.attachments import Attachment
 
 TokenCallback = Callable[[str], Awaitable[None]]
 
@@ -85,6 +89,35 @@ class Backend(Protocol):
         """Store the customer's rating of the resolved conversation (score 1..5, optional comment). Raises
         ``NotResolved`` / ``AlreadyRated`` (wire codes ``not_resolved`` / ``already_rated``) or ``InvalidQuery``
         (``bad_frame``)."""
+        ...
+
+
+@runtime_checkable
+class AttachmentStore(Protocol):
+    """The store's attachment operations, as they are (``dialogue.store.Store`` has both): the chat server stores a
+    customer's checked upload (``channels.uploads``) and reads a file back for a download. Kept apart from
+    :class:`Backend`, which the dialogue engine implements, because files do not go through the engine: no turn,
+    no NLU, no reply."""
+
+    async def add_attachment(
+        self,
+        conversation_id: str,
+        *,
+        direction: str,
+        filename: str,
+        content_type: str,
+        data: bytes,
+        uploader: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[Attachment, Event]:
+        """Store a file and its ``attachment`` event (``ConversationNotFound`` before the conversation exists;
+        the same ``message_id`` again returns the stored one)."""
+        ...
+
+    async def get_attachment(
+        self, attachment_id: str, conversation_id: str | None = None
+    ) -> tuple[Attachment, bytes] | None:
+        """A stored file and its bytes, or ``None``."""
         ...
 
 
@@ -155,6 +188,26 @@ class ConsoleStore(Protocol):
 
     async def delete_canned_reply(self, reply_id: int) -> bool: ...
 
+    # -- attachments ------------------------------------------------------------------------------------------
+    async def add_attachment(
+        self,
+        conversation_id: str,
+        *,
+        direction: str,
+        filename: str,
+        content_type: str,
+        data: bytes,
+        uploader: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[Attachment, Event]:
+        """Store an agent's checked file (``direction="agent"``, ``uploader``: who; ``HandoffConflict`` unless they
+        hold the conversation) and its ``attachment`` event."""
+        ...
+
+    async def get_attachment(
+        self, attachment_id: str, conversation_id: str | None = None
+    ) -> tuple[Attachment, bytes] | None: ...
+
     # -- dashboard ------------------------------------------------------------------------------------------
     async def dashboard(self, days: int) -> DashboardStats: ...
 
@@ -173,6 +226,21 @@ class ConsoleStore(Protocol):
 
     async def set_locale(self, username: str, locale: str | None) -> User:
         """Remember the console language the staff member chose (``None``: follow the browser)."""
+        ...
+
+    # -- presence (online / away / offline, and when the console was last seen) ------------------------------
+    async def set_agent_status(self, username: str, status: str) -> AgentPresence:
+        """Remember the status an agent chose in the header; only ``online`` is staffed and auto-assigned."""
+        ...
+
+    async def touch_presence(self, username: str, now: dt.datetime) -> bool:
+        """The agent's console was seen at ``now`` (called at most every few seconds per worker)."""
+        ...
+
+    async def agent_presence(self, username: str) -> AgentPresence | None: ...
+
+    async def team_presence(self) -> list[AgentPresence]:
+        """Every enabled agent's and admin's presence (the assign menu says who is away or offline)."""
         ...
 
     async def create_session(self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime) -> Any: ...
@@ -250,6 +318,13 @@ class ConsoleBackend(ConsoleStore, ConsoleEngine, Protocol):
 
     async def render_canned_reply(self, conversation_id: str, reply_id: int) -> tuple[CannedReply, Rendered]:
         """The canned reply filled from the conversation's current slots (:func:`dialogue.canned.render`)."""
+        ...
+
+    async def auto_assign(self, now: dt.datetime) -> list[tuple[str, str]]:
+        """Give waiting, unassigned conversations to online agents, round-robin, in one transaction
+        (``Store.auto_assign``) when the bot's config enables it (``bot.yml`` ``handoff.auto_assign``); else
+        nothing. Returns ``[(conversation id, username)]``; the console's queue feed calls it (see
+        :class:`channels.ops.desk.QueueFeed`)."""
         ...
 
     async def erase_customer(self, user: str) -> Any:

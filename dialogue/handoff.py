@@ -3,7 +3,7 @@
 A hand-off is a promise to the customer ("a colleague will be with you"), so the bot only makes it when someone can
 keep it, and it does not keep a customer waiting for ever:
 
-* **Offline.** When nobody can answer (outside the bot's office hours, or no agent signed in to the console), the bot
+* **Offline.** When nobody can answer (outside the bot's office hours, or no agent online in the console), the bot
   does not queue the conversation: it says so (the bot's ``utter_handoff_offline`` response: where else to get help,
   when the team is back) and the customer stays with the bot, whose flow returns to its initial state.
 * **Time-out.** A conversation waiting longer than ``timeout`` is taken out of the queue at the customer's next
@@ -13,6 +13,12 @@ keep it, and it does not keep a customer waiting for ever:
 
 The engine applies these decisions (:mod:`dialogue.engine`); a ``handoff_end`` event records why a wait ended (or why
 one never started), and the store clears ``handoff_status`` from it.
+
+Who counts as staffed is an agent's **presence** (:class:`AgentPresence`): the status they chose in the console
+(``online``, ``away`` or ``offline``; remembered with the account) and when their console was last seen. Only an
+agent who chose ``online`` *and* whose console was seen within :data:`PRESENCE_TIMEOUT` answers customers: a closed
+laptop or a dropped network stops counting on its own, an agent at lunch says so. The same rule picks who a queued
+conversation is auto-assigned to (round-robin: the online agent assigned least recently, :func:`round_robin`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Awaitable, Callable, Container, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +97,43 @@ class OfficeHours:
         return t < self.closes and (local.weekday() - 1) % 7 in self.days
 
 
+ONLINE, AWAY, OFFLINE = "online", "away", "offline"
+AGENT_STATUSES = (ONLINE, AWAY, OFFLINE)  # what an agent may choose in the console (users.status, migration 0011)
+#: A console unseen for longer counts as offline whatever its status says. The console's pulse is every 0.3 s and
+#: records presence at most every 15 s; 90 s also covers a background tab whose timers the browser throttles to one
+#: a minute (Chrome, after five minutes hidden) without the agent flickering offline.
+PRESENCE_TIMEOUT = dt.timedelta(seconds=90)
+
+
+@dataclass(frozen=True)
+class AgentPresence:
+    """An agent's chosen ``status`` and the clock of their console: ``last_seen_at`` (any console request, recorded
+    at most every few seconds) and ``last_assigned_at`` (the last auto-assignment: the round-robin's order)."""
+
+    username: str
+    status: str = ONLINE
+    last_seen_at: dt.datetime | None = None
+    last_assigned_at: dt.datetime | None = None
+
+    def effective(self, now: dt.datetime, timeout: dt.timedelta = PRESENCE_TIMEOUT) -> str:
+        """What colleagues and the bot see at ``now``: the chosen status, or ``offline`` once the console has not
+        been seen for ``timeout``."""
+        if self.last_seen_at is None or now - self.last_seen_at > timeout:
+            return OFFLINE
+        return self.status
+
+
+def round_robin(agents: Sequence[AgentPresence], count: int) -> list[str]:
+    """Who the next ``count`` queued conversations go to, in order: the agents (all online) by least recent
+    assignment (never assigned first, then by name, so the order is total and every worker computes the same),
+    taking turns. The store calls this inside the transaction that writes the assignments."""
+    if not agents or count <= 0:
+        return []
+    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+    order = sorted(agents, key=lambda a: (a.last_assigned_at or never, a.username))
+    return [order[i % len(order)].username for i in range(count)]
+
+
 @dataclass(frozen=True)
 class Staffing:
     """Whether a human can answer now."""
@@ -108,7 +151,8 @@ StaffingProbe = Callable[[dt.datetime], Awaitable[Staffing]]
 
 
 def staffing_probe(count_agents: Callable[[dt.datetime], Awaitable[int]], hours: OfficeHours | None) -> StaffingProbe:
-    """A probe that asks the store how many agents are signed in, and only when office hours say the team works."""
+    """A probe that asks the store how many agents are online (``ConversationStore.count_agents_online``: status
+    ``online`` and a console seen within :data:`PRESENCE_TIMEOUT`), and only when office hours say the team works."""
 
     async def probe(now: dt.datetime) -> Staffing:
         if hours is not None and not hours.open_at(now):

@@ -127,7 +127,9 @@ def serve(
             say(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
             if not no_console:
                 ops = await stack.enter_async_context(run_ops_server(
-                    ConsoleBackend(running.engine, nlu_files(running.bot)), host=console_host, port=console_port,
+                    ConsoleBackend(running.engine, nlu_files(running.bot),
+                                   auto_assign=running.bot.config.handoff.auto_assign),
+                    host=console_host, port=console_port,
                     options=OpsOptions(origins=tuple(console_origin) if console_origin else None, reuse_port=reuse_port),
                     metrics=metrics,  # the chat server's counters, for staff: GET /metrics on the console port
                 ))

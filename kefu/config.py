@@ -26,6 +26,17 @@ def shared_models() -> Path:
     return Path.home() / ".cache" / "kefu" / "models"
 
 
+class HandoffSettings(BaseModel):
+    """``bot.yml`` ``handoff:``: how the console's inbox routes conversations queued for a human."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auto_assign: bool = Field(
+        default=True, description="give each queued conversation to the online agent assigned least recently (round-robin); "
+        "false: it waits unassigned until someone claims it"
+    )
+
+
 class BotConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,6 +78,7 @@ class BotConfig(BaseModel):
     office_hours: dict[str, Any] | None = Field(
         None, description="{timezone, days: [mon..sun], hours: 'HH:MM-HH:MM'}: outside them the bot hands off to nobody"
     )
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     handoff_timeout_minutes: float = Field(
         15, gt=0, description="a conversation waiting longer for a human goes back to the bot at its next message"
     )

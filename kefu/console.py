@@ -40,11 +40,16 @@ def nlu_files(bot: Bot) -> dict[str, Path]:
 class Console:
     """The ops server's backend (see the module docstring). ``training_files`` maps a conversation language to
     the Rasa ``nlu.yml`` that corrections of that language are appended to (``None``: corrections are recorded as
-    events only). Corrections are written one at a time (a lock) in a worker thread."""
+    events only). Corrections are written one at a time (a lock) in a worker thread. ``auto_assign``: route queued
+    conversations to online agents round-robin (``bot.yml`` ``handoff.auto_assign``; off unless asked, so a console
+    made for a test or a script never assigns on its own)."""
 
-    def __init__(self, engine: Any, training_files: Mapping[str, Path] | None = None) -> None:
+    def __init__(
+        self, engine: Any, training_files: Mapping[str, Path] | None = None, *, auto_assign: bool = False
+    ) -> None:
         self.engine = engine
         self.training_files = dict(training_files or {})
+        self.auto_assign_enabled = auto_assign  # bot.yml handoff.auto_assign (kefu.config.HandoffSettings)
         self._write_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -95,6 +100,13 @@ class Console:
             conversation_id, agent, self.engine.parts.flows.initial_state
         )
         return summary
+
+    async def auto_assign(self, now: dt.datetime) -> list[tuple[str, str]]:
+        """Route the queue round-robin (``Store.auto_assign``) when the bot's config asks for it; else nothing."""
+        if not self.auto_assign_enabled:
+            return []
+        assigned: list[tuple[str, str]] = await self.store.auto_assign(now)
+        return assigned
 
     async def render_canned_reply(self, conversation_id: str, reply_id: int) -> tuple[CannedReply, Rendered]:
         """Fill the reply from the conversation's slots as they are now (the snapshot row: no event replay)."""

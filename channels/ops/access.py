@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,8 @@ from channels.ops.handlers import SESSION, USER, Clock, Handler, Handlers, logge
 from channels.ops.options import OpsOptions
 from channels.ops.passwords import PasswordPool, PasswordPoolFull, PasswordSlot
 from dialogue.types import CONSOLE_LOCALES, User
+
+PRESENCE_BEAT = 15.0  # seconds: a worker records an agent's console as seen at most this often (dialogue.handoff)
 
 
 def is_specific_ip(host: str) -> bool:
@@ -60,6 +63,7 @@ class Access(Handlers):
         self.csrf_origins: frozenset[str] = frozenset()
         self.host_origins: frozenset[str] = frozenset()
         self._attempts_purged_at: dt.datetime | None = None
+        self._seen_at: dict[str, float] = {}  # username -> time.monotonic() this worker last recorded presence
 
     # ------------------------------------------------------------------------------------------------ origins
     def bind(self, host: str, url: str, port: int) -> None:
@@ -131,7 +135,21 @@ class Access(Handlers):
         if expires is not None:  # sliding idle timeout, written at most every few minutes
             with contextlib.suppress(Exception):
                 await self.backend.touch_session(session.token_hash, expires)
+        if user.role in (auth.AGENT, auth.ADMIN):
+            await self._seen(user.username, now)
         return session, user
+
+    async def _seen(self, username: str, now: dt.datetime) -> None:
+        """Presence: any request of an agent's console (every page polls the inbox pulse) means the console is
+        open, recorded at most every :data:`PRESENCE_BEAT` seconds per worker. A console unseen for
+        ``dialogue.handoff.PRESENCE_TIMEOUT`` counts as offline for the bot and for auto-assignment."""
+        beat = time.monotonic()
+        last = self._seen_at.get(username)
+        if last is not None and 0 <= beat - last < PRESENCE_BEAT:
+            return
+        self._seen_at[username] = beat
+        with contextlib.suppress(Exception):  # bookkeeping: never fails the request it rides on
+            await self.backend.touch_presence(username, now)
 
     def _secure(self, request: web.Request) -> bool:
         if self.options.secure_cookie is not None:

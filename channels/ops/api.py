@@ -60,6 +60,9 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/logout", auth.VIEWER, "logout"),
     ("GET", "/api/me", auth.VIEWER, "me"),
     ("POST", "/api/me/locale", auth.VIEWER, "set_locale"),  # {"locale": "en" | "zh" | null}
+    ("GET", "/api/me/status", auth.AGENT, "my_status"),  # presence: {"status", "effective"}
+    ("POST", "/api/me/status", auth.AGENT, "set_my_status"),  # {"status": "online" | "away" | "offline"}
+    ("GET", "/api/inbox/pulse", auth.VIEWER, "inbox_pulse"),  # ?since=<token>: what every console polls (0.3 s)
     ("GET", "/console", auth.VIEWER, "page_list"),
     ("GET", "/console/c/{id}", auth.VIEWER, "page_conversation"),
     ("GET", "/console/queue", auth.VIEWER, "page_queue"),
@@ -80,6 +83,9 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/conversations/{id}/note", auth.AGENT, "add_note"),
     ("POST", "/api/conversations/{id}/claim", auth.AGENT, "claim"),
     ("POST", "/api/conversations/{id}/assign", auth.AGENT, "assign"),  # {"username": str | null}
+    # {"filename", "content_type", "data": base64, "message_id"?}: an agent's file for the customer (channels.uploads)
+    ("POST", "/api/conversations/{id}/attachments", auth.AGENT, "upload_attachment"),
+    ("GET", "/api/attachments/{id}", auth.VIEWER, "attachment"),  # {id}: the attachment's (random, 32 hex)
     ("GET", "/api/assignees", auth.VIEWER, "assignees"),
     ("GET", "/api/conversations/{id}/typing", auth.VIEWER, "typing_state"),  # in memory, no store query
     ("POST", "/api/conversations/{id}/typing", auth.AGENT, "agent_typing"),  # {"state": bool}
@@ -131,6 +137,12 @@ ERRORS: Final[Mapping[str, tuple[int, str]]] = {
     "unprocessable": (422, "This cannot be turned into a training example (check the intent and entities)."),
     "too_large": (413, "The request body is too large."),
     "unsupported_media_type": (415, "Send JSON (Content-Type: application/json)."),
+    # attachments refused by channels.uploads (the same codes as the chat port's upload_error)
+    "empty": (400, "The file is empty."),
+    "unsupported_type": (415, "Only PNG, JPEG, GIF and WebP images and PDF files can be attached."),
+    "type_mismatch": (415, "The file's content does not match its type."),
+    "malformed": (422, "The file is damaged or incomplete."),
+    "active_content": (422, "PDF files with scripts, launch actions or embedded files cannot be attached."),
     "rate_limited": (429, "Too many failed logins; wait and retry."),
     "internal": (500, "Something went wrong on our side."),
     "store_unavailable": (503, "The conversation store is unavailable; retry in a moment."),

@@ -24,6 +24,7 @@ from channels.backend import ConsoleBackend
 from channels.ops.access import Access, is_specific_ip
 from channels.ops.admin import Admin
 from channels.ops.api import ROUTES, SECURITY_HEADERS, ApiError, error_code_for, error_response
+from channels.ops.attachments import Attachments
 from channels.ops.conversations import Conversations
 from channels.ops.dashboard import Dashboard
 from channels.ops.desk import Desk
@@ -34,6 +35,7 @@ from channels.ops.passwords import PasswordPool
 
 if TYPE_CHECKING:
     from channels.metrics import Metrics
+    from channels.uploads import UploadLimits
 
 _LOG_PATH_CHARS: Final = 200
 
@@ -84,6 +86,7 @@ class OpsServer:
         clock: Callable[[], dt.datetime] | None = None,
         metrics: Metrics | None = None,
         typing: p.TypingBoard | None = None,
+        uploads: UploadLimits | None = None,
     ) -> None:
         self.backend = backend
         self.typing = typing if typing is not None else p.TYPING_BOARD  # shared with this process's chat server
@@ -107,6 +110,7 @@ class OpsServer:
             Desk(backend, self.options, now, typing=self.typing),
             Dashboard(backend, self.options, now, metrics=metrics),
             Admin(backend, self.options, now, passwords=self.passwords),
+            Attachments(backend, self.options, now, limits=uploads),
         )
         self.app = self._build_app()
 
@@ -232,10 +236,11 @@ async def run_ops_server(
     clock: Callable[[], dt.datetime] | None = None,
     metrics: Metrics | None = None,
     typing: p.TypingBoard | None = None,
+    uploads: UploadLimits | None = None,
 ) -> AsyncIterator[OpsServer]:
     """Start an ops server (``port=0``: an ephemeral port, see ``server.port``) and close it on exit. ``metrics``:
-    the process's chat metrics, served as ``GET /metrics``."""
-    server = OpsServer(backend, host, port, options, clock=clock, metrics=metrics, typing=typing)
+    the process's chat metrics, served as ``GET /metrics``; ``uploads``: the limits of agents' attachments."""
+    server = OpsServer(backend, host, port, options, clock=clock, metrics=metrics, typing=typing, uploads=uploads)
     await server.start()
     try:
         yield server

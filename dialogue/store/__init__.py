@@ -23,6 +23,7 @@ assembled from one class per concern, each in its own module:
 * :mod:`~dialogue.store.review` and :mod:`~dialogue.store.handoff`: staff review, take-over and hand-back.
 * :mod:`~dialogue.store.workspace`: inbox assignment, resolution and rating, notes, canned replies.
 * :mod:`~dialogue.store.staff`: staff accounts and sessions.
+* :mod:`~dialogue.store.attachments`: the files customers and agents send (bytes apart from the event log).
 * :mod:`~dialogue.store.rules`, :mod:`~dialogue.store.facts`, :mod:`~dialogue.store.rows`: the domain rules, what
   a batch of events tells the console, and row conversions (pure functions).
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dialogue.store.attachments import ATTACHMENT, Attachment, Attachments
 from dialogue.store.console import ConsoleQueries, decode_cursor, encode_cursor
 from dialogue.store.database import MIGRATIONS_DIR
 from dialogue.store.facts import SEARCH_CAP
@@ -52,12 +54,21 @@ from dialogue.store.rules import (
     PREVIEW_CHARS,
     RESOLVED_STATUS,
 )
-from dialogue.store.schema import canned_replies, conversation_intents, conversations, events, sessions, users
+from dialogue.store.schema import (
+    attachments,
+    canned_replies,
+    conversation_intents,
+    conversations,
+    events,
+    sessions,
+    users,
+)
 from dialogue.store.staff import StaffAccounts
 from dialogue.store.workspace import Workspace
 
 __all__ = [
     "ASSIGNABLE_ROLES",
+    "ATTACHMENT",
     "MAX_NOTE_CHARS",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
@@ -65,8 +76,10 @@ __all__ = [
     "PREVIEW_CHARS",
     "RESOLVED_STATUS",
     "SEARCH_CAP",
+    "Attachment",
     "ConversationStore",
     "Store",
+    "attachments",
     "canned_replies",
     "conversation_intents",
     "conversations",
@@ -78,7 +91,7 @@ __all__ = [
 ]
 
 
-class Store(Review, Handoff, Workspace, ConsoleQueries, StaffAccounts):
+class Store(Review, Handoff, Workspace, ConsoleQueries, StaffAccounts, Attachments):
     """Async conversation store. Create with :meth:`open`; all methods are coroutines; returns dataclasses only.
 
     The methods come from one base class per concern (see the package docstring); they share one engine and one

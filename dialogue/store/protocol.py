@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dialogue.canned import CannedReply
+from dialogue.handoff import PRESENCE_TIMEOUT, AgentPresence
 from dialogue.types import (
     Conversation,
     ConversationFilter,
@@ -32,6 +33,8 @@ from dialogue.types import (
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from dialogue.store.attachments import Attachment
 
 __all__ = ["ConversationStore"]
 
@@ -210,6 +213,12 @@ class ConversationStore(Protocol):
         """The assignee has seen the conversation up to ``seq``."""
         ...
 
+    async def auto_assign(
+        self, now: dt.datetime, *, seen_within: dt.timedelta = PRESENCE_TIMEOUT, limit: int = 50
+    ) -> list[tuple[str, str]]:
+        """Give waiting, unrouted conversations to online agents, round-robin, in one transaction."""
+        ...
+
     async def resolve(
         self, conversation_id: str, agent: str, initial_state: str | None = None
     ) -> ConversationSummary:
@@ -250,6 +259,32 @@ class ConversationStore(Protocol):
 
     async def delete_canned_reply(self, reply_id: int) -> bool:
         """Delete a canned reply."""
+        ...
+
+    # ------------------------------------------------------------------ attachments (dialogue.store.attachments)
+
+    async def add_attachment(
+        self,
+        conversation_id: str,
+        *,
+        direction: str,
+        filename: str,
+        content_type: str,
+        data: bytes,
+        uploader: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[Attachment, Event]:
+        """Store a customer's or an agent's file and append its ``attachment`` event (idempotent by message id)."""
+        ...
+
+    async def get_attachment(
+        self, attachment_id: str, conversation_id: str | None = None
+    ) -> tuple[Attachment, bytes] | None:
+        """A stored attachment and its bytes, or ``None``."""
+        ...
+
+    async def list_attachments(self, conversation_id: str) -> list[Attachment]:
+        """The conversation's attachments, without their bytes."""
         ...
 
     # ------------------------------------------------------------------ staff accounts (dialogue.store.staff)
@@ -304,8 +339,24 @@ class ConversationStore(Protocol):
         """End a session."""
         ...
 
-    async def count_agents_online(self, now: dt.datetime) -> int:
-        """Enabled agents and admins with a live console session."""
+    async def count_agents_online(self, now: dt.datetime, seen_within: dt.timedelta = PRESENCE_TIMEOUT) -> int:
+        """Enabled agents and admins signed in, status ``online``, console seen within ``seen_within``."""
+        ...
+
+    async def set_agent_status(self, username: str, status: str) -> AgentPresence:
+        """Remember the status (online / away / offline) an agent chose."""
+        ...
+
+    async def touch_presence(self, username: str, now: dt.datetime) -> bool:
+        """The agent's console was seen at ``now``."""
+        ...
+
+    async def agent_presence(self, username: str) -> AgentPresence | None:
+        """One account's presence, or ``None``."""
+        ...
+
+    async def team_presence(self) -> list[AgentPresence]:
+        """The presence of every enabled agent and admin."""
         ...
 
     async def purge_sessions(self, now: dt.datetime) -> int:

@@ -10,6 +10,7 @@ the shape of the data can be read in one place.
 * ``conversation_intents``: every intent seen per conversation (the console's intent filter).
 * ``users`` / ``sessions``: staff accounts and their console logins.
 * ``canned_replies``: the team's saved answers per language.
+* ``attachments``: the files customers and agents send, bytes included (never in ``conversations`` or ``events``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ conversations = sa.Table(
     sa.Column("last_message_by", sa.String(16), nullable=False, server_default=""),
     sa.Column("last_customer_seq", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("assignee_seen_seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("routed_wait", sa.Integer(), nullable=False, server_default="0"),  # migration 0011: auto-assignment
 )
 canned_replies = sa.Table(  # migration 0008: the team's saved answers per language
     "canned_replies",
@@ -90,6 +92,9 @@ users = sa.Table(
     sa.Column("disabled", sa.Boolean(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("locale", sa.String(16), nullable=True),  # migration 0010
+    sa.Column("status", sa.String(16), nullable=False, server_default="online"),  # migration 0011: presence
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_assigned_at", sa.DateTime(timezone=True), nullable=True),
 )
 sessions = sa.Table(
     "sessions",
@@ -111,4 +116,19 @@ events = sa.Table(
     sa.Column("data", _JSON, nullable=False),
     sa.Column("message_id", sa.String(128), nullable=True),
     sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+)
+attachments = sa.Table(  # migration 0012: the files of a conversation (its events name them, without the bytes)
+    "attachments",
+    _metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("conversation_id", sa.String(64), sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("uploader", sa.String(64), nullable=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
 )

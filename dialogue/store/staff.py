@@ -1,8 +1,14 @@
-"""Staff accounts and their console login sessions.
+"""Staff accounts, their console login sessions, and their presence.
 
 The ops console authenticates against the same database the bot writes, so ``users`` and ``sessions`` live in
 the store. A session is keyed by the sha256 of its cookie token (never the token itself); the store never sees a
 password, only the hash ``channels.auth`` made. Changing a password or disabling an account ends its sessions.
+
+Presence (migration 0011) is kept on the account too, because every worker process must agree on it: the status
+an agent chose (``online`` / ``away`` / ``offline``), when their console was last seen, and when auto-assignment
+last gave them a conversation. :func:`online_agents` is the one definition of "can answer a customer now", shared
+by the bot's staffing question (:meth:`StaffAccounts.count_agents_online`) and by auto-assignment
+(:meth:`dialogue.store.workspace.Workspace.auto_assign`).
 """
 
 from __future__ import annotations
@@ -14,11 +20,38 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from dialogue.errors import StoreError, UserExists, UserNotFound
+from dialogue.handoff import AGENT_STATUSES, ONLINE, PRESENCE_TIMEOUT, AgentPresence
 from dialogue.store.database import Database, log
 from dialogue.store.rows import _aware, _now, _row_to_user
-from dialogue.store.rules import _check_role
+from dialogue.store.rules import ASSIGNABLE_ROLES, _check_role
 from dialogue.store.schema import sessions, users
 from dialogue.types import CONSOLE_LOCALES, Session, User
+
+
+def online_agents(now: dt.datetime, seen_within: dt.timedelta = PRESENCE_TIMEOUT) -> sa.ColumnElement[bool]:
+    """The ``users`` rows who can answer customers at ``now``: enabled agents and admins with a console session
+    alive at ``now``, who chose ``online`` and whose console was seen within ``seen_within``."""
+    u = users.c
+    at = _aware(now)
+    live = sa.exists().where(sessions.c.user_id == u.id, sessions.c.expires_at > at)
+    return sa.and_(
+        u.disabled.is_(False), u.role.in_(ASSIGNABLE_ROLES), u.status == ONLINE, u.last_seen_at >= at - seen_within,
+        live,
+    )
+
+
+def _row_to_presence(row: sa.Row[Any, Any, Any, Any]) -> AgentPresence:
+    m = row._mapping
+    seen, assigned = m["last_seen_at"], m["last_assigned_at"]
+    return AgentPresence(
+        username=m["username"],
+        status=m["status"],
+        last_seen_at=_aware(seen) if seen is not None else None,
+        last_assigned_at=_aware(assigned) if assigned is not None else None,
+    )
+
+
+_PRESENCE_COLUMNS = (users.c.username, users.c.status, users.c.last_seen_at, users.c.last_assigned_at)
 
 
 class StaffAccounts(Database):
@@ -115,6 +148,8 @@ class StaffAccounts(Database):
                 )
             except sa_exc.IntegrityError:
                 raise StoreError("session token collision or unknown user", operation="create_session") from None
+            # Signing in is being seen: a fresh login counts as present at once (presence, migration 0011).
+            await conn.execute(users.update().where(users.c.id == user_id).values(last_seen_at=now))
         return session
 
     async def get_session(self, token_hash: str, now: dt.datetime) -> tuple[Session, User] | None:
@@ -162,16 +197,63 @@ class StaffAccounts(Database):
             result = await conn.execute(sessions.delete().where(sessions.c.token_hash == token_hash))
         return bool(result.rowcount)
 
-    async def count_agents_online(self, now: dt.datetime) -> int:
-        """Staff who can answer customers now: enabled agents and admins with a console session alive at ``now``
-        (signed in and not idle past the session time-out). What the hand-off decision asks before queueing."""
-        query = (
-            sa.select(sa.func.count(sa.distinct(users.c.id)))
-            .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
-            .where(sessions.c.expires_at > _aware(now), users.c.disabled.is_(False), users.c.role.in_(("agent", "admin")))
-        )
+    async def count_agents_online(self, now: dt.datetime, seen_within: dt.timedelta = PRESENCE_TIMEOUT) -> int:
+        """Staff who can answer customers now (:func:`online_agents`): enabled agents and admins signed in to the
+        console, with the status ``online``, whose console was seen within ``seen_within``. What the hand-off
+        decision asks before queueing: when everyone is away, the bot says nobody is online instead."""
+        query = sa.select(sa.func.count()).select_from(users).where(online_agents(now, seen_within))
         async with self._read("count_agents_online") as conn:
             return int((await conn.execute(query)).scalar_one())
+
+    # ------------------------------------------------------------------ presence (migration 0011)
+
+    async def set_agent_status(self, username: str, status: str) -> AgentPresence:
+        """Remember the status an agent chose in the console (one of ``AGENT_STATUSES``); sessions continue. Only
+        ``online`` counts as staffed and receives auto-assigned conversations."""
+        if status not in AGENT_STATUSES:
+            raise StoreError(f"status must be one of {', '.join(AGENT_STATUSES)}", operation="set_agent_status")
+        async with self._write("set_agent_status") as conn:
+            row = (
+                await conn.execute(
+                    users.update().where(users.c.username == username).values(status=status)
+                    .returning(*_PRESENCE_COLUMNS)
+                )
+            ).first()
+        if row is None:
+            raise UserNotFound(username, operation="set_agent_status")
+        log.info("status of %s set to %s", username, status)
+        return _row_to_presence(row)
+
+    async def touch_presence(self, username: str, now: dt.datetime) -> bool:
+        """The agent's console was seen at ``now`` (a conditional UPDATE that never moves the clock back, so two
+        workers recording out of order agree). The console calls it at most every few seconds per worker."""
+        at = _aware(now)
+        c = users.c
+        query = (
+            users.update()
+            .where(c.username == username, sa.or_(c.last_seen_at.is_(None), c.last_seen_at < at))
+            .values(last_seen_at=at)
+        )
+        async with self._write("touch_presence") as conn:
+            result = await conn.execute(query)
+        return bool(result.rowcount)
+
+    async def agent_presence(self, username: str) -> AgentPresence | None:
+        """One account's presence (its chosen status and console clock), or ``None`` for an unknown name."""
+        async with self._read("agent_presence") as conn:
+            row = (await conn.execute(sa.select(*_PRESENCE_COLUMNS).where(users.c.username == username))).first()
+        return _row_to_presence(row) if row is not None else None
+
+    async def team_presence(self) -> list[AgentPresence]:
+        """The presence of every enabled agent and admin, by name (who a conversation can go to)."""
+        query = (
+            sa.select(*_PRESENCE_COLUMNS)
+            .where(users.c.disabled.is_(False), users.c.role.in_(ASSIGNABLE_ROLES))
+            .order_by(users.c.username)
+        )
+        async with self._read("team_presence") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_row_to_presence(r) for r in rows]
 
     async def purge_sessions(self, now: dt.datetime) -> int:
         """Delete the sessions expired at ``now``; returns how many."""

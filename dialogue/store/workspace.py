@@ -1,5 +1,5 @@
-"""The agents' workspace: the inbox (claim, assign, unread), resolution and the customer's rating, internal
-notes and canned replies (migrations 0008 and 0009).
+"""The agents' workspace: the inbox (claim, assign, auto-assignment, unread), resolution and the customer's
+rating, internal notes and canned replies (migrations 0008, 0009 and 0011).
 
 These are the console's tools for working a conversation to its end, as opposed to the bot's turn log and to the
 hand-off that pauses the bot. Assignment (``assignee``) only says whose a conversation is in the inbox; a
@@ -9,6 +9,8 @@ canned replies are staff text, PII-redacted before they are stored.
 
 from __future__ import annotations
 
+import datetime as dt
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,13 +20,32 @@ from sqlalchemy import exc as sa_exc
 from dialogue import types as ev
 from dialogue.canned import CannedReply, CannedReplyExists, CannedReplyNotFound
 from dialogue.errors import AlreadyRated, HandoffConflict, InvalidQuery, NotResolved
+from dialogue.handoff import PRESENCE_TIMEOUT, round_robin
 from dialogue.store.database import log
-from dialogue.store.rows import _now, _row_to_canned
+from dialogue.store.rows import _aware, _now, _row_to_canned
 from dialogue.store.rules import ASSIGNABLE_ROLES, MAX_NOTE_CHARS, _assignment, _check_agent, _clean_canned
 from dialogue.store.schema import canned_replies, conversations, users
+from dialogue.store.staff import _PRESENCE_COLUMNS, _row_to_presence, online_agents
 from dialogue.store.turns import TurnLog
-from dialogue.types import HANDOFF_AGENT, HANDOFF_NONE, MAX_RATING_COMMENT, ConversationSummary, Event, NewEvent
+from dialogue.types import (
+    HANDOFF_AGENT,
+    HANDOFF_NONE,
+    HANDOFF_WAITING,
+    MAX_RATING_COMMENT,
+    ConversationSummary,
+    Event,
+    NewEvent,
+)
 from safety.pii import redact_verbatim
+
+_ROUND_ROBIN_LOCK = zlib.crc32(b"kefu.dialogue.store.round_robin")  # PostgreSQL advisory lock key
+AUTO_ASSIGN_BATCH = 50  # conversations one auto-assignment round routes at most (the rest: the next round)
+
+
+def _unrouted() -> sa.ColumnElement[bool]:
+    """Waiting, unassigned conversations whose current wait auto-assignment has not routed yet (migration 0011)."""
+    c = conversations.c
+    return sa.and_(c.handoff_status == HANDOFF_WAITING, c.assignee.is_(None), c.handoffs > c.routed_wait)
 
 
 class Workspace(TurnLog):
@@ -51,6 +72,7 @@ class Workspace(TurnLog):
                 raise HandoffConflict(cid, other, row.handoff_status, operation="claim")
             values = _assignment(row, agent)
             if values:
+                values["routed_wait"] = row.handoffs  # assigned by hand: auto-assignment leaves this wait alone
                 await conn.execute(conversations.update().where(conversations.c.id == cid).values(**values))
             summary = await self._summary_in(conn, cid)
         log.info("conversation %s claimed", cid)
@@ -84,10 +106,67 @@ class Workspace(TurnLog):
                 else {"assignee": None, "assigned_at": None} if row.assignee is not None else {}
             )
             if values:
+                values["routed_wait"] = row.handoffs  # (un)assigned by hand: auto-assignment leaves this wait alone
                 await conn.execute(conversations.update().where(conversations.c.id == cid).values(**values))
             summary = await self._summary_in(conn, cid)
         log.info("conversation %s assigned by %s", cid, by)
         return summary
+
+    async def auto_assign(
+        self, now: dt.datetime, *, seen_within: dt.timedelta = PRESENCE_TIMEOUT, limit: int = AUTO_ASSIGN_BATCH
+    ) -> list[tuple[str, str]]:
+        """Route the queue: give each waiting, unassigned conversation whose wait has not been routed yet to an
+        online agent (:func:`dialogue.store.staff.online_agents` at ``now``), round-robin: the agent assigned least
+        recently first (:func:`dialogue.handoff.round_robin`). Returns ``[(conversation id, username)]``, oldest
+        wait first; nothing when nobody waits or nobody is online (those waits are routed once someone is).
+
+        The choice and the writes are one transaction, serialised across every worker (a PostgreSQL advisory lock;
+        SQLite's ``BEGIN IMMEDIATE``), so two consoles routing at once can neither give one conversation twice nor
+        give two in a row to the same agent. A conversation is routed once per wait (``routed_wait``): one a
+        colleague unassigns stays unassigned. A claim or a take-over that wins the row lock first keeps it. The
+        assignment is the inbox's, as a claim's (no event, no version change: the customer's turn is not redone).
+        A read decides first whether there is anything to do, so calling this often costs a query, not a write.
+        """
+        if not 1 <= limit <= 1000:
+            raise InvalidQuery("limit must be in 1..1000", operation="auto_assign")
+        c, u = conversations.c, users.c
+        at = _aware(now)
+        probe = sa.select(
+            sa.exists().where(_unrouted()).label("waiting"),
+            sa.exists().where(online_agents(at, seen_within)).label("online"),
+        )
+        async with self._read("auto_assign") as conn:
+            found = (await conn.execute(probe)).one()
+        if not (found.waiting and found.online):
+            return []
+        assigned: list[tuple[str, str]] = []
+        async with self._write("auto_assign") as conn:
+            if self._dialect == "postgresql":
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROUND_ROBIN_LOCK})
+            agents = [
+                _row_to_presence(r)
+                for r in (await conn.execute(sa.select(*_PRESENCE_COLUMNS).where(online_agents(at, seen_within)))).all()
+            ]
+            queue = (
+                await conn.execute(
+                    sa.select(c.id, c.handoffs).where(_unrouted()).order_by(c.handoff_at, c.id).limit(limit)
+                    .with_for_update()
+                )
+            ).all()
+            names = round_robin(agents, len(queue))
+            for i, (row, name) in enumerate(zip(queue, names, strict=True)):
+                await conn.execute(
+                    conversations.update().where(c.id == row.id, c.assignee.is_(None))
+                    .values(assignee=name, assigned_at=at, assignee_seen_seq=0, routed_wait=row.handoffs)
+                )
+                # Microseconds apart, in routing order: the next round goes on where this one stopped.
+                await conn.execute(
+                    users.update().where(u.username == name).values(last_assigned_at=at + dt.timedelta(microseconds=i))
+                )
+                assigned.append((row.id, name))
+        for cid, _ in assigned:
+            log.info("conversation %s auto-assigned", cid)
+        return assigned
 
     async def mark_seen(self, conversation_id: str, username: str, seq: int) -> bool:
         """The assignee ``username`` has seen the conversation up to event ``seq``: its unread marker clears if no

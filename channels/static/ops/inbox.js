@@ -3,6 +3,16 @@
  * (mine / unassigned / all, kept in ?view=), the customer cell (name, unread dot, last message preview), the
  * waiting time, the assignee cell with Claim and Assign, and the new-arrival alert (a browser Notification when
  * permitted, and a short Web Audio beep: no asset files). Every string is inserted with textContent.
+ *
+ * Loaded by every console page, it also runs the team's live side there:
+ * - the header's status selector (#ops-presence: online / away / offline, GET/POST /api/me/status, remembered with
+ *   the account); only "online" agents count as staffed for the bot and receive auto-assigned conversations;
+ * - the inbox pulse: GET /api/inbox/pulse?since=<token> every PULSE_MS. The answer is cheap (one shared read per
+ *   worker, see channels/ops/desk.py) and lists the waiting conversations only when the queue changed. A
+ *   conversation newly assigned to me, or newly waiting unassigned, alerts at once: an in-page notice (#ops-notice,
+ *   role=alert, with a link to it), the browser Notification and the beep. Pages may listen to the window's
+ *   "kefu:inbox" event (fired when the queue changed) to reload their tables sooner than their own polling.
+ *   Each request of the pulse also tells the server the console is open (presence: unseen for 90 s = offline).
  */
 (function () {
   "use strict";
@@ -79,10 +89,12 @@
     return K.t("wait.hmin", { h: K.number(Math.floor(minutes / 60)), m: K.number(minutes % 60) });
   }
 
+  // The colleagues a conversation can go to, each with their status now (read once per page).
   function loadAssignees() {
     if (!assignees) {
-      assignees = K.api("GET", "/api/assignees").then(function (data) { return data.items; },
-        function () { assignees = null; return []; });
+      assignees = K.api("GET", "/api/assignees").then(function (data) {
+        return data.items.map(function (n) { return { name: n, status: (data.presence || {})[n] || "online" }; });
+      }, function () { assignees = null; return []; });
     }
     return assignees;
   }
@@ -120,12 +132,15 @@
       var first = el("option", null, K.t("inbox.assignTo"));
       first.value = "";
       select.appendChild(first);
-      loadAssignees().then(function (names) {
-        names.forEach(function (n) {
-          if (n === c.assignee) return;
-          var o = el("option", null, n);
-          o.value = n;
-          o.setAttribute("data-raw", "");  // a username
+      loadAssignees().then(function (people) {
+        people.forEach(function (p) {
+          if (p.name === c.assignee) return;
+          // A username (data), and for a colleague not online their status (interface text) after it.
+          var o = el("option", null, p.status === "online" ? p.name
+            : p.name + " (" + K.t(p.status === "away" ? "presence.away" : "presence.offline") + ")");
+          o.value = p.name;
+          o.setAttribute("data-raw", "");
+          o.setAttribute("data-status", p.status);
           select.appendChild(o);
         });
       });
@@ -140,7 +155,12 @@
   }
 
   // ------------------------------------------------------------------------------------------- alerts
-  var known = null;  // ids of waiting conversations already seen (null before the first load: no alert then)
+  // Waiting conversations already seen: id -> assignee ("" when unassigned). null before the first pulse: what waits
+  // when a page opens does not alert.
+  var known = null;
+  var PULSE_MS = 300;  // with the server's 0.15 s shared read: a queued customer shows within ~0.5 s at worst
+  var PULSE_RETRY_MS = 2000;  // after a failed pulse (the server restarting, the network gone)
+  var pulseToken = null;
 
   function beep() {
     try {
@@ -159,13 +179,51 @@
     } catch (e) { /* no sound: the row still appears */ }
   }
 
-  function notify(fresh) {
+  // The customer's name as the inbox writes it (a nameless visitor in our language), as a data node.
+  function customerNode(c) {
+    var short = String(c.id).slice(0, 6);
+    if (!c.customer || c.customer === "Visitor " + short) return K.node("inbox.visitor", { id: K.raw(short) });
+    return K.raw(c.customer);
+  }
+
+  // The in-page notice: always shown (no permission needed), replaced by the next one, closed by its button.
+  function notice(fresh, mine) {
+    var box = document.getElementById("ops-notice");
+    if (!box) {
+      box = el("div", "ops-notice");
+      box.id = "ops-notice";
+      box.setAttribute("role", "alert");
+      document.body.appendChild(box);
+    }
+    var first = fresh[0];
+    box.textContent = "";
+    box.setAttribute("data-id", first.id);
+    box.setAttribute("data-kind", mine ? "mine" : "waiting");
+    var text = el("span", "ops-notice-text");
+    if (fresh.length > 1) {
+      text.textContent = K.t(mine ? "inbox.noticeMineMany" : "inbox.noticeMany", { n: K.number(fresh.length) });
+    } else {
+      text.appendChild(K.node(mine ? "inbox.noticeMine" : "inbox.noticeWaiting", { name: customerNode(first) }));
+    }
+    box.appendChild(text);
+    var open = el("a", null, K.t("inbox.noticeOpen"));
+    open.href = fresh.length > 1 ? "/console/queue" + (mine ? "?view=mine" : "") : "/console/c/" + encodeURIComponent(first.id);
+    box.appendChild(open);
+    var close = el("button", null, K.t("inbox.noticeDismiss"));
+    close.type = "button";
+    close.addEventListener("click", function () { box.hidden = true; });
+    box.appendChild(close);
+    box.hidden = false;
+  }
+
+  function notify(fresh, mine) {
     api.alerts += 1;
+    notice(fresh, mine);
     beep();
     if (!("Notification" in window) || window.Notification.permission !== "granted") return;
     try {
       var first = fresh[0];
-      new window.Notification(K.t("inbox.notifyTitle"), {
+      new window.Notification(K.t(mine ? "inbox.notifyMineTitle" : "inbox.notifyTitle"), {
         body: fresh.length > 1 ? K.t("inbox.notifyMany", { n: K.number(fresh.length) })
           : (first.customer || K.t("inbox.notifyVisitor")),
         tag: "kefu-queue"
@@ -173,15 +231,91 @@
     } catch (e) { /* some browsers allow notifications from service workers only */ }
   }
 
-  // Call with every poll's rows: a waiting conversation not seen before (after the first load) alerts.
-  function watch(items) {
-    var waiting = items.filter(function (c) { return c.handoff_status === "waiting"; });
+  // The pulse's waiting conversations [{id, customer, assignee}] (the whole queue, as routed) against what was seen:
+  // one assigned to me that was not mine before alerts me; one newly waiting with nobody assigned (auto-assignment
+  // off, or nobody online) alerts everyone; one assigned to a colleague, nobody. What left the queue is forgotten
+  // (queued again, it alerts again).
+  function arrivals(waiting) {
+    var me = K.user() && K.user().username;
     if (known !== null) {
-      var fresh = waiting.filter(function (c) { return !known[c.id]; });
-      if (fresh.length) notify(fresh);
+      var mine = [], fresh = [];
+      waiting.forEach(function (c) {
+        var before = known[c.id];
+        if (me && c.assignee === me && before !== me) mine.push(c);
+        else if (!c.assignee && before === undefined) fresh.push(c);
+      });
+      if (mine.length) notify(mine, true);
+      else if (fresh.length) notify(fresh, false);
     }
-    known = known || {};
-    waiting.forEach(function (c) { known[c.id] = true; });
+    known = {};
+    waiting.forEach(function (c) { known[c.id] = c.assignee || ""; });
+  }
+
+  // Pages call this with their own poll's rows. The alerts come from the pulse alone: a page's poll may catch a
+  // conversation in the moment between its queueing and its auto-assignment, and alert everyone for a customer
+  // that is about to be one colleague's. Kept so that the pages calling it need no change.
+  function watch(items) { return items; }
+
+  // ------------------------------------------------------------------------------------------- the pulse
+  // A plain fetch, not K.api: a pulse that finds the session gone (401) stops quietly instead of sending the page to
+  // the login form under the user's hands, and logging out aborts the one in flight first (its answer is moot).
+  var pulseStopped = false;
+  var pulseAbort = null;
+
+  function stopPulse() {
+    pulseStopped = true;
+    if (pulseAbort) pulseAbort.abort();
+  }
+
+  function pulse() {
+    if (pulseStopped) return;
+    var url = "/api/inbox/pulse" + (pulseToken ? "?since=" + encodeURIComponent(pulseToken) : "");
+    pulseAbort = window.AbortController ? new window.AbortController() : null;
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store",
+                 signal: pulseAbort ? pulseAbort.signal : undefined }).then(function (res) {
+      if (res.status === 401) { pulseStopped = true; return null; }
+      if (!res.ok) throw new Error(String(res.status));
+      return res.json();
+    }).then(function (data) {
+      if (!data || pulseStopped) return;
+      pulseToken = data.token;
+      if (data.changed) {
+        arrivals(data.waiting || []);
+        try { window.dispatchEvent(new CustomEvent("kefu:inbox")); } catch (e) { /* very old browsers */ }
+      }
+      window.setTimeout(pulse, PULSE_MS);
+    }).catch(function () {
+      if (!pulseStopped) window.setTimeout(pulse, PULSE_RETRY_MS);
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------- status
+  // The header's selector: the status the agent chose (the server remembers it with the account).
+  function statusSelector() {
+    var box = document.getElementById("ops-presence-box");
+    var select = document.getElementById("ops-presence");
+    if (!box || !select || !K.can("agent")) return;
+    var shown = null;
+    function show(status) {
+      shown = status;
+      select.value = status;
+      select.setAttribute("data-status", status);
+    }
+    box.hidden = false;
+    K.api("GET", "/api/me/status").then(function (data) { show(data.status); }, function () { /* stays as is */ });
+    select.addEventListener("change", function () {
+      var wanted = select.value;
+      select.disabled = true;
+      K.api("POST", "/api/me/status", { status: wanted }).then(function (data) {
+        select.disabled = false;
+        show(data.status);
+      }, function (e) {
+        select.disabled = false;
+        if (shown) show(shown);
+        var status = document.getElementById("ops-page-status");
+        if (status) K.setStatus(status, K.t("presence.failed", { error: K.errorText(e) }), true);
+      });
+    });
   }
 
   // A button that asks for notification permission (browsers want a click for that, and for sound).
@@ -213,4 +347,18 @@
     assigneeCell: assigneeCell, watch: watch, alertsButton: alertsButton, busy: busy
   };
   window.KefuInbox = api;
+
+  // Logging out (the header's button) or leaving the page ends the pulse before anything else happens.
+  document.addEventListener("click", function (e) {
+    if (e.target && e.target.closest && e.target.closest("#ops-logout")) stopPulse();
+  }, true);
+  window.addEventListener("pagehide", stopPulse);
+  window.addEventListener("pageshow", function (e) {  // back from the browser's page cache: live again
+    if (e.persisted && pulseStopped) { pulseStopped = false; pulse(); }
+  });
+
+  K.onReady(function () {
+    statusSelector();
+    pulse();
+  });
 })();
