@@ -121,7 +121,7 @@ class AttachmentStore(Protocol):
         ...
 
 
-class ConsoleStore(Protocol):
+class ConsoleStore(AttachmentStore, Protocol):
     """The console's reads and writes that the conversation store does as they are: same names, same signatures
     (``dialogue.store.Store`` has every one). The composition root hands these to the store unchanged
     (:data:`STORE_OPERATIONS`): no layer in between restates them.
@@ -188,25 +188,7 @@ class ConsoleStore(Protocol):
 
     async def delete_canned_reply(self, reply_id: int) -> bool: ...
 
-    # -- attachments ------------------------------------------------------------------------------------------
-    async def add_attachment(
-        self,
-        conversation_id: str,
-        *,
-        direction: str,
-        filename: str,
-        content_type: str,
-        data: bytes,
-        uploader: str | None = None,
-        message_id: str | None = None,
-    ) -> tuple[Attachment, Event]:
-        """Store an agent's checked file (``direction="agent"``, ``uploader``: who; ``HandoffConflict`` unless they
-        hold the conversation) and its ``attachment`` event."""
-        ...
-
-    async def get_attachment(
-        self, attachment_id: str, conversation_id: str | None = None
-    ) -> tuple[Attachment, bytes] | None: ...
+    # -- attachments: AttachmentStore's (an agent's file: direction "agent", HandoffConflict unless they hold it) --
 
     # -- dashboard ------------------------------------------------------------------------------------------
     async def dashboard(self, days: int) -> DashboardStats: ...
@@ -345,7 +327,10 @@ class ConsoleBackend(ConsoleStore, ConsoleEngine, Protocol):
 
 
 def _operations(protocol: type) -> frozenset[str]:
-    return frozenset(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+    """The public methods a protocol declares, its protocol bases' included."""
+    bases = [c for c in protocol.__mro__ if c not in (object, Protocol) and getattr(c, "_is_protocol", False)]
+    return frozenset(name for c in bases for name, value in vars(c).items()
+                     if callable(value) and not name.startswith("_"))
 
 
 #: The names a console backend forwards to the store / the engine unchanged.
