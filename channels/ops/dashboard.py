@@ -79,7 +79,8 @@ class Dashboard(Handlers):
 
     async def _h_metrics(self, request: web.Request) -> web.StreamResponse:
         """The Prometheus text of this process's :class:`~channels.metrics.Metrics` (turns, hand-offs, safety blocks,
-        errors): staff-only numbers, so they are served here and not on the customer port."""
+        errors), or of every worker together when they share a metrics directory (``kefu serve --metrics-dir``):
+        staff-only numbers, so they are served here and not on the customer port."""
         if self.metrics is None:
             raise ApiError("not_found", "this process collects no metrics")
         body, content_type = self.metrics.render()
