@@ -80,6 +80,7 @@ class Running:
     engine: Any  # dialogue.engine.DialogueEngine, set once everything is open
     bot: Bot
     closers: list[Callable[[], object]]
+    nlu_folder: Path | None = None  # the NLU model the engine was started with (kefu.models_watch swaps others in)
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
@@ -148,6 +149,7 @@ async def running_bot(
     from dialogue.engine import BotParts, DialogueEngine
     from dialogue.handoff import staffing_probe
     from dialogue.store import Store
+    from kefu.models_watch import served_nlu
     from nlu.predict import NLUModel
     from policy import FSMPolicy
     from runtime.nlg import NLG
@@ -159,14 +161,15 @@ async def running_bot(
 
     bot = Bot.load(bot_dir)
     cfg = bot.config
-    _require(bot.nlu_model, "the NLU model")
-    running = Running(engine=None, bot=bot, closers=[])
+    nlu_folder = served_nlu(bot.models)  # the console's last published retrain, else models/nlu
+    _require(nlu_folder, "the NLU model")
+    running = Running(engine=None, bot=bot, closers=[], nlu_folder=nlu_folder)
     with bot_dir_env(bot.root):  # in-process rasa-sdk actions find data/ and models/ here
         try:  # whatever opened before a failure (e.g. a dead database) is closed again
             actions = action_runner(bot.root, actions=cfg.actions, action_endpoint=cfg.action_endpoint)
             running.closers.append(actions.aclose)
             domain, flows = bot_dialogue(bot, getattr(actions, "action_names", None))
-            nlu = await asyncio.to_thread(NLUModel.load, bot.nlu_model)
+            nlu = await asyncio.to_thread(NLUModel.load, nlu_folder)
             _require(bot.injection_model, "the prompt-injection detector")
             injection = await asyncio.to_thread(InjectionDetector.load, bot.injection_model)
             output_filter = None
@@ -307,6 +310,20 @@ def train_bot(bot_dir: Path, *, force: bool = False, only: set[str] | None = Non
         return _train_parts(bot, force, only)
 
 
+def train_nlu_model(bot: Bot, out_dir: Path) -> None:
+    """Train the bot's NLU from its training files into ``out_dir`` (``kefu train`` and the console's retrain,
+    which trains into a new folder: :mod:`kefu.models_watch`)."""
+    from nlu.data import load_examples
+    from nlu.train import TrainConfig as NLUTrainConfig
+    from nlu.train import train as train_nlu
+
+    synonyms: dict[str, str] = {}
+    patterns: list = []  # Rasa lookup: / regex: blocks (nlu.patterns.Pattern)
+    examples = load_examples(bot.nlu_files, synonyms, patterns)
+    train_nlu(examples, out_dir, data_files=list(bot.config.nlu_data), synonyms=synonyms, patterns=patterns,
+              train_config=NLUTrainConfig(**bot.config.nlu_training))  # type: ignore[arg-type]
+
+
 def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, float]:
     cfg = bot.config
     timings: dict[str, float] = {}
@@ -334,16 +351,11 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         return NLUModel.load(bot.nlu_model)
 
     if wanted("nlu", bot.nlu_model / "model.safetensors", nlu_loads):
-        from nlu.data import load_examples
-        from nlu.train import TrainConfig as NLUTrainConfig
-        from nlu.train import train as train_nlu
+        from kefu.models_watch import unpublish_nlu
 
         t = time.perf_counter()
-        synonyms: dict[str, str] = {}
-        patterns: list = []  # Rasa lookup: / regex: blocks (nlu.patterns.Pattern)
-        examples = load_examples(bot.nlu_files, synonyms, patterns)
-        train_nlu(examples, bot.nlu_model, data_files=list(cfg.nlu_data), synonyms=synonyms, patterns=patterns,
-                  train_config=NLUTrainConfig(**cfg.nlu_training))  # type: ignore[arg-type]
+        train_nlu_model(bot, bot.nlu_model)
+        unpublish_nlu(bot.models)  # the model just built is newer than any the console published
         timings["nlu"] = time.perf_counter() - t
 
     def generator_loads() -> object:  # an older Kefu's character-level generator fails here: retrained

@@ -79,6 +79,7 @@ def serve(
     connections_per_address: Annotated[int | None, typer.Option(help="Open WebSocket connections one client address may hold before HTTP 429 (0: no limit) [default: 64].")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(help="IP/network of a reverse proxy whose X-Forwarded-For names the chat client (repeatable).")] = None,
     admission_budget_ms: Annotated[float | None, typer.Option(min=0, help="Answer a new chat message `busy` (retry later) when it would wait longer than this many ms in this worker; GET /ready says 503 meanwhile (0: never) [default: bot.yml's admission_budget_ms].")] = None,
+    metrics_dir: Annotated[Path | None, typer.Option("--metrics-dir", help="Directory shared by the workers of one port: /metrics serves all of them together (prometheus-client multiprocess mode; sets PROMETHEUS_MULTIPROC_DIR; empty it before starting the workers).")] = None,
 ) -> None:
     """Serve the chat widget and WebSocket endpoint, and the staff console on its own port."""
     from kefu.logs import FORMATS, configure, console_to_log
@@ -87,11 +88,19 @@ def serve(
         raise _fail(f"--log-format must be one of {', '.join(FORMATS)}")
     configure(log_format)
     say = console.print if log_format == "text" else console_to_log  # JSON mode: every stderr line is JSON
+    if metrics_dir is not None:  # before prometheus_client is imported: it picks its mode once, from this variable
+        import os
+
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     from channels.metrics import Metrics
     from channels.server import ServerOptions, run_server
     from kefu.serving import ServingBackend
 
-    metrics = Metrics()
+    try:
+        metrics = Metrics()
+    except RuntimeError as exc:  # PROMETHEUS_MULTIPROC_DIR not a directory, or set too late
+        raise _fail(str(exc)) from exc
     limits: dict[str, Any] = {}  # only what was given: ServerOptions holds the defaults
     if conversation_rate is not None:
         limits["conversation_rate"] = conversation_rate if conversation_rate > 0 else None
@@ -125,12 +134,20 @@ def serve(
                 ServingBackend(running.engine, metrics), host=host, port=port, options=chat_options, metrics=metrics
             ))
             say(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
+            from kefu.models_watch import NLUWatcher, watching_nlu
+            from nlu.predict import NLUModel
+
+            await stack.enter_async_context(watching_nlu(NLUWatcher(  # the console's retrains, swapped in
+                running.engine, running.bot.models, NLUModel.load, running.nlu_folder or running.bot.nlu_model)))
             if not no_console:
                 ops = await stack.enter_async_context(run_ops_server(
                     ConsoleBackend(running.engine, nlu_files(running.bot),
                                    auto_assign=running.bot.config.handoff.auto_assign),
                     host=console_host, port=console_port,
-                    options=OpsOptions(origins=tuple(console_origin) if console_origin else None, reuse_port=reuse_port),
+                    options=OpsOptions(origins=tuple(console_origin) if console_origin else None, reuse_port=reuse_port,
+                                       trainer=(sys.executable, "-m", "kefu.cli", "retrain-nlu", "--bot",
+                                                str(running.bot.root)),
+                                       training_dir=running.bot.models),
                     metrics=metrics,  # the chat server's counters, for staff: GET /metrics on the console port
                 ))
                 say(f"Staff console on {ops.url}/console")
@@ -169,6 +186,22 @@ def train(
         console.print("all models are up to date")
     for part, seconds in timings.items():
         console.print(f"{part}: {seconds:.1f} s")
+
+
+@app.command("retrain-nlu")
+def retrain_nlu_command(
+    bot: BotOption = DEFAULT_BOT,
+    progress: Annotated[Path | None, typer.Option(help="A JSON file rewritten after every epoch (the console reads it).")] = None,
+) -> None:
+    """Retrain the NLU into a new folder and publish it: running `kefu serve` workers swap it in (the console's
+    retrain runs this)."""
+    from kefu.models_watch import retrain_nlu
+
+    try:
+        folder = retrain_nlu(bot, progress)
+    except _startup_errors() as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+    console.print(f"published {folder.name}")
 
 
 @scenarios_app.command("run")

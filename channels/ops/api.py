@@ -102,6 +102,8 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/users", auth.ADMIN, "add_user"),
     ("POST", "/api/users/{username}", auth.ADMIN, "update_user"),
     ("POST", "/api/retention/erase", auth.ADMIN, "erase_customer"),
+    ("GET", "/api/training", auth.ADMIN, "training"),  # the NLU retrain's state and progress (channels.ops.training)
+    ("POST", "/api/training", auth.ADMIN, "start_training"),  # 202; 409 while one runs (any worker)
     ("GET", "/metrics", auth.VIEWER, "metrics"),  # public instead with OpsOptions.public_metrics
 )
 

@@ -27,7 +27,10 @@ class OpsOptions:
     ``body_timeout``: seconds for a request body. ``public_metrics``: serve ``/metrics`` without a session (for a
     scraper on the private network the console listens on). ``plot_cache_seconds``: how long dashboard numbers
     and PNGs are reused. ``dashboard_days``: the default and largest window. ``reuse_port``: SO_REUSEPORT, for
-    several worker processes on one port.
+    several worker processes on one port. ``trainer``: the command that retrains the bot's NLU and publishes it
+    (``POST /api/training`` runs it with ``--progress FILE`` appended; ``None``: retraining is not offered);
+    ``training_dir``: where the runs' lock, state, progress and log files are kept (the bot's ``models`` folder,
+    shared by every worker).
     """
 
     origins: tuple[str, ...] | None = None
@@ -46,3 +49,5 @@ class OpsOptions:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     public_metrics: bool = False
+    trainer: tuple[str, ...] | None = None
+    training_dir: Path | None = None

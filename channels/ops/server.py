@@ -4,7 +4,7 @@ response; the access log; :func:`run_ops_server`.
 
 Everything a request does is in the groups (:mod:`channels.ops.access`, :mod:`~channels.ops.pages`,
 :mod:`~channels.ops.conversations`, :mod:`~channels.ops.desk`, :mod:`~channels.ops.dashboard`,
-:mod:`~channels.ops.admin`); what is left here is the life cycle of the listening socket.
+:mod:`~channels.ops.admin`, :mod:`~channels.ops.training`); what is left here is the life cycle of the listening socket.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from channels.ops.handlers import Handler, Handlers, logger
 from channels.ops.options import OpsOptions
 from channels.ops.pages import Pages
 from channels.ops.passwords import PasswordPool
+from channels.ops.training import Training
 
 if TYPE_CHECKING:
     from channels.metrics import Metrics
@@ -103,6 +104,7 @@ class OpsServer:
         self.access = Access(
             backend, self.options, now, passwords=self.passwords, forbidden_page=self.pages.forbidden_page
         )
+        self.training = Training(backend, self.options, now)
         self.groups: tuple[Handlers, ...] = (
             self.pages,
             self.access,
@@ -111,6 +113,7 @@ class OpsServer:
             Dashboard(backend, self.options, now, metrics=metrics),
             Admin(backend, self.options, now, passwords=self.passwords),
             Attachments(backend, self.options, now, limits=uploads),
+            self.training,
         )
         self.app = self._build_app()
 
@@ -161,6 +164,7 @@ class OpsServer:
                         ", ".join(sorted(self.access.host_origins)))
 
     async def close(self) -> None:
+        await self.training.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
