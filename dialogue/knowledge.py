@@ -45,6 +45,14 @@ Caching. ``KnowledgeBase.load(kb_path, cache_dir)`` keeps the question embedding
 entries and the encoder name). A later load with the same content reuses them without loading the model; any
 change to the entries (or the encoder) re-encodes. Loading and searching are blocking (torch): call them from
 ``asyncio.to_thread``. The encoder itself is loaded lazily, on the first encode.
+
+Search memo. A knowledge turn searches twice with the same text: the engine scores the message to decide whether the
+knowledge base takes the turn, then the action that answers (:class:`dialogue.stock_actions.AnswerFromKnowledge`)
+searches again for the answer, through its own :class:`KnowledgeBase` of the same file. The scores of the last
+:data:`MEMO_SIZE` queries are therefore kept per process (:class:`_ScoreMemo`), keyed by the knowledge base's content
+hash (so two instances of the same ``kb.yml`` share them; an instance without one only shares with itself), the
+text, the language and the cosine weight: the second search costs no MiniLM encode. Scores only depend on that key,
+so a memo hit returns exactly what a fresh search would.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ import os
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +86,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 ZH_COSINE_WEIGHT = 0.4
 _LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap
+MEMO_SIZE = 32  # queries whose scores are kept: a turn's two searches sit a few concurrent turns apart at most
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,53 @@ MiniLMEncoder = SentenceEncoder  # the knowledge base's name for it (nlu.encoder
 def _shared_encoder() -> SentenceEncoder:
     """One encoder per process (the model is ~90 MB), shared with the NLU's sentence head."""
     return shared_encoder()
+
+
+# ---------------------------------------------------------------------------------------------- search memo
+
+_Scores = tuple[tuple[int, float], ...]
+_MemoKey = tuple[object, str, str, float]
+
+
+class _ScoreMemo:
+    """The scores of the last ``size`` queries, least recently used dropped first; safe across worker threads.
+
+    Searches run in ``asyncio.to_thread`` workers, so lookups and inserts hold a lock (two threads scoring the same
+    query at once both encode it, and store the same scores). Holds customer text (the keys) in memory only: no
+    repr, never logged.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[_MemoKey, _Scores] = OrderedDict()
+        self.hits = 0  # searches answered from the memo (tests and benchmarks read it)
+
+    def __repr__(self) -> str:
+        return f"_ScoreMemo(size={self._size}, held={len(self._items)}, hits={self.hits})"
+
+    def get(self, key: _MemoKey) -> _Scores | None:
+        with self._lock:
+            scores = self._items.get(key)
+            if scores is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+            return scores
+
+    def put(self, key: _MemoKey, scores: _Scores) -> None:
+        with self._lock:
+            self._items[key] = scores
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = 0
+
+
+_memo = _ScoreMemo(MEMO_SIZE)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -243,6 +300,9 @@ class KnowledgeBase:
         self.content_hash = content_hash
         self.cache_hit = cache_hit
         self.cache_files = cache_files
+        # What the search memo knows this instance's scores by: its content (same kb.yml, same encoder: same scores),
+        # or, without a content hash (built directly, e.g. in tests), this instance alone.
+        self._memo_key: object = content_hash or object()
         self._lexical = {
             language: LexicalIndex(
                 {i: " ".join((*e.questions, e.answer)) for i, e in enumerate(self.entries) if e.language == language}
@@ -317,10 +377,19 @@ class KnowledgeBase:
     # ------------------------------------------------------------------------------------------ search
 
     def _scores(self, text: str, language: str, cosine_weight: float | None = None) -> list[tuple[int, float]]:
-        """(entry index, score) for every entry in ``language``."""
+        """(entry index, score) for every entry in ``language``; from the search memo when this query was scored
+        lately (see the module docstring)."""
         candidates = [i for i, e in enumerate(self.entries) if e.language == language]
         if not candidates or not text.strip():
             return []
+        key: _MemoKey = (self._memo_key, text, language, -1.0 if cosine_weight is None else float(cosine_weight))
+        scored = _memo.get(key)
+        if scored is None:
+            scored = self._score(candidates, text, language, cosine_weight)
+            _memo.put(key, scored)
+        return list(scored)
+
+    def _score(self, candidates: list[int], text: str, language: str, cosine_weight: float | None) -> _Scores:
         query = self._encoder.encode([text])[0]
         cosines = (self._vectors @ query).tolist()
         best_cos: dict[int, float] = {}
@@ -335,7 +404,7 @@ class KnowledgeBase:
             cos = min(max(best_cos.get(i, 0.0), 0.0), 1.0)
             score = weight * cos + (1.0 - weight) * lexical.get(i, 0.0) if lexical else cos
             scored.append((i, score))
-        return scored
+        return tuple(scored)
 
     def search(self, text: str, language: str, k: int = 3) -> list[Hit]:
         """The ``k`` best entries in ``language`` (best first); ``[]`` for empty text or an unknown language.

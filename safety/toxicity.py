@@ -9,6 +9,11 @@ threshold, languages, base model, ...). Detoxify wants a ``torch.load``-able che
 pickled ever touches the disk, and the only bytes unpickled are the ones we just produced. ``model_type`` is
 the absolute path of the directory, so ``BertConfig.from_pretrained(model_type)`` and the tokenizer resolve
 locally; the hub is never contacted (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` are set, ``local_files_only``).
+
+Scoring calls Detoxify's tokenizer and model directly (:meth:`ToxicityClassifier.score`), not ``Detoxify.predict``:
+that one puts the whole model in eval mode on every call (a walk over every module, a sizeable share of a one-reply
+check) and runs under ``no_grad``. The model is put in eval mode once at load, and a check runs under
+``inference_mode``; the tokenizer call, the logits and the sigmoid are ``predict``'s, so the scores are the same.
 """
 
 from __future__ import annotations
@@ -128,6 +133,9 @@ class ToxicityClassifier:
 
     def __init__(self, detoxify: Any, config: ToxicityConfig, model_dir: Path, threshold: float) -> None:
         self._detoxify = detoxify
+        # Eval mode once (dropout off), here rather than in every predict call; score() runs the model directly.
+        detoxify.model.eval()
+        self._class_index = list(detoxify.class_names).index(config.classes[0])
         self.config = config
         self.model_dir = model_dir
         self.threshold = threshold
@@ -206,18 +214,20 @@ class ToxicityClassifier:
         return clf
 
     def score(self, texts: Sequence[str]) -> list[float]:
-        """Probability of toxicity for each text (normalised first), via ``Detoxify.predict`` in batches."""
+        """Probability of toxicity for each text (normalised first), in batches: ``Detoxify.predict``'s tokenizer
+        call, forward pass and sigmoid, without its per-call ``model.eval()`` (see the module docstring)."""
+        import torch
+
         texts = [normalize(t).text for t in texts]
         scores: list[float] = []
         bs = max(1, self.config.batch_size)
-        cls_name = self.config.classes[0]
-        with self._lock:  # Detoxify/torch module state is not meant for concurrent calls
+        model, tokenizer = self._detoxify.model, self._detoxify.tokenizer
+        with self._lock, torch.inference_mode():  # Detoxify/torch module state is not meant for concurrent calls
             for i in range(0, len(texts), bs):
                 batch = texts[i : i + bs]
-                out = self._detoxify.predict(batch)[cls_name]
-                # Detoxify squeezes: a batch of one comes back as a bare float
-                values = out if isinstance(out, list) else [out]
-                scores.extend(float(v) for v in values)
+                inputs = tokenizer(batch, return_tensors="pt", truncation=True, padding=True).to(model.device)
+                logits = model(**inputs)[0]
+                scores.extend(float(v) for v in torch.sigmoid(logits)[:, self._class_index].tolist())
         for s in scores:
             if math.isnan(s):
                 raise ToxicityModelError(self.model_dir / WEIGHTS_NAME, "model produced NaN scores")

@@ -7,10 +7,15 @@ the SQLAlchemy engine and decides, once, how the store talks to each database:
   ``dialogue/migrations`` to head (under an advisory lock on PostgreSQL, so two processes opening a fresh database
   do not both create the tables).
 * On PostgreSQL with asyncpg the engine's default isolation is ``AUTOCOMMIT``: a read is its statement(s) without
-  ``BEGIN``/``COMMIT`` (under ``READ COMMITTED`` a transaction gives a read nothing more), and the pool's pre-ping
-  is one round trip instead of three; every write transaction sets ``READ COMMITTED``. An ``isolation_level`` in
-  ``engine_kwargs`` turns this off. On SQLite a write transaction begins with ``BEGIN IMMEDIATE``, which
-  serialises writers.
+  ``BEGIN``/``COMMIT`` (under ``READ COMMITTED`` a transaction gives a read nothing more); every write transaction
+  sets ``READ COMMITTED``. An ``isolation_level`` in ``engine_kwargs`` turns this off. On SQLite a write transaction
+  begins with ``BEGIN IMMEDIATE``, which serialises writers.
+* No pre-ping round trip on checkout for SQLite and asyncpg (it was a quarter of a turn's round trips). A pooled
+  asyncpg connection the server closed (a restart, ``pg_terminate_backend``) already knows it is closed, since the
+  event loop read the server's goodbye, so the pool replaces it at checkout without asking the server
+  (:func:`_replace_closed_asyncpg`); a connection that dies in use raises :class:`~dialogue.errors.StoreUnavailable`
+  and SQLAlchemy invalidates the pool's older connections, as before. A SQLite file has no connection to lose.
+  Other drivers keep SQLAlchemy's ``pool_pre_ping``; ``engine_kwargs`` can set it either way.
 * Every connection is opened through :class:`_Tx`, which maps driver failures to the store's errors:
   :class:`~dialogue.errors.StoreUnavailable` when the database is not there, :class:`~dialogue.errors.StoreError`
   otherwise, never SQLAlchemy's wrapper (whose message lists the bound parameters, i.e. customer text).
@@ -134,7 +139,9 @@ class Database:
             raise StoreError(f"invalid database URL: {exc}", operation="open") from None
         masked = sa_url.render_as_string(hide_password=True)
         backend = sa_url.get_backend_name()
-        kwargs: dict[str, Any] = {"json_serializer": _dumps, "pool_pre_ping": True}
+        asyncpg = backend == "postgresql" and sa_url.get_driver_name() == "asyncpg"
+        # Pre-ping costs a round trip per checkout; SQLite and asyncpg do without it (see the module docstring).
+        kwargs: dict[str, Any] = {"json_serializer": _dumps, "pool_pre_ping": not (backend == "sqlite" or asyncpg)}
         connect_args: dict[str, Any] = {}
 
         if backend == "sqlite":
@@ -159,11 +166,9 @@ class Database:
         if connect_args:
             kwargs["connect_args"] = connect_args
         transactional: str | None = None
-        if backend == "postgresql" and sa_url.get_driver_name() == "asyncpg" and "isolation_level" not in (
-            engine_kwargs or {}
-        ):
-            # Reads run without BEGIN/COMMIT (and the pool's pre-ping is one round trip instead of three); writes
-            # switch back to PostgreSQL's default level, so they are one transaction as before (see _Tx).
+        if asyncpg and "isolation_level" not in (engine_kwargs or {}):
+            # Reads run without BEGIN/COMMIT; writes switch back to PostgreSQL's default level, so they are one
+            # transaction as before (see _Tx).
             kwargs["isolation_level"] = "AUTOCOMMIT"
             transactional = "READ COMMITTED"
         kwargs.update(engine_kwargs or {})
@@ -174,6 +179,8 @@ class Database:
             raise StoreError(f"cannot create engine for {masked}: {exc}", operation="open") from None
         if backend == "sqlite":
             _install_sqlite_hooks(engine)
+        elif asyncpg and not kwargs["pool_pre_ping"]:
+            sa_event.listen(engine.sync_engine, "checkout", _replace_closed_asyncpg)
         store = cls(engine, sa_url, schema)
         store._transactional = transactional
         try:
@@ -316,6 +323,16 @@ class _Tx:
             translated = store._translate(exc, self._operation, self._cid)
             if translated is not exc:
                 raise translated from None
+
+
+def _replace_closed_asyncpg(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:
+    """Pool checkout hook: an asyncpg connection the server has closed is replaced before use, with no round trip.
+
+    ``DisconnectionError`` is SQLAlchemy's signal to invalidate this connection and check out a fresh one (it tries
+    three times, then raises, which :class:`_Tx` maps to :class:`~dialogue.errors.StoreUnavailable`).
+    """
+    if proxy.driver_connection.is_closed():
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:

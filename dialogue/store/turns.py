@@ -11,6 +11,14 @@ message_id)`` makes a client message id processable once (:class:`~dialogue.erro
 The write primitives every other concern builds on live here too: :meth:`TurnLog._lock_row`,
 :meth:`TurnLog._append` (events outside a turn, with the console's columns and the inbox preview kept in the same
 transaction) and :meth:`TurnLog._summary_in`.
+
+Statements per turn. The statements a turn runs are built once, at import, with named parameters (building a
+SQLAlchemy statement and its cache key costs more CPU than executing a cached one). A commit is: lock the row,
+``max(seq)`` (on SQLite read in the same statement: ``BEGIN IMMEDIATE`` already excludes every other writer; on
+PostgreSQL a ``FOR UPDATE`` may wait for another writer, after which only the locked row is re-read, a subquery would
+keep the older snapshot), insert the events (the customer-reopened event in the same batch), update the row, and
+insert the turn's intents with ``ON CONFLICT DO NOTHING`` (one statement instead of a select and an insert; other
+dialects keep the select).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialogue import types as ev
@@ -34,6 +43,33 @@ from dialogue.store.schema import conversation_intents, conversations, events
 from dialogue.types import HANDOFF_NONE, HANDOFF_WAITING, Conversation, ConversationSummary, Event, NewEvent, TurnUpdate
 
 _MESSAGE_AUTHORS = {ev.USER_MESSAGE: "customer", ev.BOT_MESSAGE: "bot", ev.AGENT_MESSAGE: "agent"}
+
+# ---------------------------------------------------------------------- the turn's statements, built once
+_cid = sa.bindparam("cid", type_=conversations.c.id.type)
+_GET_FOR_MESSAGE = sa.select(
+    conversations,
+    sa.exists()
+    .where(events.c.conversation_id == _cid, events.c.message_id == sa.bindparam("message_id"))
+    .label("kefu_message_seen"),
+).where(conversations.c.id == _cid)
+# FOR UPDATE is rendered where the dialect has it (PostgreSQL, MySQL) and omitted on SQLite, whose write transactions
+# start with BEGIN IMMEDIATE and so already exclude other writers.
+_LOCK_ROW = conversations.select().where(conversations.c.id == _cid).with_for_update()
+_LAST_SEQ = sa.select(sa.func.max(events.c.seq)).where(events.c.conversation_id == _cid)
+_LOCK_ROW_AND_LAST_SEQ = (  # SQLite only (see the module docstring)
+    sa.select(conversations, _LAST_SEQ.scalar_subquery().label("kefu_last_seq")).where(conversations.c.id == _cid)
+)
+_INSERT_EVENTS = events.insert()
+_INSERT_CONVERSATION = conversations.insert()
+# SET takes the columns of the parameters given; the row is named by these two, which are no column's name.
+_UPDATE_TURN = conversations.update().where(
+    conversations.c.id == sa.bindparam("kefu_cid", type_=conversations.c.id.type),
+    conversations.c.version == sa.bindparam("kefu_expected_version", type_=conversations.c.version.type),
+)
+_ADD_INTENTS = {
+    "postgresql": postgresql.insert(conversation_intents).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(conversation_intents).on_conflict_do_nothing(),
+}
 
 
 def _inbox_values(stored: Sequence[Event]) -> dict[str, Any]:
@@ -103,7 +139,7 @@ class TurnLog(Database):
         }
         async with self._write("create_conversation", cid) as conn:
             try:
-                await conn.execute(conversations.insert().values(**values))
+                await conn.execute(_INSERT_CONVERSATION, values)
             except sa_exc.IntegrityError:
                 raise ConversationExists(cid) from None
         log.debug("created conversation %s", cid)
@@ -135,15 +171,8 @@ class TurnLog(Database):
         again). One statement (an ``EXISTS`` probe on the ``(conversation_id, message_id)`` index) instead of two
         round trips for every fresh message.
         """
-        c = events.c
-        seen = (
-            sa.exists()
-            .where(c.conversation_id == conversation_id, c.message_id == message_id)
-            .label("kefu_message_seen")
-        )
-        query = sa.select(conversations, seen).where(conversations.c.id == conversation_id)
         async with self._read("get_for_message", conversation_id) as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_GET_FOR_MESSAGE, {"cid": conversation_id, "message_id": message_id})).first()
         if row is None:
             return None, False
         return _row_to_conversation(row), bool(row.kefu_message_seen)
@@ -175,13 +204,21 @@ class TurnLog(Database):
         _check_events(update.events, cid, "commit_turn")
         facts = _turn_facts(update.events)
         async with self._write("commit_turn", cid) as conn:
-            row = await self._lock_row(conn, cid, "commit_turn")
+            if self._dialect == "sqlite":
+                row = await self._lock_row(conn, cid, "commit_turn", _LOCK_ROW_AND_LAST_SEQ)
+                last_seq: int | None = int(row.kefu_last_seq or 0)
+            else:
+                row, last_seq = await self._lock_row(conn, cid, "commit_turn"), None
             current = _row_to_conversation(row)
             if current.version != update.expected_version:
                 raise ConcurrentUpdate(cid, update.expected_version, current.version)
             now = _now()
             turn = current.turn_count + 1
-            stored = await self._insert_events(conn, cid, turn, update.events, now, "commit_turn")
+            new_events = list(update.events)
+            reopen = row.resolved_at is not None and any(e.type == ev.USER_MESSAGE for e in update.events)
+            if reopen:  # follows the turn's events, in the same insert
+                new_events.append(NewEvent(ev.REOPENED, {"agent": None, "reason": "customer"}))
+            stored = await self._insert_events(conn, cid, turn, new_events, now, "commit_turn", last_seq=last_seq)
             values: dict[str, Any] = {
                 "state": update.state,
                 "slots": dict(update.slots),
@@ -202,15 +239,11 @@ class TurnLog(Database):
                 values.update(handoff_status=HANDOFF_NONE, handoff_at=None)
             if facts.handoff and status == HANDOFF_NONE:
                 values.update(handoff_status=HANDOFF_WAITING, handoff_at=now, handoffs=row.handoffs + 1)
-            values.update(_inbox_values(stored))
-            if row.resolved_at is not None and any(e.type == ev.USER_MESSAGE for e in update.events):
-                reopened = NewEvent(ev.REOPENED, {"agent": None, "reason": "customer"})
-                stored += await self._insert_events(conn, cid, turn, [reopened], now, "commit_turn")
+            values.update(_inbox_values(stored))  # a reopened event is no message: it changes none of these
+            if reopen:
                 values.update(resolved_at=None, resolved_by=None)
             result = await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == cid, conversations.c.version == update.expected_version)
-                .values(**values)
+                _UPDATE_TURN, {**values, "kefu_cid": cid, "kefu_expected_version": update.expected_version}
             )
             if result.rowcount != 1:  # only reachable on a dialect without row locks
                 raise ConcurrentUpdate(cid, update.expected_version, current.version + 1)
@@ -231,6 +264,10 @@ class TurnLog(Database):
 
     async def _add_intents(self, conn: AsyncConnection, cid: str, intents: set[str]) -> None:
         if not intents:
+            return
+        upsert = _ADD_INTENTS.get(self._dialect)
+        if upsert is not None:  # one statement; sorted, so that concurrent turns touch the index in the same order
+            await conn.execute(upsert, [{"conversation_id": cid, "intent": i} for i in sorted(intents)])
             return
         ci = conversation_intents.c
         known = set(
@@ -293,11 +330,11 @@ class TurnLog(Database):
 
     # ------------------------------------------------------------------ write primitives the other concerns use
 
-    async def _lock_row(self, conn: AsyncConnection, cid: str, operation: str) -> sa.Row[Any]:
-        # FOR UPDATE is rendered where the dialect has it (PostgreSQL, MySQL) and omitted on SQLite, whose
-        # write transactions start with BEGIN IMMEDIATE and so already exclude other writers.
-        query = conversations.select().where(conversations.c.id == cid).with_for_update()
-        row = (await conn.execute(query)).first()
+    async def _lock_row(
+        self, conn: AsyncConnection, cid: str, operation: str, query: sa.Select[Any] = _LOCK_ROW
+    ) -> sa.Row[Any]:
+        """The conversation's row, locked until the transaction ends (see ``_LOCK_ROW``)."""
+        row = (await conn.execute(query, {"cid": cid})).first()
         if row is None:
             raise ConversationNotFound(cid, operation=operation)
         return row
@@ -314,13 +351,16 @@ class TurnLog(Database):
         new_events: Sequence[NewEvent],
         now: dt.datetime,
         operation: str,
+        *,
+        last_seq: int | None = None,
     ) -> list[Event]:
+        """Insert ``new_events`` after the conversation's last ``seq`` (``last_seq`` when the caller read it in
+        this transaction already, else read here)."""
         if not new_events:
             return []
-        last = (
-            await conn.execute(sa.select(sa.func.max(events.c.seq)).where(events.c.conversation_id == cid))
-        ).scalar_one()
-        seq0 = int(last or 0)
+        if last_seq is None:
+            last_seq = int((await conn.execute(_LAST_SEQ, {"cid": cid})).scalar_one() or 0)
+        seq0 = last_seq
         # A repeated (type, message_id) is rejected by UNIQUE(conversation_id, type, message_id), race-free.
         stored = [
             Event(
@@ -347,7 +387,7 @@ class TurnLog(Database):
             for e in stored
         ]
         try:
-            await conn.execute(events.insert(), rows)
+            await conn.execute(_INSERT_EVENTS, rows)
         except sa_exc.IntegrityError as exc:
             cause = _cause(exc)
             text = f"{getattr(cause, 'constraint_name', '')} {cause}".lower()

@@ -8,6 +8,11 @@ changed or the day rolled over; :func:`lookup_order` reads one order back.
 Everything here is blocking (sqlite3, file I/O): call it from a thread (``asyncio.to_thread``) when on an event
 loop. The rebuild writes a temporary file and renames it over the old one, so a concurrent reader (another
 process, e.g. a rasa-sdk action server) always sees a complete database.
+
+Every order lookup asks :func:`bot_paths` and :func:`ensure_orders_db` first, so both remember their last answer:
+``bot.yml`` is parsed again only when its file changed (path, mtime, size, inode), and the database's freshness is
+re-read only when the YAML's content, the day or the database file changed. The YAML's digest is still taken on
+every call (cheap next to a YAML parse), since an edit can keep the file's size and mtime.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ STATUSES = ("processing", "shipped", "delivered", "cancelled")
 DEFAULT_DB_NAME = "orders.sqlite"
 _SCHEMA_VERSION = "1"
 _build_lock = threading.Lock()
+_paths_lock = threading.Lock()
+_FileKey = tuple[str, int, int, int]  # path, mtime_ns, size, inode
+_paths_memo: dict[str, tuple[_FileKey, str]] = {}  # bot.yml path -> (its file key, the orders path it names)
+_fresh_memo: dict[tuple[str, str], tuple[str, str, _FileKey]] = {}  # (yml, db) -> (digest, day, db file key) verified
 
 
 class OrdersFileError(ValueError):
@@ -189,35 +198,67 @@ def _read_meta(db_path: Path) -> dict[str, str]:
         con.close()
 
 
+def _file_key(path: Path) -> _FileKey | None:
+    """What tells one version of a file from another without reading it; ``None`` when it does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def ensure_orders_db(orders_yml: Path, db_path: Path, today: dt.date | None = None) -> Path:
     """Return ``db_path``, (re)building it first if missing, built on another day, or older than ``orders_yml``."""
     today = today or dt.date.today()
     with _build_lock:
-        meta = _read_meta(db_path) if db_path.exists() else {}
+        digest = _source_digest(orders_yml) if orders_yml.exists() else ""
+        day, key = today.isoformat(), (str(orders_yml), str(db_path))
+        db_key = _file_key(db_path)
+        if digest and db_key is not None and _fresh_memo.get(key) == (digest, day, db_key):
+            return db_path  # verified (or built) by this process for this content and day, and untouched since
+        meta = _read_meta(db_path) if db_key is not None else {}
         fresh = (
             meta.get("schema") == _SCHEMA_VERSION
-            and meta.get("materialised_on") == today.isoformat()
-            and orders_yml.exists()
-            and meta.get("source_sha256") == _source_digest(orders_yml)
+            and meta.get("materialised_on") == day
+            and bool(digest)
+            and meta.get("source_sha256") == digest
         )
         if not fresh:
             materialise_orders(orders_yml, db_path, today)
+            db_key = _file_key(db_path)
+        if digest and db_key is not None:
+            _fresh_memo[key] = (digest, day, db_key)
     return db_path
 
 
 def bot_paths(bot_dir: Path) -> tuple[Path, Path]:
     """``(orders_yml, db_path)`` for a bot folder: ``bot.yml``'s ``orders:`` (default ``data/orders.yml``) and
     ``models/orders.sqlite``."""
-    orders_rel = "data/orders.yml"
     bot_yml = bot_dir / "bot.yml"
-    if bot_yml.exists():
+    return bot_dir / _orders_setting(bot_yml), bot_dir / "models" / DEFAULT_DB_NAME
+
+
+def _orders_setting(bot_yml: Path) -> str:
+    """``bot.yml``'s ``orders:`` (default ``data/orders.yml``), parsed again only when the file changed."""
+    file_key = _file_key(bot_yml)
+    with _paths_lock:
+        known = _paths_memo.get(str(bot_yml))
+    if known is not None and known[0] == file_key:
+        return known[1]
+    orders_rel = "data/orders.yml"
+    if file_key is not None:
         try:
             cfg = yaml.safe_load(bot_yml.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
             cfg = {}
+        except FileNotFoundError:  # removed since the stat: the default, and nothing remembered
+            return orders_rel
         if isinstance(cfg, dict) and isinstance(cfg.get("orders"), str):
             orders_rel = cfg["orders"]
-    return bot_dir / orders_rel, bot_dir / "models" / DEFAULT_DB_NAME
+    if file_key is not None:
+        with _paths_lock:
+            _paths_memo[str(bot_yml)] = (file_key, orders_rel)
+    return orders_rel
 
 
 def lookup_order(db_path: Path | str, order_id: str) -> Order | None:

@@ -357,7 +357,8 @@ async def test_order_status_asks_for_missing_id(shop: InProcessActions) -> None:
 )
 async def test_return_thirty_day_rule(shop: InProcessActions, order_id: str, response: tuple[str, dict]) -> None:
     result = await shop.run("action_return", call("action_return", {"order_id": order_id, "reason": "wrong size"}))
-    assert result == ActionResult(slot_updates={"order_id": order_id, "reason": None}, responses=[response])
+    # the reason is left to the task's reset (dialogue.yml): an action clearing it would read as a refused reason
+    assert result == ActionResult(slot_updates={"order_id": order_id}, responses=[response])
 
 
 @pytest.mark.parametrize(
