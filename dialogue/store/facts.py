@@ -1,7 +1,8 @@
 """What a batch of events tells the console: the per-turn facts behind the snapshot row's denormalised columns.
 
 :func:`_turn_facts` reads the events one turn (or one agent message) appends and says what they change on the
-console's columns: lowest NLU confidence, fallback and safety turns, intents seen, hand-off start and end, and the
+console's columns (a turn of the dialogue engine brings its own, decided once by the turn core, and
+:func:`_given_facts` takes those): lowest NLU confidence, fallback and safety turns, intents seen, hand-off start and end, and the
 text added to the search column. It is a pure function of the events, kept alone in this module because the facts
 are the dialogue engine's knowledge more than the store's, and may move there; the store only writes them in the
 same transaction as the events, so the console list never disagrees with the log.
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dialogue import types as ev
-from dialogue.types import NewEvent
+from dialogue.types import NewEvent, TurnFacts
 
 SEARCH_CAP = 32_000  # characters of text kept per conversation for search (the beginning of long ones)
 
@@ -41,6 +42,22 @@ class _Facts:
             return current
         added = "\n".join(self.texts).lower()  # lower(): one case-insensitive LIKE on every database
         return (f"{current}\n{added}" if current else added)[:SEARCH_CAP]
+
+
+def _given_facts(given: TurnFacts, new_events: Iterable[NewEvent]) -> _Facts:
+    """The console's facts as the turn decided them (:func:`dialogue.turn.turn_facts`): only the search text is
+    read from the events (the words the turn stored)."""
+    facts = _Facts(
+        confidences=[] if given.confidence is None else [given.confidence],
+        intents=set() if not given.intent else {given.intent[:64]},
+        fallback=given.fallback, safety=given.safety, blocked=given.blocked, redacted=given.redacted,
+        handoff=given.handoff, handoff_end=given.handoff_end,
+    )
+    facts.texts = _turn_facts(e for e in new_events if e.type in _TEXT_EVENTS).texts
+    return facts
+
+
+_TEXT_EVENTS = frozenset({ev.USER_MESSAGE, ev.BOT_MESSAGE, ev.AGENT_MESSAGE})
 
 
 def _turn_facts(new_events: Iterable[NewEvent]) -> _Facts:
@@ -74,7 +91,7 @@ def _turn_facts(new_events: Iterable[NewEvent]) -> _Facts:
             facts.handoff = True
         elif new.type == ev.HANDOFF_END:
             facts.handoff_end = True
-        if new.type in (ev.USER_MESSAGE, ev.BOT_MESSAGE, ev.AGENT_MESSAGE):
+        if new.type in _TEXT_EVENTS:
             for key in ("text", "normalized"):  # a search matches the text as written or as the models read it
                 text = data.get(key)
                 if isinstance(text, str) and text:

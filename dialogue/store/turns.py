@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dialogue import types as ev
 from dialogue.errors import ConcurrentUpdate, ConversationExists, ConversationNotFound, DuplicateMessage, StoreError
 from dialogue.store.database import Database, _cause, log
-from dialogue.store.facts import _Facts, _turn_facts
+from dialogue.store.facts import _Facts, _given_facts, _turn_facts
 from dialogue.store.rows import _SUMMARY_COLUMNS, _now, _row_to_conversation, _row_to_event, _row_to_summary
 from dialogue.store.rules import PREVIEW_CHARS, _check_events
 from dialogue.store.schema import conversation_intents, conversations, events
@@ -202,7 +202,7 @@ class TurnLog(Database):
         """
         cid = update.conversation_id
         _check_events(update.events, cid, "commit_turn")
-        facts = _turn_facts(update.events)
+        facts = _turn_facts(update.events) if update.facts is None else _given_facts(update.facts, update.events)
         async with self._write("commit_turn", cid) as conn:
             if self._dialect == "sqlite":
                 row = await self._lock_row(conn, cid, "commit_turn", _LOCK_ROW_AND_LAST_SEQ)
