@@ -12,7 +12,7 @@ engine and its store; tests use small in-memory doubles or a real store).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from dialogue.canned import CannedReply, Rendered
@@ -29,13 +29,11 @@ from dialogue.types import (
     TurnReply,
     User,
 )
+from runtime.types import OnToken
 
 if TYPE_CHECKING:
     from dialogue.staff_throttle import LoginAdmission
     from dialogue.store.attachments import Attachment
-
-TokenCallback = Callable[[str], Awaitable[None]]
-
 
 @runtime_checkable
 class Backend(Protocol):
@@ -55,7 +53,7 @@ class Backend(Protocol):
         conversation_id: str | None,
         message_id: str,
         text: str,
-        on_token: TokenCallback,
+        on_token: OnToken,
         *,
         create: NewConversation | None = None,
     ) -> TurnReply:

@@ -53,7 +53,7 @@ from dialogue.handoff import (
     wait_expired,
 )
 from dialogue.review import redact_example
-from dialogue.store import Store
+from dialogue.store import ConversationStore
 from dialogue.types import (
     HANDOFF_AGENT,
     HANDOFF_WAITING,
@@ -151,7 +151,7 @@ class DialogueEngine:
     def __init__(
         self,
         parts: BotParts,
-        store: Store,
+        store: ConversationStore,
         generator: Generator,
         *,
         max_attempts: int = 3,

@@ -19,6 +19,7 @@ from dialogue import staff_throttle
 from dialogue.canned import CannedReply, CannedReplyNotFound, Rendered, render
 from dialogue.errors import ConversationNotFound
 from dialogue.staff_throttle import LoginAdmission
+from dialogue.store import ConversationStore
 from dialogue.types import ConversationSummary
 from kefu.config import Bot
 
@@ -65,7 +66,7 @@ class Console:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ConversationStore:
         return self.engine.store
 
     # -- the bot --------------------------------------------------------------------------------------------
