@@ -57,8 +57,9 @@ the HTTP routes' responses and headers (:mod:`channels.chat_http`), the connecti
 (:mod:`channels.limits`), admission control (:mod:`channels.admission`) and the options
 (:mod:`channels.chat_options`; ``ServerOptions`` and ``CONTENT_SECURITY_POLICY`` are still importable from here).
 It stays over 600 lines on purpose: the shell is one :class:`Server` whose parts (handshakes, readers, turn workers,
-pushes, typing) share its table of live connections and their send locks; split up, they would pass that state
-around instead of owning it.
+pushes, typing, and the binary frames of an upload) share its table of live connections, their send locks and the
+per-process upload budget; split up, they would pass that state around instead of owning it. What an upload's bytes
+must be is decided without I/O in :mod:`channels.uploads`; here they are only received, counted and stored.
 
 Usage::
 
