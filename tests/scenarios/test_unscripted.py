@@ -7,9 +7,10 @@ language, not one test each, because they measure how well the bot generalises r
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
-two trainings of the same data differ: the held-out English set passed 37 of 44 with the models of one session and 32
-of 44 with the next one's (same code; the NLU read "r u open on sundays" as goodbye and two shipping questions as
-complaints), so its floor leaves room for that."""
+two trainings of the same data differ: up to five conversations of a set (the held-out English set passed 37 of 44
+with the models of one session and 32 of 44 with the next one's, same code: the NLU read "r u open on sundays" as
+goodbye and two shipping questions as complaints; unscripted Chinese 72 and 68 of 79). Each floor is the lower of two
+sessions' results less five conversations (unscripted 76 / 82 and 68 / 79, held-out 32 / 44 and 30 / 43)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 from dialogue.scenarios import Scenario, run_scenario
 from tests.conftest import SCENARIOS
 
-FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.82, ("heldout", "en"): 0.65, ("heldout", "zh"): 0.65}
+FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.79, ("heldout", "en"): 0.61, ("heldout", "zh"): 0.58}
 
 
 def files(name: str) -> list[Any]:
