@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from dialogue.canned import CannedReply, Rendered
 from dialogue.handoff import AgentPresence
+from dialogue.store.protocol import AttachmentStore
 from dialogue.types import (
     Conversation,
     ConversationFilter,
@@ -33,7 +34,6 @@ from runtime.types import OnToken
 
 if TYPE_CHECKING:
     from dialogue.staff_throttle import LoginAdmission
-    from dialogue.store.attachments import Attachment
 
 @runtime_checkable
 class Backend(Protocol):
@@ -87,35 +87,6 @@ class Backend(Protocol):
         """Store the customer's rating of the resolved conversation (score 1..5, optional comment). Raises
         ``NotResolved`` / ``AlreadyRated`` (wire codes ``not_resolved`` / ``already_rated``) or ``InvalidQuery``
         (``bad_frame``)."""
-        ...
-
-
-@runtime_checkable
-class AttachmentStore(Protocol):
-    """The store's attachment operations, as they are (``dialogue.store.Store`` has both): the chat server stores a
-    customer's checked upload (``channels.uploads``) and reads a file back for a download. Kept apart from
-    :class:`Backend`, which the dialogue engine implements, because files do not go through the engine: no turn,
-    no NLU, no reply."""
-
-    async def add_attachment(
-        self,
-        conversation_id: str,
-        *,
-        direction: str,
-        filename: str,
-        content_type: str,
-        data: bytes,
-        uploader: str | None = None,
-        message_id: str | None = None,
-    ) -> tuple[Attachment, Event]:
-        """Store a file and its ``attachment`` event (``ConversationNotFound`` before the conversation exists;
-        the same ``message_id`` again returns the stored one)."""
-        ...
-
-    async def get_attachment(
-        self, attachment_id: str, conversation_id: str | None = None
-    ) -> tuple[Attachment, bytes] | None:
-        """A stored file and its bytes, or ``None``."""
         ...
 
 

@@ -44,7 +44,7 @@ from dialogue.store.console import ConsoleQueries, decode_cursor, encode_cursor
 from dialogue.store.database import MIGRATIONS_DIR
 from dialogue.store.facts import SEARCH_CAP
 from dialogue.store.handoff import Handoff
-from dialogue.store.protocol import ConversationStore
+from dialogue.store.protocol import AttachmentStore, ConversationStore
 from dialogue.store.review import Review
 from dialogue.store.rules import (
     ASSIGNABLE_ROLES,
@@ -77,6 +77,7 @@ __all__ = [
     "RESOLVED_STATUS",
     "SEARCH_CAP",
     "Attachment",
+    "AttachmentStore",
     "ConversationStore",
     "Store",
     "attachments",

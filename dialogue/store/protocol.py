@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from dialogue.canned import CannedReply
 from dialogue.handoff import PRESENCE_TIMEOUT, AgentPresence
@@ -39,7 +39,35 @@ if TYPE_CHECKING:
 __all__ = ["ConversationStore"]
 
 
-class ConversationStore(Protocol):
+@runtime_checkable
+class AttachmentStore(Protocol):
+    """The store's attachment operations, a part of :class:`ConversationStore` on its own: the chat server stores a
+    customer's checked upload (``channels.uploads``) and reads a file back for a download (its ``Backend``, which the
+    dialogue engine implements, has no files: no turn, no NLU, no reply), and the console an agent's."""
+
+    async def add_attachment(
+        self,
+        conversation_id: str,
+        *,
+        direction: str,
+        filename: str,
+        content_type: str,
+        data: bytes,
+        uploader: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[Attachment, Event]:
+        """Store a file and its ``attachment`` event (``ConversationNotFound`` before the conversation exists;
+        the same ``message_id`` again returns the stored one)."""
+        ...
+
+    async def get_attachment(
+        self, attachment_id: str, conversation_id: str | None = None
+    ) -> tuple[Attachment, bytes] | None:
+        """A stored file and its bytes, or ``None``."""
+        ...
+
+
+class ConversationStore(AttachmentStore, Protocol):
     """Everything a caller may do with an open conversation store (see :mod:`dialogue.store`)."""
 
     # ------------------------------------------------------------------ the database (dialogue.store.database)
@@ -262,26 +290,7 @@ class ConversationStore(Protocol):
         ...
 
     # ------------------------------------------------------------------ attachments (dialogue.store.attachments)
-
-    async def add_attachment(
-        self,
-        conversation_id: str,
-        *,
-        direction: str,
-        filename: str,
-        content_type: str,
-        data: bytes,
-        uploader: str | None = None,
-        message_id: str | None = None,
-    ) -> tuple[Attachment, Event]:
-        """Store a customer's or an agent's file and append its ``attachment`` event (idempotent by message id)."""
-        ...
-
-    async def get_attachment(
-        self, attachment_id: str, conversation_id: str | None = None
-    ) -> tuple[Attachment, bytes] | None:
-        """A stored attachment and its bytes, or ``None``."""
-        ...
+    # add_attachment and get_attachment: AttachmentStore's
 
     async def list_attachments(self, conversation_id: str) -> list[Attachment]:
         """The conversation's attachments, without their bytes."""
