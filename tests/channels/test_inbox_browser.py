@@ -54,7 +54,8 @@ async def test_two_agents_claim_and_assign(browser: Any, servers: tuple[Server, 
     await expect(a.locator("#queue-status")).to_have_text("Nobody is waiting for an agent.")
     await expect(b.locator(".ops-tab[aria-selected='true']")).to_have_text("Unassigned")
 
-    # A customer is queued while both pages are open: it shows up without a reload, within the 2 s poll.
+    # A customer is queued while both pages are open: it shows up without a reload, at the inbox pulse's
+    # "kefu:inbox" event (the table's own poll is every 10 s).
     cid = await queued(console_env, "Alice Wong", "I want to complain about my broken kettle")
     started = time.monotonic()
     row = a.locator(f"#queue-rows tr[data-id='{cid}']")
@@ -72,7 +73,7 @@ async def test_two_agents_claim_and_assign(browser: Any, servers: tuple[Server, 
     b_row = b.locator(f"#queue-rows tr[data-id='{cid}']")
     await expect(b_row).to_be_visible(timeout=2_500)
 
-    # Agent A claims it: B's "unassigned" view drops it at the next poll, B's "all" view names A.
+    # Agent A claims it: B's "unassigned" view drops it at the next pulse, B's "all" view names A.
     await row.get_by_role("button", name=f"Claim conversation {cid}").click()
     await expect(a.locator("#queue-action-status")).to_have_text("Claimed: it is in your inbox.")
     await expect(row.locator(".ops-assignee-name")).to_have_text("agent")

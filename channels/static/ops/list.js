@@ -1,6 +1,8 @@
 /*
  * Kefu console: the conversation list. Filters live in the page URL (shareable), pages are fetched with the
- * server's opaque cursor (GET /api/conversations?...&cursor=), "Load older" appends the next page.
+ * server's opaque cursor (GET /api/conversations?...&cursor=), "Load older" appends the next page. While no older
+ * page was loaded the first page stays live: it is reloaded when the inbox pulse says the queue changed (the
+ * window's "kefu:inbox" event, within about 0.3 s) and every POLL_MS for the conversations that never queue.
  */
 (function () {
   "use strict";
@@ -8,7 +10,7 @@
   var I = window.KefuInbox;
   var el = K.el;
   var actionStatus = document.getElementById("list-action-status");
-  var POLL_MS = 2000;  // the first page is refreshed while no older page was loaded (the inbox stays live)
+  var POLL_MS = 5000;
   var pages = 0;
   var form = document.getElementById("filters");
   var rows = document.getElementById("list-rows");
@@ -132,7 +134,9 @@
     loadIntents().then(function () {
       fromUrl();
       load(false);
-      window.setInterval(function () { if (pages <= 1) load(false, true); }, POLL_MS);
+      var live = function () { if (pages <= 1) load(false, true); };
+      window.addEventListener("kefu:inbox", live);
+      window.setInterval(live, POLL_MS);
     });
   });
 })();
