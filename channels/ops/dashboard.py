@@ -19,7 +19,7 @@ from channels.ops.api import ApiError, dashboard_json, json_response
 from channels.ops.handlers import Clock, Handlers
 from channels.ops.options import OpsOptions
 from channels.ops.parsing import bounded_int
-from channels.ops.plots import PLOTS, render_plot
+from channels.ops.plots import LANGS, PLOTS, plot_labels, render_plot
 from dialogue.types import DashboardStats
 
 if TYPE_CHECKING:
@@ -34,14 +34,25 @@ class Dashboard(Handlers):
     ) -> None:
         super().__init__(backend, options, now)
         self.metrics = metrics
-        self._cache: dict[tuple[str, int], tuple[float, Any]] = {}
-        self._cache_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._cache: dict[tuple[str | int, ...], tuple[float, Any]] = {}
+        self._cache_locks: dict[tuple[str | int, ...], asyncio.Lock] = {}
 
     def _days(self, request: web.Request) -> int:
         default, high = self.options.dashboard_days
         return bounded_int(request.query.get("days"), "days", default, 1, high)
 
-    async def _cached(self, key: tuple[str, int], make: Callable[[], Awaitable[Any]]) -> Any:
+    @staticmethod
+    def _lang(request: web.Request) -> str:
+        """The plots' language (``?lang=``, the console's: en by default); checked before anything is queried or
+        cached, so an unknown one costs nothing and never becomes a cache key."""
+        lang = request.query.get("lang", "en")
+        try:
+            plot_labels(lang)
+        except ValueError:
+            raise ApiError("bad_request", f"'lang' must be one of {', '.join(LANGS)}") from None
+        return lang
+
+    async def _cached(self, key: tuple[str | int, ...], make: Callable[[], Awaitable[Any]]) -> Any:
         """Dashboard numbers and PNGs are recomputed at most every ``plot_cache_seconds`` (three images are
         requested at once; one query and one render each suffice)."""
         lock = self._cache_locks.setdefault(key, asyncio.Lock())
@@ -69,12 +80,13 @@ class Dashboard(Handlers):
         if plot not in PLOTS:
             raise ApiError("not_found", "no such plot")
         days = self._days(request)
+        lang = self._lang(request)
         stats = await self._stats(days)
 
         async def make() -> bytes:
-            return await asyncio.to_thread(render_plot, stats, plot)  # matplotlib: off the event loop
+            return await asyncio.to_thread(render_plot, stats, plot, lang)  # matplotlib: off the event loop
 
-        png: bytes = await self._cached((plot, days), make)
+        png: bytes = await self._cached((plot, days, lang), make)
         return web.Response(body=png, headers={"Content-Type": "image/png"})
 
     async def _h_metrics(self, request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ more ASCII letters except the product's and a metric's name (:data:`ALLOWED`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,6 @@ VISIBLE_TEXT = """() => {
 
 
 async def english_left(page: Any) -> list[str]:
-    import re
-
     texts: list[str] = await page.evaluate(VISIBLE_TEXT)
     return [t for t in texts if any(w not in ALLOWED for w in re.findall(r"[A-Za-z]{3,}", t))]
 
@@ -104,6 +103,10 @@ async def test_console_in_chinese_everywhere_and_remembered(
     await page.goto(ops.url + "/console/dashboard")
     await expect(page.locator(".ops-kpi")).to_have_count(10)
     await expect(page.locator(".ops-kpi").nth(6)).to_contain_text("CSAT")
+    for plot in ("conversations", "rates", "intents"):  # the charts are drawn in Chinese too, and load
+        chart = page.locator(f"#plot-{plot}")
+        await expect(chart).to_have_attribute("src", re.compile(r"[?&]lang=zh(&|$)"))
+        await expect(chart).to_have_js_property("naturalWidth", 640)
     assert await english_left(page) == []
 
     await page.goto(ops.url + "/console/users")

@@ -1,7 +1,9 @@
-/* Kefu console: the dashboard. Numbers from GET /api/dashboard, plots are PNGs rendered by the server (matplotlib). */
+/* Kefu console: the dashboard. Numbers from GET /api/dashboard, plots are PNGs rendered by the server (matplotlib)
+   in the console's language (&lang=; switching it reloads the page, see ops.js). */
 (function () {
   "use strict";
   var K = window.KefuOps;
+  var I = window.KefuI18n;
   var el = K.el;
   var days = document.getElementById("dash-days");
   var kpis = document.getElementById("dash-kpis");
@@ -43,7 +45,8 @@
       kpis.appendChild(kpi(duration(d.resolution_median), K.t("dash.resolution")));
       K.setStatus(status, "");
       PLOTS.forEach(function (name) {
-        document.getElementById("plot-" + name).src = "/api/dashboard/" + name + ".png?days=" + encodeURIComponent(n);
+        document.getElementById("plot-" + name).src = "/api/dashboard/" + name + ".png?days=" + encodeURIComponent(n) +
+          "&lang=" + encodeURIComponent(I.locale());
       });
     }, function (e) {
       K.setStatus(status, K.t("dash.failed", { error: K.errorText(e) }), true);
