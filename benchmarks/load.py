@@ -22,6 +22,10 @@ Everything runs on the loopback interface and is bounded in count (``--conversat
 4. optionally kills one worker with SIGKILL (``--kill-worker-at``: its customers reconnect to the other workers
    and resume) or restarts PostgreSQL (``--restart-postgres-at``: errors while it is down must be clean
    ``store_unavailable`` frames; recovery is timed from the moment it accepts connections again);
+   With ``--swap-nlu-at`` a new NLU model is published at that time while the customers talk, as the console's
+   retrain does (``--swap-source retrain``: ``kefu retrain-nlu`` trains one, on the same cores; ``copy``: a copy
+   of the served model, to time the swap alone), and every worker must swap it in between turns (their
+   ``NLU model ... swapped in`` log line); the bot's models are left as they were afterwards;
 5. checks the store against every customer's transcript: ``lost`` (a message the customer got a reply for is not
    stored, or the reply is not), ``duplicated`` (a message or reply stored twice), ``reordered`` (stored messages
    out of the customer's order: messages outside the longest in-order subsequence), ``mismatched`` (the stored
@@ -38,6 +42,7 @@ Usage::
     python benchmarks/load.py --conversations 100 --turns 10 --kill-worker-at 20 --json
     python benchmarks/load.py --conversations 100 --turns 10 --restart-postgres-at 20 --json
     python benchmarks/load.py --conversations 0 --long-conversation 1000 --json
+    python benchmarks/load.py --conversations 300 --turns 10 --think-time 10 --swap-nlu-at 30 --swap-source retrain --json
 
 ``--json`` prints one JSON object with at least ``conversations, turns, turns_per_s, errors, lost, duplicated,
 reordered, latency_ms {p50, p95, p99}`` and the admission counts: ``turns_admitted`` (answered without ever being
@@ -69,6 +74,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +93,7 @@ from benchmarks.load_report import (  # the report's statistics (pure); security
     restart_report,
     store_check,
     summary_ms,
+    swap_report,
 )
 
 SCENARIOS = ROOT / "scenarios"
@@ -231,6 +238,7 @@ class Worker:
         self.started_at = 0.0
         self.ready_after: float | None = None
         self.killed = False
+        self.swapped_at: float | None = None  # when it logged that a newly published NLU model was swapped in
         self.tail: collections.deque[str] = collections.deque(maxlen=20)  # non-JSON lines (tracebacks)
         self._reader: asyncio.Task[None] | None = None
 
@@ -264,6 +272,8 @@ class Worker:
             self.levels[level] += 1
             if level in ("warning", "error", "critical"):
                 self.messages[msg[:120]] += 1
+            if msg.startswith("NLU model") and msg.endswith("swapped in"):
+                self.swapped_at = time.monotonic()
             if "channel server listening" in msg and not self.ready.is_set():
                 self.ready_after = time.monotonic() - self.started_at
                 self.ready.set()
@@ -507,6 +517,8 @@ class Config:
     time_limit: float = 900.0
     seed: int = 7
     admission_budget_ms: float | None = None  # None: the bot's bot.yml (kefu workers), off (lite workers)
+    swap_nlu_at: float | None = None
+    swap_source: str = "retrain"  # retrain | copy
 
 
 async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]], run_id: str,
@@ -624,6 +636,14 @@ async def run(cfg: Config) -> dict[str, Any]:
                 up = time.monotonic()
                 fault.update(pg_restart_started=down, pg_ready=up)
                 note(f"PostgreSQL restarted ({up - down:.2f} s down)")
+            if cfg.swap_nlu_at is not None:
+                await asyncio.sleep(max(0.0, cfg.swap_nlu_at - (time.monotonic() - t0)))
+                started = time.monotonic()
+                folder = await publish_nlu_model(cfg)
+                # Published when the pointer was replaced (its mtime), not when the training process had exited.
+                published = time.monotonic() - max(0.0, time.time() - (cfg.bot / "models" / "nlu.current").stat().st_mtime)
+                fault.update(swap_published=published, swap_training_s=published - started)
+                note(f"published {folder.name} ({cfg.swap_source}, {fault['swap_training_s']:.1f} s)")
 
         fault_task = asyncio.create_task(faults())
         tasks = [asyncio.create_task(c.run(ramp * i / max(1, cfg.conversations))) for i, c in enumerate(customers)]
@@ -634,6 +654,11 @@ async def run(cfg: Config) -> dict[str, Any]:
         for w in workers:
             cpu_end.setdefault(w.index, w.cpu_seconds())
         worker_cpu = sum((cpu_end[i] or 0.0) - (cpu_start[i] or 0.0) for i in cpu_start)
+        if cfg.swap_nlu_at is not None:  # a retrain still running is awaited: never left to write the bot's models
+            await fault_task
+        if "swap_published" in fault:  # give the workers their next look at the pointer (every 3 s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until(lambda: all(w.swapped_at or not w.alive for w in workers)), 10)
         if not fault_task.done():
             fault_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -677,6 +702,9 @@ async def run(cfg: Config) -> dict[str, Any]:
         )
         if "killed_worker_at_s" in fault:
             report["kill"] = kill_report(done, t0, fault)
+        if "swap_published" in fault:
+            report["swap"] = swap_report(done, stats, t0, fault["swap_published"], [w.swapped_at for w in workers],
+                                         cfg.swap_source, fault["swap_training_s"])
         if "pg_ready" in fault:
             down, up = fault.pop("pg_restart_started"), fault.pop("pg_ready")
             report["postgres_restart"] = restart_report(done, stats, t0, down, up)
@@ -693,6 +721,54 @@ async def run(cfg: Config) -> dict[str, Any]:
             await asyncio.to_thread(cluster.stop)
         else:
             await drop_database(db)
+
+
+# ----------------------------------------------------------------------------------------------- the model swap
+async def until(done: Any, interval: float = 0.2) -> None:
+    """Return once ``done()`` is true (checked every ``interval`` seconds)."""
+    while not done():
+        await asyncio.sleep(interval)
+
+
+async def publish_nlu_model(cfg: Config) -> Path:
+    """Publish a new NLU model for the bot as the console's retrain does (``kefu retrain-nlu``, in its own process),
+    or a copy of the one served (``copy``); returns the published folder."""
+    from kefu.models_watch import next_nlu_folder, publish_nlu, served_nlu
+
+    models = cfg.bot / "models"
+    if cfg.swap_source == "copy":
+        folder = next_nlu_folder(models)
+        await asyncio.to_thread(shutil.copytree, served_nlu(models), folder)
+        publish_nlu(models, folder)
+        return folder
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kefu.cli", "retrain-nlu", "--bot", str(cfg.bot),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=worker_env())
+    if await proc.wait() != 0:
+        raise SystemExit(f"kefu retrain-nlu exited with {proc.returncode}")
+    return served_nlu(models)
+
+
+@contextlib.contextmanager
+def bot_models_kept(cfg: Config) -> Iterator[None]:
+    """Leave the bot's served model as it was: the run's published folders are removed and the pointer with them.
+    A bot that already serves a published model is refused (publishing more would prune that one)."""
+    from kefu.models_watch import NEXT_PREFIX, POINTER, unpublish_nlu
+
+    models = cfg.bot / "models"
+    if cfg.swap_nlu_at is None:
+        yield
+        return
+    if cfg.worker != "kefu":
+        raise SystemExit("--swap-nlu-at needs --worker kefu (the lite worker has no NLU model)")
+    if (models / POINTER).exists():
+        raise SystemExit(f"{models / POINTER} exists: --swap-nlu-at needs a bot serving models/nlu")
+    try:
+        yield
+    finally:
+        unpublish_nlu(models)
+        for folder in models.glob(NEXT_PREFIX + "*"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- the lite worker
@@ -778,6 +854,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--admission-budget-ms", type=float, default=None,
                     help="the workers' admission budget (busy beyond it; 0: never); default: bot.yml's (kefu), off (lite)")
+    ap.add_argument("--swap-nlu-at", type=float, default=None, metavar="SECONDS",
+                    help="publish a new NLU model then; every worker must swap it in without failing a turn")
+    ap.add_argument("--swap-source", choices=["retrain", "copy"], default="retrain",
+                    help="retrain: kefu retrain-nlu trains it (as the console does); copy: a copy of the served one")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-lite", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -792,8 +872,10 @@ def main(argv: list[str] | None = None) -> int:
                  kill_worker_at=args.kill_worker_at, restart_postgres_at=args.restart_postgres_at,
                  long_conversation=args.long_conversation, pg_url=args.pg_url, bot=args.bot, worker=args.worker,
                  action_endpoint=args.action_endpoint, time_limit=args.time_limit, seed=args.seed,
-                 admission_budget_ms=args.admission_budget_ms)
-    report = asyncio.run(run(cfg))
+                 admission_budget_ms=args.admission_budget_ms, swap_nlu_at=args.swap_nlu_at,
+                 swap_source=args.swap_source)
+    with bot_models_kept(cfg):
+        report = asyncio.run(run(cfg))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, sort_keys=True))
     else:

@@ -126,6 +126,27 @@ def restart_report(done: list[Turn], stats: Stats, t0: float, down: float, up: f
     }
 
 
+def swap_report(done: list[Turn], stats: Stats, t0: float, published: float, swapped: list[float | None],
+                source: str, training_s: float) -> dict[str, Any]:
+    """What publishing a new NLU model (at ``published``) cost while customers talked: when each worker swapped it
+    in (``None``: it never did), the turns in flight across each swap, and the error frames after the publish.
+    Lost, duplicated and reordered turns are the store check's, for the whole run."""
+    seen = [s for s in swapped if s is not None]
+    across = [t for t in done for s in seen if t.first_sent <= s <= (t.done_at or 0)]
+    return {
+        "source": source,
+        "training_s": round(training_s, 1),
+        "published_at_s": round(published - t0, 2),
+        "workers_swapped": len(seen),
+        "swapped_after_publish_s": [None if s is None else round(s - published, 2) for s in swapped],
+        "turns_after_publish": sum(t.first_sent >= published for t in done),
+        "turns_after_all_swapped": sum(t.first_sent >= max(seen) for t in done) if seen else 0,
+        "turns_in_flight_at_a_swap": len(across),
+        "max_latency_across_swap_ms": round(max((t.latency or 0) for t in across) * 1000, 1) if across else None,
+        "errors_after_publish": sum(1 for ts, _ in stats.error_times if ts >= published),
+    }
+
+
 class Transcript(Protocol):
     """What a simulated customer knows of its conversation (:class:`benchmarks.load.Customer` is one)."""
 

@@ -177,7 +177,7 @@ async def test_queue_dashboard_users_and_logout(browser: Any, servers: tuple[Ser
     await expect(page.locator(".ops-kpi").first).to_contain_text("5")
     for plot in ("conversations", "rates", "intents"):
         img = page.locator(f"#plot-{plot}")
-        await expect(img).to_have_attribute("src", f"/api/dashboard/{plot}.png?days=30")
+        await expect(img).to_have_attribute("src", f"/api/dashboard/{plot}.png?days=30&lang=en")
         for _ in range(150):  # the PNG is rendered by matplotlib in a worker thread
             if await img.evaluate("i => i.complete ? i.naturalWidth : 0") > 100:
                 break

@@ -4,11 +4,14 @@
   worker, resend, and nothing is lost, duplicated or reordered;
 * PostgreSQL restarted under load (a private cluster, so nobody else is disturbed): only clean
   ``store_unavailable`` errors while it is down, turns succeed again within 5 s, Kefu is not restarted;
+* a new NLU model published while customers talk (the console's retrain): both workers swap it in between turns,
+  nothing is lost, duplicated or reordered and no error frame is sent;
 * an action server that is slow or down: the turn answers with the fallback after the action timeout, and other
   conversations are served meanwhile.
 
 The first two run the harness (``--worker lite``: the real server, engine and store with a model-free stand-in of
-the bot, so two workers start in seconds); the third drives the real demo bot.
+the bot, so two workers start in seconds); the model swap runs it with two real ``kefu serve`` workers of a copy of
+the demo bot (its models linked, so the demo bot's own folder is never published to); the last drives the demo bot.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOAD = ROOT / "benchmarks" / "load.py"
 
 
-async def _harness(*args: str, timeout: float = 55.0) -> dict[str, Any]:
+async def _harness(*args: str, timeout: float = 55.0, worker: str = "lite") -> dict[str, Any]:
     url, error = await probe_postgres()
     if url is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -50,7 +53,7 @@ async def _harness(*args: str, timeout: float = 55.0) -> dict[str, Any]:
         pytest.skip(str(error))
     admin = url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(LOAD), "--worker", "lite", "--workers", "2", "--json", "--pg-url", admin,
+        sys.executable, str(LOAD), "--worker", worker, "--workers", "2", "--json", "--pg-url", admin,
         "--time-limit", str(timeout - 15), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
     )
@@ -161,6 +164,35 @@ async def _chat(ws: Any, message_id: str, text: str) -> tuple[dict[str, Any], fl
         frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
         if frame["type"] in ("message", "error") and frame.get("reply_to") == message_id:
             return frame, time.monotonic() - t0
+
+
+def _bot_copy(bot: Path, into: Path) -> Path:
+    """A copy of ``bot``'s folder whose ``models/`` entries are links to the original's: a model published there
+    (``models/nlu.next-*`` and the ``nlu.current`` pointer) never touches the original bot."""
+    copy = into / bot.name
+    shutil.copytree(bot, copy, ignore=shutil.ignore_patterns("models"))
+    (copy / "models").mkdir()
+    for entry in (bot / "models").iterdir():
+        if not entry.name.startswith(("nlu.next-", "nlu.current", ".")):
+            (copy / "models" / entry.name).symlink_to(entry.resolve())
+    return copy
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_nlu_model_swap_under_traffic_fails_no_turn(shop_bot: Path, tmp_path: Path) -> None:
+    bot = _bot_copy(shop_bot, tmp_path)
+    report = await _harness("--conversations", "16", "--turns", "10", "--think-time", "1.5", "--ramp", "1",
+                            "--bot", str(bot), "--swap-nlu-at", "3", "--swap-source", "copy", "--admission-budget-ms",
+                            "0", timeout=170.0, worker="kefu")
+    _nothing_lost(report)
+    assert report["errors"] == 0, report["errors_by_code"]
+    swap = report["swap"]
+    assert swap["workers_swapped"] == 2, swap  # both logged "NLU model ... swapped in"
+    assert swap["turns_after_all_swapped"] > 0, swap  # customers were still talking after the swaps
+    assert swap["errors_after_publish"] == 0, swap
+    assert not (bot / "models" / "nlu.current").exists()  # the harness leaves the bot's models as it found them
+    assert not list((bot / "models").glob("nlu.next-*"))
 
 
 @pytest.mark.slow
