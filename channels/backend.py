@@ -7,6 +7,8 @@ engine and its store; tests use small in-memory doubles or a real store).
   and what needs the bot (its intents, training files, flow) itself.
 * :class:`AttachmentStore`: where the chat server keeps the files customers upload and reads the ones they download
   (``dialogue.store.Store`` implements it as is; the server finds it as its backend's ``store`` unless given one).
+* :class:`AvatarStore`: where the chat server reads the staff pictures it serves (``GET /avatars/<sha256>``); found
+  the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from dialogue.canned import CannedReply, Rendered
 from dialogue.handoff import AgentPresence
-from dialogue.store.protocol import AttachmentStore
+from dialogue.store.protocol import AttachmentStore, AvatarStore
 from dialogue.types import (
     Conversation,
     ConversationFilter,
@@ -90,7 +92,7 @@ class Backend(Protocol):
         ...
 
 
-class ConsoleStore(AttachmentStore, Protocol):
+class ConsoleStore(AttachmentStore, AvatarStore, Protocol):
     """The console's reads and writes that the conversation store does as they are: same names, same signatures
     (``dialogue.store.Store`` has every one). The composition root hands these to the store unchanged
     (:data:`STORE_OPERATIONS`): no layer in between restates them.
@@ -178,6 +180,17 @@ class ConsoleStore(AttachmentStore, Protocol):
     async def set_locale(self, username: str, locale: str | None) -> User:
         """Remember the console language the staff member chose (``None``: follow the browser)."""
         ...
+
+    # -- the signed-in staff member's profile: what customers see of them (get_avatar: AvatarStore's) ------------
+    async def set_display_name(self, username: str, display_name: str | None) -> User:
+        """Set the name customers see (``None``: the username again)."""
+        ...
+
+    async def set_avatar(self, username: str, content_type: str, data: bytes) -> User:
+        """Replace the picture customers see (bytes already checked by :mod:`channels.uploads`)."""
+        ...
+
+    async def clear_avatar(self, username: str) -> User: ...
 
     # -- presence (online / away / offline, and when the console was last seen) ------------------------------
     async def set_agent_status(self, username: str, status: str) -> AgentPresence:

@@ -1,7 +1,8 @@
 """The chat port's small HTTP side, without I/O: which static files are served and how, the responses of its
 plain routes (``/healthz``, ``/ready``, the widget's files, 404), their headers and Content-Security-Policy, and
-the answers that refuse a ``/ws`` handshake, and a customer's attachment download (``GET /attachments/<id>?token=``,
-headers from :func:`channels.uploads.download_headers`).
+the answers that refuse a ``/ws`` handshake, a customer's attachment download (``GET /attachments/<id>?token=``,
+headers from :func:`channels.uploads.download_headers`), and the staff pictures the widget shows next to an agent's
+messages (``GET /avatars/<sha256>``: :func:`avatar_request`, :func:`avatar_response`).
 
 Every function takes what it decides on (the request path, the loaded files, the admission state, ``now``) and
 returns a ``websockets`` :class:`~websockets.http11.Response` (a plain value of websockets' sans-I/O layer); the
@@ -25,9 +26,11 @@ from websockets.http11 import Response
 
 from channels.admission import Admission
 from channels.errors import StaticFilesError
+from channels.frames import AVATAR_DIGEST_RE, AVATARS_PATH
 from channels.json_api import encode_json
 from channels.limits import CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS
-from channels.uploads import ATTACHMENT_ID_RE, download_headers
+from channels.uploads import ATTACHMENT_ID_RE, download_headers, sniff
+from dialogue.types import AVATAR_TYPES
 
 # ---------------------------------------------------------------------------------------------------- static files
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -111,6 +114,16 @@ def attachment_request(target: str) -> tuple[str, str | None] | None:
     return attachment_id, tokens[0] if tokens else None
 
 
+def avatar_request(target: str) -> str | None:
+    """The sha256 digest a staff-picture request asks for (``/avatars/<64 lower-case hex>``, any query ignored);
+    ``None`` when the path is not exactly that (the caller answers 404 without asking the store)."""
+    path = request_path(target)
+    if not path.startswith(AVATARS_PATH):
+        return None
+    digest = path[len(AVATARS_PATH):]
+    return digest if AVATAR_DIGEST_RE.fullmatch(digest) else None
+
+
 def wants_websocket(headers: Headers) -> bool:
     """Whether the request asks for a WebSocket upgrade (only ``/ws`` grants one)."""
     return "websocket" in headers.get("Upgrade", "").lower()
@@ -186,6 +199,32 @@ def attachment_response(
     served = headers.pop("Content-Type")
     headers.pop("X-Content-Type-Options")  # every response of this port has it already (a second would repeat it)
     return response(http.HTTPStatus.OK, data, served, date=date, site_headers=site_headers, extra=headers)
+
+
+#: The Content-Security-Policy of a staff picture: an image document that may run and load nothing (``sandbox``
+#: also gives it an opaque origin, should a browser ever render it as something else).
+AVATAR_CSP: Final = "default-src 'none'; img-src 'self'; sandbox; frame-ancestors 'none'; base-uri 'none'"
+#: A picture's URL is its content's digest: a new picture is a new URL, so a stored one never changes.
+AVATAR_CACHE: Final = "public, max-age=31536000, immutable"
+
+
+def avatar_response(
+    content_type: str, data: bytes, *, date: float, site_headers: Mapping[str, str]
+) -> Response | None:
+    """A staff picture (``GET /avatars/<sha256>``) with its stored type, cached for a year (:data:`AVATAR_CACHE`),
+    under :data:`AVATAR_CSP` and ``nosniff`` (every response of this port has it), readable by the shop's page that
+    embeds the widget (``Cross-Origin-Resource-Policy: cross-origin``, as attachments). ``None`` (the caller answers
+    404) when the stored type is not a picture type or not the type its bytes start like: this port serves nothing
+    as an image that is not one."""
+    if content_type not in AVATAR_TYPES or sniff(data) != content_type:
+        return None
+    extra = {
+        "Cache-Control": AVATAR_CACHE,
+        "Content-Security-Policy": AVATAR_CSP,
+        "Cross-Origin-Resource-Policy": "cross-origin",
+        "Content-Disposition": "inline",
+    }
+    return response(http.HTTPStatus.OK, data, content_type, date=date, site_headers=site_headers, extra=extra)
 
 
 def ready_response(

@@ -19,7 +19,7 @@ from typing import Any, Final
 from channels.error_codes import BAD_FRAME, BAD_JSON, ERROR_MESSAGES, TOO_LARGE, error_code_for
 from channels.errors import ProtocolError
 from channels.json_api import json_default
-from dialogue.types import MAX_RATING_COMMENT, Event, TurnReply
+from dialogue.types import AVATAR_DIGEST_RE, MAX_RATING_COMMENT, Event, TurnReply
 
 # ---------------------------------------------------------------------------------------------------------- limits
 MAX_FRAME_BYTES: Final = 64 * 1024
@@ -29,6 +29,8 @@ MAX_CONVERSATION_ID_CHARS: Final = 128
 RATING_SCORES: Final = range(1, 6)
 MAX_AGENT_NAME_CHARS: Final = 64
 MAX_DECLARED_TYPE_CHARS: Final = 100  # an upload's declared media type
+
+AVATARS_PATH: Final = "/avatars/"  # the chat port's staff pictures: /avatars/<sha256 hex> (channels.chat_http)
 
 MESSAGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONVERSATION_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -314,24 +316,62 @@ def agent_initials(name: str) -> str:
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 
-def agent_card(name: str) -> dict[str, str]:
-    """``{"name", "avatar"}`` of a staff member as customers see them: the display name (the console username, cut
-    to :data:`MAX_AGENT_NAME_CHARS`) and its initials (no picture, no URL: nothing the widget loads from elsewhere).
-    Plain text; the widget inserts it with ``textContent``."""
+@dataclass(frozen=True)
+class ShownAgent:
+    """What customers are shown of a staff member: ``name`` (their display name, else their username) and
+    ``avatar``, the sha256 digest of their picture (``None``: initials only). The console makes one from the
+    signed-in account for an ``agent_typing`` frame; stored events carry the same two facts as ``agent_name`` and
+    ``agent_avatar`` (:func:`event_agent_card`)."""
+
+    name: str
+    avatar: str | None = None
+
+
+def avatar_path(digest: object) -> str | None:
+    """The chat port's path of a staff picture (``/avatars/<sha256>``), or ``None`` for anything that is not a
+    sha256 hex digest (event data is read back from the store: nothing in it becomes a URL unchecked)."""
+    if isinstance(digest, str) and AVATAR_DIGEST_RE.fullmatch(digest):
+        return AVATARS_PATH + digest
+    return None
+
+
+def agent_card(name: str, avatar: str | None = None) -> dict[str, str]:
+    """``{"name", "avatar", "picture"?}`` of a staff member as customers see them: the display name (cut to
+    :data:`MAX_AGENT_NAME_CHARS`), its initials (``avatar``: what widgets draw in a coloured circle, and all that
+    widgets older than pictures know), and ``picture``, the same-origin path of their picture on the chat port
+    (``/avatars/<sha256>``, :func:`avatar_path`) when ``avatar`` is its digest. Plain text and one path of ours:
+    the widget inserts the name with ``textContent`` and loads only ``/avatars/`` paths."""
     shown = " ".join(name.split())[:MAX_AGENT_NAME_CHARS] or "?"
-    return {"name": shown, "avatar": agent_initials(shown)}
+    card = {"name": shown, "avatar": agent_initials(shown)}
+    picture = avatar_path(avatar)
+    if picture is not None:
+        card["picture"] = picture
+    return card
+
+
+def event_agent_card(data: Mapping[str, Any]) -> dict[str, str] | None:
+    """The :func:`agent_card` an agent's stored message or file was sent with: its ``agent_name`` and
+    ``agent_avatar`` (recorded when it was sent, so a history shows what the customer saw then), else its ``agent``
+    username (sent without a display name, or stored before profiles); ``None`` when the event names no agent."""
+    name, username, avatar = data.get("agent_name"), data.get("agent"), data.get("agent_avatar")
+    shown = name if isinstance(name, str) and name.strip() else username
+    if not isinstance(shown, str) or not shown:
+        return None
+    return agent_card(shown, avatar if isinstance(avatar, str) else None)
 
 
 def agent_field(event: Event) -> dict[str, Any]:
-    """``{"agent": card}`` of an agent message event that names its agent (:func:`agent_card`), else ``{}``: the
-    pushed ``message`` frame and the history entry of that message carry the same field."""
-    agent = event.data.get("agent")
-    return {"agent": agent_card(agent)} if isinstance(agent, str) and agent else {}
+    """``{"agent": card}`` of an agent message event that names its agent (:func:`event_agent_card`), else ``{}``:
+    the pushed ``message`` frame and the history entry of that message carry the same field."""
+    card = event_agent_card(event.data)
+    return {"agent": card} if card is not None else {}
 
 
-def agent_typing_frame(state: bool, agent: str) -> dict[str, Any]:
-    """``{"type": "agent_typing"}``: the agent holding the conversation is typing (``state``) or stopped."""
-    return {"type": "agent_typing", "state": bool(state), "agent": agent_card(agent)}
+def agent_typing_frame(state: bool, agent: str | ShownAgent) -> dict[str, Any]:
+    """``{"type": "agent_typing"}``: the agent holding the conversation is typing (``state``) or stopped; ``agent``
+    is what customers are shown of them (a bare username: its initials only)."""
+    shown = agent if isinstance(agent, ShownAgent) else ShownAgent(agent)
+    return {"type": "agent_typing", "state": bool(state), "agent": agent_card(shown.name, shown.avatar)}
 
 
 def agent_message_frame(event: Event) -> dict[str, Any]:
@@ -392,7 +432,7 @@ def upload_error_frame(upload_id: str | None, code: str, message: str) -> dict[s
 
 def attachment_frame(event: Event, url: str | None) -> dict[str, Any]:
     """The pushed ``attachment`` frame of an agent's stored ``attachment`` event (with ``agent``, who sent it)."""
-    agent = event.data.get("agent")
+    agent = event_agent_card(event.data)
     frame: dict[str, Any] = {
         "type": "attachment",
         "role": "agent",
@@ -400,8 +440,8 @@ def attachment_frame(event: Event, url: str | None) -> dict[str, Any]:
         "message_id": event.message_id or f"attachment-{event.seq}",
         "attachment": attachment_json(event.data, url),
     }
-    if isinstance(agent, str) and agent:
-        frame["agent"] = agent_card(agent)
+    if agent is not None:
+        frame["agent"] = agent
     return frame
 
 

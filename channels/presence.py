@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from channels.error_codes import RATE_LIMITED
 from channels.errors import ProtocolError
-from channels.frames import agent_typing_frame
+from channels.frames import ShownAgent, agent_typing_frame
 
 TYPING_TTL: Final = 6.0  # seconds a customer's or agent's "typing" lasts without a refresh
 TYPING_RATE: Final = 1.0  # typing frames per second and connection, on average
@@ -55,7 +55,8 @@ class TypingBoard:
         self.max_conversations = max_conversations
         self.min_interval = float(min_interval)
         self._customers: OrderedDict[str, float] = OrderedDict()  # conversation id -> when "typing" was last said
-        self._agents: OrderedDict[str, tuple[str, bool, float]] = OrderedDict()  # id -> last pushed (agent, state, at)
+        # conversation id -> the last pushed (agent, state, at)
+        self._agents: OrderedDict[str, tuple[str | ShownAgent, bool, float]] = OrderedDict()
         self._listeners: list[TypingListener] = []
 
     def __repr__(self) -> str:
@@ -82,9 +83,10 @@ class TypingBoard:
             return False
         return True
 
-    def agent(self, conversation_id: str, agent: str, state: bool, now: float) -> bool:
+    def agent(self, conversation_id: str, agent: str | ShownAgent, state: bool, now: float) -> bool:
         """The agent ``agent`` holding ``conversation_id`` is typing (``state``) or stopped: tell the listeners
-        (``agent_typing`` frame), unless it repeats the last state within ``min_interval``. ``True`` when told."""
+        (``agent_typing`` frame, naming them as ``agent`` says: a username, or their display name and picture),
+        unless it repeats the last state within ``min_interval``. ``True`` when told."""
         last = self._agents.get(conversation_id)
         if last is not None and last[0] == agent and last[1] == state and now - last[2] < self.min_interval:
             return False

@@ -119,22 +119,32 @@ Server -> client
     ``/intent{"entity": "value"}``: taken as given, without the NLU).
 ``{"type": "message", "role": "agent", "conversation_id": str, "message_id": str, "reply_to": null, "text": str,
 "intent": null, "confidence": null, "action": null, "handed_off": true, "quick_replies": [], "replayed": false,
-"agent": {"name": str, "avatar": str}}``
+"agent": {"name": str, "avatar": str, "picture": str}}``
     A message written by a human agent in the ops console, pushed to every open connection that proved the
     conversation's secret (or was issued it) while an agent holds it (the server polls the store about every
     0.5 s, so it reaches the customer whichever worker process the agent's console talks to). Bot replies carry
     no ``role`` (or ``"role": "bot"``). While an agent holds the conversation the bot does not answer: a customer
     ``message`` is still stored and answered with a ``message`` frame whose ``text`` is empty and ``handed_off``
     is true (it only confirms delivery: show nothing). ``agent`` (absent in frames of older servers, and for
-    messages stored without an agent) says who wrote it: ``name`` is the agent's display name (their console
-    username, at most 64 characters) and ``avatar`` 1-2 initials of it (:func:`agent_card`) for the client to draw
-    in a coloured circle: never a URL. Both are plain text: insert them as text, never as HTML. History entries
-    of agent messages carry the same ``agent`` field.
-``{"type": "agent_typing", "state": bool, "agent": {"name": str, "avatar": str}}``
+    messages stored without an agent) says who wrote it, as it was when the message was sent (:func:`agent_card`):
+    ``name`` is the agent's display name (set in the console's profile; else their console username; at most 64
+    characters) and ``avatar`` 1-2 initials of it for the client to draw in a coloured circle: never a URL.
+    ``picture`` (absent when the agent has none) is the path of the agent's picture on this server,
+    ``/avatars/<sha256>`` (64 lower-case hex digits), to be resolved against the server's base URL like the widget's
+    other files and shown in the circle instead of the initials; a client loads it only when it is exactly such a
+    path (never another origin or scheme) and keeps the initials when it fails to load. ``GET /avatars/<sha256>``
+    answers the image (PNG, JPEG or WebP, at most 256 KiB) with its stored type, ``X-Content-Type-Options:
+    nosniff``, a Content-Security-Policy that lets nothing run, and ``Cache-Control: public, max-age=31536000,
+    immutable`` (the path changes whenever the picture does); an unknown, replaced, removed or malformed digest is
+    answered 404 (a history entry may name a picture the agent has since replaced: show the initials). ``name``
+    and ``avatar`` are plain text: insert them as text, never as HTML. History entries of agent messages carry
+    the same ``agent`` field.
+``{"type": "agent_typing", "state": bool, "agent": {"name": str, "avatar": str, "picture": str}}``
     The human agent holding the conversation is typing in the console (``true``; repeated about every 2 s while
     they type) or stopped (``false``). Pushed at once to every proven connection of the conversation on the
     worker process the console talks to (in memory, like the customer's ``typing``; nothing is stored). Show
     "<name> is typing…"; clear it on the agent's ``message``, on ``false``, or 6 s after the last ``true``.
+    ``agent`` is as in an agent's ``message`` (their profile now).
 ``{"type": "handoff", "conversation_id": str, "status": "agent" | "bot"}``
     A human agent took the conversation over (``"agent"``) or handed it back to the bot (``"bot"``).
 ``{"type": "resolved", "conversation_id": str}``
@@ -163,7 +173,7 @@ Server -> client
     ``busy`` (too many uploads in progress on the server), ``rate_limited``, ``timeout`` (the bytes did not arrive
     in time), ``unavailable`` (the server takes no files), ``store_unavailable`` and ``internal``.
 ``{"type": "attachment", "role": "agent", "conversation_id": str, "message_id": str, "attachment": {...},
-"agent": {"name": str, "avatar": str}}``
+"agent": {"name": str, "avatar": str, "picture": str}}``
     A file an agent sent from the console, pushed like an agent message (``attachment`` as in ``upload_ack``).
 ``{"type": "busy", "reply_to": message_id, "retry_after_ms": int, "reason": "overloaded" | "held"}``
     Admission control (when the server runs with an admission budget, :mod:`channels.admission`): the message
@@ -237,6 +247,8 @@ from channels.error_codes import (
 )
 from channels.errors import ProtocolError
 from channels.frames import (
+    AVATAR_DIGEST_RE,
+    AVATARS_PATH,
     CONVERSATION_ID_RE,
     LANGUAGES,
     MAX_AGENT_NAME_CHARS,
@@ -251,6 +263,7 @@ from channels.frames import (
     ClientFrame,
     Hello,
     Rating,
+    ShownAgent,
     Typing,
     UserMessage,
     ack_frame,
@@ -258,6 +271,7 @@ from channels.frames import (
     agent_initials,
     agent_message_frame,
     agent_typing_frame,
+    avatar_path,
     bad_frame_error,
     busy_frame,
     encode_frame,
@@ -305,20 +319,20 @@ from channels.transcript import (
 from dialogue.types import NewConversation
 
 __all__ = [  # the re-exports: every name callers use as ``p.X`` (grep the repo before dropping one)
-    "ALREADY_RATED", "BAD_FRAME", "BAD_JSON", "BUSY", "CONVERSATION_ID_RE", "DEFAULT_BURST", "DEFAULT_MAX_PENDING",
-    "DEFAULT_RATE", "DENIED_REASON", "ERROR_CODES", "ERROR_MESSAGES", "EXCEPTION_CODES", "HTTP_STATUS_FOR_CODE",
-    "INTERNAL", "LANGUAGES", "MAX_AGENT_NAME_CHARS", "MAX_CONVERSATION_ID_CHARS", "MAX_FRAME_BYTES",
-    "MAX_HISTORY_MESSAGES", "MAX_MESSAGE_ID_CHARS", "MAX_TEXT_CHARS", "MESSAGE_ID_RE", "NOT_FOUND", "NOT_RESOLVED",
-    "RATE_LIMITED", "RATING_SCORES", "RESUME_DENIED", "SECRET_RE", "STORE_UNAVAILABLE", "TIMEOUT", "TOO_LARGE",
-    "TYPING_BOARD", "TYPING_BURST", "TYPING_RATE", "TYPING_TTL", "USER_ID_RE", "AddressLimiter", "ClientFrame",
-    "ConnectionState", "Hello", "IPNetwork", "Rating", "TokenBucket", "Typing", "TypingBoard", "TypingListener",
-    "UserMessage", "ack_frame", "agent_card", "agent_initials", "agent_message_frame", "agent_typing_frame",
-    "awaiting_rating", "busy_frame", "client_address", "conversation_id_for", "encode_frame", "encode_json",
-    "error_code_for", "error_frame", "error_frame_for", "event_to_json", "handoff_frame", "history_frame",
-    "message_frame", "new_conversations_limited", "new_secret", "new_session", "parse_client_frame", "parse_networks",
-    "push_frames", "rate_limited", "rating_ack_frame", "resolved_frame", "resume_frames", "secret_hash",
-    "session_frame", "summary_to_json", "token_frame", "transcript", "typing_frame", "typing_rate_limited",
-    "verify_resume",
+    "ALREADY_RATED", "AVATARS_PATH", "AVATAR_DIGEST_RE", "BAD_FRAME", "BAD_JSON", "BUSY", "CONVERSATION_ID_RE",
+    "DEFAULT_BURST", "DEFAULT_MAX_PENDING", "DEFAULT_RATE", "DENIED_REASON", "ERROR_CODES", "ERROR_MESSAGES",
+    "EXCEPTION_CODES", "HTTP_STATUS_FOR_CODE", "INTERNAL", "LANGUAGES", "MAX_AGENT_NAME_CHARS",
+    "MAX_CONVERSATION_ID_CHARS", "MAX_FRAME_BYTES", "MAX_HISTORY_MESSAGES", "MAX_MESSAGE_ID_CHARS", "MAX_TEXT_CHARS",
+    "MESSAGE_ID_RE", "NOT_FOUND", "NOT_RESOLVED", "RATE_LIMITED", "RATING_SCORES", "RESUME_DENIED", "SECRET_RE",
+    "STORE_UNAVAILABLE", "TIMEOUT", "TOO_LARGE", "TYPING_BOARD", "TYPING_BURST", "TYPING_RATE", "TYPING_TTL",
+    "USER_ID_RE", "AddressLimiter", "ClientFrame", "ConnectionState", "Hello", "IPNetwork", "Rating", "ShownAgent",
+    "TokenBucket", "Typing", "TypingBoard", "TypingListener", "UserMessage", "ack_frame", "agent_card",
+    "agent_initials", "agent_message_frame", "agent_typing_frame", "avatar_path", "awaiting_rating", "busy_frame",
+    "client_address", "conversation_id_for", "encode_frame", "encode_json", "error_code_for", "error_frame",
+    "error_frame_for", "event_to_json", "handoff_frame", "history_frame", "message_frame",
+    "new_conversations_limited", "new_secret", "new_session", "parse_client_frame", "parse_networks", "push_frames",
+    "rate_limited", "rating_ack_frame", "resolved_frame", "resume_frames", "secret_hash", "session_frame",
+    "summary_to_json", "token_frame", "transcript", "typing_frame", "typing_rate_limited", "verify_resume",
 ]
 
 DEFAULT_MAX_PENDING: Final = 8

@@ -44,6 +44,8 @@ roles and its JSON API, is :mod:`channels.ops` on a port of its own.
   keyed with the conversation's secret hash: :func:`channels.uploads.download_token`), with
   :func:`channels.uploads.download_headers`; anything wrong is one and the same 404. An agent's file (the console)
   is pushed like an agent message, as an ``attachment`` frame, and both kinds are in the resumed history.
+* ``GET /avatars/<sha256>``: the staff picture an agent's frames name (``agent.picture``), from the
+  :class:`~channels.backend.AvatarStore` (found like the attachment store), cached for good (its URL is its digest).
 
 Admission control (:mod:`channels.admission`): with ``admission_budget``, a customer message that would wait longer
 than the budget for the turns this worker already holds is answered at once with a ``busy`` frame (``retry_after_ms``)
@@ -92,13 +94,15 @@ from websockets.typing import Origin
 from channels import protocol as p
 from channels import uploads as up
 from channels.admission import Admission
-from channels.backend import AttachmentStore, Backend
+from channels.backend import AttachmentStore, AvatarStore, Backend
 from channels.chat_http import (
     CONTENT_SECURITY_POLICY,
     STATIC_DIR,
     StaticFile,
     attachment_request,
     attachment_response,
+    avatar_request,
+    avatar_response,
     error_body,
     json_response,
     page_response,
@@ -217,6 +221,7 @@ class Server:
         # Where files go: given, or the backend's own store (the engine's, through kefu's serving backend).
         store = attachments if attachments is not None else getattr(backend, "store", None)
         self.attachments: AttachmentStore | None = store if isinstance(store, AttachmentStore) else None
+        self.avatars: AvatarStore | None = store if isinstance(store, AvatarStore) else None  # GET /avatars/<sha256>
         self.uploads = uploads or up.UploadLimits()
         self._uploading: dict[ServerConnection, _Upload] = {}
         self._upload_bytes = 0  # reserved by unfinished uploads (and completed ones not stored yet), this process
@@ -355,6 +360,8 @@ class Server:
             return ready_response(self.admission, time.monotonic(), date=time.time(), site_headers=site_headers)
         if path.startswith("/attachments/"):
             return await self._download(request.path)
+        if path.startswith(p.AVATARS_PATH):
+            return await self._avatar(request.path)
         return page_response(path, self._static, date=time.time(), site_headers=site_headers)
 
     async def _download(self, target: str) -> Response:
@@ -380,6 +387,18 @@ class Server:
             attachment.content_type, attachment.filename, data, date=time.time(),
             site_headers=self.options.extra_headers,
         )
+
+    async def _avatar(self, target: str) -> Response:
+        """``GET /avatars/<sha256>``: a staff picture the frames named (:func:`channels.chat_http.avatar_response`);
+        a malformed, unknown, replaced or removed digest is 404."""
+        digest = avatar_request(target)
+        try:
+            found = await self.avatars.get_avatar(digest) if digest and self.avatars is not None else None
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: a failed read is a 503, never a trace
+            logger.warning("avatar read failed: %s at %s", type(exc).__name__, raised_at(exc))
+            return self._json(http.HTTPStatus.SERVICE_UNAVAILABLE, error_body("unavailable", "retry later"))
+        answer = avatar_response(*found, date=time.time(), site_headers=self.options.extra_headers) if found else None
+        return answer or self._json(http.HTTPStatus.NOT_FOUND, error_body("not_found", "no such picture"))
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a ``/ws`` handshake with 503 when ``max_connections`` are open (or being opened), and with 429

@@ -8,6 +8,9 @@ Attachments (``attachment`` events, :mod:`dialogue.store.attachments`) appear in
 sender's role with an ``attachment`` object, and an agent's are pushed as ``attachment`` frames; their download
 link is the caller's ``attachment_url(id)`` (the shell makes it with the connection's download token, see
 :func:`channels.uploads.download_token`): without one, the entry has no ``url``.
+
+An agent's entries and frames name the agent as their event recorded them when sent (``agent_name``,
+``agent_avatar``: :func:`channels.frames.event_agent_card`), not as their profile is now.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from channels.frames import (
-    agent_card,
     agent_field,
     agent_message_frame,
     attachment_frame,
     attachment_json,
+    event_agent_card,
     handoff_frame,
     resolved_frame,
 )
@@ -130,9 +133,9 @@ def _attachment_entry(event: Event, attachment_url: AttachmentUrl | None) -> dic
         "reply_to": None,
         "attachment": attachment_json(event.data, _url(attachment_url, event)),
     }
-    name = event.data.get("agent")
-    if agent and isinstance(name, str) and name:
-        entry["agent"] = agent_card(name)
+    card = event_agent_card(event.data) if agent else None
+    if card is not None:
+        entry["agent"] = card
     return entry
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ BOT_MESSAGE = "bot_message"  # data: {"text", "message_id", "response", "source"
 SAFETY_OUTPUT = "safety_output"  # data: OutputVerdict.to_dict() (+ "replaced": bool)
 HANDOFF = "handoff"  # data: {"reason"}: the bot queued the conversation for a human (intent | "low_confidence_loop")
 HANDOFF_END = "handoff_end"  # data: {"reason": "offline" | "timeout" | "customer", "wanted"?}: a wait ended or never began
-AGENT_MESSAGE = "agent_message"  # data: {"text", "agent", "message_id"}
+AGENT_MESSAGE = "agent_message"  # data: {"text", "agent", "message_id", "agent_name"?, "agent_avatar"?}
 TAKEOVER = "takeover"  # data: {"agent"}
 HANDBACK = "handback"  # data: {"agent"}
 REVIEW = "review"  # data: {"by", "flagged"?, "reviewed"?, "tags_added"?, "tags_removed"?}
@@ -27,7 +29,8 @@ REOPENED = "reopened"  # data: {"agent": str | None, "reason": "agent" | "custom
 RATING = "rating"  # data: {"score": 1..5, "comment": str | None (redacted)}: the customer rated a resolution
 MAX_RATING_COMMENT = 1000  # characters of a rating's comment (after stripping): the chat protocol and the store agree
 NOTE = "note"  # data: {"agent", "text" (redacted)}: an internal note by staff; never sent or shown to the customer
-ATTACHMENT = "attachment"  # data: {"id", "filename", "content_type", "size", "direction", "agent"?}: never the bytes
+ATTACHMENT = "attachment"  # data: {"id", "filename", "content_type", "size", "direction", "agent"?, "agent_name"?,
+#                              "agent_avatar"?}: never the bytes
 EVENT_TYPES = (
     USER_MESSAGE, NLU_PARSE, SAFETY_INPUT, SLOT_SET, ACTION, BOT_MESSAGE, SAFETY_OUTPUT, HANDOFF, HANDOFF_END, AGENT_MESSAGE,
     TAKEOVER, HANDBACK, REVIEW, CORRECTION, RESOLVED, REOPENED, RATING, NOTE, ATTACHMENT,
@@ -45,6 +48,16 @@ HANDOFF_FILTERS = ("waiting", "agent", "any", "none")  # ConversationFilter.hand
 ROLES = ("viewer", "agent", "admin")
 # Languages of the ops console's own interface (channels/static/ops/i18n.js has one dictionary per code).
 CONSOLE_LOCALES = ("en", "zh")
+
+# A staff member's profile as customers see it (migration 0013): a display name, and a small picture whose bytes are
+# kept in ``user_avatars`` and named by their sha256. An agent's message or file records both in its event data at
+# the time it is sent (``agent_name``: the display name, absent when the username was shown; ``agent_avatar``: the
+# digest, when there is a picture), so a resumed history shows what the customer saw then. The console checks a picture's bytes with
+# the chat port's upload checks (``channels.uploads``); the store checks these limits again.
+MAX_DISPLAY_NAME_CHARS = 64
+AVATAR_TYPES = ("image/png", "image/jpeg", "image/webp")
+MAX_AVATAR_BYTES = 256 * 1024
+AVATAR_DIGEST_RE = re.compile(r"[0-9a-f]{64}")  # a picture's name: the sha256 of its bytes (GET /avatars/<it>)
 
 
 @dataclass(frozen=True)
@@ -257,6 +270,13 @@ class User:
     disabled: bool
     created_at: dt.datetime
     locale: str | None = None  # the console language chosen (CONSOLE_LOCALES); None: follow the browser
+    display_name: str | None = None  # the name customers see (migration 0013); None: the username
+    avatar: str | None = None  # sha256 hex of the picture customers see (``user_avatars``); None: initials only
+
+    @property
+    def shown_name(self) -> str:
+        """The name customers see: the display name, else the username."""
+        return self.display_name or self.username
 
 
 @dataclass(frozen=True)
@@ -363,6 +383,27 @@ class TurnReply:
 
     def __repr__(self) -> str:
         return f"TurnReply(conversation_id={self.conversation_id!r}, action={self.action!r}, chars={len(self.text)})"
+
+
+def clean_display_name(value: object) -> str | None:
+    """A display name as stored: ``value`` trimmed, ``None`` when absent or blank (no display name: customers see the
+    username). Raises :class:`ValueError` (its text names the rule, never the value) for a non-string, more than
+    :data:`MAX_DISPLAY_NAME_CHARS` characters, or a control, format (bidi overrides, zero-width), surrogate,
+    private-use or line/paragraph-separator character: the widget shows the name as text next to the agent's
+    messages, where a hidden direction change or a line break would misrepresent who wrote them."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("a display name must be a string or null")  # noqa: TRY004 - one error type for callers
+    name = value.strip()
+    if len(name) > MAX_DISPLAY_NAME_CHARS:
+        raise ValueError(f"a display name has at most {MAX_DISPLAY_NAME_CHARS} characters")
+    if any(unicodedata.category(char) in _HIDDEN_CATEGORIES for char in name):
+        raise ValueError("a display name cannot hold control, format or separator characters")
+    return name or None
+
+
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
 def stored_buttons(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -28,9 +28,9 @@ Security model
 * Every route declares the least role it needs (:data:`ROUTES`; ``None`` = public): ``viewer`` reads,
   ``agent`` reviews, corrects and talks to customers, ``admin`` manages accounts. Unknown or expired sessions
   get 401 (pages redirect to ``/login``), too small a role gets 403.
-* Every POST needs the session's CSRF token in ``X-CSRF-Token`` *and* an ``Origin`` (or ``Referer``) of the
-  console itself (``options.origins``, default: the loopback origins above; never derived from the request's
-  Host); login needs the origin. JSON bodies only (``Content-Type: application/json``), at most
+* Every POST (and DELETE) needs the session's CSRF token in ``X-CSRF-Token`` *and* an ``Origin`` (or
+  ``Referer``) of the console itself (``options.origins``, default: the loopback origins above; never derived
+  from the request's Host); login needs the origin. JSON bodies only (``Content-Type: application/json``), at most
   ``max_body_bytes``.
 * Every response: a strict, constant Content-Security-Policy (:data:`CSP`: no inline code, nothing from
   elsewhere; no request header goes into it), ``X-Content-Type-Options: nosniff``,
@@ -54,8 +54,9 @@ Modules
   :mod:`~channels.ops.passwords`: the password pool.
 * The route handlers by area: :mod:`~channels.ops.pages`, :mod:`~channels.ops.conversations` (review and
   corrections), :mod:`~channels.ops.desk` (the hand-off desk, notes, canned replies),
-  :mod:`~channels.ops.dashboard` (with :mod:`~channels.ops.plots`) and :mod:`~channels.ops.admin`; their shared
-  base is :mod:`~channels.ops.handlers`.
+  :mod:`~channels.ops.dashboard` (with :mod:`~channels.ops.plots`), :mod:`~channels.ops.admin` and
+  :mod:`~channels.ops.profile` (the caller's display name and picture); their shared base is
+  :mod:`~channels.ops.handlers`.
 * :mod:`~channels.ops.server`: start-up and wiring (:class:`OpsServer`, :func:`run_ops_server`);
   :mod:`~channels.ops.options`: :class:`OpsOptions`.
 """

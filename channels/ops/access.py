@@ -25,8 +25,10 @@ from channels.ops.api import PAGES, ApiError, json_response, user_json
 from channels.ops.handlers import SESSION, USER, Clock, Handler, Handlers, logger
 from channels.ops.options import OpsOptions
 from channels.ops.passwords import PasswordPool, PasswordPoolFull, PasswordSlot
+from channels.ops.profile import profile_json
 from dialogue.types import CONSOLE_LOCALES, User
 
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # what the guard lets through without a CSRF token and origin check
 PRESENCE_BEAT = 15.0  # seconds: a worker records an agent's console as seen at most this often (dialogue.handoff)
 
 
@@ -92,7 +94,7 @@ class Access(Handlers):
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             if role is None:
-                if request.method == "POST" and not self._origin_ok(request):
+                if request.method not in SAFE_METHODS and not self._origin_ok(request):
                     raise ApiError("bad_origin")
                 return await handler(request)
             found = await self._session(request)
@@ -102,7 +104,7 @@ class Access(Handlers):
                     return web.Response(status=302, headers={"Location": "/login?next=" + quote(target, safe="/")})
                 raise ApiError("unauthorized")
             session, user = found
-            if request.method == "POST":
+            if request.method not in SAFE_METHODS:  # POST, DELETE: a change needs the token and our origin
                 if not self._origin_ok(request):
                     raise ApiError("bad_origin")
                 if not auth.same_token(session.csrf_token, request.headers.get(auth.CSRF_HEADER)):
@@ -247,6 +249,7 @@ class Access(Handlers):
                 "csrf_token": session.csrf_token,
                 "expires_at": session.expires_at.isoformat(),
                 "locale": request[USER].locale,  # the console language chosen; null: the browser's
+                "profile": profile_json(request[USER]),  # the display name and picture customers see
             }
         )
 

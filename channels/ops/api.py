@@ -50,7 +50,7 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
 }
 
 # (method, path, least role or None for public, handler name). Every route of the app is here, and only these:
-# tests walk this table for every role. POST routes other than /api/login also need CSRF token + origin.
+# tests walk this table for every role. POST (and DELETE) routes other than /api/login also need CSRF token + origin.
 ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("GET", "/", None, "root"),
     ("GET", "/login", None, "login_page"),
@@ -60,6 +60,11 @@ ROUTES: Final[tuple[tuple[str, str, str | None, str], ...]] = (
     ("POST", "/api/logout", auth.VIEWER, "logout"),
     ("GET", "/api/me", auth.VIEWER, "me"),
     ("POST", "/api/me/locale", auth.VIEWER, "set_locale"),  # {"locale": "en" | "zh" | null}
+    ("POST", "/api/me/profile", auth.VIEWER, "set_profile"),  # {"display_name": str | null}: what customers see
+    # {"content_type", "data": base64}: the picture customers see (PNG, JPEG or WebP, <= 256 KiB; channels.uploads)
+    ("POST", "/api/me/avatar", auth.VIEWER, "set_avatar"),
+    ("DELETE", "/api/me/avatar", auth.VIEWER, "delete_avatar"),
+    ("GET", "/api/me/avatar", auth.VIEWER, "my_avatar"),  # the picture itself (the profile form's preview)
     ("GET", "/api/me/status", auth.AGENT, "my_status"),  # presence: {"status", "effective"}
     ("POST", "/api/me/status", auth.AGENT, "set_my_status"),  # {"status": "online" | "away" | "offline"}
     ("GET", "/api/inbox/pulse", auth.VIEWER, "inbox_pulse"),  # ?since=<token>: what every console polls (0.3 s)

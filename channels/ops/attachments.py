@@ -38,6 +38,45 @@ from dialogue.errors import HandoffConflict
 _ENVELOPE_BYTES: Final = 16 * 1024
 
 
+async def read_upload_body(request: web.Request, limits: UploadLimits) -> dict[str, Any]:
+    """The JSON body of a file upload (``{"data": base64, ...}``), read with the upload's own size and time limits
+    (``limits.max_bytes`` of file as base64 plus a JSON envelope, within ``limits.timeout``; 413 beyond the size)
+    instead of the app's 64 KiB body limit. Shared by the agent's attachments and the profile picture."""
+    if request.content_type != "application/json":
+        raise ApiError("unsupported_media_type")
+    limit = -(-limits.max_bytes // 3) * 4 + _ENVELOPE_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError("too_large", f"a file is at most {limits.max_bytes} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async with asyncio.timeout(limits.timeout):
+            while chunk := await request.content.read(64 * 1024):
+                total += len(chunk)
+                if total > limit:
+                    raise ApiError("too_large", f"a file is at most {limits.max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError("timeout") from None
+    try:
+        body = json.loads(b"".join(chunks) or b"{}")
+    except (ValueError, RecursionError):
+        raise ApiError("bad_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError("bad_request", "the body must be a JSON object")
+    return body
+
+
+def decode_file_data(encoded: object) -> bytes:
+    """The bytes of an upload body's ``data`` (strict base64); 400 when it is missing or not base64."""
+    if not isinstance(encoded, str) or not encoded:
+        raise ApiError("bad_request", "'data' (base64) is required")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("bad_request", "'data' is not base64") from None
+
+
 class Attachments(Handlers):
     """The console's attachment routes. ``limits``: the same :class:`UploadLimits` as the chat port's."""
 
@@ -47,34 +86,8 @@ class Attachments(Handlers):
         super().__init__(backend, options, now)
         self.limits = limits or UploadLimits()
 
-    def _body_limit(self) -> int:
-        return -(-self.limits.max_bytes // 3) * 4 + _ENVELOPE_BYTES
-
     async def _upload_body(self, request: web.Request) -> dict[str, Any]:
-        """The JSON body of an upload, read with the upload's size and time limits (413 beyond the size)."""
-        if request.content_type != "application/json":
-            raise ApiError("unsupported_media_type")
-        limit = self._body_limit()
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError("too_large", f"a file is at most {self.limits.max_bytes} bytes")
-        chunks: list[bytes] = []
-        total = 0
-        try:
-            async with asyncio.timeout(self.limits.timeout):
-                while chunk := await request.content.read(64 * 1024):
-                    total += len(chunk)
-                    if total > limit:
-                        raise ApiError("too_large", f"a file is at most {self.limits.max_bytes} bytes")
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise ApiError("timeout") from None
-        try:
-            body = json.loads(b"".join(chunks) or b"{}")
-        except (ValueError, RecursionError):
-            raise ApiError("bad_request", "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError("bad_request", "the body must be a JSON object")
-        return body
+        return await read_upload_body(request, self.limits)
 
     async def _h_upload_attachment(self, request: web.Request) -> web.StreamResponse:
         """An agent's file for the customer (201 with the stored attachment and its event). 400 for a body without
@@ -90,10 +103,7 @@ class Attachments(Handlers):
         message_id = body.get("message_id") or f"agent-file-{uuid.uuid4().hex}"
         if not isinstance(message_id, str) or not p.MESSAGE_ID_RE.fullmatch(message_id):
             raise ApiError("bad_request", "'message_id' must be 1-64 characters of [A-Za-z0-9_-]")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError("bad_request", "'data' is not base64") from None
+        data = decode_file_data(encoded)
         try:
             checked = check_upload(data, content_type, filename, self.limits)
         except UploadRefused as exc:

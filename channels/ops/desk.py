@@ -302,14 +302,16 @@ class Desk(Handlers):
 
     async def _h_agent_typing(self, request: web.Request) -> web.StreamResponse:
         """``{"state": bool}`` from the agent holding the conversation: pushed to the customer's widget as
-        ``agent_typing`` (with the agent's name and initials), never stored."""
+        ``agent_typing`` (with the agent's display name, initials and picture as their profile is now), never
+        stored."""
         cid = self._conversation_id(request)
         body = await self._json_body(request)
         state = body.get("state")
         if not isinstance(state, bool):
             raise ApiError("bad_request", "'state' must be true or false")
-        agent = await self._holding(request, cid)
-        pushed = self.typing.agent(cid, agent, state, time.monotonic())
+        await self._holding(request, cid)
+        user = request[USER]
+        pushed = self.typing.agent(cid, p.ShownAgent(user.shown_name, user.avatar), state, time.monotonic())
         return json_response({"pushed": pushed})
 
     # ------------------------------------------------------------------------ internal notes and canned replies

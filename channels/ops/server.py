@@ -4,7 +4,8 @@ response; the access log; :func:`run_ops_server`.
 
 Everything a request does is in the groups (:mod:`channels.ops.access`, :mod:`~channels.ops.pages`,
 :mod:`~channels.ops.conversations`, :mod:`~channels.ops.desk`, :mod:`~channels.ops.dashboard`,
-:mod:`~channels.ops.admin`, :mod:`~channels.ops.training`); what is left here is the life cycle of the listening socket.
+:mod:`~channels.ops.admin`, :mod:`~channels.ops.profile`, :mod:`~channels.ops.training`); what is left here is the
+life cycle of the listening socket.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from channels.ops.handlers import Handler, Handlers, logger
 from channels.ops.options import OpsOptions
 from channels.ops.pages import Pages
 from channels.ops.passwords import PasswordPool
+from channels.ops.profile import Profile
 from channels.ops.training import Training
 
 if TYPE_CHECKING:
@@ -113,6 +115,7 @@ class OpsServer:
             Dashboard(backend, self.options, now, metrics=metrics),
             Admin(backend, self.options, now, passwords=self.passwords),
             Attachments(backend, self.options, now, limits=uploads),
+            Profile(backend, self.options, now),
             self.training,
         )
         self.app = self._build_app()

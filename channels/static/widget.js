@@ -14,8 +14,10 @@
  * resume_denied (a lost or stale secret), the widget forgets both and starts a new conversation.
  * Human agents: while one holds the conversation, their messages arrive as {"type": "message", "role": "agent"}
  * frames and {"type": "handoff", "status": "agent" | "bot"} says when they join or leave. An agent message's optional
- * "agent": {"name", "avatar"} (older servers omit it) is shown above it: the initials in a CSS circle and the name,
- * as text. {"type": "agent_typing", "state", "agent"} shows "<name> is typing…" until the agent's message, a false
+ * "agent": {"name", "avatar", "picture"?} (older servers omit it) is shown above it: the initials in a CSS circle and
+ * the name, as text; with a "picture" (only ever a path "/avatars/<64 hex>" of this server, resolved against its base
+ * URL: anything else is ignored) the circle shows that image instead (alt "", the initials again if it fails to load).
+ * {"type": "agent_typing", "state", "agent"} shows "<name> is typing…" until the agent's message, a false
  * state, or 6 s without a refresh.
  * Typing: while the customer types, the widget sends {"type": "typing", "state": true} at most once every 2 s, and
  * {"state": false} when the message is sent, the input loses focus or after 5 s without a key (nothing of the text).
@@ -434,17 +436,52 @@
     scrollDown();
   }
 
-  // The agent as the server describes them ({"name", "avatar"}: plain text, cut short), or null (older servers).
+  // The URL of an agent's picture: only this server's own "/avatars/<sha256>" path, resolved against BASE (so a
+  // server behind a path prefix works) and kept on BASE's origin; anything else (another origin, a scheme, a
+  // different path) is refused: null.
+  var AVATAR_PATH = /^\/avatars\/[0-9a-f]{64}$/;
+  function pictureUrl(picture) {
+    if (typeof picture !== "string" || !AVATAR_PATH.test(picture)) return null;
+    try {
+      var u = new URL("." + picture, BASE);
+      return u.origin === BASE.origin ? u.toString() : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // The agent as the server describes them ({"name", "avatar", "picture"?}: plain text cut short, and the path of
+  // their picture), or null (older servers).
   function agentCard(agent) {
     if (!agent || typeof agent !== "object" || typeof agent.name !== "string" || !agent.name) return null;
     var avatar = typeof agent.avatar === "string" && agent.avatar ? agent.avatar : agent.name.charAt(0);
-    return { name: agent.name.slice(0, 64), avatar: Array.from(avatar).slice(0, 2).join("").toUpperCase() };
+    return {
+      name: agent.name.slice(0, 64),
+      avatar: Array.from(avatar).slice(0, 2).join("").toUpperCase(),
+      picture: pictureUrl(agent.picture)
+    };
   }
 
-  // Initials in a CSS circle (no picture, nothing loaded from elsewhere) and the name; text only, never markup.
+  // The agent's picture (or initials) in a CSS circle and the name; text only, never markup. The picture is an <img>
+  // of this server's (pictureUrl) with an empty alt (the name is written next to it); should it fail to load (a
+  // history entry naming a picture the agent has since replaced), the initials come back.
   function agentHead(card) {
     var head = el("span", { "class": "kefu-agent-head" });
-    head.appendChild(el("span", { "class": "kefu-avatar", "aria-hidden": "true" }, card ? card.avatar : "?"));
+    var circle = el("span", { "class": "kefu-avatar", "aria-hidden": "true" }, card ? card.avatar : "?");
+    if (card && card.picture) {
+      var img = el("img", { src: card.picture, alt: "", width: "22", height: "22", decoding: "async",
+        "class": "kefu-avatar-img" });
+      img.style.objectFit = "cover"; // CSSOM, not a style attribute: allowed under a strict style-src
+      img.style.display = "block";
+      img.addEventListener("error", function () {
+        circle.classList.remove("kefu-avatar-picture");
+        circle.textContent = card.avatar;
+      });
+      circle.textContent = "";
+      circle.classList.add("kefu-avatar-picture");
+      circle.appendChild(img);
+    }
+    head.appendChild(circle);
     head.appendChild(el("span", { "class": "kefu-sender" }, card ? card.name : T.agent));
     return head;
   }

@@ -22,7 +22,7 @@ assembled from one class per concern, each in its own module:
 * :mod:`~dialogue.store.console`: the console's list, filters, counts, hand-off queue and dashboard.
 * :mod:`~dialogue.store.review` and :mod:`~dialogue.store.handoff`: staff review, take-over and hand-back.
 * :mod:`~dialogue.store.workspace`: inbox assignment, resolution and rating, notes, canned replies.
-* :mod:`~dialogue.store.staff`: staff accounts and sessions.
+* :mod:`~dialogue.store.staff`: staff accounts, their profiles (display name, picture) and sessions.
 * :mod:`~dialogue.store.attachments`: the files customers and agents send (bytes apart from the event log).
 * :mod:`~dialogue.store.rules`, :mod:`~dialogue.store.facts`, :mod:`~dialogue.store.rows`: the domain rules, what
   a batch of events tells the console, and row conversions (pure functions).
@@ -44,7 +44,7 @@ from dialogue.store.console import ConsoleQueries, decode_cursor, encode_cursor
 from dialogue.store.database import MIGRATIONS_DIR
 from dialogue.store.facts import SEARCH_CAP
 from dialogue.store.handoff import Handoff
-from dialogue.store.protocol import AttachmentStore, ConversationStore
+from dialogue.store.protocol import AttachmentStore, AvatarStore, ConversationStore
 from dialogue.store.review import Review
 from dialogue.store.rules import (
     ASSIGNABLE_ROLES,
@@ -61,6 +61,7 @@ from dialogue.store.schema import (
     conversations,
     events,
     sessions,
+    user_avatars,
     users,
 )
 from dialogue.store.staff import StaffAccounts
@@ -78,6 +79,7 @@ __all__ = [
     "SEARCH_CAP",
     "Attachment",
     "AttachmentStore",
+    "AvatarStore",
     "ConversationStore",
     "Store",
     "attachments",
@@ -88,6 +90,7 @@ __all__ = [
     "encode_cursor",
     "events",
     "sessions",
+    "user_avatars",
     "users",
 ]
 

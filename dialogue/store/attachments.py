@@ -31,6 +31,7 @@ from dialogue.store.database import log
 from dialogue.store.rows import _aware, _now, _row_to_event
 from dialogue.store.rules import PREVIEW_CHARS, _check_agent
 from dialogue.store.schema import attachments, conversations, events
+from dialogue.store.staff import shown_agent
 from dialogue.store.turns import TurnLog
 from dialogue.types import HANDOFF_AGENT, Event, NewEvent
 from safety.pii import redact_verbatim
@@ -156,7 +157,8 @@ class Attachments(TurnLog):
                 filename=name, content_type=content_type, size=attachment.size, sha256=attachment.sha256,
                 created_at=now, data=bytes(data),
             ))
-            new = NewEvent(ATTACHMENT, attachment.event_data(), message_id)
+            shown = await shown_agent(conn, attachment.uploader) if attachment.uploader else {}
+            new = NewEvent(ATTACHMENT, {**attachment.event_data(), **shown}, message_id)
             (stored,) = await self._insert_events(conn, cid, row.turn_count, [new], now, op)
             author = CUSTOMER if direction == CUSTOMER else AGENT
             values: dict[str, Any] = {

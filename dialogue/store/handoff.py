@@ -13,6 +13,7 @@ from dialogue.errors import HandoffConflict, StoreError
 from dialogue.store.database import log
 from dialogue.store.rows import _now
 from dialogue.store.rules import _assignment, _check_agent, _check_events
+from dialogue.store.staff import shown_agent
 from dialogue.store.turns import TurnLog
 from dialogue.types import HANDOFF_AGENT, HANDOFF_NONE, ConversationSummary, Event, NewEvent
 
@@ -81,12 +82,14 @@ class Handoff(TurnLog):
         if not message_id or len(message_id) > 128:
             raise StoreError("message id must be 1..128 characters", operation="append_agent_message",
                              conversation_id=cid)
-        new = NewEvent(ev.AGENT_MESSAGE, {"text": text, "agent": agent, "message_id": message_id}, message_id)
-        _check_events([new], cid, "append_agent_message")
+        data = {"text": text, "agent": agent, "message_id": message_id}
+        _check_events([NewEvent(ev.AGENT_MESSAGE, data, message_id)], cid, "append_agent_message")
         async with self._write("append_agent_message", cid) as conn:
             row = await self._lock_row(conn, cid, "append_agent_message")
             if row.handoff_status != HANDOFF_AGENT or row.agent != agent:
                 raise HandoffConflict(cid, row.agent, row.handoff_status, operation="append_agent_message")
+            # The name and picture the customer is shown, as they are now (the history replays them as sent).
+            new = NewEvent(ev.AGENT_MESSAGE, {**data, **await shown_agent(conn, agent)}, message_id)
             first = {"first_agent_reply_at": _now()} if row.first_agent_reply_at is None else {}
             (stored,) = await self._append(conn, row, [new], "append_agent_message", activity=True, **first)
         return stored

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from dialogue.store.attachments import Attachment
 
-__all__ = ["ConversationStore"]
+__all__ = ["AttachmentStore", "AvatarStore", "ConversationStore"]
 
 
 @runtime_checkable
@@ -67,7 +67,18 @@ class AttachmentStore(Protocol):
         ...
 
 
-class ConversationStore(AttachmentStore, Protocol):
+@runtime_checkable
+class AvatarStore(Protocol):
+    """The one profile read the public chat port needs: a staff member's picture by its digest (``GET
+    /avatars/<sha256>``), kept apart from :class:`ConversationStore` so the chat server can take any object that has
+    it (as it takes an :class:`AttachmentStore`)."""
+
+    async def get_avatar(self, sha256: str) -> tuple[str, bytes] | None:
+        """``(content_type, bytes)`` of a current picture, or ``None`` (unknown, replaced, removed, malformed)."""
+        ...
+
+
+class ConversationStore(AttachmentStore, AvatarStore, Protocol):
     """Everything a caller may do with an open conversation store (see :mod:`dialogue.store`)."""
 
     # ------------------------------------------------------------------ the database (dialogue.store.database)
@@ -329,6 +340,20 @@ class ConversationStore(AttachmentStore, Protocol):
     async def set_locale(self, username: str, locale: str | None) -> User:
         """Remember (or forget) the console language the user chose."""
         ...
+
+    async def set_display_name(self, username: str, display_name: str | None) -> User:
+        """Set (or, with ``None`` or blank, clear) the name customers see."""
+        ...
+
+    async def set_avatar(self, username: str, content_type: str, data: bytes) -> User:
+        """Replace the account's picture (PNG, JPEG or WebP, at most 256 KiB; checked bytes)."""
+        ...
+
+    async def clear_avatar(self, username: str) -> User:
+        """Remove the account's picture."""
+        ...
+
+    # get_avatar: AvatarStore's
 
     async def create_session(
         self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime

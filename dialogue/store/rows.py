@@ -111,6 +111,8 @@ def _row_to_user(row: sa.Row[Any]) -> User:
         created_at=_aware(m["created_at"]),
         password_hash=m["password_hash"],
         locale=m["locale"],
+        display_name=m["display_name"],
+        avatar=m["avatar"],  # user_avatars.sha256 (NULL: no picture), joined by staff._USERS
     )
 
 

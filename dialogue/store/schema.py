@@ -11,6 +11,7 @@ the shape of the data can be read in one place.
 * ``users`` / ``sessions``: staff accounts and their console logins.
 * ``canned_replies``: the team's saved answers per language.
 * ``attachments``: the files customers and agents send, bytes included (never in ``conversations`` or ``events``).
+* ``user_avatars``: the picture of a staff account, bytes included (never in ``users``, read on every request).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ users = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="online"),  # migration 0011: presence
     sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_assigned_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("display_name", sa.String(64), nullable=True),  # migration 0013: the name customers see
 )
 sessions = sa.Table(
     "sessions",
@@ -109,7 +111,7 @@ events = sa.Table(
     "events",
     _metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("conversation_id", sa.String(64), sa.ForeignKey("conversations.id", ondelete="CASCADE")),
+    sa.Column("conversation_id", sa.String(64), sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
     sa.Column("seq", sa.Integer(), nullable=False),
     sa.Column("turn", sa.Integer(), nullable=False),
     sa.Column("type", sa.String(32), nullable=False),
@@ -129,6 +131,16 @@ attachments = sa.Table(  # migration 0012: the files of a conversation (its even
     sa.Column("content_type", sa.String(64), nullable=False),
     sa.Column("size", sa.Integer(), nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+)
+user_avatars = sa.Table(  # migration 0013: a staff account's picture, served by its digest on the chat port
+    "user_avatars",
+    _metadata,
+    sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("content_type", sa.String(32), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("data", sa.LargeBinary(), nullable=False),
 )

@@ -4,6 +4,10 @@ The ops console authenticates against the same database the bot writes, so ``use
 the store. A session is keyed by the sha256 of its cookie token (never the token itself); the store never sees a
 password, only the hash ``channels.auth`` made. Changing a password or disabling an account ends its sessions.
 
+Profiles (migration 0013): the display name customers see is a column of ``users``; the picture's bytes are a row
+of ``user_avatars`` (read by its digest, for the chat port's ``/avatars/<sha256>``), joined into every read of an
+account as ``User.avatar``. :func:`shown_agent` is what an agent's message or file records of them when it is sent.
+
 Presence (migration 0011) is kept on the account too, because every worker process must agree on it: the status
 an agent chose (``online`` / ``away`` / ``offline``), when their console was last seen, and when auto-assignment
 last gave them a conversation. :func:`online_agents` is the one definition of "can answer a customer now", shared
@@ -14,18 +18,52 @@ by the bot's staffing question (:meth:`StaffAccounts.count_agents_online`) and b
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import hashlib
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialogue.errors import StoreError, UserExists, UserNotFound
+from dialogue.errors import InvalidQuery, StoreError, UserExists, UserNotFound
 from dialogue.handoff import AGENT_STATUSES, ONLINE, PRESENCE_TIMEOUT, AgentPresence
 from dialogue.store.database import Database, log
 from dialogue.store.rows import _aware, _now, _row_to_user
 from dialogue.store.rules import ASSIGNABLE_ROLES, _check_role
-from dialogue.store.schema import sessions, users
-from dialogue.types import CONSOLE_LOCALES, Session, User
+from dialogue.store.schema import sessions, user_avatars, users
+from dialogue.types import (
+    AVATAR_DIGEST_RE,
+    AVATAR_TYPES,
+    CONSOLE_LOCALES,
+    MAX_AVATAR_BYTES,
+    Session,
+    User,
+    clean_display_name,
+)
+
+#: Every read of an account: the ``users`` row and the digest of its picture (``avatar``, NULL without one).
+_USERS: Final = sa.select(users, user_avatars.c.sha256.label("avatar")).select_from(
+    users.outerjoin(user_avatars, user_avatars.c.user_id == users.c.id)
+)
+
+
+async def shown_agent(conn: AsyncConnection, username: str) -> dict[str, str]:
+    """What customers are shown of the agent ``username`` now, as event data beside its ``agent`` (the username):
+    ``agent_name`` (their display name; absent without one: the username is what they are shown, and the event
+    already names it) and ``agent_avatar`` (their picture's digest; absent without one). Read in the transaction
+    that stores the agent's message or file, so the event records the profile as it was when it was sent."""
+    query = (
+        sa.select(users.c.display_name, user_avatars.c.sha256)
+        .select_from(users.outerjoin(user_avatars, user_avatars.c.user_id == users.c.id))
+        .where(users.c.username == username)
+    )
+    row = (await conn.execute(query)).first()
+    shown: dict[str, str] = {}
+    if row is not None and row.display_name:
+        shown["agent_name"] = row.display_name
+    if row is not None and row.sha256:
+        shown["agent_avatar"] = row.sha256
+    return shown
 
 
 def online_agents(now: dt.datetime, seen_within: dt.timedelta = PRESENCE_TIMEOUT) -> sa.ColumnElement[bool]:
@@ -81,30 +119,31 @@ class StaffAccounts(Database):
 
     async def get_user(self, username: str) -> User | None:
         async with self._read("get_user") as conn:
-            row = (await conn.execute(users.select().where(users.c.username == username))).first()
+            row = (await conn.execute(_USERS.where(users.c.username == username))).first()
         return _row_to_user(row) if row is not None else None
 
     async def get_user_by_id(self, user_id: int) -> User | None:
         async with self._read("get_user_by_id") as conn:
-            row = (await conn.execute(users.select().where(users.c.id == user_id))).first()
+            row = (await conn.execute(_USERS.where(users.c.id == user_id))).first()
         return _row_to_user(row) if row is not None else None
 
     async def list_users(self) -> list[User]:
         async with self._read("list_users") as conn:
-            rows = (await conn.execute(users.select().order_by(users.c.username))).all()
+            rows = (await conn.execute(_USERS.order_by(users.c.username))).all()
         return [_row_to_user(r) for r in rows]
 
     async def _update_user(self, username: str, operation: str, *, end_sessions: bool, **values: Any) -> User:
         async with self._write(operation) as conn:
-            row = (
+            found = (
                 await conn.execute(
-                    users.update().where(users.c.username == username).values(**values).returning(*users.c)
+                    users.update().where(users.c.username == username).values(**values).returning(users.c.id)
                 )
             ).first()
-            if row is None:
+            if found is None:
                 raise UserNotFound(username, operation=operation)
             if end_sessions:
-                await conn.execute(sessions.delete().where(sessions.c.user_id == row.id))
+                await conn.execute(sessions.delete().where(sessions.c.user_id == found.id))
+            row = (await conn.execute(_USERS.where(users.c.id == found.id))).one()
         return _row_to_user(row)
 
     async def set_password(self, username: str, password_hash: str) -> User:
@@ -129,6 +168,70 @@ class StaffAccounts(Database):
         if locale is not None and locale not in CONSOLE_LOCALES:
             raise StoreError(f"locale must be one of {', '.join(CONSOLE_LOCALES)} or None", operation="set_locale")
         return await self._update_user(username, "set_locale", end_sessions=False, locale=locale)
+
+    # ------------------------------------------------------------------ profile (migration 0013)
+
+    async def set_display_name(self, username: str, display_name: str | None) -> User:
+        """Set the name customers see (trimmed; ``None`` or blank: the username again). :class:`InvalidQuery` for
+        a name :func:`~dialogue.types.clean_display_name` refuses; sessions continue. Messages already sent keep
+        the name they were sent under (their events recorded it)."""
+        try:
+            name = clean_display_name(display_name)
+        except ValueError as exc:
+            raise InvalidQuery(str(exc), operation="set_display_name") from None
+        return await self._update_user(username, "set_display_name", end_sessions=False, display_name=name)
+
+    async def set_avatar(self, username: str, content_type: str, data: bytes) -> User:
+        """Replace the account's picture (one per account; the old one is deleted, see migration 0013).
+
+        The console checks the bytes first (``channels.uploads``: the type read from the bytes, the structure); the
+        store checks what it can without reading formats: one of :data:`~dialogue.types.AVATAR_TYPES`, 1 to
+        :data:`~dialogue.types.MAX_AVATAR_BYTES` bytes (:class:`InvalidQuery` otherwise)."""
+        op = "set_avatar"
+        if content_type not in AVATAR_TYPES:
+            raise InvalidQuery(f"a picture is one of {', '.join(AVATAR_TYPES)}", operation=op)
+        if not isinstance(data, bytes | bytearray) or not 0 < len(data) <= MAX_AVATAR_BYTES:
+            raise InvalidQuery(f"a picture has 1..{MAX_AVATAR_BYTES} bytes", operation=op)
+        async with self._write(op) as conn:
+            user_id = await self._user_id(conn, username, op)
+            await conn.execute(user_avatars.delete().where(user_avatars.c.user_id == user_id))
+            await conn.execute(user_avatars.insert().values(
+                user_id=user_id, sha256=hashlib.sha256(data).hexdigest(), content_type=content_type,
+                size=len(data), created_at=_now(), data=bytes(data),
+            ))
+            row = (await conn.execute(_USERS.where(users.c.id == user_id))).one()
+        log.info("picture of %s set (%s, %d bytes)", username, content_type, len(data))
+        return _row_to_user(row)
+
+    async def clear_avatar(self, username: str) -> User:
+        """Remove the account's picture (deleted: its ``/avatars/`` URL answers 404 from now on and customers see
+        the initials again, in old conversations too)."""
+        async with self._write("clear_avatar") as conn:
+            user_id = await self._user_id(conn, username, "clear_avatar")
+            await conn.execute(user_avatars.delete().where(user_avatars.c.user_id == user_id))
+            row = (await conn.execute(_USERS.where(users.c.id == user_id))).one()
+        log.info("picture of %s removed", username)
+        return _row_to_user(row)
+
+    async def get_avatar(self, sha256: str) -> tuple[str, bytes] | None:
+        """``(content_type, bytes)`` of a current picture by its sha256 hex digest, or ``None`` (unknown, replaced,
+        removed, or not a digest at all: a malformed one is not looked up)."""
+        if not isinstance(sha256, str) or not AVATAR_DIGEST_RE.fullmatch(sha256):
+            return None
+        query = (
+            sa.select(user_avatars.c.content_type, user_avatars.c.data)
+            .where(user_avatars.c.sha256 == sha256).order_by(user_avatars.c.user_id).limit(1)
+        )
+        async with self._read("get_avatar") as conn:
+            row = (await conn.execute(query)).first()
+        return (row.content_type, bytes(row.data)) if row is not None else None
+
+    @staticmethod
+    async def _user_id(conn: AsyncConnection, username: str, operation: str) -> int:
+        found = (await conn.execute(sa.select(users.c.id).where(users.c.username == username))).first()
+        if found is None:
+            raise UserNotFound(username, operation=operation)
+        return int(found.id)
 
     async def create_session(
         self, token_hash: str, user_id: int, csrf_token: str, expires_at: dt.datetime
@@ -155,8 +258,9 @@ class StaffAccounts(Database):
     async def get_session(self, token_hash: str, now: dt.datetime) -> tuple[Session, User] | None:
         """The session and its user, or ``None`` when unknown, expired at ``now``, or the user is disabled."""
         query = (
-            sa.select(sessions, users)
+            sa.select(sessions, users, user_avatars.c.sha256)
             .join(users, users.c.id == sessions.c.user_id)
+            .outerjoin(user_avatars, user_avatars.c.user_id == users.c.id)
             .where(sessions.c.token_hash == token_hash, sessions.c.expires_at > _aware(now))
         )
         async with self._read("get_session") as conn:
@@ -172,6 +276,8 @@ class StaffAccounts(Database):
             created_at=_aware(m[users.c.created_at]),
             password_hash=m[users.c.password_hash],
             locale=m[users.c.locale],
+            display_name=m[users.c.display_name],
+            avatar=m[user_avatars.c.sha256],
         )
         if user.disabled:
             return None

@@ -367,3 +367,16 @@ async def console_env(tmp_path: Path) -> AsyncIterator[ConsoleEnv]:
         yield ConsoleEnv(store, engine, Console(engine, files), files)
     finally:
         await store.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def servers(console_env: ConsoleEnv) -> AsyncIterator[tuple[Server, Any]]:
+    """The chat server and the staff console on ``console_env``'s engine, sharing one typing board (as ``kefu
+    serve`` does): what the browser tests of the widget and the console run against."""
+    from channels.ops import run_ops_server
+    from channels.presence import TypingBoard
+
+    board = TypingBoard()
+    async with run_server(console_env.engine, port=0, options=ServerOptions(push_interval=0.2), typing=board) as chat, \
+            run_ops_server(console_env.console, port=0, typing=board) as ops:
+        yield chat, ops

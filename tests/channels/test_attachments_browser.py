@@ -4,29 +4,20 @@ customer's language and store nothing. One real store, the chat and console serv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from playwright.async_api import expect
 
-from channels.ops import OpsServer, run_ops_server
-from channels.server import Server, ServerOptions, run_server
+from channels.ops import OpsServer
+from channels.server import Server
 from tests.channels.conftest import ConsoleEnv
 from tests.channels.test_attachments_uploads import PDF, PNG
 from tests.channels.test_console_browser import login
 from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
 
 pytestmark = [pytest.mark.browser]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def servers(console_env: ConsoleEnv) -> AsyncIterator[tuple[Server, OpsServer]]:
-    async with run_server(console_env.engine, port=0, options=ServerOptions(push_interval=0.2)) as chat, \
-            run_ops_server(console_env.console, port=0) as ops:
-        yield chat, ops
 
 
 async def test_a_png_from_the_customer_and_a_pdf_back_from_the_agent(

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import expect
 
-from channels.ops import OpsServer, run_ops_server
-from channels.server import Server, ServerOptions, run_server
+from channels.ops import OpsServer
+from channels.server import Server
 from tests.channels.conftest import PASSWORDS, ConsoleEnv
 from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
 
@@ -34,13 +32,6 @@ def shots(tmp_path: Path) -> Path:
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         return DOCS_SCREENSHOTS
     return tmp_path
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def servers(console_env: ConsoleEnv) -> AsyncIterator[tuple[Server, OpsServer]]:
-    async with run_server(console_env.engine, port=0, options=ServerOptions(push_interval=0.2)) as chat, \
-            run_ops_server(console_env.console, port=0) as ops:
-        yield chat, ops
 
 
 async def login(browser: Any, ops: OpsServer, role: str, start: str = "/console") -> tuple[Any, Any, list[str]]:

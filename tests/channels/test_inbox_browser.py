@@ -13,7 +13,6 @@ from playwright.async_api import expect
 from channels.ops import OpsServer
 from channels.server import Server
 from tests.channels.conftest import PASSWORDS, ConsoleEnv, password_hashes
-from tests.channels.test_console_browser import servers  # noqa: F401 - fixture
 from tests.channels.test_widget_browser import new_page
 
 pytestmark = [pytest.mark.browser]
@@ -45,7 +44,7 @@ async def queued(console_env: ConsoleEnv, sender: str, text: str) -> str:
     return await console_env.chat(text, conversation_id=conv.id)
 
 
-async def test_two_agents_claim_and_assign(browser: Any, servers: tuple[Server, OpsServer],  # noqa: F811
+async def test_two_agents_claim_and_assign(browser: Any, servers: tuple[Server, OpsServer],
                                            console_env: ConsoleEnv) -> None:
     _, ops = servers
     await console_env.store.add_user("bea", password_hashes()["agent"], "agent")

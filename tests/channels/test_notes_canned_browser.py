@@ -6,15 +6,13 @@ reload and never by the customer (live or after the widget reloads and resumes).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import expect
 
-from channels.ops import OpsServer, run_ops_server
-from channels.server import Server, ServerOptions, run_server
+from channels.ops import OpsServer
+from channels.server import Server
 from tests.channels.conftest import ConsoleEnv
 from tests.channels.test_console_browser import login
 from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
@@ -23,13 +21,6 @@ pytestmark = [pytest.mark.browser]
 
 FILLED = "Your order 10234 is on its way, sorry for the wait."
 NOTE = "Refund approved by Bo; do not promise a date."
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def servers(console_env: ConsoleEnv) -> AsyncIterator[tuple[Server, OpsServer]]:
-    async with run_server(console_env.engine, port=0, options=ServerOptions(push_interval=0.2)) as chat, \
-            run_ops_server(console_env.console, port=0) as ops:
-        yield chat, ops
 
 
 async def test_canned_reply_and_note_between_two_staff_and_a_customer(

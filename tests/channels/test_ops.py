@@ -54,6 +54,16 @@ class Staff:
     async def post(
         self, path: str, body: Any = None, *, csrf: str | None | bool = True, origin: str | None | bool = True
     ) -> httpx.Response:
+        return await self.send("POST", path, body, csrf=csrf, origin=origin)
+
+    async def send(
+        self, method: str, path: str, body: Any = None, *, csrf: str | None | bool = True,
+        origin: str | None | bool = True,
+    ) -> httpx.Response:
+        """A request with a JSON body and, unless told otherwise, the session's CSRF token and our Origin (a GET
+        carries neither: what a browser's plain navigation sends)."""
+        if method == "GET":
+            return await self.client.get(path)
         headers = {"Content-Type": "application/json"}
         if origin is True:
             headers["Origin"] = self.origin
@@ -63,7 +73,7 @@ class Staff:
             headers[auth.CSRF_HEADER] = self.csrf
         elif isinstance(csrf, str):
             headers[auth.CSRF_HEADER] = csrf
-        return await self.client.post(path, content=json.dumps(body or {}), headers=headers)
+        return await self.client.request(method, path, content=json.dumps(body or {}), headers=headers)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -237,7 +247,7 @@ async def test_route_x_role(ops: OpsServer, console_env: ConsoleEnv, method: str
     cid = await console_env.chat("hello", "where is my order 10234")
     url = _fill(path, cid)
     anonymous = Staff(ops)
-    res = await (anonymous.get(url) if method == "GET" else anonymous.post(url, {}))
+    res = await anonymous.send(method, url, {})
     if role is None:
         assert res.status_code not in (401, 403), (url, res.status_code)
     elif method == "GET" and url.startswith("/console"):
@@ -247,7 +257,7 @@ async def test_route_x_role(ops: OpsServer, console_env: ConsoleEnv, method: str
     await anonymous.aclose()
     for user in ROLES:
         client = await as_role(ops, user)
-        res = await (client.get(url) if method == "GET" else client.post(url, {}))
+        res = await client.send(method, url, {})
         if role is not None and not auth.role_allows(user, role):
             assert res.status_code == 403, (user, url, res.status_code)
         else:
@@ -263,17 +273,17 @@ OPS_CSP = (
 
 
 # ----------------------------------------------------------------------------------------------- CSRF
-POSTS = [(p, r) for m, p, r, _ in ROUTES if m == "POST" and p != "/api/login"]
+CHANGES = [(m, p, r) for m, p, r, _ in ROUTES if m not in ("GET", "HEAD") and p != "/api/login"]
 
 
-@pytest.mark.parametrize(("path", "role"), POSTS)
-async def test_csrf_token_missing_or_wrong_is_403(ops: OpsServer, console_env: ConsoleEnv, path: str,
+@pytest.mark.parametrize(("method", "path", "role"), CHANGES)
+async def test_csrf_token_missing_or_wrong_is_403(ops: OpsServer, console_env: ConsoleEnv, method: str, path: str,
                                                   role: str) -> None:
     cid = await console_env.chat("hello")
     client = await as_role(ops, "admin")
     url = _fill(path, cid)
-    missing = await client.post(url, {}, csrf=None)
-    wrong = await client.post(url, {}, csrf=auth.new_token())
+    missing = await client.send(method, url, {}, csrf=None)
+    wrong = await client.send(method, url, {}, csrf=auth.new_token())
     assert (missing.status_code, error(missing)) == (403, "csrf")
     assert (wrong.status_code, error(wrong)) == (403, "csrf")
     await client.aclose()

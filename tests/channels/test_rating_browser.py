@@ -13,7 +13,7 @@ from playwright.async_api import expect
 from channels.ops import OpsServer
 from channels.server import Server
 from tests.channels.conftest import ConsoleEnv
-from tests.channels.test_console_browser import login, servers  # noqa: F401 - fixture
+from tests.channels.test_console_browser import login
 from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
 
 pytestmark = [pytest.mark.browser]
@@ -22,7 +22,7 @@ COMMENT = "Quick and kind. Please e-mail the invoice to jane.doe@example.com"
 REDACTED = "Quick and kind. Please e-mail the invoice to [EMAIL]"
 
 
-async def test_resolve_rate_after_reload_and_reopen(browser: Any, servers: tuple[Server, OpsServer],  # noqa: F811
+async def test_resolve_rate_after_reload_and_reopen(browser: Any, servers: tuple[Server, OpsServer],
                                                    console_env: ConsoleEnv) -> None:
     chat, ops = servers
     # The customer chats until the bot hands the conversation to a human.

@@ -3,39 +3,22 @@ store and one typing board (as ``kefu serve`` runs both servers in one process).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import expect
 
-from channels import protocol as p
-from channels.ops import OpsServer, run_ops_server
-from channels.server import Server, ServerOptions, run_server
-from tests.channels.conftest import ConsoleEnv
+from channels.ops import OpsServer
+from channels.server import Server
 from tests.channels.test_console_browser import login
-from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
+from tests.channels.test_widget_browser import open_chat
 
 pytestmark = [pytest.mark.browser]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def servers(console_env: ConsoleEnv) -> AsyncIterator[tuple[Server, OpsServer]]:
-    board = p.TypingBoard()
-    async with run_server(console_env.engine, port=0, options=ServerOptions(push_interval=0.2), typing=board) as chat, \
-            run_ops_server(console_env.console, port=0, typing=board) as ops:
-        yield chat, ops
-
-
 async def test_typing_both_ways_and_the_agents_name(browser: Any, servers: tuple[Server, OpsServer]) -> None:
     chat, ops = servers
-    customer_ctx, customer, customer_problems = await new_page(browser)
-    await customer.goto(chat.url + "/")
-    await customer.click("#kefu-launcher")
-    await send(customer, "hello")
-    await expect(customer.locator(FINAL_BOT)).to_have_count(1, timeout=10_000)
-    cid = await customer.evaluate("window.KefuWidget.conversationId()")
+    customer_ctx, customer, customer_problems, cid = await open_chat(browser, chat)
 
     agent_ctx, agent, agent_problems = await login(browser, ops, "agent", f"/console/c/{cid}")
     await agent.get_by_role("button", name="Take over").click()

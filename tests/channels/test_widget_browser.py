@@ -34,6 +34,17 @@ async def send(page: Any, text: str) -> None:
     await page.press("#kefu-input", "Enter")
 
 
+async def open_chat(browser: Any, chat: Server, text: str = "hello") -> tuple[Any, Any, list[str], str]:
+    """A customer on the chat server's page: the widget opened, ``text`` sent and its reply shown; returns the
+    context, the page, its problems (see :func:`new_page`) and the conversation id the widget keeps."""
+    context, page, problems = await new_page(browser)
+    await page.goto(chat.url + "/")
+    await page.click("#kefu-launcher")
+    await send(page, text)
+    await expect(page.locator(FINAL_BOT)).to_have_count(1, timeout=10_000)
+    return context, page, problems, await page.evaluate("window.KefuWidget.conversationId()")
+
+
 async def test_widget_chat_and_persistence_across_reload(browser: Any, server: Server, backend: EchoBackend) -> None:
     backend.token_delay = 0.05
     context, page, problems = await new_page(browser)
