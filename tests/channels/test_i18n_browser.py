@@ -1,7 +1,7 @@
 """The console in Chinese, in headless Chromium: an agent switches the language in the header, every page (list, a
 conversation, queue, dashboard, users and canned replies) then shows no English interface text, and the choice is
-remembered with the account (a reload, and a new browser, keep it). Screenshots of the list and a conversation in
-Chinese go to docs/screenshots/ with ``KEFU_SCREENSHOTS=1``, like test_console_browser.py's.
+remembered with the account (a reload, and a new browser, keep it). Screenshots of the list, a conversation and the
+dashboard in Chinese go to docs/screenshots/ with ``KEFU_SCREENSHOTS=1``, like test_console_browser.py's.
 
 "No English" is checked on what is visible: every visible text node (and placeholder) of the page, outside elements
 marked ``data-raw`` (values from the data: usernames, intents, customer text, ids), must hold no run of three or
@@ -20,7 +20,7 @@ from playwright.async_api import expect
 from channels.ops import OpsServer
 from channels.server import Server
 from tests.channels.conftest import PASSWORDS, ConsoleEnv
-from tests.channels.test_console_browser import servers, shots  # noqa: F401 - fixtures
+from tests.channels.test_console_browser import shots  # noqa: F401 - fixture
 from tests.channels.test_widget_browser import new_page
 
 pytestmark = [pytest.mark.browser]
@@ -108,6 +108,7 @@ async def test_console_in_chinese_everywhere_and_remembered(
         await expect(chart).to_have_attribute("src", re.compile(r"[?&]lang=zh(&|$)"))
         await expect(chart).to_have_js_property("naturalWidth", 640)
     assert await english_left(page) == []
+    await page.screenshot(path=str(shots / "dashboard_zh.png"))  # the charts' own labels are Chinese too
 
     await page.goto(ops.url + "/console/users")
     await expect(page.locator("#users-rows tr")).to_have_count(3)
@@ -134,7 +135,7 @@ async def test_console_in_chinese_everywhere_and_remembered(
     await other_ctx.close()
 
 
-async def test_login_page_follows_the_browser_language(browser: Any, servers: tuple[Server, OpsServer]) -> None:  # noqa: F811
+async def test_login_page_follows_the_browser_language(browser: Any, servers: tuple[Server, OpsServer]) -> None:
     _, ops = servers
     context, page, problems = await new_page(browser, locale="zh-CN")
     await page.goto(ops.url + "/login")
