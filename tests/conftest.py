@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,24 @@ SHARED_DATA = shared_data_dir()  # $KEFU_SHARED_DATA, else ../shared/data (one d
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """Put the root logger back as each test found it. A CLI command run by ``CliRunner`` installs its handler on
+    the runner's stderr (``kefu.logs.configure``), which is closed when the command returns: left in place, a later
+    test's log record fails on it and Python prints "--- Logging error ---" wherever stderr is then (once, into
+    another CliRunner's output)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def shop_dialogue() -> tuple[Domain, Flows]:
