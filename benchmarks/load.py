@@ -7,9 +7,10 @@ Everything runs on the loopback interface and is bounded in count (``--conversat
    with ``--restart-postgres-at`` a private PostgreSQL cluster is created for the run instead (``initdb`` in a
    temporary folder, on a free port), so restarting it disturbs nobody else;
 2. starts ``--workers`` ``kefu serve --reuse-port --no-console --log-format json --conversation-rate 0
-   --connections-per-address 0`` processes
+   --connections-per-address 0 --turns-per-address 0`` processes
    on one free port (SO_REUSEPORT: the kernel spreads connections over them), one torch thread each; every
-   customer comes from 127.0.0.1, so the per-address limits on new conversations and open connections are off
+   customer comes from 127.0.0.1, so the per-address limits on new conversations, open connections and turns
+   running at once are off
    (their own figure is ``benchmarks/security_hello.py``);
 3. runs ``--conversations`` simulated customers, started over ``--ramp`` seconds. Each replays the user messages of
    the English or Chinese scenarios in ``scenarios/`` (alternating), ``--turns`` messages, with client message
@@ -325,6 +326,7 @@ def worker_argv(cfg: Config, port: int, store_url: str) -> list[str]:
     return [sys.executable, "-m", "kefu.cli", "serve", "--bot", str(cfg.bot), "--host", "127.0.0.1",
             "--port", str(port), "--store", store_url, "--generation", cfg.generation, "--reuse-port",
             "--log-format", "json", "--no-console", "--conversation-rate", "0", "--connections-per-address", "0",
+            "--turns-per-address", "0",
             *(["--admission-budget-ms", f"{budget:g}"] if budget is not None else [])]
 
 
@@ -817,6 +819,7 @@ def serve_lite(port: int, store_url: str, action_endpoint: str | None = None,
             async with run_server(ServingBackend(engine, metrics), port=port, metrics=metrics,
                                   options=ServerOptions(**{"reuse_port": True, "turn_timeout": 30,
                                                            "conversation_rate": None, "connections_per_address": None,
+                                                           "turns_per_address": None,
                                                            **(server_options or {})})):
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()

@@ -238,6 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         other_errors=result.other,
         flood_s=round(flood_s, 2),
         latency_ms={"before": harness.summary_ms(before), "during": harness.summary_ms(during)},
+        # when the slowest turns during the flood were sent (seconds after its start) and took (ms)
+        slowest_during=sorted(([round(sent - flood_start, 2), round(latency * 1000, 1)] for sent, latency in turns
+                               if flood_start <= sent < flood_end), key=lambda x: -x[1])[:5],
     )
     return report
 

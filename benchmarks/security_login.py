@@ -110,7 +110,8 @@ async def serving(args: argparse.Namespace) -> AsyncIterator[Stack]:
         await engine.store.add_user(ACCOUNT, await asyncio.to_thread(auth.hash_password, PASSWORD), "agent")
         metrics = Metrics()
         fields = {f.name for f in dataclasses.fields(ServerOptions)}
-        chat_options: dict[str, Any] = {"turn_timeout": 60.0, **({"conversation_rate": None} if "conversation_rate" in fields else {})}
+        chat_options: dict[str, Any] = {"turn_timeout": 60.0}  # the customers all come from 127.0.0.1:
+        chat_options.update({k: None for k in ("conversation_rate", "turns_per_address") if k in fields})
         chat = await stack.enter_async_context(
             run_server(ServingBackend(engine, metrics), port=0, metrics=metrics, options=ServerOptions(**chat_options))
         )

@@ -18,6 +18,8 @@ DEFAULT_CONVERSATION_RATE = 0.5  # new conversations per second and client addre
 DEFAULT_CONVERSATION_BURST = 10
 DEFAULT_CONVERSATIONS_PER_CONNECTION = 3  # a widget creates one (two when an old id could not be resumed)
 DEFAULT_CONNECTIONS_PER_ADDRESS = 64  # open sockets from one address: a shop's office NAT has fewer tabs open
+DEFAULT_TURNS_PER_ADDRESS = 2  # turns of one address running at once in a worker; its others wait their turn
+DEFAULT_REFUSAL_DELAY = 1.0  # seconds before a new conversation over a limit is answered rate_limited
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,14 @@ class ServerOptions:
     address read from ``X-Forwarded-For`` (behind a proxy, set it, or every customer shares the proxy's bucket).
     ``connections_per_address``: open WebSocket connections one client address may hold; a handshake beyond it
     is refused with HTTP 429 before any WebSocket work (a flood of sockets from one address costs an HTTP parse
-    each, not a connection; ``None``: no limit). ``public_metrics``: serve ``GET /metrics`` on this (public) port.
+    each, not a connection; ``None``: no limit). ``turns_per_address``: turns of one client address that run at once
+    in this worker; its others wait for one of them to end (:class:`channels.limits.AddressTurns`: a burst of
+    conversations from one address cannot slow everyone else's turns down; ``None``: no limit). ``refusal_delay``:
+    seconds (at least; up to twice as long, at random) a first message refused by a limit on new conversations waits
+    before its ``rate_limited`` answer (a
+    tarpit: a client that keeps opening conversations gets one answer per connection and second, and each costs
+    this worker a timer, not a round of frames; a widget opens one conversation and never meets it; 0: at once).
+    ``public_metrics``: serve ``GET /metrics`` on this (public) port.
     ``compression``: negotiate permessage-deflate (off by default: chat frames are small, and compressing a frame
     with the resume secret in the same context as later text is the CRIME pattern; it also costs a zlib context per
     connection and CPU per frame under a flood).
@@ -69,6 +78,8 @@ class ServerOptions:
     burst: int = DEFAULT_BURST
     max_connections: int | None = 10_000
     connections_per_address: int | None = DEFAULT_CONNECTIONS_PER_ADDRESS
+    turns_per_address: int | None = DEFAULT_TURNS_PER_ADDRESS
+    refusal_delay: float = DEFAULT_REFUSAL_DELAY
     reuse_port: bool = False
     conversation_rate: float | None = DEFAULT_CONVERSATION_RATE
     conversation_burst: int = DEFAULT_CONVERSATION_BURST
@@ -88,4 +99,8 @@ class ServerOptions:
             raise ValueError("conversations_per_connection must be >= 1 or None")
         if self.connections_per_address is not None and self.connections_per_address < 1:
             raise ValueError("connections_per_address must be >= 1 or None")
+        if not 0.0 <= self.refusal_delay <= 60.0:
+            raise ValueError("refusal_delay must be between 0 and 60 seconds")
+        if self.turns_per_address is not None and self.turns_per_address < 1:
+            raise ValueError("turns_per_address must be >= 1 or None")
         Admission(self.admission_budget, retry_after=self.admission_retry_after)  # ValueError names the field

@@ -231,3 +231,79 @@ class ConnectionSlots(Generic[C]):
             mine.discard(connection)
             if not mine:
                 del self._by_address[address]
+
+
+# ------------------------------------------------------------------------------------------- turns per address
+W = TypeVar("W")
+
+
+class AddressTurns(Generic[W]):
+    """At most ``per_address`` turns of one client address run at once in this worker; its others wait, first come
+    first served, until one of its own turns ends (``None``: no limit).
+
+    Why: a worker runs every admitted turn at once on its event loop and threads, sharing the CPU (see
+    :mod:`channels.admission`), so a turn takes as long as everything running beside it. One address that opens its
+    burst of new conversations at once (``conversation_burst``, ten by default) would put ten turns beside every
+    other customer's, and each of those would take ten turns' time. Queued per address, a flood waits behind its own
+    turns, and another customer's turn shares the CPU with at most ``per_address`` of them. Nothing is refused or
+    reordered within a connection (its turns run one at a time anyway); a shop's office behind one NAT address sees
+    its simultaneous turns served ``per_address`` at a time, each a fraction of a second.
+
+    The waiters are the caller's (``W``: the asyncio shell's futures); this class only counts and queues them:
+    :meth:`enter` runs a turn now or queues its waiter, :meth:`leave` ends one and hands its place to the next
+    waiter (returned, already counted as running: the caller wakes it), :meth:`cancel` withdraws a waiter that
+    gave up (its connection closed).
+    """
+
+    def __init__(self, per_address: int | None) -> None:
+        if per_address is not None and per_address < 1:
+            raise ValueError("turns per address must be >= 1 or None")
+        self.per_address = per_address
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, list[W]] = {}
+
+    def __repr__(self) -> str:  # counts only: addresses are the customers'
+        waiting = sum(len(w) for w in self._waiting.values())
+        return f"AddressTurns(per_address={self.per_address}, running={sum(self._running.values())}, waiting={waiting})"
+
+    def enter(self, address: str, waiter: W) -> bool:
+        """A turn of ``address`` wants to run: ``True`` when it may now (it is counted), ``False`` when ``waiter``
+        was queued behind the address's running turns."""
+        running = self._running.get(address, 0)
+        if self.per_address is None or running < self.per_address:
+            self._running[address] = running + 1
+            return True
+        self._waiting.setdefault(address, []).append(waiter)
+        return False
+
+    def leave(self, address: str) -> W | None:
+        """A running turn of ``address`` ended: the waiter that runs in its place (counted already), or ``None``."""
+        queue = self._waiting.get(address)
+        if queue:
+            waiter = queue.pop(0)
+            if not queue:
+                del self._waiting[address]
+            return waiter
+        running = self._running.get(address, 0) - 1
+        if running > 0:
+            self._running[address] = running
+        else:
+            self._running.pop(address, None)
+        return None
+
+    def cancel(self, address: str, waiter: W) -> bool:
+        """Withdraw a queued ``waiter``; ``False`` when it is not queued (it was handed a place: the caller must
+        :meth:`leave` that place)."""
+        queue = self._waiting.get(address)
+        if not queue or waiter not in queue:
+            return False
+        queue.remove(waiter)
+        if not queue:
+            del self._waiting[address]
+        return True
+
+    def running(self, address: str) -> int:
+        return self._running.get(address, 0)
+
+    def waiting(self, address: str) -> int:
+        return len(self._waiting.get(address, ()))

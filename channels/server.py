@@ -77,6 +77,7 @@ import asyncio
 import contextlib
 import http
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ from channels.frames import (
     upload_error_frame,
     upload_ready_frame,
 )
-from channels.limits import ConnectionSlots
+from channels.limits import AddressTurns, ConnectionSlots
 from channels.metrics import Metrics
 from channels.transcript import AttachmentUrl
 from dialogue.errors import ConversationNotFound
@@ -251,6 +252,7 @@ class Server:
             if opts.conversation_rate is not None
             else None
         )
+        self._address_turns: AddressTurns[asyncio.Future[None]] = AddressTurns(opts.turns_per_address)
         self.admission = Admission(
             opts.admission_budget, retry_after=opts.admission_retry_after, now=time.monotonic()
         )
@@ -707,12 +709,19 @@ class Server:
             session = state.session
             assert session is not None
             if state.needs_creation:
-                self._pay_creation(state, address, message.message_id)
+                try:
+                    self._pay_creation(state, address, message.message_id)
+                except ProtocolError:
+                    # The tarpit (ServerOptions.refusal_delay), spread over up to twice the delay: a flood's sockets
+                    # refused together do not all come back in the same instant.
+                    await asyncio.sleep(self.options.refusal_delay * (1.0 + random.random()))
+                    raise
             await self._send(ws, p.typing_frame(True))
             typing = True
-            reply = await self._with_timeout(
-                self.backend.handle_message(session.id, message.message_id, message.text, on_token, create=session)
-            )
+            async with self._address_turn(address):
+                reply = await self._with_timeout(
+                    self.backend.handle_message(session.id, message.message_id, message.text, on_token, create=session)
+                )
         except ConnectionClosed:
             raise
         except Exception as exc:  # noqa: BLE001 - the channel boundary: any failure becomes an error frame
@@ -734,6 +743,24 @@ class Server:
         state.mark_stored(reply.conversation_id)
         await self._send(ws, p.typing_frame(False))
         await self._send(ws, p.message_frame(reply))
+
+    @contextlib.asynccontextmanager
+    async def _address_turn(self, address: str) -> AsyncIterator[None]:
+        """The body runs as one of ``address``'s turns (:class:`channels.limits.AddressTurns`): at once, or once
+        one of the address's running turns has ended."""
+        turns = self._address_turns
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not turns.enter(address, waiter):
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if not turns.cancel(address, waiter):  # it was handed a place meanwhile: pass that on
+                    _wake(turns.leave(address))
+                raise
+        try:
+            yield
+        finally:
+            _wake(turns.leave(address))
 
     async def _rate(self, ws: ServerConnection, state: p.ConnectionState, rating: p.Rating) -> None:
         """``rating``: store the customer's score of the resolved conversation; ``rating_ack`` or an ``error``
@@ -909,3 +936,9 @@ async def serve(
         if on_started is not None:
             on_started(server)
         await server.serve_forever()
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    """Let a turn that waited for its address's place run (it holds the place already, see ``AddressTurns.leave``)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

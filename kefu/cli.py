@@ -77,6 +77,7 @@ def serve(
     conversation_burst: Annotated[int | None, typer.Option(help="Bucket size of --conversation-rate [default: 10].")] = None,
     conversations_per_connection: Annotated[int | None, typer.Option(help="New chat conversations one WebSocket connection may create (0: no limit) [default: 3].")] = None,
     connections_per_address: Annotated[int | None, typer.Option(help="Open WebSocket connections one client address may hold before HTTP 429 (0: no limit) [default: 64].")] = None,
+    turns_per_address: Annotated[int | None, typer.Option(help="Chat turns of one client address running at once in a worker; its others wait their turn (0: no limit) [default: 2].")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(help="IP/network of a reverse proxy whose X-Forwarded-For names the chat client (repeatable).")] = None,
     admission_budget_ms: Annotated[float | None, typer.Option(min=0, help="Answer a new chat message `busy` (retry later) when it would wait longer than this many ms in this worker; GET /ready says 503 meanwhile (0: never) [default: bot.yml's admission_budget_ms].")] = None,
     metrics_dir: Annotated[Path | None, typer.Option("--metrics-dir", help="Directory shared by the workers of one port: /metrics serves all of them together (prometheus-client multiprocess mode; sets PROMETHEUS_MULTIPROC_DIR; empty it before starting the workers).")] = None,
@@ -110,6 +111,8 @@ def serve(
         limits["conversations_per_connection"] = conversations_per_connection or None
     if connections_per_address is not None:
         limits["connections_per_address"] = connections_per_address or None
+    if turns_per_address is not None:
+        limits["turns_per_address"] = turns_per_address or None
     try:
         options = ServerOptions(
             reuse_port=reuse_port, max_connections=max_connections, public_metrics=public_metrics,

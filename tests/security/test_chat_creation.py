@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +33,8 @@ SLOW_REFILL = 0.001  # new conversations per second and address: nothing refills
 
 
 def chat_options(**limits: Any) -> ServerOptions:
-    return ServerOptions(rate=1000, burst=1000, max_connections=500, **limits)
+    """The tests' limits; refusals answered at once unless a test sets ``refusal_delay`` (its own test below)."""
+    return ServerOptions(rate=1000, burst=1000, max_connections=500, **{"refusal_delay": 0.0, **limits})
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -152,3 +154,24 @@ async def test_a_refused_first_message_stores_nothing_and_existing_conversations
         assert (await answer(first, "a2"))["type"] == "message"
     assert await store.count_conversations() == 1
     assert json.dumps(refused).count("hi there") == 0
+
+
+@limits(conversations_per_connection=1, conversation_rate=None, refusal_delay=0.5)
+async def test_a_refused_new_conversation_is_answered_late_and_costs_no_one_else(chat_server: Server) -> None:
+    """The tarpit: a first message over a limit on new conversations waits ``refusal_delay`` to twice that for
+    its answer (a client opening conversations in a loop gets one answer per connection and second), while another
+    customer's turn is answered meanwhile."""
+    async with connect(chat_server.ws_url) as ws, connect(chat_server.ws_url, local_addr=("127.0.0.2", 0)) as other:
+        assert (await first_message(ws, "a1"))["type"] == "message"
+        started = time.monotonic()
+        await session(ws)
+        await ws.send(message("a2", "hi there"))
+        await session(other)
+        await other.send(message("b1", "hello"))
+        answered_other = await answer(other, "b1")
+        other_at = time.monotonic() - started
+        refused = await answer(ws, "a2")
+        refused_at = time.monotonic() - started
+    assert answered_other["type"] == "message" and other_at < 0.5
+    assert refused["type"] == "error" and refused["code"] == LIMITED
+    assert 0.5 <= refused_at < 2.5
