@@ -116,6 +116,9 @@ async def serving(args: argparse.Namespace) -> AsyncIterator[Stack]:
             run_server(ServingBackend(engine, metrics), port=0, metrics=metrics, options=ServerOptions(**chat_options))
         )
         ops = await stack.enter_async_context(run_ops_server(Console(engine), port=0, metrics=metrics))
+        from kefu.app import settle_heap
+
+        settle_heap()  # as kefu serve does once it is up
         yield Stack(f"ws://127.0.0.1:{chat.port}/ws", ops, engine)
 
 

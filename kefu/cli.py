@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from kefu.app import DEFAULT_BOT, MissingModel, running_bot, train_bot
+from kefu.app import DEFAULT_BOT, MissingModel, running_bot, settle_heap, train_bot
 from kefu.errors import KefuError
 from kefu.flows_cli import app as flows_app
 from kefu.init_cli import init as init_command
@@ -137,6 +137,7 @@ def serve(
                 ServingBackend(running.engine, metrics), host=host, port=port, options=chat_options, metrics=metrics
             ))
             say(f"Kefu is serving [bold]{running.bot.config.name}[/bold] on http://{host}:{server.port}/")
+            settle_heap()  # the models are loaded: out of the collector's full passes (see settle_heap)
             from kefu.models_watch import NLUWatcher, watching_nlu
             from nlu.predict import NLUModel
 

@@ -198,6 +198,9 @@ class NLUWatcher:
         """Replace the engine's parts with a copy holding ``model``: one assignment, between two turns."""
         self.engine.parts = dataclasses.replace(self.engine.parts, nlu=model)
         self.swaps += 1
+        from kefu.app import settle_heap
+
+        settle_heap()  # the new model's objects out of the collector's full passes, as at start-up
 
     async def run(self, interval: float = 3.0) -> None:
         while True:
