@@ -48,7 +48,7 @@ Usage::
 ``--json`` prints one JSON object with at least ``conversations, turns, turns_per_s, errors, lost, duplicated,
 reordered, latency_ms {p50, p95, p99}`` and the admission counts: ``turns_admitted`` (answered without ever being
 answered ``busy``), ``turns_shed`` (answered ``busy`` at least once), ``turns_shed_then_answered`` (of those, retried
-until answered), ``busy_frames`` (every ``busy`` frame, by reason in ``busy_by_reason``) and ``busy_retry_after_ms``.
+until answered), ``latency_ms_admitted`` / ``latency_ms_shed`` (the two kinds' waits, retries included), ``busy_frames`` (every ``busy`` frame, by reason in ``busy_by_reason``) and ``busy_retry_after_ms``.
 A shed message is not stored, so the store checks below hold for shed and retried turns too. ``--worker lite`` serves a model-free stand-in of the bot (every message
 is a greeting, replies from templates; same server, engine and store) for the harness's own quick tests.
 

@@ -96,6 +96,9 @@ def admission_counts(turns: list[Turn], stats: Stats) -> dict[str, Any]:
         "turns_admitted": sum(1 for t in answered if not t.busy),
         "turns_shed": len(shed),
         "turns_shed_then_answered": sum(1 for t in shed if t.done_at is not None),
+        # the customer's wait, first send to final reply: turns admitted at once, and shed ones (retries included)
+        "latency_ms_admitted": summary_ms([t.latency for t in answered if not t.busy and t.latency is not None]),
+        "latency_ms_shed": summary_ms([t.latency for t in answered if t.busy and t.latency is not None]),
         "busy_frames": sum(stats.busy.values()),
         "busy_by_reason": dict(stats.busy),
         "busy_retry_after_ms": summary_ms(stats.retry_after),
