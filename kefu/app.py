@@ -70,11 +70,13 @@ class MissingModel(Exception):
 def settle_heap() -> None:
     """Collect once, then freeze what survives (``gc.freeze``): for a server process, once its models are loaded.
 
-    Why: a loaded bot is about 470,000 Python objects (torch modules, tokenizers, transformers, SQLAlchemy), and the
-    collector's full (generation-2) pass walks all of them: about 220 ms on this project's 2-core machine, run every
-    so often in the middle of customers' turns (seven times in one ``security_login.py`` run, the longest 197 ms).
-    Frozen objects are left out of every pass (a full one then takes about 0.1 ms); they are still freed by
-    reference counting when dropped (a swapped-out NLU model), only a cycle among them would stay."""
+    Why: a loaded bot is about 470,000 Python objects (torch modules, tokenizers, transformers, SQLAlchemy), and a
+    full (generation-2) collection walks all of them: about 220 ms on this project's 2-core machine, in the middle
+    of whatever turns are running. CPython runs one when the objects that survived since the last one exceed a
+    quarter of the long-lived ones, which start-up does several times and a long-running worker's caches can do
+    again. Frozen objects are left out of every collection (a full one then takes about 0.1 ms); they are still
+    freed by reference counting when dropped (a swapped-out NLU model), only a cycle among them would stay. The
+    benchmarks of this project saw no full collection after start-up either way, so none of their figures moved."""
     import gc
 
     gc.collect()
