@@ -34,15 +34,19 @@ def shots(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def login(browser: Any, ops: OpsServer, role: str, start: str = "/console") -> tuple[Any, Any, list[str]]:
+async def login(browser: Any, ops: OpsServer, role: str, start: str = "/console", *,
+                username: str | None = None) -> tuple[Any, Any, list[str]]:
+    """A fresh browser signed in on ``start`` (through the login form it is sent to) as ``username`` (default: the
+    account named after ``role``) with ``role``'s password."""
+    username = username or role
     context, page, problems = await new_page(browser)
     await page.goto(ops.url + start)
     await expect(page).to_have_url(ops.url + "/login?next=" + start.replace("?", "%3F"))
-    await page.get_by_label("Username").fill(role)
+    await page.get_by_label("Username").fill(username)
     await page.get_by_label("Password").fill(PASSWORDS[role])
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(ops.url + start)
-    await expect(page.locator("#ops-user")).to_have_text(role)
+    await expect(page.locator("#ops-user")).to_have_text(username)
     return context, page, problems
 
 

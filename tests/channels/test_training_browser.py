@@ -18,9 +18,9 @@ import pytest_asyncio
 from playwright.async_api import expect
 
 from channels.ops import OpsServer, run_ops_server
-from tests.channels.conftest import PASSWORDS, ConsoleEnv, password_hashes
+from tests.channels.conftest import ConsoleEnv, password_hashes
+from tests.channels.test_console_browser import login
 from tests.channels.test_ops_training import trainer_options
-from tests.channels.test_widget_browser import new_page
 
 pytestmark = [pytest.mark.browser]
 
@@ -40,18 +40,6 @@ async def trained(console_env: ConsoleEnv, tmp_path: Path) -> AsyncIterator[OpsS
         yield server
 
 
-async def dashboard(browser: Any, ops: OpsServer, username: str, role: str) -> tuple[Any, Any, list[str]]:
-    """A fresh browser logged in as ``username`` (password: ``role``'s) on the dashboard."""
-    context, page, problems = await new_page(browser)
-    await page.goto(ops.url + DASHBOARD)
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(PASSWORDS[role])
-    await page.get_by_role("button", name="Log in").click()
-    await expect(page).to_have_url(ops.url + DASHBOARD)
-    await expect(page.locator("#ops-user")).to_have_text(username)
-    return context, page, problems
-
-
 async def shows(page: Any, text: str | re.Pattern[str], *, running: bool, error: bool = False) -> None:
     """The page's retrain control reads ``text``; its button is refused while a run goes on."""
     status = page.locator("#train-status")
@@ -64,8 +52,8 @@ async def shows(page: Any, text: str | re.Pattern[str], *, running: bool, error:
 
 async def test_two_admins_one_retrain_then_a_failed_one(browser: Any, trained: OpsServer, tmp_path: Path) -> None:
     go = tmp_path / "models" / "go"
-    a_ctx, a, a_problems = await dashboard(browser, trained, "admin", "admin")
-    b_ctx, b, b_problems = await dashboard(browser, trained, "ada", "admin")
+    a_ctx, a, a_problems = await login(browser, trained, "admin", DASHBOARD)
+    b_ctx, b, b_problems = await login(browser, trained, "admin", DASHBOARD, username="ada")
     for page in (a, b):
         await expect(page.get_by_role("heading", name="Retrain the bot")).to_be_visible()
         await shows(page, "", running=False)
@@ -109,7 +97,7 @@ async def test_two_admins_one_retrain_then_a_failed_one(browser: Any, trained: O
 
 
 async def test_an_agent_is_offered_no_retrain(browser: Any, trained: OpsServer) -> None:
-    context, page, problems = await dashboard(browser, trained, "agent", "agent")
+    context, page, problems = await login(browser, trained, "agent", DASHBOARD)
     await expect(page.locator(".ops-kpi").first).to_be_visible()  # the page has loaded what it shows
     await expect(page.locator("#train-section")).to_be_hidden()
     await expect(page.get_by_role("button", name="Retrain now")).to_have_count(0)
