@@ -13,6 +13,7 @@ from dialogue.errors import ConversationNotFound, HandoffConflict, InvalidQuery
 from dialogue.retention import delete_user
 from dialogue.store import ATTACHMENT, MIGRATIONS_DIR, Store, attachments, conversations, events
 from dialogue.types import ACTION, BOT_MESSAGE, NLU_PARSE, USER_MESSAGE, Conversation, NewEvent, TurnUpdate
+from tests.dialogue.test_store import _migrate_to
 from tests.stores import StoreTarget
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100  # the store does not read formats (channels.uploads does)
@@ -160,7 +161,6 @@ async def test_erasing_a_conversation_or_a_customer_erases_their_files(store: St
 
 
 async def test_migration_0012_creates_and_drops_the_table(store_target: StoreTarget) -> None:
-    from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
@@ -174,17 +174,6 @@ async def test_migration_0012_creates_and_drops_the_table(store_target: StoreTar
     mine, below = revisions()
     store = await store_target.open()
 
-    async def migrate(revision: str, down: bool) -> None:
-        def run(sync_conn: sa.Connection) -> None:
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-            cfg.attributes["connection"] = sync_conn
-            cfg.attributes["version_table_schema"] = store_target.schema
-            (command.downgrade if down else command.upgrade)(cfg, revision)
-
-        async with store.transaction("test") as conn:
-            await conn.run_sync(run)
-
     async def tables() -> set[str]:
         async with store.transaction("test", write=False) as conn:
             return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
@@ -195,11 +184,11 @@ async def test_migration_0012_creates_and_drops_the_table(store_target: StoreTar
                                    data=PNG)
         assert "attachments" in await tables()
         assert below is not None
-        await migrate(below, down=True)
+        await _migrate_to(store_target, store, below, down=True)
         assert "attachments" not in await tables()
         assert await store.get(conv.id) is not None  # the conversation is untouched
-        await migrate(mine, down=False)
+        await _migrate_to(store_target, store, mine, down=False)
         assert "attachments" in await tables() and await store.list_attachments(conv.id) == []
-        await migrate("head", down=False)
+        await _migrate_to(store_target, store, "head", down=False)
     finally:
         await store.close()
