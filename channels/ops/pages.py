@@ -1,13 +1,17 @@
 """The console's pages and static assets: read once from a flat folder at start-up, served from memory.
 
 Pages are served only through their own (guarded) routes, never as ``/static/*.html``: a page's route is where its
-role is checked (:data:`~channels.ops.api.ROUTES`).
+role is checked (:data:`~channels.ops.api.ROUTES`). The header every signed-in page shows (navigation, language,
+status, account) is written once, in ``header.html``: a page holds ``<!-- kefu:header current=PATH -->`` where it
+goes, and :func:`with_header` puts it there at load, marking the link to ``PATH`` as the current page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
@@ -16,6 +20,22 @@ from channels.errors import StaticFilesError
 from channels.ops.api import PAGES, STATIC_TYPES, ApiError
 from channels.ops.handlers import Clock, Handlers
 from channels.ops.options import OpsOptions
+
+HEADER: Final = "header.html"
+_HEADER_MARK: Final = re.compile(rb"^[ \t]*<!-- kefu:header current=(\S+) -->[ \t]*$", re.MULTILINE)
+
+
+def with_header(page: bytes, header: bytes) -> bytes:
+    """``page`` with its ``<!-- kefu:header current=PATH -->`` line replaced by ``header``, whose link to ``PATH``
+    gets ``aria-current="page"`` (a page without the line is returned as it is)."""
+
+    def put(match: re.Match[bytes]) -> bytes:
+        link = b'href="' + match.group(1) + b'"'
+        if link not in header:
+            raise StaticFilesError("the header has no link to the page's current path", path=match.group(1).decode())
+        return header.rstrip(b"\n").replace(link, link + b' aria-current="page"', 1)
+
+    return _HEADER_MARK.sub(put, page)
 
 
 def load_ops_static(static_dir: Path) -> dict[str, tuple[bytes, str]]:
@@ -27,9 +47,13 @@ def load_ops_static(static_dir: Path) -> dict[str, tuple[bytes, str]]:
         content_type = STATIC_TYPES.get(path.suffix.lower())
         if content_type is not None and path.is_file():
             files[path.name] = (path.read_bytes(), content_type)
-    for name in (*PAGES.values(), "forbidden.html", "ops.js", "ops.css", "i18n.js"):
+    for name in (*PAGES.values(), "forbidden.html", HEADER, "ops.js", "ops.css", "i18n.js"):
         if name not in files:
             raise StaticFilesError("required ops file missing", path=str(static_dir / name))
+    header = files.pop(HEADER)[0]
+    for name, (body, content_type) in files.items():
+        if name.endswith(".html"):
+            files[name] = (with_header(body, header), content_type)
     favicon = static_dir.parent / "favicon.svg"
     if favicon.is_file() and "favicon.svg" not in files:
         files["favicon.svg"] = (favicon.read_bytes(), "image/svg+xml")

@@ -656,6 +656,31 @@ def test_static_dir_is_complete() -> None:
     assert set(PAGES.values()) <= set(files) and "favicon.svg" in files
 
 
+@pytest.mark.parametrize(("page", "current"), [
+    ("console.html", "/console"), ("conversation.html", "/console"), ("queue.html", "/console/queue"),
+    ("dashboard.html", "/console/dashboard"), ("users.html", "/console/users"),
+])
+def test_every_page_gets_the_one_header_with_its_own_link_current(page: str, current: str) -> None:
+    from channels.ops import load_ops_static
+
+    files = load_ops_static(OPS_STATIC_DIR)
+    html = files[page][0].decode()
+    assert "kefu:header" not in html and "header.html" not in files  # put in place; never served on its own
+    assert html.count('<header class="ops-header">') == 1 and html.count('id="ops-logout"') == 1
+    assert html.count('aria-current="page"') == 1 and f'href="{current}" aria-current="page"' in html
+
+
+def test_a_header_mark_naming_no_link_fails_at_start() -> None:
+    from channels.errors import StaticFilesError
+    from channels.ops.pages import with_header
+
+    header = b'<nav><a href="/console">x</a></nav>\n'
+    assert with_header(b"<body>\n  <!-- kefu:header current=/console -->\n</body>", header) == (
+        b'<body>\n<nav><a href="/console" aria-current="page">x</a></nav>\n</body>')
+    with pytest.raises(StaticFilesError):
+        with_header(b"<!-- kefu:header current=/nowhere -->", header)
+
+
 def test_missing_ops_files_fail_at_start(tmp_path: Path) -> None:
     from channels.errors import ChannelError, StaticFilesError
     from channels.ops import load_ops_static
