@@ -15,7 +15,7 @@ from channels.server import Server
 from tests.channels.conftest import ConsoleEnv
 from tests.channels.test_attachments_uploads import PDF, PNG
 from tests.channels.test_console_browser import login
-from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
+from tests.channels.test_widget_browser import FINAL_BOT, new_page, open_chat, send
 
 pytestmark = [pytest.mark.browser]
 
@@ -24,14 +24,9 @@ async def test_a_png_from_the_customer_and_a_pdf_back_from_the_agent(
     browser: Any, servers: tuple[Server, OpsServer], console_env: ConsoleEnv
 ) -> None:
     chat, ops = servers
-    customer_ctx, customer, customer_problems = await new_page(browser)
-    await customer.goto(chat.url + "/")
-    await customer.click("#kefu-launcher")
+    customer_ctx, customer, customer_problems, cid = await open_chat(browser, chat)
     clip = customer.get_by_role("button", name="Attach an image or PDF")
     await expect(clip).to_be_visible()
-    await send(customer, "hello")
-    await expect(customer.locator(FINAL_BOT)).to_have_count(1, timeout=10_000)
-    cid = await customer.evaluate("window.KefuWidget.conversationId()")
 
     # The customer attaches a screenshot: it shows as a thumbnail, loaded from the chat server with its token.
     await customer.set_input_files("#kefu-file", files=[

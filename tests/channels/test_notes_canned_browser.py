@@ -15,7 +15,7 @@ from channels.ops import OpsServer
 from channels.server import Server
 from tests.channels.conftest import ConsoleEnv
 from tests.channels.test_console_browser import login
-from tests.channels.test_widget_browser import FINAL_BOT, new_page, send
+from tests.channels.test_widget_browser import open_chat, send
 
 pytestmark = [pytest.mark.browser]
 
@@ -28,14 +28,9 @@ async def test_canned_reply_and_note_between_two_staff_and_a_customer(
 ) -> None:
     chat, ops = servers
     # The customer asks about an order (the slot order_id is set), then complains: queued for a human.
-    customer_ctx, customer, customer_problems = await new_page(browser)
-    await customer.goto(chat.url + "/")
-    await customer.click("#kefu-launcher")
-    await send(customer, "where is my order 10234")
-    await expect(customer.locator(FINAL_BOT)).to_have_count(1, timeout=10_000)
+    customer_ctx, customer, customer_problems, cid = await open_chat(browser, chat, "where is my order 10234")
     await send(customer, "I want to complain about the delay")
     await expect(customer.locator(".kefu-note-handoff")).to_have_text("You are being connected to a human agent.")
-    cid = await customer.evaluate("window.KefuWidget.conversationId()")
     conversation = await console_env.store.get(cid)
     assert conversation is not None and conversation.slots.get("order_id") == "10234"
 
