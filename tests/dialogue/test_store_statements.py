@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from dialogue import types as ev
 from dialogue.store import Store
 from dialogue.types import Conversation, NewEvent, TurnUpdate
+from tests.dialogue.test_store import _reload
 from tests.stores import StoreTarget
 
 COMMIT = {
@@ -73,12 +74,6 @@ def turn(conv: Conversation, n: int, intents: tuple[str, ...] = ("order_status",
     )
 
 
-async def _next(store: Store, cid: str) -> Conversation:
-    conv = await store.get(cid)
-    assert conv is not None
-    return conv
-
-
 async def test_a_commit_is_five_statements_and_intents_are_kept_once(store: Store) -> None:
     conv = await store.create_conversation("en")
     with statements(store) as sent:
@@ -86,14 +81,14 @@ async def test_a_commit_is_five_statements_and_intents_are_kept_once(store: Stor
     assert sent == COMMIT[store.dialect]
     assert [e.seq for e in stored] == [1, 2, 3, 4]
 
-    conv = await _next(store, conv.id)
+    conv = await _reload(store, conv.id)
     with statements(store) as sent:  # a known intent and a new one: still one statement for both
         stored = await store.commit_turn(turn(conv, 2, ("order_status", "greet")))
     assert sent == COMMIT[store.dialect]
     assert [e.seq for e in stored] == [5, 6, 7, 8, 9] and {e.turn for e in stored} == {2}
     assert await store.conversation_intents(conv.id) == ["greet", "order_status"]
 
-    conv = await _next(store, conv.id)
+    conv = await _reload(store, conv.id)
     assert (conv.turn_count, conv.version, conv.slots) == (2, 2, {"order_id": "20001", "n": 2})
     assert [e.seq for e in await store.events(conv.id)] == list(range(1, 10))
 
@@ -114,7 +109,7 @@ async def test_a_customer_reopening_a_resolved_conversation_adds_no_statement(st
     conv = await store.create_conversation("en")
     await store.commit_turn(turn(conv, 1))
     await store.resolve(conv.id, "alice")
-    conv = await _next(store, conv.id)
+    conv = await _reload(store, conv.id)
     with statements(store) as sent:
         stored = await store.commit_turn(turn(conv, 2))
     assert sent == COMMIT[store.dialect]
