@@ -105,10 +105,14 @@ def admission_counts(turns: list[Turn], stats: Stats) -> dict[str, Any]:
     }
 
 
+def in_flight(done: list[Turn], moments: list[float]) -> list[Turn]:
+    """The turns sent before and answered after one of ``moments`` (each turn once)."""
+    return [t for t in done if any(t.first_sent <= m <= (t.done_at or 0) for m in moments)]
+
+
 def kill_report(done: list[Turn], t0: float, fault: dict[str, Any]) -> dict[str, Any]:
     """``fault`` (``killed_worker_at_s``, seconds after ``t0``) with what the kill cost the turns in flight then."""
-    killed_at = t0 + fault["killed_worker_at_s"]
-    resent = [t for t in done if t.first_sent <= killed_at <= (t.done_at or 0)]
+    resent = in_flight(done, [t0 + fault["killed_worker_at_s"]])
     fault["turns_in_flight_at_kill"] = len(resent)
     fault["max_latency_across_kill_ms"] = round(max((t.latency or 0) for t in resent) * 1000, 1) if resent else None
     return fault
@@ -135,7 +139,7 @@ def swap_report(done: list[Turn], stats: Stats, t0: float, published: float, swa
     in (``None``: it never did), the turns in flight across each swap, and the error frames after the publish.
     Lost, duplicated and reordered turns are the store check's, for the whole run."""
     seen = [s for s in swapped if s is not None]
-    across = [t for t in done for s in seen if t.first_sent <= s <= (t.done_at or 0)]
+    across = in_flight(done, seen)
     return {
         "source": source,
         "training_s": round(training_s, 1),
