@@ -29,8 +29,7 @@ from channels.errors import StaticFilesError
 from channels.frames import AVATAR_DIGEST_RE, AVATARS_PATH
 from channels.json_api import encode_json
 from channels.limits import CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS
-from channels.uploads import ATTACHMENT_ID_RE, download_headers, sniff
-from dialogue.types import AVATAR_TYPES
+from channels.uploads import ATTACHMENT_ID_RE, download_headers, servable_picture
 
 # ---------------------------------------------------------------------------------------------------- static files
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -216,7 +215,7 @@ def avatar_response(
     embeds the widget (``Cross-Origin-Resource-Policy: cross-origin``, as attachments). ``None`` (the caller answers
     404) when the stored type is not a picture type or not the type its bytes start like: this port serves nothing
     as an image that is not one."""
-    if content_type not in AVATAR_TYPES or sniff(data) != content_type:
+    if not servable_picture(content_type, data):
         return None
     extra = {
         "Cache-Control": AVATAR_CACHE,

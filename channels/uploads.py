@@ -48,6 +48,7 @@ from typing import Final
 from urllib.parse import quote
 
 from channels.errors import ChannelError
+from dialogue.types import AVATAR_TYPES
 
 # ------------------------------------------------------------------------------------------------------- types
 PNG: Final = "image/png"
@@ -244,6 +245,13 @@ def sniff(data: bytes) -> str | None:
     if re.match(rb"%PDF-[12]\.\d", data[:8]):
         return PDF
     return None
+
+
+def servable_picture(content_type: str, data: bytes) -> bool:
+    """Whether stored bytes may be served as a staff picture: a picture type (PNG, JPEG or WebP) that the bytes
+    really start like. Both ports ask it before they send one (the chat port's ``/avatars/``, the console's own
+    preview): nothing is served as an image that is not one, whatever the database holds."""
+    return content_type in AVATAR_TYPES and sniff(data) == content_type
 
 
 def _malformed(what: str) -> UploadRefused:

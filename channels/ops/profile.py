@@ -20,7 +20,7 @@ from aiohttp import web
 from channels.ops.api import ApiError, json_response
 from channels.ops.attachments import decode_file_data, read_upload_body
 from channels.ops.handlers import USER, Handlers, logger
-from channels.uploads import UNSUPPORTED_TYPE, UploadLimits, UploadRefused, check_upload, sniff
+from channels.uploads import UNSUPPORTED_TYPE, UploadLimits, UploadRefused, check_upload, servable_picture
 from dialogue.types import AVATAR_TYPES, MAX_AVATAR_BYTES, User, clean_display_name
 
 #: What a profile picture may be: the chat port's upload checks with these limits.
@@ -79,7 +79,7 @@ class Profile(Handlers):
         bytes are that type (else 404), with ``nosniff`` and the console's CSP like every answer here."""
         digest = request[USER].avatar
         found = await self.backend.get_avatar(digest) if digest else None
-        if found is None or found[0] not in AVATAR_TYPES or sniff(found[1]) != found[0]:
+        if found is None or not servable_picture(*found):
             raise ApiError("not_found", "no picture")
         content_type, data = found
         return web.Response(body=data, headers={"Content-Type": content_type, "Cache-Control": "private, no-store"})
