@@ -89,7 +89,7 @@ class InputChecker(Protocol):
 
 
 class OutputChecker(Protocol):
-    def check(self, text: str, language: str) -> OutputVerdict: ...
+    def check(self, text: str, language: str, baseline: str | None = None) -> OutputVerdict: ...
 
 
 class Generator(Protocol):
@@ -455,8 +455,8 @@ class DialogueEngine:
         events = [*events, *outcome.events]
         flags = list(verdict.flags)
         out: OutputVerdict | None = None
-        if parts.output_filter is not None and to_check:
-            out = await asyncio.to_thread(parts.output_filter.check, to_check, language)
+        if parts.output_filter is not None and to_check.texts:
+            out = await asyncio.to_thread(parts.output_filter.check, to_check.text, language, to_check.baseline)
             if out.toxic:  # replaced by the bot's safe reply
                 text = self.generator.render_template(Act(turn.SAFE_REPLY, {}, language))
                 flags.append(turn.TOXIC_REPLY)
@@ -541,14 +541,15 @@ class DialogueEngine:
 
     async def _realise(
         self, result: ActionResult, slots: dict[str, Any], language: str, message_id: str, on_token: OnToken | None
-    ) -> tuple[str, list[str], str]:
+    ) -> tuple[str, list[str], _ToCheck]:
         """The reply, where each piece came from, and what the output classifier must read: a model's text and an
-        action's literal text whole, a template only when values were put into it, then whole (its author's words
-        alone are trusted: a benign greeting the classifier happens to dislike must not become the safe reply; a value
-        is read in its sentence, where a customer's "mom" is a payee, not the insult it reads as alone)."""
+        action's literal text whole; a template only when words were put into it, then whole and against the author's
+        words alone (they are trusted: a benign greeting the classifier happens to dislike must not become the safe
+        reply; a value is read in its sentence, where a customer's "mom" is a payee, not the insult it reads as
+        alone; a value with no letters, an amount or a card's last digits, cannot insult)."""
         pieces: list[str] = []
         sources: list[str] = []
-        checked: list[str] = []
+        check = _ToCheck()
         tracker_values = {k: str(v) for k, v in slots.items() if v not in (None, "") and not k.startswith("_")}
         for index, message in enumerate(result.messages()):
             if index and on_token is not None:
@@ -558,16 +559,54 @@ class DialogueEngine:
                     await on_token(message)
                 pieces.append(message)
                 sources.append("action")
-                checked.append(message)
+                check.add(message)
                 continue
             response, values = message
             act = Act(name=response, slots={**tracker_values, **values}, language=language)
             realised = await self.generator.realise(act, on_token)
             pieces.append(realised.text)
             sources.append(realised.source)
-            if not realised.trusted or any(v.strip() for v in realised.inserted):
-                checked.append(realised.text)  # a value is judged in its sentence ("mom" alone reads as an insult)
-        return "\n".join(p for p in pieces if p), sources, "\n".join(c for c in checked if c)
+            if not realised.trusted:
+                check.add(realised.text)
+            elif words := [v for v in realised.inserted if any(c.isalpha() for c in v)]:
+                check.add(realised.text, trusted=_without(realised.text, words))
+        return "\n".join(p for p in pieces if p), sources, check
+
+
+@dataclass
+class _ToCheck:
+    """What a turn's reply asks of the output classifier: the text, and the author's words alone when every piece of
+    it is a trusted template (a model's or an action's text has no such baseline: it is judged outright)."""
+
+    texts: list[str] = field(default_factory=list)
+    trusted: list[str] | None = field(default_factory=list)
+
+    def __repr__(self) -> str:  # the texts may hold customer values
+        return f"_ToCheck(pieces={len(self.texts)}, baseline={self.trusted is not None})"
+
+    def add(self, text: str, *, trusted: str | None = None) -> None:
+        if not text:
+            return
+        self.texts.append(text)
+        if trusted is None:
+            self.trusted = None
+        elif self.trusted is not None:
+            self.trusted.append(trusted)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.texts)
+
+    @property
+    def baseline(self) -> str | None:
+        return None if self.trusted is None else "\n".join(self.trusted)
+
+
+def _without(text: str, values: Sequence[str]) -> str:
+    """``text`` with every occurrence of ``values`` taken out, longest first (one may contain another)."""
+    for value in sorted({v.strip() for v in values if v.strip()}, key=len, reverse=True):
+        text = text.replace(value, "")
+    return text
 
 
 class _Search:

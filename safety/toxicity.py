@@ -30,7 +30,7 @@ from typing import Any
 
 from safety.errors import ToxicityModelError
 from safety.normalize import normalize
-from safety.types import OutputVerdict
+from safety.types import OutputVerdict, judge
 
 CONFIG_NAME = "toxicity.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -233,12 +233,17 @@ class ToxicityClassifier:
                 raise ToxicityModelError(self.model_dir / WEIGHTS_NAME, "model produced NaN scores")
         return scores
 
-    def check(self, text: str, language: str = "en", threshold: float | None = None) -> OutputVerdict:
+    def check(
+        self, text: str, language: str = "en", threshold: float | None = None, baseline: str | None = None
+    ) -> OutputVerdict:
         """Toxicity verdict on one reply by this model; ``language`` is recorded (use :class:`ToxicityRouter` to
-        pick the model by language)."""
+        pick the model by language). ``baseline``: the author's words alone, when ``text`` is a trusted template
+        with values put into it (:func:`safety.types.judge`); both are scored in one batch."""
         thr = self.threshold if threshold is None else threshold
-        score = self.score([text])[0]
-        return OutputVerdict(score=score, threshold=thr, toxic=score >= thr, language=language)
+        if baseline is None:
+            return judge(self.score([text])[0], thr, language)
+        score, base = self.score([text, baseline])
+        return judge(score, thr, language, base)
 
 
 class ToxicityRouter:
@@ -339,12 +344,14 @@ class ToxicityRouter:
     def score(self, texts: Sequence[str], language: str | None = None) -> list[float]:
         return self.classifier_for(language).score(texts)
 
-    def check(self, text: str, language: str | None = "en", threshold: float | None = None) -> OutputVerdict:
+    def check(
+        self, text: str, language: str | None = "en", threshold: float | None = None, baseline: str | None = None
+    ) -> OutputVerdict:
         """Toxicity verdict on one reply with the model of its language (blocking; use ``asyncio.to_thread``).
 
-        The threshold is ``threshold``, else the router's, else the chosen model's own (its ``toxicity.json``).
+        The threshold is ``threshold``, else the router's, else the chosen model's own (its ``toxicity.json``);
+        ``baseline`` as in :meth:`ToxicityClassifier.check`.
         """
         clf = self.classifier_for(language)
         thr = threshold if threshold is not None else self.threshold
-        verdict = clf.check(text, self.route(language), threshold=thr)
-        return verdict
+        return clf.check(text, self.route(language), threshold=thr, baseline=baseline)

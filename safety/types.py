@@ -50,12 +50,33 @@ class InputVerdict:
 
 @dataclass(frozen=True)
 class OutputVerdict:
-    """The toxicity verdict on a reply: its score in [0, 1], the threshold used, and whether it was toxic."""
+    """The toxicity verdict on a reply: its score in [0, 1], the threshold used, and whether it was toxic.
+
+    ``baseline`` is the score of the author's words alone (the reply with the values put into its template taken
+    out), when the reply was a trusted template: then the reply is toxic only when the values raise the score by
+    :data:`VALUE_MARGIN` or more, as well as reaching the threshold (see :func:`judge`)."""
 
     score: float
     threshold: float
     toxic: bool
     language: str = "en"
+    baseline: float | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"score": round(self.score, 4), "threshold": self.threshold, "toxic": self.toxic, "language": self.language}
+        out: dict[str, object] = {"score": round(self.score, 4), "threshold": self.threshold, "toxic": self.toxic,
+                                  "language": self.language}
+        if self.baseline is not None:
+            out["baseline"] = round(self.baseline, 4)
+        return out
+
+
+# How much the values put into a trusted template must raise its score before they count as what made it toxic.
+# Without it, a benign sentence of the author's that the classifier scores near its threshold ("please confirm:
+# block the card ending in 3377?") flips to the safe reply on a retrained model's small shifts.
+VALUE_MARGIN = 0.15
+
+
+def judge(score: float, threshold: float, language: str, baseline: float | None = None) -> OutputVerdict:
+    """The verdict on a reply scored ``score``; ``baseline`` as in :class:`OutputVerdict`."""
+    toxic = score >= threshold and (baseline is None or score - baseline >= VALUE_MARGIN)
+    return OutputVerdict(score=score, threshold=threshold, toxic=toxic, language=language, baseline=baseline)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from dialogue import turn
 from dialogue import types as ev
 from dialogue.engine import DialogueEngine
 from dialogue.errors import ConcurrentUpdate, DialogueError, HandoffConflict, TurnContention
@@ -314,13 +315,13 @@ async def test_a_value_the_action_refuses_sends_the_task_back_to_wait_for_it(eng
 
 
 class Suspicious:
-    """An output classifier that finds every text it reads toxic, and remembers what it read."""
+    """An output classifier that finds every text it reads toxic, and remembers what it read and against what."""
 
     def __init__(self) -> None:
-        self.read: list[str] = []
+        self.read: list[tuple[str, str | None]] = []
 
-    def check(self, text: str, language: str | None = None) -> OutputVerdict:
-        self.read.append(text)
+    def check(self, text: str, language: str | None = None, baseline: str | None = None) -> OutputVerdict:
+        self.read.append((text, baseline))
         return OutputVerdict(score=0.99, threshold=0.5, toxic=True, language=language or "en")
 
 
@@ -331,23 +332,31 @@ class VerbatimGenerator:
         self.inner = inner
 
     async def realise(self, act: Act, on_token: Any = None) -> Realisation:
+        expected = self.inner.templates.expected_slots(act)
         return Realisation(text=self.inner.render_template(act), source="template", trusted=True,
-                           inserted=tuple(str(v) for k, v in sorted(act.slots.items()) if k == "order_id"))
+                           inserted=tuple(str(act.slots[s]) for s in expected))
 
     def render_template(self, act: Act) -> str:
         return str(self.inner.render_template(act))
 
 
-async def test_the_output_classifier_reads_what_was_put_into_a_template_not_its_authors_words(
+async def test_the_output_classifier_reads_the_words_put_into_a_template_against_its_authors_words(
     engine: DialogueEngine,
 ) -> None:
-    """A greeting the classifier happens to dislike stays the greeting (the author wrote it); a value inserted into a
-    template is still read, and a flagged one still gets the safe reply."""
+    """A greeting the classifier happens to dislike stays the greeting (the author wrote it), and so does a template
+    given only digits (an order number cannot insult); a template given words is read whole, with the author's words
+    alone as its baseline, and a flagged one still gets the safe reply."""
     checker = Suspicious()
     verbatim = DialogueEngine(engine.with_parts(output_filter=checker).parts, engine.store,
                               VerbatimGenerator(engine.generator))
     greeting = await verbatim.handle_message(None, mid(), "hello")
     assert greeting.action == "utter_greet" and "toxic_reply" not in greeting.flags and checker.read == []
     status = await verbatim.handle_message(None, mid(), "where is order 10234?")
-    assert status.action == "action_order_status" and "10234" in checker.read[-1]
-    assert "toxic_reply" in status.flags and "10234" not in status.text
+    assert status.action == "action_order_status" and "10234" in status.text
+    assert "toxic_reply" not in status.flags and checker.read == []
+    answer = await verbatim.handle_message(None, mid(), "what are your opening hours?")
+    assert "toxic_reply" in answer.flags and len(checker.read) == 1
+    text, baseline = checker.read[0]
+    assert baseline is not None and len(baseline) < len(text)
+    safe = [v.text for v in engine.generator.templates.variants(turn.SAFE_REPLY, "en")]
+    assert answer.text in safe  # replaced by the safe reply

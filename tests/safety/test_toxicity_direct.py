@@ -10,6 +10,7 @@ import pytest
 from kefu.config import shared_models
 from safety.normalize import normalize
 from safety.toxicity import ToxicityClassifier
+from safety.types import judge
 
 MODELS = shared_models() / "toxicity"
 TEXTS = {
@@ -54,3 +55,31 @@ def test_the_model_is_in_eval_mode_once_and_not_put_there_per_call(monkeypatch: 
 
     monkeypatch.setattr(model, "eval", no_eval)
     assert 0.0 <= clf.score(["thanks for your help"])[0] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("score", "baseline", "toxic"),
+    [
+        (0.49, None, False),  # no baseline: the threshold alone
+        (0.5, None, True),
+        (0.62, 0.55, False),  # the author's words alone score near it: a value adding little does not flip it
+        (0.71, 0.55, True),  # the value raises it by the margin or more
+        (0.3, 0.0, False),  # a large rise below the threshold is not toxic
+    ],
+)
+def test_a_trusted_template_is_toxic_only_when_its_values_raise_the_score(
+    score: float, baseline: float | None, toxic: bool
+) -> None:
+    verdict = judge(score, 0.5, "en", baseline)
+    assert verdict.toxic is toxic and verdict.baseline == baseline
+    assert ("baseline" in verdict.to_dict()) is (baseline is not None)
+
+
+def test_the_baseline_is_scored_by_the_same_model_in_the_same_call() -> None:
+    clf = ToxicityClassifier.load(_model("en"), quantize=True)
+    author = "Please confirm the payee's name: . Shall I send the money?"
+    filled = "Please confirm the payee's name: you useless idiot. Shall I send the money?"
+    verdict = clf.check(filled, "en", baseline=author)
+    assert verdict.baseline == pytest.approx(clf.score([author])[0], abs=1e-4)
+    assert verdict.score == pytest.approx(clf.score([filled])[0], abs=1e-4)
+    assert verdict.toxic
