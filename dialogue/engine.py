@@ -33,6 +33,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -89,7 +90,7 @@ class InputChecker(Protocol):
 
 
 class OutputChecker(Protocol):
-    def check(self, text: str, language: str, baseline: str | None = None) -> OutputVerdict: ...
+    def check(self, text: str, language: str, *, baseline: str | None = None) -> OutputVerdict: ...
 
 
 class Generator(Protocol):
@@ -456,7 +457,7 @@ class DialogueEngine:
         flags = list(verdict.flags)
         out: OutputVerdict | None = None
         if parts.output_filter is not None and to_check.texts:
-            out = await asyncio.to_thread(parts.output_filter.check, to_check.text, language, to_check.baseline)
+            out = await asyncio.to_thread(parts.output_filter.check, to_check.text, language, baseline=to_check.baseline)
             if out.toxic:  # replaced by the bot's safe reply
                 text = self.generator.render_template(Act(turn.SAFE_REPLY, {}, language))
                 flags.append(turn.TOXIC_REPLY)
@@ -546,7 +547,7 @@ class DialogueEngine:
         action's literal text whole; a template only when words were put into it, then whole and against the author's
         words alone (they are trusted: a benign greeting the classifier happens to dislike must not become the safe
         reply; a value is read in its sentence, where a customer's "mom" is a payee, not the insult it reads as
-        alone; a value with no letters, an amount or a card's last digits, cannot insult)."""
+        alone; a value of digits and punctuation only, an amount or a card's last digits, cannot insult)."""
         pieces: list[str] = []
         sources: list[str] = []
         check = _ToCheck()
@@ -568,7 +569,7 @@ class DialogueEngine:
             sources.append(realised.source)
             if not realised.trusted:
                 check.add(realised.text)
-            elif words := [v for v in realised.inserted if any(c.isalpha() for c in v)]:
+            elif words := [v for v in realised.inserted if not _plain(v)]:
                 check.add(realised.text, trusted=_without(realised.text, words))
         return "\n".join(p for p in pieces if p), sources, check
 
@@ -600,6 +601,12 @@ class _ToCheck:
     @property
     def baseline(self) -> str | None:
         return None if self.trusted is None else "\n".join(self.trusted)
+
+
+def _plain(value: str) -> bool:
+    """Whether ``value`` is digits, punctuation, spaces and currency signs only ("3377", "¥1,299.00", "2024-05-01"):
+    nothing the classifier could read as an insult. Letters, CJK characters and symbols such as emoji are words."""
+    return all(unicodedata.category(c)[0] in "NPZ" or unicodedata.category(c) == "Sc" for c in value)
 
 
 def _without(text: str, values: Sequence[str]) -> str:

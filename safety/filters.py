@@ -562,7 +562,7 @@ class OutputFilter:
                 self._classifier = ToxicityRouter.load(self.model_dir, threshold=self.threshold)
             return self._classifier
 
-    def check(self, text: str, language: str = "en", baseline: str | None = None) -> OutputVerdict:
+    def check(self, text: str, language: str = "en", *, baseline: str | None = None) -> OutputVerdict:
         """Toxicity verdict on a reply in ``language`` (blocking: run it via ``asyncio.to_thread`` from async code);
         ``baseline``: the reply's trusted words alone, when only values put into a template are in question."""
         return self.classifier.check(text, language, threshold=self.threshold, baseline=baseline)

@@ -320,7 +320,7 @@ class Suspicious:
     def __init__(self) -> None:
         self.read: list[tuple[str, str | None]] = []
 
-    def check(self, text: str, language: str | None = None, baseline: str | None = None) -> OutputVerdict:
+    def check(self, text: str, language: str | None = None, *, baseline: str | None = None) -> OutputVerdict:
         self.read.append((text, baseline))
         return OutputVerdict(score=0.99, threshold=0.5, toxic=True, language=language or "en")
 
