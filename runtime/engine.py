@@ -4,7 +4,7 @@ One asyncio background task drives a :class:`~runtime.scheduler.Scheduler` throu
 plans a step, the model runner runs it, ``update(StepOutputs)`` applies its tokens and names the requests that
 finished. Each step runs in a worker thread (``asyncio.to_thread``) so the event loop never blocks. Requests join
 mid-flight (continuous batching): a burst of arrivals is admitted ``max_prefill_tokens`` prompt tokens per step,
-interleaved with decoding.
+shortest prompt first (see :mod:`runtime.scheduler`), interleaved with decoding.
 
 What lives where: this module owns requests (submission, the queue of text deltas each consumer reads,
 cancellation, finishing, failure); :mod:`runtime.model_runner` runs the forwards of a step and holds the running

@@ -1,8 +1,9 @@
 """The model work of one engine step: the torch forwards that a :class:`~runtime.scheduler.StepPlan` asks for.
 
 A step decodes the running rows (one token each, with the KV cache) and prefills the newly admitted requests.
-Prompts admitted together are prefilled in groups of similar length (left padded, attention mask, explicit
-position ids, logits of the last position only); a prompt found in the prompt cache joins with no forward.
+Prompts admitted together are prefilled in groups (left padded, attention mask, explicit position ids, logits of
+the last position only) chosen by :func:`length_groups` to cost the least: padding against one more forward; a
+prompt found in the prompt cache joins with no forward.
 Decode steps pass the padding mask as the 4D boolean mask SDPA takes (one query per row, so it is the whole
 attention mask), which spares the model rebuilding it from the 2D mask every step.
 
@@ -35,24 +36,36 @@ def joinable(config: Any) -> bool:
     return not (layer_types and any(t != "full_attention" for t in layer_types))
 
 
-def length_groups(items: list[tuple[str, list[int]]], waste: float = 1.25) -> list[list[tuple[str, list[int]]]]:
-    """Split prompts into prefill groups of similar length, so that left padding wastes at most about
-    ``waste - 1`` of a group's compute (longest first)."""
+def length_groups(
+    items: list[tuple[str, list[int]]], overhead: int = 48, max_tokens: int = 2048
+) -> list[list[tuple[str, list[int]]]]:
+    """Split prompts into prefill groups (longest first) that cost the least in all: a group costs its padded
+    tokens (rows x its longest prompt) plus ``overhead`` tokens' worth for the forward itself (reading every weight
+    once, the per-layer Python), so short prompts are merged even at some padding while long ones are only grouped
+    with prompts of nearly their length. A group holds at most ``max_tokens`` padded tokens (unless a single prompt
+    is longer), beyond which a larger matrix only thrashes the caches.
+
+    Why not a fixed padding ratio: one forward per one or two prompts wastes more (small matrices, the weights
+    streamed again) than the padding a merge costs."""
+    order = sorted(items, key=lambda it: -len(it[1]))
+    n = len(order)
+    inf = float("inf")
+    best = [0.0] + [inf] * n  # best[j]: least cost of the first j prompts
+    cut = [0] * (n + 1)  # cut[j]: where the last group of that best split starts
+    for j in range(1, n + 1):
+        for i in range(j - 1, -1, -1):
+            width = len(order[i][1])  # the longest of order[i:j]
+            if i < j - 1 and (j - i) * width > max_tokens:
+                break
+            cost = best[i] + overhead + (j - i) * width
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
     groups: list[list[tuple[str, list[int]]]] = []
-    current: list[tuple[str, list[int]]] = []
-    width = total = 0
-    for item in sorted(items, key=lambda it: -len(it[1])):
-        n = len(item[1])
-        if current and (len(current) + 1) * width > waste * (total + n):
-            groups.append(current)
-            current, total = [], 0
-        if not current:
-            width = n
-        current.append(item)
-        total += n
-    if current:
-        groups.append(current)
-    return groups
+    j = n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
 
 
 class ModelRunner:
@@ -64,8 +77,11 @@ class ModelRunner:
         self.device = device
         self.pad_token_id = pad_token_id
         self.allow_join = joinable(model.config)
+        # slab width allocated up front: room for a prompt and its reply in most chats, within the model's context
+        positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 0)
+        min_columns = min(256, int(positions or 256))
         self.cache: KVCache | ModelCache = (
-            KVCache(max_batch, device, prompt_cache_bytes) if self.allow_join else ModelCache()
+            KVCache(max_batch, device, prompt_cache_bytes, min_columns) if self.allow_join else ModelCache()
         )
         self._decode_mask_4d = self.allow_join and getattr(model.config, "_attn_implementation", None) == "sdpa"
         self._logits_to_keep = True

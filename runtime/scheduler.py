@@ -7,6 +7,12 @@ first ones start streaming sooner); the engine prefills the newly admitted ones 
 same step, then merges them into one batch. With ``allow_join=False`` new requests are admitted only
 when the batch is empty (static batching: requests that arrive together are prefilled together).
 
+Admission order is shortest prompt first, not arrival order: in a burst the short prompts' first tokens come
+after a fraction of the burst's prefill instead of after whatever long prompts arrived before them (shortest job
+first minimises the mean wait), and the prompts admitted in one step have similar lengths, so the engine prefills
+them in few, large, little-padded forwards. A request that has waited ``max_wait_steps`` steps goes before every
+shorter one (in arrival order), so a steady stream of short prompts cannot starve a long one.
+
 Life of a request: ``add`` -> waiting -> (``schedule``: prefill) -> running -> (``update``: one token
 per step) -> finished (EOS token, ``max_tokens`` reached, or flagged by the engine, e.g. a stop string).
 ``cancel`` removes a waiting request at once; a running one is listed in the next plan's ``release`` so
@@ -64,14 +70,26 @@ class Scheduler:
     """Admission, bounded queue, cancellation and finishing for a batched decoder."""
 
     def __init__(
-        self, max_batch: int, max_queue: int, allow_join: bool = True, max_prefill_tokens: int | None = None
+        self,
+        max_batch: int,
+        max_queue: int,
+        allow_join: bool = True,
+        max_prefill_tokens: int | None = None,
+        max_wait_steps: int = 16,
     ) -> None:
+        """``max_wait_steps``: after this many steps in the queue a request is admitted before shorter ones (see
+        the module docstring)."""
         if max_batch < 1 or max_queue < 0:
             raise ValueError("max_batch must be >= 1 and max_queue >= 0")
         if max_prefill_tokens is not None and max_prefill_tokens < 1:
             raise ValueError("max_prefill_tokens must be >= 1")
+        if max_wait_steps < 0:
+            raise ValueError("max_wait_steps must be >= 0")
         self.max_batch = max_batch
         self.max_prefill_tokens = max_prefill_tokens
+        self.max_wait_steps = max_wait_steps
+        self._steps = 0  # schedule() calls so far: the clock that ``max_wait_steps`` counts in
+        self._since: dict[str, int] = {}  # waiting request -> the step count when it was added
         self.max_queue = max_queue
         self.allow_join = allow_join
         self._waiting: OrderedDict[str, Request] = OrderedDict()
@@ -107,10 +125,12 @@ class Scheduler:
         if len(self._waiting) >= self.max_queue:
             raise QueueFull(self.max_queue)
         self._waiting[request.request_id] = request
+        self._since[request.request_id] = self._steps
 
     def cancel(self, request_id: str) -> bool:
         """Forget a request; returns False if it is unknown or already finished."""
         if self._waiting.pop(request_id, None) is not None:
+            del self._since[request_id]
             return True
         if self._running.pop(request_id, None) is not None:
             self._release.append(request_id)
@@ -125,20 +145,30 @@ class Scheduler:
         decode = tuple(self._running)
         prefill: list[str] = []
         budget = self.max_prefill_tokens
-        if self.allow_join or not self._running:
-            while self._waiting and len(self._running) < self.max_batch:
-                if budget is not None and prefill:
-                    nxt = next(iter(self._waiting.values()))
-                    if len(nxt.prompt_ids) > budget:
-                        break
-                rid, req = self._waiting.popitem(last=False)
+        if (self.allow_join or not self._running) and self._waiting and len(self._running) < self.max_batch:
+            for req in self._admission_order():
+                if len(self._running) >= self.max_batch:
+                    break
+                if budget is not None and prefill and len(req.prompt_ids) > budget:
+                    break
+                rid = req.request_id
+                del self._waiting[rid], self._since[rid]
                 if budget is not None:
                     budget -= len(req.prompt_ids)
                 self._running[rid] = req
                 prefill.append(rid)
+        self._steps += 1
         plan = StepPlan(prefill=tuple(prefill), decode=decode, release=release)
         self._in_flight = None if plan.empty else plan
         return plan
+
+    def _admission_order(self) -> list[Request]:
+        """Waiting requests in the order they are admitted: those that waited ``max_wait_steps`` steps first, in
+        arrival order, then the others shortest prompt first (arrival order among equal lengths)."""
+        due = self._steps - self.max_wait_steps
+        old = [r for r in self._waiting.values() if self._since[r.request_id] <= due]
+        young = [r for r in self._waiting.values() if self._since[r.request_id] > due]
+        return old + sorted(young, key=lambda r: len(r.prompt_ids))
 
     def update(self, outputs: StepOutputs) -> list[str]:
         """Apply one step's tokens; returns the ids that finished (their rows must be freed)."""
@@ -164,6 +194,7 @@ class Scheduler:
         ids = list(self._running) + list(self._waiting)
         self._running.clear()
         self._waiting.clear()
+        self._since.clear()
         self._release.clear()
         self._in_flight = None
         return ids

@@ -176,3 +176,45 @@ def test_model_cache_keeps_the_models_own_object() -> None:
     assert cache.mask.tolist() == [[1, 1, 1], [1, 1, 1]]
     cache.clear()
     assert cache.rows == 0 and cache.past_key_values is None
+
+
+def test_the_window_moves_inside_the_buffers_before_they_are_replaced() -> None:
+    """Longer prompts joining and decode steps reuse the buffers while they hold enough columns (the window is
+    moved, the keys kept); only when they do not are they replaced, at twice the size needed."""
+    cache = KVCache(max_rows=4)
+    kv, pmask = prefill([2], base=0)
+    cache.append(kv, pmask)
+    buffers, capacity = cache._k[0], cache.capacity
+    assert capacity >= 2 * 3  # first allocation: twice the columns needed
+    for t in range(capacity // 2):
+        keys, mask = decode(cache, 50.0 + t)
+    kv, pmask = prefill([capacity // 2 + 3], base=1000)  # longer than the window: it grows left
+    cache.append(kv, pmask)
+    keys, mask = decode(cache, 9.0)
+    assert cache._k[0] is buffers or cache.capacity > capacity
+    assert real(keys, 0, mask) == [0, 1] + [50.0 + t for t in range(capacity // 2)] + [9.0]
+    assert real(keys, 1, mask) == [1000.0 + c for c in range(capacity // 2 + 3)] + [9.0]
+
+    cache.clear()  # an empty batch starts anywhere in the same buffers
+    kept = cache._k[0]
+    kv, pmask = prefill([3, 1], base=500)
+    cache.append(kv, pmask)
+    assert cache._k[0] is kept
+    keys, mask = decode(cache, 1.0)
+    assert real(keys, 0, mask) == [500, 501, 502, 1] and real(keys, 1, mask) == [600, 1]
+
+
+def test_a_window_that_fits_is_moved_not_reallocated() -> None:
+    cache = KVCache(max_rows=2)
+    kv, pmask = prefill([10], base=0)
+    cache.append(kv, pmask)
+    buffers, capacity = cache._k[0], cache.capacity
+    steps = capacity - 12  # past the free columns on the right, not past the buffers' width
+    for t in range(steps):
+        keys, mask = decode(cache, 100.0 + t)
+    assert cache._k[0] is buffers and cache.width == 10 + steps  # the window moved left in place
+    assert real(keys, 0, mask) == [float(c) for c in range(10)] + [100.0 + t for t in range(steps)]
+    for t in range(steps, capacity):
+        keys, mask = decode(cache, 100.0 + t)
+    assert cache.capacity == 2 * (capacity + 1)  # full: replaced by buffers twice the size needed
+    assert real(keys, 0, mask) == [float(c) for c in range(10)] + [100.0 + t for t in range(capacity)]

@@ -306,3 +306,19 @@ async def test_sliding_window_model_uses_static_batching(tiny_tokenizer: Any) ->
     )
     await engine.aclose()
     assert got == [reference(model, tok, p, n) for p, n in zip(prompts, lengths, strict=True)]
+
+
+def test_prefill_groups_merge_short_prompts_and_split_long_ones() -> None:
+    from runtime.model_runner import length_groups
+
+    def sizes(lengths: list[int], **kw: int) -> list[list[int]]:
+        items = [(f"r{i}", [0] * n) for i, n in enumerate(lengths)]
+        groups = length_groups(items, **kw)
+        assert sorted(rid for g in groups for rid, _ in g) == sorted(rid for rid, _ in items)  # each once
+        return [[len(p) for _, p in g] for g in groups]
+
+    assert sizes([3, 1, 2, 5, 4]) == [[5, 4, 3, 2, 1]]  # padding is cheaper than a forward per prompt
+    assert sizes([128, 8, 120]) == [[128, 120], [8]]  # a short prompt is not padded to a long one
+    assert sizes([100, 100, 100], max_tokens=200) == [[100, 100], [100]]
+    assert sizes([300], max_tokens=200) == [[300]]  # a prompt longer than max_tokens still runs, alone
+    assert sizes([]) == []

@@ -161,3 +161,49 @@ def test_prefill_token_budget_spreads_a_burst_over_steps() -> None:
     assert step(big)[0].prefill == ("x",)
     with pytest.raises(ValueError):
         Scheduler(max_batch=1, max_queue=1, max_prefill_tokens=0)
+
+
+def sized(rid: str, length: int, max_tokens: int = 10) -> Request:
+    return Request(rid, list(range(1, length + 1)), max_tokens, frozenset({EOS}))
+
+
+def test_a_burst_is_admitted_shortest_prompt_first_within_the_budget() -> None:
+    s = Scheduler(max_batch=8, max_queue=8, max_prefill_tokens=10)
+    for rid, length in (("long", 9), ("mid", 5), ("short", 2), ("tiny", 1), ("mid2", 5)):
+        s.add(sized(rid, length))
+    plan, _ = step(s)
+    assert plan.prefill == ("tiny", "short", "mid")  # 1 + 2 + 5 tokens; mid2 (5 more) is over the budget
+    plan, _ = step(s)
+    assert plan.prefill == ("mid2",) and plan.decode == ("tiny", "short", "mid")  # long (9) no longer fits with it
+    plan, _ = step(s)
+    assert plan.prefill == ("long",)
+
+
+def test_a_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
+    s = Scheduler(max_batch=100, max_queue=100, max_prefill_tokens=4, max_wait_steps=3)
+    s.add(sized("long", 4))
+    admitted: list[tuple[str, ...]] = []
+    for i in range(6):
+        s.add(sized(f"s{i}", 3))  # a new short prompt every step takes the whole budget
+        plan, _ = step(s)
+        admitted.append(plan.prefill)
+    assert admitted[:3] == [("s0",), ("s1",), ("s2",)]
+    assert admitted[3] == ("long",)  # waited max_wait_steps steps: goes before the shorter ones
+    assert admitted[4] == ("s3",)
+    fifo = Scheduler(max_batch=4, max_queue=4, max_wait_steps=0)  # 0: plain arrival order
+    fifo.add(sized("b", 5))
+    fifo.add(sized("a", 1))
+    assert fifo.schedule().prefill == ("b", "a")
+    with pytest.raises(ValueError):
+        Scheduler(max_batch=1, max_queue=1, max_wait_steps=-1)
+
+
+def test_cancelled_and_aborted_waiting_requests_leave_no_trace() -> None:
+    s = Scheduler(max_batch=1, max_queue=4)
+    s.add(sized("a", 2))
+    s.add(sized("b", 1))
+    assert s.cancel("b") and s.schedule().prefill == ("a",)
+    s.add(sized("c", 1))
+    s.abort_all()
+    s.add(sized("c", 1))  # the id is free again
+    assert s.waiting == ("c",)
