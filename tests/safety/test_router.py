@@ -124,6 +124,11 @@ def test_router_routes_by_language(zh_model: tuple[Path, dict, Path], tmp_path: 
     of = OutputFilter(root)
     assert of.check("你这个废物", "zh").language == "zh"
     assert OutputFilter(root, threshold=0.0).check("包裹到了", "zh").toxic
+    # a baseline reaches the model of the language and keeps that model's threshold (router and filter alike)
+    for checker in (router, of):
+        judged = checker.check("收款人：你这个废物", "en", baseline="收款人：")
+        assert judged.baseline is not None and judged.threshold == 0.99 and judged.language == "en"
+    assert not OutputFilter(root, threshold=0.0).check("包裹到了", "zh", baseline="包裹到了").toxic  # adds nothing
 
 
 def test_router_flat_layout_and_errors(zh_model: tuple[Path, dict, Path], tmp_path: Path) -> None:
