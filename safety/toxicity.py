@@ -238,12 +238,11 @@ class ToxicityClassifier:
     ) -> OutputVerdict:
         """Toxicity verdict on one reply by this model; ``language`` is recorded (use :class:`ToxicityRouter` to
         pick the model by language). ``baseline``: the author's words alone, when ``text`` is a trusted template
-        with values put into it (:func:`safety.types.judge`); both are scored in one batch."""
+        with values put into it (:func:`safety.types.judge`). Each is scored alone, not in one batch: int8 dynamic
+        quantisation scales activations over the whole batch, so a reply's score would depend on its batch-mate."""
         thr = self.threshold if threshold is None else threshold
-        if baseline is None:
-            return judge(self.score([text])[0], thr, language)
-        score, base = self.score([text, baseline])
-        return judge(score, thr, language, base)
+        score = self.score([text])[0]
+        return judge(score, thr, language, None if baseline is None else self.score([baseline])[0])
 
 
 class ToxicityRouter:

@@ -42,11 +42,17 @@ DATA = Path(__file__).resolve().parent / "data"
 ORDERS_FIXTURE = DATA / "actions_orders.yml"
 REJECTING_ACTIONS = DATA / "actions_rejecting.py"
 FALLBACK: list[tuple[str, dict[str, str]]] = [("utter_fallback", {})]
-TODAY = dt.date.today()
 
 
 def days(n: int) -> str:
-    return (TODAY + dt.timedelta(days=n)).isoformat()
+    """Today plus ``n`` days, read when the test runs (not at collection: a run that crosses midnight)."""
+    return (dt.date.today() + dt.timedelta(days=n)).isoformat()
+
+
+def when_run(response: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """An expected response with its dates (``lambda: days(n)``) read now."""
+    name, values = response
+    return name, {k: v() if callable(v) else v for k, v in values.items()}
 
 
 def call(
@@ -276,7 +282,7 @@ ORDER_STATUS_CASES = [
         {"order_id": "20100"},
         (),
         "en",
-        ("utter_order_status", {"order_id": "20100", "status": "shipped", "eta": days(2)}),
+        ("utter_order_status", {"order_id": "20100", "status": "shipped", "eta": lambda: days(2)}),
         "20100",
         id="shipped-en",
     ),
@@ -284,7 +290,7 @@ ORDER_STATUS_CASES = [
         {"order_id": "20100"},
         (),
         "zh",
-        ("utter_order_status", {"order_id": "20100", "status": "已发货", "eta": days(2)}),
+        ("utter_order_status", {"order_id": "20100", "status": "已发货", "eta": lambda: days(2)}),
         "20100",
         id="shipped-zh",
     ),
@@ -292,7 +298,7 @@ ORDER_STATUS_CASES = [
         {"order_id": "20001"},
         (),
         "en",
-        ("utter_order_status", {"order_id": "20001", "status": "delivered", "eta": f"delivered on {days(-5)}"}),
+        ("utter_order_status", {"order_id": "20001", "status": "delivered", "eta": lambda: f"delivered on {days(-5)}"}),
         "20001",
         id="delivered-en",
     ),
@@ -300,7 +306,7 @@ ORDER_STATUS_CASES = [
         {"order_id": "20001"},
         (),
         "zh",
-        ("utter_order_status", {"order_id": "20001", "status": "已送达", "eta": f"已于{days(-5)}送达"}),
+        ("utter_order_status", {"order_id": "20001", "status": "已送达", "eta": lambda: f"已于{days(-5)}送达"}),
         "20001",
         id="delivered-zh",
     ),
@@ -308,7 +314,7 @@ ORDER_STATUS_CASES = [
         {"order_id": None},
         (Entity("order_id", "20200", 6, 11),),
         "zh",
-        ("utter_order_status", {"order_id": "20200", "status": "处理中", "eta": days(5)}),
+        ("utter_order_status", {"order_id": "20200", "status": "处理中", "eta": lambda: days(5)}),
         "20200",
         id="entity-processing-zh",
     ),
@@ -332,11 +338,11 @@ async def test_order_status_in_process(
     slots: dict[str, Any],
     entities: tuple[Entity, ...],
     lang: str,
-    response: tuple[str, dict[str, str]],
+    response: tuple[str, dict[str, Any]],
     slot_after: str | None,
 ) -> None:
     result = await shop.run("action_order_status", call("action_order_status", slots, entities=entities, language=lang))
-    assert result == ActionResult(slot_updates={"order_id": slot_after}, responses=[response])
+    assert result == ActionResult(slot_updates={"order_id": slot_after}, responses=[when_run(response)])
 
 
 async def test_order_status_asks_for_missing_id(shop: InProcessActions) -> None:
@@ -401,13 +407,13 @@ async def test_remote_matches_in_process(
     slots: dict[str, Any],
     entities: tuple[Entity, ...],
     lang: str,
-    response: tuple[str, dict[str, str]],
+    response: tuple[str, dict[str, Any]],
     slot_after: str | None,
 ) -> None:
     payload = call("action_order_status", slots, entities=entities, language=lang)
     remote = await remote_shop.run("action_order_status", payload)
     local = await shop.run("action_order_status", payload)
-    assert remote == local == ActionResult(slot_updates={"order_id": slot_after}, responses=[response])
+    assert remote == local == ActionResult(slot_updates={"order_id": slot_after}, responses=[when_run(response)])
 
 
 @pytest.mark.parametrize("action", ["action_return", "action_handoff"])

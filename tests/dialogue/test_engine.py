@@ -344,16 +344,16 @@ async def test_the_output_classifier_reads_the_words_put_into_a_template_against
     engine: DialogueEngine,
 ) -> None:
     """A greeting the classifier happens to dislike stays the greeting (the author wrote it), and so does a template
-    given only digits (an order number cannot insult); a template given words is read whole, with the author's words
+    given only digits (an unknown order's number cannot insult); a template given words is read whole, with the author's words
     alone as its baseline, and a flagged one still gets the safe reply."""
     checker = Suspicious()
     verbatim = DialogueEngine(engine.with_parts(output_filter=checker).parts, engine.store,
                               VerbatimGenerator(engine.generator))
     greeting = await verbatim.handle_message(None, mid(), "hello")
     assert greeting.action == "utter_greet" and "toxic_reply" not in greeting.flags and checker.read == []
-    status = await verbatim.handle_message(None, mid(), "where is order 10234?")
-    assert status.action == "action_order_status" and "10234" in status.text
-    assert "toxic_reply" not in status.flags and checker.read == []
+    missing = await verbatim.handle_message(None, mid(), "where is order 99999?")  # utter_order_not_found: the id only
+    assert missing.action == "action_order_status" and "99999" in missing.text
+    assert "toxic_reply" not in missing.flags and checker.read == []
     answer = await verbatim.handle_message(None, mid(), "what are your opening hours?")
     assert "toxic_reply" in answer.flags and len(checker.read) == 1
     text, baseline = checker.read[0]

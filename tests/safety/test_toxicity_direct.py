@@ -75,11 +75,11 @@ def test_a_trusted_template_is_toxic_only_when_its_values_raise_the_score(
     assert ("baseline" in verdict.to_dict()) is (baseline is not None)
 
 
-def test_the_baseline_is_scored_by_the_same_model_in_the_same_call() -> None:
+def test_the_baseline_is_scored_alone_by_the_same_model() -> None:
+    """Exactly the scores each text gets alone (int8 scales activations per batch: one batch would blend them)."""
     clf = ToxicityClassifier.load(_model("en"), quantize=True)
     author = "Please confirm the payee's name: . Shall I send the money?"
     filled = "Please confirm the payee's name: you useless idiot. Shall I send the money?"
     verdict = clf.check(filled, "en", baseline=author)
-    assert verdict.baseline == pytest.approx(clf.score([author])[0], abs=1e-4)
-    assert verdict.score == pytest.approx(clf.score([filled])[0], abs=1e-4)
+    assert verdict.baseline == clf.score([author])[0] and verdict.score == clf.score([filled])[0]
     assert verdict.toxic
