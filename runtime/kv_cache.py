@@ -380,8 +380,10 @@ class KVCache(BatchCache):
         return grow
 
     def _ensure_room(self) -> None:
-        """At least one free column after ``end`` (before a decode step)."""
-        self._make_room(list(zip(self._k, self._v, strict=True)), left=0, right=1)
+        """At least one free column after ``end`` (before a decode step: the buffers' list is built only when a
+        column is missing)."""
+        if self.capacity - self._e < 1:
+            self._make_room(list(zip(self._k, self._v, strict=True)), left=0, right=1)
 
 
 def _slab_layer_class() -> type:
