@@ -15,9 +15,11 @@ requests whose runtime text equals the sequential ``generate`` text.
 Part 2: the embedded demo generator (``examples/shop/models/generator``) realising acts through
 :class:`runtime.nlg.NLG` for C concurrent conversations (each does ``--turns`` replies back to back, acts
 drawn at random from every response key and language of the domain, slot values random);
-``embedded.reply_ms`` is the per-reply latency, ``tokens_per_reply`` the decode steps a reply took
-(end-of-sequence included), ``engine`` the model work (steps, prefill forwards, prompt-cache hits),
-``cpu_ms_per_reply`` the process CPU time (all threads) per reply: on a machine shared with other jobs the
+``embedded.reply_ms`` is the per-reply latency, ``tokens_per_reply`` the tokens the model generated per reply
+(end-of-sequence included; a reply from the completion cache generates none), ``engine`` the model work (steps,
+prefill forwards, prompt-cache and completion-cache hits),
+``cpu_ms_per_reply`` the process CPU time (all threads) per reply (``--completion-cache 0`` makes every reply
+run the model, as before the completion cache): on a machine shared with other jobs the
 latency follows the load (``load_average``, the 1-minute figure at the end), the CPU time less so.
 
     python benchmarks/runtime.py --json                       # the full run (minutes on 2 cores)
@@ -164,7 +166,13 @@ async def bench_runtime(
 
 
 async def bench_embedded(
-    model_dir: Path, domain: Path, conversations: int, turns: int, seed: int, prompt_cache_mb: float = 64.0
+    model_dir: Path,
+    domain: Path,
+    conversations: int,
+    turns: int,
+    seed: int,
+    prompt_cache_mb: float = 64.0,
+    completion_cache: int = 1024,
 ) -> dict[str, Any]:
     import torch
 
@@ -176,7 +184,9 @@ async def bench_embedded(
 
     templates = Templates.from_file(domain)
     config = check_generator(model_dir)  # a folder from an older Kefu: ModelLoadError, retrain it
-    engine = Engine.load(model_dir, max_batch=conversations, prompt_cache_mb=prompt_cache_mb)
+    engine = Engine.load(
+        model_dir, max_batch=conversations, prompt_cache_mb=prompt_cache_mb, completion_cache=completion_cache
+    )
     nlg = NLG(templates, engine)
     rng = random.Random(seed)
     acts = []
@@ -202,7 +212,8 @@ async def bench_embedded(
     await asyncio.gather(*[conversation(i) for i in range(conversations)])
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     await nlg.aclose()
-    used = {k: engine.stats[k] - before[k] for k in ("steps", "tokens", "prefill_forwards", "prompt_cache_hits")}
+    counters = ("steps", "tokens", "prefill_forwards", "prompt_cache_hits", "completion_cache_hits")
+    used = {k: engine.stats[k] - before[k] for k in counters}
     return {
         "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
         "model_config": {k: getattr(config, k) for k in ("n_layer", "n_embd", "n_head")},
@@ -219,7 +230,7 @@ async def bench_embedded(
         "load_average": round(os.getloadavg()[0], 2),
         "threads": torch.get_num_threads(),
         "tokens_per_reply": round(used["tokens"] / max(1, len(latencies)), 1),
-        "engine": {**used, "prompt_cache_mb": prompt_cache_mb},
+        "engine": {**used, "prompt_cache_mb": prompt_cache_mb, "completion_cache": completion_cache},
         "sources": sources,
         "target_p50_ms": 150,
     }
@@ -241,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conversations", type=int, default=32)
     ap.add_argument("--turns", type=int, default=4, help="replies per conversation in the embedded benchmark")
     ap.add_argument("--prompt-cache-mb", type=float, default=64.0, help="embedded engine's prompt cache (0: off)")
+    ap.add_argument(
+        "--completion-cache", type=int, default=1024, help="embedded engine's completion cache, entries (0: off)"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -313,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.turns,
                     args.seed,
                     args.prompt_cache_mb,
+                    args.completion_cache,
                 )
             )
         else:

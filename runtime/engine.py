@@ -18,6 +18,10 @@ recently used out, ``prompt_cache_mb``); a repeated prompt joins the batch with 
 generator's prompts name an act and its slots, never slot values, so in a running bot nearly every reply's prompt
 is a repeat, and the step that admits it costs one decode forward instead of one plus a prefill forward per length
 group.
+
+Completion cache (:mod:`runtime.completion_cache`): a greedy request whose prompt, token budget and stop strings
+were completed before is answered from the stored tokens, with no step at all (``completion_cache`` entries; 0
+turns it off). For the same reason as above, in a running bot nearly every reply is such a repeat.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.completion_cache import CompletionCache, CompletionKey
 from runtime.detokenizer import Detokenizer
 from runtime.errors import EngineClosed, GenerationError, ModelLoadError
 from runtime.model_runner import ModelRunner
@@ -71,6 +76,7 @@ class _Slot:
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     done: bool = False
     info: dict[str, Any] | None = None
+    memo: CompletionKey | None = None  # where its completion is stored once finished (greedy requests)
 
 
 class Engine(TextEngine):
@@ -85,8 +91,10 @@ class Engine(TextEngine):
         max_queue: int = 256,
         max_prefill_tokens: int | None = 512,
         prompt_cache_mb: float = 64.0,
+        completion_cache: int = 1024,
     ) -> None:
-        """``prompt_cache_mb`` bounds the prompt cache (see the module docstring; 0 turns it off)."""
+        """``prompt_cache_mb`` bounds the prompt cache, ``completion_cache`` the completions kept (see the module
+        docstring; 0 turns either off)."""
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -121,17 +129,19 @@ class Engine(TextEngine):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._pending_drop: set[str] = set()  # finished rows, freed at the start of the next step
-        self._counts = {"steps": 0, "prefills": 0, "joins": 0, "tokens": 0}
+        self.completions = CompletionCache(completion_cache)
+        self._counts = {"steps": 0, "prefills": 0, "joins": 0, "tokens": 0, "completion_cache_hits": 0}
 
     @property
     def stats(self) -> dict[str, int]:
         """Counters: model steps, steps with admissions, joins (admissions while others decode), largest batch,
-        generated tokens, prefill forwards, prompts taken from the prompt cache."""
+        generated tokens, prefill forwards, prompts taken from the prompt cache, requests answered from the
+        completion cache."""
         c, r = self._counts, self.runner.stats
         return {
             "steps": c["steps"], "prefills": c["prefills"], "joins": c["joins"], "max_rows": r["max_rows"],
             "tokens": c["tokens"], "prefill_forwards": r["prefill_forwards"],
-            "prompt_cache_hits": r["prompt_cache_hits"],
+            "prompt_cache_hits": r["prompt_cache_hits"], "completion_cache_hits": c["completion_cache_hits"],
         }  # fmt: skip
 
     # ------------------------------------------------------------------ loading
@@ -140,7 +150,7 @@ class Engine(TextEngine):
         cls, model_dir: str | Path, device: str = "cpu", max_batch: int = 16, max_queue: int = 256, **options: Any
     ) -> Engine:
         """Load a causal LM and its tokenizer from a local folder (never downloads); ``options`` go to
-        the constructor (``max_prefill_tokens``, ``prompt_cache_mb``)."""
+        the constructor (``max_prefill_tokens``, ``prompt_cache_mb``, ``completion_cache``)."""
         path = Path(model_dir)
         if not path.is_dir():
             raise ModelLoadError(str(path), "not a directory")
@@ -178,10 +188,27 @@ class Engine(TextEngine):
             if room < 1:
                 raise GenerationError(f"prompt of {len(prompt_ids)} tokens exceeds the model's {self.max_positions}")
             max_tokens = min(max_tokens, room)
-        rid = f"r{next(self._ids)}"
-        slot = _Slot(rid, Sampler(params), Detokenizer(self.tokenizer, params.stop), info=info)
         if info is not None:
             info["prompt_tokens"] = len(prompt_ids)
+        memo = self.completions.key(prompt_ids, max_tokens, params.stop, params.temperature)
+        done = self.completions.get(memo)
+        if done is not None:
+            self._counts["completion_cache_hits"] += 1
+            if info is not None:
+                info["completion_tokens"] = len(done.tokens)
+                info["finish_reason"] = done.finish_reason
+            text = Detokenizer(self.tokenizer, params.stop)
+            for tok in done.tokens:  # the deltas of the first run, as a stream of them (no waiting between)
+                delta, hit_stop = text.push(tok)
+                if delta:
+                    yield delta
+                if hit_stop:
+                    return
+            if delta := text.flush():
+                yield delta
+            return
+        rid = f"r{next(self._ids)}"
+        slot = _Slot(rid, Sampler(params), Detokenizer(self.tokenizer, params.stop), info=info, memo=memo)
         self.scheduler.add(Request(rid, prompt_ids, max_tokens, self.eos_token_ids))  # may raise QueueFull
         self._slots[rid] = slot
         self._ensure_started()
@@ -279,11 +306,13 @@ class Engine(TextEngine):
             if delta:
                 slot.queue.put_nowait(delta)
             if rid in finished:
+                ids = slot.text.token_ids
+                natural = rid in stopped or (ids and ids[-1] in self.eos_token_ids)
+                reason = "stop" if natural else "length"
+                self.completions.put(slot.memo, ids, reason)
                 if slot.info is not None:
-                    ids = slot.text.token_ids
-                    natural = rid in stopped or (ids and ids[-1] in self.eos_token_ids)
                     slot.info["completion_tokens"] = len(ids)
-                    slot.info["finish_reason"] = "stop" if natural else "length"
+                    slot.info["finish_reason"] = reason
                 slot.done = True
                 slot.queue.put_nowait(_END)
                 del self._slots[rid]

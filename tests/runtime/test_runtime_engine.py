@@ -237,11 +237,12 @@ async def test_rows_leave_and_join_in_any_order(kind: str, tiny_tokenizer: Any) 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 async def test_repeated_prompts_come_from_the_prompt_cache(kind: str, tiny_tokenizer: Any) -> None:
     """A prompt seen before joins the batch from the prompt cache (no prefill forward) and yields the same
-    tokens as ``generate`` alone, whether it arrives alone, with others, or mid-flight."""
+    tokens as ``generate`` alone, whether it arrives alone, with others, or mid-flight. (The completion cache is
+    off: it would answer these repeats with no step at all.)"""
     model = tiny_model(kind, tiny_tokenizer)
     n = 12
     refs = [reference(model, tiny_tokenizer, p, n) for p in PROMPTS]
-    engine = Engine(model, tiny_tokenizer, max_batch=8)
+    engine = Engine(model, tiny_tokenizer, max_batch=8, completion_cache=0)
     params = SamplingParams(max_tokens=n)
     assert await asyncio.gather(*[engine.generate(p, params) for p in PROMPTS]) == refs
     assert engine.stats["prompt_cache_hits"] == 0 and len(prompt_cache(engine)) == len(PROMPTS)
@@ -271,16 +272,88 @@ async def test_repeated_prompts_come_from_the_prompt_cache(kind: str, tiny_token
     ]
     await engine.aclose()
 
-    small = Engine(model, tiny_tokenizer, prompt_cache_mb=0.03)  # room for a few short prompts only
+    small = Engine(model, tiny_tokenizer, prompt_cache_mb=0.03, completion_cache=0)  # room for a few short prompts only
     for p in PROMPTS:
         await small.generate(p, SamplingParams(max_tokens=2))
     assert 0 < prompt_cache(small).nbytes <= 0.03 * 2**20 and len(prompt_cache(small)) < len(PROMPTS)
     await small.aclose()
-    off = Engine(model, tiny_tokenizer, prompt_cache_mb=0)
+    off = Engine(model, tiny_tokenizer, prompt_cache_mb=0, completion_cache=0)
     for _ in range(2):
         assert await off.generate(PROMPTS[0], params) == refs[0]
     assert off.stats["prompt_cache_hits"] == 0 and len(prompt_cache(off)) == 0
     await off.aclose()
+
+
+async def test_repeated_greedy_requests_come_from_the_completion_cache(tiny_tokenizer: Any) -> None:
+    """A greedy request seen before (same prompt, budget and stop strings) is answered from the stored tokens with
+    no model step, with the text and usage of the first run; another budget, other stop strings, sampling, and a
+    request its consumer abandoned are not answered from it."""
+    model = tiny_model("gpt2", tiny_tokenizer)
+    n = 12
+    refs = [reference(model, tiny_tokenizer, p, n) for p in PROMPTS]
+    engine = Engine(model, tiny_tokenizer, max_batch=8)
+    params = SamplingParams(max_tokens=n)
+    infos: list[dict[str, Any]] = [{} for _ in PROMPTS]
+
+    async def complete(p: str, info: dict[str, Any], sp: SamplingParams = params) -> str:
+        return "".join([d async for d in engine.stream(p, sp, info=info)])
+
+    try:
+        assert await asyncio.gather(*[complete(p, i) for p, i in zip(PROMPTS, infos, strict=True)]) == refs
+        assert engine.stats["completion_cache_hits"] == 0 and len(engine.completions) == len(PROMPTS)
+        steps, tokens = engine.stats["steps"], engine.stats["tokens"]
+        again: list[dict[str, Any]] = [{} for _ in PROMPTS]
+        assert await asyncio.gather(*[complete(p, i) for p, i in zip(PROMPTS, again, strict=True)]) == refs
+        assert again == infos and all(i["completion_tokens"] > 0 for i in again)
+        assert engine.stats["completion_cache_hits"] == len(PROMPTS)
+        assert (engine.stats["steps"], engine.stats["tokens"]) == (steps, tokens)  # no model work at all
+
+        # what determines a completion is the key: another budget or stop string runs the model
+        assert await engine.generate(PROMPTS[0], SamplingParams(max_tokens=5)) == reference(
+            model, tiny_tokenizer, PROMPTS[0], 5
+        )
+        ref = reference(model, tiny_tokenizer, PROMPTS[0], n)
+        stopped = SamplingParams(max_tokens=n, stop=(ref[4:6],))
+        first = [d async for d in engine.stream(PROMPTS[0], stopped)]
+        steps = engine.stats["steps"]
+        assert [d async for d in engine.stream(PROMPTS[0], stopped)] == first  # the same deltas
+        assert "".join(first) == ref[: ref.find(ref[4:6])] and engine.stats["steps"] == steps
+
+        # sampling is neither looked up nor stored
+        hot = SamplingParams(max_tokens=n, temperature=1.5, seed=3)
+        hits = engine.stats["completion_cache_hits"]
+        stored = len(engine.completions)
+        a, b = await engine.generate(PROMPTS[1], hot), await engine.generate(PROMPTS[1], hot)
+        assert a == b and engine.stats["completion_cache_hits"] == hits and len(engine.completions) == stored
+
+        # a consumer that stops early leaves nothing behind: the next request runs the model to the end
+        abandoned = engine.stream("Order 42", SamplingParams(max_tokens=n))
+        async with contextlib.aclosing(abandoned):
+            assert await anext(abandoned)
+        assert await engine.generate("Order 42", SamplingParams(max_tokens=n)) == reference(
+            model, tiny_tokenizer, "Order 42", n
+        )
+        assert engine.stats["completion_cache_hits"] == hits
+    finally:
+        await engine.aclose()
+
+
+def test_completion_cache_keeps_the_most_recently_used() -> None:
+    from runtime.completion_cache import CompletionCache
+
+    cache = CompletionCache(2)
+    keys = [CompletionCache.key([i], 4, (), 0.0) for i in range(3)]
+    assert CompletionCache.key([1], 4, (), 0.7) is None
+    cache.put(keys[0], (5,), "stop")
+    cache.put(keys[1], (6,), "length")
+    assert cache.get(keys[0]) is not None  # now the most recent
+    cache.put(keys[2], (7,), "stop")
+    assert cache.get(keys[1]) is None and cache.get(keys[0]) is not None and len(cache) == 2
+    off = CompletionCache(0)
+    off.put(keys[0], (5,), "stop")
+    assert off.get(keys[0]) is None and len(off) == 0
+    with pytest.raises(ValueError):
+        CompletionCache(-1)
 
 
 async def test_sliding_window_model_uses_static_batching(tiny_tokenizer: Any) -> None:

@@ -218,7 +218,7 @@ async def test_nlg_over_remote_engine_matches_in_process(trained_dir: Path, temp
         Act("utter_ask_order_id", {}, "zh"),
     ]
     local = NLG(templates, Engine.load(trained_dir))
-    server_engine = Engine.load(trained_dir)
+    server_engine = Engine.load(trained_dir, completion_cache=0)  # every request reaches the model, to be batched
     async with served(server_engine, "generator") as base:
         remote = NLG.from_url(templates, base)  # model name discovered from /v1/models
         try:
