@@ -110,3 +110,24 @@ def test_the_rules_hold_unless_the_network_is_sure_by_the_margin(tiny: SimBot, m
     LearnedPolicy(inner.net, config).save(tmp_path)
     assert LearnedPolicy.load(tmp_path, rules=rules).choose(obs, allowed).action == expected
     assert LearnedPolicy.load(tmp_path).choose(obs, allowed).action == "utter_greet"  # no rules given: greedy
+
+
+def row(margin: float, worst: float, mean: float) -> dict[str, float]:
+    return {"margin": margin, "worst_diff": worst, "mean_success": mean}
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    # validation cannot tell them apart: the rules' side (the largest margin), not unvalidated departures
+    ([row(0.0, 0.0, 0.978), row(1.0, 0.0, 0.978), row(4.0, 0.0, 0.978)], 4.0),
+    # one validation dialogue (1/300) better is noise: still the largest
+    ([row(0.0, 0.0033, 0.979), row(4.0, 0.0, 0.978)], 4.0),
+    # a smaller margin that wins by more than a dialogue on the worst level is kept
+    ([row(0.0, 0.01, 0.98), row(0.5, 0.0, 0.98), row(4.0, -0.01, 0.97)], 0.0),
+    # the worst level decides before the mean
+    ([row(0.5, 0.0, 0.95), row(2.0, -0.02, 0.99)], 0.5),
+])
+def test_the_margin_kept_is_the_largest_that_validation_cannot_tell_from_the_best(
+        rows: list[dict[str, float]], expected: float) -> None:
+    from policy.train import pick_margin
+
+    assert pick_margin(rows, 1 / 300) == expected
