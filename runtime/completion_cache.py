@@ -4,7 +4,8 @@ strings (least recently used out).
 Why: greedy decoding is a function of the prompt, so generating a prompt seen before is work done twice. The
 embedded generator's act prompts name an act and its slots, never slot values (``runtime.model.build_prompt``),
 so a running bot asks for the same few dozen prompts all day: a hit streams the stored tokens through a fresh
-:class:`~runtime.detokenizer.Detokenizer` with no step, no forward and no wait for a batch row. The
+:class:`~runtime.detokenizer.Detokenizer` with no step, no forward and no wait for a batch row, as one delta (the
+text is all there, and every delta costs its consumer a frame to the customer). The
 :class:`~runtime.kv_cache.PromptCache` spares a repeat's prefill only; this spares its decode steps too, which
 are nearly all of a short reply's cost when few conversations share a step.
 

@@ -197,15 +197,8 @@ class Engine(TextEngine):
             if info is not None:
                 info["completion_tokens"] = len(done.tokens)
                 info["finish_reason"] = done.finish_reason
-            text = Detokenizer(self.tokenizer, params.stop)
-            for tok in done.tokens:  # the deltas of the first run, as a stream of them (no waiting between)
-                delta, hit_stop = text.push(tok)
-                if delta:
-                    yield delta
-                if hit_stop:
-                    return
-            if delta := text.flush():
-                yield delta
+            if whole := self._replay(done.tokens, params.stop):
+                yield whole  # one delta: the text is all there, and each delta costs its consumer a frame
             return
         rid = f"r{next(self._ids)}"
         slot = _Slot(rid, Sampler(params), Detokenizer(self.tokenizer, params.stop), info=info, memo=memo)
@@ -316,6 +309,17 @@ class Engine(TextEngine):
                 slot.done = True
                 slot.queue.put_nowait(_END)
                 del self._slots[rid]
+
+    def _replay(self, tokens: tuple[int, ...], stop: tuple[str, ...]) -> str:
+        """The text a request streamed for ``tokens`` (a completion-cache hit), as one string."""
+        text = Detokenizer(self.tokenizer, stop)
+        deltas = []
+        for tok in tokens:
+            delta, hit_stop = text.push(tok)
+            deltas.append(delta)
+            if hit_stop:
+                return "".join(deltas)
+        return "".join(deltas) + text.flush()
 
     def _fail_all(self, exc: BaseException) -> None:
         self.scheduler.abort_all()

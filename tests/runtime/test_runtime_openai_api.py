@@ -53,14 +53,6 @@ async def test_models_completions_streaming_and_errors(tiny_tokenizer: Any) -> N
         assert models["object"] == "list" and [m["id"] for m in models["data"]] == [NAME]
 
         body = {"model": NAME, "prompt": prompt, "max_tokens": 12, "temperature": 0}
-        r = await http.post("/completions", json=body)
-        assert r.status_code == 200
-        out = r.json()
-        assert out["object"] == "text_completion" and out["model"] == NAME and out["id"].startswith("cmpl-")
-        assert out["choices"][0]["text"] == ref and out["choices"][0]["finish_reason"] == "length"
-        n_prompt = len(tiny_tokenizer(prompt)["input_ids"])
-        assert out["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 12, "total_tokens": n_prompt + 12}
-
         r = await http.post("/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}})
         assert r.headers["content-type"].startswith("text/event-stream")
         payloads = sse_payloads(r.text)
@@ -71,6 +63,16 @@ async def test_models_completions_streaming_and_errors(tiny_tokenizer: Any) -> N
         assert len(chunks) > 5  # token by token, not one blob
         assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
         assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 12
+
+        # the same greedy request again: answered from the completion cache, same text and usage
+        r = await http.post("/completions", json=body)
+        assert r.status_code == 200
+        out = r.json()
+        assert out["object"] == "text_completion" and out["model"] == NAME and out["id"].startswith("cmpl-")
+        assert out["choices"][0]["text"] == ref and out["choices"][0]["finish_reason"] == "length"
+        n_prompt = len(tiny_tokenizer(prompt)["input_ids"])
+        assert out["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 12, "total_tokens": n_prompt + 12}
+        assert engine.stats["completion_cache_hits"] == 1
 
         stop = ref[4:7]
         r = await http.post("/completions", json={**body, "stop": [stop]})
@@ -112,17 +114,17 @@ async def test_official_openai_client(tiny_tokenizer: Any) -> None:
         try:
             assert [m.id async for m in client.models.list()] == [NAME]
 
-            done = await client.completions.create(model=NAME, prompt=prompt, max_tokens=10, temperature=0)
-            assert done.choices[0].text == ref and done.choices[0].finish_reason == "length"
-            assert done.usage is not None and done.usage.completion_tokens == 10
-
             parts = []
             stream = await client.completions.create(
                 model=NAME, prompt=prompt, max_tokens=10, temperature=0, stream=True
             )
             async for chunk in stream:
                 parts.append(chunk.choices[0].text)
-            assert "".join(parts) == ref and len(parts) > 3
+            assert "".join(parts) == ref and len(parts) > 3  # token by token
+
+            done = await client.completions.create(model=NAME, prompt=prompt, max_tokens=10, temperature=0)
+            assert done.choices[0].text == ref and done.choices[0].finish_reason == "length"
+            assert done.usage is not None and done.usage.completion_tokens == 10
 
             messages = [
                 {"role": "system", "content": "You are a shop assistant."},
