@@ -43,10 +43,12 @@ Usage::
     python benchmarks/load.py --conversations 100 --turns 10 --kill-worker-at 20 --json
     python benchmarks/load.py --conversations 100 --turns 10 --restart-postgres-at 20 --json
     python benchmarks/load.py --conversations 0 --long-conversation 1000 --json
+    python benchmarks/load.py --conversations 32 --turns 5 --workers 1 --think-time 1 --generation embedded --json
     python benchmarks/load.py --conversations 300 --turns 10 --think-time 10 --swap-nlu-at 30 --swap-source retrain --json
 
 ``--json`` prints one JSON object with at least ``conversations, turns, turns_per_s, errors, lost, duplicated,
-reordered, latency_ms {p50, p95, p99}`` and the admission counts: ``turns_admitted`` (answered without ever being
+reordered, latency_ms {p50, p95, p99}``, ``first_token_ms`` (first send to the reply's first streamed ``token`` frame,
+over the turns that streamed one) and the admission counts: ``turns_admitted`` (answered without ever being
 answered ``busy``), ``turns_shed`` (answered ``busy`` at least once), ``turns_shed_then_answered`` (of those, retried
 until answered), ``latency_ms_admitted`` / ``latency_ms_shed`` (the two kinds' waits, retries included), ``busy_frames`` (every ``busy`` frame, by reason in ``busy_by_reason``) and ``busy_retry_after_ms``.
 A shed message is not stored, so the store checks below hold for shed and retried turns too. ``--worker lite`` serves a model-free stand-in of the bot (every message
@@ -424,6 +426,8 @@ class Customer:
                 return dict(frame)
             if kind == "busy" and frame.get("reply_to") == turn.message_id:
                 return dict(frame)
+            if kind == "token" and frame.get("reply_to") == turn.message_id and turn.first_token_at is None:
+                turn.first_token_at = time.monotonic()
 
     async def run(self, start_delay: float, *, close: bool = True) -> None:
         await asyncio.sleep(start_delay)
@@ -675,6 +679,7 @@ async def run(cfg: Config) -> dict[str, Any]:
             duration_s=round(load_s, 1),
             turns_per_s=round(len(done) / load_s, 1) if load_s > 0 else 0.0,
             latency_ms=summary_ms(latencies),
+            first_token_ms=summary_ms([t.first_token for t in done if t.first_token is not None]),
             resent_turns=sum(t.attempts > 1 for t in done),
             worker_cpu_s=round(worker_cpu, 1),
             worker_cpu_ms_per_turn=round(1000 * worker_cpu / len(done), 1) if done else None,

@@ -64,10 +64,16 @@ class Turn:
     replayed: bool = False
     attempts: int = 0
     busy: int = 0  # busy frames (admission control) that answered this turn's sends
+    first_token_at: float | None = None  # the first streamed piece of the reply (a ``token`` frame) arrived
 
     @property
     def latency(self) -> float | None:
         return None if self.done_at is None else self.done_at - self.first_sent
+
+    @property
+    def first_token(self) -> float | None:
+        """First send to the first streamed piece of the reply (what the customer sees start to appear)."""
+        return None if self.first_token_at is None else self.first_token_at - self.first_sent
 
 
 @dataclass

@@ -85,6 +85,9 @@ async def test_kill_9_of_one_worker_loses_and_duplicates_nothing() -> None:
     assert report["workers_alive"] == 1 and report["kill"]["killed_worker_at_s"] >= 2
     assert report["reconnects"] > 0  # its customers did move to the surviving worker
     assert report["errors"] == 0, report["errors_by_code"]
+    # the replies streamed: the first piece of each came before (or with) its final message
+    first, whole = report["first_token_ms"], report["latency_ms"]
+    assert first["n"] > 0 and first["p50"] <= whole["p50"], (first, whole)
     assert time.monotonic() - t0 < 60
 
 
