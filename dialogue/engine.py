@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 import unicodedata
@@ -55,6 +56,7 @@ from dialogue.handoff import (
 )
 from dialogue.review import redact_example
 from dialogue.store import ConversationStore
+from dialogue.streaming import CheckedStream
 from dialogue.types import (
     HANDOFF_AGENT,
     HANDOFF_WAITING,
@@ -451,6 +453,8 @@ class DialogueEngine:
         ``parse`` is the turn's reading of the message (entities kept, brought in scope), ``nlu`` the NLU's as stored
         in the turn's ``nlu_parse`` event (what the turn counts as)."""
         parts, result = self.parts, outcome.result
+        if on_token is not None and parts.output_filter is not None:
+            on_token = CheckedStream(on_token, functools.partial(self._reads_safe, parts.output_filter, language))
         text, sources, to_check = await self._realise(result, outcome.reply_slots, language, message_id, on_token)
         timer.lap("generation")
         events = [*events, *outcome.events]
@@ -539,6 +543,12 @@ class DialogueEngine:
         if not result.responses and not result.texts:
             result.responses.append((FALLBACK, {}))
         return result
+
+    @staticmethod
+    async def _reads_safe(checker: OutputChecker, language: str, text: str) -> bool:
+        """Whether the output classifier lets ``text`` be streamed (judged outright: a streamed piece has no
+        baseline, and a piece held back costs only its streaming, since the final message follows)."""
+        return not (await asyncio.to_thread(checker.check, text, language)).toxic
 
     async def _realise(
         self, result: ActionResult, slots: dict[str, Any], language: str, message_id: str, on_token: OnToken | None
