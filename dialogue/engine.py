@@ -35,6 +35,7 @@ import functools
 import logging
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -165,6 +166,7 @@ class DialogueEngine:
         self.generator = generator
         self.max_attempts = max_attempts
         self.clock = clock
+        self._verdicts = _Verdicts()
 
     def with_parts(self, **changes: Any) -> DialogueEngine:
         """The same engine (store, generator, clock) with some of its bot parts replaced: another policy, staffing..."""
@@ -461,7 +463,7 @@ class DialogueEngine:
         flags = list(verdict.flags)
         out: OutputVerdict | None = None
         if parts.output_filter is not None and to_check.texts:
-            out = await asyncio.to_thread(parts.output_filter.check, to_check.text, language, baseline=to_check.baseline)
+            out = await self._read(parts.output_filter, to_check.text, language, to_check.baseline)
             if out.toxic:  # replaced by the bot's safe reply
                 text = self.generator.render_template(Act(turn.SAFE_REPLY, {}, language))
                 flags.append(turn.TOXIC_REPLY)
@@ -544,11 +546,19 @@ class DialogueEngine:
             result.responses.append((FALLBACK, {}))
         return result
 
-    @staticmethod
-    async def _reads_safe(checker: OutputChecker, language: str, text: str) -> bool:
+    async def _reads_safe(self, checker: OutputChecker, language: str, text: str) -> bool:
         """Whether the output classifier lets ``text`` be streamed (judged outright: a streamed piece has no
         baseline, and a piece held back costs only its streaming, since the final message follows)."""
-        return not (await asyncio.to_thread(checker.check, text, language)).toxic
+        return not (await self._read(checker, text, language, None)).toxic
+
+    async def _read(self, checker: OutputChecker, text: str, language: str, baseline: str | None) -> OutputVerdict:
+        """The classifier's verdict on ``text``: from :class:`_Verdicts` when it read the same text lately (a one-
+        sentence reply streamed and then checked whole; a template's first sentence, said in every conversation)."""
+        verdict = self._verdicts.get(checker, language, text, baseline)
+        if verdict is None:
+            verdict = await asyncio.to_thread(checker.check, text, language, baseline=baseline)
+            self._verdicts.put(checker, language, text, baseline, verdict)
+        return verdict
 
     async def _realise(
         self, result: ActionResult, slots: dict[str, Any], language: str, message_id: str, on_token: OnToken | None
@@ -582,6 +592,37 @@ class DialogueEngine:
             elif words := [v for v in realised.inserted if not _plain(v)]:
                 check.add(realised.text, trusted=_without(realised.text, words))
         return "\n".join(p for p in pieces if p), sources, check
+
+
+class _Verdicts:
+    """The output classifier's last ``size`` verdicts by what it read (the checker, the language, the text and its
+    baseline), least recently used dropped first. A verdict is a function of these (each text is scored alone, see
+    ``safety.toxicity``), so a text read again is not scored again. Used from the event loop only; the keys hold
+    the bot's replies, with customer values in them: in memory only, no repr of them."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        # keyed by the checker's id (a checker need not be hashable); the value keeps the checker itself, so that an
+        # id reused by a later checker never finds the verdicts of an earlier one
+        self._items: OrderedDict[tuple[int, str, str, str | None], tuple[OutputChecker, OutputVerdict]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"_Verdicts(size={self._size}, held={len(self._items)})"
+
+    def get(self, checker: OutputChecker, language: str, text: str, baseline: str | None) -> OutputVerdict | None:
+        key = (id(checker), language, text, baseline)
+        found = self._items.get(key)
+        if found is None or found[0] is not checker:
+            return None
+        self._items.move_to_end(key)
+        return found[1]
+
+    def put(self, checker: OutputChecker, language: str, text: str, baseline: str | None, verdict: OutputVerdict) -> None:
+        key = (id(checker), language, text, baseline)
+        self._items[key] = (checker, verdict)
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 @dataclass
