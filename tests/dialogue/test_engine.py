@@ -363,6 +363,31 @@ class Suspicious:
         return OutputVerdict(score=0.99, threshold=0.5, toxic=True, language=language or "en")
 
 
+class Lenient(Suspicious):
+    """Finds nothing toxic; remembers what it read."""
+
+    def check(self, text: str, language: str | None = None, *, baseline: str | None = None) -> OutputVerdict:
+        super().check(text, language, baseline=baseline)
+        return OutputVerdict(score=0.01, threshold=0.5, toxic=False, language=language or "en")
+
+
+async def test_a_text_the_classifier_read_is_not_read_again(engine: DialogueEngine) -> None:
+    """A streamed reply is read a sentence at a time, then whole: the whole reply's check is the last streamed read;
+    the same reply in another conversation is read no more."""
+    said = "Hello there. How can I help you today?"
+    checker = Lenient()
+    speaker = DialogueEngine(engine.with_parts(output_filter=checker).parts, engine.store,
+                             StreamingGenerator(engine.generator, said))
+
+    async def on_token(delta: str) -> None:
+        pass
+
+    for _ in range(2):
+        reply = await speaker.handle_message(None, mid(), "hello", on_token)
+        assert reply.text == said
+    assert checker.read == [("Hello there.", None), (said, None)]
+
+
 class VerbatimGenerator:
     """Realises every act as its template, as the NLG does in template mode (or when the model wrote it verbatim)."""
 
