@@ -525,6 +525,40 @@ class Config:
     admission_budget_ms: float | None = None  # None: the bot's bot.yml (kefu workers), off (lite workers)
     swap_nlu_at: float | None = None
     swap_source: str = "retrain"  # retrain | copy
+    py_spy: Path | None = None  # a flame graph (SVG) of worker 0 over the load phase, sampled by py-spy
+
+
+async def start_py_spy(out: Path, worker: Worker) -> asyncio.subprocess.Process:
+    """``py-spy record`` on ``worker`` (all its threads, 100 samples/s) until :func:`stop_py_spy`: a flame graph for
+    ``.svg``, collapsed stacks (one ``frame;frame;... count`` line per stack, for scripts) for ``.txt``, speedscope's
+    format for ``.json``. Why py-spy: it samples from outside the process, so the worker runs its own code unchanged;
+    cProfile sees one thread (the turn's models run in others) and slows Python code several-fold. It pauses the
+    worker for each sample, so a profiled run's latencies are not the benchmark's."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        raise SystemExit("--py-spy needs py-spy (pip install py-spy)")
+    assert worker.proc is not None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".txt": "raw", ".json": "speedscope"}.get(out.suffix, "flamegraph")
+    return await asyncio.create_subprocess_exec(
+        exe, "record", "--pid", str(worker.proc.pid), "--rate", "100", "--format", fmt, "--output", str(out),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def stop_py_spy(proc: asyncio.subprocess.Process) -> str | None:
+    """Stop the recording as Ctrl-C does (py-spy then writes its output); ``None``, or why py-spy failed (it needs
+    ptrace on the worker: root, or ``kernel.yama.ptrace_scope`` 0, or ``CAP_SYS_PTRACE`` in a container)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return "py-spy did not stop within 60 s"
+    if proc.returncode in (0, -signal.SIGINT, 130):
+        return None
+    return err.decode("utf-8", "replace").strip()[-500:] or f"py-spy exited with {proc.returncode}"
 
 
 async def long_conversation(url: str, n: int, scripts: dict[str, list[list[str]]], run_id: str,
@@ -652,11 +686,15 @@ async def run(cfg: Config) -> dict[str, Any]:
                 note(f"published {folder.name} ({cfg.swap_source}, {fault['swap_training_s']:.1f} s)")
 
         fault_task = asyncio.create_task(faults())
+        spy = await start_py_spy(cfg.py_spy, workers[0]) if cfg.py_spy is not None else None
         tasks = [asyncio.create_task(c.run(ramp * i / max(1, cfg.conversations))) for i, c in enumerate(customers)]
         if tasks:
             await asyncio.gather(*tasks)
         load_s = time.monotonic() - t0
         harness_cpu = time.process_time() - harness_cpu
+        if spy is not None:
+            failure = await stop_py_spy(spy)
+            report["py_spy"] = {"path": str(cfg.py_spy), "error": failure}
         for w in workers:
             cpu_end.setdefault(w.index, w.cpu_seconds())
         worker_cpu = sum((cpu_end[i] or 0.0) - (cpu_start[i] or 0.0) for i in cpu_start)
@@ -866,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="publish a new NLU model then; every worker must swap it in without failing a turn")
     ap.add_argument("--swap-source", choices=["retrain", "copy"], default="retrain",
                     help="retrain: kefu retrain-nlu trains it (as the console does); copy: a copy of the served one")
+    ap.add_argument("--py-spy", type=Path, default=None, metavar="SVG",
+                    help="record worker 0 with py-spy over the load phase: a flame graph (.svg) or collapsed stacks (.txt)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-lite", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -881,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
                  long_conversation=args.long_conversation, pg_url=args.pg_url, bot=args.bot, worker=args.worker,
                  action_endpoint=args.action_endpoint, time_limit=args.time_limit, seed=args.seed,
                  admission_budget_ms=args.admission_budget_ms, swap_nlu_at=args.swap_nlu_at,
-                 swap_source=args.swap_source)
+                 swap_source=args.swap_source, py_spy=args.py_spy)
     with bot_models_kept(cfg):
         report = asyncio.run(run(cfg))
     if args.json:

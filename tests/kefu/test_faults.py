@@ -7,7 +7,8 @@
 * a new NLU model published while customers talk (the console's retrain): both workers swap it in between turns,
   nothing is lost, duplicated or reordered and no error frame is sent;
 * an action server that is slow or down: the turn answers with the fallback after the action timeout, and other
-  conversations are served meanwhile.
+  conversations are served meanwhile;
+* the harness's ``--py-spy``: a worker sampled from outside while it serves (the turn profile of README "Scale").
 
 The first two run the harness (``--worker lite``: the real server, engine and store with a model-free stand-in of
 the bot, so two workers start in seconds); the model swap runs it with two real ``kefu serve`` workers of a copy of
@@ -239,6 +240,32 @@ async def _conversations(server: Server, kind: str, timeout_s: float, engine: Di
     assert action.data["failed"] is True and action.data["error"] == ("timeout" if kind == "slow" else "unavailable")
     bot = next(e for e in reversed(events) if e.type == "bot_message")
     assert bot.data["text"] == reply["text"] and reply["text"]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_py_spy_samples_a_worker_serving_turns(tmp_path: Path) -> None:
+    if shutil.which("py-spy") is None and not Path(sys.executable).with_name("py-spy").exists():
+        pytest.skip("py-spy is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    stacks = tmp_path / "stacks.txt"
+    # 200 turns: a few hundred busy samples at py-spy's 100 per second, so the turn's frames are surely among them
+    report = await _harness("--conversations", "40", "--turns", "5", "--think-time", "0.2", "--ramp", "1",
+                            "--py-spy", str(stacks))
+    _nothing_lost(report)
+    error = report["py_spy"]["error"]
+    if error and ("ptrace" in error.lower() or "permission" in error.lower()):
+        pytest.skip(f"py-spy may not attach to another process here: {error}")
+    assert error is None and report["py_spy"]["path"] == str(stacks), report["py_spy"]
+    lines = [line.rsplit(" ", 1) for line in stacks.read_text().splitlines() if line.strip()]
+    samples = {stack: int(count) for stack, count in lines}
+    # the worker was sampled while it ran turns: the engine's own frames, under the chat server's
+    turn = sum(n for stack, n in samples.items() if "handle_message (dialogue/engine.py" in stack)
+    assert turn > 0 and sum(samples.values()) > turn, (turn, len(samples))
+    flame = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "benchmarks" / "flame.py"), str(stacks),
+                                                 "--json", stdout=subprocess.PIPE, cwd=ROOT)
+    out, _ = await asyncio.wait_for(flame.communicate(), 60)
+    owners = {row["owner"] for row in json.loads(out)["by_module"]}
+    assert {"dialogue/engine.py", "channels/server.py"} & owners, owners  # busy samples found Kefu's own modules
 
 
 async def test_harness_help_runs() -> None:
