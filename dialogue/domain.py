@@ -15,6 +15,12 @@ class DomainError(DialogueError):
     """``domain.yml`` is missing or malformed; the message names the file and the problem."""
 
 
+# The least NLU confidence at which a ``FromText.unsure`` intent changes the subject. Asked for a reason, a customer who
+# answers "just dont use them" (read as a greeting at 0.72) or "鞋子开胶了😡" (a complaint, the shop's hand-off intent,
+# at 0.71) is answering; "thanks, bye" or "let me talk to a person" said plainly are read with more confidence.
+SUBJECT_CHANGE_TRUST = 0.8
+
+
 @dataclass(frozen=True)
 class FromText:
     """A slot filled with the customer's whole (redacted) message when it answers the bot's question for it.
@@ -35,11 +41,19 @@ class FromText:
     # the value may come unasked in the message that starts the slot's task ("return 10976, it broke"): for free
     # text such as a reason or a description, never for a typed value a clause could be mistaken for
     in_request: bool = False
+    # of not_intent, those that change the subject only when the NLU is at least SUBJECT_CHANGE_TRUST sure of them
+    # (small talk and hand-off: a misread answer lands there); another task's, cancel's or knowledge's always do, as
+    # a customer who switches tasks would lose the switch to an answer otherwise
+    unsure: frozenset[str] = frozenset()
 
-    def takes(self, last_action: str | None, intent: str, filled: bool, awaited: frozenset[str] = frozenset()) -> bool:
-        """``awaited``: the slots the conversation's state waits for (:meth:`dialogue.flows.Flows.awaited`)."""
+    def takes(self, last_action: str | None, intent: str, filled: bool, awaited: frozenset[str] = frozenset(),
+              confidence: float = 1.0) -> bool:
+        """``awaited``: the slots the conversation's state waits for (:meth:`dialogue.flows.Flows.awaited`);
+        ``confidence``: the NLU's for ``intent`` (an ``unsure`` one changes the subject only at
+        :data:`SUBJECT_CHANGE_TRUST`)."""
         asked = last_action == self.when_asked_by or self.slot in awaited
-        return asked and intent not in self.not_intent and not filled
+        changed = intent in self.not_intent and (intent not in self.unsure or confidence >= SUBJECT_CHANGE_TRUST)
+        return asked and not changed and not filled
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdi
     domain, last_action = rules.domain, conversation.last_action
     awaited = rules.flows.awaited(conversation.state, last_action)  # an answer after an aside
     slots = dict(conversation.slots)
-    answering = {m.slot for m in domain.from_text if m.takes(last_action, parse.intent, False, awaited)}
+    answering = {m.slot for m in domain.from_text if m.takes(last_action, parse.intent, False, awaited, parse.confidence)}
     kept = tuple(e for e in parse.entities if not answering or e.entity in answering or slots.get(e.entity) in (None, ""))
     if len(kept) < len(parse.entities):  # the actions read the message's entities too: they get the kept ones
         parse = dataclasses.replace(parse, entities=kept)
@@ -160,7 +160,8 @@ def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdi
                 events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
     parse = in_scope_by_value(rules, parse, filled)
     answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
-    takers = tuple(m for m in domain.from_text if m.takes(last_action, parse.intent, m.slot in filled, awaited))
+    takers = tuple(m for m in domain.from_text
+                   if m.takes(last_action, parse.intent, m.slot in filled, awaited, parse.confidence))
     return Understanding(
         parse=parse, intent=parse.intent, low_confidence=parse.confidence < rules.confidence_threshold, slots=slots,
         filled=frozenset(filled), events=tuple(events), answer=answer, awaited=awaited, takers=takers if answer else (),

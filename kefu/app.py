@@ -120,7 +120,8 @@ def action_names(bot: Bot) -> list[str] | None:
 def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
     """The bot's domain and flows: ``dialogue.yml`` compiled (checked against the domain and ``action_names``; None
     when actions run in a server we cannot list), or the Python flows module. A definition's ``from_text`` slots
-    join the domain's, so the engine fills them as it fills those written in ``domain.yml``."""
+    join the domain's, so the engine fills them as it fills those written in ``domain.yml``; the definition marks the
+    small talk and hand-off intents of both as changing the subject only when the NLU is sure of them."""
     import dataclasses
 
     from dialogue.definition import load_definition
@@ -135,7 +136,7 @@ def bot_dialogue(bot: Bot, action_names: list[str] | None) -> tuple[Any, Any]:
     if bot.config.dialogue is None:
         return domain, load_flows(bot.path(bot.config.flows))
     definition = load_definition(bot.path(bot.config.dialogue), domain, action_names)
-    domain = dataclasses.replace(domain, from_text=domain.from_text + definition.from_text())
+    domain = dataclasses.replace(domain, from_text=definition.unsure_subjects(domain.from_text + definition.from_text()))
     return domain, definition.flows()
 
 

@@ -164,7 +164,8 @@ class DialogueSimulation:
                     filled.add(slot)
             intent, low = hyp.intent, hyp.confidence < bot.confidence_threshold
             awaited = bot.flows.awaited(state, last_action)
-            takers = [m for m in bot.from_text if m.takes(last_action, intent, m.slot in filled, awaited)]
+            takers = [m for m in bot.from_text
+                      if m.takes(last_action, intent, m.slot in filled, awaited, hyp.confidence)]
             if act.intent in self.knowledge_intents:
                 takers = []  # the engine's retriever reads a question the knowledge base answers: not an answer
             texts = dict(act.texts)

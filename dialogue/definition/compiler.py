@@ -8,6 +8,7 @@ the file is :mod:`dialogue.definition.parser`'s.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property, reduce
@@ -191,6 +192,14 @@ class DialogueDefinition:
 
     def from_text(self) -> tuple[FromText, ...]:
         return tuple(s.from_text for t in self.tasks for s in t.slots if s.from_text is not None)
+
+    def unsure_subjects(self, mappings: Sequence[FromText]) -> tuple[FromText, ...]:
+        """``mappings`` (this definition's and those of ``domain.yml``) with their small-talk and hand-off intents
+        marked ``unsure``: they change the subject only when the NLU is sure of them (``FromText.takes``). A reason
+        misread lands there far more often than a real change of subject; another task's, cancel's or knowledge's
+        intents always change it, so a customer switching tasks keeps the switch."""
+        unsure = {talk.intent for talk in self.small_talk} | set(self.handoff.intents if self.handoff else ())
+        return tuple(dataclasses.replace(m, unsure=m.not_intent & frozenset(unsure)) for m in mappings)
 
     # -- the hand-written default policy -------------------------------------------------------------------------
     def default_policy(self, obs: Any, allowed: Sequence[str]) -> str:

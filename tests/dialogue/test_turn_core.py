@@ -87,14 +87,19 @@ def test_an_answer_to_the_bots_question_keeps_the_tasks_other_values() -> None:
                                                "from": "text"}]
 
 
-@pytest.mark.parametrize(("question", "intent", "taken"), [
-    (False, "payment_problem", True),  # whatever the NLU said, it answers what was asked
-    (True, "payment_problem", False),  # the knowledge base answers it confidently: a question, not the answer
-    (False, "greet", False),  # not_intent: changing the subject is no answer
+@pytest.mark.parametrize(("question", "intent", "confidence", "taken"), [
+    (False, "payment_problem", 0.9, True),  # whatever the NLU said, it answers what was asked
+    (True, "payment_problem", 0.9, False),  # the knowledge base answers it confidently: a question, not the answer
+    (False, "greet", 0.9, False),  # not_intent: changing the subject is no answer
+    (False, "greet", 0.72, True),  # ... unless the NLU is unsure of the change ("just dont use them")
+    (False, "complaint", 0.71, True),  # "鞋子开胶了😡": a reason, not a request for a human
+    (False, "complaint", 0.95, False),  # a sure complaint still goes to a human
+    (True, "greet", 0.72, False),  # an unsure reading the knowledge base answers is still a question
+    (False, "order_status", 0.6, False),  # another task's intent switches, however unsure (the customer's switch)
 ])
-def test_a_from_text_slot_takes_the_answer(question: bool, intent: str, taken: bool) -> None:
+def test_a_from_text_slot_takes_the_answer(question: bool, intent: str, confidence: float, taken: bool) -> None:
     asked = conv("return_need_reason", {"order_id": "10234"}, "utter_ask_reason")
-    found = understood(asked, parse("how do refunds work", intent, 0.9), question=question)
+    found = understood(asked, parse("how do refunds work", intent, confidence), question=question)
     assert ("reason" in found.slots) is taken and found.answered is taken
     assert found.intent == ("inform" if taken else intent)
 
