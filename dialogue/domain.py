@@ -29,7 +29,8 @@ class FromText:
     as_intent: inform}}``. Rasa's ``from_text`` mapping with a ``requested_slot`` condition, for bots without forms:
     the bot's previous action was ``when_asked_by`` (or the conversation still waits for the slot: the customer asked
     something in between, got the answer, and now answers the question), the message's intent is none of
-    ``not_intent`` (a customer who changes the subject is not answering), and no entity filled the slot. The flows and the policy then see the turn
+    ``not_intent`` (a customer who changes the subject is not answering; an ``unsure`` one counts only when the NLU is
+    at least :data:`SUBJECT_CHANGE_TRUST` sure of it), and no entity filled the slot. The flows and the policy then see the turn
     as ``as_intent`` (when given): the message answered the question, whatever the NLU filed it under ("dont need it
     anymore" reads like a goodbye, and is a reason for a return).
     """
