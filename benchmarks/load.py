@@ -904,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="publish a new NLU model then; every worker must swap it in without failing a turn")
     ap.add_argument("--swap-source", choices=["retrain", "copy"], default="retrain",
                     help="retrain: kefu retrain-nlu trains it (as the console does); copy: a copy of the served one")
-    ap.add_argument("--py-spy", type=Path, default=None, metavar="SVG",
+    ap.add_argument("--py-spy", type=Path, default=None, metavar="FILE",
                     help="record worker 0 with py-spy over the load phase: a flame graph (.svg) or collapsed stacks (.txt)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-lite", action="store_true", help=argparse.SUPPRESS)

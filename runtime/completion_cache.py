@@ -3,9 +3,9 @@ strings (least recently used out).
 
 Why: greedy decoding is a function of the prompt, so generating a prompt seen before is work done twice. The
 embedded generator's act prompts name an act and its slots, never slot values (``runtime.model.build_prompt``),
-so a running bot asks for the same few dozen prompts all day: a hit streams the stored tokens through a fresh
-:class:`~runtime.detokenizer.Detokenizer` with no step, no forward and no wait for a batch row, as one delta (the
-text is all there, and every delta costs its consumer a frame to the customer). The
+so a running bot asks for the same few dozen prompts all day: a hit sends the text the first run streamed with no
+step, no forward, no wait for a batch row and no detokenising, as one delta (the text is all there, and every delta
+costs its consumer a frame to the customer). The
 :class:`~runtime.kv_cache.PromptCache` spares a repeat's prefill only; this spares its decode steps too, which
 are nearly all of a short reply's cost when few conversations share a step.
 
@@ -28,11 +28,13 @@ CompletionKey = tuple[tuple[int, ...], int, tuple[str, ...]]
 
 @dataclass(frozen=True)
 class Completion:
-    """A finished greedy completion: its tokens (the end-of-sequence token included, if one ended it) and
-    ``finish_reason`` as the engine reported it (``"stop"`` or ``"length"``)."""
+    """A finished greedy completion: its tokens (the end-of-sequence token included, if one ended it),
+    ``finish_reason`` as the engine reported it (``"stop"`` or ``"length"``) and the text it streamed (what the
+    tokens detokenise to, cut at a stop string)."""
 
     tokens: tuple[int, ...]
     finish_reason: str
+    text: str
 
 
 class CompletionCache:
@@ -62,10 +64,10 @@ class CompletionCache:
             self._entries.move_to_end(key)
         return hit
 
-    def put(self, key: CompletionKey | None, tokens: tuple[int, ...], finish_reason: str) -> None:
+    def put(self, key: CompletionKey | None, tokens: tuple[int, ...], finish_reason: str, text: str) -> None:
         if key is None or not self.max_entries:
             return
-        self._entries[key] = Completion(tokens, finish_reason)
+        self._entries[key] = Completion(tokens, finish_reason, text)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

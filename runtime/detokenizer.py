@@ -23,12 +23,18 @@ class Detokenizer:
         self._tokenizer = tokenizer
         self._stops = stops
         self._ids: list[int] = []
+        self._decoded = ""  # the last decode of ``_ids``
         self._emitted = 0  # characters of the decoded text already sent
 
     @property
     def token_ids(self) -> tuple[int, ...]:
         """The tokens pushed so far."""
         return tuple(self._ids)
+
+    @property
+    def sent(self) -> str:
+        """The text sent so far (every delta :meth:`push` and :meth:`flush` returned, joined)."""
+        return self._decoded[: self._emitted]
 
     def push(self, token: int) -> tuple[str, bool]:
         """Add one generated token; returns the new text to send and whether a stop string was reached."""
@@ -40,7 +46,7 @@ class Detokenizer:
         return self._delta(final=True)[0]
 
     def _delta(self, final: bool) -> tuple[str, bool]:
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        text = self._decoded = self._tokenizer.decode(self._ids, skip_special_tokens=True)
         stops = self._stops
         if stops:
             start = max(0, self._emitted - max(len(s) for s in stops))

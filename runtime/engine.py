@@ -197,8 +197,8 @@ class Engine(TextEngine):
             if info is not None:
                 info["completion_tokens"] = len(done.tokens)
                 info["finish_reason"] = done.finish_reason
-            if whole := self._replay(done.tokens, params.stop):
-                yield whole  # one delta: the text is all there, and each delta costs its consumer a frame
+            if done.text:
+                yield done.text  # one delta: the text is all there, and each delta costs its consumer a frame
             return
         rid = f"r{next(self._ids)}"
         slot = _Slot(rid, Sampler(params), Detokenizer(self.tokenizer, params.stop), info=info, memo=memo)
@@ -302,24 +302,13 @@ class Engine(TextEngine):
                 ids = slot.text.token_ids
                 natural = rid in stopped or (ids and ids[-1] in self.eos_token_ids)
                 reason = "stop" if natural else "length"
-                self.completions.put(slot.memo, ids, reason)
+                self.completions.put(slot.memo, ids, reason, slot.text.sent)
                 if slot.info is not None:
                     slot.info["completion_tokens"] = len(ids)
                     slot.info["finish_reason"] = reason
                 slot.done = True
                 slot.queue.put_nowait(_END)
                 del self._slots[rid]
-
-    def _replay(self, tokens: tuple[int, ...], stop: tuple[str, ...]) -> str:
-        """The text a request streamed for ``tokens`` (a completion-cache hit), as one string."""
-        text = Detokenizer(self.tokenizer, stop)
-        deltas = []
-        for tok in tokens:
-            delta, hit_stop = text.push(tok)
-            deltas.append(delta)
-            if hit_stop:
-                return "".join(deltas)
-        return "".join(deltas) + text.flush()
 
     def _fail_all(self, exc: BaseException) -> None:
         self.scheduler.abort_all()

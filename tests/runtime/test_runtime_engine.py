@@ -344,13 +344,13 @@ def test_completion_cache_keeps_the_most_recently_used() -> None:
     cache = CompletionCache(2)
     keys = [CompletionCache.key([i], 4, (), 0.0) for i in range(3)]
     assert CompletionCache.key([1], 4, (), 0.7) is None
-    cache.put(keys[0], (5,), "stop")
-    cache.put(keys[1], (6,), "length")
+    cache.put(keys[0], (5,), "stop", "five")
+    cache.put(keys[1], (6,), "length", "six")
     assert cache.get(keys[0]) is not None  # now the most recent
-    cache.put(keys[2], (7,), "stop")
+    cache.put(keys[2], (7,), "stop", "seven")
     assert cache.get(keys[1]) is None and cache.get(keys[0]) is not None and len(cache) == 2
     off = CompletionCache(0)
-    off.put(keys[0], (5,), "stop")
+    off.put(keys[0], (5,), "stop", "five")
     assert off.get(keys[0]) is None and len(off) == 0
     with pytest.raises(ValueError):
         CompletionCache(-1)
