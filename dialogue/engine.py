@@ -107,6 +107,8 @@ class Retriever(Protocol):
 
     def search(self, text: str, language: str, k: int = 3) -> list[Hit]: ...
 
+    def nearest(self, text: str, language: str) -> dict[str, float]: ...
+
 
 class ActionRunner(Protocol):
     async def run(self, action_name: str, call_payload: dict[str, Any]) -> ActionResult: ...
@@ -385,7 +387,7 @@ class DialogueEngine:
 
         search = _Search(parts.knowledge, parse.text, language)
         understanding = turn.understand(rules, conversation, parse, verdict)
-        question = bool(understanding.takers) and await search.hit(turn.TASK_KNOWLEDGE_MIN) is not None
+        question = bool(understanding.takers) and await search.hit(turn.Bar(turn.TASK_KNOWLEDGE_MIN)) is not None
         understanding = turn.take_answer(rules, understanding, question=question)
         query = turn.unasked_query(rules, understanding, conversation.state)
         if query is not None:  # one NLU parse per clause, in a worker thread
@@ -673,21 +675,22 @@ class _Search:
 
     def __init__(self, knowledge: Retriever | None, text: str, language: str) -> None:
         self._knowledge, self._text, self._language = knowledge, text, language
-        self._searched: list[Hit | None] = []
+        self._searched: list[tuple[Hit | None, Mapping[str, float]]] = []
 
     def __repr__(self) -> str:  # the text is customer text
         return f"_Search(searched={bool(self._searched)})"
 
-    async def hit(self, bar: float) -> Hit | None:
-        """The best entry if it scores at least ``bar``, else ``None``."""
+    async def hit(self, bar: turn.Bar) -> Hit | None:
+        """The best entry if it passes ``bar``, else ``None``."""
         if not self._searched:
-            self._searched.append(await self._top())
-        hit = self._searched[0]
-        return hit if hit is not None and float(hit.score) >= bar else None
+            self._searched.append(await asyncio.to_thread(self._search))
+        hit, nearest = self._searched[0]
+        return hit if bar.admits(hit, nearest) else None
 
-    async def _top(self) -> Hit | None:
+    def _search(self) -> tuple[Hit | None, Mapping[str, float]]:
+        """The best entry and the best score of each intent's NLU examples (its rivals), from one query encode."""
         knowledge = self._knowledge
         if knowledge is None or not self._text.strip():
-            return None
-        hits = await asyncio.to_thread(knowledge.search, self._text, self._language, 1)
-        return hits[0] if hits else None
+            return None, {}
+        hits = knowledge.search(self._text, self._language, 1)
+        return (hits[0] if hits else None), knowledge.nearest(self._text, self._language)

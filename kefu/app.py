@@ -212,9 +212,7 @@ async def running_bot(
             running.closers.append(store.close)
             knowledge = None
             if cfg.knowledge and cfg.knowledge_action:
-                from dialogue.knowledge import KnowledgeBase
-
-                knowledge = await asyncio.to_thread(KnowledgeBase.load, bot.path(cfg.knowledge), bot.kb_cache)
+                knowledge = await asyncio.to_thread(bot.load_knowledge)
             parts = BotParts(
                 domain=domain,
                 flows=flows,
@@ -431,10 +429,8 @@ def _train_parts(bot: Bot, force: bool, only: set[str] | None) -> dict[str, floa
         timings["policy"] = time.perf_counter() - t
 
     if cfg.knowledge and (only is None or "knowledge" in only):
-        from dialogue.knowledge import KnowledgeBase
-
         t = time.perf_counter()
-        KnowledgeBase.load(bot.path(cfg.knowledge), bot.kb_cache)  # encodes only when kb.yml changed
+        bot.load_knowledge()  # encodes only when kb.yml or the NLU data changed
         timings["knowledge"] = time.perf_counter() - t
 
     if "policy" in timings and cfg.policy == "auto":  # a new policy: its gate needs the whole bot, built above

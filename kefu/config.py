@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dialogue.handoff import HandoffConfigError, OfficeHours
 from kefu.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dialogue.knowledge import KnowledgeBase
 
 _CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -164,6 +167,17 @@ class Bot:
         from nlu.data import load_examples
 
         return [e.text for e in load_examples(self.nlu_files)]
+
+    def load_knowledge(self) -> KnowledgeBase:
+        """The bot's knowledge base with its NLU examples as the entries' rivals (``dialogue.knowledge``), embeddings
+        from the cache under ``models/kb`` when they match. Blocking."""
+        from dialogue.knowledge import Example, KnowledgeBase
+        from nlu.data import load_examples
+        from nlu.tokenize import detect_language
+
+        assert self.config.knowledge is not None
+        examples = [Example(e.intent, detect_language(e.text), e.text) for e in load_examples(self.nlu_files)]
+        return KnowledgeBase.load(self.path(self.config.knowledge), self.kb_cache, examples=examples)
 
     def store_url(self, override: str | None = None) -> str:
         """The store URL; a relative SQLite path resolves against the bot folder."""

@@ -5,6 +5,7 @@ search would."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,7 @@ import torch
 
 from dialogue import knowledge
 from dialogue import types as ev
-from dialogue.knowledge import MEMO_SIZE, KBEntry, KnowledgeBase
+from dialogue.knowledge import MEMO_SIZE, Example, KBEntry, KnowledgeBase
 
 KB_TEXT = (
     "entries:\n"
@@ -50,8 +51,10 @@ class CountingEncoder:
 @pytest.fixture(autouse=True)
 def empty_memo() -> Iterator[None]:
     knowledge._memo.clear()
+    knowledge._queries.clear()
     yield
     knowledge._memo.clear()
+    knowledge._queries.clear()
 
 
 @pytest.fixture
@@ -97,16 +100,16 @@ def test_text_language_and_content_each_tell_queries_apart(kb_file: Path, tmp_pa
     encoder.texts.clear()
     kb.search("gift cards", "en")
     kb.search("gift cards ", "en")  # another text: not the memo's to equate them
-    kb.search("gift cards", "zh")  # another language
-    assert encoder.texts == ["gift cards", "gift cards ", "gift cards"]
+    kb.search("gift cards", "zh")  # another language: scored again, from the same query vector
+    assert knowledge._memo.hits == 0
+    assert encoder.texts == ["gift cards", "gift cards "]
 
     edited = tmp_path / "edited.yml"
     edited.write_text(KB_TEXT.replace("from 10 euros", "from 20 euros"), encoding="utf-8")
     other = _load(edited, encoder)
     assert other.content_hash != kb.content_hash
-    encoder.texts.clear()
     assert other.search("gift cards", "en")[0].answer == "Yes, from 20 euros."  # its own scores, its own answer
-    assert encoder.texts == ["gift cards"]
+    assert knowledge._memo.hits == 0
 
 
 def test_bases_built_without_a_content_hash_do_not_share(kb_file: Path) -> None:
@@ -118,9 +121,10 @@ def test_bases_built_without_a_content_hash_do_not_share(kb_file: Path) -> None:
     encoder.texts.clear()
     assert one.search("where is the shop", "en")[0].entry_id == "a"
     assert one.search("where is the shop", "en")[0].entry_id == "a"
-    assert encoder.texts == ["where is the shop"]  # the same instance remembers
+    assert encoder.texts == ["where is the shop"] and knowledge._memo.hits == 1  # the same instance remembers
     assert two.search("where is the shop", "en")[0].score == 0.0  # the other instance scores with its own vectors
-    assert encoder.texts == ["where is the shop"] * 2
+    assert knowledge._memo.hits == 1
+    assert encoder.texts == ["where is the shop"]  # from the one query vector
 
 
 def test_the_memo_keeps_the_latest_queries_only(kb_file: Path) -> None:
@@ -176,3 +180,27 @@ async def test_a_knowledge_turn_of_the_demo_bot_scores_its_query_once(shop: Any,
     action = [e.data for e in await engine.conversation_events(reply.conversation_id) if e.type == ev.ACTION][-1]
     if action["policy"] == "knowledge":  # the engine's retrieval chose the action: the action's search was a hit
         assert knowledge._memo.hits == 1
+
+
+def test_examples_are_cached_scored_per_intent_and_share_the_query_encode(kb_file: Path, tmp_path: Path) -> None:
+    examples = [Example("greet", "en", "hello there"), Example("greet", "en", "good morning"),
+                Example("return_request", "en", "i want to return my gift card"), Example("greet", "zh", "你好")]
+    encoder = CountingEncoder()
+    kb = KnowledgeBase.load(kb_file, tmp_path / "cache", encoder=encoder, examples=examples)  # type: ignore[arg-type]
+    assert kb.examples is not None and kb_file.stem + ".examples.safetensors" in os.listdir(tmp_path / "cache")
+    encoder.texts.clear()
+    again = KnowledgeBase.load(kb_file, tmp_path / "cache", encoder=encoder, examples=examples)  # type: ignore[arg-type]
+    assert encoder.texts == [] and again.cache_hit  # both caches matched
+    edited = [*examples[:-1], Example("greet", "zh", "您好")]
+    KnowledgeBase.load(kb_file, tmp_path / "cache", encoder=encoder, examples=edited)  # type: ignore[arg-type]
+    assert encoder.texts == ["hello there", "good morning", "i want to return my gift card", "您好"]  # re-encoded
+
+    encoder.texts.clear()
+    hits = kb.search("return my gift card", "en", k=1)
+    nearest = kb.nearest("return my gift card", "en")
+    assert encoder.texts == ["return my gift card"]  # one encode for the entries and the examples
+    assert set(nearest) == {"greet", "return_request"}  # the English examples only, best per intent
+    assert nearest["return_request"] > nearest["greet"] and 0.0 <= min(nearest.values()) <= 1.0
+    assert hits[0].score == kb.search("return my gift card", "en", k=1)[0].score
+    assert set(kb.nearest("你好", "zh")) == {"greet"} and kb.nearest("hi", "fr") == {}
+    assert _load(kb_file, encoder).nearest("hello", "en") == {}  # loaded without examples

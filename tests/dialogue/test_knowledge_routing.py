@@ -70,3 +70,37 @@ async def test_no_knowledge_base_no_retrieval(engine: DialogueEngine) -> None:
     bare = engine.with_parts(knowledge=None)
     reply = await bare.handle_message(None, mid(), "are you guys open on sundays")
     assert (await _action_event(bare, reply.conversation_id))["policy"] != "knowledge"
+
+
+# The NLU is sure of a task or a complaint here, but the message is a question the knowledge base answers: the entry
+# is nearer to it than every training example of that intent (dialogue.knowledge "Rivals").
+async def test_an_entry_nearer_than_the_intents_examples_takes_a_confident_turn(engine: DialogueEngine) -> None:
+    text = "i need a VAT invoice for my company purchase"
+    parse = engine.parts.nlu.parse(text)
+    assert parse.intent not in ("out_of_scope", "payment_problem") and parse.confidence >= 0.8  # not a KB intent
+    reply = await engine.handle_message(None, mid(), text)
+    assert reply.action == "action_answer_kb", (reply.intent, reply.text)
+    action = await _action_event(engine, reply.conversation_id)
+    assert action["policy"] == "knowledge" and action["knowledge"]["entry"] == "invoices"
+
+
+async def test_without_the_examples_a_confident_intent_keeps_its_turn(engine: DialogueEngine) -> None:
+    from dialogue.knowledge import KnowledgeBase
+
+    kb = engine.parts.knowledge
+    assert isinstance(kb, KnowledgeBase) and kb.examples is not None
+    bare = KnowledgeBase(kb.entries, kb._vectors, kb._row_entries, kb._encoder, content_hash=kb.content_hash)
+    reply = await engine.with_parts(knowledge=bare).handle_message(
+        None, mid(), "i need a VAT invoice for my company purchase")
+    assert reply.action != "action_answer_kb"  # the old rule: the intent's confidence beats the entry's score
+
+
+@pytest.mark.parametrize(("text", "action"), [
+    ("i'd like to send back the shoes i bought", "utter_ask_order_id"),
+    ("where is my parcel, it's been a week", "utter_ask_order_id"),
+    ("我想把鞋子退了", "utter_ask_order_id"),
+])
+async def test_a_task_nearer_to_its_examples_keeps_its_turn(engine: DialogueEngine, text: str, action: str) -> None:
+    reply = await engine.handle_message(None, mid(), text)
+    assert reply.action == action, (reply.intent, reply.text)
+    assert "knowledge" not in await _action_event(engine, reply.conversation_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any, cast
@@ -63,7 +64,7 @@ def plan_turn(conversation: Conversation, message: Parse, verdict: InputVerdict 
     chosen = turn.situation(RULES, found, conversation, wait.state, verdict, "en")
     decision = POLICY.choose(chosen.observation, chosen.allowed)
     bar = turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=verdict.blocked)
-    take = hit if bar is not None and hit is not None and hit.score >= bar else None
+    take = hit if bar is not None and bar.admits(hit, {}) else None  # a knowledge base without NLU examples
     return found, turn.decide(RULES, found, conversation, wait, chosen, decision, take)
 
 
@@ -168,14 +169,15 @@ def test_a_blocked_message_allows_only_the_fallback() -> None:
 
 
 @pytest.mark.parametrize(("message", "action", "bar"), [
-    (parse("blah", "order_status", 0.3), "utter_fallback", 0.5),  # misunderstood: the bot's threshold
-    (parse("hi", "greet", 0.95), "utter_greet", None),  # small talk the NLU is sure of keeps its turn
-    (parse("hi", "greet", 0.6), "utter_greet", 0.5),  # doubtful small talk: retrieval may answer
-    (parse("where is my order", "order_status", 0.9), "utter_ask_order_id", 0.9),  # a task: its own confidence
+    (parse("blah", "order_status", 0.3), "utter_fallback", turn.Bar(0.5)),  # misunderstood: the bot's threshold
+    # small talk and tasks: nearer than their intent's examples; without examples, the NLU's certainty decides
+    (parse("hi", "greet", 0.95), "utter_greet", turn.Bar(0.5, ("greet",), math.inf)),
+    (parse("hi", "greet", 0.6), "utter_greet", turn.Bar(0.5, ("greet",), 0.5)),
+    (parse("where is my order", "order_status", 0.9), "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9)),
     (parse("where is 10234", "order_status", 0.9, order_id="10234"), "action_order_status", None),  # a value
     (parse("do you ship abroad", "shipping_question", 0.9), "action_answer_kb", None),  # it searches by itself
 ])
-def test_the_knowledge_bar(message: Parse, action: str, bar: float | None) -> None:
+def test_the_knowledge_bar(message: Parse, action: str, bar: turn.Bar | None) -> None:
     found = understood(conv(), message)
     chosen = turn.situation(RULES, found, conv(), "idle", heard(message.text), "en")
     decision = POLICY.choose(chosen.observation, chosen.allowed)
@@ -184,6 +186,22 @@ def test_the_knowledge_bar(message: Parse, action: str, bar: float | None) -> No
     assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=True) is None
     no_kb = dataclasses.replace(RULES, knowledge_action=None)
     assert turn.knowledge_bar(no_kb, found, chosen.context, decision, blocked=False) is None
+
+
+@pytest.mark.parametrize(("bar", "score", "nearest", "admitted"), [
+    (turn.Bar(0.5), 0.5, {}, True),
+    (turn.Bar(0.5), 0.49, {"greet": 0.1}, False),  # no rivals: the threshold alone
+    (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"complaint": 0.25}, True),  # far nearer than any complaint example
+    (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"complaint": 0.70}, False),  # within the margin: no evidence
+    (turn.Bar(0.5, ("complaint",), 0.9), 0.45, {"complaint": 0.10}, False),  # below the threshold
+    (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"greet": 0.9}, True),  # only the rival intent's examples count
+    (turn.Bar(0.5, ("complaint",), 0.9), 0.85, {}, False),  # no examples to compare: ``alone``
+    (turn.Bar(0.5, ("complaint",), 0.9), 0.9, {}, True),
+])
+def test_a_bar_admits_an_entry_nearer_than_the_rivals_examples(bar: turn.Bar, score: float,
+                                                              nearest: dict[str, float], admitted: bool) -> None:
+    assert bar.admits(Hit("invoices", "PDF invoices", score, "en"), nearest) is admitted
+    assert not bar.admits(None, nearest)
 
 
 def test_a_confident_match_answers_whatever_the_intent_said() -> None:
