@@ -143,6 +143,10 @@ def evaluate(
     assert isinstance(shown, dict)
     for key, value in shown.items():
         typer.echo(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
+    by_language = result.get("by_language")
+    if isinstance(by_language, dict):
+        for lang, row in by_language.items():
+            typer.echo(f"{'intent_accuracy ' + lang:>24}: {row['intent_accuracy']:.4f}  (n={row['n']})")
 
 
 @app.command()

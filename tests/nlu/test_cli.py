@@ -114,3 +114,22 @@ def test_train_command_reads_lookup_and_regex_blocks(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["patterns"] == ["lookup:city", "lookup:courier", "regex:order_id", "regex:phone", "regex:postcode",
                                   "regex:email"]
+
+
+def test_cross_validation_reports_each_language(tmp_path: Path) -> None:
+    zh = tmp_path / "nlu_zh.yml"
+    zh.write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - 你好\n    - 在吗\n    - 早上好\n'
+                  '    - 哈喽\n- intent: order_status\n  examples: |\n    - 我的订单到哪了\n    - 查一下物流\n'
+                  '    - 订单[10234](order_id)发货了吗\n    - 包裹什么时候到\n', encoding="utf-8")
+    result = runner.invoke(app, ["evaluate", "--data", str(FIXTURES / "nlu.yml"), "--data", str(zh), "--folds", "2",
+                                 "--epochs", "1", "--pretrained", "none", "--json"])
+    assert result.exit_code == 0, result.output
+    cv = json.loads(result.stdout)
+    by_language = cv["by_language"]
+    assert sorted(by_language) == ["en", "zh"] and by_language["zh"]["n"] >= 8  # the fixture has Chinese too
+    assert sum(row["n"] for row in by_language.values()) == cv["n"]
+    pooled = sum(f["intent_accuracy"] * f["n"] for f in cv["per_fold"]) / cv["n"]  # the same predictions, split
+    assert sum(row["intent_accuracy"] * row["n"] for row in by_language.values()) / cv["n"] == pytest.approx(pooled)
+    shown = runner.invoke(app, ["evaluate", "--data", str(FIXTURES / "nlu.yml"), "--data", str(zh), "--folds", "2",
+                                "--epochs", "1", "--pretrained", "none"])
+    assert "intent_accuracy zh" in shown.output
