@@ -35,13 +35,16 @@ SHORT_TALK = 3  # at most this many words (Chinese: characters) in a clause that
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _CLAUSE = re.compile(r"([^,，.。!！?？;；、~～\n]+)([,，.。!！?？;；、~～\n]*)")
 _WORDS = re.compile(r"[^\W_]+")
-_QUESTION = re.compile(r"[?？]|[吗呢么嘛]$")
+# A question: its mark; in Chinese a final particle (吗, 呢...) or 不 ("包邮不", "行不"), or an A-not-A verb ("管不管",
+# "有没有"); in English, a clause that opens as questions do ("does it do magsafe" has no mark)
+_QUESTION = re.compile(r"[?？]|[吗呢么嘛]$|.不$|(.)[不没]\1|^(?:is|are|do|does|did|can|could|will|would|what'?s?|how|"
+                       r"when|where|why|which|who)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Clause:
     text: str
-    question: bool  # ends with a question mark (or, in Chinese, a question particle)
+    question: bool  # a question mark, a Chinese question particle or A-not-A verb, an English question opening
 
     @property
     def short(self) -> bool:

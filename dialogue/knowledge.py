@@ -57,6 +57,16 @@ held-out conversations: "my accountant needs a proper invoice w/ our VAT number"
 entry at 0.78 against complaint examples at 0.25 at best, and "can I return this?" (return_request 1.00) stays a
 return: its examples reach 0.82, the return-policy entry 0.76.
 
+Questions inside a message. "哈哈开玩笑的 包邮不" and "got a pixel 8, is there a case for it? does it do magsafe" hold a
+question beside words no entry has, which the lexical overlap counts against every entry (the whole message scored
+shipping costs at 0.42, below the threshold). A message of two to :data:`~dialogue.clauses.MAX_CLAUSES` clauses
+(:func:`dialogue.clauses.split_clauses`) is scored as a whole and as each of its question clauses, and every entry
+(and every intent's examples) keeps its best score: one more encode per question clause, none for a one-clause
+message. A clause's score counts only when it reaches :data:`CLAUSE_MIN`: a few characters of a short clause match
+some entry by chance ("要不要带伞", a question about rain, is the telecom's plans entry at 0.55 for its 要 and 带), while
+the questions this is for score 0.84-0.85 alone ("包邮不", "现在有优惠券吗"). The intents' examples
+(:meth:`KnowledgeBase.nearest`) take every question clause: a stronger rival only keeps a turn from the entries.
+
 Search memo. A knowledge turn searches twice with the same text: the engine scores the message to decide whether the
 knowledge base takes the turn, then the action that answers (:class:`dialogue.stock_actions.AnswerFromKnowledge`)
 searches again for the answer, through its own :class:`KnowledgeBase` of the same file. The scores of the last
@@ -84,6 +94,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import yaml
 
+from dialogue.clauses import MAX_CLAUSES, split_clauses
 from dialogue.errors import KnowledgeError
 from nlu.encoder import SentenceEncoder, shared_encoder
 
@@ -98,6 +109,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 ZH_COSINE_WEIGHT = 0.4
 _LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap
+CLAUSE_MIN = 0.8  # the score a question clause of a longer message needs to count on its own (see "Questions inside")
 MEMO_SIZE = 32  # queries whose scores are kept: a turn's two searches sit a few concurrent turns apart at most
 
 
@@ -320,6 +332,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def queries(text: str) -> list[str]:
+    """What a message is scored as: the whole of it, and each of its questions when it has more than one clause (see
+    "Questions inside a message" in the module docstring)."""
+    clauses = split_clauses(text)
+    if not 2 <= len(clauses) <= MAX_CLAUSES:
+        return [text]
+    return [text, *dict.fromkeys(c.text for c in clauses if c.question and c.text != text)]
+
+
 def _cache_files(cache_dir: Path, stem: str) -> tuple[Path, Path]:
     return cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.json"
 
@@ -506,7 +527,11 @@ class KnowledgeBase:
         ``{}`` without examples (see "Rivals" in the module docstring). Blocking, as :meth:`search`."""
         if self.examples is None or not text.strip():
             return {}
-        return self.examples.nearest(_query_vector(self._encoder, text), text, language)
+        best: dict[str, float] = {}
+        for query in queries(text):
+            for intent, score in self.examples.nearest(_query_vector(self._encoder, query), query, language).items():
+                best[intent] = max(best.get(intent, 0.0), score)
+        return best
 
     def search(self, text: str, language: str, k: int = 3) -> list[Hit]:
         """The ``k`` best entries in ``language`` (best first); ``[]`` for empty text or an unknown language.
@@ -515,7 +540,13 @@ class KnowledgeBase:
         """
         if k <= 0:
             return []
-        scored = sorted(self._scores(text, language), key=lambda pair: pair[1], reverse=True)[:k]
+        whole, *parts = queries(text)
+        best = dict(self._scores(whole, language))
+        for query in parts:
+            for i, score in self._scores(query, language):
+                if score >= CLAUSE_MIN:
+                    best[i] = max(best[i], score)
+        scored = sorted(best.items(), key=lambda pair: pair[1], reverse=True)[:k]
         return [
             Hit(entry_id=self.entries[i].id, answer=self.entries[i].answer, score=round(s, 6), language=language)
             for i, s in scored

@@ -23,6 +23,12 @@ def test_split_clauses(text: str, clauses: list[str]) -> None:
     ("can i pay by card? my order is 12345", [True, False]),
     ("能保修吗 耳机坏了", [True, False]),
     ("保修呢，耳机坏了", [True, False]),
+    ("开个玩笑 发顺丰不", [False, True]),  # a final 不 after a verb asks
+    ("那这个管不管 屏幕裂了", [True, False]),  # an A-not-A verb asks
+    ("有没有发票 公司要报销", [True, False]),
+    ("不，我不要了", [False, False]),  # a bare 不 answers; 不 inside a statement is no question
+    ("got a new phone, does it fit the case", [False, True]),  # an English question opening, no mark
+    ("whats the warranty, mine broke", [True, False]),
 ])
 def test_questions_are_marked(text: str, questions: list[bool]) -> None:
     assert [c.question for c in split_clauses(text)] == questions

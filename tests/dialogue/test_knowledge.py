@@ -236,3 +236,28 @@ def test_lexical_index_weights_rare_characters() -> None:
     assert max(scores, key=lambda key: scores[key]) == 0 and scores[0] > 0.8
     assert index.scores("，。！") == {0: 0.0, 1: 0.0, 2: 0.0}
     assert index.idf("吗") < index.idf("邮")  # in two documents vs one
+
+
+@pytest.mark.parametrize(("message", "question", "language"), [
+    ("哈哈刚才开玩笑的 运费要多少钱吗", "运费要多少钱吗", "zh"),
+    ("我朋友推荐来的 支持支付宝吗", "支持支付宝吗", "zh"),
+    ("我昨天问过了 可以改地址吗", "可以改地址吗", "zh"),
+    ("long time customer here, first time writing in, how long does shipping take?", "how long does shipping take",
+     "en"),
+])
+def test_a_question_inside_a_longer_message_is_found(kb: KnowledgeBase, message: str, question: str,
+                                                     language: str) -> None:
+    from dialogue.knowledge import CLAUSE_MIN, queries
+
+    assert queries(message) == [message, question]
+    whole = max(score for _, score in kb._scores(message, language))  # the other clause's words count against it
+    hit = kb.search(message, language, k=1)[0]
+    assert hit == kb.search(question, language, k=1)[0]  # the question clause's entry and score
+    assert hit.score >= CLAUSE_MIN and hit.score > whole
+    assert queries("运费要多少钱") == ["运费要多少钱"] and queries("刚下单 地址写错了") == ["刚下单 地址写错了"]  # no question
+
+
+def test_a_weak_question_clause_does_not_count(kb: KnowledgeBase) -> None:
+    message = "bought a gift for my mum, do you ship to canada?"  # the clause alone scores 0.71: below CLAUSE_MIN
+    whole = max(kb._scores(message, "en"), key=lambda pair: pair[1])
+    assert kb.search(message, "en", k=1)[0].score == pytest.approx(whole[1], abs=1e-6)
