@@ -193,13 +193,20 @@ def take_answer(rules: TurnRules, understanding: Understanding, *, question: boo
     """The message as the answer to the bot's question: the ``takers`` get the message as their value (unless it is a
     ``question`` the knowledge base answers with at least :data:`TASK_KNOWLEDGE_MIN`), and the turn reads as their
     ``as_intent``; a low-confidence or out-of-scope message that gave a value of a slot the state waits for ("which
-    city?" "Paris"; a refused plan, then "Fibre 1000 then") is an answer too, whatever the classifier said."""
+    city?" "Paris"; a refused plan, then "Fibre 1000 then") is an answer too, whatever the classifier said. So is one
+    that gave a value a task starts on (``starts_on``) while the bot waits for nothing: a customer who names an order
+    is asking about it ("whats going on with 14021 the app shows something weird" was out of scope at 0.66, its
+    best in-scope reading ``inform`` at 0.15, and got "I didn't understand"; the order's status is what it wanted)."""
     found = understanding
     for mapping in () if question else understanding.takers:
         found = found.with_text(mapping.slot, understanding.answer)
         found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
-    if (found.low_confidence or found.intent == ev.OUT_OF_SCOPE) and found.filled & (found.awaited | found.waiting):
-        answers = getattr(rules.flows.definition, "answer_intents", ())
+    answers = tuple(getattr(rules.flows.definition, "answer_intents", ()))
+    definition = rules.flows.definition
+    waited = found.filled & (found.awaited | found.waiting)
+    opens = (not found.awaited and not found.waiting and bool(answers) and isinstance(definition, DialogueDefinition)
+             and definition.claims(answers[0], found.filled))
+    if (found.low_confidence or found.intent == ev.OUT_OF_SCOPE) and (waited or opens):
         found = dataclasses.replace(found, intent=answers[0] if answers else found.intent, low_confidence=False,
                                     answered=True)
     return dataclasses.replace(found, takers=())

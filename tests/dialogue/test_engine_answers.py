@@ -112,7 +112,9 @@ async def test_a_value_asked_for_is_an_answer_however_unsure_the_intent(store: C
     engine.parts.nlu = _DoubtfulNLU()
     answered = await say(engine, asked.conversation_id, "umm 10234 i think")
     assert answered.action == "action_order_status"
-    doubtful = await say(engine, None, "umm 10234 i think")  # asked nothing: a doubtful message stays doubtful
+    unasked = await say(engine, None, "umm 10234 i think")  # asked nothing, but an order id is what a task starts on
+    assert unasked.action == "action_order_status"
+    doubtful = await say(engine, None, "umm i think so")  # no value: a doubtful message stays doubtful
     assert doubtful.action == "utter_fallback"
 
 

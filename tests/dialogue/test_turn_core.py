@@ -134,16 +134,27 @@ def test_a_corrected_value_right_after_the_action_refused_it_is_an_answer() -> N
     assert nothing.low_confidence  # no value: still unsure
 
 
-@pytest.mark.parametrize(("entities", "expected"), [
-    ({"order_id": "19999"}, ("order_status", 0.3)),  # a value of the task the best intent starts: in scope
-    ({}, ("out_of_scope", 0.6)),
+@pytest.mark.parametrize(("entities", "expected", "intent"), [
+    # a value of the task the best intent starts: in scope; unsure, but a value a task starts on while the bot waits
+    # for nothing, so an answer (the order task starts on it)
+    ({"order_id": "19999"}, ("order_status", 0.3), "inform"),
+    ({}, ("out_of_scope", 0.6), "out_of_scope"),
 ])
-def test_a_value_brings_an_out_of_scope_reading_back(entities: dict[str, str], expected: tuple[str, float]) -> None:
+def test_a_value_brings_an_out_of_scope_reading_back(entities: dict[str, str], expected: tuple[str, float],
+                                                     intent: str) -> None:
     message = dataclasses.replace(parse("where's 19999", "out_of_scope", 0.6, **entities),
                                   ranking=(("out_of_scope", 0.6), ("order_status", 0.3)))
     found = understood(conv(), message)
     assert (found.parse.intent, found.parse.confidence) == expected
-    assert found.low_confidence is (expected[1] < RULES.confidence_threshold)
+    assert (found.intent, found.low_confidence) == (intent, False)
+
+
+def test_a_value_a_task_starts_on_is_an_answer_when_the_bot_waits_for_nothing() -> None:
+    found = understood(conv(), parse("umm 10234 i think", "greet", 0.3, order_id="10234"))
+    assert (found.intent, found.low_confidence, found.answered) == ("inform", False, True)
+    assert understood(conv(), parse("umm i think", "greet", 0.3)).low_confidence  # no value: still unsure
+    product = understood(conv(), parse("umm the red shoes", "greet", 0.3, product="red shoes"))
+    assert product.low_confidence  # a value, but no task starts on it
 
 
 def test_a_reason_said_in_the_request_is_asked_of_the_nlu_clause_by_clause() -> None:
