@@ -48,12 +48,14 @@ class FromText:
     unsure: frozenset[str] = frozenset()
 
     def takes(self, last_action: str | None, intent: str, filled: bool, awaited: frozenset[str] = frozenset(),
-              confidence: float = 1.0) -> bool:
+              confidence: float = 1.0, plain: bool = True) -> bool:
         """``awaited``: the slots the conversation's state waits for (:meth:`dialogue.flows.Flows.awaited`);
-        ``confidence``: the NLU's for ``intent`` (an ``unsure`` one changes the subject only at
-        :data:`SUBJECT_CHANGE_TRUST`)."""
+        ``confidence``: the NLU's for ``intent``; ``plain``: whether the message's words are nearer to ``intent``'s
+        training examples than to the answers' (:func:`dialogue.turn.understand`). An ``unsure`` intent changes the
+        subject only when the NLU is at least :data:`SUBJECT_CHANGE_TRUST` sure of it and it is said plainly."""
         asked = last_action == self.when_asked_by or self.slot in awaited
-        changed = intent in self.not_intent and (intent not in self.unsure or confidence >= SUBJECT_CHANGE_TRUST)
+        changed = intent in self.not_intent and (intent not in self.unsure or
+                                                 (confidence >= SUBJECT_CHANGE_TRUST and plain))
         return asked and not changed and not filled
 
 

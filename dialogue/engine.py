@@ -386,7 +386,8 @@ class DialogueEngine:
             return await self._rasa_turn(conversation, message_id, events, parse, verdict, language, on_token, timer)
 
         search = _Search(parts.knowledge, parse.text, language)
-        understanding = turn.understand(rules, conversation, parse, verdict)
+        nearest = await search.nearest() if turn.doubts_subject(rules, conversation, parse) else None
+        understanding = turn.understand(rules, conversation, parse, verdict, nearest)
         question = bool(understanding.takers) and await search.hit(turn.Bar(turn.TASK_KNOWLEDGE_MIN)) is not None
         understanding = turn.take_answer(rules, understanding, question=question)
         query = turn.unasked_query(rules, understanding, conversation.state)
@@ -682,10 +683,17 @@ class _Search:
 
     async def hit(self, bar: turn.Bar) -> Hit | None:
         """The best entry if it passes ``bar``, else ``None``."""
+        hit, nearest = await self._result()
+        return hit if bar.admits(hit, nearest) else None
+
+    async def nearest(self) -> Mapping[str, float]:
+        """Each intent's nearest NLU example's score for the message (``{}`` without a knowledge base)."""
+        return (await self._result())[1]
+
+    async def _result(self) -> tuple[Hit | None, Mapping[str, float]]:
         if not self._searched:
             self._searched.append(await asyncio.to_thread(self._search))
-        hit, nearest = self._searched[0]
-        return hit if bar.admits(hit, nearest) else None
+        return self._searched[0]
 
     def _search(self) -> tuple[Hit | None, Mapping[str, float]]:
         """The best entry and the best score of each intent's NLU examples (its rivals), from one query encode."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from dialogue import types as ev
 from dialogue.clauses import MAX_CLAUSES, Clause, Reading, detail, split_clauses
 from dialogue.definition import DialogueDefinition
-from dialogue.domain import Domain, FromText
+from dialogue.domain import SUBJECT_CHANGE_TRUST, Domain, FromText
 from dialogue.flows import FlowContext, Flows
 from dialogue.handoff import END_CUSTOMER, END_OFFLINE, offline_responses
 from dialogue.types import (
@@ -132,6 +132,9 @@ class Understanding:
     takers: tuple[FromText, ...] = ()
     waiting: frozenset[str] = frozenset()  # the slots the state waits for, even right after the task's own action
     answered: bool = False  # a from_text slot took this message as the answer to the bot's question
+    # from_text slots that would take the message but got a value from its entities ("质量太差": reason "质量太"): the
+    # message answered them all the same
+    valued: tuple[FromText, ...] = ()
 
     def __repr__(self) -> str:  # the slots and the answer are customer text
         return f"Understanding(intent={self.intent!r}, filled={sorted(self.filled)}, answered={self.answered})"
@@ -143,16 +146,39 @@ class Understanding:
                                    events=(*self.events, event))
 
 
-def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdict: InputVerdict) -> Understanding:
+def doubts_subject(rules: TurnRules, conversation: Conversation, parse: Parse) -> bool:
+    """Whether reading this message as a change of subject needs the intents' nearest examples (:func:`understand`):
+    the bot waits for a ``from_text`` answer, and the NLU is sure of an ``unsure`` intent (small talk, a hand-off)."""
+    awaited = rules.flows.awaited(conversation.state, conversation.last_action)
+    return parse.confidence >= SUBJECT_CHANGE_TRUST and any(
+        parse.intent in m.unsure and m.takes(conversation.last_action, "", False, awaited) for m in rules.domain.from_text)
+
+
+def plainly(rules: TurnRules, intent: str, nearest: Mapping[str, float] | None) -> bool:
+    """Whether the message is nearer to ``intent``'s training examples than to every answer intent's by
+    :data:`RIVAL_MARGIN` (``nearest``: :meth:`dialogue.knowledge.KnowledgeBase.nearest`; without it, yes). Asked for a
+    return's reason, "the noise cancelling is basically useless" is a complaint to the NLU at 0.99, but the complaint
+    examples are no nearer to it than the answers (0.28 against 0.23); "I want a human" is (0.73 against 0.25)."""
+    answers = tuple(getattr(rules.flows.definition, "answer_intents", ()))
+    if not nearest or not answers:
+        return True
+    return nearest.get(intent, 0.0) >= max(nearest.get(a, 0.0) for a in answers) + RIVAL_MARGIN
+
+
+def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdict: InputVerdict,
+               nearest: Mapping[str, float] | None = None) -> Understanding:
     """The message's entities merged into the slots, and an out-of-scope reading taken back by a value.
 
     A message that answers the bot's question for a ``from_text`` slot keeps the task's other values: the customer
     answers what was asked ("they still took the money" is the reason, not a new merchant the tagger read in it).
+    ``nearest``: the intents' nearest examples, when :func:`doubts_subject` asked for them (see :func:`plainly`).
     """
     domain, last_action = rules.domain, conversation.last_action
     awaited = rules.flows.awaited(conversation.state, last_action)  # an answer after an aside
     slots = dict(conversation.slots)
-    answering = {m.slot for m in domain.from_text if m.takes(last_action, parse.intent, False, awaited, parse.confidence)}
+    plain = plainly(rules, parse.intent, nearest)
+    answering = {m.slot for m in domain.from_text
+                 if m.takes(last_action, parse.intent, False, awaited, parse.confidence, plain)}
     kept = tuple(e for e in parse.entities if not answering or e.entity in answering or slots.get(e.entity) in (None, ""))
     if len(kept) < len(parse.entities):  # the actions read the message's entities too: they get the kept ones
         parse = dataclasses.replace(parse, entities=kept)
@@ -166,12 +192,13 @@ def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdi
                 events.append(NewEvent(ev.SLOT_SET, {"slot": entity.entity, "value": entity.value}))
     parse = in_scope_by_value(rules, parse, filled)
     answer = "" if verdict.blocked else verdict.text.strip()[:MAX_TEXT_SLOT]
-    takers = tuple(m for m in domain.from_text
-                   if m.takes(last_action, parse.intent, m.slot in filled, awaited, parse.confidence))
+    plain = plainly(rules, parse.intent, nearest)
+    would = [m for m in domain.from_text if m.takes(last_action, parse.intent, False, awaited, parse.confidence, plain)]
     return Understanding(
         parse=parse, intent=parse.intent, low_confidence=parse.confidence < rules.confidence_threshold, slots=slots,
-        filled=frozenset(filled), events=tuple(events), answer=answer, awaited=awaited, takers=takers if answer else (),
-        waiting=rules.flows.waiting(conversation.state),
+        filled=frozenset(filled), events=tuple(events), answer=answer, awaited=awaited,
+        takers=tuple(m for m in would if m.slot not in filled) if answer else (),
+        waiting=rules.flows.waiting(conversation.state), valued=tuple(m for m in would if m.slot in filled),
     )
 
 
@@ -192,7 +219,7 @@ def in_scope_by_value(rules: TurnRules, parse: Parse, filled: set[str] | frozens
 def take_answer(rules: TurnRules, understanding: Understanding, *, question: bool) -> Understanding:
     """The message as the answer to the bot's question: the ``takers`` get the message as their value (unless it is a
     ``question`` the knowledge base answers with at least :data:`TASK_KNOWLEDGE_MIN`), and the turn reads as their
-    ``as_intent``; a low-confidence or out-of-scope message that gave a value of a slot the state waits for ("which
+    ``as_intent`` (as it does for the ``valued`` ones, whose value the tagger found in the message); a low-confidence or out-of-scope message that gave a value of a slot the state waits for ("which
     city?" "Paris"; a refused plan, then "Fibre 1000 then") is an answer too, whatever the classifier said. So is one
     that gave a value a task starts on (``starts_on``) while the bot waits for nothing: a customer who names an order
     is asking about it ("whats going on with 14021 the app shows something weird" was out of scope at 0.66, its
@@ -200,6 +227,8 @@ def take_answer(rules: TurnRules, understanding: Understanding, *, question: boo
     found = understanding
     for mapping in () if question else understanding.takers:
         found = found.with_text(mapping.slot, understanding.answer)
+        found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
+    for mapping in () if question else understanding.valued:  # answered with a value the tagger found in it
         found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
     answers = tuple(getattr(rules.flows.definition, "answer_intents", ()))
     definition = rules.flows.definition
@@ -209,7 +238,7 @@ def take_answer(rules: TurnRules, understanding: Understanding, *, question: boo
     if (found.low_confidence or found.intent == ev.OUT_OF_SCOPE) and (waited or opens):
         found = dataclasses.replace(found, intent=answers[0] if answers else found.intent, low_confidence=False,
                                     answered=True)
-    return dataclasses.replace(found, takers=())
+    return dataclasses.replace(found, takers=(), valued=())
 
 
 @dataclass(frozen=True)
