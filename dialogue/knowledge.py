@@ -62,9 +62,11 @@ question beside words no entry has, which the lexical overlap counts against eve
 shipping costs at 0.42, below the threshold). A message of two to :data:`~dialogue.clauses.MAX_CLAUSES` clauses
 (:func:`dialogue.clauses.split_clauses`) is scored as a whole and as each of its question clauses, and every entry
 (and every intent's examples) keeps its best score: one more encode per question clause, none for a one-clause
-message. A clause's score counts only when it reaches :data:`CLAUSE_MIN`: a few characters of a short clause match
-some entry by chance ("要不要带伞", a question about rain, is the telecom's plans entry at 0.55 for its 要 and 带), while
-the questions this is for score 0.84-0.85 alone ("包邮不", "现在有优惠券吗"). The intents' examples
+message. A clause's score counts only when it reaches :data:`CLAUSE_MIN`, and only when the whole message reaches it for no
+entry: a few characters of a short clause match some entry by chance ("要不要带伞", a question about rain, is the
+telecom's plans entry at 0.55 for its 要 and 带; "正常吗" after "快递好几天没更新物流了" is the opening-hours entry at 0.84),
+while the questions this is for score 0.84-0.85 alone ("包邮不", "现在有优惠券吗") where their whole message scores
+0.42-0.47. The intents' examples
 (:meth:`KnowledgeBase.nearest`) take every question clause: a stronger rival only keeps a turn from the entries.
 
 Search memo. A knowledge turn searches twice with the same text: the engine scores the message to decide whether the
@@ -542,10 +544,11 @@ class KnowledgeBase:
             return []
         whole, *parts = queries(text)
         best = dict(self._scores(whole, language))
-        for query in parts:
-            for i, score in self._scores(query, language):
-                if score >= CLAUSE_MIN:
-                    best[i] = max(best[i], score)
+        if max(best.values(), default=1.0) < CLAUSE_MIN:
+            for query in parts:
+                for i, score in self._scores(query, language):
+                    if score >= CLAUSE_MIN:
+                        best[i] = max(best[i], score)
         scored = sorted(best.items(), key=lambda pair: pair[1], reverse=True)[:k]
         return [
             Hit(entry_id=self.entries[i].id, answer=self.entries[i].answer, score=round(s, 6), language=language)

@@ -406,7 +406,8 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
     example of their intent (:class:`Bar`; "what's the deal with returns on opened stuff" is the return-policy
     entry, "I want to return my order" the task). Without examples to compare, small talk keeps its turn when the NLU
     is at least :data:`SMALL_TALK_TRUST` sure of it, and a task when its confidence is at least the match's score.
-    A task keeps its turn when its slots say so (an entity in the message). A blocked message, and one that answered
+    A task keeps its turn when its slots say so (an entity in the message; not a ``from_text`` slot's, which the tagger
+    may read into any clause: "你们退货政策是啥样的 拆封了还行不" had a "reason"). A blocked message, and one that answered
     the bot's question, are exempt.
     """
     action, parse = rules.knowledge_action, understanding.parse
@@ -417,7 +418,8 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
     threshold = rules.knowledge_threshold
     if understanding.low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE:
         return Bar(threshold)
-    if parse.entities:
+    free = {m.slot for m in rules.domain.from_text}
+    if any(e.entity not in free for e in parse.entities):
         return None  # an order id, a product...: the message is about the bot's task, not a general question
     if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:
         return Bar(threshold, (parse.intent,), threshold if parse.confidence < SMALL_TALK_TRUST else math.inf)
