@@ -672,33 +672,37 @@ def _without(text: str, values: Sequence[str]) -> str:
 
 class _Search:
     """The turn's one retrieval from the knowledge base, made when first needed (one MiniLM encode, in a worker
-    thread), whatever its score; each step then asks whether it reaches its own bar."""
+    thread), whatever its score; each step then asks whether it reaches its own bar. The intents' nearest examples
+    (the entries' rivals) are scored only for a bar that names rivals and a hit that reaches its score (from the
+    same query vector)."""
 
     def __init__(self, knowledge: Retriever | None, text: str, language: str) -> None:
         self._knowledge, self._text, self._language = knowledge, text, language
-        self._searched: list[tuple[Hit | None, Mapping[str, float]]] = []
+        self._best: list[Hit | None] = []
+        self._nearest: list[Mapping[str, float]] = []
 
     def __repr__(self) -> str:  # the text is customer text
-        return f"_Search(searched={bool(self._searched)})"
+        return f"_Search(searched={bool(self._best)})"
 
     async def hit(self, bar: turn.Bar) -> Hit | None:
         """The best entry if it passes ``bar``, else ``None``."""
-        hit, nearest = await self._result()
-        return hit if bar.admits(hit, nearest) else None
+        if not self._best:
+            self._best.append(await asyncio.to_thread(self._search))
+        hit = self._best[0]
+        needs_rivals = hit is not None and bool(bar.rivals) and float(hit.score) >= bar.score
+        return hit if bar.admits(hit, await self.nearest() if needs_rivals else {}) else None
 
     async def nearest(self) -> Mapping[str, float]:
         """Each intent's nearest NLU example's score for the message (``{}`` without a knowledge base)."""
-        return (await self._result())[1]
+        knowledge = self._knowledge
+        if not self._nearest:
+            self._nearest.append({} if knowledge is None or not self._text.strip() else
+                                 await asyncio.to_thread(knowledge.nearest, self._text, self._language))
+        return self._nearest[0]
 
-    async def _result(self) -> tuple[Hit | None, Mapping[str, float]]:
-        if not self._searched:
-            self._searched.append(await asyncio.to_thread(self._search))
-        return self._searched[0]
-
-    def _search(self) -> tuple[Hit | None, Mapping[str, float]]:
-        """The best entry and the best score of each intent's NLU examples (its rivals), from one query encode."""
+    def _search(self) -> Hit | None:
         knowledge = self._knowledge
         if knowledge is None or not self._text.strip():
-            return None, {}
+            return None
         hits = knowledge.search(self._text, self._language, 1)
-        return (hits[0] if hits else None), knowledge.nearest(self._text, self._language)
+        return hits[0] if hits else None

@@ -112,7 +112,7 @@ CACHE_FORMAT = 1
 ZH_COSINE_WEIGHT = 0.4
 _LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap
 CLAUSE_MIN = 0.8  # the score a question clause of a longer message needs to count on its own (see "Questions inside")
-MEMO_SIZE = 32  # queries whose scores are kept: a turn's two searches sit a few concurrent turns apart at most
+MEMO_SIZE = 128  # queries whose scores are kept: a turn's two searches sit a few concurrent turns apart at most
 
 
 @dataclass(frozen=True)
@@ -530,10 +530,18 @@ class KnowledgeBase:
         if self.examples is None or not text.strip():
             return {}
         best: dict[str, float] = {}
-        for query in queries(text):
+        for query in self._searched_as(text, language):
             for intent, score in self.examples.nearest(_query_vector(self._encoder, query), query, language).items():
                 best[intent] = max(best.get(intent, 0.0), score)
         return best
+
+    def _searched_as(self, text: str, language: str) -> list[str]:
+        """The texts :meth:`search` scores ``text`` as: the whole message, and its question clauses only when the whole
+        reaches :data:`CLAUSE_MIN` for no entry (see "Questions inside a message")."""
+        whole, *parts = queries(text)
+        if parts and max((score for _, score in self._scores(whole, language)), default=1.0) < CLAUSE_MIN:
+            return [whole, *parts]
+        return [whole]
 
     def search(self, text: str, language: str, k: int = 3) -> list[Hit]:
         """The ``k`` best entries in ``language`` (best first); ``[]`` for empty text or an unknown language.
@@ -542,13 +550,12 @@ class KnowledgeBase:
         """
         if k <= 0:
             return []
-        whole, *parts = queries(text)
+        whole, *parts = self._searched_as(text, language)
         best = dict(self._scores(whole, language))
-        if max(best.values(), default=1.0) < CLAUSE_MIN:
-            for query in parts:
-                for i, score in self._scores(query, language):
-                    if score >= CLAUSE_MIN:
-                        best[i] = max(best[i], score)
+        for query in parts:
+            for i, score in self._scores(query, language):
+                if score >= CLAUSE_MIN:
+                    best[i] = max(best[i], score)
         scored = sorted(best.items(), key=lambda pair: pair[1], reverse=True)[:k]
         return [
             Hit(entry_id=self.entries[i].id, answer=self.entries[i].answer, score=round(s, 6), language=language)
