@@ -9,8 +9,12 @@ The floors sit below what the bot reaches on the development machine (the NLU an
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
 two trainings of the same data differ: up to five conversations of a set (the held-out English set passed 37 of 44
 with the models of one session and 32 of 44 with the next one's, same code: the NLU read "r u open on sundays" as
-goodbye and two shipping questions as complaints; unscripted Chinese 72 and 68 of 79). Each floor is the lower of two
-sessions' results less five conversations (unscripted 76 / 82 and 68 / 79, held-out 32 / 44 and 30 / 43)."""
+goodbye and two shipping questions as complaints; unscripted Chinese 72 and 68 of 79). Each floor was the lower of two
+sessions' results less five conversations (unscripted 76 / 82 and 68 / 79, held-out 32 / 44 and 30 / 43). Stop 28's
+knowledge and answer rules raised the held-out results to 40 / 44 and 37 / 43 and the unscripted Chinese one to 73 / 79,
+measured in one session: those floors are now that result less seven conversations (held-out 33 / 44 and 30 / 43,
+unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
+The rules themselves are tested one by one in ``tests/dialogue/``."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import pytest
 from dialogue.scenarios import Scenario, run_scenario
 from tests.conftest import SCENARIOS
 
-FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.79, ("heldout", "en"): 0.61, ("heldout", "zh"): 0.58}
+FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69}
 
 
 def files(name: str) -> list[Any]:
