@@ -67,7 +67,7 @@ entry: a few characters of a short clause match some entry by chance ("要不要
 telecom's plans entry at 0.55 for its 要 and 带; "正常吗" after "快递好几天没更新物流了" is the opening-hours entry at 0.84),
 while the questions this is for score 0.84-0.85 alone ("包邮不", "现在有优惠券吗") where their whole message scores
 0.42-0.47. The intents' examples
-(:meth:`KnowledgeBase.nearest`) take every question clause: a stronger rival only keeps a turn from the entries.
+(:meth:`KnowledgeBase.nearest`) are scored over the same texts as the entries.
 
 Search memo. A knowledge turn searches twice with the same text: the engine scores the message to decide whether the
 knowledge base takes the turn, then the action that answers (:class:`dialogue.stock_actions.AnswerFromKnowledge`)
