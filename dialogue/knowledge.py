@@ -212,6 +212,7 @@ def _shared_encoder() -> SentenceEncoder:
 _Scores = tuple[tuple[int, float], ...]
 _MemoKey = tuple[object, str, str, float]
 _V = TypeVar("_V")
+_K = TypeVar("_K")
 
 
 class _ScoreMemo(Generic[_V]):
@@ -274,6 +275,14 @@ def _blend(cosine: float, lexical: float | None, weight: float) -> float:
 
 def _cosine_weight(language: str) -> float:
     return ZH_COSINE_WEIGHT if language in _LEXICAL_LANGUAGES else 1.0
+
+
+def _best_per(groups: Sequence[_K], cosines: Sequence[float]) -> dict[_K, float]:
+    """The best cosine of each group (an entry's questions, an intent's examples), row ``i`` belonging to ``groups[i]``."""
+    best: dict[_K, float] = {}
+    for group, cosine in zip(groups, cosines):
+        best[group] = max(best.get(group, -1.0), float(cosine))
+    return best
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -390,12 +399,12 @@ class ExampleIndex:
             raise KnowledgeError("embedding rows do not match the examples")
         self.examples = tuple(examples)
         self._vectors = vectors
-        self._intents = sorted({ex.intent for ex in self.examples})
+        self._intents = {intent: k for k, intent in enumerate(sorted({ex.intent for ex in self.examples}))}
         languages = sorted({ex.language for ex in self.examples})
         self._rows = {lang: [i for i, ex in enumerate(self.examples) if ex.language == lang] for lang in languages}
-        self._lexical = {
+        self._lexical = {  # one document per intent (its lexical index's key), all its examples of the language
             lang: LexicalIndex({k: " ".join(self.examples[i].text for i in rows if self.examples[i].intent == intent)
-                                for k, intent in enumerate(self._intents)})
+                                for intent, k in self._intents.items()})
             for lang, rows in self._rows.items() if lang in _LEXICAL_LANGUAGES
         }
 
@@ -419,12 +428,9 @@ class ExampleIndex:
         rows = self._rows.get(language, [])
         if not rows:
             return {}
-        best_cos: dict[str, float] = {}
-        for row, cosine in zip(rows, (self._vectors[rows] @ query).tolist()):
-            intent = self.examples[row].intent
-            best_cos[intent] = max(best_cos.get(intent, -1.0), cosine)
+        best_cos = _best_per([self.examples[row].intent for row in rows], (self._vectors[rows] @ query).tolist())
         lexical = self._lexical[language].scores(text) if language in self._lexical else None
-        return {intent: _blend(cos, None if lexical is None else lexical.get(self._intents.index(intent), 0.0),
+        return {intent: _blend(cos, None if lexical is None else lexical.get(self._intents[intent], 0.0),
                                _cosine_weight(language))
                 for intent, cos in best_cos.items()}
 
@@ -515,10 +521,7 @@ class KnowledgeBase:
         return list(scored)
 
     def _score(self, candidates: list[int], text: str, language: str, cosine_weight: float | None) -> _Scores:
-        cosines = (self._vectors @ _query_vector(self._encoder, text)).tolist()
-        best_cos: dict[int, float] = {}
-        for row, entry_index in enumerate(self._row_entries):
-            best_cos[entry_index] = max(best_cos.get(entry_index, -1.0), float(cosines[row]))
+        best_cos = _best_per(self._row_entries, (self._vectors @ _query_vector(self._encoder, text)).tolist())
         weight = _cosine_weight(language) if cosine_weight is None else cosine_weight
         lexical = self._lexical[language].scores(text) if weight < 1.0 and language in self._lexical else None
         return tuple((i, _blend(best_cos.get(i, 0.0), None if lexical is None else lexical.get(i, 0.0), weight))
@@ -530,18 +533,17 @@ class KnowledgeBase:
         if self.examples is None or not text.strip():
             return {}
         best: dict[str, float] = {}
-        for query in self._searched_as(text, language):
+        for query in [text, *self._searched(text, language)[1]]:
             for intent, score in self.examples.nearest(_query_vector(self._encoder, query), query, language).items():
                 best[intent] = max(best.get(intent, 0.0), score)
         return best
 
-    def _searched_as(self, text: str, language: str) -> list[str]:
-        """The texts :meth:`search` scores ``text`` as: the whole message, and its question clauses only when the whole
+    def _searched(self, text: str, language: str) -> tuple[dict[int, float], list[str]]:
+        """The whole message's scores, and the question clauses :meth:`search` scores as well: only where the whole
         reaches :data:`CLAUSE_MIN` for no entry (see "Questions inside a message")."""
         whole, *parts = queries(text)
-        if parts and max((score for _, score in self._scores(whole, language)), default=1.0) < CLAUSE_MIN:
-            return [whole, *parts]
-        return [whole]
+        scores = dict(self._scores(whole, language))
+        return scores, parts if parts and max(scores.values(), default=1.0) < CLAUSE_MIN else []
 
     def search(self, text: str, language: str, k: int = 3) -> list[Hit]:
         """The ``k`` best entries in ``language`` (best first); ``[]`` for empty text or an unknown language.
@@ -550,8 +552,7 @@ class KnowledgeBase:
         """
         if k <= 0:
             return []
-        whole, *parts = self._searched_as(text, language)
-        best = dict(self._scores(whole, language))
+        best, parts = self._searched(text, language)
         for query in parts:
             for i, score in self._scores(query, language):
                 if score >= CLAUSE_MIN:

@@ -219,8 +219,9 @@ def in_scope_by_value(rules: TurnRules, parse: Parse, filled: set[str] | frozens
 def take_answer(rules: TurnRules, understanding: Understanding, *, question: bool) -> Understanding:
     """The message as the answer to the bot's question: the ``takers`` get the message as their value (unless it is a
     ``question`` the knowledge base answers with at least :data:`TASK_KNOWLEDGE_MIN`), and the turn reads as their
-    ``as_intent`` (as it does for the ``valued`` ones, whose value the tagger found in the message); a low-confidence or out-of-scope message that gave a value of a slot the state waits for ("which
-    city?" "Paris"; a refused plan, then "Fibre 1000 then") is an answer too, whatever the classifier said. So is one
+    ``as_intent`` (as it does for the ``valued`` ones, whose value the tagger found in the message); a low-confidence
+    or out-of-scope message that gave a value of a slot the state waits for ("which city?" "Paris"; a refused plan,
+    then "Fibre 1000 then") is an answer too, whatever the classifier said. So is one
     that gave a value a task starts on (``starts_on``) while the bot waits for nothing: a customer who names an order
     is asking about it ("whats going on with 14021 the app shows something weird" was out of scope at 0.66, its
     best in-scope reading ``inform`` at 0.15, and got "I didn't understand"; the order's status is what it wanted)."""
