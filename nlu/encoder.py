@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nlu.errors import NLUError
 
@@ -28,6 +28,16 @@ class EncoderError(NLUError):
     """The bundled encoder is not installed or its files are missing."""
 
 
+class TextEncoder(Protocol):
+    """What retrieval needs of an encoder: a name (cache keys say which encoder wrote them), the width of its
+    vectors, and unit vectors for texts (MiniLM here; Chinese word vectors in :mod:`nlu.wordvec`)."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+
 class SentenceEncoder:
     """The bundled all-MiniLM-L6-v2: transformers ``AutoModel`` + mean pooling + L2 normalisation, on CPU.
 
@@ -36,6 +46,7 @@ class SentenceEncoder:
     """
 
     name = ENCODER_NAME
+    dim = ENCODER_DIM
 
     def __init__(self, model_dir: Path | None = None, *, batch_size: int = 32) -> None:
         self._model_dir = model_dir
