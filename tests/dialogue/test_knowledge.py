@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dialogue.errors import KnowledgeError
-from dialogue.knowledge import KnowledgeBase, LexicalIndex, MiniLMEncoder
+from dialogue.knowledge import KnowledgeBase, LexicalIndex, MiniLMEncoder, _keys
 from tests.conftest import ROOT, SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -199,11 +199,9 @@ def test_cache_is_reused_and_rebuilt_when_the_kb_changes(encoder: MiniLMEncoder,
     kb_file = tmp_path / "kb.yml"
     shutil.copy(KB, kb_file)
     cache = tmp_path / "cache"
-    n_questions = 0
-
     before = encoder.texts_encoded
     first = KnowledgeBase.load(kb_file, cache, encoder=encoder)
-    n_questions = sum(len(e.questions) for e in first.entries)
+    n_questions = sum(len(_keys(e)) for e in first.entries)  # the questions, and an English answer's sentences
     assert not first.cache_hit and encoder.texts_encoded - before == n_questions
     meta = json.loads((cache / "kb.json").read_text(encoding="utf-8"))
     assert meta["content_hash"] == first.content_hash and len(meta["ids"]) == n_questions
@@ -311,3 +309,22 @@ def test_a_question_inside_a_longer_message_is_found(kb: KnowledgeBase, message:
 def test_a_question_clause_counts_only_where_the_message_found_nothing(kb: KnowledgeBase, message: str) -> None:
     whole = max(kb._scores(message, "en"), key=lambda pair: pair[1])
     assert kb.search(message, "en", k=1)[0].score == pytest.approx(whole[1], abs=1e-6)
+
+
+def test_an_english_answer_is_read_sentence_by_sentence(encoder: MiniLMEncoder, tmp_path: Path) -> None:
+    """A question none of an entry's questions asks, which one sentence of its answer answers."""
+    small = tmp_path / "kb.yml"
+    small.write_text(
+        "entries:\n"
+        '  - {id: pay, language: en, questions: ["Which payment methods do you accept?"],\n'
+        '     answer: "We accept Visa, Mastercard and PayPal. Cash on delivery is not available."}\n'
+        '  - {id: ship, language: en, questions: ["How long does shipping take?"], answer: "3-5 business days."}\n'
+        '  - {id: parcel, language: en, questions: ["Where is my parcel?"], answer: "Track it under My Orders."}\n',
+        encoding="utf-8",
+    )
+    kb = KnowledgeBase.load(small, None, encoder=encoder)
+    assert _keys(kb.entries[0]) == (
+        "Which payment methods do you accept?", "We accept Visa, Mastercard and PayPal.",
+        "Cash on delivery is not available.")
+    hit = kb.search("can i pay in cash when the parcel arrives?", "en", k=1)[0]
+    assert hit.entry_id == "pay" and hit.score >= THRESHOLD, hit
