@@ -25,6 +25,7 @@ from nlu.prior import NgramPrior
 from nlu.sentence import SentenceHead
 from nlu.tokenize import Token, detect_language, is_placeholder, tokenize
 from nlu.types import Entity, Parse
+from nlu.wordvec import shared_word_vectors
 
 FORMAT_VERSION = 1
 PRIOR_FILE = "prior.safetensors"  # the optional n-gram sentence prior (config.json says its weight)
@@ -109,6 +110,8 @@ class NLUModel:
             tensors = {"weight": self.prior.weight.contiguous(), "bias": self.prior.bias.contiguous()}
             if self.prior.dense is not None:
                 tensors["dense"] = self.prior.dense.contiguous()
+            if self.prior.words is not None:
+                tensors["words"] = self.prior.words.contiguous()
             save_file(tensors, str(out / PRIOR_FILE), metadata={"format": "kefu-nlu-prior", "version": str(FORMAT_VERSION)})
         elif (out / PRIOR_FILE).exists():
             (out / PRIOR_FILE).unlink()  # a model without a prior saved over one that had it
@@ -187,7 +190,9 @@ class NLUModel:
                 raw_prior = load_file(str(d / PRIOR_FILE))
                 dense = raw_prior.get("dense")
                 table = load_table(vocab.pretrained) if dense is not None else None
-                prior = NgramPrior(raw_prior["weight"], raw_prior["bias"], dense, table)
+                words = raw_prior.get("words")
+                prior = NgramPrior(raw_prior["weight"], raw_prior["bias"], dense, table, words,
+                                   shared_word_vectors() if words is not None else None)
             except (SafetensorError, OSError, ValueError, KeyError) as exc:
                 raise ModelLoadError(d / PRIOR_FILE, f"missing or unreadable n-gram prior: {exc!r}") from None
             if prior.weight.size(1) != len(vocab.intents) or prior.bias.shape != (len(vocab.intents),):

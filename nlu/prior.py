@@ -4,8 +4,10 @@ Why: on a bot's few hundred examples the recurrent model learns word order and c
 over-trusts whichever sentence shape it saw most (unfamiliar Chinese questions read as ``complaint``); a bag of word
 n-grams and in-word character n-grams (typos: ``ordr`` shares ``<or``, ``ord`` with ``order``) is the classic strong
 small-data baseline and makes different mistakes. With the bundled MiniLM piece table, the mean piece embedding
-of the utterance's Latin words is a dense input too (``parcel`` lands near ``package``). Their logits are added (``alpha`` chosen on dev, 0 allowed, so it
-cannot do worse than the BiLSTM on dev) and then calibrated together.
+of the utterance's Latin words is a dense input too (``parcel`` lands near ``package``); with the Chinese word vectors
+(:mod:`nlu.wordvec`), so is the SIF sentence vector of its Chinese characters (给钱 lands near 付款, which no n-gram
+of the training examples says). Their logits are added (``alpha`` chosen on dev, 0 allowed, so it cannot do worse
+than the BiLSTM on dev) and then calibrated together.
 
 Features come from the tokens alone (the tokenizer gives one token per Chinese character), so training and serving
 see the same thing; ids are CRC32 hashes into ``dim`` buckets (deterministic across processes, no vocabulary to
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nlu.encoder import TextEncoder
+from nlu.model import is_cjk_char
 from nlu.pretrained import PieceTable
 
 DEFAULT_DIM = 1 << 16
@@ -68,18 +72,32 @@ def dense_features(token_lists: Sequence[Sequence[str]], table: PieceTable) -> T
     return F.normalize(torch.stack(rows), dim=-1) * DENSE_SCALE
 
 
+def chinese_features(token_lists: Sequence[Sequence[str]], vectors: TextEncoder) -> Tensor:
+    """The word-vector sentence vector of each utterance's Chinese characters (the tokenizer gives one token per
+    character; the encoder cuts them into words again), scaled by :data:`DENSE_SCALE` ``[N, vectors.dim]`` (zeros
+    without Chinese)."""
+    texts = ["".join(t for t in toks if is_cjk_char(t)) for toks in token_lists]
+    return vectors.encode(texts) * DENSE_SCALE
+
+
 class NgramPrior:
-    """Weights ``[dim, n_intents]``, bias ``[n_intents]`` and, with a piece table, dense weights
-    ``[table.dim, n_intents]`` over :func:`dense_features`; :meth:`logits` of tokenised utterances."""
+    """Weights ``[dim, n_intents]``, bias ``[n_intents]``; with a piece table, dense weights ``[table.dim, n_intents]``
+    over :func:`dense_features`; with Chinese word vectors, ``words`` ``[vectors.dim, n_intents]`` over
+    :func:`chinese_features`. :meth:`logits` of tokenised utterances."""
 
     def __init__(self, weight: Tensor, bias: Tensor, dense: Tensor | None = None,
-                 table: PieceTable | None = None) -> None:
+                 table: PieceTable | None = None, words: Tensor | None = None,
+                 vectors: TextEncoder | None = None) -> None:
         if (dense is None) != (table is None):
             raise ValueError("dense weights and a piece table go together")
+        if (words is None) != (vectors is None):
+            raise ValueError("word-vector weights and the word vectors go together")
         self.weight = weight
         self.bias = bias
         self.dense = dense
         self.table = table
+        self.words = words
+        self.vectors = vectors
 
     @property
     def dim(self) -> int:
@@ -92,14 +110,17 @@ class NgramPrior:
         out = F.embedding_bag(ids, self.weight, offsets, mode="sum", per_sample_weights=w) + self.bias
         if self.dense is not None and self.table is not None:
             out = out + dense_features(token_lists, self.table) @ self.dense
+        if self.words is not None and self.vectors is not None:
+            out = out + chinese_features(token_lists, self.vectors) @ self.words
         return out
 
     @classmethod
     def fit(cls, token_lists: Sequence[Sequence[str]], labels: Sequence[int], n_intents: int, seed: int = 0,
             dim: int = DEFAULT_DIM, table: PieceTable | None = None, steps: int = 150, lr: float = 0.2,
-            weight_decay: float = 1e-4) -> NgramPrior:
+            weight_decay: float = 1e-4, vectors: TextEncoder | None = None) -> NgramPrior:
         """Full-batch Adam on cross-entropy with an L2 penalty on the weights in use (a fixed step budget;
-        deterministic: zero start, full batch). ``table``: also learn dense weights over :func:`dense_features`."""
+        deterministic: zero start, full batch). ``table``: also learn dense weights over :func:`dense_features`;
+        ``vectors``: and over :func:`chinese_features`."""
         torch.manual_seed(seed)
         weight = torch.zeros(dim, n_intents, requires_grad=True)  # buckets no example uses stay exactly 0
         bias = torch.zeros(n_intents, requires_grad=True)
@@ -108,6 +129,10 @@ class NgramPrior:
         x = dense_features(token_lists, table) if table is not None else None
         if dense is not None:
             params.append(dense)
+        words = torch.zeros(vectors.dim, n_intents, requires_grad=True) if vectors is not None else None
+        z = chinese_features(token_lists, vectors) if vectors is not None else None
+        if words is not None:
+            params.append(words)
         ids, offsets, w = batch(token_lists, dim)
         y = torch.tensor(list(labels), dtype=torch.long)
         opt = torch.optim.Adam(params, lr=lr)
@@ -119,8 +144,12 @@ class NgramPrior:
             if dense is not None and x is not None:
                 logits = logits + x @ dense
                 penalty = penalty + dense.pow(2).sum()
+            if words is not None and z is not None:
+                logits = logits + z @ words
+                penalty = penalty + words.pow(2).sum()
             loss = F.cross_entropy(logits, y) + weight_decay * penalty
             loss.backward()
             opt.step()
         return cls(weight.detach().contiguous(), bias.detach().contiguous(),
-                   dense.detach().contiguous() if dense is not None else None, table)
+                   dense.detach().contiguous() if dense is not None else None, table,
+                   words.detach().contiguous() if words is not None else None, vectors)

@@ -27,12 +27,24 @@ from nlu.augment import Augmenter
 from nlu.data import Example
 from nlu.errors import TrainingError
 from nlu.evaluate import score
-from nlu.model import UNK, Ensemble, JointBiLSTMCRF, NLUConfig, Vocab, collate, encode, featurise, normalise_word
+from nlu.model import (
+    UNK,
+    Ensemble,
+    JointBiLSTMCRF,
+    NLUConfig,
+    Vocab,
+    collate,
+    encode,
+    featurise,
+    is_cjk_char,
+    normalise_word,
+)
 from nlu.patterns import Pattern
 from nlu.predict import NLUModel
 from nlu.pretrained import load_table
 from nlu.prior import NgramPrior
 from nlu.sentence import SentenceHead
+from nlu.wordvec import shared_word_vectors
 
 
 @dataclass
@@ -534,8 +546,10 @@ def _attach_prior(model: NLUModel, examples: Sequence[Example], known: Sequence[
     is a candidate. Sets ``model.prior``/``prior_weight``; returns the combined calibration logits and a report."""
     vocab = model.vocab
     t0 = time.perf_counter()
+    chinese = any(is_cjk_char(t) for ex in examples for t in ex.tokens)  # the word vectors read Chinese only
     prior = NgramPrior.fit([ex.tokens for ex in examples], [vocab.intent_id[ex.intent] for ex in examples],
-                           len(vocab.intents), seed, table=load_table(vocab.pretrained) if vocab.pretrained else None)
+                           len(vocab.intents), seed, table=load_table(vocab.pretrained) if vocab.pretrained else None,
+                           vectors=shared_word_vectors() if chinese else None)
     with torch.inference_mode():
         prior_logits = prior.logits([ex.tokens for ex in known]).clone()
     weight, rows = _choose_weight(logits, prior_logits, labels, PRIOR_WEIGHTS)

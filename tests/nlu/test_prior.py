@@ -11,7 +11,8 @@ import torch
 from nlu_testutil import FIXTURES, TINY
 
 from nlu.data import make_example, read_rasa_nlu
-from nlu.prior import NgramPrior, features
+from nlu.prior import NgramPrior, chinese_features, features
+from nlu.wordvec import WORDVEC_DIM, WordVectorEncoder, shared_word_vectors
 
 TRAIN = {
     "order_status": ["where is my order", "track my order", "has my order shipped", "order status please",
@@ -21,14 +22,14 @@ TRAIN = {
 }
 
 
-def _fit(seed: int = 0) -> tuple[NgramPrior, list[str]]:
+def _fit(seed: int = 0, vectors: WordVectorEncoder | None = None) -> tuple[NgramPrior, list[str]]:
     intents = sorted(TRAIN)
     tokens, labels = [], []
     for k, intent in enumerate(intents):
         for text in TRAIN[intent]:
             tokens.append(make_example(text, intent).tokens)
             labels.append(k)
-    return NgramPrior.fit(tokens, labels, len(intents), seed, dim=1 << 12), intents
+    return NgramPrior.fit(tokens, labels, len(intents), seed, dim=1 << 12, vectors=vectors), intents
 
 
 def test_features_are_stable_hashes_of_words_and_word_pieces() -> None:
@@ -45,6 +46,20 @@ def test_prior_classifies_unseen_wordings_in_both_languages() -> None:
              "订单到哪了啊": "order_status", "我想退货": "return_request"}
     logits = prior.logits([make_example(t, "").tokens for t in probe])
     assert [intents[i] for i in logits.argmax(-1).tolist()] == list(probe.values())
+
+
+def test_chinese_word_vectors_read_what_no_ngram_says() -> None:
+    """Two Chinese wordings that share no word with their intent's examples: the n-grams alone file both under the
+    other intent; with the word vectors' sentence vector (钱 near 退款, 送来 near 物流) both are read right."""
+    probe = {"东西不要了能把钱还我吗": "return_request", "货什么时候能送来": "order_status"}
+    tokens = [make_example(t, "").tokens for t in probe]
+    without, intents = _fit()
+    with_vectors, _ = _fit(vectors=shared_word_vectors())
+    assert with_vectors.words is not None and with_vectors.words.shape == (WORDVEC_DIM, len(intents))
+    assert [intents[i] for i in with_vectors.logits(tokens).argmax(-1).tolist()] == list(probe.values())
+    assert all(intents[i] != gold for i, gold in zip(without.logits(tokens).argmax(-1).tolist(), probe.values()))
+    english = [make_example("where is my order", "").tokens]
+    assert not chinese_features(english, shared_word_vectors()).any()  # no Chinese, no word-vector input
 
 
 def test_prior_is_deterministic() -> None:
@@ -71,6 +86,25 @@ def test_training_saves_the_prior_and_serving_uses_it(tmp_path: Path) -> None:
     if loaded.prior is not None:  # the prior moves the probabilities
         without = NLUModel(loaded.net, loaded.vocab, loaded.temperature)
         assert [p.confidence for p in without.parse_batch(texts)] != [p.confidence for p in loaded.parse_batch(texts)]
+
+
+def test_the_word_vector_weights_are_saved_and_loaded(tmp_path: Path) -> None:
+    from nlu.model import NLUConfig
+    from nlu.predict import NLUModel
+    from nlu.train import TrainConfig, train
+
+    model = train(read_rasa_nlu(FIXTURES / "nlu.yml"), tmp_path, None, NLUConfig(**TINY, pretrained=""),
+                  TrainConfig(epochs=1, ensemble=1, prior=False, progress=False))
+    n = len(model.vocab.intents)
+    words = torch.randn(WORDVEC_DIM, n, generator=torch.Generator().manual_seed(0))
+    model.prior = NgramPrior(torch.zeros(1 << 12, n), torch.zeros(n), words=words, vectors=shared_word_vectors())
+    model.prior_weight = 1.0
+    model.save(tmp_path)
+    loaded = NLUModel.load(tmp_path)
+    assert loaded.prior is not None and loaded.prior.words is not None and torch.equal(loaded.prior.words, words)
+    assert loaded.prior.vectors is shared_word_vectors()
+    texts = ["我想退货，东西不要了", "where is my order"]
+    assert [p.to_dict() for p in loaded.parse_batch(texts)] == [p.to_dict() for p in model.parse_batch(texts)]
 
 
 def test_a_missing_prior_file_is_a_load_error(tmp_path: Path) -> None:
