@@ -135,7 +135,7 @@ __all__ = ["Encoders", "Example", "ExampleIndex", "Hit", "KBEntry", "KnowledgeBa
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: one block of columns per encoder; English answers' sentences are rows (_keys)
 ZH_COSINE_WEIGHT = 0.6
 BLEND_SPAN = 0.9  # a blended score is divided by this (at most 1): one threshold for both scales (see "Scoring")
 _LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from dialogue.errors import KnowledgeError
-from dialogue.knowledge import KnowledgeBase, LexicalIndex, MiniLMEncoder, _keys
+from dialogue.knowledge import Encoders, KnowledgeBase, LexicalIndex, MiniLMEncoder, _keys
 from tests.conftest import ROOT, SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -328,3 +330,25 @@ def test_an_english_answer_is_read_sentence_by_sentence(encoder: MiniLMEncoder, 
         "Cash on delivery is not available.")
     hit = kb.search("can i pay in cash when the parcel arrives?", "en", k=1)[0]
     assert hit.entry_id == "pay" and hit.score >= THRESHOLD, hit
+
+
+class _Fixed:
+    """A fake encoder: every text is the same vector (its width ``dim``)."""
+
+    def __init__(self, name: str, vector: list[float]) -> None:
+        self.name, self.dim, self.vector = name, len(vector), vector
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([self.vector] * len(texts), dtype=torch.float32).reshape(len(texts), self.dim)
+
+
+def test_encoders_give_each_language_its_own_block() -> None:
+    english, chinese = _Fixed("en-enc", [0.5, 0.5]), _Fixed("zh-enc", [0.0, 0.0, 1.0])
+    both = Encoders(english, {"zh": chinese})
+    rows = both.encode(["hello", "你好", "bonjour"], ["en", "zh", "fr"])
+    assert rows.tolist() == [[0.5, 0.5, 0, 0, 0], [0, 0, 0, 0, 1.0], [0.5, 0.5, 0, 0, 0]]  # fr: the default's block
+    assert float(rows[0] @ rows[2]) == 0.5 and float(rows[0] @ rows[1]) == 0.0
+    assert both.of("zh") is chinese and both.of("en") is english and "zh: zh-enc" in both.name
+    alone = Encoders(english)
+    assert alone.encode(["a", "b"], ["en", "zh"]).tolist() == [[0.5, 0.5], [0.5, 0.5]]  # one encoder: no blocks
+    assert both.encode([], []).shape == (0, 5)
