@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nlu.errors import NLUError
 
@@ -106,14 +106,23 @@ class SentenceEncoder:
         return torch.cat(out).to(torch.float32).contiguous()
 
 
-_default: SentenceEncoder | None = None
-_default_lock = threading.Lock()
+_T = TypeVar("_T")
 
 
-def shared_encoder() -> SentenceEncoder:
-    """One encoder per process (the model is ~90 MB)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = SentenceEncoder()
-        return _default
+def process_wide(factory: Callable[[], _T]) -> Callable[[], _T]:
+    """A getter of one ``factory()`` per process, built on the first call (thread-safe): for the encoders, whose
+    models are loaded once and shared by every part that reads text."""
+    lock = threading.Lock()
+    made: list[_T] = []
+
+    def get() -> _T:
+        with lock:
+            if not made:
+                made.append(factory())
+            return made[0]
+
+    get.__doc__ = f"The process's one {getattr(factory, '__name__', 'instance')}."
+    return get
+
+
+shared_encoder = process_wide(SentenceEncoder)  # the model is ~90 MB

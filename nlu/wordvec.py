@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nlu.encoder import EncoderError
+from nlu.encoder import EncoderError, process_wide
 
 if TYPE_CHECKING:
     import numpy as np
@@ -177,14 +177,4 @@ def read_word2vec(path: Path) -> tuple[list[str], np.ndarray]:
     return words, vectors
 
 
-_default: WordVectorEncoder | None = None
-_default_lock = threading.Lock()
-
-
-def shared_word_vectors() -> WordVectorEncoder:
-    """One encoder per process (the vectors take 50 MB)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = WordVectorEncoder()
-        return _default
+shared_word_vectors = process_wide(WordVectorEncoder)  # the vectors take 50 MB

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nlu import wordvec
-from nlu.encoder import EncoderError
+from nlu.encoder import EncoderError, process_wide
 from nlu.wordvec import WORDVEC_DIM, WordVectorEncoder, read_word2vec, shared_word_vectors
 
 
@@ -83,3 +83,19 @@ def test_the_bundled_vectors_know_chinese_paraphrases() -> None:
     for query, paraphrase, unrelated in pairs:
         q, p, u = encoder.encode([query, paraphrase, unrelated])
         assert float(q @ p) > float(q @ u) + 0.1, (query, float(q @ p), float(q @ u))
+
+
+def test_process_wide_builds_one_instance_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    built: list[object] = []
+
+    def factory() -> object:
+        built.append(object())
+        return built[-1]
+
+    get = process_wide(factory)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: get(), range(32)))
+    assert len(built) == 1 and all(g is built[0] for g in got)
+    assert shared_word_vectors() is shared_word_vectors()
