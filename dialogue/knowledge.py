@@ -641,6 +641,12 @@ class KnowledgeBase:
         scores = dict(self._scores(whole, language))
         return scores, parts if parts and max(scores.values(), default=1.0) < CLAUSE_MIN else []
 
+    def warm(self) -> None:
+        """Load the encoders now (MiniLM, the word vectors: a few seconds) rather than on the first customer's
+        question. Blocking: run it in a worker thread."""
+        for language in self.languages:
+            self._encoders.encode([""], [language])
+
     def search(self, text: str, language: str, k: int = 3) -> list[Hit]:
         """The ``k`` best entries in ``language`` (best first); ``[]`` for empty text or an unknown language.
 

@@ -188,6 +188,7 @@ async def running_bot(
             running.closers.append(actions.aclose)
             domain, flows = bot_dialogue(bot, getattr(actions, "action_names", None))
             nlu = await asyncio.to_thread(NLUModel.load, nlu_folder)
+            await asyncio.to_thread(nlu.warm)  # the first customer does not wait for lazily loaded vectors
             _require(bot.injection_model, "the prompt-injection detector")
             injection = await asyncio.to_thread(InjectionDetector.load, bot.injection_model)
             output_filter = None
@@ -213,6 +214,7 @@ async def running_bot(
             knowledge = None
             if cfg.knowledge and cfg.knowledge_action:
                 knowledge = await asyncio.to_thread(bot.load_knowledge)
+                await asyncio.to_thread(knowledge.warm)
             parts = BotParts(
                 domain=domain,
                 flows=flows,

@@ -238,6 +238,14 @@ class NLUModel:
             out_tags[i] = tags[pos]
         return p[inverse], out_tags
 
+    def warm(self) -> None:
+        """Load now what parsing loads on first use (the prior's Chinese word vectors, the sentence head's encoder: a
+        few seconds), so that no customer's message waits for it. Blocking."""
+        if self.prior is not None and self.prior.vectors is not None:
+            self.prior.vectors.encode([""])
+        if self.sentence is not None:
+            shared_encoder().encode([""])
+
     def parse_batch(self, texts: Sequence[str], batch_size: int = 128) -> list[Parse]:
         token_lists: list[list[Token]] = [tokenize(t) for t in texts]
         probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size, texts)

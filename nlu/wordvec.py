@@ -61,7 +61,12 @@ class WordVectorEncoder:
         self.texts_encoded = 0
 
     def __repr__(self) -> str:
-        return f"WordVectorEncoder(loaded={self._index is not None})"
+        return f"WordVectorEncoder(loaded={self.loaded})"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the vectors have been read (they are, on the first :meth:`encode`)."""
+        return self._index is not None
 
     @staticmethod
     def default_data_dir() -> Path:

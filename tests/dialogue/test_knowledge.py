@@ -352,3 +352,12 @@ def test_encoders_give_each_language_its_own_block() -> None:
     alone = Encoders(english)
     assert alone.encode(["a", "b"], ["en", "zh"]).tolist() == [[0.5, 0.5], [0.5, 0.5]]  # one encoder: no blocks
     assert both.encode([], []).shape == (0, 5)
+
+
+def test_warm_loads_the_encoders_before_any_question(tmp_path: Path) -> None:
+    KnowledgeBase.load(KB, tmp_path, encoder=MiniLMEncoder())  # writes the cache
+    fresh = MiniLMEncoder()
+    kb = KnowledgeBase.load(KB, tmp_path, encoder=fresh)
+    assert kb.cache_hit and not fresh.loaded
+    kb.warm()
+    assert fresh.loaded and fresh.texts_encoded == len(kb.languages)

@@ -123,3 +123,18 @@ def test_a_missing_prior_file_is_a_load_error(tmp_path: Path) -> None:
     (tmp_path / PRIOR_FILE).unlink()
     with pytest.raises(ModelLoadError, match="prior"):
         NLUModel.load(tmp_path)
+
+
+def test_warm_reads_the_word_vectors_before_the_first_parse(tmp_path: Path) -> None:
+    from nlu.model import NLUConfig
+    from nlu.train import TrainConfig, train
+
+    model = train(read_rasa_nlu(FIXTURES / "nlu.yml"), tmp_path, None, NLUConfig(**TINY, pretrained=""),
+                  TrainConfig(epochs=1, ensemble=1, prior=False, progress=False))
+    n = len(model.vocab.intents)
+    vectors = WordVectorEncoder()
+    model.prior = NgramPrior(torch.zeros(1 << 12, n), torch.zeros(n), words=torch.zeros(WORDVEC_DIM, n), vectors=vectors)
+    model.prior_weight = 1.0
+    assert not vectors.loaded
+    model.warm()
+    assert vectors.loaded
