@@ -689,8 +689,7 @@ class _Search:
         if not self._best:
             self._best.append(await asyncio.to_thread(self._search))
         hit = self._best[0]
-        needs_rivals = hit is not None and bool(bar.rivals) and float(hit.score) >= bar.score
-        return hit if bar.admits(hit, await self.nearest() if needs_rivals else {}) else None
+        return hit if bar.admits(hit, await self.nearest() if bar.asks_rivals(hit) else {}) else None
 
     async def nearest(self) -> Mapping[str, float]:
         """Each intent's nearest NLU example's score for the message (``{}`` without a knowledge base)."""

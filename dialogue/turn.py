@@ -85,6 +85,11 @@ class TurnRules:
     def initial_state(self) -> str:
         return self.flows.initial_state
 
+    @property
+    def answer_intents(self) -> tuple[str, ...]:
+        """The intents a reply to the bot's question is read as (a dialogue definition's ``answer_intents``)."""
+        return tuple(getattr(self.flows.definition, "answer_intents", ()))
+
 
 # -- reading the message ---------------------------------------------------------------------------------------------
 def language_of(text: str, current: str) -> str:
@@ -159,7 +164,7 @@ def plainly(rules: TurnRules, intent: str, nearest: Mapping[str, float] | None) 
     :data:`RIVAL_MARGIN` (``nearest``: :meth:`dialogue.knowledge.KnowledgeBase.nearest`; without it, yes). Asked for a
     return's reason, "the noise cancelling is basically useless" is a complaint to the NLU at 0.99, but the complaint
     examples are no nearer to it than the answers (0.28 against 0.23); "I want a human" is (0.73 against 0.25)."""
-    answers = tuple(getattr(rules.flows.definition, "answer_intents", ()))
+    answers = rules.answer_intents
     if not nearest or not answers:
         return True
     return nearest.get(intent, 0.0) >= max(nearest.get(a, 0.0) for a in answers) + RIVAL_MARGIN
@@ -231,7 +236,7 @@ def take_answer(rules: TurnRules, understanding: Understanding, *, question: boo
         found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
     for mapping in () if question else understanding.valued:  # answered with a value the tagger found in it
         found = dataclasses.replace(found, intent=mapping.as_intent or found.intent, low_confidence=False, answered=True)
-    answers = tuple(getattr(rules.flows.definition, "answer_intents", ()))
+    answers = rules.answer_intents
     definition = rules.flows.definition
     waited = found.filled & (found.awaited | found.waiting)
     opens = (not found.awaited and not found.waiting and bool(answers) and isinstance(definition, DialogueDefinition)
@@ -379,12 +384,17 @@ class Bar:
     """What a knowledge entry must reach to take a turn: at least ``score`` and, for each intent in ``rivals``, more
     than that intent's nearest NLU example scores for the message, by :data:`RIVAL_MARGIN` (see "Rivals" in
     :mod:`dialogue.knowledge`: a question about returns is nearer to the returns entry than to any "I want to
-    return..." example). Against a
-    knowledge base without examples the rivals cannot be asked, and ``alone`` is the score it needs instead."""
+    return..." example). Against a knowledge base without examples the rivals cannot be asked, and ``alone`` is the
+    score it needs instead."""
 
     score: float
     rivals: tuple[str, ...] = ()
     alone: float = math.inf
+
+    def asks_rivals(self, hit: Hit | None) -> bool:
+        """Whether judging ``hit`` needs the rivals' scores: only a hit that reaches ``score`` is compared with them
+        (the caller scores the intents' examples only then)."""
+        return hit is not None and bool(self.rivals) and float(hit.score) >= self.score
 
     def admits(self, hit: Hit | None, nearest: Mapping[str, float]) -> bool:
         if hit is None:

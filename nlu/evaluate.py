@@ -55,6 +55,12 @@ def evaluate(model: NLUModel, examples: Sequence[Example], batch_size: int = 128
     """Evaluate on gold-tokenised examples. Keys: n, intent_accuracy, intent_macro_f1, slot_f1, slot_precision,
     slot_recall, sentence_accuracy, utterances_per_second, single_parse_ms (median), and with OOS gold labels
     (``oos``/``out_of_scope``) also oos_recall and in_scope_accuracy. Accuracies are fractions in [0, 1]."""
+    return _evaluate(model, examples, batch_size)[0]
+
+
+def _evaluate(model: NLUModel, examples: Sequence[Example], batch_size: int
+              ) -> tuple[dict[str, float | int], list[str]]:
+    """:func:`evaluate`'s metrics and the predicted intent of each example."""
     t0 = time.perf_counter()
     probs, pred_tags = model.predict_tokens([ex.tokens for ex in examples], batch_size,
                                             [ex.text for ex in examples])
@@ -69,7 +75,7 @@ def evaluate(model: NLUModel, examples: Sequence[Example], batch_size: int = 128
         model.parse(ex.text)
         timings.append((time.perf_counter() - t) * 1000)
     out["single_parse_ms"] = statistics.median(timings) if timings else 0.0
-    return out
+    return out, pred_intents
 
 
 def intent_report(gold: Sequence[str], pred: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -205,10 +211,10 @@ def cross_validate(examples: Sequence[Example], k: int, train_fn: Callable[[list
             held = set(test_idx)
             model = train_fn([ex for i, ex in enumerate(examples) if i not in held], Path(tmp) / f"fold{f}")
             test = [examples[i] for i in test_idx]
-            results.append(evaluate(model, test))
-            probs, _ = model.predict_tokens([ex.tokens for ex in test], 128, [ex.text for ex in test])
-            for i, ex, pred in zip(test_idx, test, model.decide(probs).tolist()):
-                right.setdefault(languages[i], []).append(model.vocab.intents[pred] == ex.intent)
+            metrics, predicted = _evaluate(model, test, 128)
+            results.append(metrics)
+            for i, ex, intent in zip(test_idx, test, predicted):
+                right.setdefault(languages[i], []).append(intent == ex.intent)
     keys = [key for key in results[0] if key != "n" and all(key in r for r in results)]
     summary: dict[str, object] = {"folds": k, "n": len(examples), "per_fold": results}
     summary["mean"] = {key: statistics.fmean(float(r[key]) for r in results) for key in keys}
