@@ -112,7 +112,8 @@ def protocol_version() -> str:
 
 
 def _latest_message(
-    latest_text: str | None, parse: Parse | None, language: str | None, message_id: str | None
+    latest_text: str | None, parse: Parse | None, language: str | None, message_id: str | None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {
         "text": latest_text if latest_text is not None else (parse.text if parse is not None else None),
@@ -120,7 +121,7 @@ def _latest_message(
         "entities": [],
         "intent_ranking": [],
         "message_id": message_id,
-        "metadata": {"language": language} if language else {},
+        "metadata": {**({"language": language} if language else {}), **(metadata or {})},
     }
     if parse is not None:
         message["intent"] = {"name": parse.intent, "confidence": float(parse.confidence)}
@@ -148,12 +149,15 @@ def build_action_call(
     followup_action: str | None = None,
     message_id: str | None = None,
     paused: bool = False,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body Rasa POSTs to ``<action server>/webhook`` to run ``action_name``.
 
     ``slots`` are the conversation's slots; the ``language`` slot is filled from ``language`` (or
     ``parse.language``) when given, so actions can localise. ``events`` are Rasa-format tracker events (see
-    :func:`rasa_events`). ``domain`` is the bot's domain dict (always sent: no domain digest caching).
+    :func:`rasa_events`). ``domain`` is the bot's domain dict (always sent: no domain digest caching). ``metadata``
+    joins the latest message's (the knowledge action gets the bot's ``knowledge_threshold`` in the conversation's
+    language there).
     """
     slot_values = dict(slots)
     lang = language or slot_values.get("language") or (parse.language if parse is not None else None)
@@ -164,7 +168,7 @@ def build_action_call(
     tracker: dict[str, Any] = {
         "sender_id": conversation_id,
         "slots": slot_values,
-        "latest_message": _latest_message(latest_text, parse, lang, message_id),
+        "latest_message": _latest_message(latest_text, parse, lang, message_id, metadata),
         "latest_event_time": max(times) if times else time.time(),
         "followup_action": followup_action,
         "paused": paused,

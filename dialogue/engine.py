@@ -130,7 +130,7 @@ class BotParts:
     staffing: StaffingProbe | None = None  # None: a human can always answer (tests, scripts)
     knowledge: Retriever | None = None  # the bot's knowledge base, scored on every turn that is not a confident task
     knowledge_action: str | None = None  # the bot's action that answers from it (bot.yml knowledge_action)
-    knowledge_threshold: float = 0.5
+    knowledge_threshold: float | Mapping[str, float] = 0.5  # bot.yml: one, or one per language
     handoff_timeout: dt.timedelta = DEFAULT_TIMEOUT
     rasa: RasaDialogue | None = None  # an imported Rasa project's rules, forms and stories run the dialogue
 
@@ -402,7 +402,8 @@ class DialogueEngine:
         wait, back = await self._wait(rules, conversation, understanding, situation)
         chosen = back[0] if back else situation(wait.state)
         decision = back[1] if back else await self._choose(chosen)
-        bar = turn.knowledge_bar(rules, understanding, chosen.context, decision, blocked=verdict.blocked)
+        bar = turn.knowledge_bar(rules, understanding, chosen.context, decision, blocked=verdict.blocked,
+                                 language=language)
         plan = turn.decide(rules, understanding, conversation, wait, chosen, decision,
                            None if bar is None else await search.hit(bar))
         timer.lap("policy")
@@ -539,6 +540,8 @@ class DialogueEngine:
             events=[],
             domain=self.parts.domain.for_action_server(),
             language=language,
+            metadata=({"knowledge_threshold": turn.knowledge_threshold(self.parts.knowledge_threshold, language)}
+                      if action == self.parts.knowledge_action else None),
         )
         try:
             result = await self.parts.actions.run(action, payload)

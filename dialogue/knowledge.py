@@ -125,6 +125,7 @@ import yaml
 from dialogue.clauses import MAX_CLAUSES, split_clauses
 from dialogue.errors import KnowledgeError
 from nlu.encoder import SentenceEncoder, TextEncoder, shared_encoder
+from nlu.tokenize import simplified
 from nlu.wordvec import shared_word_vectors
 
 if TYPE_CHECKING:
@@ -189,8 +190,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*")
 
 
 def lexical_units(text: str) -> set[str]:
-    """CJK characters one by one, digit runs and Latin words as single units; punctuation and spaces dropped."""
-    return set(_TOKEN.findall(unicodedata.normalize("NFKC", text).lower()))
+    """CJK characters one by one (traditional as simplified), digit runs and Latin words as single units; punctuation
+    and spaces dropped."""
+    return set(_TOKEN.findall(simplified(unicodedata.normalize("NFKC", text)).lower()))
 
 
 class LexicalIndex:

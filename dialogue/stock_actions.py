@@ -10,6 +10,9 @@ these bases are abstract, so neither the in-process runner nor an action server 
 Configuration comes from the environment, read when an action runs (never at import): ``KEFU_BOT_DIR`` (the bot
 folder, default: the folder of the subclass's file; ``data/kb.yml`` and ``models/kb`` are read there) and
 ``KEFU_KB_THRESHOLD`` (the lowest knowledge-base score that answers, default :attr:`AnswerFromKnowledge.threshold`).
+Kefu's engine sends the bot's own threshold for the conversation's language with the message (``bot.yml``
+``knowledge_threshold``, as ``knowledge_threshold`` in the latest message's metadata), and that one wins: the engine
+and the action answer above the same score.
 The knowledge base is loaded once per file and process, in a worker thread; customer text is never logged.
 """
 
@@ -69,11 +72,16 @@ class AnswerFromKnowledge(Action, abc.ABC):
     @abc.abstractmethod
     def name(self) -> str: ...
 
-    def min_score(self) -> float:
-        try:
-            return float(os.environ.get("KEFU_KB_THRESHOLD", self.threshold))
-        except ValueError:
-            return self.threshold
+    def min_score(self, tracker: Tracker | None = None) -> float:
+        """The bot's threshold the engine sent with the message, else ``$KEFU_KB_THRESHOLD``, else :attr:`threshold`."""
+        sent = ((tracker.latest_message or {}).get("metadata") or {}).get("knowledge_threshold") if tracker else None
+        for value in (sent, os.environ.get("KEFU_KB_THRESHOLD")):
+            try:
+                if value is not None:
+                    return float(value)
+            except (TypeError, ValueError):
+                continue
+        return self.threshold
 
     def _best_hit(self, text: str, language: str) -> Any:
         root = bot_folder(self)
@@ -88,7 +96,7 @@ class AnswerFromKnowledge(Action, abc.ABC):
             dispatcher.utter_message(response=self.fallback_response)
             return []
         hit = await asyncio.to_thread(self._best_hit, text, tracker_language(tracker))
-        if hit is not None and float(hit.score) >= self.min_score():
+        if hit is not None and float(hit.score) >= self.min_score(tracker):
             logger.info("kb answer entry=%s score=%.3f", hit.entry_id, float(hit.score))
             dispatcher.utter_message(response=self.answer_response, answer=hit.answer)
         else:

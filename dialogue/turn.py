@@ -61,6 +61,7 @@ LOW_CONFIDENCE_LOOP = "low_confidence_loop"  # HANDOFF reason when the bot gave 
 LOOP_TURNS = 2  # consecutive low-confidence/fallback turns that queue a conversation for a human
 MAX_TEXT_SLOT = 200  # characters of a message kept as a from_text slot value
 SMALL_TALK_TRUST = 0.8  # small talk the NLU is at least this sure of is not second-guessed by retrieval
+DEFAULT_KNOWLEDGE_THRESHOLD = 0.5
 TASK_KNOWLEDGE_MIN = 0.8  # the least retrieval score that takes a turn from a task (or marks a question, not an answer)
 # How much nearer an entry must be to the message than every example of the intent it takes the turn from: the two
 # scores come from different texts (an entry's questions and answer, an intent's examples), so a tie is no evidence.
@@ -79,7 +80,11 @@ class TurnRules:
     flows: Flows
     confidence_threshold: float = 0.5
     knowledge_action: str | None = None  # None: no knowledge base, or no action that answers from it
-    knowledge_threshold: float = 0.5
+    knowledge_threshold: float | Mapping[str, float] = 0.5  # one for every language, or one per language
+
+    def threshold_in(self, language: str) -> float:
+        """The least knowledge score that answers in ``language`` (``bot.yml`` ``knowledge_threshold``)."""
+        return knowledge_threshold(self.knowledge_threshold, language)
 
     @property
     def initial_state(self) -> str:
@@ -89,6 +94,14 @@ class TurnRules:
     def answer_intents(self) -> tuple[str, ...]:
         """The intents a reply to the bot's question is read as (a dialogue definition's ``answer_intents``)."""
         return tuple(getattr(self.flows.definition, "answer_intents", ()))
+
+
+def knowledge_threshold(setting: float | Mapping[str, float], language: str) -> float:
+    """``bot.yml``'s ``knowledge_threshold`` in ``language``: a number is every language's; a mapping names each
+    language's (the English cosine and the Chinese blend are on different scales), 0.5 for one it does not name."""
+    if isinstance(setting, Mapping):
+        return float(setting.get(language, DEFAULT_KNOWLEDGE_THRESHOLD))
+    return float(setting)
 
 
 # -- reading the message ---------------------------------------------------------------------------------------------
@@ -407,8 +420,28 @@ class Bar:
         return score >= self.score and all(score >= nearest.get(intent, 0.0) + RIVAL_MARGIN for intent in self.rivals)
 
 
+def about_a_task(rules: TurnRules, parse: Parse, state: str) -> bool:
+    """Whether the message's entities make it about one of the bot's tasks (or its hand-off): a value for a slot of
+    the task its intent starts, of the task open in ``state``, or one a task starts on (an order id). Not a
+    ``from_text`` slot's, which the tagger may read into any clause, and not an entity no task asks for: "我就买了一个耳机
+    微信咋扣了我两回钱" names a product and is a question about a double charge, however sure the NLU is that it is
+    about an order. A hand-off reading that names anything stays the hand-off's: "a whole week for a laptop bag is a
+    joke, get me a manager" is nearer to the laptop bag's entry than to any complaint example, and a customer who asks
+    for a manager must not get a product sheet. Python flows, which do not say what their tasks take, count every
+    entity."""
+    free = {m.slot for m in rules.domain.from_text}
+    given = {e.entity for e in parse.entities} - free
+    definition = rules.flows.definition
+    if not given or not isinstance(definition, DialogueDefinition):
+        return bool(given)
+    open_task = definition.task_of_state(state)
+    return (definition.claims(parse.intent, given) or bool(open_task and given & set(open_task.slot_names))
+            or any(given & set(t.starts_on) for t in definition.tasks)
+            or bool(definition.handoff and parse.intent in definition.handoff.intents))
+
+
 def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowContext, decision: Decision,
-                  *, blocked: bool) -> Bar | None:
+                  *, blocked: bool, language: str) -> Bar | None:
     """What a knowledge entry needs to take this turn, or ``None`` when retrieval stays out.
 
     Retrieval scores every turn that is not a confident task, and a match answers whatever the intent said: a
@@ -426,12 +459,11 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
         return None
     if decision.action == action:
         return None  # the flows already chose the knowledge action: it searches by itself
-    threshold = rules.knowledge_threshold
+    threshold = rules.threshold_in(language)
     if understanding.low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE:
         return Bar(threshold)
-    free = {m.slot for m in rules.domain.from_text}
-    if any(e.entity not in free for e in parse.entities):
-        return None  # an order id, a product...: the message is about the bot's task, not a general question
+    if about_a_task(rules, parse, context.state):
+        return None  # an order id: the message is about the bot's task, not a general question
     if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:
         return Bar(threshold, (parse.intent,), threshold if parse.confidence < SMALL_TALK_TRUST else math.inf)
     return Bar(threshold, (parse.intent,), max(threshold, TASK_KNOWLEDGE_MIN, parse.confidence))

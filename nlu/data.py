@@ -13,7 +13,7 @@ import yaml
 
 from nlu.errors import DataError
 from nlu.patterns import Pattern
-from nlu.tokenize import tokenize
+from nlu.tokenize import simplified, tokenize
 from nlu.types import Entity
 
 
@@ -99,8 +99,9 @@ def parse_annotated(line: str, synonyms: dict[str, str] | None = None) -> tuple[
 
 
 def make_example(text: str, intent: str, entities: Sequence[Entity] = ()) -> Example:
-    """Tokenize ``text`` with :func:`nlu.tokenize.tokenize` and tag it from character-offset entities."""
-    toks = tokenize(text)
+    """Tokenize ``text`` with :func:`nlu.tokenize.tokenize` (traditional Chinese read as simplified, as the model
+    reads its input) and tag it from character-offset entities."""
+    toks = tokenize(simplified(text))
     tags = bio_tags([(t.start, t.end) for t in toks], [(e.start, e.end, e.entity) for e in entities])
     return Example(text, [t.text for t in toks], tags, intent, list(entities))
 
@@ -232,7 +233,7 @@ def read_jsonl(path: str | Path) -> list[Example]:
             raise DataError(path, no, "each line needs string fields 'text' and 'intent'")
         tokens, tags = obj.get("tokens"), obj.get("tags")
         if tokens is None:
-            toks = [t.text for t in tokenize(obj["text"])]
+            toks = [t.text for t in tokenize(simplified(obj["text"]))]
             examples.append(Example(obj["text"], toks, ["O"] * len(toks), obj["intent"]))
             continue
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nlu.tokenize import tokenize
+from nlu.tokenize import simplified, tokenize
 
 KINDS = ("lookup", "regex")
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
@@ -103,7 +103,7 @@ class Matcher:
         self.regexes: list[tuple[int, re.Pattern[str]]] = []
         for k, p in enumerate(patterns):
             if p.kind == "lookup":
-                seqs = frozenset(tuple(t.text.lower() for t in tokenize(item)) for item in p.items) - {()}
+                seqs = frozenset(tuple(t.text.lower() for t in tokenize(simplified(item))) for item in p.items) - {()}
                 self.lookups.append((k, seqs, max((len(s) for s in seqs), default=0)))
             else:
                 self.regexes.append((k, compile_regex(p.items)))

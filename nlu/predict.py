@@ -23,7 +23,7 @@ from nlu.patterns import Pattern
 from nlu.pretrained import load_table
 from nlu.prior import NgramPrior
 from nlu.sentence import SentenceHead
-from nlu.tokenize import Token, detect_language, is_placeholder, tokenize
+from nlu.tokenize import Token, detect_language, is_placeholder, simplified, tokenize
 from nlu.types import Entity, Parse
 from nlu.wordvec import shared_word_vectors
 
@@ -247,7 +247,7 @@ class NLUModel:
             shared_encoder().encode([""])
 
     def parse_batch(self, texts: Sequence[str], batch_size: int = 128) -> list[Parse]:
-        token_lists: list[list[Token]] = [tokenize(t) for t in texts]
+        token_lists: list[list[Token]] = [tokenize(simplified(t)) for t in texts]  # offsets are the text's
         probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size, texts)
         k = min(TOP_K, len(self.vocab.intents))
         top_p, top_i = probs.topk(k, dim=-1)
@@ -268,7 +268,9 @@ class NLUModel:
                     continue
                 start, end = toks[a].start, toks[b].end
                 span = text[start:end]
-                entities.append(Entity(label, self.vocab.synonyms.get(span.lower(), span), start, end))
+                synonyms = self.vocab.synonyms  # the bot's own spelling first, then the simplified one
+                canonical = synonyms.get(span.lower()) or synonyms.get(simplified(span).lower(), span)
+                entities.append(Entity(label, canonical, start, end))
             out.append(Parse(text=text, intent=ranking[0][0], confidence=ranking[0][1], entities=tuple(entities),
                              ranking=ranking, language=detect_language(text)))
         return out

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlu.encoder import EncoderError, process_wide
+from nlu.tokenize import simplified
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # in every cache key of vectors made by this encoder: change it with anything that changes a text's vector
-WORDVEC_NAME = "synonyms-3.10 words.vector (word2vec zh 100d), jieba words or their longest pieces, SIF"
+WORDVEC_NAME = ("synonyms-3.10 words.vector (word2vec zh 100d), jieba words or their longest pieces, SIF, "
+                "traditional read as simplified")
 WORDVEC_DIM = 100
 SIF_A = 1e-3  # the SIF smoothing constant of the paper
 _SKIP = re.compile(r"^[\W_]+$")  # punctuation, spaces and emoji carry no word
@@ -112,7 +114,7 @@ class WordVectorEncoder:
         self._load()
         assert self._index is not None
         index, out = self._index, []
-        for word in self._cut(unicodedata.normalize("NFKC", text).lower()):
+        for word in self._cut(simplified(unicodedata.normalize("NFKC", text)).lower()):
             word = word.strip()
             if not word or _SKIP.match(word):
                 continue

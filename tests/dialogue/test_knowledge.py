@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from dialogue.errors import KnowledgeError
-from dialogue.knowledge import Encoders, KnowledgeBase, LexicalIndex, MiniLMEncoder, _keys
+from dialogue.knowledge import Encoders, KnowledgeBase, LexicalIndex, MiniLMEncoder, _keys, lexical_units
 from tests.conftest import ROOT, SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -181,6 +181,14 @@ def test_chinese_blend_beats_each_part_alone(shop_kb: KnowledgeBase, weight: flo
         return count
 
     assert confident(None) >= confident(weight) + 8, parts
+
+
+def test_traditional_chinese_reaches_the_simplified_entries(shop_kb: KnowledgeBase) -> None:
+    """A customer in Hong Kong or Taiwan: 關稅是誰付呢 went to the double-charge entry before it was read as 关税是谁付呢."""
+    for traditional, plain in [("關稅是誰付呢", "关税是谁付呢"), ("我的筆電是14寸的，放你們的電腦包會不會太鬆", "我的笔电是14寸的，放你们的电脑包会不会太松")]:
+        assert shop_kb.search(traditional, "zh", k=1) == shop_kb.search(plain, "zh", k=1)
+    assert shop_kb.search("關稅是誰付呢", "zh", k=1)[0].entry_id == "international_shipping_zh"
+    assert lexical_units("關稅") == {"关", "税"}
 
 
 def test_search_is_restricted_to_the_query_language(kb: KnowledgeBase) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dialogue import turn
 from dialogue import types as ev
 from dialogue.engine import DialogueEngine
 from dialogue.handoff import fixed_staffing
@@ -45,7 +46,8 @@ async def test_a_confident_knowledge_match_answers(engine: DialogueEngine, text:
     action = await _action_event(engine, reply.conversation_id)
     # Either the knowledge route chose it (with the entry recorded for the console) or the intent already did.
     if action["policy"] == "knowledge":
-        assert action["knowledge"]["entry"] == entry and action["knowledge"]["score"] >= 0.5
+        threshold = turn.knowledge_threshold(engine.parts.knowledge_threshold, language)
+        assert action["knowledge"]["entry"] == entry and action["knowledge"]["score"] >= threshold
     kb = next(e for e in engine.parts.knowledge.entries if e.id == entry)  # type: ignore[union-attr]
     assert kb.answer in reply.text  # the answer is a slot value: the generator's slot check keeps it verbatim
 
@@ -104,3 +106,18 @@ async def test_a_task_nearer_to_its_examples_keeps_its_turn(engine: DialogueEngi
     reply = await engine.handle_message(None, mid(), text)
     assert reply.action == action, (reply.intent, reply.text)
     assert "knowledge" not in await _action_event(engine, reply.conversation_id)
+
+
+async def test_the_bots_threshold_in_the_conversations_language_decides(engine: DialogueEngine) -> None:
+    """``knowledge_threshold`` per language (bot.yml), and one threshold for the engine's retrieval and the action
+    that answers (the engine sends it with the message): just below the entry's score it answers, just above it not."""
+    text = "so is it covered by the waranty or what"
+    assert engine.parts.knowledge is not None
+    hit = engine.parts.knowledge.search(text, "en", k=1)[0]
+    assert hit.entry_id == "warranty"
+    below = engine.with_parts(knowledge_threshold={"en": hit.score - 0.01, "zh": 0.99})
+    reply = await below.handle_message(None, mid(), text)
+    assert reply.action == "action_answer_kb" and hit.answer in reply.text, (reply.intent, reply.text)
+    above = engine.with_parts(knowledge_threshold={"en": min(1.0, hit.score + 0.01), "zh": 0.0})
+    reply = await above.handle_message(None, mid(), text)
+    assert hit.answer not in reply.text, (reply.action, reply.intent)

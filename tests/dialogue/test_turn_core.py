@@ -63,7 +63,7 @@ def plan_turn(conversation: Conversation, message: Parse, verdict: InputVerdict 
     wait = turn.end_wait(RULES, conversation, None)
     chosen = turn.situation(RULES, found, conversation, wait.state, verdict, "en")
     decision = POLICY.choose(chosen.observation, chosen.allowed)
-    bar = turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=verdict.blocked)
+    bar = turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=verdict.blocked, language="en")
     take = hit if bar is not None and bar.admits(hit, {}) else None  # a knowledge base without NLU examples
     return found, turn.decide(RULES, found, conversation, wait, chosen, decision, take)
 
@@ -214,16 +214,47 @@ def test_a_blocked_message_allows_only_the_fallback() -> None:
     (parse("whats the return policy, opened ok", "return_request", 0.9, reason="opened ok"), "utter_ask_order_id",
      turn.Bar(0.5, ("return_request",), 0.9)),
     (parse("do you ship abroad", "shipping_question", 0.9), "action_answer_kb", None),  # it searches by itself
+    # an entity no task asks for does not make it a task: "bought headphones, why was i charged twice" is a question
+    (parse("bought headphones, why was i charged twice", "order_status", 0.9, product="headphones"),
+     "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9)),
+    (parse("i'd like to send 10234 back", "return_request", 0.9, order_id="10234"), "utter_ask_reason", None),
 ])
 def test_the_knowledge_bar(message: Parse, action: str, bar: turn.Bar | None) -> None:
     found = understood(conv(), message)
     chosen = turn.situation(RULES, found, conv(), "idle", heard(message.text), "en")
     decision = POLICY.choose(chosen.observation, chosen.allowed)
     assert decision.action == action
-    assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=False) == bar
-    assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=True) is None
+    assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=False, language="en") == bar
+    assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=True, language="en") is None
     no_kb = dataclasses.replace(RULES, knowledge_action=None)
-    assert turn.knowledge_bar(no_kb, found, chosen.context, decision, blocked=False) is None
+    assert turn.knowledge_bar(no_kb, found, chosen.context, decision, blocked=False, language="en") is None
+
+
+@pytest.mark.parametrize(("state", "message", "about"), [
+    ("idle", parse("where is 10234", "order_status", order_id="10234"), True),  # a slot of the task it starts
+    ("idle", parse("10234", "payment_problem", order_id="10234"), True),  # a value a task starts on
+    ("return_need_reason", parse("the headphones", "product_question", product="headphones"), False),
+    ("idle", parse("do the headphones fold", "order_status", product="headphones"), False),  # no task asks for it
+    ("idle", parse("a week for a bag, get me a manager", "complaint", product="bag"), True),  # the hand-off's
+    ("idle", parse("the strap broke", "return_request", reason="the strap broke"), False),  # from_text: a guess
+])
+def test_what_makes_a_message_about_a_task(state: str, message: Parse, about: bool) -> None:
+    assert turn.about_a_task(RULES, message, state) is about
+    python_flows = dataclasses.replace(RULES, flows=dataclasses.replace(_FLOWS, definition=None))
+    assert turn.about_a_task(python_flows, message, state) is bool({e.entity for e in message.entities} - {"reason"})
+
+
+@pytest.mark.parametrize(("setting", "language", "threshold"), [
+    (0.6, "en", 0.6), (0.6, "zh", 0.6), ({"en": 0.45, "zh": 0.55}, "en", 0.45),
+    ({"en": 0.45, "zh": 0.55}, "zh", 0.55), ({"en": 0.45}, "zh", turn.DEFAULT_KNOWLEDGE_THRESHOLD),
+])
+def test_the_knowledge_threshold_is_the_conversation_languages(setting: Any, language: str, threshold: float) -> None:
+    rules = dataclasses.replace(RULES, knowledge_threshold=setting)
+    found = understood(conv(), parse("blah", "order_status", 0.3))
+    chosen = turn.situation(rules, found, conv(), "idle", heard("blah"), language)
+    decision = POLICY.choose(chosen.observation, chosen.allowed)
+    assert turn.knowledge_bar(rules, found, chosen.context, decision, blocked=False, language=language) == \
+        turn.Bar(threshold)
 
 
 @pytest.mark.parametrize(("bar", "score", "nearest", "admitted"), [

@@ -274,3 +274,20 @@ def test_ensemble_members_trained_in_worker_processes_are_the_same(tmp_path: Pat
         assert torch.allclose(x.float(), y.float(), atol=1e-3), (name, float((x.float() - y.float()).abs().max()))
     report = json.loads((tmp_path / "w2" / "report.json").read_text())
     assert [m["seed"] for m in report["members"]] == [5, 6]
+
+
+def test_traditional_chinese_is_read_as_the_simplified_data(shop_bot: Path) -> None:
+    """The shop's data is simplified; a customer writing traditional characters gets the same reading, and the
+    entity keeps the characters the customer typed (its offsets are the customer's text's)."""
+    from nlu.data import make_example
+    from nlu.predict import NLUModel
+    from nlu.types import Entity
+
+    model = NLUModel.load(shop_bot / "models" / "nlu")
+    traditional, plain = model.parse_batch(["我的訂單13047到哪了", "我的订单13047到哪了"])
+    assert (traditional.intent, traditional.confidence) == pytest.approx((plain.intent, plain.confidence))
+    assert [(e.entity, e.value, e.start, e.end) for e in traditional.entities] == \
+        [(e.entity, e.value, e.start, e.end) for e in plain.entities]
+    example = make_example("退貨原因：尺碼不對", "inform", [Entity("reason", "尺碼不對", 5, 9)])
+    assert example.text == "退貨原因：尺碼不對" and example.tokens[:2] == ["退", "货"]
+    assert example.tags[5:] == ["B-reason", "I-reason", "I-reason", "I-reason"]

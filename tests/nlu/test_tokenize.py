@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from nlu.tokenize import clear_language, detect_language, tokenize
+from nlu.tokenize import clear_language, detect_language, simplified, tokenize
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,20 @@ def test_detect_language(text: str, language: str) -> None:
 )
 def test_clear_language(text: str, language: str | None) -> None:
     assert clear_language(text) == language
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("關稅是誰付呢", "关税是谁付呢"),
+    ("我的筆電是14吋的，放你們的電腦包會不會太鬆?", "我的笔电是14吋的，放你们的电脑包会不会太松?"),
+    ("頭髮乾燥", "头发干燥"),  # a phrase table: 乾 -> 干 here
+    ("乾隆", "乾隆"),  # and not in a name
+    ("请问运费多少", "请问运费多少"),  # simplified stays
+    ("refund 13047 #ok 😂", "refund 13047 #ok 😂"),  # nothing else changes
+    ("", ""),
+])
+def test_traditional_chinese_is_read_as_simplified(text: str, expected: str) -> None:
+    out = simplified(text)
+    assert out == expected
+    assert len(out) == len(text)  # offsets into it are offsets into the customer's text
+    assert [(t.start, t.end) for t in tokenize(out)] == [(t.start, t.end) for t in tokenize(text)]
+    assert simplified(out) == out

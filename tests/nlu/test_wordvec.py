@@ -85,6 +85,14 @@ def test_the_bundled_vectors_know_chinese_paraphrases() -> None:
         assert float(q @ p) > float(q @ u) + 0.1, (query, float(q @ p), float(q @ u))
 
 
+def test_traditional_chinese_reads_as_simplified() -> None:
+    """The vectors and jieba know simplified words: 關稅 is a word only as 关税."""
+    encoder = shared_word_vectors()
+    assert encoder.words("關稅是誰付呢") == encoder.words("关税是谁付呢")
+    traditional, plain = encoder.encode(["請問可以寄到香港嗎", "请问可以寄到香港吗"])
+    assert float(traditional @ plain) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_process_wide_builds_one_instance_across_threads() -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -7,6 +7,9 @@ language, not one test each, because they measure how well the bot generalises r
   its failures, so it stopped being held out.
 * ``scenarios/heldout2/``: written in stop 29 the same way by a third writer; its first replay (57 of 81) found the
   Chinese retrieval's weakness that the word vectors fixed (README), and nothing was fixed for one conversation.
+* ``scenarios/heldout3/``: written in stop 30 the same way by a fourth writer; its first replay, on stop 29's code,
+  passed 56 of 80 (en 30, zh 26). Stop 30's platform fixes (traditional Chinese, a threshold per language, entities
+  no task asks for) took it to 59; none was made for one of its sentences.
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
@@ -17,7 +20,8 @@ sessions' results less five conversations (unscripted 76 / 82 and 68 / 79, held-
 knowledge and answer rules raised the held-out results to 40 / 44 and 37 / 43 and the unscripted Chinese one to 73 / 79,
 measured in one session: those floors are now that result less seven conversations (held-out 33 / 44 and 30 / 43,
 unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
-The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40).
+The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40); the third's, stop
+30's (31 / 40 and 28 / 40) less seven.
 The rules themselves are tested one by one in ``tests/dialogue/``."""
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ from dialogue.scenarios import Scenario, run_scenario
 from tests.conftest import SCENARIOS
 
 FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69,
-         ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65}
+         ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.60, ("heldout3", "zh"): 0.52}
 
 
 def files(name: str) -> list[Any]:
     return sorted((SCENARIOS / name).glob("*.yml"))
 
 
-@pytest.mark.parametrize(("name", "least"), [("unscripted", 50), ("heldout", 40), ("heldout2", 40)])
+@pytest.mark.parametrize(("name", "least"), [("unscripted", 50), ("heldout", 40), ("heldout2", 40),
+                                                ("heldout3", 40)])
 def test_the_set_covers_both_languages(name: str, least: int) -> None:
     languages = [Scenario.load(p).language for p in files(name)]
     assert languages.count("en") >= least and languages.count("zh") >= least
