@@ -95,6 +95,11 @@ while the questions this is for score 0.84-0.85 alone ("包邮不", "现在有�
 0.42-0.47. The intents' examples
 (:meth:`KnowledgeBase.nearest`) are scored over the same texts as the entries.
 
+Typos. MiniLM reads a misspelt word as unrelated pieces: "so is it covered by the waranty or what" scored the warranty
+entry 0.41, and 0.80 spelt right. An English query's unknown words (neither the entries' nor MiniLM's whole words) are
+corrected to the nearest word of the entries' questions and answers within one edit (two for long words) before it is
+scored, by :meth:`search` and :meth:`nearest` alike (:mod:`nlu.spelling`). Chinese has no spelling of this kind.
+
 Search memo. A knowledge turn searches twice with the same text: the engine scores the message to decide whether the
 knowledge base takes the turn, then the action that answers (:class:`dialogue.stock_actions.AnswerFromKnowledge`)
 searches again for the answer, through its own :class:`KnowledgeBase` of the same file. The scores of the last
@@ -106,6 +111,7 @@ so a memo hit returns exactly what a fresh search would.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -125,6 +131,9 @@ import yaml
 from dialogue.clauses import MAX_CLAUSES, split_clauses
 from dialogue.errors import KnowledgeError
 from nlu.encoder import SentenceEncoder, TextEncoder, shared_encoder
+from nlu.errors import ModelLoadError
+from nlu.pretrained import BUNDLED, resolve
+from nlu.spelling import Speller
 from nlu.tokenize import simplified
 from nlu.wordvec import shared_word_vectors
 
@@ -140,6 +149,7 @@ CACHE_FORMAT = 2  # 2: one block of columns per encoder; English answers' senten
 ZH_COSINE_WEIGHT = 0.6
 BLEND_SPAN = 0.9  # a blended score is divided by this (at most 1): one threshold for both scales (see "Scoring")
 _LEXICAL_LANGUAGES = ("zh",)  # languages whose score blends in the lexical overlap
+_SPELLED_LANGUAGES = ("en",)  # languages whose queries are spelling-corrected against the entries (see "Typos")
 CLAUSE_MIN = 0.8  # the score a question clause of a longer message needs to count on its own (see "Questions inside")
 MEMO_SIZE = 128  # queries whose scores are kept: a turn's two searches sit a few concurrent turns apart at most
 
@@ -231,6 +241,17 @@ class LexicalIndex:
 
 
 MiniLMEncoder = SentenceEncoder  # the knowledge base's name for it (nlu.encoder)
+
+
+@functools.cache
+def _whole_words() -> frozenset[str]:
+    """The whole words of MiniLM's WordPiece vocabulary (about 20,000 English words): words the speller leaves alone.
+    Empty when the bundled model is not installed (then only the entries' words are known)."""
+    try:
+        lines = (resolve(BUNDLED) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    except (ModelLoadError, OSError):
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha())
 
 
 def _shared_encoder() -> SentenceEncoder:
@@ -558,6 +579,7 @@ class KnowledgeBase:
         # What the search memo knows this instance's scores by: its content (same kb.yml, same encoder: same scores),
         # or, without a content hash (built directly, e.g. in tests), this instance alone.
         self._memo_key: object = content_hash or object()
+        self._spellers: dict[str, Speller] = {}  # per language, built on its first query
         self._lexical = {
             language: LexicalIndex(
                 {i: " ".join((*e.questions, e.answer)) for i, e in enumerate(self.entries) if e.language == language}
@@ -624,11 +646,22 @@ class KnowledgeBase:
         return tuple((i, _blend(best_cos.get(i, 0.0), None if lexical is None else lexical.get(i, 0.0), weight))
                      for i in candidates)
 
+    def _read(self, text: str, language: str) -> str:
+        """The query as scored: in English, its typos of the entries' words corrected (see "Typos")."""
+        if language not in _SPELLED_LANGUAGES:
+            return text
+        speller = self._spellers.get(language)
+        if speller is None:
+            texts = [t for e in self.entries if e.language == language for t in (*e.questions, e.answer)]
+            speller = self._spellers[language] = Speller.from_texts(texts, _whole_words())
+        return speller.correct(text)
+
     def nearest(self, text: str, language: str) -> dict[str, float]:
         """The best score of each intent's NLU examples in ``language`` for ``text``, on the entries' scale;
         ``{}`` without examples (see "Rivals" in the module docstring). Blocking, as :meth:`search`."""
         if self.examples is None or not text.strip():
             return {}
+        text = self._read(text, language)
         best: dict[str, float] = {}
         for query in [text, *self._searched(text, language)[1]]:
             vector = _query_vector(self._encoders, query, language)
@@ -656,7 +689,7 @@ class KnowledgeBase:
         """
         if k <= 0:
             return []
-        best, parts = self._searched(text, language)
+        best, parts = self._searched(self._read(text, language), language)
         for query in parts:
             for i, score in self._scores(query, language):
                 if score >= CLAUSE_MIN:

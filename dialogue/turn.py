@@ -425,10 +425,11 @@ def about_a_task(rules: TurnRules, parse: Parse, state: str) -> bool:
     the task its intent starts, of the task open in ``state``, or one a task starts on (an order id). Not a
     ``from_text`` slot's, which the tagger may read into any clause, and not an entity no task asks for: "我就买了一个耳机
     微信咋扣了我两回钱" names a product and is a question about a double charge, however sure the NLU is that it is
-    about an order. A hand-off reading that names anything stays the hand-off's: "a whole week for a laptop bag is a
-    joke, get me a manager" is nearer to the laptop bag's entry than to any complaint example, and a customer who asks
-    for a manager must not get a product sheet. Python flows, which do not say what their tasks take, count every
-    entity."""
+    about an order. A hand-off reading that names anything and asks no question stays the hand-off's: "a whole week for
+    a laptop bag is a joke, get me a manager" is nearer to the laptop bag's entry than to any complaint example, and a
+    customer who asks for a manager must not get a product sheet; "耳机用了半年就坏了 还在保修期内不" asks whether the
+    warranty covers it, which the knowledge base answers (the rivals still decide). Python flows, which do not say what
+    their tasks take, count every entity."""
     free = {m.slot for m in rules.domain.from_text}
     given = {e.entity for e in parse.entities} - free
     definition = rules.flows.definition
@@ -437,7 +438,8 @@ def about_a_task(rules: TurnRules, parse: Parse, state: str) -> bool:
     open_task = definition.task_of_state(state)
     return (definition.claims(parse.intent, given) or bool(open_task and given & set(open_task.slot_names))
             or any(given & set(t.starts_on) for t in definition.tasks)
-            or bool(definition.handoff and parse.intent in definition.handoff.intents))
+            or bool(definition.handoff and parse.intent in definition.handoff.intents
+                    and not any(c.question for c in split_clauses(parse.text))))
 
 
 def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowContext, decision: Decision,

@@ -191,6 +191,15 @@ def test_traditional_chinese_reaches_the_simplified_entries(shop_kb: KnowledgeBa
     assert lexical_units("關稅") == {"关", "税"}
 
 
+def test_an_english_typo_of_an_entrys_word_is_read_as_that_word(shop_kb: KnowledgeBase) -> None:
+    """MiniLM reads "waranty" as unrelated pieces (0.41 for the warranty entry); corrected, the question reaches it."""
+    typo, right = (shop_kb.search(q, "en", k=1)[0] for q in ("so is it covered by the waranty or what",
+                                                             "so is it covered by the warranty or what"))
+    assert typo == right and typo.entry_id == "warranty" and typo.score >= 0.7
+    assert shop_kb.nearest("so is it covered by the waranty or what", "en") == {}  # no examples: nothing to compare
+    assert shop_kb.search("是否保修", "zh", k=1)[0].entry_id == "warranty_zh"  # Chinese is not spelled
+
+
 def test_search_is_restricted_to_the_query_language(kb: KnowledgeBase) -> None:
     hits = kb.search("退款要多久", "en", k=20)
     assert hits and all(h.language == "en" for h in hits)

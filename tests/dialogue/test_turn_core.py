@@ -236,6 +236,7 @@ def test_the_knowledge_bar(message: Parse, action: str, bar: turn.Bar | None) ->
     ("return_need_reason", parse("the headphones", "product_question", product="headphones"), False),
     ("idle", parse("do the headphones fold", "order_status", product="headphones"), False),  # no task asks for it
     ("idle", parse("a week for a bag, get me a manager", "complaint", product="bag"), True),  # the hand-off's
+    ("idle", parse("the bag broke in a month, is that under warranty?", "complaint", product="bag"), False),  # a question
     ("idle", parse("the strap broke", "return_request", reason="the strap broke"), False),  # from_text: a guess
 ])
 def test_what_makes_a_message_about_a_task(state: str, message: Parse, about: bool) -> None:
