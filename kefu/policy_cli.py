@@ -26,7 +26,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,7 +34,7 @@ import typer
 import yaml
 
 from kefu.config import Bot
-from kefu.errors import PolicySetupError
+from kefu.errors import ConfigError, PolicySetupError
 
 log = logging.getLogger("kefu.policy")
 
@@ -167,8 +167,6 @@ def measure_noise(bot: Bot, held_out_nlu_seed: int | None = None) -> dict[str, A
 
 def _second_nlu(bot: Bot, examples: list[Any], seed: int, tc: dict[str, Any]) -> Any:
     """An NLU trained like the bot's with another seed, measured on its own held-out split (several minutes)."""
-    from dataclasses import fields
-
     from nlu.data import load_examples
     from nlu.patterns import Pattern
     from nlu.train import TrainConfig
@@ -225,6 +223,7 @@ def train_policy(bot_dir: Path, out: Path | None = None, config: Any = None,
 
     bot = Bot.load(bot_dir)
     out = out or bot.policy_model
+    config = config if config is not None else policy_config(bot)
     simulated = sim_bot(bot)
     if noise is None:
         noise = noise_for(bot, out)
@@ -237,6 +236,20 @@ def train_policy(bot_dir: Path, out: Path | None = None, config: Any = None,
     else:
         log.warning("learned policy of %s failed its gate: %s", bot.config.name, "; ".join(gate["reasons"]))
     return report
+
+
+def policy_config(bot: Bot, **overrides: Any) -> Any:
+    """The bot's policy TrainConfig: ``bot.yml`` ``policy_training`` over the defaults, then ``overrides`` (the
+    command line's). An unknown setting is a :class:`ConfigError` naming it and the known ones."""
+    from policy.train import TrainConfig
+
+    settings = {**bot.config.policy_training, **{k: v for k, v in overrides.items() if v is not None}}
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"{bot.root / 'bot.yml'}: policy_training: unknown setting(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    return TrainConfig(**settings)
 
 
 def evaluate_policy(bot_dir: Path, policy_dir: Path | None = None, *, episodes: int = 1000,
@@ -296,11 +309,8 @@ def train_command(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train a double-DQN policy (masked by the bot's FSM) against simulated users, then gate it."""
-    from policy.train import TrainConfig
-
-    config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
     try:
-        report = train_policy(bot, out, config)
+        report = train_policy(bot, out, policy_config(Bot.load(bot), seed=seed, steps=steps))
     except _errors() as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps({"train_seconds": report["train_seconds"], "env_steps": report["env_steps"],

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kefu.config import Bot
-from kefu.policy_cli import PolicySetupError, app, measure_noise, sim_bot, train_policy
+from kefu.errors import ConfigError
+from kefu.policy_cli import PolicySetupError, app, measure_noise, policy_config, sim_bot, train_policy
 from policy.gate import gate_status
 from policy.train import TrainConfig
 from tests.policy.tinybot import NOISE, write_tiny_bot
@@ -57,3 +58,15 @@ def test_train_gate_and_evaluate_a_bot_folder(tiny_dir: Path, tmp_path: Path) ->
     assert held.exit_code == 0 and json.loads(held.output) != result
     bad = runner.invoke(app, [*args, "--users", "nobody"])
     assert bad.exit_code != 0
+
+
+def test_the_policy_step_budget_comes_from_bot_yml_and_the_command_line(tiny_dir: Path) -> None:
+    bot = Bot.load(tiny_dir)
+    assert policy_config(bot) == TrainConfig()
+    bot.config.policy_training = {"steps": 80_000, "gamma": 0.9}
+    assert (policy_config(bot).steps, policy_config(bot).gamma) == (80_000, 0.9)
+    assert policy_config(bot, steps=500, seed=3) == TrainConfig(steps=500, gamma=0.9, seed=3)  # the command line wins
+    assert policy_config(bot, steps=None).steps == 80_000  # an option not given changes nothing
+    bot.config.policy_training = {"stepz": 1}
+    with pytest.raises(ConfigError, match="policy_training: unknown setting.*stepz"):
+        policy_config(bot)
