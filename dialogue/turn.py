@@ -395,7 +395,7 @@ def end_wait(rules: TurnRules, conversation: Conversation, end: str | None) -> W
 @dataclass(frozen=True)
 class Bar:
     """What a knowledge entry must reach to take a turn: at least ``score`` and, for each intent in ``rivals``, more
-    than that intent's nearest NLU example scores for the message, by :data:`RIVAL_MARGIN` (see "Rivals" in
+    than that intent's nearest NLU example scores for the message, by ``margin`` (see "Rivals" in
     :mod:`dialogue.knowledge`: a question about returns is nearer to the returns entry than to any "I want to
     return..." example). Against a knowledge base without examples the rivals cannot be asked, and ``alone`` is the
     score it needs instead."""
@@ -403,6 +403,7 @@ class Bar:
     score: float
     rivals: tuple[str, ...] = ()
     alone: float = math.inf
+    margin: float = RIVAL_MARGIN
 
     def asks_rivals(self, hit: Hit | None) -> bool:
         """Whether judging ``hit`` needs the rivals' scores: only a hit that reaches ``score`` is compared with them
@@ -417,7 +418,7 @@ class Bar:
             return score >= self.score
         if not nearest:
             return score >= self.alone
-        return score >= self.score and all(score >= nearest.get(intent, 0.0) + RIVAL_MARGIN for intent in self.rivals)
+        return score >= self.score and all(score >= nearest.get(intent, 0.0) + self.margin for intent in self.rivals)
 
 
 def about_a_task(rules: TurnRules, parse: Parse, state: str) -> bool:
@@ -450,11 +451,16 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
     misunderstood turn (low confidence, out of scope, the fallback) needs the bot's threshold; small talk (a reply
     that leaves the flow where it was) and a task need it too, and to be nearer to the message than every NLU
     example of their intent (:class:`Bar`; "what's the deal with returns on opened stuff" is the return-policy
-    entry, "I want to return my order" the task). Without examples to compare, small talk keeps its turn when the NLU
-    is at least :data:`SMALL_TALK_TRUST` sure of it, and a task when its confidence is at least the match's score.
-    A task keeps its turn when its slots say so (an entity in the message; not a ``from_text`` slot's, which the tagger
-    may read into any clause: "你们退货政策是啥样的 拆封了还行不" had a "reason"). A blocked message, and one that answered
-    the bot's question, are exempt.
+    entry, "I want to return my order" the task), by :data:`RIVAL_MARGIN`; a task reading asked as a question
+    (:mod:`dialogue.clauses`: a question mark, a Chinese question particle, an English question opening) needs only
+    to be as near. Questions about a task's subject are what the knowledge base is for, and their task examples sit as
+    near as the entry: "can i return stuff i've already worn once?" is the return-policy entry at 0.71 and the nearest
+    return example at 0.65, "拆了包装还能退嘛" 0.58 against 0.54; a request keeps the margin ("i want to return my shoes":
+    0.51 against 0.74). Without examples to compare, small talk keeps its turn when the NLU is at least
+    :data:`SMALL_TALK_TRUST` sure of it, and a task when its confidence is at least the match's score.
+    A task keeps its turn when its slots say so (:func:`about_a_task`: an order id; not a ``from_text`` slot's
+    value, which the tagger may read into any clause: "你们退货政策是啥样的 拆封了还行不" had a "reason"). A blocked
+    message, and one that answered the bot's question, are exempt.
     """
     action, parse = rules.knowledge_action, understanding.parse
     if not action or blocked or understanding.answered or action not in decision.allowed:
@@ -468,7 +474,9 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
         return None  # an order id: the message is about the bot's task, not a general question
     if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:
         return Bar(threshold, (parse.intent,), threshold if parse.confidence < SMALL_TALK_TRUST else math.inf)
-    return Bar(threshold, (parse.intent,), max(threshold, TASK_KNOWLEDGE_MIN, parse.confidence))
+    asked = any(c.question for c in split_clauses(parse.text))
+    return Bar(threshold, (parse.intent,), max(threshold, TASK_KNOWLEDGE_MIN, parse.confidence),
+               0.0 if asked else RIVAL_MARGIN)
 
 
 @dataclass(frozen=True)

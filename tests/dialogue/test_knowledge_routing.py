@@ -76,23 +76,25 @@ async def test_no_knowledge_base_no_retrieval(engine: DialogueEngine) -> None:
     assert (await _action_event(bare, reply.conversation_id))["policy"] != "knowledge"
 
 
-class SureOfComplaint:
-    """The real NLU, except that it is sure every message is a complaint: what the rule below is about, whatever a
-    given training makes of the sentence (one shop model read it as a complaint at 0.92, another as out of scope)."""
+class SureOf:
+    """The real NLU, except that it is sure every message is ``intent``: what the rules below are about, whatever a
+    given training makes of the sentence (one shop model read the VAT invoice as a complaint at 0.92, another as out
+    of scope)."""
 
-    def __init__(self, nlu: Any) -> None:
+    def __init__(self, nlu: Any, intent: str) -> None:
         self.nlu = nlu
+        self.intent = intent
 
     def parse(self, text: str) -> Parse:
-        return dataclasses.replace(self.nlu.parse(text), intent="complaint", confidence=0.92,
-                                   ranking=(("complaint", 0.92),))
+        return dataclasses.replace(self.nlu.parse(text), intent=self.intent, confidence=0.92,
+                                   ranking=((self.intent, 0.92),))
 
 
 # The NLU is sure of a complaint here, but the message is a question the knowledge base answers: the entry is nearer to
 # it than every training example of that intent (dialogue.knowledge "Rivals").
 async def test_an_entry_nearer_than_the_intents_examples_takes_a_confident_turn(engine: DialogueEngine) -> None:
     text = "i need a VAT invoice for my company purchase"
-    engine = engine.with_parts(nlu=SureOfComplaint(engine.parts.nlu))
+    engine = engine.with_parts(nlu=SureOf(engine.parts.nlu, "complaint"))
     reply = await engine.handle_message(None, mid(), text)
     assert reply.action == "action_answer_kb", (reply.intent, reply.text)
     action = await _action_event(engine, reply.conversation_id)
@@ -105,7 +107,7 @@ async def test_without_the_examples_a_confident_intent_keeps_its_turn(engine: Di
     kb = engine.parts.knowledge
     assert isinstance(kb, KnowledgeBase) and kb.examples is not None
     bare = KnowledgeBase(kb.entries, kb._vectors, kb._row_entries, kb._encoders, content_hash=kb.content_hash)
-    reply = await engine.with_parts(knowledge=bare, nlu=SureOfComplaint(engine.parts.nlu)).handle_message(
+    reply = await engine.with_parts(knowledge=bare, nlu=SureOf(engine.parts.nlu, "complaint")).handle_message(
         None, mid(), "i need a VAT invoice for my company purchase")
     assert reply.action != "action_answer_kb"  # the old rule: the intent's confidence beats the entry's score
 
@@ -134,3 +136,14 @@ async def test_the_bots_threshold_in_the_conversations_language_decides(engine: 
     above = engine.with_parts(knowledge_threshold={"en": min(1.0, hit.score + 0.01), "zh": 0.0})
     reply = await above.handle_message(None, mid(), text)
     assert hit.answer not in reply.text, (reply.action, reply.intent)
+
+
+@pytest.mark.parametrize(("text", "action"), [
+    ("can i return things i already wore once?", "action_answer_kb"),  # asked: as near as the examples is enough
+    ("拆了包装还能退嘛", "action_answer_kb"),
+    ("i want to return my shoes", "utter_ask_order_id"),  # a request: the entry must beat the examples by the margin
+    ("我想把鞋子退了", "utter_ask_order_id"),
+])
+async def test_a_question_about_a_task_is_the_knowledge_bases(engine: DialogueEngine, text: str, action: str) -> None:
+    reply = await engine.with_parts(nlu=SureOf(engine.parts.nlu, "return_request")).handle_message(None, mid(), text)
+    assert reply.action == action, (reply.intent, reply.text)

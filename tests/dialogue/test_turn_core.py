@@ -208,15 +208,17 @@ def test_a_blocked_message_allows_only_the_fallback() -> None:
     # small talk and tasks: nearer than their intent's examples; without examples, the NLU's certainty decides
     (parse("hi", "greet", 0.95), "utter_greet", turn.Bar(0.5, ("greet",), math.inf)),
     (parse("hi", "greet", 0.6), "utter_greet", turn.Bar(0.5, ("greet",), 0.5)),
-    (parse("where is my order", "order_status", 0.9), "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9)),
+    # a task asked as a question: nearer than its examples is enough; a request needs the margin
+    (parse("where is my order", "order_status", 0.9), "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9, 0.0)),
+    (parse("my parcel is late", "order_status", 0.9), "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9)),
     (parse("where is 10234", "order_status", 0.9, order_id="10234"), "action_order_status", None),  # a value
     # a from_text slot's value is the tagger's guess at free text, not a typed one: the rivals decide
     (parse("whats the return policy, opened ok", "return_request", 0.9, reason="opened ok"), "utter_ask_order_id",
-     turn.Bar(0.5, ("return_request",), 0.9)),
+     turn.Bar(0.5, ("return_request",), 0.9, 0.0)),
     (parse("do you ship abroad", "shipping_question", 0.9), "action_answer_kb", None),  # it searches by itself
     # an entity no task asks for does not make it a task: "bought headphones, why was i charged twice" is a question
     (parse("bought headphones, why was i charged twice", "order_status", 0.9, product="headphones"),
-     "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9)),
+     "utter_ask_order_id", turn.Bar(0.5, ("order_status",), 0.9, 0.0)),
     (parse("i'd like to send 10234 back", "return_request", 0.9, order_id="10234"), "utter_ask_reason", None),
 ])
 def test_the_knowledge_bar(message: Parse, action: str, bar: turn.Bar | None) -> None:
@@ -263,6 +265,9 @@ def test_the_knowledge_threshold_is_the_conversation_languages(setting: Any, lan
     (turn.Bar(0.5), 0.49, {"greet": 0.1}, False),  # no rivals: the threshold alone
     (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"complaint": 0.25}, True),  # far nearer than any complaint example
     (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"complaint": 0.70}, False),  # within the margin: no evidence
+    (turn.Bar(0.5, ("complaint",), 0.9, 0.0), 0.78, {"complaint": 0.70}, True),  # a question: nearer is enough
+    (turn.Bar(0.5, ("complaint",), 0.9, 0.0), 0.78, {"complaint": 0.78}, True),
+    (turn.Bar(0.5, ("complaint",), 0.9, 0.0), 0.78, {"complaint": 0.79}, False),
     (turn.Bar(0.5, ("complaint",), 0.9), 0.45, {"complaint": 0.10}, False),  # below the threshold
     (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"greet": 0.9}, True),  # only the rival intent's examples count
     (turn.Bar(0.5, ("complaint",), 0.9), 0.85, {}, False),  # no examples to compare: ``alone``

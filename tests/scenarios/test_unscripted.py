@@ -9,7 +9,8 @@ language, not one test each, because they measure how well the bot generalises r
   Chinese retrieval's weakness that the word vectors fixed (README), and nothing was fixed for one conversation.
 * ``scenarios/heldout3/``: written in stop 30 the same way by a fourth writer; its first replay, on stop 29's code,
   passed 56 of 80 (en 30, zh 26). Stop 30's platform fixes (traditional Chinese, a threshold per language, entities
-  no task asks for) took it to 59; none was made for one of its sentences.
+  no task asks for, English typos, questions about a task's subject) took it to 64; none was made for one of its
+  sentences.
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
@@ -21,7 +22,7 @@ knowledge and answer rules raised the held-out results to 40 / 44 and 37 / 43 an
 measured in one session: those floors are now that result less seven conversations (held-out 33 / 44 and 30 / 43,
 unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
 The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40); the third's, stop
-30's (31 / 40 and 28 / 40) less seven.
+30's (35 / 40 and 29 / 40) less seven.
 The rules themselves are tested one by one in ``tests/dialogue/``."""
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dialogue.scenarios import Scenario, run_scenario
 from tests.conftest import SCENARIOS
 
 FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69,
-         ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.60, ("heldout3", "zh"): 0.52}
+         ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.70, ("heldout3", "zh"): 0.55}
 
 
 def files(name: str) -> list[Any]:
