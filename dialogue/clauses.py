@@ -58,6 +58,11 @@ class Clause:
         return han >= 4 if han else len(_WORDS.findall(self.text)) >= 3
 
 
+def asks(text: str) -> bool:
+    """Whether any clause of ``text`` is asked as a question (:attr:`Clause.question`)."""
+    return any(c.question for c in split_clauses(text))
+
+
 def split_clauses(text: str) -> list[Clause]:
     """The message's clauses, in order (broken at punctuation, and at spaces when the text is Chinese)."""
     han = bool(_HAN.search(text))

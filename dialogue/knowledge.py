@@ -359,6 +359,8 @@ class _ScoreMemo(Generic[_V]):
 
 _memo: _ScoreMemo[_Scores] = _ScoreMemo(MEMO_SIZE)
 _queries: _ScoreMemo[torch.Tensor] = _ScoreMemo(MEMO_SIZE)  # query vectors: the entries and the examples share one encode
+# Spellers by (content hash, language), as the search memo keys them: built once per knowledge base file and process
+_spellers: dict[tuple[object, str], Speller] = {}
 
 
 def _query_vector(encoders: Encoders, text: str, language: str) -> torch.Tensor:
@@ -579,7 +581,6 @@ class KnowledgeBase:
         # What the search memo knows this instance's scores by: its content (same kb.yml, same encoder: same scores),
         # or, without a content hash (built directly, e.g. in tests), this instance alone.
         self._memo_key: object = content_hash or object()
-        self._spellers: dict[str, Speller] = {}  # per language, built on its first query
         self._lexical = {
             language: LexicalIndex(
                 {i: " ".join((*e.questions, e.answer)) for i, e in enumerate(self.entries) if e.language == language}
@@ -650,10 +651,11 @@ class KnowledgeBase:
         """The query as scored: in English, its typos of the entries' words corrected (see "Typos")."""
         if language not in _SPELLED_LANGUAGES:
             return text
-        speller = self._spellers.get(language)
+        key = (self._memo_key, language)  # the engine's and the action's bases of one file share one speller
+        speller = _spellers.get(key)
         if speller is None:
             texts = [t for e in self.entries if e.language == language for t in (*e.questions, e.answer)]
-            speller = self._spellers[language] = Speller.from_texts(texts, _whole_words())
+            speller = _spellers[key] = Speller.from_texts(texts, _whole_words())
         return speller.correct(text)
 
     def nearest(self, text: str, language: str) -> dict[str, float]:

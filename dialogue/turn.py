@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dialogue import types as ev
-from dialogue.clauses import MAX_CLAUSES, Clause, Reading, detail, split_clauses
+from dialogue.clauses import MAX_CLAUSES, Clause, Reading, asks, detail, split_clauses
 from dialogue.definition import DialogueDefinition
 from dialogue.domain import SUBJECT_CHANGE_TRUST, Domain, FromText
 from dialogue.flows import FlowContext, Flows
@@ -440,7 +440,7 @@ def about_a_task(rules: TurnRules, parse: Parse, state: str) -> bool:
     return (definition.claims(parse.intent, given) or bool(open_task and given & set(open_task.slot_names))
             or any(given & set(t.starts_on) for t in definition.tasks)
             or bool(definition.handoff and parse.intent in definition.handoff.intents
-                    and not any(c.question for c in split_clauses(parse.text))))
+                    and not asks(parse.text)))
 
 
 def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowContext, decision: Decision,
@@ -474,9 +474,8 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
         return None  # an order id: the message is about the bot's task, not a general question
     if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:
         return Bar(threshold, (parse.intent,), threshold if parse.confidence < SMALL_TALK_TRUST else math.inf)
-    asked = any(c.question for c in split_clauses(parse.text))
     return Bar(threshold, (parse.intent,), max(threshold, TASK_KNOWLEDGE_MIN, parse.confidence),
-               0.0 if asked else RIVAL_MARGIN)
+               0.0 if asks(parse.text) else RIVAL_MARGIN)
 
 
 @dataclass(frozen=True)

@@ -247,13 +247,16 @@ class NLUModel:
             shared_encoder().encode([""])
 
     def parse_batch(self, texts: Sequence[str], batch_size: int = 128) -> list[Parse]:
-        token_lists: list[list[Token]] = [tokenize(simplified(t)) for t in texts]  # offsets are the text's
+        plain = [simplified(t) for t in texts]  # as long as the text: offsets into it are the text's
+        token_lists: list[list[Token]] = [tokenize(p) for p in plain]
         probs, tags = self.predict_tokens([[t.text for t in toks] for toks in token_lists], batch_size, texts)
         k = min(TOP_K, len(self.vocab.intents))
         top_p, top_i = probs.topk(k, dim=-1)
         decided = self.decide(probs).tolist()
+        synonyms = self.vocab.synonyms  # looked up by the bot's own spelling first, then by the plain one
         out = []
-        for text, toks, tg, ps, ids, d in zip(texts, token_lists, tags, top_p.tolist(), top_i.tolist(), decided):
+        for text, read, toks, tg, ps, ids, d in zip(texts, plain, token_lists, tags, top_p.tolist(), top_i.tolist(),
+                                                     decided):
             ranking = tuple((self.vocab.intents[i], float(p)) for i, p in zip(ids, ps))
             if d != ids[0]:  # out of scope by threshold: confidence = 1 - best in-scope probability
                 oos = self.vocab.intents[d]
@@ -268,8 +271,7 @@ class NLUModel:
                     continue
                 start, end = toks[a].start, toks[b].end
                 span = text[start:end]
-                synonyms = self.vocab.synonyms  # the bot's own spelling first, then the simplified one
-                canonical = synonyms.get(span.lower()) or synonyms.get(simplified(span).lower(), span)
+                canonical = synonyms.get(span.lower()) or synonyms.get(read[start:end].lower(), span)
                 entities.append(Entity(label, canonical, start, end))
             out.append(Parse(text=text, intent=ranking[0][0], confidence=ranking[0][1], entities=tuple(entities),
                              ranking=ranking, language=detect_language(text)))

@@ -31,9 +31,10 @@ _TOKEN_RE = re.compile(
 _CJK_RE = re.compile(rf"[{_CJK}{_CJK_PUNCT}]")
 _KANA_RE = re.compile(r"[\u3040-\u30ff]")
 _LATIN_WORD_RE = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
-_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0002fa1f"  # Han characters, compatibility ideographs aside
+_HAN_RE = re.compile(rf"[{_HAN}\uf900-\ufaff]")
 _PLACEHOLDER_RE = re.compile(_PLACEHOLDER)  # a placeholder says nothing about the language
-_HAN_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0002fa1f]+")
+_HAN_RUN_RE = re.compile(rf"[{_HAN}]+")
 
 
 class Token(NamedTuple):
