@@ -47,7 +47,7 @@ from dialogue.types import (
 )
 from nlu.tokenize import clear_language
 from nlu.types import Parse
-from policy import Decision, Observation
+from policy import Decision, Observation, intent_for
 from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
@@ -319,6 +319,13 @@ class Situation:
     def __repr__(self) -> str:
         return f"Situation(state={self.context.state!r}, intent={self.context.intent!r}, allowed={self.allowed})"
 
+    def context_for(self, action: str) -> FlowContext:
+        """The flows' context ``action`` runs in: the runner-up intent's for one of the runner-up reading's actions."""
+        intent = intent_for(self.observation, action)
+        if intent == self.context.intent:
+            return self.context
+        return FlowContext(self.context.state, intent, dict(self.context.slots), self.context.filled)
+
 
 def situation(
     rules: TurnRules, understanding: Understanding, conversation: Conversation, state: str, verdict: InputVerdict,
@@ -331,6 +338,7 @@ def situation(
     allowed = rules.flows.allowed(context)
     if verdict.blocked and FALLBACK in allowed:
         allowed = [FALLBACK]
+    runner_up, extra = runner_up_reading(rules, understanding, context, allowed, blocked=verdict.blocked)
     observation = Observation(
         state=state,
         intent=understanding.intent,
@@ -342,8 +350,26 @@ def situation(
         low_confidence=understanding.low_confidence,
         flags=verdict.flags,
         language=language,
+        runner_up=runner_up,
+        runner_up_actions=extra,
     )
-    return Situation(context, observation, allowed)
+    return Situation(context, observation, [*allowed, *extra])
+
+
+def runner_up_reading(rules: TurnRules, understanding: Understanding, context: FlowContext, allowed: Sequence[str],
+                      *, blocked: bool) -> tuple[str | None, tuple[str, ...]]:
+    """The NLU ranking's second intent and the actions the flows allow only for it (``policy.base.Observation``): a
+    learned policy trained with the same reading in its simulator may act on it when the top intent is unsure. None for
+    a blocked message, nor for one read against the conversation (an answer to the bot's question)."""
+    ranking = understanding.parse.ranking
+    if blocked or understanding.answered or understanding.intent != understanding.parse.intent or len(ranking) < 2:
+        return None, ()
+    second = ranking[1][0]
+    if second == understanding.intent:
+        return None, ()
+    probe = FlowContext(context.state, second, dict(context.slots), context.filled)
+    extra = tuple(a for a in rules.flows.allowed(probe) if a not in allowed)
+    return (second, extra) if extra else (None, ())
 
 
 def would_reach(rules: TurnRules, context: FlowContext, action: str) -> str:
@@ -363,7 +389,7 @@ def comes_back(rules: TurnRules, back: Situation, decision: Decision) -> bool:
     """Whether the bot, asked from the flows' initial state (``back``), would act on the message: a task or an
     action, not the fallback, the hand-off again, or small talk that leaves the bot where it was. Then the customer
     ended the wait themselves."""
-    after = would_reach(rules, back.context, decision.action)
+    after = would_reach(rules, back.context_for(decision.action), decision.action)
     acts = decision.action != FALLBACK and after != HANDOFF_STATE
     return acts and (after != rules.initial_state or not decision.action.startswith("utter_"))
 
@@ -519,11 +545,12 @@ def decide(
         decision = Decision(rules.knowledge_action or "", float(hit.score), decision.allowed, "knowledge")
         knowledge = {"entry": hit.entry_id, "score": round(float(hit.score), 4)}
     low = understanding.low_confidence or decision.action == FALLBACK or understanding.intent == ev.OUT_OF_SCOPE
+    low = low and decision.action not in chosen.observation.runner_up_actions  # the bot acted on the runner-up
     in_task = wait.state not in (rules.initial_state, HANDOFF_STATE)
     streak = conversation.fallback_streak + 1 if low and in_task else 0
     return TurnPlan(
         decision=decision, state=wait.state, status=wait.status,
-        state_after=would_reach(rules, chosen.context, decision.action), streak=streak, loop=streak >= LOOP_TURNS,
+        state_after=would_reach(rules, chosen.context_for(decision.action), decision.action), streak=streak, loop=streak >= LOOP_TURNS,
         slots=understanding.slots, events=(*understanding.events, *wait.events), notices=wait.notices,
         knowledge=knowledge, state_before=conversation.state, parse_intent=understanding.parse.intent,
         wait_end=wait.end,

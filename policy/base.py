@@ -33,6 +33,11 @@ class Observation:
     low_confidence: bool = False
     flags: tuple[str, ...] = ()
     language: str = "en"
+    # The runner-up reading: actions the flows allow only if the message means the ranking's second intent
+    # (``runner_up``). They are in the mask a policy gets; the hand-written rules read the top intent and never take
+    # them (see :func:`top_reading`), a learned policy may, and then the turn is the runner-up's.
+    runner_up: str | None = None
+    runner_up_actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,21 @@ class Policy(Protocol):
     name: str
 
     def choose(self, observation: Observation, allowed: Sequence[str]) -> Decision: ...
+
+
+def top_reading(observation: Observation, allowed: Sequence[str]) -> tuple[str, ...]:
+    """The mask of the top intent alone: ``allowed`` without the runner-up reading's actions."""
+    if not observation.runner_up_actions:
+        return tuple(allowed)
+    extra = set(observation.runner_up_actions)
+    return tuple(a for a in allowed if a not in extra)
+
+
+def intent_for(observation: Observation, action: str) -> str:
+    """The intent the turn is read as once ``action`` is chosen: the runner-up's for one of its own actions."""
+    if observation.runner_up is not None and action in observation.runner_up_actions:
+        return observation.runner_up
+    return observation.intent
 
 
 def check_allowed(allowed: Sequence[str]) -> tuple[str, ...]:

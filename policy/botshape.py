@@ -191,6 +191,7 @@ class SimBot:
     languages: tuple[str, ...] = ("en",)
     confidence_threshold: float = 0.5
     ranking_size: int = 5  # intents in the NLU's ranking
+    runner_up: bool = True  # offer the runner-up reading's actions (policy.base.Observation.runner_up_actions)
     context: ContextFactory = SimContext
 
     def check(self) -> None:

@@ -6,7 +6,9 @@ reads observations exactly as it did in training):
 - FSM state one-hot; top intent one-hot; the NLU ranking as a distribution over intents;
 - confidence, margin between the first and second ranked intents, the bot's low-confidence flag;
 - which slots are filled; the turn (one-hot up to ``max_turn`` and scaled);
-- the last action one-hot (plus "none"); the allowed-action mask; the prompt-injection flag.
+- the last action one-hot (plus "none"); the allowed-action mask; the prompt-injection flag;
+- with ``runner_up`` (checkpoints trained since the runner-up reading): which allowed actions are the runner-up
+  intent's alone (:attr:`Observation.runner_up_actions`).
 
 Unknown states, intents or actions (a bot edited after training) encode as all-zero blocks.
 """
@@ -29,11 +31,12 @@ class FeatureSpace:
     slots: tuple[str, ...]
     actions: tuple[str, ...]
     max_turn: int = 8
+    runner_up: bool = False
 
     @property
     def dim(self) -> int:
         s, i, sl, a = len(self.states), len(self.intents), len(self.slots), len(self.actions)
-        return s + 2 * i + 3 + sl + self.max_turn + 1 + (a + 1) + a + 1
+        return s + 2 * i + 3 + sl + self.max_turn + 1 + (a + 1) + a + 1 + (a if self.runner_up else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +46,7 @@ class FeatureSpace:
         return cls(
             states=tuple(data["states"]), intents=tuple(data["intents"]), slots=tuple(data["slots"]),
             actions=tuple(data["actions"]), max_turn=int(data.get("max_turn", 8)),
+            runner_up=bool(data.get("runner_up", False)),
         )
 
     def mask(self, allowed: Sequence[str]) -> np.ndarray:
@@ -86,4 +90,7 @@ class FeatureSpace:
         out[pos:pos + len(self.actions)] = self.mask(allowed)
         pos += len(self.actions)
         out[pos] = 1.0 if "prompt_injection" in obs.flags else 0.0
+        pos += 1
+        if self.runner_up:
+            out[pos:pos + len(self.actions)] = self.mask(obs.runner_up_actions)
         return out

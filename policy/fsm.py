@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from policy.base import Decision, Observation, check_allowed
+from policy.base import Decision, Observation, check_allowed, top_reading
 from policy.errors import MaskViolation
 
 Rule = Callable[[Observation, Sequence[str]], str]
@@ -23,8 +23,8 @@ class FSMPolicy:
     name: str = "fsm"
 
     def choose(self, observation: Observation, allowed: Sequence[str]) -> Decision:
-        mask = check_allowed(allowed)
+        mask = check_allowed(top_reading(observation, allowed))  # the rule reads the top intent only
         action = self.rule(observation, mask)
         if action not in mask:
             raise MaskViolation(action, mask)
-        return Decision(action=action, score=1.0, allowed=mask, policy=self.name)
+        return Decision(action=action, score=1.0, allowed=tuple(allowed), policy=self.name)

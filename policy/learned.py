@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from policy.base import Decision, Observation, Policy, check_allowed
+from policy.base import Decision, Observation, Policy, check_allowed, top_reading
 from policy.errors import PolicyError
 from policy.model import PolicyNetConfig, QNetwork, masked
 
@@ -56,7 +56,8 @@ class LearnedPolicy:
             return self.net(x)[0]
 
     def choose(self, observation: Observation, allowed: Sequence[str]) -> Decision:
-        mask_t = check_allowed(allowed)
+        # a checkpoint trained before the runner-up reading never saw its actions: it keeps to the top intent's
+        mask_t = check_allowed(allowed if self.space.runner_up else top_reading(observation, allowed))
         mask = torch.from_numpy(self.space.mask(mask_t))
         if not bool(mask.any()):
             raise PolicyError(f"none of the allowed actions {list(mask_t)} is known to the learned policy; retrain it")

@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from policy.base import Decision, Observation, Policy
+from policy.base import Decision, Observation, Policy, intent_for
 from policy.botshape import (
     CancelLike,
     ConfirmLike,
@@ -140,6 +140,16 @@ class DialogueSimulation:
             self._advance[key] = hit
         return hit
 
+    def runner_up(self, state: str, intent: str, slots: dict[str, Any], filled: frozenset[str],
+                  ranking: Sequence[tuple[str, float]], allowed: tuple[str, ...], answered: bool
+                  ) -> tuple[str | None, tuple[str, ...]]:
+        """The ranking's second intent and the actions only it allows (none for an answer to the bot's question)."""
+        if not self.bot.runner_up or answered or len(ranking) < 2 or ranking[1][0] == intent:
+            return None, ()
+        second = ranking[1][0]
+        extra = tuple(a for a in self.allowed(state, second, slots, filled) if a not in allowed)
+        return (second, extra) if extra else (None, ())
+
     def goal(self, seed: int) -> Goal:
         return self.goals.goal(random.Random(seed * 2 + 1))
 
@@ -175,15 +185,17 @@ class DialogueSimulation:
                 intent, low = mapping.as_intent or intent, False
             given = frozenset(filled)
             allowed = self.allowed(state, intent, slots, given)
+            runner_up, extra = self.runner_up(state, intent, slots, given, hyp.ranking, allowed, bool(takers))
+            allowed = allowed + extra
             obs = Observation(
                 state=state, intent=intent, confidence=hyp.confidence, filled_slots=_holding(slots),
                 ranking=hyp.ranking, turn=turns + 1, last_action=last_action, low_confidence=low,
-                language=goal.language,
+                language=goal.language, runner_up=runner_up, runner_up_actions=extra,
             )
             decision: Decision = policy.choose(obs, allowed)
             if decision.action not in allowed:
                 raise PolicyError(f"policy {policy.name!r} chose {decision.action!r} outside the mask {allowed}")
-            state = self.advance(state, intent, slots, given, decision.action)
+            state = self.advance(state, intent_for(obs, decision.action), slots, given, decision.action)
             turns += 1
             actions.append(decision.action)
             last_action = decision.action

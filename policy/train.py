@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from policy.base import Decision, Observation, Policy
+from policy.base import Decision, Observation, Policy, top_reading
 from policy.features import FeatureSpace
 from policy.fsm import FSMPolicy
 from policy.gate import GATE_SEED_BASE, run_gate, write_gate
@@ -115,7 +115,7 @@ class _Explorer:
 class _Replay:
     def __init__(self, size: int, dim: int, n_actions: int) -> None:
         self.x = np.zeros((size, dim), np.float32)
-        self.m = np.zeros((size, n_actions), bool)
+        self.mr = np.zeros((size, n_actions), bool)  # the top intent's mask: what the rules chose among
         self.a = np.zeros(size, np.int64)
         self.rule = np.zeros(size, np.int64)
         self.r = np.zeros(size, np.float32)
@@ -124,23 +124,23 @@ class _Replay:
         self.done = np.zeros(size, np.float32)
         self.size, self.n, self.i = size, 0, 0
 
-    def add(self, x: np.ndarray, m: np.ndarray, a: int, rule: int, r: float, x2: np.ndarray, m2: np.ndarray,
+    def add(self, x: np.ndarray, mr: np.ndarray, a: int, rule: int, r: float, x2: np.ndarray, m2: np.ndarray,
             done: bool) -> None:
         j = self.i
-        self.x[j], self.m[j], self.a[j], self.rule[j], self.r[j] = x, m, a, rule, r
+        self.x[j], self.mr[j], self.a[j], self.rule[j], self.r[j] = x, mr, a, rule, r
         self.x2[j], self.m2[j], self.done[j] = x2, m2, float(done)
         self.i = (self.i + 1) % self.size
         self.n = min(self.n + 1, self.size)
 
     def sample(self, rng: np.random.Generator, k: int) -> tuple[torch.Tensor, ...]:
         idx = rng.integers(0, self.n, size=k)
-        return tuple(torch.from_numpy(arr[idx]) for arr in (self.x, self.m, self.a, self.rule, self.r, self.x2,
+        return tuple(torch.from_numpy(arr[idx]) for arr in (self.x, self.mr, self.a, self.rule, self.r, self.x2,
                                                              self.m2, self.done))
 
 
 def feature_space(bot: SimBot) -> FeatureSpace:
     return FeatureSpace(states=tuple(bot.flows.states), intents=tuple(bot.intents), slots=tuple(bot.slots),
-                        actions=tuple(bot.flows.actions))
+                        actions=tuple(bot.flows.actions), runner_up=bot.runner_up)
 
 
 def validate(policy: Policy, sim: DialogueSimulation, noise: Sequence[float], episodes: int, seed_base: int
@@ -203,11 +203,13 @@ def _train(bot: SimBot, users: Users, out: Path, cfg: TrainConfig) -> dict[str, 
             m2 = space.mask(steps[t + 1].allowed) if nxt else np.ones(len(space.actions), bool)
             rule = rules.choose(s.observation, s.allowed).action
             reward = s.reward + (cfg.rule_bonus if rule == s.action else 0.0)
-            replay.add(feats[t], space.mask(s.allowed), space.actions.index(s.action), space.actions.index(rule),
-                       reward, x2, m2, s.done or not nxt)
+            replay.add(feats[t], space.mask(top_reading(s.observation, s.allowed)), space.actions.index(s.action),
+                       space.actions.index(rule), reward, x2, m2, s.done or not nxt)
             env_steps += 1
             if replay.n >= cfg.warmup_steps and env_steps % cfg.train_every == 0:
-                xb, mb, ab, rule_b, rb, xnb, mnb, db = replay.sample(np_rng, cfg.batch_size)
+                # the large margin is the rules' opinion among the actions they chose from: the runner-up
+                # reading's actions (never the rules') are valued by their returns alone
+                xb, mrb, ab, rule_b, rb, xnb, mnb, db = replay.sample(np_rng, cfg.batch_size)
                 with torch.no_grad():
                     a_next = masked(online(xnb), mnb).argmax(dim=1, keepdim=True)
                     q_next = target(xnb).gather(1, a_next).squeeze(1)
@@ -216,7 +218,7 @@ def _train(bot: SimBot, users: Users, out: Path, cfg: TrainConfig) -> dict[str, 
                 loss = loss_fn(q_all.gather(1, ab.unsqueeze(1)).squeeze(1), y)
                 if cfg.rule_margin_weight:
                     margins = torch.full_like(q_all, cfg.rule_margin).scatter_(1, rule_b.unsqueeze(1), 0.0)
-                    top = (masked(q_all, mb) + margins).max(dim=1).values
+                    top = (masked(q_all, mrb) + margins).max(dim=1).values
                     ruled = q_all.gather(1, rule_b.unsqueeze(1)).squeeze(1)
                     loss = loss + cfg.rule_margin_weight * (top - ruled).mean()
                 opt.zero_grad()

@@ -203,6 +203,55 @@ def test_a_blocked_message_allows_only_the_fallback() -> None:
     assert chosen.observation.turn == 4
 
 
+def ranked(text: str, *ranking: tuple[str, float], **entities: str) -> Parse:
+    top = parse(text, ranking[0][0], ranking[0][1], **entities)
+    return dataclasses.replace(top, ranking=tuple(ranking))
+
+
+class TakesTheRunnerUp:
+    """A policy that acts on the runner-up reading whenever it is offered (as a learned policy may)."""
+
+    name = "learned"
+
+    def choose(self, observation: Observation, allowed: Sequence[str]) -> Decision:
+        action = observation.runner_up_actions[0] if observation.runner_up_actions else POLICY.choose(
+            observation, allowed).action
+        return Decision(action, 1.0, tuple(allowed), self.name)
+
+
+def test_the_runner_up_reading_is_offered_beside_the_top_intents_mask() -> None:
+    message = ranked("where my stuff at", ("out_of_scope", 0.45), ("order_status", 0.4), ("greet", 0.1))
+    found = understood(conv(), message)
+    chosen = turn.situation(RULES, found, conv(), "idle", heard(message.text), "en")
+    assert chosen.observation.runner_up == "order_status"
+    assert chosen.observation.runner_up_actions == ("utter_ask_order_id",)
+    assert chosen.allowed[-1] == "utter_ask_order_id" and "utter_fallback" in chosen.allowed
+    assert POLICY.choose(chosen.observation, chosen.allowed).action == "utter_fallback"  # the rules read the top
+    decision = TakesTheRunnerUp().choose(chosen.observation, chosen.allowed)
+    plan = turn.decide(RULES, found, conv(), turn.end_wait(RULES, conv(), None), chosen, decision)
+    assert (plan.action, plan.state_after, plan.streak) == ("utter_ask_order_id", "status_need_id", 0)
+
+
+@pytest.mark.parametrize(("message", "verdict"), [
+    (ranked("where my stuff at", ("out_of_scope", 0.6), ("out_of_scope", 0.3)), None),  # no second intent
+    (ranked("hello", ("greet", 0.9), ("goodbye", 0.05)), None),  # the second allows nothing more
+    (ranked("where my stuff at", ("out_of_scope", 0.45), ("order_status", 0.4)),
+     heard("where my stuff at", blocked=True, flags=("injection",))),  # blocked: only the fallback
+])
+def test_no_runner_up_reading(message: Parse, verdict: InputVerdict | None) -> None:
+    verdict = verdict or heard(message.text)
+    found = understood(conv(), message, verdict)
+    chosen = turn.situation(RULES, found, conv(), "idle", verdict, "en")
+    assert chosen.observation.runner_up_actions == () and chosen.observation.runner_up is None
+
+
+def test_an_answer_to_the_bots_question_has_no_runner_up() -> None:
+    message = ranked("14388", ("inform", 0.7), ("order_status", 0.2), order_id="14388")
+    found = understood(conv("status_need_id", last_action="utter_ask_order_id"), message)
+    chosen = turn.situation(RULES, found, conv("status_need_id"), "status_need_id", heard(message.text), "en")
+    assert chosen.observation.runner_up_actions == ()
+
+
 @pytest.mark.parametrize(("message", "action", "bar"), [
     (parse("blah", "order_status", 0.3), "utter_fallback", turn.Bar(0.5)),  # misunderstood: the bot's threshold
     # small talk and tasks: nearer than their intent's examples; without examples, the NLU's certainty decides

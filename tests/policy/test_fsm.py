@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -34,3 +35,12 @@ def test_a_rule_that_breaks_the_mask_raises(policy: FSMPolicy) -> None:
 def test_an_empty_mask_is_a_flows_bug(policy: FSMPolicy) -> None:
     with pytest.raises(PolicyError):
         policy.choose(Observation(state="idle", intent="greet", confidence=0.9), [])
+
+
+def test_the_rules_read_the_top_intent_and_never_take_the_runner_ups_actions(policy: FSMPolicy) -> None:
+    obs = Observation(state="idle", intent="greet", confidence=0.4, runner_up="order_status",
+                      runner_up_actions=("action_order_status",))
+    decision = FSMPolicy(lambda o, allowed: allowed[-1]).choose(obs, ["utter_greet", "action_order_status"])
+    assert decision.action == "utter_greet" and decision.allowed == ("utter_greet", "action_order_status")
+    with pytest.raises(MaskViolation):  # the rule proposes the runner-up's action: outside the top intent's mask
+        policy.choose(dataclasses.replace(obs, intent="order_status"), ["utter_greet", "action_order_status"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from policy import Decision, Observation, PolicyError
+from policy.features import FeatureSpace
 from policy.learned import LearnedPolicy
 from policy.model import PolicyNetConfig, QNetwork
 from policy.simulator import DialogueSimulation, SimBot, Users
@@ -110,6 +112,39 @@ def test_the_rules_hold_unless_the_network_is_sure_by_the_margin(tiny: SimBot, m
     LearnedPolicy(inner.net, config).save(tmp_path)
     assert LearnedPolicy.load(tmp_path, rules=rules).choose(obs, allowed).action == expected
     assert LearnedPolicy.load(tmp_path).choose(obs, allowed).action == "utter_greet"  # no rules given: greedy
+
+
+RUNNER_UP = Observation(state="idle", intent="out_of_scope", confidence=0.4, runner_up="book_table",
+                        ranking=(("out_of_scope", 0.4), ("book_table", 0.35)),
+                        runner_up_actions=("utter_ask_party_size",))
+
+
+@pytest.mark.parametrize("trained_with_it", [True, False])
+def test_the_runner_up_reading_is_taken_only_by_a_policy_trained_with_it(tiny: SimBot, trained_with_it: bool) -> None:
+    pol = policy_with_bias(tiny, {"utter_ask_party_size": 5.0, "utter_fallback": 1.0})
+    if not trained_with_it:  # a checkpoint from before the reading: its features have no runner-up block
+        space = dataclasses.replace(pol.space, runner_up=False)
+        pol = LearnedPolicy(QNetwork(PolicyNetConfig(features=space, hidden=(8,))), PolicyNetConfig(space, (8,)))
+        with torch.no_grad():
+            last = pol.net.net[-1]
+            assert isinstance(last, torch.nn.Linear)
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([5.0 if a == "utter_ask_party_size" else 0.0 for a in space.actions]))
+    decision = pol.choose(RUNNER_UP, ["utter_fallback", "utter_ask_party_size"])
+    assert decision.action == ("utter_ask_party_size" if trained_with_it else "utter_fallback")
+
+
+def test_the_features_say_which_actions_are_the_runner_ups(tiny: SimBot) -> None:
+    space = feature_space(tiny)
+    assert space.runner_up and space.dim == dataclasses.replace(space, runner_up=False).dim + len(space.actions)
+    plain = dataclasses.replace(RUNNER_UP, runner_up=None, runner_up_actions=())
+    allowed = ["utter_fallback", "utter_ask_party_size"]
+    a, b = space.encode(RUNNER_UP, allowed), space.encode(plain, allowed)
+    tail = slice(space.dim - len(space.actions), space.dim)
+    assert list(a[tail].nonzero()[0]) == [space.actions.index("utter_ask_party_size")] and not b[tail].any()
+    assert (a[: tail.start] == b[: tail.start]).all()
+    assert FeatureSpace.from_dict(space.to_dict()) == space
+    assert not FeatureSpace.from_dict({k: v for k, v in space.to_dict().items() if k != "runner_up"}).runner_up
 
 
 def row(margin: float, worst: float, mean: float) -> dict[str, float]:

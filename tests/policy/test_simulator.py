@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 
-from policy import FSMPolicy
+from policy import Decision, FSMPolicy, Observation
 from policy.simulator import (
     DialogueSimulation,
     Goal,
@@ -225,3 +227,38 @@ def test_a_definition_with_nothing_to_want_is_refused(tiny: SimBot, trainees: Us
     empty = dataclasses.replace(tiny.definition, tasks=(), small_talk=(), knowledge=None)  # type: ignore[type-var]
     with pytest.raises(SimulatorError):
         DialogueSimulation(dataclasses.replace(tiny, definition=empty), trainees)
+
+
+class RunnerUp:
+    """Takes the runner-up reading whenever it is offered, the rules' choice otherwise."""
+
+    name = "runner_up"
+
+    def __init__(self, rules: FSMPolicy) -> None:
+        self.rules, self.offered = rules, 0
+
+    def choose(self, obs: Observation, allowed: Sequence[str]) -> Decision:
+        if obs.runner_up_actions:
+            self.offered += 1
+            assert set(obs.runner_up_actions) <= set(allowed)
+            return Decision(obs.runner_up_actions[0], 0.0, tuple(allowed), self.name)
+        return self.rules.choose(obs, allowed)
+
+
+def test_the_runner_up_reading_is_offered_and_moves_the_flows_as_its_intent(tiny: SimBot, trainees: Users) -> None:
+    sim = DialogueSimulation(tiny, trainees)
+    second, extra = sim.runner_up("idle", "out_of_scope", {}, frozenset(),
+                                  (("out_of_scope", 0.5), ("book_table", 0.3)), sim.allowed("idle", "out_of_scope",
+                                                                                           {}, frozenset()), False)
+    assert second == "book_table" and extra == ("utter_ask_party_size",)
+    assert sim.runner_up("idle", "out_of_scope", {}, frozenset(), (("out_of_scope", 0.5), ("book_table", 0.3)),
+                         (), True) == (None, ())  # an answer to the bot's question: no runner-up
+    assert sim.advance("idle", "book_table", {}, frozenset(), "utter_ask_party_size") != "idle"
+    taker = RunnerUp(FSMPolicy(tiny.flows.default_policy))
+    episodes = [sim.run(taker, 0.3, i) for i in range(200)]
+    assert taker.offered > 50 and any(e.success for e in episodes)
+    plain = DialogueSimulation(dataclasses.replace(tiny, runner_up=False), trainees)
+    fsm = FSMPolicy(tiny.flows.default_policy)
+    for i in range(50):  # the rules never take it: their dialogues are the same with or without it
+        a, b = sim.run(fsm, 0.3, i), plain.run(fsm, 0.3, i)
+        assert (a.actions, a.success) == (b.actions, b.success)
