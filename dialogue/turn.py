@@ -48,6 +48,7 @@ from dialogue.types import (
 from nlu.tokenize import clear_language
 from nlu.types import Parse
 from policy import Decision, Observation, intent_for
+from policy.botshape import questions
 from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
@@ -358,17 +359,21 @@ def situation(
 
 def runner_up_reading(rules: TurnRules, understanding: Understanding, context: FlowContext, allowed: Sequence[str],
                       *, blocked: bool) -> tuple[str | None, tuple[str, ...]]:
-    """The NLU ranking's second intent and the actions the flows allow only for it (``policy.base.Observation``): a
-    learned policy trained with the same reading in its simulator may act on it when the top intent is unsure. None for
-    a blocked message, nor for one read against the conversation (an answer to the bot's question)."""
-    ranking = understanding.parse.ranking
-    if blocked or understanding.answered or understanding.intent != understanding.parse.intent or len(ranking) < 2:
+    """The NLU ranking's second intent and the questions (:func:`policy.botshape.questions`) the flows allow only for
+    it (``policy.base.Observation``): a learned policy trained with the same reading in its simulator may ask them
+    when the top intent is unsure; on a guess the bot asks, it never acts. None for a blocked message, for one read
+    against the conversation (an answer to the bot's question), or for flows written in Python (no definition says
+    which actions ask)."""
+    ranking, definition = understanding.parse.ranking, rules.flows.definition
+    if (blocked or understanding.answered or understanding.intent != understanding.parse.intent or len(ranking) < 2
+            or not isinstance(definition, DialogueDefinition)):
         return None, ()
     second = ranking[1][0]
     if second == understanding.intent:
         return None, ()
     probe = FlowContext(context.state, second, dict(context.slots), context.filled)
-    extra = tuple(a for a in rules.flows.allowed(probe) if a not in allowed)
+    askable = questions(definition)
+    extra = tuple(a for a in rules.flows.allowed(probe) if a in askable and a not in allowed)
     return (second, extra) if extra else (None, ())
 
 

@@ -159,6 +159,14 @@ class FlowsLike(Protocol):
     def awaited(self, state: str, last_action: str | None) -> frozenset[str]: ...
 
 
+def questions(definition: DefinitionLike) -> frozenset[str]:
+    """The actions that only ask the customer something: a slot's question, a confirmation. The runner-up reading
+    offers no other (``policy.base.Observation``): on a guess the bot may ask, never act (run a task's action with
+    whatever values it holds, hand over to a human)."""
+    asks = {s.ask for t in definition.tasks for s in t.slots}
+    return frozenset(asks | {t.confirm.ask for t in definition.tasks if t.confirm})
+
+
 @dataclass
 class SimContext:
     """What the flows' conditions read (``dialogue.flows.FlowContext`` has the same fields; pass it as

@@ -232,6 +232,15 @@ def test_the_runner_up_reading_is_offered_beside_the_top_intents_mask() -> None:
     assert (plan.action, plan.state_after, plan.streak) == ("utter_ask_order_id", "status_need_id", 0)
 
 
+def test_on_a_guess_the_bot_asks_it_never_acts() -> None:
+    """With an order id held, the runner-up order_status would look it up at once: only its question is offered."""
+    held = conv(slots={"order_id": "10234"})
+    message = ranked("hm what about that", ("out_of_scope", 0.45), ("order_status", 0.4))
+    chosen = turn.situation(RULES, understood(held, message), held, "idle", heard(message.text), "en")
+    assert chosen.observation.runner_up_actions == ("utter_ask_order_id",)
+    assert "action_order_status" not in chosen.allowed
+
+
 @pytest.mark.parametrize(("message", "verdict"), [
     (ranked("where my stuff at", ("out_of_scope", 0.6), ("out_of_scope", 0.3)), None),  # no second intent
     (ranked("hello", ("greet", 0.9), ("goodbye", 0.05)), None),  # the second allows nothing more
