@@ -48,7 +48,7 @@ from dialogue.types import (
 from nlu.tokenize import clear_language
 from nlu.types import Parse
 from policy import Decision, Observation, intent_for
-from policy.botshape import questions
+from policy.botshape import guesses
 from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
@@ -359,11 +359,11 @@ def situation(
 
 def runner_up_reading(rules: TurnRules, understanding: Understanding, context: FlowContext, allowed: Sequence[str],
                       *, blocked: bool) -> tuple[str | None, tuple[str, ...]]:
-    """The NLU ranking's second intent and the questions (:func:`policy.botshape.questions`) the flows allow only for
-    it (``policy.base.Observation``): a learned policy trained with the same reading in its simulator may ask them
-    when the top intent is unsure; on a guess the bot asks, it never acts. None for a blocked message, for one read
-    against the conversation (an answer to the bot's question), or for flows written in Python (no definition says
-    which actions ask)."""
+    """The NLU ranking's second intent and what the flows allow only for it that the bot may do on a guess
+    (:func:`policy.botshape.guesses`: ask, or run a task on values this message gave; ``policy.base.Observation``): a
+    learned policy trained with the same reading in its simulator may take it where it learned that the top intent is
+    the likelier misreading. None for a blocked message, for one read against the conversation (an answer to the bot's
+    question), or for flows written in Python (no definition says which actions ask)."""
     ranking, definition = understanding.parse.ranking, rules.flows.definition
     if (blocked or understanding.answered or understanding.intent != understanding.parse.intent or len(ranking) < 2
             or not isinstance(definition, DialogueDefinition)):
@@ -372,8 +372,8 @@ def runner_up_reading(rules: TurnRules, understanding: Understanding, context: F
     if second == understanding.intent:
         return None, ()
     probe = FlowContext(context.state, second, dict(context.slots), context.filled)
-    askable = questions(definition)
-    extra = tuple(a for a in rules.flows.allowed(probe) if a in askable and a not in allowed)
+    may = guesses(definition, understanding.filled)
+    extra = tuple(a for a in rules.flows.allowed(probe) if a in may and a not in allowed)
     return (second, extra) if extra else (None, ())
 
 
@@ -528,6 +528,7 @@ class TurnPlan:
     state_before: str = ""  # the conversation's stored state (before a wait ended)
     parse_intent: str = ""  # the NLU's intent (brought in scope by a value): a hand-off's reason
     wait_end: str | None = None  # why a wait for a human ended this turn (Wait.end)
+    read_as: str | None = None  # the runner-up intent the policy acted on (Observation.runner_up), if it did
 
     def __repr__(self) -> str:
         return f"TurnPlan(action={self.decision.action!r}, state={self.state!r}->{self.state_after!r})"
@@ -550,7 +551,8 @@ def decide(
         decision = Decision(rules.knowledge_action or "", float(hit.score), decision.allowed, "knowledge")
         knowledge = {"entry": hit.entry_id, "score": round(float(hit.score), 4)}
     low = understanding.low_confidence or decision.action == FALLBACK or understanding.intent == ev.OUT_OF_SCOPE
-    low = low and decision.action not in chosen.observation.runner_up_actions  # the bot acted on the runner-up
+    read_as = chosen.observation.runner_up if decision.action in chosen.observation.runner_up_actions else None
+    low = low and read_as is None  # the bot asked what the runner-up intent needs: not a misunderstanding
     in_task = wait.state not in (rules.initial_state, HANDOFF_STATE)
     streak = conversation.fallback_streak + 1 if low and in_task else 0
     return TurnPlan(
@@ -558,7 +560,7 @@ def decide(
         state_after=would_reach(rules, chosen.context_for(decision.action), decision.action), streak=streak, loop=streak >= LOOP_TURNS,
         slots=understanding.slots, events=(*understanding.events, *wait.events), notices=wait.notices,
         knowledge=knowledge, state_before=conversation.state, parse_intent=understanding.parse.intent,
-        wait_end=wait.end,
+        wait_end=wait.end, read_as=read_as,
     )
 
 
@@ -647,7 +649,8 @@ def conclude(rules: TurnRules, settled: Settled, *, staffed: bool) -> Outcome:
     action = NewEvent(
         ev.ACTION,
         {**plan.decision.to_dict(), "state_before": plan.state_before, "state_after": state_after,
-         "failed": result.failed, "error": result.error, **({"knowledge": plan.knowledge} if plan.knowledge else {})},
+         "failed": result.failed, "error": result.error, **({"knowledge": plan.knowledge} if plan.knowledge else {}),
+         **({"read_as": plan.read_as} if plan.read_as else {})},
     )
     slots = dict(settled.slots)
     for slot in rules.flows.resets.get(plan.action, ()):

@@ -67,7 +67,7 @@ from policy.botshape import (
     SlotLike,
     SmallTalkLike,
     TaskLike,
-    questions,
+    guesses,
 )
 from policy.errors import PolicyError
 from policy.goals import Goal, GoalMaker, SimConfig, Users, Want, draw_goal
@@ -112,7 +112,6 @@ class DialogueSimulation:
         self.bot, self.users, self.cfg = bot, users, users.config
         self.goals = GoalMaker(bot, users.config)
         self.knowledge_intents = set(bot.definition.knowledge.intents) if bot.definition.knowledge else set()
-        self.questions = questions(bot.definition)
         self._channels: dict[float, NoiseChannel] = {}
         self._allowed: dict[tuple[str, str, frozenset[str], frozenset[str]], tuple[str, ...]] = {}
         self._advance: dict[tuple[str, str, frozenset[str], frozenset[str], str], str] = {}
@@ -145,12 +144,13 @@ class DialogueSimulation:
     def runner_up(self, state: str, intent: str, slots: dict[str, Any], filled: frozenset[str],
                   ranking: Sequence[tuple[str, float]], allowed: tuple[str, ...], answered: bool
                   ) -> tuple[str | None, tuple[str, ...]]:
-        """The ranking's second intent and the questions only it allows (:func:`policy.botshape.questions`; none for
-        an answer to the bot's question)."""
+        """The ranking's second intent and what only it allows that the bot may do on a guess
+        (:func:`policy.botshape.guesses`; nothing for an answer to the bot's question)."""
         if not self.bot.runner_up or answered or len(ranking) < 2 or ranking[1][0] == intent:
             return None, ()
         second = ranking[1][0]
-        extra = tuple(a for a in self.allowed(state, second, slots, filled) if a in self.questions and a not in allowed)
+        may = guesses(self.bot.definition, filled)
+        extra = tuple(a for a in self.allowed(state, second, slots, filled) if a in may and a not in allowed)
         return (second, extra) if extra else (None, ())
 
     def goal(self, seed: int) -> Goal:

@@ -229,7 +229,11 @@ def test_the_runner_up_reading_is_offered_beside_the_top_intents_mask() -> None:
     assert POLICY.choose(chosen.observation, chosen.allowed).action == "utter_fallback"  # the rules read the top
     decision = TakesTheRunnerUp().choose(chosen.observation, chosen.allowed)
     plan = turn.decide(RULES, found, conv(), turn.end_wait(RULES, conv(), None), chosen, decision)
-    assert (plan.action, plan.state_after, plan.streak) == ("utter_ask_order_id", "status_need_id", 0)
+    assert (plan.action, plan.state_after, plan.streak, plan.read_as) == ("utter_ask_order_id", "status_need_id", 0,
+                                                                          "order_status")
+    outcome = turn.conclude(RULES, turn.settle(RULES, plan, ActionResult()), staffed=True)
+    action = next(e for e in outcome.events if e.type == ev.ACTION)
+    assert action.data["read_as"] == "order_status" and action.data["policy"] == "learned"
 
 
 def test_on_a_guess_the_bot_asks_it_never_acts() -> None:

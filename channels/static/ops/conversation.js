@@ -186,6 +186,8 @@
             known.appendChild(K.node("conv.score", { score: K.number(Number(ad.knowledge.score), two) }));
             detail(dl, K.t("conv.knowledge"), known, "ops-knowledge");
           }
+          // the learned policy asked what the NLU's second intent needs (the runner-up reading)
+          if (ad.read_as) detail(dl, K.t("conv.readAs"), R(ad.read_as), "ops-read-as");
         }
         if (dl.children.length) li.appendChild(dl);
         if (parse && K.can("agent")) li.appendChild(correctButton(turn, e, parse));
