@@ -48,7 +48,7 @@ from dialogue.types import (
 from nlu.tokenize import clear_language
 from nlu.types import Parse
 from policy import Decision, Observation, intent_for
-from policy.botshape import guesses
+from policy.botshape import questions
 from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
@@ -360,7 +360,7 @@ def situation(
 def runner_up_reading(rules: TurnRules, understanding: Understanding, context: FlowContext, allowed: Sequence[str],
                       *, blocked: bool) -> tuple[str | None, tuple[str, ...]]:
     """The NLU ranking's second intent and what the flows allow only for it that the bot may do on a guess
-    (:func:`policy.botshape.guesses`: ask, or run a task on values this message gave; ``policy.base.Observation``): a
+    (:func:`policy.botshape.questions`: a slot's question, a confirmation; ``policy.base.Observation``): a
     learned policy trained with the same reading in its simulator may take it where it learned that the top intent is
     the likelier misreading. None for a blocked message, for one read against the conversation (an answer to the bot's
     question), or for flows written in Python (no definition says which actions ask)."""
@@ -372,8 +372,8 @@ def runner_up_reading(rules: TurnRules, understanding: Understanding, context: F
     if second == understanding.intent:
         return None, ()
     probe = FlowContext(context.state, second, dict(context.slots), context.filled)
-    may = guesses(definition, understanding.filled)
-    extra = tuple(a for a in rules.flows.allowed(probe) if a in may and a not in allowed)
+    askable = questions(definition)
+    extra = tuple(a for a in rules.flows.allowed(probe) if a in askable and a not in allowed)
     return (second, extra) if extra else (None, ())
 
 

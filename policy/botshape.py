@@ -159,15 +159,13 @@ class FlowsLike(Protocol):
     def awaited(self, state: str, last_action: str | None) -> frozenset[str]: ...
 
 
-def guesses(definition: DefinitionLike, filled: frozenset[str]) -> frozenset[str]:
-    """What the bot may do on a guess (the runner-up reading, ``policy.base.Observation``): ask something (a slot's
-    question, a confirmation), or run a task's action (one without a confirmation) on values this very message gave
-    (``filled``). Never a task's action on values held from before (the customer never said them for this task), a
-    hand-off, or anything else the flows allow."""
-    asks = {s.ask for t in definition.tasks for s in t.slots} | {t.confirm.ask for t in definition.tasks if t.confirm}
-    acts = {t.action for t in definition.tasks
-            if not t.confirm and t.slots and {s.name for s in t.slots} <= filled}
-    return frozenset(asks | acts)
+def questions(definition: DefinitionLike) -> frozenset[str]:
+    """What the bot may do on a guess (the runner-up reading, ``policy.base.Observation``): ask the customer something,
+    a slot's question or a confirmation. Never a task's action, a hand-off, or anything else the flows allow: with the
+    actions of tasks without a confirmation offered too (on values the message gave), the bank's learned policy ran
+    one nobody asked for and failed its gate at noise 0."""
+    asks = {s.ask for t in definition.tasks for s in t.slots}
+    return frozenset(asks | {t.confirm.ask for t in definition.tasks if t.confirm})
 
 
 @dataclass

@@ -67,7 +67,7 @@ from policy.botshape import (
     SlotLike,
     SmallTalkLike,
     TaskLike,
-    guesses,
+    questions,
 )
 from policy.errors import PolicyError
 from policy.goals import Goal, GoalMaker, SimConfig, Users, Want, draw_goal
@@ -112,6 +112,7 @@ class DialogueSimulation:
         self.bot, self.users, self.cfg = bot, users, users.config
         self.goals = GoalMaker(bot, users.config)
         self.knowledge_intents = set(bot.definition.knowledge.intents) if bot.definition.knowledge else set()
+        self.questions = questions(bot.definition)
         self._channels: dict[float, NoiseChannel] = {}
         self._allowed: dict[tuple[str, str, frozenset[str], frozenset[str]], tuple[str, ...]] = {}
         self._advance: dict[tuple[str, str, frozenset[str], frozenset[str], str], str] = {}
@@ -145,12 +146,11 @@ class DialogueSimulation:
                   ranking: Sequence[tuple[str, float]], allowed: tuple[str, ...], answered: bool
                   ) -> tuple[str | None, tuple[str, ...]]:
         """The ranking's second intent and what only it allows that the bot may do on a guess
-        (:func:`policy.botshape.guesses`; nothing for an answer to the bot's question)."""
+        (:func:`policy.botshape.questions`; nothing for an answer to the bot's question)."""
         if not self.bot.runner_up or answered or len(ranking) < 2 or ranking[1][0] == intent:
             return None, ()
         second = ranking[1][0]
-        may = guesses(self.bot.definition, filled)
-        extra = tuple(a for a in self.allowed(state, second, slots, filled) if a in may and a not in allowed)
+        extra = tuple(a for a in self.allowed(state, second, slots, filled) if a in self.questions and a not in allowed)
         return (second, extra) if extra else (None, ())
 
     def goal(self, seed: int) -> Goal:

@@ -144,3 +144,38 @@ class _DoubtfulNLU(_ThresholdNLU):
 
         return dataclasses.replace(self.inner.parse(text), intent="greet", confidence=0.3,
                                    ranking=(("greet", 0.3), ("thanks", 0.2)))
+
+
+class _TakesTheRunnerUp:
+    """A learned policy's choice where it learned to trust the runner-up: its action whenever one is offered."""
+
+    name = "learned"
+
+    def __init__(self, rules: Any) -> None:
+        self.rules = rules
+
+    def choose(self, observation: Any, allowed: Any) -> Any:
+        from policy import Decision
+
+        if observation.runner_up_actions:
+            return Decision(observation.runner_up_actions[0], 1.0, tuple(allowed), self.name)
+        return self.rules.choose(observation, allowed)
+
+
+async def test_a_policy_that_acts_on_the_runner_up_moves_the_conversation_as_that_intent(
+        store: ConversationStore) -> None:
+    engine = light_engine(store)
+    engine.parts.nlu = _ThresholdNLU()
+    rules = engine.parts.policy
+    assert (await say(engine, None, "where's my parcel")).action == "utter_fallback"  # the rules read the top intent
+    engine.parts.policy = _TakesTheRunnerUp(rules)
+    asked = await say(engine, None, "where's my parcel")
+    assert asked.action == "utter_ask_order_id"
+    conversation = await engine.get_conversation(asked.conversation_id)
+    assert conversation.state == "status_need_id" and conversation.fallback_streak == 0
+    events = await engine.conversation_events(asked.conversation_id)
+    action = next(e for e in events if e.type == "action")
+    assert action.data["read_as"] == "order_status" and action.data["state_after"] == "status_need_id"
+    engine.parts.policy = rules
+    answered = await say(engine, asked.conversation_id, "10234")
+    assert answered.action == "action_order_status"

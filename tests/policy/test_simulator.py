@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from policy import Decision, FSMPolicy, Observation
-from policy.botshape import guesses
+from policy.botshape import questions
 from policy.simulator import (
     DialogueSimulation,
     Goal,
@@ -265,15 +265,6 @@ def test_the_runner_up_reading_is_offered_and_moves_the_flows_as_its_intent(tiny
         assert (a.actions, a.success) == (b.actions, b.success)
 
 
-@pytest.mark.parametrize(("filled", "acts"), [
-    (frozenset(), set()),
-    (frozenset({"dish"}), set()),  # the food order still needs its note
-    (frozenset({"dish", "note"}), {"action_order_food"}),  # every value said in this message: the task may run
-    (frozenset({"party_size", "day"}), set()),  # a booking is confirmed first: never run on a guess
-])
-def test_on_a_guess_the_bot_asks_or_acts_on_values_just_given(tiny: SimBot, filled: frozenset[str],
-                                                               acts: set[str]) -> None:
-    may = guesses(tiny.definition, filled)
-    asks = {"utter_ask_party_size", "utter_ask_day", "utter_ask_dish", "utter_ask_note", "utter_confirm_booking"}
-    assert may == asks | acts
-    assert "action_handoff" not in may and "action_book" not in may
+def test_on_a_guess_the_bot_only_asks(tiny: SimBot) -> None:
+    assert questions(tiny.definition) == {"utter_ask_party_size", "utter_ask_day", "utter_ask_dish", "utter_ask_note",
+                                          "utter_confirm_booking"}
