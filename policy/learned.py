@@ -66,7 +66,10 @@ class LearnedPolicy:
             log.warning("learned policy called without Observation.last_action after turn 1; decisions degrade")
         q = masked(self.q_values(observation, mask_t), mask)
         index = int(torch.argmax(q))
-        if self.rules is not None and self.margin is not None:
+        runner_up = self.space.actions[index] in observation.runner_up_actions
+        if self.rules is not None and self.margin is not None and not runner_up:
+            # the margin guards departures from the rules among the actions they chose from; the runner-up
+            # reading's actions, on which the rules have no opinion, compete by their values alone
             rule = self.rules.choose(observation, mask_t).action
             if rule in self.space.actions:
                 r = self.space.actions.index(rule)

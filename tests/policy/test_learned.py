@@ -134,6 +134,22 @@ def test_the_runner_up_reading_is_taken_only_by_a_policy_trained_with_it(tiny: S
     assert decision.action == ("utter_ask_party_size" if trained_with_it else "utter_fallback")
 
 
+def test_the_margin_guards_departures_among_the_rules_actions_not_the_runner_ups(tiny: SimBot,
+                                                                               tmp_path: Path) -> None:
+    """The network values the runner-up's question 2.0 above the rules' fallback: under a margin of 3.0 it still asks
+    it (the rules have no opinion on it), while a departure inside the top intent's mask needs the margin."""
+    from policy import FSMPolicy
+
+    rules = FSMPolicy(lambda observation, mask: "utter_fallback")
+    inner = policy_with_bias(tiny, {"utter_ask_party_size": 1.0, "utter_greet": 1.0, "utter_fallback": -1.0})
+    config = PolicyNetConfig(features=inner.config.features, hidden=inner.config.hidden, meta={"deviation_margin": 3.0})
+    LearnedPolicy(inner.net, config).save(tmp_path)
+    pol = LearnedPolicy.load(tmp_path, rules=rules)
+    assert pol.choose(RUNNER_UP, ["utter_fallback", "utter_ask_party_size"]).action == "utter_ask_party_size"
+    plain = dataclasses.replace(RUNNER_UP, runner_up=None, runner_up_actions=())
+    assert pol.choose(plain, ["utter_fallback", "utter_greet"]).action == "utter_fallback"
+
+
 def test_the_features_say_which_actions_are_the_runner_ups(tiny: SimBot) -> None:
     space = feature_space(tiny)
     assert space.runner_up and space.dim == dataclasses.replace(space, runner_up=False).dim + len(space.actions)
