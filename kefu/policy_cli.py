@@ -249,7 +249,8 @@ def policy_config(bot: Bot, **overrides: Any) -> Any:
     if unknown:
         raise ConfigError(f"{bot.root / 'bot.yml'}: policy_training: unknown setting(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(known))}")
-    return TrainConfig(**settings)
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}  # YAML lists
+    return TrainConfig(**values)
 
 
 def evaluate_policy(bot_dir: Path, policy_dir: Path | None = None, *, episodes: int = 1000,

@@ -67,6 +67,8 @@ def test_the_policy_step_budget_comes_from_bot_yml_and_the_command_line(tiny_dir
     assert (policy_config(bot).steps, policy_config(bot).gamma) == (80_000, 0.9)
     assert policy_config(bot, steps=500, seed=3) == TrainConfig(steps=500, gamma=0.9, seed=3)  # the command line wins
     assert policy_config(bot, steps=None).steps == 80_000  # an option not given changes nothing
+    bot.config.policy_training = {"deviation_margins": [1.0, 2.0]}  # a YAML list: the config's tuple
+    assert policy_config(bot).deviation_margins == (1.0, 2.0)
     bot.config.policy_training = {"stepz": 1}
     with pytest.raises(ConfigError, match="policy_training: unknown setting.*stepz"):
         policy_config(bot)
