@@ -359,14 +359,17 @@ def situation(
 
 def runner_up_reading(rules: TurnRules, understanding: Understanding, context: FlowContext, allowed: Sequence[str],
                       *, blocked: bool) -> tuple[str | None, tuple[str, ...]]:
-    """The NLU ranking's second intent and what the flows allow only for it that the bot may do on a guess
-    (:func:`policy.botshape.questions`: a slot's question, a confirmation; ``policy.base.Observation``): a
-    learned policy trained with the same reading in its simulator may take it where it learned that the top intent is
-    the likelier misreading. None for a blocked message, for one read against the conversation (an answer to the bot's
-    question), or for flows written in Python (no definition says which actions ask)."""
+    """The NLU ranking's second intent and the questions (:func:`policy.botshape.questions`: a slot's question, a
+    confirmation) the flows allow only for it (``policy.base.Observation``), for a message the bot did not understand
+    (low confidence, out of scope): where the rules have only the fallback, a learned policy trained with the same
+    reading may ask what the runner-up needs instead. None for a message the NLU is sure of (on the held-out
+    conversations, offering it there too turned a bare order id into a return and a tracking question into an order
+    lookup), a blocked one, an answer to the bot's question, or flows written in Python (no definition says which
+    actions ask)."""
     ranking, definition = understanding.parse.ranking, rules.flows.definition
-    if (blocked or understanding.answered or understanding.intent != understanding.parse.intent or len(ranking) < 2
-            or not isinstance(definition, DialogueDefinition)):
+    unsure = understanding.low_confidence or understanding.intent == ev.OUT_OF_SCOPE
+    if (blocked or not unsure or understanding.answered or understanding.intent != understanding.parse.intent
+            or len(ranking) < 2 or not isinstance(definition, DialogueDefinition)):
         return None, ()
     second = ranking[1][0]
     if second == understanding.intent:

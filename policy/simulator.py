@@ -71,7 +71,7 @@ from policy.botshape import (
 )
 from policy.errors import PolicyError
 from policy.goals import Goal, GoalMaker, SimConfig, Users, Want, draw_goal
-from policy.noise import NLUHypothesis, NoiseChannel, NoiseStats, UserAct
+from policy.noise import OUT_OF_SCOPE, NLUHypothesis, NoiseChannel, NoiseStats, UserAct
 from policy.user import SimulatedUser
 
 __all__ = ["CancelLike", "ConfirmLike", "ContextFactory", "DefinitionLike", "DialogueSimulation", "Episode",
@@ -143,11 +143,11 @@ class DialogueSimulation:
         return hit
 
     def runner_up(self, state: str, intent: str, slots: dict[str, Any], filled: frozenset[str],
-                  ranking: Sequence[tuple[str, float]], allowed: tuple[str, ...], answered: bool
+                  ranking: Sequence[tuple[str, float]], allowed: tuple[str, ...], unsure: bool
                   ) -> tuple[str | None, tuple[str, ...]]:
-        """The ranking's second intent and what only it allows that the bot may do on a guess
-        (:func:`policy.botshape.questions`; nothing for an answer to the bot's question)."""
-        if not self.bot.runner_up or answered or len(ranking) < 2 or ranking[1][0] == intent:
+        """The ranking's second intent and the questions only it allows (:func:`policy.botshape.questions`), for a
+        message the bot is ``unsure`` of (low confidence or out of scope, not an answer to its question)."""
+        if not self.bot.runner_up or not unsure or len(ranking) < 2 or ranking[1][0] == intent:
             return None, ()
         second = ranking[1][0]
         extra = tuple(a for a in self.allowed(state, second, slots, filled) if a in self.questions and a not in allowed)
@@ -188,7 +188,8 @@ class DialogueSimulation:
                 intent, low = mapping.as_intent or intent, False
             given = frozenset(filled)
             allowed = self.allowed(state, intent, slots, given)
-            runner_up, extra = self.runner_up(state, intent, slots, given, hyp.ranking, allowed, bool(takers))
+            unsure = not takers and (low or intent == OUT_OF_SCOPE)  # where the rules have only the fallback
+            runner_up, extra = self.runner_up(state, intent, slots, given, hyp.ranking, allowed, unsure)
             allowed = allowed + extra
             obs = Observation(
                 state=state, intent=intent, confidence=hyp.confidence, filled_slots=_holding(slots),

@@ -247,7 +247,9 @@ def test_on_a_guess_the_bot_asks_it_never_acts() -> None:
 
 @pytest.mark.parametrize(("message", "verdict"), [
     (ranked("where my stuff at", ("out_of_scope", 0.6), ("out_of_scope", 0.3)), None),  # no second intent
-    (ranked("hello", ("greet", 0.9), ("goodbye", 0.05)), None),  # the second allows nothing more
+    (ranked("hello", ("greet", 0.4), ("goodbye", 0.3)), None),  # the second allows nothing more
+    (ranked("where is my order", ("order_status", 0.9), ("return_request", 0.05)), None),  # understood
+    (ranked("10388", ("inform", 0.9), ("return_request", 0.05), order_id="10388"), None),  # a bare id: understood
     (ranked("where my stuff at", ("out_of_scope", 0.45), ("order_status", 0.4)),
      heard("where my stuff at", blocked=True, flags=("injection",))),  # blocked: only the fallback
 ])

@@ -250,10 +250,10 @@ def test_the_runner_up_reading_is_offered_and_moves_the_flows_as_its_intent(tiny
     sim = DialogueSimulation(tiny, trainees)
     second, extra = sim.runner_up("idle", "out_of_scope", {}, frozenset(),
                                   (("out_of_scope", 0.5), ("book_table", 0.3)), sim.allowed("idle", "out_of_scope",
-                                                                                           {}, frozenset()), False)
+                                                                                           {}, frozenset()), True)
     assert second == "book_table" and extra == ("utter_ask_party_size",)
-    assert sim.runner_up("idle", "out_of_scope", {}, frozenset(), (("out_of_scope", 0.5), ("book_table", 0.3)),
-                         (), True) == (None, ())  # an answer to the bot's question: no runner-up
+    assert sim.runner_up("idle", "greet", {}, frozenset(), (("greet", 0.9), ("book_table", 0.05)),
+                         ("utter_greet",), False) == (None, ())  # understood: no runner-up
     assert sim.advance("idle", "book_table", {}, frozenset(), "utter_ask_party_size") != "idle"
     taker = RunnerUp(FSMPolicy(tiny.flows.default_policy))
     episodes = [sim.run(taker, 0.3, i) for i in range(200)]
