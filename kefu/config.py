@@ -98,7 +98,7 @@ class BotConfig(BaseModel):
     nlu_training: dict[str, float | int] = Field(
         default_factory=dict, description="overrides of nlu.train.TrainConfig (epochs, patience, ...) for this bot"
     )
-    policy_training: dict[str, float | int | list[float]] = Field(
+    policy_training: dict[str, bool | float | int | list[float]] = Field(
         default_factory=dict, description="overrides of policy.train.TrainConfig (steps, deviation_margins, ...) for "
         "this bot: a step budget, never a time, so one seed still gives one policy"
     )

@@ -26,7 +26,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,9 @@ class TrainConfig:
     # within one validation dialogue of the best (worst-level success difference to the rules, then mean success).
     # Empty: the plain greedy policy.
     deviation_margins: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    # The runner-up reading (policy.base.Observation): off, the policy is trained and served on the top intent's
+    # mask alone, as before it existed (a bot whose gate it does not help)
+    runner_up: bool = True
     threads: int = 1
     progress: bool = True
 
@@ -167,6 +170,7 @@ def _train(bot: SimBot, users: Users, out: Path, cfg: TrainConfig) -> dict[str, 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
+    bot = replace(bot, runner_up=bot.runner_up and cfg.runner_up)
     sim = DialogueSimulation(bot, users)
     space = feature_space(bot)
     net_cfg = PolicyNetConfig(features=space, hidden=tuple(cfg.hidden))

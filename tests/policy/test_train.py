@@ -99,3 +99,12 @@ def test_gate_status_refuses_what_was_not_gated_or_not_passed(trained: tuple[Pat
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     passed, why = gate_status(tmp_path)
     assert not passed and "other weights" in why
+
+
+def test_a_bot_may_train_without_the_runner_up_reading(tiny: SimBot, trainees: Users, tmp_path: Path) -> None:
+    import dataclasses
+
+    quick = dataclasses.replace(SMALL, steps=600, warmup_steps=100, eval_every=600, eval_episodes=10,
+                                gate_episodes=10, deviation_margins=(), runner_up=False)
+    train(tiny, trainees, tmp_path, quick)
+    assert not LearnedPolicy.load(tmp_path).space.runner_up  # served on the top intent's mask alone
