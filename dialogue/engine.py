@@ -402,8 +402,8 @@ class DialogueEngine:
         wait, back = await self._wait(rules, conversation, understanding, situation)
         chosen = back[0] if back else situation(wait.state)
         decision = back[1] if back else await self._choose(chosen)
-        bar = turn.knowledge_bar(rules, understanding, chosen.context_for(decision.action), decision, blocked=verdict.blocked,
-                                 language=language)
+        bar = turn.knowledge_bar(rules, understanding, chosen.context_for(decision.action), decision,
+                                 blocked=verdict.blocked, language=language)
         plan = turn.decide(rules, understanding, conversation, wait, chosen, decision,
                            None if bar is None else await search.hit(bar))
         timer.lap("policy")

@@ -48,6 +48,7 @@ from dialogue.types import (
 from nlu.tokenize import clear_language
 from nlu.types import Parse
 from policy import Decision, Observation, intent_for
+from policy.base import runner_up_questions
 from policy.botshape import questions
 from safety.types import InputVerdict, OutputVerdict
 
@@ -369,15 +370,11 @@ def runner_up_reading(rules: TurnRules, understanding: Understanding, context: F
     ranking, definition = understanding.parse.ranking, rules.flows.definition
     unsure = understanding.low_confidence or understanding.intent == ev.OUT_OF_SCOPE
     if (blocked or not unsure or understanding.answered or understanding.intent != understanding.parse.intent
-            or len(ranking) < 2 or not isinstance(definition, DialogueDefinition)):
+            or not isinstance(definition, DialogueDefinition)):
         return None, ()
-    second = ranking[1][0]
-    if second == understanding.intent:
-        return None, ()
-    probe = FlowContext(context.state, second, dict(context.slots), context.filled)
-    askable = questions(definition)
-    extra = tuple(a for a in rules.flows.allowed(probe) if a in askable and a not in allowed)
-    return (second, extra) if extra else (None, ())
+    return runner_up_questions(
+        ranking, understanding.intent, allowed, questions(definition),
+        lambda second: rules.flows.allowed(FlowContext(context.state, second, dict(context.slots), context.filled)))
 
 
 def would_reach(rules: TurnRules, context: FlowContext, action: str) -> str:
@@ -560,7 +557,8 @@ def decide(
     streak = conversation.fallback_streak + 1 if low and in_task else 0
     return TurnPlan(
         decision=decision, state=wait.state, status=wait.status,
-        state_after=would_reach(rules, chosen.context_for(decision.action), decision.action), streak=streak, loop=streak >= LOOP_TURNS,
+        state_after=would_reach(rules, chosen.context_for(decision.action), decision.action), streak=streak,
+        loop=streak >= LOOP_TURNS,
         slots=understanding.slots, events=(*understanding.events, *wait.events), notices=wait.notices,
         knowledge=knowledge, state_before=conversation.state, parse_intent=understanding.parse.intent,
         wait_end=wait.end, read_as=read_as,

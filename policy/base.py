@@ -7,7 +7,7 @@ being able to take an action the flows forbid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +67,19 @@ def top_reading(observation: Observation, allowed: Sequence[str]) -> tuple[str, 
         return tuple(allowed)
     extra = set(observation.runner_up_actions)
     return tuple(a for a in allowed if a not in extra)
+
+
+def runner_up_questions(ranking: Sequence[tuple[str, float]], intent: str, allowed: Sequence[str],
+                        asks: Collection[str], allowed_for: Callable[[str], Sequence[str]]
+                        ) -> tuple[str | None, tuple[str, ...]]:
+    """The runner-up reading of a message whose top intent is ``intent`` (mask ``allowed``): the ranking's second
+    intent and the actions among ``asks`` that the flows allow only for it (``allowed_for(second)``), or
+    ``(None, ())``. The engine (``dialogue.turn``) and the simulator both build it here, so they offer alike."""
+    if len(ranking) < 2 or ranking[1][0] == intent:
+        return None, ()
+    second = ranking[1][0]
+    extra = tuple(a for a in allowed_for(second) if a in asks and a not in allowed)
+    return (second, extra) if extra else (None, ())
 
 
 def intent_for(observation: Observation, action: str) -> str:

@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from policy.base import Decision, Observation, Policy, intent_for
+from policy.base import Decision, Observation, Policy, intent_for, runner_up_questions
 from policy.botshape import (
     CancelLike,
     ConfirmLike,
@@ -147,11 +147,10 @@ class DialogueSimulation:
                   ) -> tuple[str | None, tuple[str, ...]]:
         """The ranking's second intent and the questions only it allows (:func:`policy.botshape.questions`), for a
         message the bot is ``unsure`` of (low confidence or out of scope, not an answer to its question)."""
-        if not self.bot.runner_up or not unsure or len(ranking) < 2 or ranking[1][0] == intent:
+        if not self.bot.runner_up or not unsure:
             return None, ()
-        second = ranking[1][0]
-        extra = tuple(a for a in self.allowed(state, second, slots, filled) if a in self.questions and a not in allowed)
-        return (second, extra) if extra else (None, ())
+        return runner_up_questions(ranking, intent, allowed, self.questions,
+                                   lambda second: self.allowed(state, second, slots, filled))
 
     def goal(self, seed: int) -> Goal:
         return self.goals.goal(random.Random(seed * 2 + 1))
