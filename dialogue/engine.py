@@ -388,13 +388,17 @@ class DialogueEngine:
         search = _Search(parts.knowledge, parse.text, language)
         nearest = await search.nearest() if turn.doubts_subject(rules, conversation, parse) else None
         understanding = turn.understand(rules, conversation, parse, verdict, nearest)
-        question = bool(understanding.takers) and await search.hit(turn.Bar(turn.TASK_KNOWLEDGE_MIN)) is not None
+        question = bool(understanding.takers) and await search.hit(turn.aside_bar(rules, parse, language)) is not None
         understanding = turn.take_answer(rules, understanding, question=question)
         query = turn.unasked_query(rules, understanding, conversation.state)
         if query is not None:  # one NLU parse per clause, in a worker thread
             clauses = query.clauses
             parses = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
             understanding = turn.take_unasked(rules, understanding, query, parses)
+        statements = turn.handoff_statements(rules, understanding, conversation.state)
+        if statements is not None:  # a hand-off reading asked as a question: a request only if a statement says so
+            said = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in statements])
+            understanding = turn.handoff_asked(rules, understanding, said)
 
         def situation(state: str) -> turn.Situation:
             return turn.situation(rules, understanding, conversation, state, verdict, language)

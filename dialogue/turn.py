@@ -309,6 +309,36 @@ def take_unasked(
     return understanding if value is None else understanding.with_text(query.slot, value[:MAX_TEXT_SLOT])
 
 
+def handoff_statements(rules: TurnRules, understanding: Understanding, state: str) -> tuple[Clause, ...] | None:
+    """The clauses to parse when a hand-off reading may be a question about people rather than a request for one, or
+    ``None`` when it stands: it does unless the message asks a question (:func:`dialogue.clauses.asks`). Then the
+    hand-off stands only if a clause that is not a question reads as the hand-off on its own (:func:`handoff_asked`).
+    "r u a real person or a bot" and "你是真人还是机器人呀" were hand-offs at 0.96, "我一般下班到家都快九点半了，那会儿还能找到真人
+    客服不" (can I still reach a person at half past nine?) at 1.00: the hand-off examples own the words for people. A
+    customer who wants one says so ("a whole week more?? let me talk to ur manager", "谁让你们取消的？？我要投诉"); a
+    rhetorical question beside it keeps the request. Costs one NLU parse per statement clause of such a message."""
+    definition = rules.flows.definition
+    handoff = definition.handoff if isinstance(definition, DialogueDefinition) else None
+    if (handoff is None or understanding.intent not in handoff.intents or understanding.answered
+            or understanding.low_confidence or state == HANDOFF_STATE or not understanding.answer):
+        return None
+    clauses = split_clauses(understanding.answer)
+    if not any(c.question for c in clauses) or len(clauses) > MAX_CLAUSES:
+        return None
+    return tuple(c for c in clauses if not c.question and c.substantive)
+
+
+def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequence[Parse]) -> Understanding:
+    """``understanding`` as a message the bot did not understand when none of the statement clauses' ``parses`` is a
+    confident hand-off reading: the knowledge base may answer it (:func:`misread_bar`), else the fallback says what the
+    bot can do. A misunderstanding counts towards the hand-off loop as any other."""
+    definition = rules.flows.definition
+    intents = definition.handoff.intents if isinstance(definition, DialogueDefinition) and definition.handoff else ()
+    if any(p.intent in intents and p.confidence >= rules.confidence_threshold for p in parses):
+        return understanding
+    return dataclasses.replace(understanding, low_confidence=True)
+
+
 # -- the policy's choice -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Situation:
@@ -474,6 +504,28 @@ def about_a_task(rules: TurnRules, parse: Parse, state: str) -> bool:
                     and not asks(parse.text)))
 
 
+def misread_bar(threshold: float) -> Bar:
+    """What an entry needs to answer a message the bot did not understand: the bot's threshold, and to be at least as
+    near to the message as the bot's own out-of-scope examples (the intents' nearest examples; "the weather in
+    Tokyo" is nearer to "what time is it in Tokyo?" than to the opening-hours entry). The threshold alone admitted
+    every off-topic message that shares a few words with an entry; with the out-of-scope examples beside it, the
+    threshold can sit where the customers' own questions are (the shop's English questions score 0.38-0.45 for the
+    right entry more often than an off-topic message reaches 0.32: README, "Knowledge first")."""
+    return Bar(threshold, (ev.OUT_OF_SCOPE,), threshold, 0.0)
+
+
+def aside_bar(rules: TurnRules, parse: Parse, language: str) -> Bar:
+    """What an entry needs for a message to be a question in passing rather than the answer a ``from_text`` slot
+    waits for (a return's reason): :data:`TASK_KNOWLEDGE_MIN`, or, for a message asked as a question
+    (:func:`dialogue.clauses.asks`), the bot's threshold and to be nearer to the message than every example of the
+    answer intents. Asked for the reason, "wait is sending it back free or do i have to pay for postage" scored 0.57
+    for the returns entry and became the reason of an approved return; an answer is rarely asked as a question."""
+    if not asks(parse.text):
+        return Bar(TASK_KNOWLEDGE_MIN)
+    threshold = rules.threshold_in(language)
+    return Bar(threshold, tuple(rules.answer_intents), max(threshold, TASK_KNOWLEDGE_MIN), 0.0)
+
+
 def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowContext, decision: Decision,
                   *, blocked: bool, language: str) -> Bar | None:
     """What a knowledge entry needs to take this turn, or ``None`` when retrieval stays out.
@@ -500,7 +552,7 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
         return None  # the flows already chose the knowledge action: it searches by itself
     threshold = rules.threshold_in(language)
     if understanding.low_confidence or decision.action == FALLBACK or parse.intent == ev.OUT_OF_SCOPE:
-        return Bar(threshold)
+        return misread_bar(threshold)
     if about_a_task(rules, parse, context.state):
         return None  # an order id: the message is about the bot's task, not a general question
     if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:

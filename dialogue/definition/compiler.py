@@ -197,9 +197,16 @@ class DialogueDefinition:
         """``mappings`` (this definition's and those of ``domain.yml``) with their small-talk and hand-off intents
         marked ``unsure``: they change the subject only when the NLU is sure of them (``FromText.takes``). A reason
         misread lands there far more often than a real change of subject; another task's, cancel's or knowledge's
-        intents always change it, so a customer switching tasks keeps the switch."""
+        intents always change it, so a customer switching tasks keeps the switch.
+
+        Small talk that ends the task (``ends_task``: a goodbye) changes the subject the same way even where the
+        mapping's ``not_intent`` leaves it out: asked for a return's reason, "hmm actually never mind, I think I'll
+        keep them after all. thanks anyway, bye" (goodbye, 0.96) was the reason of an approved return. A reason that
+        only reads like a goodbye ("dont need it anymore") is not said plainly enough to be one (``FromText.takes``)."""
         unsure = {talk.intent for talk in self.small_talk} | set(self.handoff.intents if self.handoff else ())
-        return tuple(dataclasses.replace(m, unsure=m.not_intent & frozenset(unsure)) for m in mappings)
+        ending = frozenset(talk.intent for talk in self.small_talk if talk.ends_task)
+        return tuple(dataclasses.replace(m, not_intent=m.not_intent | ending,
+                                         unsure=(m.not_intent | ending) & frozenset(unsure)) for m in mappings)
 
     # -- the hand-written default policy -------------------------------------------------------------------------
     def default_policy(self, obs: Any, allowed: Sequence[str]) -> str:

@@ -28,6 +28,12 @@ def test_split_clauses(text: str, clauses: list[str]) -> None:
     ("有没有发票 公司要报销", [True, False]),
     ("不，我不要了", [False, False]),  # a bare 不 answers; 不 inside a statement is no question
     ("got a new phone, does it fit the case", [False, True]),  # an English question opening, no mark
+    ("wait is sending it back free or do i have to pay", [True]),  # after the word customers start with
+    ("r u a real person or a bot", [True]),
+    ("have a nice day", [False]),  # "have" asks only as "have you"
+    ("你是真人还是机器人呀", [True]),  # a choice asks
+    ("还是没到", [False]),  # 还是 alone is "still"
+    ("你们周末上班咩", [True]),
     ("whats the warranty, mine broke", [True, False]),
 ])
 def test_questions_are_marked(text: str, questions: list[bool]) -> None:

@@ -105,6 +105,61 @@ def test_a_from_text_slot_takes_the_answer(question: bool, intent: str, confiden
     assert found.intent == ("inform" if taken else intent)
 
 
+@pytest.mark.parametrize(("text", "score", "nearest", "question"), [
+    # asked as a question, the bot's threshold and nearer than the answers' examples make it one
+    ("wait is sending it back free or do i have to pay for postage", 0.57, {"inform": 0.3}, True),
+    ("is sending it back free?", 0.57, {"inform": 0.6}, False),  # an answer's example is nearer
+    ("is sending it back free?", 0.45, {"inform": 0.3}, False),  # below the threshold
+    ("the strap broke, sending it back", 0.6, {"inform": 0.3}, False),  # not asked: TASK_KNOWLEDGE_MIN
+    ("the strap broke, sending it back", 0.85, {"inform": 0.3}, True),
+])
+def test_a_question_in_passing_is_not_the_answer(text: str, score: float, nearest: dict[str, float],
+                                                  question: bool) -> None:
+    bar = turn.aside_bar(RULES, parse(text, "payment_problem", 0.93), "en")
+    hit = Hit(entry_id="return_policy", answer="Returns are free.", score=score, language="en")
+    assert bar.admits(hit, nearest) is question
+    asked = conv("return_need_reason", {"order_id": "10234"}, "utter_ask_reason")
+    found = understood(asked, parse(text, "payment_problem", 0.93), question=question)
+    assert ("reason" in found.slots) is not question
+
+
+@pytest.mark.parametrize(("text", "nearest", "taken"), [
+    # a goodbye ends the task (small_talk: ends_task) even where not_intent leaves it out, said plainly
+    ("hmm actually never mind, I'll keep them. thanks anyway, bye", {"goodbye": 0.49, "inform": 0.2}, False),
+    ("dont need it anymore", {"goodbye": 0.45, "inform": 0.5}, True),  # a reason that only reads like a goodbye
+])
+def test_a_plain_goodbye_is_no_answer(text: str, nearest: dict[str, float], taken: bool) -> None:
+    asked = conv("return_need_reason", {"order_id": "10234"}, "utter_ask_reason")
+    message = parse(text, "goodbye", 0.96)
+    assert turn.doubts_subject(RULES, asked, message)
+    found = turn.take_answer(RULES, turn.understand(RULES, asked, message, heard(text), nearest), question=False)
+    assert ("reason" in found.slots) is taken and found.intent == ("inform" if taken else "goodbye")
+    assert "reason" in understood(asked, parse(text, "goodbye", 0.7)).slots  # unsure of the goodbye: an answer
+
+
+@pytest.mark.parametrize(("text", "clauses", "parses", "handoff"), [
+    ("get me a manager now", None, [], True),  # no question: the request stands
+    ("r u a real person or a bot", (), [], False),  # all question: about people, not a request for one
+    ("a whole week more?? let me talk to ur manager", ("let me talk to ur manager",),
+     [parse("let me talk to ur manager", "complaint", 0.99)], True),  # a rhetorical question beside the request
+    ("我一般九点半到家，那会儿还能找到真人客服不", ("我一般九点半到家",),
+     [parse("我一般九点半到家", "greet", 0.6)], False),
+    ("我一般九点半到家，那会儿还能找到真人客服不", ("我一般九点半到家",),
+     [parse("我一般九点半到家", "complaint", 0.3)], False),  # an unsure hand-off reading is no request
+])
+def test_a_handoff_asked_as_a_question_is_a_request_only_if_a_statement_says_so(
+        text: str, clauses: tuple[str, ...] | None, parses: list[Parse], handoff: bool) -> None:
+    found = understood(conv(), parse(text, "complaint", 0.96))
+    statements = turn.handoff_statements(RULES, found, "idle")
+    assert (None if statements is None else tuple(c.text for c in statements)) == clauses
+    if statements is not None:
+        found = turn.handoff_asked(RULES, found, parses)
+    assert found.low_confidence is not handoff
+    chosen = turn.situation(RULES, found, conv(), "idle", heard(text), "en")
+    assert POLICY.choose(chosen.observation, chosen.allowed).action == ("action_handoff" if handoff else "utter_fallback")
+    assert turn.handoff_statements(RULES, found, "handed_off") is None  # waiting for a human already
+
+
 @pytest.mark.parametrize(("nearest", "taken"), [
     (None, False),  # no examples to compare: a sure complaint goes to a human
     ({"complaint": 0.28, "inform": 0.23}, True),  # "the noise cancelling is basically useless": no nearer a complaint
@@ -268,7 +323,8 @@ def test_an_answer_to_the_bots_question_has_no_runner_up() -> None:
 
 
 @pytest.mark.parametrize(("message", "action", "bar"), [
-    (parse("blah", "order_status", 0.3), "utter_fallback", turn.Bar(0.5)),  # misunderstood: the bot's threshold
+    # misunderstood: the bot's threshold, and at least as near as the out-of-scope examples
+    (parse("blah", "order_status", 0.3), "utter_fallback", turn.Bar(0.5, ("out_of_scope",), 0.5, 0.0)),
     # small talk and tasks: nearer than their intent's examples; without examples, the NLU's certainty decides
     (parse("hi", "greet", 0.95), "utter_greet", turn.Bar(0.5, ("greet",), math.inf)),
     (parse("hi", "greet", 0.6), "utter_greet", turn.Bar(0.5, ("greet",), 0.5)),
@@ -321,7 +377,7 @@ def test_the_knowledge_threshold_is_the_conversation_languages(setting: Any, lan
     chosen = turn.situation(rules, found, conv(), "idle", heard("blah"), language)
     decision = POLICY.choose(chosen.observation, chosen.allowed)
     assert turn.knowledge_bar(rules, found, chosen.context, decision, blocked=False, language=language) == \
-        turn.Bar(threshold)
+        turn.misread_bar(threshold)
 
 
 @pytest.mark.parametrize(("bar", "score", "nearest", "admitted"), [
@@ -336,6 +392,10 @@ def test_the_knowledge_threshold_is_the_conversation_languages(setting: Any, lan
     (turn.Bar(0.5, ("complaint",), 0.9), 0.78, {"greet": 0.9}, True),  # only the rival intent's examples count
     (turn.Bar(0.5, ("complaint",), 0.9), 0.85, {}, False),  # no examples to compare: ``alone``
     (turn.Bar(0.5, ("complaint",), 0.9), 0.9, {}, True),
+    # a misunderstood message: "the weather in Tokyo" is nearer to an out-of-scope example than to opening hours
+    (turn.misread_bar(0.4), 0.5, {"out_of_scope": 0.62, "greet": 0.3}, False),
+    (turn.misread_bar(0.4), 0.5, {"out_of_scope": 0.35, "greet": 0.9}, True),
+    (turn.misread_bar(0.4), 0.41, {}, True),  # no examples: the threshold alone
 ])
 def test_a_bar_admits_an_entry_nearer_than_the_rivals_examples(bar: turn.Bar, score: float,
                                                               nearest: dict[str, float], admitted: bool) -> None:

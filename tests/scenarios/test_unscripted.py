@@ -11,6 +11,11 @@ language, not one test each, because they measure how well the bot generalises r
   passed 56 of 80 (en 30, zh 26). Stop 30's platform fixes (traditional Chinese, a threshold per language, entities
   no task asks for, English typos, questions about a task's subject) took it to 64; none was made for one of its
   sentences.
+* ``scenarios/heldout4/``: written in stop 32 the same way by a fifth writer, told to write as customers do rather than
+  around what the bot was known to miss; its first replay, on stop 31's code, passed 53 of 80 (en 28, zh 25). Stop
+  32's platform fixes (hand-off readings asked as questions, questions in passing while a reason is awaited, a plain
+  goodbye ending the task, the out-of-scope examples as the misunderstood turn's rivals) and the policy retrained on
+  them took it to 63 (35, 28).
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
@@ -22,7 +27,7 @@ knowledge and answer rules raised the held-out results to 40 / 44 and 37 / 43 an
 measured in one session: those floors are now that result less seven conversations (held-out 33 / 44 and 30 / 43,
 unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
 The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40); the third's, stop
-30's (35 / 40 and 29 / 40) less seven.
+30's (35 / 40 and 29 / 40) less seven; the fourth's, stop 32's (35 / 40 and 28 / 40) less seven.
 The rules themselves are tested one by one in ``tests/dialogue/``."""
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from dialogue.scenarios import Scenario, run_scenario
 from tests.conftest import SCENARIOS
 
 FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69,
-         ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.70, ("heldout3", "zh"): 0.55}
+         ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.70, ("heldout3", "zh"): 0.55,
+         ("heldout4", "en"): 0.70, ("heldout4", "zh"): 0.52}
 
 
 def files(name: str) -> list[Any]:
@@ -43,7 +49,7 @@ def files(name: str) -> list[Any]:
 
 
 @pytest.mark.parametrize(("name", "least"), [("unscripted", 50), ("heldout", 40), ("heldout2", 40),
-                                                ("heldout3", 40)])
+                                                ("heldout3", 40), ("heldout4", 40)])
 def test_the_set_covers_both_languages(name: str, least: int) -> None:
     languages = [Scenario.load(p).language for p in files(name)]
     assert languages.count("en") >= least and languages.count("zh") >= least
