@@ -398,7 +398,10 @@ class DialogueEngine:
         statements = turn.handoff_statements(rules, understanding, conversation.state)
         if statements is not None:  # a hand-off reading asked as a question: a request only if a statement says so
             said = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in statements])
-            understanding = turn.handoff_asked(rules, understanding, said)
+            knowledge = parts.knowledge
+            near = [] if knowledge is None else await asyncio.to_thread(
+                lambda: [knowledge.nearest(c.text, language) for c in statements])
+            understanding = turn.handoff_asked(rules, understanding, said, near)
 
         def situation(state: str) -> turn.Situation:
             return turn.situation(rules, understanding, conversation, state, verdict, language)

@@ -160,6 +160,18 @@ def test_a_handoff_asked_as_a_question_is_a_request_only_if_a_statement_says_so(
     assert turn.handoff_statements(RULES, found, "handed_off") is None  # waiting for a human already
 
 
+@pytest.mark.parametrize(("nearest", "handoff"), [
+    ([{"complaint": 0.69, "goodbye": 0.49}], True),  # "let me talk to ur manager": plainly the hand-off's
+    ([{"complaint": 0.17, "out_of_scope": 0.29}], False),  # "my son is looking for a summer job": the NLU's catch-all
+    ([{"complaint": 0.56, "shipping_question": 0.56}], False),  # a tie is no request
+    ([], True),  # no examples to compare: the NLU's confidence alone
+])
+def test_a_statement_asks_for_a_human_only_when_said_plainly(nearest: list[dict[str, float]], handoff: bool) -> None:
+    found = understood(conv(), parse("are you hiring? my son is looking for a job", "complaint", 0.66))
+    said = [parse("my son is looking for a job", "complaint", 0.87)]
+    assert turn.handoff_asked(RULES, found, said, nearest).low_confidence is not handoff
+
+
 @pytest.mark.parametrize(("nearest", "taken"), [
     (None, False),  # no examples to compare: a sure complaint goes to a human
     ({"complaint": 0.28, "inform": 0.23}, True),  # "the noise cancelling is basically useless": no nearer a complaint

@@ -15,7 +15,7 @@ language, not one test each, because they measure how well the bot generalises r
   around what the bot was known to miss; its first replay, on stop 31's code, passed 53 of 80 (en 28, zh 25). Stop
   32's platform fixes (hand-off readings asked as questions, questions in passing while a reason is awaited, a plain
   goodbye ending the task, the out-of-scope examples as the misunderstood turn's rivals) and the policy retrained on
-  them took it to 63 (35, 28).
+  them took it to 65 (36, 29).
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
@@ -27,7 +27,7 @@ knowledge and answer rules raised the held-out results to 40 / 44 and 37 / 43 an
 measured in one session: those floors are now that result less seven conversations (held-out 33 / 44 and 30 / 43,
 unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
 The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40); the third's, stop
-30's (35 / 40 and 29 / 40) less seven; the fourth's, stop 32's (35 / 40 and 28 / 40) less seven.
+30's (35 / 40 and 29 / 40) less seven; the fourth's, stop 32's (36 / 40 and 29 / 40) less seven.
 The rules themselves are tested one by one in ``tests/dialogue/``."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tests.conftest import SCENARIOS
 
 FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69,
          ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.70, ("heldout3", "zh"): 0.55,
-         ("heldout4", "en"): 0.70, ("heldout4", "zh"): 0.52}
+         ("heldout4", "en"): 0.72, ("heldout4", "zh"): 0.55}
 
 
 def files(name: str) -> list[Any]:
