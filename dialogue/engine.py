@@ -406,7 +406,7 @@ class DialogueEngine:
         def situation(state: str) -> turn.Situation:
             return turn.situation(rules, understanding, conversation, state, verdict, language)
 
-        wait, back = await self._wait(rules, conversation, understanding, situation)
+        wait, back = await self._wait(rules, conversation, understanding, situation, search)
         chosen = back[0] if back else situation(wait.state)
         decision = back[1] if back else await self._choose(chosen)
         bar = turn.knowledge_bar(rules, understanding, chosen.context_for(decision.action), decision,
@@ -429,6 +429,7 @@ class DialogueEngine:
         conversation: Conversation,
         understanding: turn.Understanding,
         situation: Callable[[str], turn.Situation],
+        search: _Search,
     ) -> tuple[turn.Wait, tuple[turn.Situation, Decision] | None]:
         """The hand-off's life cycle (:mod:`dialogue.handoff`): a wait for a human ends at its time-out, when nobody is
         left to answer, or when the customer asks the bot something it can act on from the start (then the policy's
@@ -443,7 +444,8 @@ class DialogueEngine:
         if turn.may_come_back(understanding, conversation.state):
             back = situation(rules.initial_state)  # would the bot act on this from the start? then it is back
             decision = await self._choose(back)
-            if turn.comes_back(rules, back, decision):
+            if turn.comes_back(rules, back, decision) and \
+                    turn.back_on_a_question(back, decision, await search.nearest()):
                 return turn.end_wait(rules, conversation, END_CUSTOMER), (back, decision)
         return turn.end_wait(rules, conversation, None), None
 

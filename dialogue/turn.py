@@ -70,9 +70,10 @@ TASK_KNOWLEDGE_MIN = 0.8  # the least retrieval score that takes a turn from a t
 # On the shop's held-out conversations the questions the rule is for win by 0.13-0.54; a wrong Chinese entry
 # ("物流一直不动是咋回事" -> payment_failed_zh) by 0.06, and a return ("鞋子码数小了 想退") ties the sizing entry.
 RIVAL_MARGIN = 0.1
-# How much nearer a statement clause must be to the hand-off's examples than to any other intent's to ask for a
-# human (handoff_asked): requests of the shop's sets by 0.13-0.59, statements the NLU misfiled by -0.20-0.00.
-HANDOFF_CLAUSE_MARGIN = 0.05
+# How much nearer a message must be to its intent's examples than to any other intent's to move a conversation into
+# a wait for a human or out of it on a question (said_plainly): the shop's requests for a human by 0.13-0.59,
+# statements the NLU misfiled as one by -0.20-0.00.
+HANDOFF_MARGIN = 0.05
 WITH_AGENT = "with_agent"  # TurnReply flag: an agent holds the conversation; the bot did not answer
 TOXIC_REPLY = "toxic_reply"  # TurnReply flag: the output classifier replaced the reply
 
@@ -335,8 +336,8 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
                   nearest: Sequence[Mapping[str, float]] = ()) -> Understanding:
     """``understanding`` as a message the bot did not understand unless one of the statement clauses' ``parses`` is a
     confident hand-off reading, said plainly: the clause nearer to the hand-off intent's examples than to any other
-    intent's by :data:`HANDOFF_CLAUSE_MARGIN` (``nearest``: each clause's, :meth:`dialogue.knowledge.KnowledgeBase.
-    nearest`; without them, the NLU's confidence alone). The NLU files unfamiliar statements under the hand-off: "my son
+    intent's by :data:`HANDOFF_MARGIN` (:func:`said_plainly`; ``nearest``: each clause's; without them, the NLU's
+    confidence alone). The NLU files unfamiliar statements under the hand-off: "my son
     is looking for a summer job" (beside "are you guys hiring?") is a complaint at 0.87, its complaint examples no nearer
     than 0.17 against an out-of-scope one at 0.29; "let me talk to ur manager" is 0.20 nearer to its own. Otherwise the
     knowledge base may answer it (:func:`misread_bar`), else the fallback says what the bot can do; a misunderstanding
@@ -345,12 +346,20 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
     intents = definition.handoff.intents if isinstance(definition, DialogueDefinition) and definition.handoff else ()
     near = list(nearest) or [{}] * len(parses)
     for parse, scores in zip(parses, near, strict=True):
-        if parse.intent not in intents or parse.confidence < rules.confidence_threshold:
-            continue
-        rivals = [v for k, v in scores.items() if k not in intents]
-        if not scores or scores.get(parse.intent, 0.0) >= max(rivals, default=0.0) + HANDOFF_CLAUSE_MARGIN:
+        if parse.intent in intents and parse.confidence >= rules.confidence_threshold and \
+                said_plainly(parse.intent, scores, intents):
             return understanding
     return dataclasses.replace(understanding, low_confidence=True)
+
+
+def said_plainly(intent: str, nearest: Mapping[str, float], kin: Sequence[str] = ()) -> bool:
+    """Whether a message is nearer to ``intent``'s NLU examples than to those of every other intent (``kin``
+    excepted) by :data:`HANDOFF_MARGIN` (``nearest``: :meth:`dialogue.knowledge.KnowledgeBase.nearest`; without
+    examples, yes)."""
+    if not nearest:
+        return True
+    rivals = [score for other, score in nearest.items() if other != intent and other not in kin]
+    return nearest.get(intent, 0.0) >= max(rivals, default=0.0) + HANDOFF_MARGIN
 
 
 # -- the policy's choice -----------------------------------------------------------------------------------------------
@@ -437,10 +446,21 @@ def may_come_back(understanding: Understanding, state: str) -> bool:
 def comes_back(rules: TurnRules, back: Situation, decision: Decision) -> bool:
     """Whether the bot, asked from the flows' initial state (``back``), would act on the message: a task or an
     action, not the fallback, the hand-off again, or small talk that leaves the bot where it was. Then the customer
-    ended the wait themselves."""
+    ended the wait themselves, unless the bot could only ask a question (:func:`back_on_a_question`)."""
     after = would_reach(rules, back.context_for(decision.action), decision.action)
     acts = decision.action != FALLBACK and after != HANDOFF_STATE
     return acts and (after != rules.initial_state or not decision.action.startswith("utter_"))
+
+
+def back_on_a_question(back: Situation, decision: Decision, nearest: Mapping[str, float]) -> bool:
+    """Whether a task the bot could only ask a question for (its first slot's ``ask``: a reply, no action) ends the
+    wait: only when the message is said plainly (:func:`said_plainly`; ``nearest``: the intents' nearest examples).
+    Waiting for a human, "uh?? still waiting here" was an order-status request at 0.96 and left the queue for "Which
+    order number is it?"; its nearest examples are a greeting's (0.56 against 0.51). A task the bot can act on ("where
+    is 10234") always ends it."""
+    if not decision.action.startswith("utter_"):
+        return True
+    return said_plainly(back.context_for(decision.action).intent, nearest)
 
 
 @dataclass(frozen=True)

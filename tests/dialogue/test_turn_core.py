@@ -504,6 +504,21 @@ def test_the_customer_ends_a_wait_by_asking_what_the_bot_can_do(message: Parse, 
     assert turn.comes_back(RULES, start, POLICY.choose(start.observation, start.allowed)) is back
 
 
+@pytest.mark.parametrize(("message", "nearest", "back"), [
+    (parse("uh?? still waiting here", "order_status", 0.96), {"greet": 0.56, "order_status": 0.51}, False),
+    (parse("actually where is my order", "order_status", 0.96), {"greet": 0.3, "order_status": 0.8}, True),
+    (parse("where is 10234", "order_status", order_id="10234"), {"greet": 0.56, "order_status": 0.51}, True),  # acts
+    (parse("uh?? still waiting here", "order_status", 0.96), {}, True),  # no examples: the NLU alone
+])
+def test_a_wait_ends_on_a_question_only_when_the_task_is_said_plainly(message: Parse, nearest: dict[str, float],
+                                                                      back: bool) -> None:
+    waiting = conv("handed_off", status=HANDOFF_WAITING)
+    start = turn.situation(RULES, understood(waiting, message), waiting, RULES.initial_state, heard(message.text), "en")
+    decision = POLICY.choose(start.observation, start.allowed)
+    assert turn.comes_back(RULES, start, decision)
+    assert turn.back_on_a_question(start, decision, nearest) is back
+
+
 # -- the whole turn's events, and what it counts as --------------------------------------------------------------------
 def test_the_events_of_a_turn_come_in_order() -> None:
     waiting = conv("status_need_id", {"reason": "old"}, "utter_ask_order_id")
