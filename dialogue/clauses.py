@@ -36,10 +36,12 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 _CLAUSE = re.compile(r"([^,，.。!！?？;；、~～\n]+)([,，.。!！?？;；、~～\n]*)")
 _WORDS = re.compile(r"[^\W_]+")
 # A question: its mark; in Chinese a final particle (吗, 呢, 咩...) or 不 ("包邮不", "行不"), an A-not-A verb ("管不管",
-# "有没有") or a choice ("你是真人还是机器人呀"); in English, a clause that opens as questions do ("does it do magsafe"
-# has no mark), also after the word customers start with ("wait is sending it back free", "r u a real person")
+# "有没有"), a choice ("你是真人还是机器人呀") or a question word ("同一个订单扣了两笔款 啥情况", "钱啥时候退回来"); in English, a
+# clause that opens as questions do ("does it do magsafe" has no mark), also after the word customers start with
+# ("wait is sending it back free", "r u a real person")
 _OPENERS = r"(?:(?:wait|ok(?:ay)?|so|and|also|btw|hmm+|um+|oh|but|quick q)\W+)*"
-_QUESTION = re.compile(r"[?？]|[吗呢么嘛咩]$|.不$|(.)[不没]\1|是.+还是|^" + _OPENERS +
+_QUESTION = re.compile(r"[?？]|[吗呢么嘛咩]$|.不$|(.)[不没]\1|是.+还是|啥|什么|怎么|咋|多少|多久|几[天个点号时]|哪|为什么|为啥|"
+                       r"是否|能否|可否|^" + _OPENERS +
                        r"(?:is|are|do|does|did|can|could|will|would|should|may|has|have (?:you|u)|r u|what'?s?|how|"
                        r"when|where|why|which|who)\b", re.IGNORECASE)
 

@@ -401,7 +401,8 @@ class DialogueEngine:
             knowledge = parts.knowledge
             near = [] if knowledge is None else await asyncio.to_thread(
                 lambda: [knowledge.nearest(c.text, language) for c in statements])
-            understanding = turn.handoff_asked(rules, understanding, said, near)
+            understanding = turn.handoff_asked(rules, understanding, said, near,
+                                               await search.nearest() if not statements else None)
 
         def situation(state: str) -> turn.Situation:
             return turn.situation(rules, understanding, conversation, state, verdict, language)

@@ -333,7 +333,8 @@ def handoff_statements(rules: TurnRules, understanding: Understanding, state: st
 
 
 def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequence[Parse],
-                  nearest: Sequence[Mapping[str, float]] = ()) -> Understanding:
+                  nearest: Sequence[Mapping[str, float]] = (), whole: Mapping[str, float] | None = None
+                  ) -> Understanding:
     """``understanding`` as a message the bot did not understand unless one of the statement clauses' ``parses`` is a
     confident hand-off reading, said plainly: the clause nearer to the hand-off intent's examples than to any other
     intent's by :data:`HANDOFF_MARGIN` (:func:`said_plainly`; ``nearest``: each clause's; without them, the NLU's
@@ -341,9 +342,16 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
     is looking for a summer job" (beside "are you guys hiring?") is a complaint at 0.87, its complaint examples no nearer
     than 0.17 against an out-of-scope one at 0.29; "let me talk to ur manager" is 0.20 nearer to its own. Otherwise the
     knowledge base may answer it (:func:`misread_bar`), else the fallback says what the bot can do; a misunderstanding
-    counts towards the hand-off loop as any other."""
+    counts towards the hand-off loop as any other.
+
+    A message that is all question has no statement to read: a request for a human is often asked ("can I talk to a
+    real person?", "能不能换个真人来"), so the whole message decides, said plainly (``whole``: its nearest examples);
+    "r u a real person or a bot" is no nearer to the hand-off's examples than to a greeting's (0.59 against 0.58)."""
     definition = rules.flows.definition
     intents = definition.handoff.intents if isinstance(definition, DialogueDefinition) and definition.handoff else ()
+    if not parses:
+        plain = said_plainly(understanding.intent, whole or {}, intents)
+        return understanding if plain else dataclasses.replace(understanding, low_confidence=True)
     near = list(nearest) or [{}] * len(parses)
     for parse, scores in zip(parses, near, strict=True):
         if parse.intent in intents and parse.confidence >= rules.confidence_threshold and \

@@ -34,6 +34,9 @@ def test_split_clauses(text: str, clauses: list[str]) -> None:
     ("你是真人还是机器人呀", [True]),  # a choice asks
     ("还是没到", [False]),  # 还是 alone is "still"
     ("你们周末上班咩", [True]),
+    ("同一个订单扣了两笔款 啥情况", [False, True]),  # a question word asks
+    ("那钱啥时候退回来", [True]),
+    ("鞋底断了", [False]),
     ("whats the warranty, mine broke", [True, False]),
 ])
 def test_questions_are_marked(text: str, questions: list[bool]) -> None:

@@ -137,23 +137,26 @@ def test_a_plain_goodbye_is_no_answer(text: str, nearest: dict[str, float], take
     assert "reason" in understood(asked, parse(text, "goodbye", 0.7)).slots  # unsure of the goodbye: an answer
 
 
-@pytest.mark.parametrize(("text", "clauses", "parses", "handoff"), [
-    ("get me a manager now", None, [], True),  # no question: the request stands
-    ("r u a real person or a bot", (), [], False),  # all question: about people, not a request for one
+@pytest.mark.parametrize(("text", "clauses", "parses", "whole", "handoff"), [
+    ("get me a manager now", None, [], None, True),  # no question: the request stands
+    # all question: the whole message decides, said plainly ("r u a real person or a bot" is as near to a greeting)
+    ("r u a real person or a bot", (), [], {"complaint": 0.59, "greet": 0.58}, False),
+    ("can i talk to a real person?", (), [], {"complaint": 0.8, "greet": 0.4}, True),
     ("a whole week more?? let me talk to ur manager", ("let me talk to ur manager",),
-     [parse("let me talk to ur manager", "complaint", 0.99)], True),  # a rhetorical question beside the request
+     [parse("let me talk to ur manager", "complaint", 0.99)], None, True),  # a rhetorical question beside the request
     ("我一般九点半到家，那会儿还能找到真人客服不", ("我一般九点半到家",),
-     [parse("我一般九点半到家", "greet", 0.6)], False),
+     [parse("我一般九点半到家", "greet", 0.6)], None, False),
     ("我一般九点半到家，那会儿还能找到真人客服不", ("我一般九点半到家",),
-     [parse("我一般九点半到家", "complaint", 0.3)], False),  # an unsure hand-off reading is no request
+     [parse("我一般九点半到家", "complaint", 0.3)], None, False),  # an unsure hand-off reading is no request
 ])
 def test_a_handoff_asked_as_a_question_is_a_request_only_if_a_statement_says_so(
-        text: str, clauses: tuple[str, ...] | None, parses: list[Parse], handoff: bool) -> None:
+        text: str, clauses: tuple[str, ...] | None, parses: list[Parse], whole: dict[str, float] | None,
+        handoff: bool) -> None:
     found = understood(conv(), parse(text, "complaint", 0.96))
     statements = turn.handoff_statements(RULES, found, "idle")
     assert (None if statements is None else tuple(c.text for c in statements)) == clauses
     if statements is not None:
-        found = turn.handoff_asked(RULES, found, parses)
+        found = turn.handoff_asked(RULES, found, parses, (), whole)
     assert found.low_confidence is not handoff
     chosen = turn.situation(RULES, found, conv(), "idle", heard(text), "en")
     assert POLICY.choose(chosen.observation, chosen.allowed).action == ("action_handoff" if handoff else "utter_fallback")

@@ -15,10 +15,11 @@ language, not one test each, because they measure how well the bot generalises r
   around what the bot was known to miss; its first replay, on stop 31's code, passed 53 of 80 (en 28, zh 25). Stop
   32's platform fixes (hand-off readings asked as questions, questions in passing while a reason is awaited, a plain
   goodbye ending the task, the out-of-scope examples as the misunderstood turn's rivals) and the policy retrained on
-  them took it to 65 (36, 29).
+  them took it to 65 (36, 29); 64 (36, 28) at the stop's end.
 * ``scenarios/heldout5/``: 40 conversations (20 en, 20 zh) written in stop 32 by a sixth writer after those fixes, to
   measure them on unseen text: 28 of 40 (en 15, zh 13) with and without them; one fix was then made for one of its
-  failures (a wait for a human ends on a task question only when said plainly): 29 (16, 13).
+  failures (a wait for a human ends on a task question only when said plainly): 29 (16, 13); then a hand-off asked
+  as a question decided by the whole message, and the Chinese question words: 30 (16, 14).
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
@@ -30,7 +31,7 @@ knowledge and answer rules raised the held-out results to 40 / 44 and 37 / 43 an
 measured in one session: those floors are now that result less seven conversations (held-out 33 / 44 and 30 / 43,
 unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
 The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40); the third's, stop
-30's (35 / 40 and 29 / 40) less seven; the fourth's, stop 32's (36 / 40 and 29 / 40) less seven; the fifth's, half
+30's (35 / 40 and 29 / 40) less seven; the fourth's, stop 32's (36 / 40 and 28 / 40) less seven; the fifth's, half
 the size, stop 32's (16 / 20 and 13 / 20) less four.
 The rules themselves are tested one by one in ``tests/dialogue/``."""
 
@@ -45,7 +46,7 @@ from tests.conftest import SCENARIOS
 
 FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69,
          ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.70, ("heldout3", "zh"): 0.55,
-         ("heldout4", "en"): 0.72, ("heldout4", "zh"): 0.55,
+         ("heldout4", "en"): 0.72, ("heldout4", "zh"): 0.52,
          ("heldout5", "en"): 0.60, ("heldout5", "zh"): 0.45}
 
 
