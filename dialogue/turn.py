@@ -338,11 +338,11 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
     """``understanding`` as a message the bot did not understand unless one of the statement clauses' ``parses`` is a
     confident hand-off reading, said plainly: the clause nearer to the hand-off intent's examples than to any other
     intent's by :data:`HANDOFF_MARGIN` (:func:`said_plainly`; ``nearest``: each clause's; without them, the NLU's
-    confidence alone). The NLU files unfamiliar statements under the hand-off: "my son
-    is looking for a summer job" (beside "are you guys hiring?") is a complaint at 0.87, its complaint examples no nearer
-    than 0.17 against an out-of-scope one at 0.29; "let me talk to ur manager" is 0.20 nearer to its own. Otherwise the
-    knowledge base may answer it (:func:`misread_bar`), else the fallback says what the bot can do; a misunderstanding
-    counts towards the hand-off loop as any other.
+    confidence alone). The NLU files unfamiliar statements under the hand-off: "my son is looking for a summer job"
+    (beside "are you guys hiring?") is a complaint at 0.87, its complaint examples no nearer than 0.17 against an
+    out-of-scope one at 0.29; "let me talk to ur manager" is 0.20 nearer to its own. Otherwise the knowledge base may
+    answer it (:func:`misread_bar`), else the fallback says what the bot can do; a misunderstanding counts towards the
+    hand-off loop as any other.
 
     A message that is all question has no statement to read: a request for a human is often asked ("can I talk to a
     real person?", "能不能换个真人来"), so the whole message decides, said plainly (``whole``: its nearest examples);
@@ -552,7 +552,7 @@ def misread_bar(threshold: float) -> Bar:
     Tokyo" is nearer to "what time is it in Tokyo?" than to the opening-hours entry). The threshold alone admitted
     every off-topic message that shares a few words with an entry; with the out-of-scope examples beside it, the
     threshold can sit where the customers' own questions are (the shop's English questions score 0.38-0.45 for the
-    right entry more often than an off-topic message reaches 0.32: README, "Knowledge first")."""
+    right entry more often than an off-topic message reaches 0.32: README, "Unscripted conversations")."""
     return Bar(threshold, (ev.OUT_OF_SCOPE,), threshold, 0.0)
 
 
