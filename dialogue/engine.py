@@ -76,6 +76,7 @@ from safety.pii import redact_verbatim
 from safety.types import InputVerdict, OutputVerdict
 
 if TYPE_CHECKING:
+    from dialogue.clauses import Clause
     from dialogue.knowledge import Hit
     from dialogue.rasa.turn import RasaDialogue
 
@@ -396,13 +397,11 @@ class DialogueEngine:
             parses = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
             understanding = turn.take_unasked(rules, understanding, query, parses)
         statements = turn.handoff_statements(rules, understanding, conversation.state)
-        if statements is not None:  # a hand-off reading asked as a question: a request only if a statement says so
-            said = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in statements])
-            knowledge = parts.knowledge
-            near = [] if knowledge is None else await asyncio.to_thread(
-                lambda: [knowledge.nearest(c.text, language) for c in statements])
-            understanding = turn.handoff_asked(rules, understanding, said, near,
-                                               await search.nearest() if not statements else None)
+        if statements:  # a hand-off reading asked as a question: a request only if a statement says so
+            said, near = await asyncio.to_thread(self._read_clauses, statements, language)
+            understanding = turn.handoff_asked(rules, understanding, said, near)
+        elif statements is not None:  # all question: the whole message decides
+            understanding = turn.handoff_asked(rules, understanding, (), (), await search.nearest())
 
         def situation(state: str) -> turn.Situation:
             return turn.situation(rules, understanding, conversation, state, verdict, language)
@@ -423,6 +422,15 @@ class DialogueEngine:
         timer.lap("action")
         return await self._finish(conversation, message_id, events, outcome, language, on_token, timer,
                                   parse=understanding.parse, nlu=parse, verdict=verdict, actions=(outcome.action,))
+
+    def _read_clauses(self, clauses: Sequence[Clause], language: str
+                      ) -> tuple[list[Parse], list[Mapping[str, float]]]:
+        """Each clause's NLU parse and, with a knowledge base, its intents' nearest examples. Blocking: one worker
+        thread for both."""
+        parts = self.parts
+        knowledge = parts.knowledge
+        return ([parts.nlu.parse(c.text) for c in clauses],
+                [] if knowledge is None else [knowledge.nearest(c.text, language) for c in clauses])
 
     async def _wait(
         self,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +186,13 @@ def plainly(rules: TurnRules, intent: str, nearest: Mapping[str, float] | None) 
     answers = rules.answer_intents
     if not nearest or not answers:
         return True
-    return nearest.get(intent, 0.0) >= max(nearest.get(a, 0.0) for a in answers) + RIVAL_MARGIN
+    return nearer_than(nearest, intent, answers, RIVAL_MARGIN)
+
+
+def nearer_than(nearest: Mapping[str, float], intent: str, rivals: Iterable[str], margin: float) -> bool:
+    """Whether ``intent``'s nearest NLU example is nearer to the message than every one of ``rivals``' by ``margin``
+    (``nearest``: :meth:`dialogue.knowledge.KnowledgeBase.nearest`; an intent it does not name scores 0)."""
+    return nearest.get(intent, 0.0) >= max((nearest.get(r, 0.0) for r in rivals), default=0.0) + margin
 
 
 def understand(rules: TurnRules, conversation: Conversation, parse: Parse, verdict: InputVerdict,
@@ -366,8 +372,8 @@ def said_plainly(intent: str, nearest: Mapping[str, float], kin: Sequence[str] =
     examples, yes)."""
     if not nearest:
         return True
-    rivals = [score for other, score in nearest.items() if other != intent and other not in kin]
-    return nearest.get(intent, 0.0) >= max(rivals, default=0.0) + HANDOFF_MARGIN
+    return nearer_than(nearest, intent, (other for other in nearest if other != intent and other not in kin),
+                       HANDOFF_MARGIN)
 
 
 # -- the policy's choice -----------------------------------------------------------------------------------------------
