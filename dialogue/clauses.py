@@ -7,8 +7,9 @@ asks for it. Customers often say it before they are asked, in the message that s
     "我要退货 订单10234 耳机有杂音"                             -> reason "耳机有杂音"
     "耳机左边没声音 想退货"                                     -> reason "耳机左边没声音"
 
-Asking again for what was just said is what customers notice first. The message is split into clauses (punctuation;
-in Chinese also spaces, which separate clauses there, not words), each clause is read by the NLU on its own, and:
+Asking again for what was just said is what customers notice first. The message is split into clauses (punctuation, a
+dash between words; in Chinese also spaces, which separate clauses there, not words), each clause is read by the NLU
+on its own, and:
 
 * a clause read as the task's own request ("想退货", "can i send them back?") is the request;
 * a clause that carries a value of one of the task's other slots ("订单10234", "order #18417") gives that value,
@@ -35,6 +36,7 @@ SHORT_TALK = 3  # at most this many words (Chinese: characters) in a clause that
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _CLAUSE = re.compile(r"([^,，.。!！?？;；、~～\n]+)([,，.。!！?？;；、~～\n]*)")
 _WORDS = re.compile(r"[^\W_]+")
+_DASH = re.compile(r"\s+[-–—]+\s+|——")  # a dash between words ("zip snapped off - I want to return it"), not in "t-shirt"
 # A question: its mark; in Chinese a final particle (吗, 呢, 咩...) or 不 ("包邮不", "行不"), an A-not-A verb ("管不管",
 # "有没有"), a choice ("你是真人还是机器人呀") or a question word ("同一个订单扣了两笔款 啥情况", "钱啥时候退回来"); in English, a
 # clause that opens as questions do ("does it do magsafe" has no mark), also after the word customers start with
@@ -72,7 +74,7 @@ def split_clauses(text: str) -> list[Clause]:
     """The message's clauses, in order (broken at punctuation, and at spaces when the text is Chinese)."""
     han = bool(_HAN.search(text))
     out = []
-    for m in _CLAUSE.finditer(text):
+    for m in _CLAUSE.finditer(_DASH.sub(", ", text)):
         pieces = m.group(1).split() if han else [m.group(1)]
         for i, piece in enumerate(pieces):
             if _WORDS.search(piece):

@@ -14,6 +14,12 @@ pieces that have one (jieba keeps 国际漫游 whole; the vectors know 国际 an
 with ``p`` the word's frequency in the package's ``vocab.txt``), L2-normalised: frequent words (的, 了, 吗) weigh
 little, topic words most. A text with no known word is the zero vector (cosine 0 with everything).
 
+The paper's second step, removing the direction every sentence vector shares, is not applied here: the NLU's features
+are these vectors as they are. :meth:`WordVectorEncoder.common_directions` gives those directions to a caller that
+compares sentences by cosine (the knowledge base, :mod:`dialogue.knowledge`, "Common directions"). They are the top
+eigenvectors of the vocabulary's expected SIF outer product, ``sum_w p(w) (a / (a + p(w)))^2 v_w v_w^T``, so they
+depend on the vectors alone, not on which texts a caller happened to encode.
+
 Loading reads 50 MB once per process (about 2 s), on the first :meth:`WordVectorEncoder.encode`.
 """
 
@@ -59,6 +65,8 @@ class WordVectorEncoder:
         self._index: dict[str, int] | None = None
         self._vectors: np.ndarray | None = None
         self._weights: np.ndarray | None = None
+        self._frequencies: np.ndarray | None = None
+        self._common: np.ndarray | None = None
         self._cut: Any = None
         self.texts_encoded = 0
 
@@ -104,7 +112,8 @@ class WordVectorEncoder:
             jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary build to stderr at DEBUG
             tokenizer = jieba.Tokenizer()
             self._vectors = (vectors / np.maximum(norms, 1e-9)).astype(np.float32)
-            self._weights = (SIF_A / (SIF_A + counts / counts.sum())).astype(np.float32)
+            self._frequencies = counts / counts.sum()
+            self._weights = (SIF_A / (SIF_A + self._frequencies)).astype(np.float32)
             self._cut = tokenizer.lcut
             self._index = index
             log.info("loaded %d Chinese word vectors from %s", len(words), data)
@@ -153,6 +162,22 @@ class WordVectorEncoder:
                 out[row] = v / max(float(np.linalg.norm(v)), 1e-9)
         self.texts_encoded += len(texts)
         return torch.from_numpy(out)
+
+
+    def common_directions(self, k: int) -> np.ndarray:
+        """(k, 100): the ``k`` unit directions that SIF sentence vectors share most, strongest first (see the module
+        docstring); a caller projects them out of the vectors it compares. Computed once, on first use."""
+        import numpy as np
+
+        self._load()
+        assert self._vectors is not None and self._weights is not None and self._frequencies is not None
+        with self._lock:
+            if self._common is None:
+                vectors = self._vectors.astype(np.float64)
+                weight = self._frequencies * self._weights.astype(np.float64) ** 2
+                _, eigenvectors = np.linalg.eigh((vectors * weight[:, None]).T @ vectors)  # ascending eigenvalues
+                self._common = eigenvectors[:, ::-1].T.astype(np.float32)
+        return self._common[:k].copy()
 
 
 def read_word2vec(path: Path) -> tuple[list[str], np.ndarray]:

@@ -13,6 +13,10 @@ from dialogue.clauses import MAX_CLAUSES, Clause, Reading, detail, split_clauses
     ("我要退货 订单10234 耳机有杂音", ["我要退货", "订单10234", "耳机有杂音"]),  # spaces end clauses in Chinese
     ("耳机左边没声音，想退货！", ["耳机左边没声音", "想退货"]),
     ("return it please", ["return it please"]),  # spaces do not end clauses in English
+    ("zip snapped off after a few weeks - I want to return it", ["zip snapped off after a few weeks",
+                                                                 "I want to return it"]),  # a dash between words does
+    ("my t-shirt is torn", ["my t-shirt is torn"]),  # a hyphen inside a word does not
+    ("拉链坏了——我要退货", ["拉链坏了", "我要退货"]),
     ("?? ,, 😂", []),
 ])
 def test_split_clauses(text: str, clauses: list[str]) -> None:

@@ -106,7 +106,7 @@ async def test_without_the_examples_a_confident_intent_keeps_its_turn(engine: Di
 
     kb = engine.parts.knowledge
     assert isinstance(kb, KnowledgeBase) and kb.examples is not None
-    bare = KnowledgeBase(kb.entries, kb._vectors, kb._row_entries, kb._encoders, content_hash=kb.content_hash)
+    bare = KnowledgeBase(kb.entries, kb.vectors, kb._row_entries, kb._encoders, content_hash=kb.content_hash)
     reply = await engine.with_parts(knowledge=bare, nlu=SureOf(engine.parts.nlu, "complaint")).handle_message(
         None, mid(), "i need a VAT invoice for my company purchase")
     assert reply.action != "action_answer_kb"  # the old rule: the intent's confidence beats the entry's score

@@ -67,6 +67,17 @@ def test_sentences_are_sif_weighted_unit_vectors(tiny: WordVectorEncoder) -> Non
     assert float(tiny.encode(["运费"])[0] @ tiny.encode(["包邮"])[0]) == pytest.approx(0.6)
 
 
+def test_common_directions_are_the_frequent_words_own(tiny: WordVectorEncoder) -> None:
+    # the directions sentence vectors share, weighted by how often a word is said times its SIF weight squared: 快
+    # and 递 (100 counts each) lead; 的 (a million counts) is said most but weighs almost nothing in a sentence
+    common = tiny.common_directions(3)
+    assert common.shape == (3, WORDVEC_DIM)
+    assert np.allclose(common @ common.T, np.eye(3), atol=1e-5)  # orthonormal
+    assert float(np.sum(common[:2, 2:4] ** 2)) == pytest.approx(2.0, abs=1e-5)  # the top two span 快 and 递
+    assert abs(float(common[2, 1])) < 0.5  # and 的 is not next: 运费 and 包邮 are
+    assert np.array_equal(tiny.common_directions(3), common)  # computed once: the same every call
+
+
 def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wordvec.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EncoderError, match="synonyms"):
