@@ -389,6 +389,10 @@ class DialogueEngine:
         search = _Search(parts.knowledge, parse.text, language)
         nearest = await search.nearest() if turn.doubts_subject(rules, conversation, parse) else None
         understanding = turn.understand(rules, conversation, parse, verdict, nearest)
+        unsure = turn.unsure_clauses(rules, understanding, conversation.state)
+        if unsure:  # a request inside a story the NLU is unsure of as a whole
+            said, near = await asyncio.to_thread(self._read_clauses, unsure, language)
+            understanding = turn.task_in_clauses(rules, understanding, said, near)
         question = bool(understanding.takers) and await search.hit(turn.aside_bar(rules, parse, language)) is not None
         understanding = turn.take_answer(rules, understanding, question=question)
         query = turn.unasked_query(rules, understanding, conversation.state)

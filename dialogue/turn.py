@@ -74,6 +74,10 @@ RIVAL_MARGIN = 0.1
 # a wait for a human or out of it on a question (said_plainly): the shop's requests for a human by 0.13-0.59,
 # statements the NLU misfiled as one by -0.20-0.00.
 HANDOFF_MARGIN = 0.05
+# A statement clause the NLU is this sure is a hand-off need only be the nearest to its intent's examples: "I want to
+# speak to someone who can explain this" (complaint 0.99) is 0.014 nearer to the complaint examples, which are
+# complaints more than requests for a person; the statements misfiled as a hand-off were read at 0.87 and below.
+SURE_HANDOFF = 0.95
 WITH_AGENT = "with_agent"  # TurnReply flag: an agent holds the conversation; the bot did not answer
 TOXIC_REPLY = "toxic_reply"  # TurnReply flag: the output classifier replaced the reply
 
@@ -159,6 +163,7 @@ class Understanding:
     # from_text slots that would take the message but got a value from its entities ("质量太差": reason "质量太"): the
     # message answered them all the same
     valued: tuple[FromText, ...] = ()
+    said: bool = False  # a statement clause of a message that also asks a question asked for a human (handoff_asked)
 
     def __repr__(self) -> str:  # the slots and the answer are customer text
         return f"Understanding(intent={self.intent!r}, filled={sorted(self.filled)}, answered={self.answered})"
@@ -272,6 +277,51 @@ def take_answer(rules: TurnRules, understanding: Understanding, *, question: boo
     return dataclasses.replace(found, takers=(), valued=())
 
 
+def unsure_clauses(rules: TurnRules, understanding: Understanding, state: str) -> tuple[Clause, ...] | None:
+    """The clauses to read when the NLU is unsure of a whole message (low confidence, out of scope) that is not an
+    answer to the bot's question and has 2 to :data:`~dialogue.clauses.MAX_CLAUSES` clauses; ``None`` otherwise (costs
+    one NLU parse per clause, so only such messages ask). See :func:`task_in_clauses`."""
+    if (understanding.answered or understanding.takers or understanding.valued or not understanding.answer
+            or state == HANDOFF_STATE or not (understanding.low_confidence or understanding.intent == ev.OUT_OF_SCOPE)
+            or not isinstance(rules.flows.definition, DialogueDefinition)):
+        return None
+    clauses = split_clauses(understanding.answer)
+    return tuple(clauses) if 2 <= len(clauses) <= MAX_CLAUSES else None
+
+
+def task_in_clauses(rules: TurnRules, understanding: Understanding, parses: Sequence[Parse],
+                    nearest: Sequence[Mapping[str, float]] = ()) -> Understanding:
+    """``understanding`` read as the task one of its clauses asks for, when exactly one task is asked for by its
+    clauses' ``parses``: confidently, said plainly (:func:`said_plainly`; ``nearest``: each clause's), and about a
+    value the message gave for one of that task's slots, as :func:`in_scope_by_value` reads a whole message. A
+    customer's story around a request blurs the whole message for the NLU: "13047这单耳机 左边耳朵不出声了 给退不" (this
+    order's earphones, the left one has no sound, will you take them back?) was out of scope at 0.57, the return second
+    at 0.43, and became an order-status lookup of 13047; its last clause alone is a return at 0.79, 0.19 nearer to the
+    return's examples than to any other intent's. The whole message's values stay; the reason is then found in the
+    other clauses as for any request (:func:`unasked_query`). Without a value the clause is a question about the task
+    more often than the task: "拆了包装的东西还能退不，就试了一下" (can opened things still be returned? I only tried them on)
+    asks for the return policy, which the knowledge base answers."""
+    definition = rules.flows.definition
+    if not isinstance(definition, DialogueDefinition):
+        return understanding
+    near = list(nearest) or [{}] * len(parses)
+    asked: dict[str, Parse] = {}  # task -> its surest clause
+    for parse, scores in zip(parses, near, strict=True):
+        opening = definition.opening(parse.intent)
+        if (opening is None or not definition.claims(parse.intent, understanding.filled)
+                or parse.confidence < rules.confidence_threshold or not said_plainly(parse.intent, scores)):
+            continue
+        best = asked.get(opening[0].name)
+        if best is None or parse.confidence > best.confidence:
+            asked[opening[0].name] = parse
+    if len(asked) != 1:
+        return understanding
+    (clause,) = asked.values()
+    parse = dataclasses.replace(understanding.parse, intent=clause.intent, confidence=clause.confidence,
+                                ranking=clause.ranking)
+    return dataclasses.replace(understanding, parse=parse, intent=clause.intent, low_confidence=False)
+
+
 @dataclass(frozen=True)
 class UnaskedQuery:
     """The clauses of a message that starts a task whose ``from_text`` slot is still empty ("return 10976, it broke"):
@@ -343,8 +393,10 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
                   ) -> Understanding:
     """``understanding`` as a message the bot did not understand unless one of the statement clauses' ``parses`` is a
     confident hand-off reading, said plainly: the clause nearer to the hand-off intent's examples than to any other
-    intent's by :data:`HANDOFF_MARGIN` (:func:`said_plainly`; ``nearest``: each clause's; without them, the NLU's
-    confidence alone). The NLU files unfamiliar statements under the hand-off: "my son is looking for a summer job"
+    intent's by :data:`HANDOFF_MARGIN`, or at all when the NLU is :data:`SURE_HANDOFF` of it (:func:`said_plainly`;
+    ``nearest``: each clause's; without them, the NLU's confidence alone). Then the request was said in words, and
+    the knowledge base stays out of the turn (:func:`knowledge_bar`): "cancelled?? I never cancelled anything. I want to
+    speak to someone who can explain this" got the order-changes entry. The NLU files unfamiliar statements under the hand-off: "my son is looking for a summer job"
     (beside "are you guys hiring?") is a complaint at 0.87, its complaint examples no nearer than 0.17 against an
     out-of-scope one at 0.29; "let me talk to ur manager" is 0.20 nearer to its own. Otherwise the knowledge base may
     answer it (:func:`misread_bar`), else the fallback says what the bot can do; a misunderstanding counts towards the
@@ -360,20 +412,20 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
         return understanding if plain else dataclasses.replace(understanding, low_confidence=True)
     near = list(nearest) or [{}] * len(parses)
     for parse, scores in zip(parses, near, strict=True):
+        margin = 1e-6 if parse.confidence >= SURE_HANDOFF else HANDOFF_MARGIN
         if parse.intent in intents and parse.confidence >= rules.confidence_threshold and \
-                said_plainly(parse.intent, scores, intents):
-            return understanding
+                said_plainly(parse.intent, scores, intents, margin):
+            return dataclasses.replace(understanding, said=True)
     return dataclasses.replace(understanding, low_confidence=True)
 
 
-def said_plainly(intent: str, nearest: Mapping[str, float], kin: Sequence[str] = ()) -> bool:
+def said_plainly(intent: str, nearest: Mapping[str, float], kin: Sequence[str] = (),
+                 margin: float = HANDOFF_MARGIN) -> bool:
     """Whether a message is nearer to ``intent``'s NLU examples than to those of every other intent (``kin``
-    excepted) by :data:`HANDOFF_MARGIN` (``nearest``: :meth:`dialogue.knowledge.KnowledgeBase.nearest`; without
-    examples, yes)."""
+    excepted) by ``margin`` (``nearest``: :meth:`dialogue.knowledge.KnowledgeBase.nearest`; without examples, yes)."""
     if not nearest:
         return True
-    return nearer_than(nearest, intent, (other for other in nearest if other != intent and other not in kin),
-                       HANDOFF_MARGIN)
+    return nearer_than(nearest, intent, (other for other in nearest if other != intent and other not in kin), margin)
 
 
 # -- the policy's choice -----------------------------------------------------------------------------------------------
@@ -591,10 +643,11 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
     :data:`SMALL_TALK_TRUST` sure of it, and a task when its confidence is at least the match's score.
     A task keeps its turn when its slots say so (:func:`about_a_task`: an order id; not a ``from_text`` slot's
     value, which the tagger may read into any clause: "你们退货政策是啥样的 拆封了还行不" had a "reason"). A blocked
-    message, and one that answered the bot's question, are exempt.
+    message, one that answered the bot's question, and a hand-off asked for in a statement (:func:`handoff_asked`)
+    are exempt.
     """
     action, parse = rules.knowledge_action, understanding.parse
-    if not action or blocked or understanding.answered or action not in decision.allowed:
+    if not action or blocked or understanding.answered or understanding.said or action not in decision.allowed:
         return None
     if decision.action == action:
         return None  # the flows already chose the knowledge action: it searches by itself

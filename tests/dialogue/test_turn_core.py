@@ -175,6 +175,36 @@ def test_a_statement_asks_for_a_human_only_when_said_plainly(nearest: list[dict[
     assert turn.handoff_asked(RULES, found, said, nearest).low_confidence is not handoff
 
 
+ASKED_AND_SAID = "cancelled?? I never cancelled anything. I want to speak to someone who can explain this"
+
+
+@pytest.mark.parametrize(("confidence", "nearest", "handoff"), [
+    # the complaint examples are complaints more than requests for a person, and only just the nearest: a sure
+    # reading needs no more
+    (0.99, {"complaint": 0.353, "greet": 0.339, "out_of_scope": 0.337}, True),
+    (0.87, {"complaint": 0.353, "greet": 0.339, "out_of_scope": 0.337}, False),  # less sure: plainly nearer, by 0.05
+    (0.99, {"complaint": 0.33, "greet": 0.339}, False),  # sure, but another intent's examples are nearer
+    (0.99, {"complaint": 0.339, "greet": 0.339}, False),  # a tie is no request
+])
+def test_a_sure_statement_asks_for_a_human_when_its_examples_are_nearest(
+        confidence: float, nearest: dict[str, float], handoff: bool) -> None:
+    found = understood(conv(), parse(ASKED_AND_SAID, "complaint", 0.98))
+    said = [parse("I want to speak to someone who can explain this", "complaint", confidence)]
+    read = turn.handoff_asked(RULES, found, said, [nearest])
+    assert (read.low_confidence, read.said) == (not handoff, handoff)
+
+
+def test_a_human_asked_for_in_words_is_not_answered_from_the_knowledge_base() -> None:
+    found = understood(conv(), parse(ASKED_AND_SAID, "complaint", 0.98))
+    said = turn.handoff_asked(RULES, found, [parse("I want to speak to someone", "complaint", 0.99)], [{}])
+    chosen = turn.situation(RULES, said, conv(), "idle", heard(ASKED_AND_SAID), "en")
+    decision = POLICY.choose(chosen.observation, chosen.allowed)
+    assert decision.action == "action_handoff"
+    assert turn.knowledge_bar(RULES, said, chosen.context, decision, blocked=False, language="en") is None
+    # the same reading without a statement that says so: an entry nearer than the complaint examples may take it
+    assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=False, language="en") is not None
+
+
 @pytest.mark.parametrize(("nearest", "taken"), [
     (None, False),  # no examples to compare: a sure complaint goes to a human
     ({"complaint": 0.28, "inform": 0.23}, True),  # "the noise cancelling is basically useless": no nearer a complaint
@@ -262,6 +292,62 @@ def test_a_reason_said_in_the_request_is_asked_of_the_nlu_clause_by_clause() -> 
     taken = turn.take_unasked(RULES, found, query, parses)
     assert taken.slots["reason"] == "the strap broke after a day" and "reason" in taken.filled
     assert turn.unasked_query(RULES, found, "return_need_id") is None  # the task is open: its questions ask
+
+
+STORY = "13047 the earphones, the left one went silent, can i send them back"
+STORY_CLAUSES = [parse("13047 the earphones", "order_status", 0.6, order_id="13047"),
+                 parse("the left one went silent", "out_of_scope", 0.7),
+                 parse("can i send them back", "return_request", 0.79)]
+PLAIN_RETURN = {"return_request": 0.92, "payment_problem": 0.73}
+NOT_PLAIN = {"order_status": 0.6, "inform": 0.58}  # "13047 the earphones": as near to a bare id as to a lookup
+
+
+@pytest.mark.parametrize(("clauses", "nearest", "intent"), [
+    # the last clause asks for the return plainly: the story is a return of 13047, its reason found as for any request
+    (STORY_CLAUSES, [NOT_PLAIN, {"out_of_scope": 0.5}, PLAIN_RETURN], "return_request"),
+    # no examples to compare: the NLU's confidence alone
+    ([parse("13047 the earphones", "inform", 0.6, order_id="13047"), *STORY_CLAUSES[1:]], [], "return_request"),
+    (STORY_CLAUSES, [], None),  # ... and then the first clause asks for an order's status as confidently
+    # the request clause unsure, or no nearer to the return's examples than to others: still not understood
+    ([*STORY_CLAUSES[:2], parse("can i send them back", "return_request", 0.4)], [NOT_PLAIN, {}, PLAIN_RETURN], None),
+    (STORY_CLAUSES, [NOT_PLAIN, {}, {"return_request": 0.7, "payment_problem": 0.68}], None),
+    # two tasks asked for, each plainly: which one is not the bot's to guess
+    (STORY_CLAUSES, [{"order_status": 0.8, "inform": 0.5}, {}, PLAIN_RETURN], None),
+])
+def test_a_task_asked_for_in_one_clause_of_an_unsure_message_is_read_as_that_task(
+        clauses: list[Parse], nearest: list[dict[str, float]], intent: str | None) -> None:
+    message = parse(STORY, "out_of_scope", 0.57, order_id="13047")
+    found = turn.understand(RULES, conv(), message, heard(STORY))
+    unsure = turn.unsure_clauses(RULES, found, "idle")
+    assert unsure is not None and [c.text for c in unsure] == [c.text for c in STORY_CLAUSES]
+    read = turn.take_answer(RULES, turn.task_in_clauses(RULES, found, clauses, nearest), question=False)
+    if intent is None:  # as before: the value it gave makes it an answer (the order's status)
+        assert read == turn.take_answer(RULES, found, question=False)
+        return
+    assert (read.intent, read.low_confidence, read.slots["order_id"]) == (intent, False, "13047")
+    query = turn.unasked_query(RULES, read, "idle")
+    assert query is not None
+    read = turn.take_unasked(RULES, read, query, clauses)
+    assert read.slots["reason"] == "the left one went silent"
+    chosen = turn.situation(RULES, read, conv(), "idle", heard(STORY), "en")
+    assert POLICY.choose(chosen.observation, chosen.allowed).action == "action_return"
+
+
+def test_a_clause_without_a_value_of_its_task_is_a_question_about_it() -> None:
+    text = "opened them already, can i send them back"  # no order: the return policy, not a return
+    found = turn.understand(RULES, conv(), parse(text, "out_of_scope", 0.57), heard(text))
+    said = [parse("opened them already", "out_of_scope", 0.7), parse("can i send them back", "return_request", 0.79)]
+    assert turn.task_in_clauses(RULES, found, said, [{}, PLAIN_RETURN]) == found
+
+
+def test_only_an_unsure_message_of_several_clauses_is_read_clause_by_clause() -> None:
+    sure = turn.understand(RULES, conv(), parse(STORY, "return_request", 0.9, order_id="13047"), heard(STORY))
+    assert turn.unsure_clauses(RULES, sure, "idle") is None
+    one = turn.understand(RULES, conv(), parse("send them back", "out_of_scope", 0.6), heard("send them back"))
+    assert turn.unsure_clauses(RULES, one, "idle") is None
+    answer = turn.understand(RULES, conv("return_need_reason", {"order_id": "13047"}, "utter_ask_reason"),
+                             parse(STORY, "out_of_scope", 0.57), heard(STORY))
+    assert answer.takers and turn.unsure_clauses(RULES, answer, "return_need_reason") is None  # the bot's question
 
 
 # -- the policy's choice and retrieval ---------------------------------------------------------------------------------
