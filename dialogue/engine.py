@@ -414,7 +414,7 @@ class DialogueEngine:
         chosen = back[0] if back else situation(wait.state)
         decision = back[1] if back else await self._choose(chosen)
         bar = turn.knowledge_bar(rules, understanding, chosen.context_for(decision.action), decision,
-                                 blocked=verdict.blocked, language=language)
+                                 blocked=verdict.blocked, language=language, last_action=conversation.last_action)
         plan = turn.decide(rules, understanding, conversation, wait, chosen, decision,
                            None if bar is None else await search.hit(bar))
         timer.lap("policy")

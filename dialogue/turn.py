@@ -627,7 +627,7 @@ def aside_bar(rules: TurnRules, parse: Parse, language: str) -> Bar:
 
 
 def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowContext, decision: Decision,
-                  *, blocked: bool, language: str) -> Bar | None:
+                  *, blocked: bool, language: str, last_action: str | None = None) -> Bar | None:
     """What a knowledge entry needs to take this turn, or ``None`` when retrieval stays out.
 
     Retrieval scores every turn that is not a confident task, and a match answers whatever the intent said: a
@@ -644,7 +644,10 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
     A task keeps its turn when its slots say so (:func:`about_a_task`: an order id; not a ``from_text`` slot's
     value, which the tagger may read into any clause: "你们退货政策是啥样的 拆封了还行不" had a "reason"). A blocked
     message, one that answered the bot's question, and a hand-off asked for in a statement (:func:`handoff_asked`)
-    are exempt.
+    are exempt. A question that would only repeat the bot's ``last_action`` on the values it already used (the
+    message gave none) needs the threshold alone: the customer has that answer, and asks something else ("物流信息在哪看呀
+    短信也木有收到" right after an order's status is the tracking entry at 0.67, but "物流" is the order-status examples'
+    word too).
     """
     action, parse = rules.knowledge_action, understanding.parse
     if not action or blocked or understanding.answered or understanding.said or action not in decision.allowed:
@@ -656,6 +659,9 @@ def knowledge_bar(rules: TurnRules, understanding: Understanding, context: FlowC
         return misread_bar(threshold)
     if about_a_task(rules, parse, context.state):
         return None  # an order id: the message is about the bot's task, not a general question
+    if decision.action == last_action and not understanding.filled and not decision.action.startswith("utter_") \
+            and asks(parse.text):
+        return Bar(threshold)  # the same answer again, to a question
     if decision.action.startswith("utter_") and would_reach(rules, context, decision.action) == context.state:
         return Bar(threshold, (parse.intent,), threshold if parse.confidence < SMALL_TALK_TRUST else math.inf)
     return Bar(threshold, (parse.intent,), max(threshold, TASK_KNOWLEDGE_MIN, parse.confidence),

@@ -453,6 +453,23 @@ def test_the_knowledge_bar(message: Parse, action: str, bar: turn.Bar | None) ->
     assert turn.knowledge_bar(no_kb, found, chosen.context, decision, blocked=False, language="en") is None
 
 
+@pytest.mark.parametrize(("text", "last_action", "bar"), [
+    # right after the order's status, a question that would get the same status again: the threshold alone
+    ("where can i see the tracking? got no text either", "action_order_status", turn.Bar(0.5)),
+    ("where can i see the tracking? got no text either", "utter_greet", turn.Bar(0.5, ("order_status",), 0.9, 0.0)),
+    ("still not here", "action_order_status", turn.Bar(0.5, ("order_status",), 0.9)),  # not a question: as before
+])
+def test_a_question_that_would_repeat_the_last_answer_needs_only_the_threshold(
+        text: str, last_action: str, bar: turn.Bar) -> None:
+    held = conv(slots={"order_id": "14388"}, last_action=last_action)
+    found = understood(held, parse(text, "order_status", 0.9))
+    chosen = turn.situation(RULES, found, held, "idle", heard(text), "en")
+    decision = POLICY.choose(chosen.observation, chosen.allowed)
+    assert decision.action == "action_order_status"  # the kept order id: the status again
+    assert turn.knowledge_bar(RULES, found, chosen.context, decision, blocked=False, language="en",
+                              last_action=last_action) == bar
+
+
 @pytest.mark.parametrize(("state", "message", "about"), [
     ("idle", parse("where is 10234", "order_status", order_id="10234"), True),  # a slot of the task it starts
     ("idle", parse("10234", "payment_problem", order_id="10234"), True),  # a value a task starts on

@@ -21,8 +21,10 @@ language, not one test each, because they measure how well the bot generalises r
   failures (a wait for a human ends on a task question only when said plainly): 29 (16, 13); then a hand-off asked
   as a question decided by the whole message, and the Chinese question words: 30 (16, 14).
 * ``scenarios/heldout6/``: 50 conversations (20 en, 30 zh) written in stop 33 by a seventh writer, Chinese weighted
-  because it is the weaker language: 33 of 50 (en 15, zh 18) on stop 32's code; stop 33's two fixes (the word vectors'
-  common directions out of the Chinese retrieval, a dash between words ending a clause) took it to 34 (16, 18).
+  because it is the weaker language: 33 of 50 (en 15, zh 18) on stop 32's code; stop 33's fixes (the word vectors'
+  common directions out of the Chinese retrieval, a dash between words ending a clause, a task asked for in one clause
+  of an unsure message, a hand-off asked for in a statement beside a question, a question that would repeat the last
+  answer) took it to 38 (17, 21).
 
 The floors sit below what the bot reaches on the development machine (the NLU and the policy are trained where the
 tests run, and differ by machine and by training), so that a regression fails CI; the issue's target is 0.90. How far
@@ -35,7 +37,7 @@ measured in one session: those floors are now that result less seven conversatio
 unscripted Chinese 66 / 79): a retrained NLU stays above them; a loss of more than seven conversations fails CI.
 The second held-out set's floors are stop 29's result less seven as well (33 / 41 and 33 / 40); the third's, stop
 30's (35 / 40 and 29 / 40) less seven; the fourth's, stop 32's (36 / 40 and 28 / 40) less seven; the fifth's, half
-the size, stop 32's (16 / 20 and 13 / 20) less four; the sixth's, stop 33's (16 / 20 and 18 / 30) less four and five.
+the size, stop 32's (16 / 20 and 13 / 20) less four; the sixth's, stop 33's (17 / 20 and 20 / 30; 21 at the stop's end) less four and five.
 The rules themselves are tested one by one in ``tests/dialogue/``."""
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from tests.conftest import SCENARIOS
 FLOOR = {("unscripted", "en"): 0.85, ("unscripted", "zh"): 0.83, ("heldout", "en"): 0.75, ("heldout", "zh"): 0.69,
          ("heldout2", "en"): 0.63, ("heldout2", "zh"): 0.65, ("heldout3", "en"): 0.70, ("heldout3", "zh"): 0.55,
          ("heldout4", "en"): 0.72, ("heldout4", "zh"): 0.52,
-         ("heldout5", "en"): 0.60, ("heldout5", "zh"): 0.45, ("heldout6", "en"): 0.60, ("heldout6", "zh"): 0.43}
+         ("heldout5", "en"): 0.60, ("heldout5", "zh"): 0.45, ("heldout6", "en"): 0.65, ("heldout6", "zh"): 0.50}
 
 
 def files(name: str) -> list[Any]:
