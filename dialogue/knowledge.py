@@ -76,7 +76,8 @@ before the cosine (:meth:`Encoders.remove_common`); they are computed from the w
 the NLU examples, scores alike. MiniLM has none: it was trained to spread its sentences apart, and removing its top
 directions lowered its right answers. Measured on every Chinese knowledge and fallback turn of the shop's scenarios but
 the sixth set (175 knowledge, 20 fallback turns; at the threshold 0.4): right entry first 157 -> 159, wrong entries
-admitted 17 -> 15, fallback turns admitted 6 -> 6. Two directions: one left first-right at 152, three gained nothing.
+admitted 17 -> 15, fallback turns admitted 6 -> 6. Why two: with one direction removed, 152 came first; with three,
+no more than with two.
 Estimated from the bot's own texts (entries and examples) instead, two directions did better on wrong entries (11) but
 admitted two fewer right ones, and an action answering from the knowledge base without the examples would rank
 otherwise than the engine did.

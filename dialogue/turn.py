@@ -396,11 +396,11 @@ def handoff_asked(rules: TurnRules, understanding: Understanding, parses: Sequen
     intent's by :data:`HANDOFF_MARGIN`, or at all when the NLU is :data:`SURE_HANDOFF` of it (:func:`said_plainly`;
     ``nearest``: each clause's; without them, the NLU's confidence alone). Then the request was said in words, and
     the knowledge base stays out of the turn (:func:`knowledge_bar`): "cancelled?? I never cancelled anything. I want to
-    speak to someone who can explain this" got the order-changes entry. The NLU files unfamiliar statements under the hand-off: "my son is looking for a summer job"
-    (beside "are you guys hiring?") is a complaint at 0.87, its complaint examples no nearer than 0.17 against an
-    out-of-scope one at 0.29; "let me talk to ur manager" is 0.20 nearer to its own. Otherwise the knowledge base may
-    answer it (:func:`misread_bar`), else the fallback says what the bot can do; a misunderstanding counts towards the
-    hand-off loop as any other.
+    speak to someone who can explain this" got the order-changes entry. The NLU files unfamiliar statements under the
+    hand-off: "my son is looking for a summer job" (beside "are you guys hiring?") is a complaint at 0.87, its
+    complaint examples no nearer than 0.17 against an out-of-scope one at 0.29; "let me talk to ur manager" is 0.20
+    nearer to its own. Otherwise the knowledge base may answer it (:func:`misread_bar`), else the fallback says what
+    the bot can do; a misunderstanding counts towards the hand-off loop as any other.
 
     A message that is all question has no statement to read: a request for a human is often asked ("can I talk to a
     real person?", "能不能换个真人来"), so the whole message decides, said plainly (``whole``: its nearest examples);

@@ -163,7 +163,6 @@ class WordVectorEncoder:
         self.texts_encoded += len(texts)
         return torch.from_numpy(out)
 
-
     def common_directions(self, k: int) -> np.ndarray:
         """(k, 100): the ``k`` unit directions that SIF sentence vectors share most, strongest first (see the module
         docstring); a caller projects them out of the vectors it compares. Computed once, on first use."""
