@@ -390,15 +390,17 @@ class DialogueEngine:
         nearest = await search.nearest() if turn.doubts_subject(rules, conversation, parse) else None
         understanding = turn.understand(rules, conversation, parse, verdict, nearest)
         unsure = turn.unsure_clauses(rules, understanding, conversation.state)
+        read: list[Parse] = []  # the unsure message's clauses, as the NLU read them one by one
         if unsure:  # a request inside a story the NLU is unsure of as a whole
-            said, near = await asyncio.to_thread(self._read_clauses, unsure, language)
-            understanding = turn.task_in_clauses(rules, understanding, said, near)
+            read, near = await asyncio.to_thread(self._read_clauses, unsure, language)
+            understanding = turn.task_in_clauses(rules, understanding, read, near)
         question = bool(understanding.takers) and await search.hit(turn.aside_bar(rules, parse, language)) is not None
         understanding = turn.take_answer(rules, understanding, question=question)
         query = turn.unasked_query(rules, understanding, conversation.state)
-        if query is not None:  # one NLU parse per clause, in a worker thread
+        if query is not None:  # one NLU parse per clause, in a worker thread, unless they were just read
             clauses = query.clauses
-            parses = await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
+            parses = read if clauses == unsure else \
+                await asyncio.to_thread(lambda: [parts.nlu.parse(c.text) for c in clauses])
             understanding = turn.take_unasked(rules, understanding, query, parses)
         statements = turn.handoff_statements(rules, understanding, conversation.state)
         if statements:  # a hand-off reading asked as a question: a request only if a statement says so

@@ -299,31 +299,28 @@ class Encoders:
             self._width = start
         languages = "".join(f"; {lang}: {enc.name}" for lang, enc in sorted(self.by_language.items()))
         self.name = default.name + languages
-        self._common: torch.Tensor | None = None
-        self._common_known = False
 
+    @functools.cached_property
     def common(self) -> torch.Tensor | None:
         """(k, width): the :data:`COMMON_DIRECTIONS` shared directions of each encoder that has them (the word
-        vectors' ``common_directions``), placed in its block; ``None`` when no encoder has any. Loads those encoders."""
+        vectors' ``common_directions``), placed in its block; ``None`` when no encoder has any. Loads those encoders
+        on first use."""
         import torch
 
-        if not self._common_known:
-            rows = []
-            for encoder in {id(e): e for e in (self.default, *self.by_language.values())}.values():
-                directions = getattr(encoder, "common_directions", None)
-                if directions is None:
-                    continue
-                start, end = self._blocks.get(id(encoder), (0, int(encoder.dim)))
-                block = torch.zeros((COMMON_DIRECTIONS, self._width if self._blocks else end), dtype=torch.float32)
-                block[:, start:end] = torch.as_tensor(directions(COMMON_DIRECTIONS), dtype=torch.float32)
-                rows.append(block)
-            self._common = torch.cat(rows) if rows else None
-            self._common_known = True
-        return self._common
+        rows = []
+        for encoder in {id(e): e for e in (self.default, *self.by_language.values())}.values():
+            directions = getattr(encoder, "common_directions", None)
+            if directions is None:
+                continue
+            start, end = self._blocks.get(id(encoder), (0, int(encoder.dim)))
+            block = torch.zeros((COMMON_DIRECTIONS, self._width if self._blocks else end), dtype=torch.float32)
+            block[:, start:end] = torch.as_tensor(directions(COMMON_DIRECTIONS), dtype=torch.float32)
+            rows.append(block)
+        return torch.cat(rows) if rows else None
 
     def remove_common(self, vectors: torch.Tensor) -> torch.Tensor:
-        """``vectors`` (rows) without the :meth:`common` directions, each row unit again (a zero row stays zero)."""
-        common = self.common()
+        """``vectors`` (rows) without the :attr:`common` directions, each row unit again (a zero row stays zero)."""
+        common = self.common
         if common is None:
             return vectors
         kept = vectors - (vectors @ common.T) @ common
